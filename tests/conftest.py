@@ -1,0 +1,37 @@
+"""Test setup: split the CPU into 2 logical devices before TensorFlow initialises them.
+
+MirroredStrategy(["/cpu:0", "/cpu:1"]) then runs two real replicas on one CPU
+(../shared/design/ECOSYSTEM.md). This must run before anything touches TF devices.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run_large", action="store_true", default=False,
+        help="also run tests marked large (long trainings, subprocess runs)",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "large: slow test, run only with --run_large")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run_large"):
+        return
+    skip = pytest.mark.skip(reason="large test: pass --run_large to run it")
+    for item in items:
+        if "large" in item.keywords:
+            item.add_marker(skip)
