@@ -1,0 +1,265 @@
+"""Flags and the frozen, validated experiment configuration.
+
+`define_flags()` declares every absl flag (all optional, so tests and libraries can run without
+them); `ExperimentConfig.from_flags()` reads them once and `validate()` checks every value
+before any work starts, raising `ConfigError` with a message that names the flag and the
+allowed values. Only the thin mains (`train.py`, ...) read flags; libraries take a config.
+
+Flagfiles (`configs/*.flags`) start with `--flagfile=configs/base.flags` and list only what
+differs; flags given on the command line after `--flagfile` override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from absl import flags
+
+METHODS = ("vae", "introvae", "soft_introvae", "as_introvae")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+AS_KERNELS = ("product", "per_dim")
+AS_SQUASH = ("tanh", "none")
+REDUCTIONS = ("mean", "sum")
+ANNEAL = ("linear", "tanh")
+BAD_IMAGES = ("fail", "skip")
+
+FLAGS = flags.FLAGS
+
+
+class ConfigError(ValueError):
+  """A flag has a bad value; the message names the flag and what is allowed."""
+
+
+def define_flags():
+  """Defines every flag of the training command (idempotent)."""
+  if "method" in FLAGS:
+    return
+  f = flags
+  f.DEFINE_enum("method", "as_introvae", METHODS, "Training method.")
+  f.DEFINE_string("dataset", "fashion_mnist",
+                  "8gaussians | 2spirals | checkerboard | rings | fashion_mnist | cifar10 | "
+                  "folder:PATH (image folder, e.g. ../shared/data/cifar10 or CelebA's "
+                  "img_align_celeba) | tfds:NAME (a prepared TFDS data_dir).")
+  f.DEFINE_string("data_dir", None, "TFDS data_dir for --dataset=tfds:NAME.")
+  f.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples. "
+                  "Running the same command again resumes from its last checkpoint.")
+  f.DEFINE_integer("train_steps", 10000, "Total training steps (iterations), warm-up included.")
+  f.DEFINE_integer("batch_size", 128, "GLOBAL batch size (split across replicas).")
+  f.DEFINE_integer("z_dim", 32, "Latent dimension.")
+  f.DEFINE_integer("image_size", None, "Image height = width in pixels (images are resized); "
+                   "default: the dataset's own (28 for Fashion-MNIST, 32 for CIFAR-10).")
+  f.DEFINE_integer("channels", None, "Image channels (1 grey, 3 RGB); default: the dataset's.")
+  f.DEFINE_list("filters", None, "Conv channels per resolution, e.g. 64,128; default: the "
+                "reference table for --image_size (networks.CHANNEL_TABLES).")
+  f.DEFINE_integer("num_hidden", 256, "2-D MLP: hidden units (reference 256).")
+  f.DEFINE_integer("num_layers", 3, "2-D MLP: hidden layers after the input layer (reference 3).")
+  f.DEFINE_float("lr", 2e-4, "Adam learning rate of both encoder and decoder (reference 2e-4).")
+  f.DEFINE_list("lr_milestones", [], "Steps at which the learning rate is multiplied by "
+                "--lr_gamma (MultiStepLR; 2-D reference: 10000,15000).")
+  f.DEFINE_float("lr_gamma", 0.1, "Learning-rate decay factor at each milestone.")
+  f.DEFINE_float("beta_rec", 1.0, "Weight of the reconstruction term.")
+  f.DEFINE_float("beta_kl", 1.0, "Weight of the KL term of real data.")
+  f.DEFINE_float("beta_neg", 256.0, "Weight of the KL of rec/fake samples inside expELBO.")
+  f.DEFINE_float("gamma_r", 1e-8, "Weight of the rec/fake reconstruction in the decoder loss "
+                 "(S-IntroVAE: 1e-8; must be > 0).")
+  f.DEFINE_float("margin", 110.0, "IntroVAE hinge margin m (nats).")
+  f.DEFINE_float("introvae_alpha", 0.25, "IntroVAE weight alpha of the adversarial terms.")
+  f.DEFINE_enum("as_kernel", "per_dim", AS_KERNELS, "AS-Distance kernel: product = the paper's "
+                "probability-product kernel (eq. 8 corrected); per_dim = the reference code.")
+  f.DEFINE_enum("as_squash", "tanh", AS_SQUASH, "Squash mu/logvar of rec/fake posteriors "
+                "before the AS-Distance (reference code: tanh; paper: none).")
+  f.DEFINE_enum("as_reduction_encoder", "sum", REDUCTIONS,
+                "AS-Distance reduction in the encoder phase (reference code: sum).")
+  f.DEFINE_enum("as_reduction_decoder", "mean", REDUCTIONS,
+                "AS-Distance reduction in the decoder phase (reference code: mean).")
+  f.DEFINE_boolean("as_decoder_kl_squashed", True, "Decoder-phase KL of rec/fake from the "
+                   "squashed mu/logvar (reference code: True).")
+  f.DEFINE_enum("anneal", "tanh", ANNEAL, "Schedule of c: linear = paper eq. 9, "
+                "min(5i/T, 1); tanh = reference code, min(tanh(5i/T), 1).")
+  f.DEFINE_boolean("rec_target_grad", False, "Encoder expELBO: let gradients flow through the "
+                   "target x_r of rec(x_r, D(z_r)) as the reference code does (False: "
+                   "sg(x_r), METHOD.md).")
+  f.DEFINE_integer("num_vae", 0, "Warm-up steps of plain VAE training before the "
+                   "introspective steps (2-D reference: 2000).")
+  f.DEFINE_float("ema_decay", 0.999, "EMA decay of the decoder weights used for sampling "
+                 "(AS-IntroVAE reference: 0.999); 0 disables the EMA.")
+  f.DEFINE_integer("seed", 0, "Random seed (weights, data order, noise).")
+  f.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy: default (one "
+                "device), mirrored (all local GPUs, else the CPU), multi_worker (TF_CONFIG).")
+  f.DEFINE_integer("log_every_steps", 100, "Steps between TensorBoard scalar logs (one Keras "
+                   "'epoch' of the progress bar).")
+  f.DEFINE_integer("checkpoint_every_steps", 1000, "Steps between checkpoints.")
+  f.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept in WORKDIR/checkpoints.")
+  f.DEFINE_integer("image_every_steps", 1000, "Steps between TensorBoard image grids.")
+  f.DEFINE_enum("bad_images", "fail", BAD_IMAGES, "Corrupt or non-image files in an image "
+                "folder: fail (error naming the file) or skip (count and report them).")
+  f.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (single device only).")
+  f.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call.")
+  f.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress output: 1 = bar, "
+                "2 = one line per log window, 0 = silent.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """Everything a run needs; field names are the flag names (see `define_flags`)."""
+
+  method: str = "as_introvae"
+  dataset: str = "fashion_mnist"
+  data_dir: str | None = None
+  workdir: str | None = None
+  train_steps: int = 10000
+  batch_size: int = 128
+  z_dim: int = 32
+  image_size: int | None = None
+  channels: int | None = None
+  filters: tuple | None = None
+  num_hidden: int = 256
+  num_layers: int = 3
+  lr: float = 2e-4
+  lr_milestones: tuple = ()
+  lr_gamma: float = 0.1
+  beta_rec: float = 1.0
+  beta_kl: float = 1.0
+  beta_neg: float = 256.0
+  gamma_r: float = 1e-8
+  margin: float = 110.0
+  introvae_alpha: float = 0.25
+  as_kernel: str = "per_dim"
+  as_squash: str = "tanh"
+  as_reduction_encoder: str = "sum"
+  as_reduction_decoder: str = "mean"
+  as_decoder_kl_squashed: bool = True
+  anneal: str = "tanh"
+  rec_target_grad: bool = False
+  num_vae: int = 0
+  ema_decay: float = 0.999
+  seed: int = 0
+  strategy: str = "default"
+  log_every_steps: int = 100
+  checkpoint_every_steps: int = 1000
+  keep_checkpoints: int = 3
+  image_every_steps: int = 1000
+  bad_images: str = "fail"
+  jit_compile: bool = False
+  steps_per_execution: int = 1
+  verbose: str = "auto"
+
+  @classmethod
+  def from_flags(cls, flag_values=FLAGS):
+    """Builds a config from parsed absl flags; converts list flags and checks int lists."""
+    values = {}
+    for field in dataclasses.fields(cls):
+      values[field.name] = flag_values[field.name].value
+    for name in ("filters", "lr_milestones"):
+      raw = values[name]
+      if raw is None:
+        continue
+      try:
+        values[name] = tuple(int(v) for v in raw)
+      except ValueError:
+        raise ConfigError(f"--{name} must be a comma-separated list of integers, "
+                          f"got {','.join(raw)!r}") from None
+    return cls(**values)
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  def to_json(self):
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  def validate(self, num_replicas=None):
+    """Checks every value; raises `ConfigError` naming the flag and what is allowed.
+
+    Args:
+      num_replicas: replicas of the strategy, to check that `--batch_size` divides evenly.
+
+    Returns:
+      self, for chaining.
+    """
+    def need(cond, message):
+      if not cond:
+        raise ConfigError(message)
+
+    need(self.method in METHODS, f"--method must be one of {', '.join(METHODS)}; "
+         f"got {self.method!r}")
+    need(self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}; "
+         f"got {self.strategy!r}")
+    need(bool(self.workdir), "--workdir is required: the directory for checkpoints, "
+         "TensorBoard logs and samples")
+    for name in ("train_steps", "batch_size", "z_dim", "num_hidden", "num_layers",
+                 "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+                 "image_every_steps", "steps_per_execution"):
+      value = getattr(self, name)
+      need(isinstance(value, int) and value > 0, f"--{name} must be a positive integer; "
+           f"got {value!r}")
+    for name in ("image_size", "channels"):
+      value = getattr(self, name)
+      need(value is None or value > 0, f"--{name} must be a positive integer; got {value!r}")
+    need(self.channels is None or self.channels in (1, 3, 4),
+         f"--channels must be 1 (grey), 3 (RGB) or 4 (RGBA); got {self.channels}")
+    need(self.filters is None or (len(self.filters) > 0 and min(self.filters) > 0),
+         f"--filters must be positive integers, e.g. 64,128; got {self.filters}")
+    need(self.lr > 0, f"--lr must be > 0; got {self.lr}")
+    need(0 < self.lr_gamma <= 1, f"--lr_gamma must be in (0, 1]; got {self.lr_gamma}")
+    need(list(self.lr_milestones) == sorted(set(self.lr_milestones))
+         and all(m > 0 for m in self.lr_milestones),
+         f"--lr_milestones must be increasing positive steps; got {self.lr_milestones}")
+    for name in ("beta_rec", "beta_kl", "beta_neg", "margin", "introvae_alpha"):
+      value = getattr(self, name)
+      need(value >= 0, f"--{name} must be >= 0; got {value}")
+    need(self.gamma_r > 0, f"--gamma_r must be > 0 (S-IntroVAE uses 1e-8; 0 is known to "
+         f"hurt); got {self.gamma_r}")
+    need(0 <= self.num_vae <= self.train_steps,
+         f"--num_vae must be in [0, --train_steps={self.train_steps}]; got {self.num_vae}")
+    need(0 <= self.ema_decay < 1, f"--ema_decay must be in [0, 1); got {self.ema_decay}")
+    need(self.as_kernel in AS_KERNELS, f"--as_kernel must be one of {AS_KERNELS}")
+    need(self.as_squash in AS_SQUASH, f"--as_squash must be one of {AS_SQUASH}")
+    need(self.anneal in ANNEAL, f"--anneal must be one of {ANNEAL}")
+    need(self.bad_images in BAD_IMAGES, f"--bad_images must be one of {BAD_IMAGES}")
+    if num_replicas is not None:
+      need(self.batch_size % num_replicas == 0,
+           f"--batch_size={self.batch_size} must be divisible by the number of replicas "
+           f"({num_replicas}) of --strategy={self.strategy}")
+    if self.jit_compile:
+      need(self.strategy == "default" and (num_replicas or 1) == 1,
+           "--jit_compile needs --strategy=default (Keras does not use XLA under "
+           "tf.distribute)")
+    return self
+
+
+def save_config(config, workdir):
+  """Writes WORKDIR/config.json (the flags of the run)."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(config.to_json())
+  os.replace(tmp, path)
+  return path
+
+
+def load_config(workdir):
+  """Reads WORKDIR/config.json back into an `ExperimentConfig`.
+
+  Raises:
+    FileNotFoundError: no config.json in `workdir` (not a training run directory).
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: --workdir={workdir} is not a training run "
+                            "directory (run as_introvae_tf.train first)")
+  with open(path) as f:
+    values = json.load(f)
+  known = {f.name for f in dataclasses.fields(ExperimentConfig)}
+  values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in known}
+  return ExperimentConfig(**values)
+
+
+ARCHITECTURE_KEYS = ("method", "dataset", "z_dim", "image_size", "channels", "filters",
+                     "num_hidden", "num_layers")
+"""Fields that must not change when a run is resumed from its checkpoint."""

@@ -1,0 +1,435 @@
+"""Keras models of the introspective VAEs: VAE, IntroVAE, S-IntroVAE and AS-IntroVAE.
+
+Each model is a `keras.Model` subclass holding an `encoder` (x -> mu, logvar) and a `decoder`
+(z -> x), compiled with two optimizers: `compile(encoder_optimizer, decoder_optimizer)`. Its
+`train_step` reads top to bottom like the papers' Algorithm 1: "Update E" with one
+`GradientTape`, then "Update D" with another, with `tf.stop_gradient` (`sg`) exactly where
+`../shared/design/METHOD.md` puts it.
+
+Distribution: the step is written for one replica. Per-example terms are averaged over the
+GLOBAL batch (`tf.nn.compute_average_loss`); Keras' optimizers sum gradients across replicas.
+Noise is drawn statelessly from `(seed, step)` for the whole global batch and each replica takes
+its own slice, so a step gives the same result with 1 or N replicas and after a resume. The
+AS-Distance (a batch-level MMD) is computed over the global batch: each replica gathers the
+other replicas' posteriors (as constants) and keeps its own slice differentiable, which gives
+exactly the gradient of the global-batch AS-Distance once the replicas' gradients are summed.
+
+The `num_vae` warm-up runs the plain VAE step: set `model.vae_phase = True` and rebuild the
+train function (`model.make_train_function(force=True)`); `train_lib` does this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from as_introvae_tf import losses
+
+METRIC_NAMES = {
+    "vae": ("loss", "rec", "kl_real"),
+    "introvae": ("loss_encoder", "loss_decoder", "rec", "kl_real", "kl_rec", "kl_fake",
+                 "diff_kl"),
+    "soft_introvae": ("loss_encoder", "loss_decoder", "rec", "kl_real", "kl_rec", "kl_fake",
+                      "diff_kl", "exp_elbo_rec", "exp_elbo_fake"),
+    "as_introvae": ("loss_encoder", "loss_decoder", "rec", "kl_real", "kl_rec", "kl_fake",
+                    "diff_kl", "exp_elbo_rec", "exp_elbo_fake", "as_distance", "c"),
+}
+"""Metrics each method reports (train_step returns them; TensorBoard logs them).
+
+`rec` = batch mean of `rec(x, x_r)`; KLs in nats; `diff_kl = kl_fake - kl_real` (the reference's
+diagnostic: negative means the encoder no longer tells fakes from real data);
+`as_distance` = the encoder-phase AS-Distance; `c` = the annealed KL weight."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LossHParams:
+  """Hyper-parameters of the losses (flag names in parentheses are the same).
+
+  Attributes:
+    beta_rec, beta_kl, beta_neg: ELBO weights (S-IntroVAE Algorithm 1).
+    gamma_r: weight of the fakes' reconstruction in the decoder loss (1e-8, never 0).
+    margin, introvae_alpha: IntroVAE's hinge margin `m` (nats) and adversarial weight.
+    as_kernel: `"product"` (paper) or `"per_dim"` (reference code).
+    as_squash: `"tanh"` (reference code squashes mu and logvar of rec/fake posteriors before
+      the AS-Distance) or `"none"`.
+    as_reduction_encoder, as_reduction_decoder: `"sum"`/`"mean"` (reference: sum in the encoder
+      phase, mean in the decoder phase).
+    as_decoder_kl_squashed: the reference computes the decoder-phase `kl_rec`, `kl_fake` from
+      the squashed values too.
+    anneal: `"linear"` (paper eq. 9) or `"tanh"` (reference code) schedule of `c`.
+    rec_target_grad: False = METHOD.md (`rec(sg(x_r), D(z_r))` in the encoder's expELBO);
+      True = the reference code, whose target `rec` is not detached there.
+  """
+  beta_rec: float = 1.0
+  beta_kl: float = 1.0
+  beta_neg: float = 256.0
+  gamma_r: float = 1e-8
+  margin: float = 110.0
+  introvae_alpha: float = 0.25
+  as_kernel: str = "per_dim"
+  as_squash: str = "tanh"
+  as_reduction_encoder: str = "sum"
+  as_reduction_decoder: str = "mean"
+  as_decoder_kl_squashed: bool = True
+  anneal: str = "tanh"
+  rec_target_grad: bool = False
+
+
+class IntrospectiveVAE(keras.Model):
+  """Base class: an encoder, a decoder, two optimizers and the shared step machinery.
+
+  Args:
+    encoder: `keras.Model`, `x [B, *example_shape] -> [mu, logvar]`, each float32 `[B, z_dim]`.
+    decoder: `keras.Model`, `z [B, z_dim] -> x [B, *example_shape]`.
+    ema_decoder: optional `keras.Model` with the decoder's architecture that holds the
+      exponential moving average of the decoder weights (used for sampling). Its weights are
+      filled by `sync_ema_decoder()` from the decoder optimizer's EMA (`use_ema=True`).
+    example_shape: shape of one example, e.g. `(2,)` or `(28, 28, 1)`.
+    global_batch_size: batch size summed over replicas; losses are averaged over it.
+    hparams: `LossHParams`.
+    total_steps: `T` of the annealing schedule (the run's `--train_steps`).
+    seed: int, seed of the stateless noise.
+  """
+
+  method = None
+
+  def __init__(self, encoder, decoder, *, example_shape, global_batch_size, hparams=None,
+               total_steps=1, seed=0, ema_decoder=None, **kwargs):
+    super().__init__(**kwargs)
+    self.encoder = encoder
+    self.decoder = decoder
+    self.ema_decoder = ema_decoder
+    self.example_shape = tuple(int(d) for d in example_shape)
+    self.z_dim = int(decoder.inputs[0].shape[-1])
+    self.global_batch_size = int(global_batch_size)
+    self.hparams = hparams or LossHParams()
+    self.total_steps = int(total_steps)
+    self.seed = int(seed)
+    self.scale = losses.input_scale(self.example_shape)
+    self.vae_phase = False
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES[self.method]}
+    self._vae_trackers = {name: self.trackers.get(name) or keras.metrics.Mean(name=name)
+                          for name in METRIC_NAMES["vae"]}
+
+  # --- Keras plumbing ------------------------------------------------------------------------
+
+  def compile(self, encoder_optimizer, decoder_optimizer, **kwargs):
+    """Compiles with one optimizer per network (built here, inside the strategy scope)."""
+    super().compile(optimizer=None, **kwargs)
+    self.encoder_optimizer = encoder_optimizer
+    self.decoder_optimizer = decoder_optimizer
+    self.encoder_optimizer.build(self.encoder.trainable_variables)
+    self.decoder_optimizer.build(self.decoder.trainable_variables)
+
+  @property
+  def metrics(self):
+    if self.vae_phase:
+      return list(self._vae_trackers.values())
+    return list(self.trackers.values())
+
+  def call(self, x, training=False):
+    """Deterministic reconstruction `D(mu(x))`, float32 `[B, *example_shape]`."""
+    mu, _ = self.encoder(x, training=training)
+    return self.decoder(mu, training=training)
+
+  @property
+  def step(self):
+    """int64 scalar: the number of completed training steps (the encoder optimizer's count)."""
+    return self.encoder_optimizer.iterations
+
+  def sampling_decoder(self):
+    """The decoder used for samples: the EMA decoder if there is one, else the decoder."""
+    return self.ema_decoder if self.ema_decoder is not None else self.decoder
+
+  def sync_ema_decoder(self):
+    """Copies the EMA of the decoder weights (and the current BatchNorm statistics) into
+    `ema_decoder`. Call outside `train_step` (cross-replica context) before sampling."""
+    if self.ema_decoder is None:
+      return
+    averages = getattr(self.decoder_optimizer, "_model_variables_moving_average", None)
+    if averages is None:
+      raise ValueError("ema_decoder given but the decoder optimizer has use_ema=False")
+    for target, average in zip(self.ema_decoder.trainable_variables, averages):
+      target.assign(average)
+    for target, source in zip(self.ema_decoder.non_trainable_variables,
+                              self.decoder.non_trainable_variables):
+      target.assign(source)
+
+  # --- Step helpers ---------------------------------------------------------------------------
+
+  def _normal(self, index):
+    """Standard normal noise `[local_batch, z_dim]` for this replica, a function of
+    (seed, step, index) drawn for the global batch so that it does not depend on the number
+    of replicas."""
+    seed = tf.stack([tf.constant(self.seed, tf.int64),
+                     tf.cast(self.step, tf.int64) * 16 + index])
+    full = tf.random.stateless_normal([self.global_batch_size, self.z_dim], seed=seed)
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+      return full
+    local = self.global_batch_size // ctx.num_replicas_in_sync
+    start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
+    return full[start:start + local]
+
+  def _mean(self, per_example):
+    """Global-batch mean of a `[B_local]` term (sum over this replica / global batch)."""
+    return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+
+  @staticmethod
+  def _global_sum(value):
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+      return value
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+  @staticmethod
+  def _gather_live(t):
+    """`[B_global, ...]`: all replicas' `t` with only this replica's slice differentiable."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+      return t
+    gathered = ctx.all_gather(tf.stop_gradient(t), axis=0)
+    n = tf.shape(t)[0]
+    start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * n
+    return tf.concat([gathered[:start], t, gathered[start + n:]], axis=0)
+
+  def _encode_sample_decode(self, x, eps, stop_z=False):
+    mu, logvar = self.encoder(x, training=True)
+    z = losses.reparameterize(mu, logvar, eps)
+    if stop_z:
+      z = tf.stop_gradient(z)
+    return mu, logvar, self.decoder(z, training=True)
+
+  def _report(self, trackers, values):
+    for name, value in values.items():
+      trackers[name].update_state(value)
+    return {name: tracker.result() for name, tracker in trackers.items()}
+
+  # --- The steps ------------------------------------------------------------------------------
+
+  def train_step(self, data):
+    x = data[0] if isinstance(data, (tuple, list)) else data
+    if self.vae_phase:
+      return self._report(self._vae_trackers, self.vae_step(x))
+    return self._report(self.trackers, self.introspective_step(x))
+
+  def vae_step(self, x):
+    """One ELBO step on E and D: `L = s * mean(beta_rec * rec + beta_kl * kl)` (METHOD.md)."""
+    hp = self.hparams
+    eps = self._normal(1)
+    e_vars = self.encoder.trainable_variables
+    d_vars = self.decoder.trainable_variables
+    # === Update E, D ===
+    with tf.GradientTape() as tape:
+      mu, logvar = self.encoder(x, training=True)
+      x_r = self.decoder(losses.reparameterize(mu, logvar, eps), training=True)
+      rec = losses.reconstruction_error(x, x_r)
+      kl = losses.gaussian_kl(mu, logvar)
+      loss = self._mean(losses.vae_loss(rec, kl, scale=self.scale, beta_rec=hp.beta_rec,
+                                        beta_kl=hp.beta_kl))
+    grads = tape.gradient(loss, e_vars + d_vars)
+    self.encoder_optimizer.apply_gradients(zip(grads[:len(e_vars)], e_vars))
+    self.decoder_optimizer.apply_gradients(zip(grads[len(e_vars):], d_vars))
+    return {"loss": tf.reduce_mean(losses.vae_loss(rec, kl, scale=self.scale,
+                                                   beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)),
+            "rec": tf.reduce_mean(rec), "kl_real": tf.reduce_mean(kl)}
+
+  def introspective_step(self, x):
+    raise NotImplementedError  # Each method defines its own.
+
+
+class VAE(IntrospectiveVAE):
+  """The plain (beta-)VAE baseline: every step is `vae_step`."""
+
+  method = "vae"
+
+  def introspective_step(self, x):
+    return self.vae_step(x)
+
+
+class SoftIntroVAE(IntrospectiveVAE):
+  """S-IntroVAE (Daniel & Tamar, CVPR 2021; soft-introvae.md eq. 4, Algorithm 1).
+
+  AS-IntroVAE subclasses it and replaces the KL of the rec/fake posteriors inside the
+  adversarial terms by `c * KL + (1 - c) * AS` (`_adversarial_energy`).
+  """
+
+  method = "soft_introvae"
+
+  def _squash(self, mu, logvar):
+    return mu, logvar
+
+  def _coefficient(self):
+    return tf.constant(1.0)
+
+  def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
+    del mu_r, logvar_r, mu_f, logvar_f, reduction
+    return tf.constant(0.0)
+
+  def introspective_step(self, x):
+    hp, s = self.hparams, self.scale
+    z_p = self._normal(0)
+    eps, eps_r, eps_f = self._normal(1), self._normal(2), self._normal(3)
+    eps_r_d, eps_f_d = self._normal(4), self._normal(5)
+    c = self._coefficient()
+
+    # === Update E === (decoder frozen: only encoder variables are updated)
+    with tf.GradientTape() as tape:
+      x_f = tf.stop_gradient(self.decoder(z_p, training=True))
+      mu, logvar = self.encoder(x, training=True)
+      z = losses.reparameterize(mu, logvar, eps)
+      x_r = self.decoder(z, training=True)
+      rec_real = losses.reconstruction_error(x, x_r)
+      kl_real = losses.gaussian_kl(mu, logvar)
+
+      x_r_in = tf.stop_gradient(x_r)
+      mu_r, logvar_r, y_r = self._encode_sample_decode(x_r_in, eps_r)
+      mu_f, logvar_f, y_f = self._encode_sample_decode(x_f, eps_f)
+      rr_rec = losses.reconstruction_error(x_r if hp.rec_target_grad else x_r_in, y_r)
+      rr_fake = losses.reconstruction_error(x_f, y_f)
+      kl_rec = losses.gaussian_kl(mu_r, logvar_r)
+      kl_fake = losses.gaussian_kl(mu_f, logvar_f)
+
+      sq = self._squash(mu_r, logvar_r) + self._squash(mu_f, logvar_f)
+      as_e = self._as_distance(*sq, reduction=hp.as_reduction_encoder)
+      as_const = tf.stop_gradient(as_e)
+      energy = dict(scale=s, beta_rec=hp.beta_rec, beta_neg=hp.beta_neg)
+      exp_rec = losses.exp_elbo(rr_rec, c * kl_rec + (1.0 - c) * as_const, **energy)
+      exp_fake = losses.exp_elbo(rr_fake, c * kl_fake + (1.0 - c) * as_const, **energy)
+      per_example_e = losses.soft_introvae_encoder_loss(
+          rec_real, kl_real, exp_rec, exp_fake, scale=s, beta_rec=hp.beta_rec,
+          beta_kl=hp.beta_kl)
+      loss_e = self._mean(per_example_e)
+      if self.method == "as_introvae":
+        # d/dAS of 0.25 * mean(exp_rec + exp_fake) over the GLOBAL batch (AS enters every
+        # example's exponent), times the AS-Distance whose own slice is live on this replica.
+        mean_exp = self._global_sum(tf.reduce_sum(exp_rec + exp_fake)) / self.global_batch_size
+        slope = -2.0 * s * hp.beta_neg * (1.0 - c) * tf.stop_gradient(mean_exp)
+        loss_e += 0.25 * slope * as_e
+    e_vars = self.encoder.trainable_variables
+    self.encoder_optimizer.apply_gradients(zip(tape.gradient(loss_e, e_vars), e_vars))
+
+    # === Update D === (encoder frozen: gradients flow through it, only D is updated)
+    with tf.GradientTape() as tape:
+      x_f = self.decoder(z_p, training=True)
+      x_r = self.decoder(tf.stop_gradient(z), training=True)
+      rec_real_d = losses.reconstruction_error(x, x_r)
+      mu_r, logvar_r, y_r = self._encode_sample_decode(x_r, eps_r_d, stop_z=True)
+      mu_f, logvar_f, y_f = self._encode_sample_decode(x_f, eps_f_d, stop_z=True)
+      rr_rec_d = losses.reconstruction_error(tf.stop_gradient(x_r), y_r)
+      rr_fake_d = losses.reconstruction_error(tf.stop_gradient(x_f), y_f)
+      sq = self._squash(mu_r, logvar_r) + self._squash(mu_f, logvar_f)
+      if hp.as_decoder_kl_squashed:
+        mu_r, logvar_r, mu_f, logvar_f = sq
+      kl_rec_d = losses.gaussian_kl(mu_r, logvar_r)
+      kl_fake_d = losses.gaussian_kl(mu_f, logvar_f)
+      per_example_d = losses.soft_introvae_decoder_loss(
+          rec_real_d, c * kl_rec_d, c * kl_fake_d, rr_rec_d, rr_fake_d, scale=s,
+          beta_rec=hp.beta_rec, beta_kl=hp.beta_kl, gamma_r=hp.gamma_r)
+      loss_d = self._mean(per_example_d)
+      if self.method == "as_introvae":
+        as_d = self._as_distance(*sq, reduction=hp.as_reduction_decoder)
+        loss_d += s * 0.5 * hp.beta_kl * (1.0 - c) * as_d  # linear in AS: no slope needed
+    d_vars = self.decoder.trainable_variables
+    self.decoder_optimizer.apply_gradients(zip(tape.gradient(loss_d, d_vars), d_vars))
+
+    kl_real_mean = tf.reduce_mean(kl_real)
+    kl_fake_mean = tf.reduce_mean(kl_fake_d)
+    logs = {
+        "loss_encoder": tf.reduce_mean(per_example_e),
+        "loss_decoder": tf.reduce_mean(per_example_d),
+        "rec": tf.reduce_mean(rec_real), "kl_real": kl_real_mean,
+        "kl_rec": tf.reduce_mean(kl_rec_d), "kl_fake": kl_fake_mean,
+        "diff_kl": kl_fake_mean - kl_real_mean,
+        "exp_elbo_rec": tf.reduce_mean(exp_rec), "exp_elbo_fake": tf.reduce_mean(exp_fake),
+    }
+    if self.method == "as_introvae":
+      logs["loss_decoder"] += s * 0.5 * hp.beta_kl * (1.0 - c) * as_d
+      logs["as_distance"] = as_const
+      logs["c"] = c
+    return logs
+
+
+class ASIntroVAE(SoftIntroVAE):
+  """AS-IntroVAE (Lu et al., ACML 2022; as-introvae.md eq. 5-9, reference `A_VAE.py`).
+
+  In both phases the KL of the rec/fake posteriors inside the adversarial terms becomes
+  `c * KL + (1 - c) * AS`, with `c` annealed from 0 to 1 over the first fifth of the run
+  (`LossHParams.anneal`) and AS the AS-Distance over the global batch
+  (`LossHParams.as_kernel`, `as_squash`, `as_reduction_*`).
+  """
+
+  method = "as_introvae"
+
+  def _squash(self, mu, logvar):
+    if self.hparams.as_squash == "tanh":
+      return tf.tanh(mu), tf.tanh(logvar)
+    return mu, logvar
+
+  def _coefficient(self):
+    return losses.annealing_coefficient(self.step, self.total_steps, self.hparams.anneal)
+
+  def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
+    g = self._gather_live
+    return losses.as_distance(g(mu_r), g(logvar_r), g(mu_f), g(logvar_f),
+                              kernel=self.hparams.as_kernel, reduction=reduction)
+
+
+class IntroVAE(IntrospectiveVAE):
+  """IntroVAE with the hinge margin (Huang et al., NeurIPS 2018, Algorithm 1).
+
+  Encoder: `beta_kl * kl_real + alpha * sum_s [m - kl_s]^+ + beta_rec * rec_real` with
+  `kl_s` of `sg(x_r)` and `x_f = sg(D(z_p))`; decoder: `alpha * (kl_rec + kl_fake) +
+  beta_rec * rec_real` through the frozen encoder. Ported from the IntroVAE paper (not the
+  re-weighted `I_VAE.py` of the AS-IntroVAE reference).
+  """
+
+  method = "introvae"
+
+  def introspective_step(self, x):
+    hp = self.hparams
+    z_p = self._normal(0)
+    eps = self._normal(1)
+
+    # === Update E ===
+    with tf.GradientTape() as tape:
+      x_f = tf.stop_gradient(self.decoder(z_p, training=True))
+      mu, logvar = self.encoder(x, training=True)
+      z = losses.reparameterize(mu, logvar, eps)
+      x_r = self.decoder(z, training=True)
+      rec_real = losses.reconstruction_error(x, x_r)
+      kl_real = losses.gaussian_kl(mu, logvar)
+      kl_rec = losses.gaussian_kl(*self.encoder(tf.stop_gradient(x_r), training=True))
+      kl_fake = losses.gaussian_kl(*self.encoder(x_f, training=True))
+      per_example_e = losses.introvae_encoder_loss(
+          rec_real, kl_real, kl_rec, kl_fake, margin=hp.margin, alpha=hp.introvae_alpha,
+          beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
+      loss_e = self._mean(per_example_e)
+    e_vars = self.encoder.trainable_variables
+    self.encoder_optimizer.apply_gradients(zip(tape.gradient(loss_e, e_vars), e_vars))
+
+    # === Update D ===
+    with tf.GradientTape() as tape:
+      x_f = self.decoder(z_p, training=True)
+      x_r = self.decoder(tf.stop_gradient(z), training=True)
+      rec_real_d = losses.reconstruction_error(x, x_r)
+      kl_rec_d = losses.gaussian_kl(*self.encoder(x_r, training=True))
+      kl_fake_d = losses.gaussian_kl(*self.encoder(x_f, training=True))
+      per_example_d = losses.introvae_decoder_loss(
+          rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec)
+      loss_d = self._mean(per_example_d)
+    d_vars = self.decoder.trainable_variables
+    self.decoder_optimizer.apply_gradients(zip(tape.gradient(loss_d, d_vars), d_vars))
+
+    kl_real_mean, kl_fake_mean = tf.reduce_mean(kl_real), tf.reduce_mean(kl_fake_d)
+    return {"loss_encoder": tf.reduce_mean(per_example_e),
+            "loss_decoder": tf.reduce_mean(per_example_d),
+            "rec": tf.reduce_mean(rec_real), "kl_real": kl_real_mean,
+            "kl_rec": tf.reduce_mean(kl_rec_d), "kl_fake": kl_fake_mean,
+            "diff_kl": kl_fake_mean - kl_real_mean}
+
+
+METHODS = {cls.method: cls for cls in (VAE, IntroVAE, SoftIntroVAE, ASIntroVAE)}
+"""`--method` name -> model class."""

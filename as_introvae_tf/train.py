@@ -1,0 +1,41 @@
+"""Trains an introspective VAE: `python -m as_introvae_tf.train --flagfile=configs/NAME.flags`.
+
+Flags given after `--flagfile` override the file, e.g.
+  python -m as_introvae_tf.train --flagfile=configs/8gaussians_as_introvae.flags --train_steps=2000
+Running the same command again resumes from the last checkpoint in --workdir.
+This file is intentionally short: the logic lives in `train_lib`.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from as_introvae_tf import config as config_lib  # noqa: E402
+
+config_lib.define_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  try:
+    config = config_lib.ExperimentConfig.from_flags(flags.FLAGS).validate()
+    result = train_lib.train_and_evaluate(config)
+  except (config_lib.ConfigError, FileNotFoundError, train_lib.TrainingDivergedError,
+          ValueError) as e:
+    logging.error("%s", e)
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(f"Trained to step {result['step']}; samples: {result['samples_png']}; "
+        f"TensorBoard: tensorboard --logdir {config.workdir}/tensorboard")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))

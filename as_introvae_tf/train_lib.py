@@ -1,0 +1,329 @@
+"""Training: config -> strategy, data, networks, model, checkpoints, TensorBoard, `fit`.
+
+`train_and_evaluate(config)` is the whole job behind `python -m as_introvae_tf.train`. It
+resumes automatically from the latest checkpoint in `WORKDIR/checkpoints`, logs scalars and
+image grids to `WORKDIR/tensorboard/train`, and writes `WORKDIR/samples.png` at the end.
+
+Layout of a workdir:
+  config.json          the run's flags (checked against the checkpoint's architecture on resume)
+  checkpoints/         tf.train.CheckpointManager: encoder, decoder, EMA decoder, optimizers
+  tensorboard/train/   scalars `train/<metric>` every --log_every_steps, image grids
+  samples.png          a grid of generated images (or a 2-D scatter) from the final model
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from as_introvae_tf import config as config_lib
+from as_introvae_tf import data
+from as_introvae_tf import distribute
+from as_introvae_tf import models
+from as_introvae_tf import networks
+from as_introvae_tf import visualize
+
+SAMPLE_GRID_SIZE = 64
+SAMPLE_SEED = 20221
+
+
+class TrainingDivergedError(RuntimeError):
+  """A loss went NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class Run:
+  """What `build_run` assembles: everything needed to train, restore or export a run."""
+
+  config: config_lib.ExperimentConfig
+  strategy: tf.distribute.Strategy
+  spec: data.DatasetSpec
+  model: models.IntrospectiveVAE
+  checkpoint: tf.train.Checkpoint
+  manager: tf.train.CheckpointManager
+
+
+def _learning_rate(config):
+  if not config.lr_milestones:
+    return config.lr
+  values = [config.lr * config.lr_gamma ** k for k in range(len(config.lr_milestones) + 1)]
+  return keras.optimizers.schedules.PiecewiseConstantDecay(list(config.lr_milestones), values)
+
+
+def build_networks(config, spec):
+  """(encoder, decoder) for the dataset: the 2-D MLP or the IntroVAE residual networks."""
+  if spec.kind == "2d":
+    return networks.build_networks("mlp", x_dim=spec.shape[0], z_dim=config.z_dim)
+  height, _, channels = spec.shape
+  return networks.build_networks("image", image_size=height, image_channels=channels,
+                                 z_dim=config.z_dim, filters=config.filters)
+
+
+def build_model(config, spec, strategy):
+  """Builds networks, model and both optimizers inside `strategy.scope()` and compiles."""
+  with strategy.scope():
+    encoder, decoder = build_networks(config, spec)
+    ema_decoder = None
+    if config.ema_decay > 0:
+      ema_decoder = keras.models.clone_model(decoder)
+      ema_decoder.set_weights(decoder.get_weights())
+      ema_decoder.trainable = False
+    hparams = models.LossHParams(**{f.name: getattr(config, f.name)
+                                    for f in dataclasses.fields(models.LossHParams)})
+    model = models.METHODS[config.method](
+        encoder, decoder, ema_decoder=ema_decoder, example_shape=spec.shape,
+        global_batch_size=config.batch_size, hparams=hparams, total_steps=config.train_steps,
+        seed=config.seed, name=config.method)
+    encoder_optimizer = keras.optimizers.Adam(_learning_rate(config), beta_1=0.9, beta_2=0.999)
+    decoder_optimizer = keras.optimizers.Adam(
+        _learning_rate(config), beta_1=0.9, beta_2=0.999, use_ema=config.ema_decay > 0,
+        ema_momentum=config.ema_decay or 0.99)
+    model.compile(encoder_optimizer, decoder_optimizer, jit_compile=config.jit_compile,
+                  steps_per_execution=config.steps_per_execution)
+  return model
+
+
+def make_checkpoint(model):
+  """The tf.train.Checkpoint of a run: networks, EMA decoder and both optimizers."""
+  items = dict(encoder=model.encoder, decoder=model.decoder,
+               encoder_optimizer=model.encoder_optimizer,
+               decoder_optimizer=model.decoder_optimizer)
+  if model.ema_decoder is not None:
+    items["ema_decoder"] = model.ema_decoder
+  return tf.train.Checkpoint(**items)
+
+
+def _check_resume_compatible(config, workdir):
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  previous = config_lib.load_config(workdir)
+  changed = [k for k in config_lib.ARCHITECTURE_KEYS
+             if getattr(previous, k) != getattr(config, k)]
+  if changed:
+    details = ", ".join(f"--{k}={getattr(previous, k)!r} (now {getattr(config, k)!r})"
+                        for k in changed)
+    raise config_lib.ConfigError(
+        f"--workdir={workdir} holds a run with a different architecture: {details}. "
+        "Use a new --workdir, or the same flags to resume.")
+
+
+def build_run(config, restore=True):
+  """Validates the config and assembles strategy, data spec, model and checkpoint.
+
+  Raises:
+    ConfigError: a bad flag (named in the message).
+    ValueError / FileNotFoundError: bad or missing data (named in the message).
+  """
+  config.validate()
+  strategy = distribute.get_strategy(config.strategy)
+  config.validate(num_replicas=strategy.num_replicas_in_sync)
+  spec = data.parse_dataset(config.dataset, config.image_size, config.channels,
+                            data_dir=config.data_dir)
+  if spec.kind != "2d" and config.filters is None:
+    try:
+      networks.default_filters(spec.shape[0])
+    except ValueError as e:
+      raise config_lib.ConfigError(f"--image_size: {e}; or give --filters") from None
+  keras.utils.set_random_seed(config.seed)
+  model = build_model(config, spec, strategy)
+  checkpoint = make_checkpoint(model)
+  directory = os.path.join(config.workdir, "checkpoints")
+  if not distribute.is_chief(strategy):
+    directory = os.path.join(config.workdir, "tmp_worker_checkpoints",
+                             str(strategy.cluster_resolver.task_id))
+  manager = tf.train.CheckpointManager(checkpoint, directory,
+                                       max_to_keep=config.keep_checkpoints)
+  if restore and manager.latest_checkpoint:
+    status = checkpoint.restore(manager.latest_checkpoint)
+    status.assert_existing_objects_matched()
+    logging.info("Restored %s (step %d)", manager.latest_checkpoint, int(model.step.numpy()))
+  return Run(config, strategy, spec, model, checkpoint, manager)
+
+
+def _fixed_batch(spec, config, num):
+  """A fixed batch for the image grids: test images, or fresh 2-D data points."""
+  if spec.kind == "2d":
+    return data.sample_2d(spec.name, 2048, np.random.default_rng(config.seed + 1))
+  ds = data.build_dataset(spec, "test", num, seed=config.seed, shuffle=False, repeat=False,
+                          bad_images=config.bad_images, data_dir=config.data_dir)
+  return next(iter(ds)).numpy()
+
+
+def sample(model, num, seed=SAMPLE_SEED):
+  """Generates `num` samples with the sampling (EMA) decoder from fixed prior noise.
+
+  Returns:
+    float32 numpy `[num, *example_shape]`; images are clipped to [0, 1].
+  """
+  model.sync_ema_decoder()
+  z = tf.random.stateless_normal([num, model.z_dim], seed=[seed, 0])
+  x = model.sampling_decoder()(z, training=False).numpy()
+  return np.clip(x, 0.0, 1.0) if len(model.example_shape) == 3 else x
+
+
+def render_samples(model, spec, fixed):
+  """The pictures of a run: {name: float32 [H, W, C] image in [0, 1]}."""
+  if spec.kind == "2d":
+    points = sample(model, 2048)
+    limit = data.two_d_range(spec.name)
+    return {"samples": visualize.scatter_2d(points, fixed, plot_range=limit,
+                                            title=f"{model.method}: samples over data")}
+  n = min(len(fixed), 32)
+  real = fixed[:n]
+  rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
+  columns = int(math.ceil(math.sqrt(SAMPLE_GRID_SIZE)))
+  return {
+      "real": visualize.image_grid(real, columns=8),
+      "reconstruction": visualize.image_grid(rec, columns=8),
+      "samples": visualize.image_grid(sample(model, SAMPLE_GRID_SIZE), columns=columns),
+  }
+
+
+class TrainingMonitor(keras.callbacks.Callback):
+  """Per log window ("epoch"): scalars, images, checkpoints, the NaN check, the phase switch.
+
+  Runs only at window ends (and counts steps in Python in between), so the step itself stays
+  a single `tf.function` with no host synchronisation.
+  """
+
+  def __init__(self, run, writer, fixed, chief):
+    super().__init__()
+    self.run, self.writer, self.fixed, self.chief = run, writer, fixed, chief
+    self.config = run.config
+    self.diverged = None
+    self.last_saved = None
+    self.last_images = None
+
+  def on_train_begin(self, logs=None):
+    self.step = int(self.run.model.step.numpy())
+    self.last_saved = self.step
+    self.last_images = self.step
+
+  def on_train_batch_end(self, batch, logs=None):
+    model, config = self.run.model, self.config
+    self.step += config.steps_per_execution
+    if model.vae_phase and self.step >= config.num_vae:
+      model.vae_phase = False
+      model.make_train_function(force=True)
+    if self.step >= config.train_steps:
+      model.stop_training = True
+
+  def on_epoch_end(self, epoch, logs=None):
+    model, config = self.run.model, self.config
+    step = int(model.step.numpy())
+    self.step = step
+    logs = {k: float(v) for k, v in (logs or {}).items()}
+    bad = sorted(k for k, v in logs.items() if not math.isfinite(v))
+    if bad:
+      self.diverged = (step, bad, logs)
+      model.stop_training = True
+      return
+    if self.chief:
+      with self.writer.as_default(step=step):
+        for name, value in logs.items():
+          tf.summary.scalar(f"train/{name}", value)
+        lr = model.encoder_optimizer.learning_rate
+        tf.summary.scalar("train/learning_rate", float(np.asarray(lr)))
+        if step - self.last_images >= config.image_every_steps or step >= config.train_steps:
+          self.write_images(step)
+      self.writer.flush()
+    if step - self.last_saved >= config.checkpoint_every_steps or step >= config.train_steps:
+      self.save(step)
+
+  def write_images(self, step):
+    self.last_images = step
+    for name, image in render_samples(self.run.model, self.run.spec, self.fixed).items():
+      tf.summary.image(f"images/{name}", image[None], step=step)
+
+  def save(self, step):
+    self.run.manager.save(checkpoint_number=step)
+    self.last_saved = step
+
+
+def _verbose(config):
+  if config.verbose != "auto":
+    return int(config.verbose)
+  return 1 if sys.stdout.isatty() else 2
+
+
+def train_and_evaluate(config):
+  """Trains (or resumes) the run described by `config`.
+
+  Returns:
+    dict with `step` (final step), `metrics` (last log window's metrics), `samples_png`.
+
+  Raises:
+    ConfigError, ValueError, FileNotFoundError: bad flags or data, before any training.
+    TrainingDivergedError: a metric became NaN/inf; the last good checkpoint is kept.
+  """
+  workdir = config.workdir
+  config.validate()
+  _check_resume_compatible(config, workdir)
+  run = build_run(config)
+  model, spec, strategy = run.model, run.spec, run.strategy
+  chief = distribute.is_chief(strategy)
+  if chief:
+    config_lib.save_config(config, workdir)
+  start = int(model.step.numpy())
+  logging.info("method=%s dataset=%s example_shape=%s replicas=%d start_step=%d",
+               config.method, config.dataset, spec.shape, strategy.num_replicas_in_sync, start)
+  fixed = _fixed_batch(spec, config, 64)
+  writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "train"))
+  if chief and start == 0:
+    with writer.as_default(step=0):
+      tf.summary.text("config", "```\n" + config.to_json() + "\n```")
+
+  monitor = TrainingMonitor(run, writer, fixed, chief)
+  last_metrics = {}
+  if start < config.train_steps:
+    model.vae_phase = start < config.num_vae
+    model.make_train_function(force=True)
+    ds = data.build_dataset(spec, "train", config.batch_size, seed=config.seed,
+                            bad_images=config.bad_images, data_dir=config.data_dir)
+    window = config.log_every_steps
+    history = model.fit(ds, initial_epoch=start // window,
+                        epochs=int(math.ceil(config.train_steps / window)),
+                        steps_per_epoch=window, callbacks=[monitor], verbose=_verbose(config))
+    last_metrics = {k: float(v[-1]) for k, v in history.history.items() if v}
+    if monitor.diverged:
+      step, bad, logs = monitor.diverged
+      raise TrainingDivergedError(_divergence_message(config, step, bad, logs, run.manager))
+  final_step = int(model.step.numpy())
+  if run.manager.latest_checkpoint is None or monitor.last_saved != final_step:
+    if start < config.train_steps:
+      run.manager.save(checkpoint_number=final_step)
+  samples_png = os.path.join(workdir, "samples.png")
+  if chief:
+    pictures = render_samples(model, spec, fixed)
+    visualize.save_png(samples_png, pictures["samples"])
+    with open(os.path.join(workdir, "metrics_train.json"), "w") as f:
+      json.dump({"step": final_step, "metrics": last_metrics}, f, indent=2)
+  logging.info("Done at step %d; samples in %s", final_step, samples_png)
+  return {"step": final_step, "metrics": last_metrics, "samples_png": samples_png}
+
+
+def _divergence_message(config, step, bad, logs, manager):
+  hints = {
+      "soft_introvae": "S-IntroVAE usually diverges when --beta_neg is too small for the "
+                       "latent size: raise --beta_neg (the authors advise values near z_dim "
+                       "or larger) or lower --lr.",
+      "as_introvae": "AS-IntroVAE: raise --beta_neg, lower --lr, or try --as_kernel=per_dim "
+                     "with --as_squash=tanh (the reference settings).",
+      "introvae": "IntroVAE is sensitive to --margin and --introvae_alpha: lower --lr or "
+                  "change --margin.",
+      "vae": "Lower --lr.",
+  }
+  values = ", ".join(f"{k}={logs[k]}" for k in bad)
+  return (f"Training stopped: non-finite loss terms in the log window ending at step {step}: "
+          f"{values}. Hyper-parameters: beta_rec={config.beta_rec}, beta_kl={config.beta_kl}, "
+          f"beta_neg={config.beta_neg}, lr={config.lr}. {hints[config.method]} The last good "
+          f"checkpoint is kept: {manager.latest_checkpoint}.")
