@@ -35,3 +35,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "large" in item.keywords:
             item.add_marker(skip)
+
+
+_TWO_REPLICAS = []
+
+
+@pytest.fixture
+def two_replicas():
+  """One MirroredStrategy over the 2 logical CPUs, shared by the whole session.
+
+  Several MirroredStrategy objects in one process reuse collective instance keys and abort
+  each other's collectives, so tests must share this one.
+  """
+  if not _TWO_REPLICAS:
+    _TWO_REPLICAS.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+  return _TWO_REPLICAS[0]

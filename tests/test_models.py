@@ -1,0 +1,174 @@
+"""Models: one step per method, optimizer isolation, and 1 vs 2 replicas giving equal weights."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from as_introvae_tf import data
+from as_introvae_tf import losses
+from as_introvae_tf import models
+from as_introvae_tf import networks
+
+GLOBAL_BATCH = 16
+METHODS = ["vae", "introvae", "soft_introvae", "as_introvae"]
+HPARAMS = models.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, margin=2.0,
+                             as_kernel="product", as_squash="none",
+                             as_reduction_encoder="mean", anneal="linear")
+
+
+def _two_d_batch(seed=0):
+  return data.sample_2d("8gaussians", GLOBAL_BATCH, np.random.default_rng(seed))
+
+
+def _build(method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, total=4):
+  with strategy.scope():
+    encoder = networks.build_mlp_encoder(z_dim=2, num_hidden=16, num_layers=1)
+    decoder = networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1)
+    ema_decoder = keras.models.clone_model(decoder) if ema else None
+    model = models.METHODS[method](encoder, decoder, ema_decoder=ema_decoder,
+                                   example_shape=(2,), global_batch_size=GLOBAL_BATCH,
+                                   hparams=hparams, total_steps=total, seed=3)
+    model.compile(keras.optimizers.SGD(lr_e),
+                  keras.optimizers.SGD(lr_d, use_ema=ema, ema_momentum=0.5))
+  return model
+
+
+def _fit(model, batch, steps=1):
+  ds = tf.data.Dataset.from_tensors(batch).repeat()
+  return model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0).history
+
+
+def _weights(model):
+  return [v.numpy() for v in model.encoder.weights + model.decoder.weights]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_step_per_method_is_finite_and_reports_its_metrics(method):
+  model = _build(method, tf.distribute.get_strategy())
+  history = _fit(model, _two_d_batch())
+  assert set(history) == set(models.METRIC_NAMES[method])
+  assert all(np.isfinite(v[-1]) for v in history.values()), history
+  assert int(model.step.numpy()) == 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_optimizer_updates_only_its_own_network(method):
+  strategy = tf.distribute.get_strategy()
+  model = _build(method, strategy, lr_d=0.0)
+  dec_before = [v.numpy() for v in model.decoder.weights]
+  enc_before = [v.numpy() for v in model.encoder.weights]
+  _fit(model, _two_d_batch())
+  for b, v in zip(dec_before, model.decoder.weights):
+    np.testing.assert_array_equal(b, v.numpy())
+  assert any(not np.allclose(b, v.numpy()) for b, v in zip(enc_before, model.encoder.weights))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
+  """Same global batch, same initial weights, SGD: the global-batch loss scaling, the noise
+  slicing and the gathered AS-Distance make 2 replicas equal 1 replica."""
+  one, two = tf.distribute.get_strategy(), two_replicas
+  assert two.num_replicas_in_sync == 2
+  m1 = _build(method, one)
+  m2 = _build(method, two)
+  for src, dst in zip(m1.encoder.weights + m1.decoder.weights,
+                      m2.encoder.weights + m2.decoder.weights):
+    dst.assign(src.numpy())
+  batch = _two_d_batch(1)
+  h1 = _fit(m1, batch, steps=2)
+  h2 = _fit(m2, batch, steps=2)
+  for w1, w2 in zip(_weights(m1), _weights(m2)):
+    np.testing.assert_allclose(w1, w2, atol=1e-5)
+  for name in h1:
+    np.testing.assert_allclose(h1[name][-1], h2[name][-1], rtol=1e-4, atol=1e-5)
+
+
+def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_replicas(
+    two_replicas):
+  """With the reference per_dim kernel and sum reduction (the AS term inside every example's
+  exponent), 2 replicas still match 1; a tighter check of the encoder-phase slope term."""
+  hp = models.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=5.0, as_kernel="per_dim",
+                          as_squash="tanh", as_reduction_encoder="sum", anneal="tanh")
+  one, two = tf.distribute.get_strategy(), two_replicas
+  m1, m2 = _build("as_introvae", one, hparams=hp, total=100), _build("as_introvae", two,
+                                                                     hparams=hp, total=100)
+  for src, dst in zip(m1.encoder.weights + m1.decoder.weights,
+                      m2.encoder.weights + m2.decoder.weights):
+    dst.assign(src.numpy())
+  batch = _two_d_batch(2)
+  _fit(m1, batch, steps=3)
+  _fit(m2, batch, steps=3)
+  for w1, w2 in zip(_weights(m1), _weights(m2)):
+    np.testing.assert_allclose(w1, w2, atol=1e-5)
+
+
+def test_soft_introvae_step_matches_an_independent_numpy_forward_pass():
+  """Recompute the reported encoder-phase terms in NumPy from the same weights and noise."""
+  model = _build("soft_introvae", tf.distribute.get_strategy(), lr_e=0.0, lr_d=0.0)
+  x = _two_d_batch(4)
+  hist = _fit(model, x)
+  enc_w = [v.numpy() for v in model.encoder.weights]
+  dec_w = [v.numpy() for v in model.decoder.weights]
+
+  def mlp(h, ws, out_split=False):
+    for i in range(0, len(ws) - 2, 2):
+      h = np.maximum(h @ ws[i] + ws[i + 1], 0.0)
+    h = h @ ws[-2] + ws[-1]
+    return np.split(h, 2, axis=1) if out_split else h
+
+  def kl(mu, lv):
+    return -0.5 * np.sum(1 + lv - mu ** 2 - np.exp(lv), axis=1)
+
+  def noise(k):
+    return tf.random.stateless_normal([GLOBAL_BATCH, 2], seed=[3, k]).numpy()
+
+  s, hp = 0.5, HPARAMS
+  z_p = noise(0)
+  x_f = mlp(z_p, dec_w)
+  mu, lv = mlp(x, enc_w, True)
+  z = mu + np.exp(0.5 * lv) * noise(1)
+  x_r = mlp(z, dec_w)
+  rec = np.sum((x - x_r) ** 2, axis=1)
+  exps = []
+  for x_s, k in ((x_r, 2), (x_f, 3)):
+    m_s, l_s = mlp(x_s, enc_w, True)
+    y_s = mlp(m_s + np.exp(0.5 * l_s) * noise(k), dec_w)
+    exps.append(np.exp(-2 * s * (hp.beta_rec * np.sum((x_s - y_s) ** 2, 1)
+                                 + hp.beta_neg * kl(m_s, l_s))).mean())
+  np.testing.assert_allclose(hist["rec"][-1], rec.mean(), rtol=1e-4)
+  np.testing.assert_allclose(hist["kl_real"][-1], kl(mu, lv).mean(), rtol=1e-4)
+  np.testing.assert_allclose(hist["exp_elbo_rec"][-1], exps[0], rtol=1e-4)
+  np.testing.assert_allclose(hist["exp_elbo_fake"][-1], exps[1], rtol=1e-4)
+  want_e = s * (hp.beta_rec * rec.mean() + hp.beta_kl * kl(mu, lv).mean()) + 0.25 * sum(exps)
+  np.testing.assert_allclose(hist["loss_encoder"][-1], want_e, rtol=1e-4)
+
+
+def test_decoder_ema_follows_keras_ema_and_feeds_the_sampling_decoder():
+  model = _build("soft_introvae", tf.distribute.get_strategy(), ema=True)
+  start = [v.numpy() for v in model.decoder.trainable_variables]
+  _fit(model, _two_d_batch(), steps=1)
+  after1 = [v.numpy() for v in model.decoder.trainable_variables]
+  _fit(model, _two_d_batch(), steps=1)
+  after2 = [v.numpy() for v in model.decoder.trainable_variables]
+  model.sync_ema_decoder()
+  for a1, a2, e, s0 in zip(after1, after2, model.ema_decoder.trainable_variables, start):
+    # EMA with momentum 0.5: first update copies the weights, then 0.5 * avg + 0.5 * w.
+    np.testing.assert_allclose(e.numpy(), 0.5 * a1 + 0.5 * a2, rtol=1e-5, atol=1e-7)
+  assert model.sampling_decoder() is model.ema_decoder
+
+
+def test_annealing_coefficient_follows_the_step():
+  model = _build("as_introvae", tf.distribute.get_strategy(), total=10)
+  hist = _fit(model, _two_d_batch(), steps=3)
+  # Reported c of the last step (step index 2, T = 10, linear): epoch mean of 0, .5, 1.
+  np.testing.assert_allclose(hist["c"][-1], np.mean([0.0, 0.5, 1.0]), rtol=1e-6)
+  assert float(losses.annealing_coefficient(2, 10, "linear")) == 1.0
+
+
+def test_vae_phase_switch_uses_the_vae_step():
+  model = _build("as_introvae", tf.distribute.get_strategy())
+  model.vae_phase = True
+  model.make_train_function(force=True)
+  hist = _fit(model, _two_d_batch())
+  assert set(hist) == set(models.METRIC_NAMES["vae"])
