@@ -32,11 +32,22 @@ class ConfigError(ValueError):
   """A flag has a bad value; the message names the flag and what is allowed."""
 
 
-def define_flags():
-  """Defines every flag of the training command (idempotent)."""
-  if "method" in FLAGS:
+class _Definer:
+  """`flags` with every DEFINE_* bound to one FlagValues (for tests: a fresh FlagValues)."""
+
+  def __init__(self, flag_values):
+    self._flag_values = flag_values
+
+  def __getattr__(self, name):
+    define = getattr(flags, name)
+    return lambda *args, **kwargs: define(*args, flag_values=self._flag_values, **kwargs)
+
+
+def define_flags(flag_values=FLAGS):
+  """Defines every flag of the training command in `flag_values` (idempotent)."""
+  if "method" in flag_values:
     return
-  f = flags
+  f = _Definer(flag_values)
   f.DEFINE_enum("method", "as_introvae", METHODS, "Training method.")
   f.DEFINE_string("dataset", "fashion_mnist",
                   "8gaussians | 2spirals | checkerboard | rings | fashion_mnist | cifar10 | "
