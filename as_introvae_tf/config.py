@@ -88,7 +88,8 @@ def define_flags(flag_values=FLAGS):
   f.DEFINE_boolean("as_decoder_kl_squashed", True, "Decoder-phase KL of rec/fake from the "
                    "squashed mu/logvar (reference code: True).")
   f.DEFINE_enum("anneal", "tanh", ANNEAL, "Schedule of c: linear = paper eq. 9, "
-                "min(5i/T, 1); tanh = reference code, min(tanh(5i/T), 1).")
+                "min(5i/T, 1); tanh = reference code, min(tanh(5i/T), 1). i and T count the "
+                "introspective steps (after --num_vae).")
   f.DEFINE_boolean("rec_target_grad", False, "Encoder expELBO: let gradients flow through the "
                    "target x_r of rec(x_r, D(z_r)) as the reference code does (False: "
                    "sg(x_r), METHOD.md).")

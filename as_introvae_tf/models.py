@@ -89,14 +89,16 @@ class IntrospectiveVAE(keras.Model):
     example_shape: shape of one example, e.g. `(2,)` or `(28, 28, 1)`.
     global_batch_size: batch size summed over replicas; losses are averaged over it.
     hparams: `LossHParams`.
-    total_steps: `T` of the annealing schedule (the run's `--train_steps`).
+    total_steps: the run's `--train_steps`.
+    num_vae: the run's VAE warm-up steps; AS-IntroVAE's annealing runs over the introspective
+      steps: `i = step - num_vae`, `T = total_steps - num_vae` (the reference has no warm-up).
     seed: int, seed of the stateless noise.
   """
 
   method = None
 
   def __init__(self, encoder, decoder, *, example_shape, global_batch_size, hparams=None,
-               total_steps=1, seed=0, ema_decoder=None, **kwargs):
+               total_steps=1, num_vae=0, seed=0, ema_decoder=None, **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.decoder = decoder
@@ -106,6 +108,7 @@ class IntrospectiveVAE(keras.Model):
     self.global_batch_size = int(global_batch_size)
     self.hparams = hparams or LossHParams()
     self.total_steps = int(total_steps)
+    self.num_vae = int(num_vae)
     self.seed = int(seed)
     self.scale = losses.input_scale(self.example_shape)
     self.vae_phase = False
@@ -151,11 +154,48 @@ class IntrospectiveVAE(keras.Model):
     averages = getattr(self.decoder_optimizer, "_model_variables_moving_average", None)
     if averages is None:
       raise ValueError("ema_decoder given but the decoder optimizer has use_ema=False")
-    for target, average in zip(self.ema_decoder.trainable_variables, averages):
-      target.assign(average)
-    for target, source in zip(self.ema_decoder.non_trainable_variables,
-                              self.decoder.non_trainable_variables):
-      target.assign(source)
+    targets = self.ema_decoder.variables
+    sources = self.decoder.variables
+    if [v.shape for v in targets] != [v.shape for v in sources]:
+      raise ValueError("ema_decoder and decoder have different variables; build both with the "
+                       "same builder")
+    trainable = {id(v) for v in self.decoder.trainable_variables}
+    index = {id(v): i for i, v in enumerate(self.decoder.trainable_variables)}
+    for target, source in zip(targets, sources):
+      if id(source) in trainable:
+        target.assign(averages[index[id(source)]])
+      else:
+        target.assign(source)
+
+  def prepare_for_inference(self, batches):
+    """Makes the model ready for inference (`training=False`) and for a checkpoint.
+
+    1. Copies the decoder EMA into `ema_decoder` (`sync_ema_decoder`).
+    2. Re-estimates every BatchNorm's moving mean/variance as the plain average over `batches`
+       of real data: the encoder on the images, the decoder and the EMA decoder on posterior
+       samples of them. Training never reads these statistics (every training pass uses batch
+       statistics, as the PyTorch reference in train mode), but each of its passes (on real,
+       reconstructed and fake inputs) overwrites them, so without this step inference-mode
+       outputs depend on whichever pass ran last (fakes, for the encoder).
+
+    Args:
+      batches: list of float32 `[B, *example_shape]` arrays of real training data (a few
+        batches; more give steadier statistics). Call outside `train_step`.
+    """
+    self.sync_ema_decoder()
+    encoder_bn = _batchnorm_layers(self.encoder)
+    decoders = [d for d in (self.decoder, self.ema_decoder) if d is not None]
+    if not encoder_bn and not any(_batchnorm_layers(d) for d in decoders):
+      return
+    _average_batchnorm(encoder_bn, [lambda x=x: self.encoder(x, training=True) for x in batches])
+    latents = []
+    for k, x in enumerate(batches):
+      mu, logvar = self.encoder(x, training=False)
+      eps = tf.random.stateless_normal(tf.shape(mu), seed=[self.seed, 7919 + k])
+      latents.append(losses.reparameterize(mu, logvar, eps))
+    for decoder in decoders:
+      _average_batchnorm(_batchnorm_layers(decoder),
+                         [lambda z=z, d=decoder: d(z, training=True) for z in latents])
 
   # --- Step helpers ---------------------------------------------------------------------------
 
@@ -373,7 +413,9 @@ class ASIntroVAE(SoftIntroVAE):
     return mu, logvar
 
   def _coefficient(self):
-    return losses.annealing_coefficient(self.step, self.total_steps, self.hparams.anneal)
+    i = tf.maximum(tf.cast(self.step, tf.int64) - self.num_vae, 0)
+    total = max(self.total_steps - self.num_vae, 1)
+    return losses.annealing_coefficient(i, total, self.hparams.anneal)
 
   def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
     g = self._gather_live
@@ -437,3 +479,24 @@ class IntroVAE(IntrospectiveVAE):
 
 METHODS = {cls.method: cls for cls in (VAE, IntroVAE, SoftIntroVAE, ASIntroVAE)}
 """`--method` name -> model class."""
+
+
+def _batchnorm_layers(network):
+  return [layer for layer in network._flatten_layers()  # pylint: disable=protected-access
+          if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def _average_batchnorm(layers, calls):
+  """Sets the moving statistics of `layers` to the average over `calls` (forward passes in
+  training mode), using momentum k / (k + 1) at the k-th pass; restores the momentum after."""
+  if not layers:
+    return
+  momentum = [layer.momentum for layer in layers]
+  try:
+    for k, call in enumerate(calls):
+      for layer in layers:
+        layer.momentum = k / (k + 1.0)
+      call()
+  finally:
+    for layer, m in zip(layers, momentum):
+      layer.momentum = m

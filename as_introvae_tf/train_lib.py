@@ -61,10 +61,22 @@ def _learning_rate(config):
 def build_networks(config, spec):
   """(encoder, decoder) for the dataset: the 2-D MLP or the IntroVAE residual networks."""
   if spec.kind == "2d":
-    return networks.build_networks("mlp", x_dim=spec.shape[0], z_dim=config.z_dim)
+    return networks.build_networks("mlp", x_dim=spec.shape[0], z_dim=config.z_dim,
+                                   num_hidden=config.num_hidden, num_layers=config.num_layers)
   height, _, channels = spec.shape
   return networks.build_networks("image", image_size=height, image_channels=channels,
                                  z_dim=config.z_dim, filters=config.filters)
+
+
+def build_decoder(config, spec, name="decoder"):
+  """A fresh decoder of the run's architecture (same variable order as `build_networks`)."""
+  if spec.kind == "2d":
+    return networks.build_mlp_decoder(x_dim=spec.shape[0], z_dim=config.z_dim,
+                                      num_hidden=config.num_hidden,
+                                      num_layers=config.num_layers, name=name)
+  height, _, channels = spec.shape
+  return networks.build_image_decoder(height, channels, config.z_dim, filters=config.filters,
+                                      name=name)
 
 
 def build_model(config, spec, strategy):
@@ -73,7 +85,7 @@ def build_model(config, spec, strategy):
     encoder, decoder = build_networks(config, spec)
     ema_decoder = None
     if config.ema_decay > 0:
-      ema_decoder = keras.models.clone_model(decoder)
+      ema_decoder = build_decoder(config, spec, name="ema_decoder")
       ema_decoder.set_weights(decoder.get_weights())
       ema_decoder.trainable = False
     hparams = models.LossHParams(**{f.name: getattr(config, f.name)
@@ -81,7 +93,7 @@ def build_model(config, spec, strategy):
     model = models.METHODS[config.method](
         encoder, decoder, ema_decoder=ema_decoder, example_shape=spec.shape,
         global_batch_size=config.batch_size, hparams=hparams, total_steps=config.train_steps,
-        seed=config.seed, name=config.method)
+        num_vae=config.num_vae, seed=config.seed, name=config.method)
     encoder_optimizer = keras.optimizers.Adam(_learning_rate(config), beta_1=0.9, beta_2=0.999)
     decoder_optimizer = keras.optimizers.Adam(
         _learning_rate(config), beta_1=0.9, beta_2=0.999, use_ema=config.ema_decay > 0,
@@ -158,13 +170,24 @@ def _fixed_batch(spec, config, num):
   return next(iter(ds)).numpy()
 
 
+def _calibration_batches(spec, config, num_batches=8, batch_size=64):
+  """Fixed real training batches for `prepare_for_inference` (BatchNorm statistics)."""
+  if spec.kind == "2d":
+    rng = np.random.default_rng(config.seed + 2)
+    return [data.sample_2d(spec.name, batch_size, rng) for _ in range(num_batches)]
+  ds = data.build_dataset(spec, "train", batch_size, seed=config.seed + 2, shuffle=True,
+                          repeat=False, bad_images=config.bad_images, data_dir=config.data_dir)
+  return [b.numpy() for b in ds.take(num_batches)]
+
+
 def sample(model, num, seed=SAMPLE_SEED):
   """Generates `num` samples with the sampling (EMA) decoder from fixed prior noise.
+
+  Call `model.prepare_for_inference` first (a restored checkpoint is already prepared).
 
   Returns:
     float32 numpy `[num, *example_shape]`; images are clipped to [0, 1].
   """
-  model.sync_ema_decoder()
   z = tf.random.stateless_normal([num, model.z_dim], seed=[seed, 0])
   x = model.sampling_decoder()(z, training=False).numpy()
   return np.clip(x, 0.0, 1.0) if len(model.example_shape) == 3 else x
@@ -195,9 +218,11 @@ class TrainingMonitor(keras.callbacks.Callback):
   a single `tf.function` with no host synchronisation.
   """
 
-  def __init__(self, run, writer, fixed, chief):
+  def __init__(self, run, writer, fixed, calibration, chief):
     super().__init__()
     self.run, self.writer, self.fixed, self.chief = run, writer, fixed, chief
+    self.calibration = calibration
+    self.prepared_at = None
     self.config = run.config
     self.diverged = None
     self.last_saved = None
@@ -239,12 +264,19 @@ class TrainingMonitor(keras.callbacks.Callback):
     if step - self.last_saved >= config.checkpoint_every_steps or step >= config.train_steps:
       self.save(step)
 
+  def prepare(self, step):
+    if self.prepared_at != step:
+      self.run.model.prepare_for_inference(self.calibration)
+      self.prepared_at = step
+
   def write_images(self, step):
     self.last_images = step
+    self.prepare(step)
     for name, image in render_samples(self.run.model, self.run.spec, self.fixed).items():
       tf.summary.image(f"images/{name}", image[None], step=step)
 
   def save(self, step):
+    self.prepare(step)
     self.run.manager.save(checkpoint_number=step)
     self.last_saved = step
 
@@ -282,7 +314,8 @@ def train_and_evaluate(config):
     with writer.as_default(step=0):
       tf.summary.text("config", "```\n" + config.to_json() + "\n```")
 
-  monitor = TrainingMonitor(run, writer, fixed, chief)
+  calibration = _calibration_batches(spec, config)
+  monitor = TrainingMonitor(run, writer, fixed, calibration, chief)
   last_metrics = {}
   if start < config.train_steps:
     model.vae_phase = start < config.num_vae
@@ -298,9 +331,9 @@ def train_and_evaluate(config):
       step, bad, logs = monitor.diverged
       raise TrainingDivergedError(_divergence_message(config, step, bad, logs, run.manager))
   final_step = int(model.step.numpy())
-  if run.manager.latest_checkpoint is None or monitor.last_saved != final_step:
-    if start < config.train_steps:
-      run.manager.save(checkpoint_number=final_step)
+  if start < config.train_steps and monitor.last_saved != final_step:
+    monitor.save(final_step)
+  monitor.prepare(final_step)
   samples_png = os.path.join(workdir, "samples.png")
   if chief:
     pictures = render_samples(model, spec, fixed)

@@ -25,7 +25,8 @@ def _build(method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, t
   with strategy.scope():
     encoder = networks.build_mlp_encoder(z_dim=2, num_hidden=16, num_layers=1)
     decoder = networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1)
-    ema_decoder = keras.models.clone_model(decoder) if ema else None
+    ema_decoder = (networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1,
+                                              name="ema_decoder") if ema else None)
     model = models.METHODS[method](encoder, decoder, ema_decoder=ema_decoder,
                                    example_shape=(2,), global_batch_size=GLOBAL_BATCH,
                                    hparams=hparams, total_steps=total, seed=3)

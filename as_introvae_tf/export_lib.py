@@ -1,0 +1,626 @@
+"""Exports a trained generator for serving: SavedModel (TF Serving layout), ONNX, model card.
+
+`export_run(workdir, export_dir)` restores a training run (the latest checkpoint of
+`WORKDIR/checkpoints`, or a named one) and writes one TF Serving version directory:
+
+  EXPORT_DIR/                 = BASE/MODEL_NAME, the `base_path` TF Serving watches
+    VERSION/                  the next free integer (1, 2, ...) unless a version is given
+      saved_model.pb          SavedModel written with `keras.export.ExportArchive`
+      variables/              (inference mode: BatchNorm uses its moving statistics)
+      decoder.onnx            the `decode` signature as ONNX (opset `ONNX_OPSET`)
+      model_card.json         what was exported, from which run/step, with which versions
+
+The version directory is written under a hidden temporary name and renamed into place at the
+end, so a TF Serving instance polling EXPORT_DIR never sees a half-written version.
+
+Signatures (all batched; N may be any size >= 0; for 2-D toy data "images" are points [N, 2]):
+
+  serving_default = generate
+      seeds  int64 [N]  ->  images float32 [N, *example_shape]
+      z_i = tf.random.stateless_normal([z_dim], seed=[seeds[i], 0]), decoded. The same seed
+      always gives the same image, whatever the batch it is in.
+  decode        z float32 [N, z_dim]              ->  images float32 [N, *example_shape]
+  encode        images float32 [N, *example_shape] ->  mu, logvar float32 [N, z_dim]
+  reconstruct   images float32 [N, *example_shape] ->  images: decode(mu) (posterior mean)
+  generate_png  seeds int64 [N] -> png_bytes string [N] (8-bit PNG; image models only; TF
+                Serving's REST API base64-encodes it as {"b64": ...} because the name ends
+                in `_bytes`)
+
+Image outputs are clipped to [0, 1] (the decoder's last conv is linear, see
+`networks.build_image_decoder`); 2-D points are returned unclipped. Image inputs are float32
+in [0, 1], NHWC. Every signature checks its input shape with `tf.ensure_shape`, so a wrong
+z size or image shape fails with TF's own InvalidArgumentError naming the expected shape
+("... is not compatible with expected shape [?,4]") -- in TF, and in TF Serving.
+
+Weights: `weights="ema"` (default) exports the exponential moving average of the decoder
+weights (the decoder optimizer's EMA, as `model.sync_ema_decoder()` defines it, with the
+decoder's BatchNorm statistics); `weights="raw"` the decoder's own weights. The encoder is
+always the trained encoder.
+
+ONNX: `tf2onnx.convert.from_function` on `decode` with input signature `z: [None, z_dim]`,
+output `images`. `generate` does not convert with tf2onnx 1.17: it has no ONNX mapping for
+`StatelessRandomGetKeyCounter` / `StatelessRandomNormalV2` (the per-seed normal draw); ONNX
+clients compute `z` themselves (`seeds_to_z_numpy`) and call the decoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import gc
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from as_introvae_tf import config as config_lib
+from as_introvae_tf import train_lib
+
+FORMATS = ("saved_model", "onnx")
+WEIGHTS = ("ema", "raw")
+ONNX_OPSET = 17
+"""ONNX opset of `decoder.onnx` (onnxruntime 1.31 runs opsets 7..23; 17 is widely served)."""
+ONNX_DECODER_FILE = "decoder.onnx"
+ONNX_GENERATE_FILE = "generate.onnx"
+MODEL_CARD_FILE = "model_card.json"
+SIGNATURES_IMAGE = ("serving_default", "generate", "decode", "encode", "reconstruct",
+                    "generate_png")
+SIGNATURES_2D = ("serving_default", "generate", "decode", "encode", "reconstruct")
+SEED_RULE = "z = tf.random.stateless_normal([z_dim], seed=[seed, 0]) for each int64 seed"
+ONNX_GENERATE_UNSUPPORTED = (
+    "generate is not exported to ONNX: tf2onnx 1.17 has no ONNX mapping for "
+    "StatelessRandomGetKeyCounter/StatelessRandomNormalV2; compute z from the seeds "
+    "(export_lib.seeds_to_z_numpy) and run decoder.onnx")
+
+
+class ExportError(Exception):
+  """The export cannot be done; the message names the problem and what to do."""
+
+
+@dataclasses.dataclass
+class ExportResult:
+  """What `export_run` wrote.
+
+  Attributes:
+    version_dir: BASE/MODEL_NAME/VERSION (absolute path).
+    version: the integer version.
+    files: paths written, relative to `version_dir` (SavedModel files listed as directories).
+    model_card: the dict written to model_card.json.
+  """
+
+  version_dir: str
+  version: int
+  files: list
+  model_card: dict
+
+
+# === Seeds -> latent codes ===================================================================
+
+def seeds_to_z(seeds, z_dim):
+  """Per-seed standard normal latent codes, vectorized over the batch (graph- or eager-safe).
+
+  Args:
+    seeds: int `[N]` tensor (cast to int64).
+    z_dim: latent dimension.
+
+  Returns:
+    float32 `[N, z_dim]`; row i = `tf.random.stateless_normal([z_dim], seed=[seeds[i], 0])`, so
+    a seed gives the same row whatever batch it is in.
+  """
+  seeds = tf.cast(seeds, tf.int64)
+  return tf.map_fn(
+      lambda s: tf.random.stateless_normal([z_dim], seed=tf.stack([s, tf.zeros_like(s)])),
+      seeds, fn_output_signature=tf.TensorSpec([z_dim], tf.float32))
+
+
+def seeds_to_z_numpy(seeds, z_dim):
+  """`seeds_to_z` one seed at a time (eager): float32 numpy `[N, z_dim]`, for ONNX clients."""
+  rows = [tf.random.stateless_normal([z_dim], seed=tf.constant([int(s), 0], tf.int64)).numpy()
+          for s in np.asarray(seeds).reshape(-1)]
+  return np.stack(rows).astype(np.float32) if rows else np.zeros([0, z_dim], np.float32)
+
+
+# === The serving functions ====================================================================
+
+class ServingFunctions:
+  """The exported computations, usable in memory (eager or tf.function) and as endpoints.
+
+  Args:
+    encoder: `keras.Model`, x `[N, *example_shape]` -> `[mu, logvar]`, each `[N, z_dim]`.
+    decoder: `keras.Model`, z `[N, z_dim]` -> x `[N, *example_shape]` (linear output).
+    example_shape: shape of one example, `(2,)` or `(H, W, C)`.
+
+  All networks are called with `training=False`.
+  """
+
+  def __init__(self, encoder, decoder, example_shape):
+    self.encoder = encoder
+    self.decoder = decoder
+    self.example_shape = tuple(int(d) for d in example_shape)
+    self.z_dim = int(decoder.inputs[0].shape[-1])
+    self.is_image = len(self.example_shape) == 3
+
+  def input_signatures(self):
+    """{signature name: [tf.TensorSpec]} of every exported signature, in export order."""
+    seeds = [tf.TensorSpec([None], tf.int64, name="seeds")]
+    z = [tf.TensorSpec([None, self.z_dim], tf.float32, name="z")]
+    images = [tf.TensorSpec([None, *self.example_shape], tf.float32, name="images")]
+    specs = {"serving_default": seeds, "generate": seeds, "decode": z, "encode": images,
+             "reconstruct": images}
+    if self.is_image:
+      specs["generate_png"] = seeds
+    return specs
+
+  def function(self, name):
+    """The Python callable behind signature `name` (`serving_default` is `generate`)."""
+    return getattr(self, "generate" if name == "serving_default" else name)
+
+  def _output(self, x):
+    return tf.clip_by_value(x, 0.0, 1.0) if self.is_image else x
+
+  def _check_images(self, images):
+    return tf.ensure_shape(tf.convert_to_tensor(images, tf.float32),
+                           [None, *self.example_shape])
+
+  def decode(self, z):
+    """z float32 `[N, z_dim]` -> {"images": float32 `[N, *example_shape]`} ([0, 1] for images)."""
+    z = tf.ensure_shape(tf.convert_to_tensor(z, tf.float32), [None, self.z_dim])
+    return {"images": self._output(self.decoder(z, training=False))}
+
+  def generate(self, seeds):
+    """seeds int64 `[N]` -> {"images": float32 `[N, *example_shape]`}; see `seeds_to_z`."""
+    seeds = tf.ensure_shape(tf.convert_to_tensor(seeds, tf.int64), [None])
+    return self.decode(seeds_to_z(seeds, self.z_dim))
+
+  def encode(self, images):
+    """images float32 `[N, *example_shape]` -> {"mu", "logvar"}: float32 `[N, z_dim]` each."""
+    mu, logvar = self.encoder(self._check_images(images), training=False)
+    return {"mu": mu, "logvar": logvar}
+
+  def reconstruct(self, images):
+    """images `[N, *example_shape]` -> {"images"}: decode(mu(images)), the posterior mean."""
+    mu, _ = self.encoder(self._check_images(images), training=False)
+    return {"images": self._output(self.decoder(mu, training=False))}
+
+  def generate_png(self, seeds):
+    """seeds int64 `[N]` -> {"png_bytes": string `[N]`}: 8-bit PNGs of `generate` (images)."""
+    images = self.generate(seeds)["images"]
+    pixels = tf.cast(tf.round(images * 255.0), tf.uint8)
+    png = tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.TensorSpec([], tf.string))
+    return {"png_bytes": png}
+
+
+# === Restoring a run ==========================================================================
+
+def _short(error, limit=400):
+  """The first line of an exception message, shortened (TF messages can print whole tensors)."""
+  text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  text = text if len(text) <= limit else text[:limit] + " ..."
+  return text.rstrip(".")
+
+
+def _architecture(config):
+  return ", ".join(f"{k}={getattr(config, k)!r}" for k in config_lib.ARCHITECTURE_KEYS)
+
+
+def resolve_checkpoint(workdir, checkpoint=None):
+  """The checkpoint prefix to export: `checkpoint` (a prefix or a directory) or the latest one
+  in WORKDIR/checkpoints.
+
+  Raises:
+    ExportError: no checkpoint there, or `checkpoint` is not a checkpoint.
+  """
+  if checkpoint is None:
+    directory = os.path.join(workdir, "checkpoints")
+    latest = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    if latest is None:
+      raise ExportError(
+          f"no checkpoint in {directory}: --workdir={workdir} has not saved one yet (train "
+          f"it with python -m as_introvae_tf.train --workdir={workdir}, or pass --checkpoint)")
+    return latest
+  if os.path.isdir(checkpoint):
+    latest = tf.train.latest_checkpoint(checkpoint)
+    if latest is None:
+      raise ExportError(f"--checkpoint={checkpoint}: directory holds no checkpoint")
+    return latest
+  if not tf.io.gfile.exists(checkpoint + ".index"):
+    raise ExportError(f"--checkpoint={checkpoint} is not a checkpoint prefix (no "
+                      f"{checkpoint}.index); give e.g. WORKDIR/checkpoints/ckpt-1000")
+  return checkpoint
+
+
+def restore_run(workdir, checkpoint=None):
+  """Rebuilds a training run from WORKDIR/config.json and restores a checkpoint into it.
+
+  Uses `config_lib.load_config` and `train_lib.build_run(config, restore=False)` on the
+  default (single-device) strategy, then restores with `assert_existing_objects_matched()`.
+
+  Args:
+    workdir: a training run directory (config.json + checkpoints/).
+    checkpoint: optional checkpoint prefix or directory; default the latest in the workdir.
+
+  Returns:
+    (train_lib.Run, the loaded config as saved by training, the checkpoint prefix).
+
+  Raises:
+    ExportError: missing workdir/config.json/checkpoint/data, a bad config, or a checkpoint
+      whose variables do not match the architecture described by config.json.
+  """
+  if not os.path.isdir(workdir):
+    raise ExportError(f"--workdir={workdir} does not exist")
+  try:
+    saved_config = config_lib.load_config(workdir)
+  except FileNotFoundError as e:
+    raise ExportError(str(e)) from None
+  except (TypeError, ValueError) as e:
+    raise ExportError(f"{workdir}/config.json is not a valid run config: {_short(e)}") from None
+  path = resolve_checkpoint(workdir, checkpoint)
+  config = saved_config.replace(workdir=os.path.abspath(workdir), strategy="default",
+                                jit_compile=False, steps_per_execution=1)
+  try:
+    run = train_lib.build_run(config, restore=False)
+  except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
+    raise ExportError(f"cannot rebuild the model from {workdir}/config.json: {_short(e)}") \
+        from None
+  problem = status = None
+  try:
+    status = run.checkpoint.restore(path)
+    status.assert_existing_objects_matched()
+    status.expect_partial()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    problem = _short(e)
+  if problem is not None:
+    # Drop the half-restored run now, quietly: otherwise TF logs every unrestored checkpoint
+    # value when it is garbage collected, after our error message.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+      del run, status
+      gc.collect()
+    finally:
+      logger.setLevel(level)
+    raise ExportError(
+        f"checkpoint {path} does not match the architecture in {workdir}/config.json "
+        f"({_architecture(config)}): {problem}. Was config.json edited, or the checkpoint "
+        "taken from another run?")
+  logging.info("Restored %s (step %d)", path, int(run.model.step.numpy()))
+  return run, saved_config, path
+
+
+def ema_decoder_weights(model):
+  """The EMA decoder weights, in `model.decoder.weights` order (numpy arrays).
+
+  Trainable weights come from the decoder optimizer's moving averages (Keras `use_ema=True`),
+  non-trainable ones (BatchNorm statistics) from the decoder itself: the same rule as
+  `IntrospectiveVAE.sync_ema_decoder`.
+
+  Raises:
+    ExportError: the run was trained without an EMA (`--ema_decay=0`).
+  """
+  optimizer = model.decoder_optimizer
+  averages = getattr(optimizer, "_model_variables_moving_average", None)
+  if model.ema_decoder is None or not averages:
+    raise ExportError("the run has no EMA of the decoder weights (it was trained with "
+                      "--ema_decay=0): use --weights=raw")
+  by_id = {id(v): a for v, a in zip(optimizer._trainable_variables, averages)}  # pylint: disable=protected-access
+  missing = [v.path for v in model.decoder.trainable_variables if id(v) not in by_id]
+  if missing:
+    raise ExportError(f"the decoder optimizer holds no EMA for {missing[:3]}: use --weights=raw")
+  return [np.asarray(by_id.get(id(v), v).numpy()) for v in model.decoder.weights]
+
+
+def decoder_for_export(model, weights="ema"):
+  """The decoder to export: a clone holding the EMA weights, or the trained decoder itself.
+
+  Args:
+    model: a restored `models.IntrospectiveVAE`.
+    weights: "ema" or "raw".
+
+  Raises:
+    ExportError: unknown `weights`, or "ema" for a run without EMA.
+  """
+  if weights not in WEIGHTS:
+    raise ExportError(f"--weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
+  if weights == "raw":
+    return model.decoder
+  values = ema_decoder_weights(model)
+  decoder = keras.models.clone_model(model.decoder)
+  decoder.set_weights(values)
+  decoder.trainable = False
+  return decoder
+
+
+# === Writers ==================================================================================
+
+def build_archive(functions):
+  """A `keras.export.ExportArchive` with every signature of `functions` (inference mode).
+
+  `serving_default` is added first, then `generate`, `decode`, `encode`, `reconstruct` and,
+  for images, `generate_png`. Inputs are named by their TensorSpecs; outputs are dicts.
+  """
+  archive = keras.export.ExportArchive()
+  archive.track(functions.encoder)
+  archive.track(functions.decoder)
+  for name, signature in functions.input_signatures().items():
+    archive.add_endpoint(name, functions.function(name), input_signature=signature)
+  return archive
+
+
+def _spec_json(spec):
+  return {"dtype": spec.dtype.name, "shape": [None if d is None else int(d) for d in spec.shape]}
+
+
+def signature_defs(functions):
+  """{name: {"inputs": {..}, "outputs": {..}}} with dtype/shape of each named tensor (JSON)."""
+  image_out = tf.TensorSpec([None, *functions.example_shape], tf.float32)
+  z_out = tf.TensorSpec([None, functions.z_dim], tf.float32)
+  outputs = {"serving_default": {"images": image_out}, "generate": {"images": image_out},
+             "decode": {"images": image_out}, "encode": {"mu": z_out, "logvar": z_out},
+             "reconstruct": {"images": image_out},
+             "generate_png": {"png_bytes": tf.TensorSpec([None], tf.string)}}
+  return {name: {"inputs": {s.name: _spec_json(s) for s in signature},
+                 "outputs": {k: _spec_json(v) for k, v in outputs[name].items()}}
+          for name, signature in functions.input_signatures().items()}
+
+
+def _rename_onnx_io(model_proto, input_name, output_name):
+  """Makes the graph's single input/output carry the given names (tf2onnx may append ':0')."""
+  graph = model_proto.graph
+  renames = {graph.input[0].name: input_name, graph.output[0].name: output_name}
+  renames = {k: v for k, v in renames.items() if k != v}
+  if not renames:
+    return model_proto
+  for node in graph.node:
+    node.input[:] = [renames.get(n, n) for n in node.input]
+    node.output[:] = [renames.get(n, n) for n in node.output]
+  graph.input[0].name = renames.get(graph.input[0].name, graph.input[0].name)
+  graph.output[0].name = renames.get(graph.output[0].name, graph.output[0].name)
+  return model_proto
+
+
+def export_onnx_decoder(functions, path, opset=ONNX_OPSET, metadata=None):
+  """Writes `decode` as ONNX: input `z` float32 `[N, z_dim]`, output `images`.
+
+  Args:
+    functions: `ServingFunctions`.
+    path: output .onnx file.
+    opset: ONNX opset (default `ONNX_OPSET`).
+    metadata: optional {str: str} stored as the model's metadata_props.
+
+  Returns:
+    dict describing the file (opset, input/output names and shapes, parity with TF on 8 z).
+
+  Raises:
+    ExportError: tf2onnx fails to convert.
+  """
+  import tf2onnx  # pylint: disable=import-outside-toplevel
+  import onnx  # pylint: disable=import-outside-toplevel
+
+  signature = [tf.TensorSpec([None, functions.z_dim], tf.float32, name="z")]
+  fn = tf.function(functions.decode, input_signature=signature, autograph=False)
+  try:
+    model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ExportError(f"tf2onnx {tf2onnx.__version__} could not convert the decoder to ONNX "
+                      f"opset {opset}: {_short(e)}") from None
+  model_proto = _rename_onnx_io(model_proto, "z", "images")
+  if metadata:
+    onnx.helper.set_model_props(model_proto, {k: str(v) for k, v in metadata.items()})
+  onnx.checker.check_model(model_proto)
+  with open(path, "wb") as f:
+    f.write(model_proto.SerializeToString())
+  info = {"file": os.path.basename(path), "opset": opset, "converter": "tf2onnx "
+          f"{tf2onnx.__version__} (convert.from_function)",
+          "inputs": {"z": {"dtype": "float32", "shape": [None, functions.z_dim]}},
+          "outputs": {"images": {"dtype": "float32",
+                                 "shape": [None, *functions.example_shape]}}}
+  info["parity_max_abs_diff"] = _onnx_parity(functions, path)
+  return info
+
+
+def _onnx_parity(functions, path):
+  """Max |onnxruntime - TF| of `decode` on 8 fixed z, or None without onnxruntime."""
+  try:
+    import onnxruntime as ort  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+  z = seeds_to_z_numpy(np.arange(8), functions.z_dim)
+  onnx_out = session.run(["images"], {"z": z})[0]
+  tf_out = functions.decode(z)["images"].numpy()
+  diff = float(np.max(np.abs(onnx_out - tf_out)))
+  if diff > 1e-4:
+    logging.warning("ONNX decoder differs from TF by %g (max abs) on 8 test codes", diff)
+  return diff
+
+
+def try_export_onnx_generate(functions, path, opset=ONNX_OPSET):
+  """Tries to convert `generate` (seeds -> images) to ONNX and to load it in onnxruntime.
+
+  Returns:
+    (True, info) when it converts and loads; (False, reason) otherwise (the file is removed).
+    With tf2onnx 1.17 it fails: see `ONNX_GENERATE_UNSUPPORTED`.
+  """
+  import tf2onnx  # pylint: disable=import-outside-toplevel
+
+  signature = [tf.TensorSpec([None], tf.int64, name="seeds")]
+  fn = tf.function(functions.generate, input_signature=signature, autograph=False)
+  try:
+    tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset,
+                                  output_path=path)
+    import onnxruntime as ort  # pylint: disable=import-outside-toplevel
+    ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+  except Exception as e:  # pylint: disable=broad-except
+    if os.path.exists(path):
+      os.remove(path)
+    return False, f"{ONNX_GENERATE_UNSUPPORTED} ({_short(e, 200)})"
+  return True, {"file": os.path.basename(path), "opset": opset,
+                "inputs": {"seeds": {"dtype": "int64", "shape": [None]}}}
+
+
+def existing_versions(model_dir):
+  """Sorted integer versions (numeric subdirectories) in BASE/MODEL_NAME."""
+  if not os.path.isdir(model_dir):
+    return []
+  return sorted(int(d) for d in os.listdir(model_dir)
+                if re.fullmatch(r"\d+", d) and os.path.isdir(os.path.join(model_dir, d)))
+
+
+def next_version(model_dir):
+  """1 + the highest existing version in BASE/MODEL_NAME (1 if none): TF Serving serves the
+  highest version, so a new export becomes the served one."""
+  versions = existing_versions(model_dir)
+  return versions[-1] + 1 if versions else 1
+
+
+def _versions():
+  import tf2onnx  # pylint: disable=import-outside-toplevel
+  import onnx  # pylint: disable=import-outside-toplevel
+  return {"tensorflow": tf.__version__, "keras": keras.__version__,
+          "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
+          "numpy": np.__version__, "python": platform.python_version()}
+
+
+def check_formats(formats):
+  """Validates `formats` (iterable of str); returns them as a tuple without duplicates.
+
+  Raises:
+    ExportError: empty, or a format not in `FORMATS`.
+  """
+  formats = tuple(dict.fromkeys(f.strip() for f in formats if f.strip()))
+  unknown = [f for f in formats if f not in FORMATS]
+  if unknown or not formats:
+    raise ExportError(f"--format must be a comma-separated subset of {','.join(FORMATS)}; "
+                      f"got {','.join(unknown) or 'nothing'}")
+  return formats
+
+
+def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None,
+               checkpoint=None, onnx_generate=False):
+  """Exports a trained run into EXPORT_DIR/VERSION (see the module docstring).
+
+  Args:
+    workdir: the training run directory (config.json + checkpoints/).
+    export_dir: BASE/MODEL_NAME; created if missing.
+    formats: subset of `FORMATS`.
+    weights: "ema" (default; the decoder EMA) or "raw".
+    version: integer >= 1; default `next_version(export_dir)`.
+    checkpoint: checkpoint prefix or directory; default the latest in the workdir.
+    onnx_generate: also try converting `generate` to ONNX (fails with tf2onnx 1.17; the reason
+      is recorded in the model card, the export goes on).
+
+  Returns:
+    `ExportResult`.
+
+  Raises:
+    ExportError: any bad input (unknown format/weights, bad version, version directory
+      exists, missing workdir/config.json/checkpoint, architecture mismatch, no EMA with
+      weights="ema", conversion failure). Nothing is left in EXPORT_DIR on error.
+  """
+  formats = check_formats(formats)
+  if weights not in WEIGHTS:
+    raise ExportError(f"--weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
+  if not export_dir:
+    raise ExportError("--export_dir is required: BASE/MODEL_NAME, e.g. exports/fmnist")
+  model_dir = os.path.abspath(export_dir)
+  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+    raise ExportError(f"--export_dir={export_dir} exists and is not a directory")
+  if version is not None:
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+      raise ExportError(f"--version must be an integer >= 1; got {version!r}")
+    version = int(version)
+  else:
+    version = next_version(model_dir)
+  version_dir = os.path.join(model_dir, str(version))
+  if os.path.exists(version_dir):
+    raise ExportError(f"{version_dir} already exists: TF Serving versions are immutable; "
+                      f"omit --version to write version {next_version(model_dir)}, or remove it")
+
+  run, saved_config, checkpoint_path = restore_run(workdir, checkpoint)
+  model, spec = run.model, run.spec
+  decoder = decoder_for_export(model, weights)
+  functions = ServingFunctions(model.encoder, decoder, spec.shape)
+  names = list(functions.input_signatures())
+  step = int(model.step.numpy())
+
+  os.makedirs(model_dir, exist_ok=True)
+  tmp_dir = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
+  shutil.rmtree(tmp_dir, ignore_errors=True)
+  os.makedirs(tmp_dir)
+  files = []
+  card = {
+      "name": os.path.basename(model_dir.rstrip(os.sep)),
+      "version": version,
+      "method": saved_config.method,
+      "dataset": saved_config.dataset,
+      "kind": "image" if functions.is_image else "2d",
+      "example_shape": list(functions.example_shape),
+      "z_dim": functions.z_dim,
+      "training_step": step,
+      "checkpoint": os.path.abspath(checkpoint_path),
+      "weights": weights,
+      "ema_decay": saved_config.ema_decay,
+      "hyperparameters": saved_config.to_dict(),
+      "export_time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+      "versions": _versions(),
+      "formats": list(formats),
+      "signatures": names if "saved_model" in formats else [],
+      "signature_defs": signature_defs(functions) if "saved_model" in formats else {},
+      "seeds_to_z": SEED_RULE,
+      "output_range": ("images clipped to [0, 1], float32 NHWC" if functions.is_image
+                       else "2-D points, unclipped"),
+  }
+  try:
+    if "saved_model" in formats:
+      build_archive(functions).write_out(tmp_dir, verbose=False)
+      files += ["saved_model.pb", "variables/"]
+    if "onnx" in formats:
+      card["onnx"] = export_onnx_decoder(
+          functions, os.path.join(tmp_dir, ONNX_DECODER_FILE),
+          metadata={"z_dim": functions.z_dim, "example_shape": list(functions.example_shape),
+                    "seeds_to_z": SEED_RULE, "weights": weights, "training_step": step})
+      files.append(ONNX_DECODER_FILE)
+      if onnx_generate:
+        ok, info = try_export_onnx_generate(functions, os.path.join(tmp_dir, ONNX_GENERATE_FILE))
+        card["onnx_generate"] = info
+        if ok:
+          files.append(ONNX_GENERATE_FILE)
+      else:
+        card["onnx_generate"] = ONNX_GENERATE_UNSUPPORTED
+    with open(os.path.join(tmp_dir, MODEL_CARD_FILE), "w") as f:
+      json.dump(card, f, indent=2, sort_keys=False)
+    files.append(MODEL_CARD_FILE)
+    if os.path.exists(version_dir):
+      raise ExportError(f"{version_dir} appeared during the export (another exporter?)")
+    os.rename(tmp_dir, version_dir)
+  finally:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+  logging.info("Exported %s (step %d, %s weights) to %s", workdir, step, weights, version_dir)
+  return ExportResult(version_dir, version, files, card)
+
+
+def describe(result):
+  """A short human-readable summary of an `ExportResult` (printed by the CLI)."""
+  card = result.model_card
+  lines = [f"Exported {card['method']} / {card['dataset']} (step {card['training_step']}, "
+           f"{card['weights']} weights) to {result.version_dir}",
+           f"  files: {', '.join(result.files)}"]
+  if card["signatures"]:
+    lines.append(f"  signatures: {', '.join(card['signatures'])}")
+  if "onnx" in card:
+    lines.append(f"  onnx: {card['onnx']['file']} (opset {card['onnx']['opset']}, z -> images, "
+                 f"max |onnx - tf| = {card['onnx']['parity_max_abs_diff']})")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+  sys.exit("use python -m as_introvae_tf.export")
