@@ -61,8 +61,10 @@ def _learning_rate(config):
 def build_networks(config, spec):
   """(encoder, decoder) for the dataset: the 2-D MLP or the IntroVAE residual networks."""
   if spec.kind == "2d":
-    return networks.build_networks("mlp", x_dim=spec.shape[0], z_dim=config.z_dim,
-                                   num_hidden=config.num_hidden, num_layers=config.num_layers)
+    return (networks.build_mlp_encoder(x_dim=spec.shape[0], z_dim=config.z_dim,
+                                       num_hidden=config.num_hidden,
+                                       num_layers=config.num_layers),
+            build_decoder(config, spec))
   height, _, channels = spec.shape
   return networks.build_networks("image", image_size=height, image_channels=channels,
                                  z_dim=config.z_dim, filters=config.filters)

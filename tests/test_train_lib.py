@@ -1,0 +1,109 @@
+"""End to end: the real training entry point on tiny real-data runs, resume, bad flags."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from as_introvae_tf import config as config_lib
+from as_introvae_tf import train_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_image_config(workdir, **overrides):
+  values = dict(method="as_introvae", dataset="fashion_mnist", workdir=str(workdir),
+                filters=(4, 8), z_dim=4, batch_size=8, train_steps=4, num_vae=1,
+                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=2,
+                keep_checkpoints=5, beta_neg=8.0, ema_decay=0.9, verbose="0")
+  values.update(overrides)
+  return config_lib.ExperimentConfig(**values)
+
+
+def _scalar_tags(logdir):
+  tags = set()
+  for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.add(value.tag)
+  return tags
+
+
+def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resumes(tmp_path):
+  config = _tiny_image_config(tmp_path)
+  result = train_lib.train_and_evaluate(config)
+  assert result["step"] == 4
+  assert all(np.isfinite(v) for v in result["metrics"].values())
+  assert {"as_distance", "c", "exp_elbo_fake", "kl_fake"} <= set(result["metrics"])
+  ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+  assert ckpts.model_checkpoint_path.endswith("ckpt-4")
+  assert [os.path.basename(p) for p in ckpts.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4"]
+  tags = _scalar_tags(str(tmp_path / "tensorboard" / "train"))
+  assert {"train/rec", "train/kl_real", "train/as_distance", "train/c", "images/samples",
+          "images/reconstruction", "images/real"} <= tags
+  image = tf.io.decode_png(tf.io.read_file(result["samples_png"])).numpy()
+  assert image.shape == (8 * 28, 8 * 28, 1)
+  assert os.path.exists(tmp_path / "config.json")
+
+  # Same command again: nothing to do, it does not start over.
+  again = train_lib.train_and_evaluate(config)
+  assert again["step"] == 4
+  # A longer budget continues from step 4 (restored optimizer step and weights).
+  run = train_lib.build_run(config.replace(train_steps=6))
+  assert int(run.model.step.numpy()) == 4
+  restored = [v.numpy() for v in run.model.decoder.weights]
+  longer = train_lib.train_and_evaluate(config.replace(train_steps=6))
+  assert longer["step"] == 6
+  ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+  assert ckpts.model_checkpoint_path.endswith("ckpt-6")
+  assert any(not np.allclose(a, b.numpy())
+             for a, b in zip(restored, train_lib.build_run(config).model.decoder.weights))
+
+
+def test_resume_with_another_architecture_is_refused(tmp_path):
+  train_lib.train_and_evaluate(_tiny_image_config(tmp_path, train_steps=2, method="vae",
+                                                  num_vae=0))
+  with pytest.raises(config_lib.ConfigError, match="--z_dim=4 .now 6."):
+    train_lib.train_and_evaluate(_tiny_image_config(tmp_path, train_steps=2, method="vae",
+                                                    num_vae=0, z_dim=6))
+
+
+@pytest.mark.parametrize("method", ["vae", "introvae", "soft_introvae", "as_introvae"])
+def test_two_d_run_every_method(tmp_path, method):
+  config = config_lib.ExperimentConfig(
+      method=method, dataset="8gaussians", workdir=str(tmp_path), z_dim=2, num_hidden=16,
+      num_layers=1, batch_size=64, train_steps=4, num_vae=2 if method != "vae" else 0,
+      log_every_steps=2, checkpoint_every_steps=2, image_every_steps=4, beta_kl=0.3,
+      beta_rec=0.2, beta_neg=0.9, margin=2.0, as_kernel="product", ema_decay=0.0, verbose="0")
+  result = train_lib.train_and_evaluate(config)
+  assert result["step"] == 4
+  assert all(np.isfinite(v) for v in result["metrics"].values())
+  assert os.path.getsize(result["samples_png"]) > 1000
+
+
+def test_image_size_without_a_channel_table_names_the_flag(tmp_path):
+  config = _tiny_image_config(tmp_path, filters=None, image_size=40)
+  with pytest.raises(config_lib.ConfigError, match="--image_size"):
+    train_lib.build_run(config)
+
+
+def test_command_line_stops_before_any_work_on_a_bad_flag(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "as_introvae_tf.train", "--flagfile=configs/quickstart.flags",
+       f"--workdir={tmp_path}", "--batch_size=0"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1
+  assert "--batch_size must be a positive integer" in proc.stderr
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_command_line_rejects_a_missing_flagfile(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "as_introvae_tf.train", "--flagfile=configs/nope.flags",
+       f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert "nope.flags" in proc.stderr
