@@ -32,10 +32,10 @@ in [0, 1], NHWC. Every signature checks its input shape with `tf.ensure_shape`, 
 z size or image shape fails with TF's own InvalidArgumentError naming the expected shape
 ("... is not compatible with expected shape [?,4]") -- in TF, and in TF Serving.
 
-Weights: `weights="ema"` (default) exports the exponential moving average of the decoder
-weights (the decoder optimizer's EMA, as `model.sync_ema_decoder()` defines it, with the
-decoder's BatchNorm statistics); `weights="raw"` the decoder's own weights. The encoder is
-always the trained encoder.
+Weights: `weights="ema"` (default) exports the checkpoint's `ema_decoder`: the exponential
+moving average of the decoder weights, with BatchNorm statistics re-estimated for it, which
+training writes before every checkpoint (`IntrospectiveVAE.prepare_for_inference`) and samples
+with; `weights="raw"` the trained decoder. The encoder is always the trained encoder.
 
 ONNX: `tf2onnx.convert.from_function` on `decode` with input signature `z: [None, z_dim]`,
 output `images`. `generate` does not convert with tf2onnx 1.17: it has no ONNX mapping for
@@ -296,11 +296,13 @@ def restore_run(workdir, checkpoint=None):
 
 
 def ema_decoder_weights(model):
-  """The EMA decoder weights, in `model.decoder.weights` order (numpy arrays).
+  """The decoder EMA as `sync_ema_decoder` computes it, in `model.decoder.weights` order.
 
   Trainable weights come from the decoder optimizer's moving averages (Keras `use_ema=True`),
-  non-trainable ones (BatchNorm statistics) from the decoder itself: the same rule as
-  `IntrospectiveVAE.sync_ema_decoder`.
+  non-trainable ones (BatchNorm statistics) from the decoder itself.
+
+  Returns:
+    list of numpy arrays.
 
   Raises:
     ExportError: the run was trained without an EMA (`--ema_decay=0`).
@@ -317,12 +319,35 @@ def ema_decoder_weights(model):
   return [np.asarray(by_id.get(id(v), v).numpy()) for v in model.decoder.weights]
 
 
+def ema_decoder_is_synced(model, atol=1e-6):
+  """Whether the restored `ema_decoder` holds the optimizer's EMA weights.
+
+  Training syncs it and re-estimates its BatchNorm statistics before every checkpoint
+  (`IntrospectiveVAE.prepare_for_inference`), so a checkpoint's `ema_decoder` is the sampling
+  decoder as is. Checkpoints written without that step fail this check.
+  """
+  expected = ema_decoder_weights(model)
+  trainable = {id(v) for v in model.decoder.trainable_variables}
+  for source, target, value in zip(model.decoder.weights, model.ema_decoder.weights, expected):
+    if id(source) in trainable and (target.shape != value.shape or
+                                    np.abs(target.numpy() - value).max() > atol):
+      return False
+  return len(model.decoder.weights) == len(model.ema_decoder.weights)
+
+
 def decoder_for_export(model, weights="ema"):
-  """The decoder to export: a clone holding the EMA weights, or the trained decoder itself.
+  """The decoder to export.
 
   Args:
     model: a restored `models.IntrospectiveVAE`.
-    weights: "ema" or "raw".
+    weights: "raw": the trained decoder. "ema": the checkpoint's `ema_decoder` (the EMA of the
+      decoder weights with its own re-estimated BatchNorm statistics: what the run samples
+      with); if that checkpoint's `ema_decoder` was never synced with the optimizer's EMA, a
+      clone holding the EMA weights and the decoder's BatchNorm statistics (the
+      `sync_ema_decoder` rule) is used instead, with a warning.
+
+  Returns:
+    (keras.Model, str describing where the weights come from).
 
   Raises:
     ExportError: unknown `weights`, or "ema" for a run without EMA.
@@ -330,12 +355,16 @@ def decoder_for_export(model, weights="ema"):
   if weights not in WEIGHTS:
     raise ExportError(f"--weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
   if weights == "raw":
-    return model.decoder
-  values = ema_decoder_weights(model)
+    return model.decoder, "decoder (raw trained weights)"
+  if ema_decoder_is_synced(model):
+    return model.ema_decoder, "ema_decoder of the checkpoint (EMA weights, own BatchNorm stats)"
+  logging.warning("The checkpoint's ema_decoder does not hold the optimizer's EMA (saved "
+                  "without prepare_for_inference); exporting the EMA weights with the "
+                  "decoder's BatchNorm statistics")
   decoder = keras.models.clone_model(model.decoder)
-  decoder.set_weights(values)
+  decoder.set_weights(ema_decoder_weights(model))
   decoder.trainable = False
-  return decoder
+  return decoder, "optimizer EMA weights + decoder BatchNorm stats (ema_decoder was not synced)"
 
 
 # === Writers ==================================================================================
@@ -546,7 +575,7 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
 
   run, saved_config, checkpoint_path = restore_run(workdir, checkpoint)
   model, spec = run.model, run.spec
-  decoder = decoder_for_export(model, weights)
+  decoder, weights_source = decoder_for_export(model, weights)
   functions = ServingFunctions(model.encoder, decoder, spec.shape)
   names = list(functions.input_signatures())
   step = int(model.step.numpy())
@@ -567,6 +596,7 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
       "training_step": step,
       "checkpoint": os.path.abspath(checkpoint_path),
       "weights": weights,
+      "weights_source": weights_source,
       "ema_decay": saved_config.ema_decay,
       "hyperparameters": saved_config.to_dict(),
       "export_time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
