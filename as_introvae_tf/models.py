@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from as_introvae_tf import losses
 
+_GRAD_NORMS = ("grad_norm_encoder", "grad_norm_decoder")
 METRIC_NAMES = {
     "vae": ("loss", "rec", "kl_real"),
     "introvae": ("loss_encoder", "loss_decoder", "rec", "kl_real", "kl_rec", "kl_fake",
@@ -40,7 +41,12 @@ METRIC_NAMES = {
 
 `rec` = batch mean of `rec(x, x_r)`; KLs in nats; `diff_kl = kl_fake - kl_real` (the reference's
 diagnostic: negative means the encoder no longer tells fakes from real data);
-`as_distance` = the encoder-phase AS-Distance; `c` = the annealed KL weight."""
+`as_distance` = the encoder-phase AS-Distance; `c` = the annealed KL weight;
+`grad_norm_encoder`/`grad_norm_decoder` = global norms of this replica's gradients (every
+method)."""
+METRIC_NAMES = {k: v + _GRAD_NORMS for k, v in METRIC_NAMES.items()}
+CHECKED_TERMS = tuple(sorted(set().union(*METRIC_NAMES.values())))
+"""Terms checked for NaN/inf at every step; bit i of `non_finite_terms` = CHECKED_TERMS[i]."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +119,14 @@ class IntrospectiveVAE(keras.Model):
     self.scale = losses.input_scale(self.example_shape)
     self.vae_phase = False
     self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES[self.method]}
+    # The first step whose losses or gradients were NaN/inf (-1: none yet) and which terms.
+    self.first_non_finite_step = tf.Variable(
+        -1, dtype=tf.int64, trainable=False, name="first_non_finite_step",
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.non_finite_terms = tf.Variable(
+        0, dtype=tf.int64, trainable=False, name="non_finite_terms",
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self._grad_norms = {}
     self._vae_trackers = {name: self.trackers.get(name) or keras.metrics.Mean(name=name)
                           for name in METRIC_NAMES["vae"]}
 
@@ -255,9 +269,39 @@ class IntrospectiveVAE(keras.Model):
 
   def train_step(self, data):
     x = data[0] if isinstance(data, (tuple, list)) else data
-    if self.vae_phase:
-      return self._report(self._vae_trackers, self.vae_step(x))
-    return self._report(self.trackers, self.introspective_step(x))
+    step = tf.identity(self.step)
+    self._grad_norms = {}
+    logs = self.vae_step(x) if self.vae_phase else self.introspective_step(x)
+    logs.update(self._grad_norms)
+    self._record_non_finite(step, logs)
+    return self._report(self._vae_trackers if self.vae_phase else self.trackers, logs)
+
+  def _apply(self, optimizer, grads, variables, name):
+    """Applies one network's gradients and records their global norm (`grad_norm_<name>`)."""
+    self._grad_norms[f"grad_norm_{name}"] = tf.linalg.global_norm(grads)
+    optimizer.apply_gradients(zip(grads, variables))
+
+  def _record_non_finite(self, step, logs):
+    """Remembers the first step at which any loss term or gradient norm was NaN/inf."""
+    bad = tf.cast(tf.stack([tf.logical_not(tf.reduce_all(tf.math.is_finite(logs[name])))
+                            for name in logs]), tf.float32)
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+      bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, bad)  # > 0: bad on some replica
+    weights = tf.constant([2 ** CHECKED_TERMS.index(name) for name in logs], tf.int64)
+    bits = tf.reduce_sum(tf.cast(bad > 0, tf.int64) * weights)
+    first = (self.first_non_finite_step < 0) & (bits > 0)
+    self.first_non_finite_step.assign(
+        tf.where(first, tf.cast(step, tf.int64), self.first_non_finite_step))
+    self.non_finite_terms.assign(tf.where(first, bits, self.non_finite_terms))
+
+  def non_finite_report(self):
+    """(step, [term names]) of the first non-finite step, or None. Call outside train_step."""
+    step = int(self.first_non_finite_step.numpy())
+    if step < 0:
+      return None
+    bits = int(self.non_finite_terms.numpy())
+    return step, [name for i, name in enumerate(CHECKED_TERMS) if bits >> i & 1]
 
   def vae_step(self, x):
     """One ELBO step on E and D: `L = s * mean(beta_rec * rec + beta_kl * kl)` (METHOD.md)."""
@@ -274,8 +318,8 @@ class IntrospectiveVAE(keras.Model):
       loss = self._mean(losses.vae_loss(rec, kl, scale=self.scale, beta_rec=hp.beta_rec,
                                         beta_kl=hp.beta_kl))
     grads = tape.gradient(loss, e_vars + d_vars)
-    self.encoder_optimizer.apply_gradients(zip(grads[:len(e_vars)], e_vars))
-    self.decoder_optimizer.apply_gradients(zip(grads[len(e_vars):], d_vars))
+    self._apply(self.encoder_optimizer, grads[:len(e_vars)], e_vars, "encoder")
+    self._apply(self.decoder_optimizer, grads[len(e_vars):], d_vars, "decoder")
     return {"loss": tf.reduce_mean(losses.vae_loss(rec, kl, scale=self.scale,
                                                    beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)),
             "rec": tf.reduce_mean(rec), "kl_real": tf.reduce_mean(kl)}
@@ -353,7 +397,7 @@ class SoftIntroVAE(IntrospectiveVAE):
         slope = -2.0 * s * hp.beta_neg * (1.0 - c) * tf.stop_gradient(mean_exp)
         loss_e += 0.25 * slope * as_e
     e_vars = self.encoder.trainable_variables
-    self.encoder_optimizer.apply_gradients(zip(tape.gradient(loss_e, e_vars), e_vars))
+    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder")
 
     # === Update D === (encoder frozen: gradients flow through it, only D is updated)
     with tf.GradientTape() as tape:
@@ -377,7 +421,7 @@ class SoftIntroVAE(IntrospectiveVAE):
         as_d = self._as_distance(*sq, reduction=hp.as_reduction_decoder)
         loss_d += s * 0.5 * hp.beta_kl * (1.0 - c) * as_d  # linear in AS: no slope needed
     d_vars = self.decoder.trainable_variables
-    self.decoder_optimizer.apply_gradients(zip(tape.gradient(loss_d, d_vars), d_vars))
+    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder")
 
     kl_real_mean = tf.reduce_mean(kl_real)
     kl_fake_mean = tf.reduce_mean(kl_fake_d)
@@ -454,7 +498,7 @@ class IntroVAE(IntrospectiveVAE):
           beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
       loss_e = self._mean(per_example_e)
     e_vars = self.encoder.trainable_variables
-    self.encoder_optimizer.apply_gradients(zip(tape.gradient(loss_e, e_vars), e_vars))
+    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder")
 
     # === Update D ===
     with tf.GradientTape() as tape:
@@ -467,7 +511,7 @@ class IntroVAE(IntrospectiveVAE):
           rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec)
       loss_d = self._mean(per_example_d)
     d_vars = self.decoder.trainable_variables
-    self.decoder_optimizer.apply_gradients(zip(tape.gradient(loss_d, d_vars), d_vars))
+    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder")
 
     kl_real_mean, kl_fake_mean = tf.reduce_mean(kl_real), tf.reduce_mean(kl_fake_d)
     return {"loss_encoder": tf.reduce_mean(per_example_e),

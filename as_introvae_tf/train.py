@@ -20,12 +20,24 @@ from as_introvae_tf import config as config_lib  # noqa: E402
 config_lib.define_flags()
 
 
+def apply_threading(config):
+  """Sets TensorFlow's thread pools and determinism (before TensorFlow executes any op)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  if config.inter_op_threads:
+    tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+  if config.intra_op_threads:
+    tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
   try:
     config = config_lib.ExperimentConfig.from_flags(flags.FLAGS).validate()
+    apply_threading(config)
     result = train_lib.train_and_evaluate(config)
   except (config_lib.ConfigError, FileNotFoundError, train_lib.TrainingDivergedError,
           ValueError) as e:

@@ -159,6 +159,9 @@ def build_run(config, restore=True):
   if restore and manager.latest_checkpoint:
     status = checkpoint.restore(manager.latest_checkpoint)
     status.assert_existing_objects_matched()
+    if not config.lr_milestones:  # a constant --lr given now wins over the checkpointed one
+      model.encoder_optimizer.learning_rate = config.lr
+      model.decoder_optimizer.learning_rate = config.lr
     logging.info("Restored %s (step %d)", manager.latest_checkpoint, int(model.step.numpy()))
   return Run(config, strategy, spec, model, checkpoint, manager)
 
@@ -249,9 +252,11 @@ class TrainingMonitor(keras.callbacks.Callback):
     step = int(model.step.numpy())
     self.step = step
     logs = {k: float(v) for k, v in (logs or {}).items()}
-    bad = sorted(k for k, v in logs.items() if not math.isfinite(v))
-    if bad:
-      self.diverged = (step, bad, logs)
+    report = model.non_finite_report()
+    if report is None and any(not math.isfinite(v) for v in logs.values()):
+      report = (step, sorted(k for k, v in logs.items() if not math.isfinite(v)))
+    if report is not None:
+      self.diverged = report  # never checkpointed: the last good checkpoint stays the latest
       model.stop_training = True
       return
     if self.chief:
@@ -324,14 +329,16 @@ def train_and_evaluate(config):
     model.make_train_function(force=True)
     ds = data.build_dataset(spec, "train", config.batch_size, seed=config.seed,
                             bad_images=config.bad_images, data_dir=config.data_dir)
+    if start:
+      ds = ds.skip(start)  # the data order continues where the checkpointed run stopped
     window = config.log_every_steps
     history = model.fit(ds, initial_epoch=start // window,
                         epochs=int(math.ceil(config.train_steps / window)),
                         steps_per_epoch=window, callbacks=[monitor], verbose=_verbose(config))
     last_metrics = {k: float(v[-1]) for k, v in history.history.items() if v}
     if monitor.diverged:
-      step, bad, logs = monitor.diverged
-      raise TrainingDivergedError(_divergence_message(config, step, bad, logs, run.manager))
+      step, terms = monitor.diverged
+      raise TrainingDivergedError(_divergence_message(config, step, terms, run.manager))
   final_step = int(model.step.numpy())
   if start < config.train_steps and monitor.last_saved != final_step:
     monitor.save(final_step)
@@ -346,19 +353,21 @@ def train_and_evaluate(config):
   return {"step": final_step, "metrics": last_metrics, "samples_png": samples_png}
 
 
-def _divergence_message(config, step, bad, logs, manager):
+def _divergence_message(config, step, terms, manager):
   hints = {
       "soft_introvae": "S-IntroVAE usually diverges when --beta_neg is too small for the "
                        "latent size: raise --beta_neg (the authors advise values near z_dim "
                        "or larger) or lower --lr.",
-      "as_introvae": "AS-IntroVAE: raise --beta_neg, lower --lr, or try --as_kernel=per_dim "
-                     "with --as_squash=tanh (the reference settings).",
+      "as_introvae": "AS-IntroVAE: raise --beta_neg (as for S-IntroVAE, the authors advise "
+                     "values near z_dim or larger), lower --lr, or use the reference "
+                     "AS options (--as_kernel=per_dim --as_squash=tanh).",
       "introvae": "IntroVAE is sensitive to --margin and --introvae_alpha: lower --lr or "
                   "change --margin.",
       "vae": "Lower --lr.",
   }
-  values = ", ".join(f"{k}={logs[k]}" for k in bad)
-  return (f"Training stopped: non-finite loss terms in the log window ending at step {step}: "
-          f"{values}. Hyper-parameters: beta_rec={config.beta_rec}, beta_kl={config.beta_kl}, "
-          f"beta_neg={config.beta_neg}, lr={config.lr}. {hints[config.method]} The last good "
-          f"checkpoint is kept: {manager.latest_checkpoint}.")
+  kept = manager.latest_checkpoint or "none (no checkpoint was written before)"
+  return (f"Training stopped: non-finite values (NaN/inf) at step {step} in: "
+          f"{', '.join(terms)}. Hyper-parameters: beta_rec={config.beta_rec}, "
+          f"beta_kl={config.beta_kl}, beta_neg={config.beta_neg}, lr={config.lr}. "
+          f"{hints[config.method]} The bad state was not saved; the last good checkpoint is "
+          f"kept: {kept}. Running the same command again resumes from it.")

