@@ -1,0 +1,203 @@
+"""Evaluation end to end on tiny runs trained here; feature networks; bad input."""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from as_introvae_tf import config as config_lib
+from as_introvae_tf import data
+from as_introvae_tf import eval_lib
+from as_introvae_tf import feature_nets
+from as_introvae_tf import train_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tags(logdir):
+  tags = {}
+  for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags[value.tag] = event.step
+  return tags
+
+
+@pytest.fixture(scope="module")
+def tiny_feature_net(tmp_path_factory):
+  """A Fashion-MNIST feature net trained for 1 step with the tool's library function."""
+  path = tmp_path_factory.mktemp("feature_net") / "fashion_mnist.keras"
+  info = feature_nets.train_feature_net("fashion_mnist", str(path), max_steps=1, batch_size=32,
+                                        eval_examples=200, log=lambda *_: None)
+  assert info["name"] == "fmnist_cnn" and info["steps"] == 1
+  assert 0.0 <= info["test_accuracy"] <= 1.0
+  assert json.load(open(str(path) + ".json"))["input_shape"] == [28, 28, 1]
+  return str(path)
+
+
+# --- Feature networks --------------------------------------------------------------------------
+
+
+def test_feature_net_features_and_name(tiny_feature_net):
+  net = feature_nets.load_feature_net(tiny_feature_net)
+  assert net.name == "fmnist_cnn" and net.input_shape == (28, 28, 1)
+  x = np.random.default_rng(0).uniform(size=(5, 28, 28, 1)).astype(np.float32)
+  features = net.features(x, batch_size=2)
+  assert features.shape == (5, 128) and np.all(np.isfinite(features))
+  # Other sizes and RGB are adapted to the net's input.
+  rgb = np.random.default_rng(1).uniform(size=(3, 32, 32, 3)).astype(np.float32)
+  assert net.features(rgb).shape == (3, 128)
+
+
+def test_default_feature_net_is_taken_from_the_cache(tiny_feature_net, tmp_path, monkeypatch):
+  monkeypatch.setenv(feature_nets.CACHE_DIR_ENV, str(tmp_path))
+  spec = data.parse_dataset("fashion_mnist", None, None)
+  path = feature_nets.default_feature_net_path("fashion_mnist")
+  assert path == tmp_path / "feature_nets" / "fashion_mnist.keras"
+  os.makedirs(path.parent)
+  shutil.copy(tiny_feature_net, path)
+  messages = []
+  net = feature_nets.get_default_feature_net(spec, log=messages.append)
+  assert net.name == "fmnist_cnn" and not messages   # found: nothing trained
+  assert feature_nets.get_default_feature_net(data.parse_dataset("8gaussians", None, None)) \
+      is None
+
+
+def test_fashion_mnist_labels_align_with_images():
+  labels = feature_nets.load_fashion_mnist_labels("test")
+  assert labels.shape == (10000,) and labels.dtype == np.uint8
+  assert set(np.unique(labels)) == set(range(10))
+  assert len(data.load_fashion_mnist("test")) == len(labels)
+  assert np.all(np.bincount(labels) == 1000)
+
+
+def test_folder_labels_come_from_class_folders(tmp_path):
+  for split in ("train", "test"):
+    for cls, value in (("cat", 0), ("dog", 255)):
+      os.makedirs(tmp_path / split / cls)
+      for i in range(2):
+        img = tf.fill([6, 6, 3], tf.constant(value, tf.uint8))
+        tf.io.write_file(str(tmp_path / split / cls / f"{i}.png"), tf.io.encode_png(img))
+  spec = data.parse_dataset(f"folder:{tmp_path}", None, None)
+  images, labels, names = feature_nets.load_labeled(spec, "train")
+  assert names == ("cat", "dog") and list(labels) == [0, 0, 1, 1]
+  assert images.shape == (4, 6, 6, 3) and images[2].min() == 255
+  with pytest.raises(ValueError, match="no class labels"):
+    feature_nets.load_labeled(data.parse_dataset("8gaussians", None, None), "train")
+
+
+def test_inception_preprocessing():
+  grey = np.stack([np.zeros((8, 8, 1)), np.ones((8, 8, 1))]).astype(np.float32)
+  x = feature_nets.inception_preprocess(grey).numpy()
+  assert x.shape == (2, 299, 299, 3)
+  np.testing.assert_allclose(x[0], -1.0, atol=1e-6)
+  np.testing.assert_allclose(x[1], 1.0, atol=1e-6)
+  half = feature_nets.inception_preprocess(np.full((1, 299, 299, 3), 0.5, np.float32)).numpy()
+  np.testing.assert_allclose(half, 0.0, atol=1e-6)
+
+
+def test_missing_inception_weights_file_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match="nope.h5"):
+    feature_nets.load_inception(tmp_path / "nope.h5")
+
+
+def test_inception_from_a_weights_file(tmp_path):
+  # Random weights (about 8 s here): checks loading from a file and the preprocessing wiring.
+  import keras  # pylint: disable=import-outside-toplevel
+  model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None)
+  path = str(tmp_path / "random_inception.weights.h5")
+  model.save_weights(path)
+  net = feature_nets.load_inception(path)
+  assert net.name == "inception"
+  images = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype(np.float32)
+  features = net.features(images)
+  assert features.shape == (2, 2048)
+  expected = model(feature_nets.inception_preprocess(images), training=False).numpy()
+  np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+
+
+# --- End to end --------------------------------------------------------------------------------
+
+
+def test_evaluate_a_tiny_2d_run(tmp_path):
+  config = config_lib.ExperimentConfig(
+      method="soft_introvae", dataset="8gaussians", workdir=str(tmp_path), z_dim=2,
+      num_hidden=16, num_layers=1, batch_size=64, train_steps=4, num_vae=2, log_every_steps=2,
+      checkpoint_every_steps=4, image_every_steps=4, beta_kl=0.3, beta_rec=0.2, beta_neg=0.9,
+      ema_decay=0.0, verbose="0")
+  train_lib.train_and_evaluate(config)
+  options = eval_lib.EvalOptions(num_samples=500, eval_draws=2, grid_points=64,
+                                 gnelbo_points=256)
+  result = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
+  expected = {"kl", "kl_std", "jsd", "jsd_std", "gnelbo", "gnelbo_std", "kl_floor", "jsd_floor",
+              "modes_covered", "high_quality_fraction", "active_units", "kl_posterior"}
+  assert expected <= set(result["metrics"])
+  saved = json.load(open(tmp_path / "eval" / "metrics.json"))
+  assert saved["metrics"] == pytest.approx(result["metrics"])
+  assert saved["step"] == 4 and saved["sampling_decoder"] == "decoder"
+  assert len(saved["details"]["draws"]["kl"]) == 2
+  assert saved["metrics"]["kl"] == pytest.approx(np.mean(saved["details"]["draws"]["kl"]))
+  assert 0 < saved["metrics"]["gnelbo"] < 1
+  assert 0 <= saved["metrics"]["modes_covered"] <= 8
+  assert len(saved["details"]["kl_per_dimension"]) == 2
+  for name in ("samples_over_data", "density"):
+    assert os.path.getsize(tmp_path / "eval" / f"{name}.png") > 1000
+  tags = _tags(str(tmp_path / "tensorboard" / "eval"))
+  assert tags["eval/kl"] == 4 and tags["eval/gnelbo"] == 4 and "eval/density" in tags
+  # Same seed, same numbers.
+  again = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
+  assert again["metrics"] == result["metrics"]
+
+
+def test_evaluate_a_tiny_image_run(tmp_path, tiny_feature_net):
+  config = config_lib.ExperimentConfig(
+      method="as_introvae", dataset="fashion_mnist", workdir=str(tmp_path), filters=(4, 8),
+      z_dim=4, batch_size=8, train_steps=2, num_vae=1, log_every_steps=2,
+      checkpoint_every_steps=2, image_every_steps=2, beta_neg=8.0, ema_decay=0.9, verbose="0")
+  train_lib.train_and_evaluate(config)
+  options = eval_lib.EvalOptions(num_samples=48, batch_size=16, feature_net=tiny_feature_net,
+                                 kid_subsets=5, kid_subset_size=32)
+  result = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
+  m = result["metrics"]
+  assert {"psnr", "ssim", "mse", "fid_fmnist_cnn", "kid_fmnist_cnn", "kid_fmnist_cnn_std",
+          "active_units", "kl_posterior"} <= set(m)
+  assert "fid_inception" not in m
+  assert 0 < m["mse"] < 1 and -1 <= m["ssim"] <= 1 and m["psnr"] > 0
+  assert m["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / m["mse"])), rel=0.3)
+  assert m["fid_fmnist_cnn"] > 0 and 0 <= m["active_units"] <= 4
+  saved = json.load(open(tmp_path / "eval" / "metrics.json"))
+  assert saved["details"]["num_images"] == 48 and saved["sampling_decoder"] == "ema_decoder"
+  assert any("fid_inception skipped" in n for n in saved["details"]["notes"])
+  shapes = {"pairs": (8 * 28, 8 * 28, 1), "samples": (8 * 28, 8 * 28, 1),
+            "interpolations": (8 * 28, 10 * 28, 1)}
+  for name, shape in shapes.items():
+    image = tf.io.decode_png(tf.io.read_file(str(tmp_path / "eval" / f"{name}.png"))).numpy()
+    assert image.shape == shape, name
+  tags = _tags(str(tmp_path / "tensorboard" / "eval"))
+  assert tags["eval/fid_fmnist_cnn"] == 2 and tags["eval/psnr"] == 2
+
+
+def test_workdir_without_a_checkpoint_is_refused(tmp_path):
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    eval_lib.evaluate(str(tmp_path))
+  config_lib.save_config(config_lib.ExperimentConfig(dataset="8gaussians",
+                                                     workdir=str(tmp_path)), str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    eval_lib.evaluate(str(tmp_path))
+  with pytest.raises(config_lib.ConfigError, match="--eval_draws"):
+    eval_lib.EvalOptions(eval_draws=0).validate()
+
+
+def test_command_line_exits_1_on_a_bad_workdir(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "as_introvae_tf.evaluate", f"--workdir={tmp_path / 'none'}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1
+  assert "does not exist" in proc.stderr
+  assert not os.path.exists(tmp_path / "none")
