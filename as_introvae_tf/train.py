@@ -40,7 +40,7 @@ def main(argv):
     apply_threading(config)
     result = train_lib.train_and_evaluate(config)
   except (config_lib.ConfigError, FileNotFoundError, train_lib.TrainingDivergedError,
-          ValueError) as e:
+          train_lib.CheckpointWriteError, ValueError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     return 1

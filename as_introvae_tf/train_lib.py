@@ -39,6 +39,10 @@ class TrainingDivergedError(RuntimeError):
   """A loss went NaN or infinite; the last good checkpoint is kept."""
 
 
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written (disk full, read-only); the previous one is intact."""
+
+
 @dataclasses.dataclass
 class Run:
   """What `build_run` assembles: everything needed to train, restore or export a run."""
@@ -113,6 +117,20 @@ def make_checkpoint(model):
   if model.ema_decoder is not None:
     items["ema_decoder"] = model.ema_decoder
   return tf.train.Checkpoint(**items)
+
+
+def _check_workdir_writable(workdir):
+  """Creates `workdir` and checks that files can be written there, before any work."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise config_lib.ConfigError(
+        f"--workdir={workdir} is not writable ({e.strerror}): choose a directory where "
+        "checkpoints and logs can be written") from None
 
 
 def _check_resume_compatible(config, workdir):
@@ -284,7 +302,14 @@ class TrainingMonitor(keras.callbacks.Callback):
 
   def save(self, step):
     self.prepare(step)
-    self.run.manager.save(checkpoint_number=step)
+    try:
+      self.run.manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as e:
+      previous = self.run.manager.latest_checkpoint or "none"
+      raise CheckpointWriteError(
+          f"Could not write the checkpoint of step {step} to {self.run.manager.directory} "
+          f"({e}). Is the disk full or the directory read-only? The previous checkpoint is "
+          f"intact: {previous}.") from e
     self.last_saved = step
 
 
@@ -306,6 +331,7 @@ def train_and_evaluate(config):
   """
   workdir = config.workdir
   config.validate()
+  _check_workdir_writable(workdir)
   _check_resume_compatible(config, workdir)
   run = build_run(config)
   model, spec, strategy = run.model, run.spec, run.strategy

@@ -4,6 +4,7 @@ import glob
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -150,3 +151,71 @@ def test_nan_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(tmp_pa
   after = train_lib.build_run(good)
   for a, b in zip(weights, after.model.decoder.weights):
     np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_unwritable_workdir_is_named_before_any_work(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  with pytest.raises(config_lib.ConfigError, match="is not writable"):
+    train_lib.train_and_evaluate(_two_d_config(blocker / "run"))
+
+
+def test_failed_checkpoint_write_says_so_and_keeps_the_previous_one(tmp_path, monkeypatch):
+  config = _two_d_config(tmp_path, train_steps=2)
+  train_lib.train_and_evaluate(config)
+
+  def full_disk(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+  with pytest.raises(train_lib.CheckpointWriteError, match="No space left.*ckpt-2"):
+    train_lib.train_and_evaluate(config.replace(train_steps=4))
+  monkeypatch.undo()
+  assert int(train_lib.build_run(config).model.step.numpy()) == 2
+
+
+def _train_command(workdir, steps):
+  return [sys.executable, "-m", "as_introvae_tf.train", "--method=soft_introvae",
+          "--dataset=8gaussians", f"--workdir={workdir}", "--z_dim=2", "--num_hidden=32",
+          "--num_layers=1", "--batch_size=64", f"--train_steps={steps}", "--num_vae=5",
+          "--beta_kl=0.3", "--beta_rec=0.2", "--beta_neg=0.9", "--ema_decay=0.99",
+          "--log_every_steps=5", "--checkpoint_every_steps=5", "--keep_checkpoints=100",
+          "--image_every_steps=1000", "--verbose=2"]
+
+
+def _latest_step(workdir):
+  state = tf.train.get_checkpoint_state(str(workdir / "checkpoints"))
+  return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
+
+
+def test_sigkill_at_any_moment_then_resume_reaches_the_end_with_intact_checkpoints(tmp_path):
+  """Kill a real training process several times (at different moments, some during a
+  checkpoint write), restart it with the same command, and check every checkpoint."""
+  workdir = tmp_path / "run"
+  steps = 400
+  rng = np.random.default_rng(0)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  reached = []
+  for _ in range(3):
+    before = _latest_step(workdir)
+    proc = subprocess.Popen(_train_command(workdir, steps), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while _latest_step(workdir) <= before and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.1)  # wait for a new checkpoint: the run is really training
+    time.sleep(rng.uniform(0.0, 1.5))  # then kill mid-step or mid-write (every 5 steps)
+    proc.kill()  # SIGKILL
+    proc.wait()
+    reached.append(_latest_step(workdir))
+  assert 0 < reached[0] < reached[-1] < steps, reached  # progress survived every kill
+  proc = subprocess.run(_train_command(workdir, steps), cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"Trained to step {steps}" in proc.stdout
+  state = tf.train.get_checkpoint_state(str(workdir / "checkpoints"))
+  assert state.model_checkpoint_path.endswith(f"ckpt-{steps}")
+  config = config_lib.load_config(str(workdir))
+  for path in state.all_model_checkpoint_paths:  # every kept checkpoint restores
+    run = train_lib.build_run(config, restore=False)
+    run.checkpoint.restore(path).assert_existing_objects_matched()
+    assert int(run.model.step.numpy()) == int(path.rsplit("-", 1)[1])
