@@ -342,7 +342,11 @@ def train_and_evaluate(config):
   logging.info("method=%s dataset=%s example_shape=%s replicas=%d start_step=%d",
                config.method, config.dataset, spec.shape, strategy.num_replicas_in_sync, start)
   fixed = _fixed_batch(spec, config, 64)
-  writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "train"))
+  logdir = os.path.join(workdir, "tensorboard", "train")
+  if not chief:  # only the chief writes summaries; the others write to a scratch directory
+    logdir = os.path.join(workdir, "tmp_worker_tensorboard",
+                          str(strategy.cluster_resolver.task_id))
+  writer = tf.summary.create_file_writer(logdir)
   if chief and start == 0:
     with writer.as_default(step=0):
       tf.summary.text("config", "```\n" + config.to_json() + "\n```")
@@ -360,7 +364,8 @@ def train_and_evaluate(config):
     window = config.log_every_steps
     history = model.fit(ds, initial_epoch=start // window,
                         epochs=int(math.ceil(config.train_steps / window)),
-                        steps_per_epoch=window, callbacks=[monitor], verbose=_verbose(config))
+                        steps_per_epoch=window, callbacks=[monitor], verbose=_verbose(config),
+                        shuffle=False)  # the dataset is shuffled (seeded) by data.py
     last_metrics = {k: float(v[-1]) for k, v in history.history.items() if v}
     if monitor.diverged:
       step, terms = monitor.diverged
