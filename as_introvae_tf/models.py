@@ -341,7 +341,7 @@ class SoftIntroVAE(IntrospectiveVAE):
   """S-IntroVAE (Daniel & Tamar, CVPR 2021; soft-introvae.md eq. 4, Algorithm 1).
 
   AS-IntroVAE subclasses it and replaces the KL of the rec/fake posteriors inside the
-  adversarial terms by `c * KL + (1 - c) * AS` (`_adversarial_energy`).
+  adversarial terms by `c * KL + (1 - c) * AS` (`_squash`, `_coefficient`, `_as_distance`).
   """
 
   method = "soft_introvae"

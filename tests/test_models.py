@@ -190,3 +190,102 @@ def test_non_finite_losses_are_recorded_with_the_step_and_the_terms():
   assert "rec" in terms and "loss_encoder" in terms and "grad_norm_encoder" in terms
   _fit(model, good, steps=1)
   assert model.non_finite_report()[0] == 2  # the first bad step is kept
+
+
+def test_as_introvae_encoder_update_equals_the_gradient_of_the_reference_formula():
+  """One SGD step (lr 1, decoder frozen) must move the encoder by minus the gradient of the
+  AS-IntroVAE encoder loss written plainly from the reference (A_VAE.py), AS term live."""
+  hp = models.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, as_kernel="per_dim",
+                          as_squash="tanh", as_reduction_encoder="sum", anneal="tanh",
+                          rec_target_grad=True)
+  total = 10
+  model = _build("as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=1.0, lr_d=0.0,
+                 total=total)
+  x = tf.constant(_two_d_batch(5))
+  before = [tf.identity(v) for v in model.encoder.trainable_variables]
+
+  def noise(k):
+    return tf.random.stateless_normal([GLOBAL_BATCH, 2], seed=[3, k])
+
+  s, c = 0.5, float(np.tanh(0.0))  # step 0: c = tanh(5 * 0 / T) = 0
+  enc, dec = model.encoder, model.decoder
+  with tf.GradientTape() as tape:
+    fake = dec(noise(0))
+    real_mu, real_logvar = enc(x)
+    z = real_mu + tf.exp(0.5 * real_logvar) * noise(1)
+    rec = dec(z)
+    loss_rec = tf.reduce_mean(tf.reduce_sum((x - rec) ** 2, 1))
+    loss_kl = tf.reduce_mean(-0.5 * tf.reduce_sum(
+        1 + real_logvar - real_mu ** 2 - tf.exp(real_logvar), 1))
+    rec_mu, rec_logvar = enc(tf.stop_gradient(rec))
+    rec_rec = dec(rec_mu + tf.exp(0.5 * rec_logvar) * noise(2))
+    fake_mu, fake_logvar = enc(tf.stop_gradient(fake))
+    rec_fake = dec(fake_mu + tf.exp(0.5 * fake_logvar) * noise(3))
+    kl_rec = -0.5 * tf.reduce_sum(1 + rec_logvar - rec_mu ** 2 - tf.exp(rec_logvar), 1)
+    kl_fake = -0.5 * tf.reduce_sum(1 + fake_logvar - fake_mu ** 2 - tf.exp(fake_logvar), 1)
+    rr = tf.reduce_sum((rec - rec_rec) ** 2, 1)   # reference: target `rec` not detached
+    rf = tf.reduce_sum((fake - rec_fake) ** 2, 1)
+    ma, la, mb, lb = tf.tanh(rec_mu), tf.tanh(rec_logvar), tf.tanh(fake_mu), tf.tanh(fake_logvar)
+
+    def red(m1, v1, m2, v2):  # reduce_with_choice(..., 'sum')
+      v = v1[:, None, :] + v2[None, :, :]
+      return tf.reduce_sum(tf.exp(-0.5 * (m1[:, None, :] - m2[None, :, :]) ** 2 / v) / tf.sqrt(v))
+
+    va, vb = tf.exp(la), tf.exp(lb)
+    dis = red(ma, va, ma, va) + red(mb, vb, mb, vb) - 2 * red(ma, va, mb, vb)
+    e_rec = tf.reduce_mean(tf.exp(-2 * s * (hp.beta_rec * rr + hp.beta_neg * (c * kl_rec + (1 - c) * dis))))
+    e_fake = tf.reduce_mean(tf.exp(-2 * s * (hp.beta_rec * rf + hp.beta_neg * (c * kl_fake + (1 - c) * dis))))
+    loss_e = s * (hp.beta_rec * loss_rec + hp.beta_kl * loss_kl) + 0.25 * (e_rec + e_fake)
+  grads = tape.gradient(loss_e, enc.trainable_variables)
+  _fit(model, x.numpy())
+  for b, g, v in zip(before, grads, model.encoder.trainable_variables):
+    np.testing.assert_allclose((b - v).numpy(), g.numpy(), rtol=2e-3, atol=2e-6)
+
+
+def test_as_introvae_decoder_update_equals_the_gradient_of_the_reference_formula():
+  """Same for the decoder phase (lr_e = 0 so the encoder is the one the decoder phase sees):
+  reference lossD with tanh-squashed KL and mean-reduced AS-Distance, `gamma_r` term."""
+  hp = models.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, gamma_r=1e-2,
+                          as_kernel="per_dim", as_squash="tanh", as_reduction_decoder="mean",
+                          as_decoder_kl_squashed=True, anneal="linear")
+  model = _build("as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=0.0, lr_d=1.0,
+                 total=10)
+  x = tf.constant(_two_d_batch(6))
+  before = [tf.identity(v) for v in model.decoder.trainable_variables]
+  model.encoder_optimizer.iterations.assign(1)  # step 1 of T = 10: c = 5 / 10 = 0.5
+
+  def noise(k):
+    return tf.random.stateless_normal([GLOBAL_BATCH, 2], seed=[3, 16 + k])
+
+  def kl(mu, lv):
+    return -0.5 * tf.reduce_sum(1 + lv - mu ** 2 - tf.exp(lv), 1)
+
+  def red(m1, v1, m2, v2):  # reduce_with_choice(..., 'mean')
+    v = v1[:, None, :] + v2[None, :, :]
+    return tf.reduce_mean(tf.exp(-0.5 * (m1[:, None, :] - m2[None, :, :]) ** 2 / v) / tf.sqrt(v))
+
+  s, c = 0.5, 0.5
+  enc, dec = model.encoder, model.decoder
+  real_mu, real_logvar = enc(x)
+  z = real_mu + tf.exp(0.5 * real_logvar) * noise(1)
+  with tf.GradientTape() as tape:
+    fake = dec(noise(0))
+    rec = dec(tf.stop_gradient(z))
+    loss_rec = tf.reduce_mean(tf.reduce_sum((x - rec) ** 2, 1))
+    rec_mu, rec_logvar = enc(rec)
+    fake_mu, fake_logvar = enc(fake)
+    rec_rec = dec(tf.stop_gradient(rec_mu + tf.exp(0.5 * rec_logvar) * noise(4)))
+    rec_fake = dec(tf.stop_gradient(fake_mu + tf.exp(0.5 * fake_logvar) * noise(5)))
+    loss_rec_rec = tf.reduce_mean(tf.reduce_sum((tf.stop_gradient(rec) - rec_rec) ** 2, 1))
+    loss_fake_rec = tf.reduce_mean(tf.reduce_sum((tf.stop_gradient(fake) - rec_fake) ** 2, 1))
+    ma, la, mb, lb = tf.tanh(rec_mu), tf.tanh(rec_logvar), tf.tanh(fake_mu), tf.tanh(fake_logvar)
+    va, vb = tf.exp(la), tf.exp(lb)
+    dis = red(ma, va, ma, va) + red(mb, vb, mb, vb) - 2 * red(ma, va, mb, vb)
+    loss_d = s * (loss_rec * hp.beta_rec
+                  + (c * (tf.reduce_mean(kl(ma, la)) + tf.reduce_mean(kl(mb, lb)))
+                     + (1 - c) * dis) * 0.5 * hp.beta_kl
+                  + hp.gamma_r * 0.5 * hp.beta_rec * (loss_rec_rec + loss_fake_rec))
+  grads = tape.gradient(loss_d, dec.trainable_variables)
+  _fit(model, x.numpy())
+  for b, g, v in zip(before, grads, model.decoder.trainable_variables):
+    np.testing.assert_allclose((b - v).numpy(), g.numpy(), rtol=2e-3, atol=2e-6)
