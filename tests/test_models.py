@@ -37,7 +37,7 @@ def _build(method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, t
 
 def _fit(model, batch, steps=1):
   ds = tf.data.Dataset.from_tensors(batch).repeat()
-  return model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0).history
+  return model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False).history
 
 
 def _weights(model):
