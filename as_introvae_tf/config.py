@@ -17,7 +17,7 @@ import os
 
 from absl import flags
 
-METHODS = ("vae", "introvae", "soft_introvae", "as_introvae")
+METHODS = ("vae", "introvae", "soft_introvae", "as_introvae", "avae", "wgan_gp")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 AS_KERNELS = ("product", "per_dim")
 AS_SQUASH = ("tanh", "none")
@@ -66,7 +66,8 @@ def define_flags(flag_values=FLAGS):
                 "reference table for --image_size (networks.CHANNEL_TABLES).")
   f.DEFINE_integer("num_hidden", 256, "2-D MLP: hidden units (reference 256).")
   f.DEFINE_integer("num_layers", 3, "2-D MLP: hidden layers after the input layer (reference 3).")
-  f.DEFINE_float("lr", 2e-4, "Adam learning rate of both encoder and decoder (reference 2e-4).")
+  f.DEFINE_float("lr", 2e-4, "Adam learning rate of every optimizer (reference 2e-4; the "
+                "avae and wgan_gp configs set their papers' 5e-5 and 1e-4).")
   f.DEFINE_list("lr_milestones", [], "Steps at which the learning rate is multiplied by "
                 "--lr_gamma (MultiStepLR; 2-D reference: 10000,15000).")
   f.DEFINE_float("lr_gamma", 0.1, "Learning-rate decay factor at each milestone.")
@@ -93,6 +94,27 @@ def define_flags(flag_values=FLAGS):
   f.DEFINE_boolean("rec_target_grad", False, "Encoder expELBO: let gradients flow through the "
                    "target x_r of rec(x_r, D(z_r)) as the reference code does (False: "
                    "sg(x_r), METHOD.md).")
+  f.DEFINE_float("adam_beta1", 0.9, "Adam beta_1 of every optimizer (reference 0.9; "
+                 "WGAN-GP: 0.5, Gulrajani et al. 2017).")
+  f.DEFINE_float("adam_beta2", 0.999, "Adam beta_2 of every optimizer (reference 0.999; "
+                 "WGAN-GP: 0.9).")
+  f.DEFINE_float("avae_alpha", 0.3, "avae: weight of L_v, the discriminator's reconstruction "
+                 "error of VAE reconstructions (Khan et al. 2018, Sec. 4: 0.3).")
+  f.DEFINE_float("avae_beta", 0.1, "avae: weight of the latent perceptual term L_s (0.1).")
+  f.DEFINE_float("avae_gamma", 0.1, "avae: weight of the VAE reconstruction L_e (0.1).")
+  f.DEFINE_float("avae_eta", 0.5, "avae: diversity ratio eta = (L_g + alpha L_v) / L_d "
+                 "targeted by k_t (eq. 10; 0.5).")
+  f.DEFINE_float("pid_ki", 1e-3, "avae: integral gain lambda_1 of the k_t update (eq. 12; "
+                 "1e-3).")
+  f.DEFINE_float("pid_kp", 1e-5, "avae: proportional gain lambda_2 of the k_t update (1e-5).")
+  f.DEFINE_float("pid_kd", 1e-5, "avae: differential gain lambda_3 of the k_t update (1e-5).")
+  f.DEFINE_boolean("avae_clip_k", True, "avae: clip k_t to [0, 1] as BEGAN does (the AVAE "
+                   "paper does not say).")
+  f.DEFINE_float("gp_lambda", 10.0, "wgan_gp: gradient-penalty weight (Gulrajani et al. 2017: "
+                 "10; their 2-D toy code: 0.1).")
+  f.DEFINE_integer("n_critic", 5, "wgan_gp: critic updates per generator update (5). Each "
+                   "step splits its --batch_size real examples into n_critic slices, one per "
+                   "critic update, so --batch_size = n_critic x the paper's batch.")
   f.DEFINE_integer("num_vae", 0, "Warm-up steps of plain VAE training before the "
                    "introspective steps (2-D reference: 2000).")
   f.DEFINE_float("ema_decay", 0.999, "EMA decay of the decoder weights used for sampling "
@@ -152,6 +174,18 @@ class ExperimentConfig:
   as_decoder_kl_squashed: bool = True
   anneal: str = "tanh"
   rec_target_grad: bool = False
+  adam_beta1: float = 0.9
+  adam_beta2: float = 0.999
+  avae_alpha: float = 0.3
+  avae_beta: float = 0.1
+  avae_gamma: float = 0.1
+  avae_eta: float = 0.5
+  pid_ki: float = 1e-3
+  pid_kp: float = 1e-5
+  pid_kd: float = 1e-5
+  avae_clip_k: bool = True
+  gp_lambda: float = 10.0
+  n_critic: int = 5
   num_vae: int = 0
   ema_decay: float = 0.999
   seed: int = 0
@@ -242,6 +276,22 @@ class ExperimentConfig:
     need(0 <= self.num_vae <= self.train_steps,
          f"--num_vae must be in [0, --train_steps={self.train_steps}]; got {self.num_vae}")
     need(0 <= self.ema_decay < 1, f"--ema_decay must be in [0, 1); got {self.ema_decay}")
+    for name in ("adam_beta1", "adam_beta2"):
+      value = getattr(self, name)
+      need(0 <= value < 1, f"--{name} must be in [0, 1); got {value}")
+    for name in ("avae_alpha", "avae_beta", "avae_gamma", "avae_eta", "pid_ki", "pid_kp",
+                 "pid_kd", "gp_lambda"):
+      value = getattr(self, name)
+      need(value >= 0, f"--{name} must be >= 0; got {value}")
+    need(isinstance(self.n_critic, int) and self.n_critic > 0,
+         f"--n_critic must be a positive integer; got {self.n_critic!r}")
+    if self.method == "wgan_gp":
+      need(self.num_vae == 0, f"--method=wgan_gp has no VAE warm-up: --num_vae must be 0; "
+           f"got {self.num_vae}")
+      need(self.batch_size % (self.n_critic * (num_replicas or 1)) == 0,
+           f"--batch_size={self.batch_size} must be divisible by --n_critic={self.n_critic} "
+           f"x the number of replicas ({num_replicas or 1}) for --method=wgan_gp (each critic "
+           "update takes one slice of the batch)")
     need(self.as_kernel in AS_KERNELS, f"--as_kernel must be one of {AS_KERNELS}")
     need(self.as_squash in AS_SQUASH, f"--as_squash must be one of {AS_SQUASH}")
     need(self.anneal in ANNEAL, f"--anneal must be one of {ANNEAL}")

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from as_introvae_tf import baselines
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
 from as_introvae_tf import distribute
@@ -33,6 +34,8 @@ from as_introvae_tf import visualize
 
 SAMPLE_GRID_SIZE = 64
 SAMPLE_SEED = 20221
+METHODS = {**models.METHODS, **baselines.METHODS}
+"""`--method` name -> model class: the introspective VAEs and the baselines."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -86,7 +89,13 @@ def build_decoder(config, spec, name="decoder"):
 
 
 def build_model(config, spec, strategy):
-  """Builds networks, model and both optimizers inside `strategy.scope()` and compiles."""
+  """Builds networks, model and optimizers inside `strategy.scope()` and compiles.
+
+  A model class may add networks and hyper-parameters (`extra_model_kwargs(config, spec)`) and
+  optimizers (`extra_optimizers(config, learning_rate)`, passed to `compile`); see
+  `baselines.py`.
+  """
+  cls = METHODS[config.method]
   with strategy.scope():
     encoder, decoder = build_networks(config, spec)
     ema_decoder = None
@@ -96,27 +105,38 @@ def build_model(config, spec, strategy):
       ema_decoder.trainable = False
     hparams = models.LossHParams(**{f.name: getattr(config, f.name)
                                     for f in dataclasses.fields(models.LossHParams)})
-    model = models.METHODS[config.method](
+    extra = cls.extra_model_kwargs(config, spec) if hasattr(cls, "extra_model_kwargs") else {}
+    model = cls(
         encoder, decoder, ema_decoder=ema_decoder, example_shape=spec.shape,
         global_batch_size=config.batch_size, hparams=hparams, total_steps=config.train_steps,
-        num_vae=config.num_vae, seed=config.seed, name=config.method)
-    encoder_optimizer = keras.optimizers.Adam(_learning_rate(config), beta_1=0.9, beta_2=0.999)
+        num_vae=config.num_vae, seed=config.seed, name=config.method, **extra)
+    betas = dict(beta_1=config.adam_beta1, beta_2=config.adam_beta2)
+    encoder_optimizer = keras.optimizers.Adam(_learning_rate(config), **betas)
     decoder_optimizer = keras.optimizers.Adam(
-        _learning_rate(config), beta_1=0.9, beta_2=0.999, use_ema=config.ema_decay > 0,
-        ema_momentum=config.ema_decay or 0.99)
+        _learning_rate(config), use_ema=config.ema_decay > 0,
+        ema_momentum=config.ema_decay or 0.99, **betas)
+    optimizers = (cls.extra_optimizers(config, _learning_rate(config))
+                  if hasattr(cls, "extra_optimizers") else {})
     model.compile(encoder_optimizer, decoder_optimizer, jit_compile=config.jit_compile,
-                  steps_per_execution=config.steps_per_execution)
+                  steps_per_execution=config.steps_per_execution, **optimizers)
   return model
 
 
 def make_checkpoint(model):
-  """The tf.train.Checkpoint of a run: networks, EMA decoder and both optimizers."""
+  """The tf.train.Checkpoint of a run: networks, EMA decoder and both optimizers, plus what
+  the model adds (`extra_checkpoint_items()`: e.g. a discriminator, its optimizer, PID state)."""
   items = dict(encoder=model.encoder, decoder=model.decoder,
                encoder_optimizer=model.encoder_optimizer,
                decoder_optimizer=model.decoder_optimizer)
   if model.ema_decoder is not None:
     items["ema_decoder"] = model.ema_decoder
+  items.update(_extra_checkpoint_items(model))
   return tf.train.Checkpoint(**items)
+
+
+def _extra_checkpoint_items(model):
+  extra = getattr(model, "extra_checkpoint_items", None)
+  return extra() if extra else {}
 
 
 def _check_workdir_writable(workdir):
@@ -178,8 +198,10 @@ def build_run(config, restore=True):
     status = checkpoint.restore(manager.latest_checkpoint)
     status.assert_existing_objects_matched()
     if not config.lr_milestones:  # a constant --lr given now wins over the checkpointed one
-      model.encoder_optimizer.learning_rate = config.lr
-      model.decoder_optimizer.learning_rate = config.lr
+      for item in [model.encoder_optimizer, model.decoder_optimizer,
+                   *_extra_checkpoint_items(model).values()]:
+        if isinstance(item, keras.optimizers.Optimizer):
+          item.learning_rate = config.lr
     logging.info("Restored %s (step %d)", manager.latest_checkpoint, int(model.step.numpy()))
   return Run(config, strategy, spec, model, checkpoint, manager)
 
@@ -225,13 +247,13 @@ def render_samples(model, spec, fixed):
                                             title=f"{model.method}: samples over data")}
   n = min(len(fixed), 32)
   real = fixed[:n]
-  rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
   columns = int(math.ceil(math.sqrt(SAMPLE_GRID_SIZE)))
-  return {
-      "real": visualize.image_grid(real, columns=8),
-      "reconstruction": visualize.image_grid(rec, columns=8),
-      "samples": visualize.image_grid(sample(model, SAMPLE_GRID_SIZE), columns=columns),
-  }
+  pictures = {"real": visualize.image_grid(real, columns=8)}
+  if getattr(model, "has_inference_encoder", True):  # WGAN-GP: the encoder is a critic
+    rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
+    pictures["reconstruction"] = visualize.image_grid(rec, columns=8)
+  pictures["samples"] = visualize.image_grid(sample(model, SAMPLE_GRID_SIZE), columns=columns)
+  return pictures
 
 
 class TrainingMonitor(keras.callbacks.Callback):
@@ -395,6 +417,9 @@ def _divergence_message(config, step, terms, manager):
       "introvae": "IntroVAE is sensitive to --margin and --introvae_alpha: lower --lr or "
                   "change --margin.",
       "vae": "Lower --lr.",
+      "avae": "AVAE: lower --lr or the PID gains (--pid_ki, --pid_kp, --pid_kd), or keep "
+              "--avae_clip_k.",
+      "wgan_gp": "WGAN-GP: lower --lr, or raise --gp_lambda.",
   }
   kept = manager.latest_checkpoint or "none (no checkpoint was written before)"
   return (f"Training stopped: non-finite values (NaN/inf) at step {step} in: "
