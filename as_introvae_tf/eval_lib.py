@@ -215,13 +215,19 @@ def evaluate_2d(run, options, outdir, log=print):
   model, name = run.model, run.spec.name
   plot_range = data.two_d_range(name)
   n = options.num_samples or metrics.KL_SAMPLES
-  score = score_fn_2d(model)
-  xx, yy, grid = metrics.setup_grid(plot_range, options.grid_points)
-  log(f"scoring the {options.grid_points}x{options.grid_points} grid on [-{plot_range}, "
-      f"{plot_range}]^2")
-  grid_scores = metrics.batched_scores(score, grid)
+  # Without an inference encoder (WGAN-GP's encoder is a critic) there is no ELBO: no gnELBO,
+  # density or latent metrics.
+  has_encoder = getattr(model, "has_inference_encoder", True)
+  if has_encoder:
+    score = score_fn_2d(model)
+    xx, yy, grid = metrics.setup_grid(plot_range, options.grid_points)
+    log(f"scoring the {options.grid_points}x{options.grid_points} grid on [-{plot_range}, "
+        f"{plot_range}]^2")
+    grid_scores = metrics.batched_scores(score, grid)
 
   draws = {k: [] for k in ("kl", "jsd", "gnelbo", "kl_floor", "jsd_floor")}
+  if not has_encoder:
+    del draws["gnelbo"]
   coverage = []
   mus, logvars = [], []
   for d in range(options.eval_draws):
@@ -241,17 +247,18 @@ def evaluate_2d(run, options, outdir, log=print):
                                                   plot_range))
     draws["jsd_floor"].append(metrics.histogram_jsd(data_jsd, data.sample_2d(name, n, rng),
                                                     plot_range))
-    gn_data = data.sample_2d(name, options.gnelbo_points, rng)
-    draws["gnelbo"].append(metrics.grid_normalized_elbo_from_scores(
-        metrics.batched_scores(score, gn_data), grid_scores))
     if name == "8gaussians":
       coverage.append(metrics.mode_coverage_8gaussians(samples_kl))
-    if d == 0:
-      mu, logvar = _encode(model, gn_data)
-      mus.append(mu.numpy())
-      logvars.append(logvar.numpy())
-    log(f"draw {d + 1}/{options.eval_draws}: kl {draws['kl'][-1]:.4f} jsd {draws['jsd'][-1]:.4f} "
-        f"gnelbo {draws['gnelbo'][-1]:.4g}")
+    if has_encoder:
+      gn_data = data.sample_2d(name, options.gnelbo_points, rng)
+      draws["gnelbo"].append(metrics.grid_normalized_elbo_from_scores(
+          metrics.batched_scores(score, gn_data), grid_scores))
+      if d == 0:
+        mu, logvar = _encode(model, gn_data)
+        mus.append(mu.numpy())
+        logvars.append(logvar.numpy())
+    log(f"draw {d + 1}/{options.eval_draws}: kl {draws['kl'][-1]:.4f} jsd {draws['jsd'][-1]:.4f}"
+        + (f" gnelbo {draws['gnelbo'][-1]:.4g}" if has_encoder else ""))
 
   scalars = {}
   for key, values in draws.items():
@@ -264,9 +271,13 @@ def evaluate_2d(run, options, outdir, log=print):
     scalars["high_quality_fraction"] = float(np.mean([c["high_quality_fraction"]
                                                       for c in coverage]))
     details["mode_counts"] = [c["mode_counts"] for c in coverage]
-  latent, latent_details = _latent_metrics(mus, logvars)
-  scalars.update(latent)
-  details.update(latent_details)
+  if has_encoder:
+    latent, latent_details = _latent_metrics(mus, logvars)
+    scalars.update(latent)
+    details.update(latent_details)
+  else:
+    details["notes"] = ["no inference encoder (the encoder is a critic): no gnELBO, density "
+                        "or latent metrics"]
 
   rng = np.random.default_rng([options.seed, 10**6])
   pictures = {
@@ -276,9 +287,10 @@ def evaluate_2d(run, options, outdir, log=print):
   }
   visualize.save_png(os.path.join(outdir, "samples_over_data.png"),
                      pictures["samples_over_data"])
-  density = np.exp(-grid_scores).reshape(options.grid_points, options.grid_points)
-  pictures["density"] = density_figure(xx, yy, density, os.path.join(outdir, "density.png"),
-                                       title=f"{model.method}: exp(-e(x))")
+  if has_encoder:
+    density = np.exp(-grid_scores).reshape(options.grid_points, options.grid_points)
+    pictures["density"] = density_figure(xx, yy, density, os.path.join(outdir, "density.png"),
+                                         title=f"{model.method}: exp(-e(x))")
   return scalars, details, pictures
 
 
@@ -333,6 +345,10 @@ def evaluate_images(run, options, outdir, log=print):
   nets, notes = _feature_nets(run, options, log)
   ds = data.build_dataset(spec, options.split, batch, seed=options.seed, shuffle=False,
                           repeat=False, bad_images=config.bad_images, data_dir=config.data_dir)
+  has_encoder = getattr(model, "has_inference_encoder", True)
+  if not has_encoder:
+    notes.append("no inference encoder (the encoder is a critic): no reconstruction or "
+                 "latent metrics")
   per_image = {"psnr": [], "ssim": [], "mse": []}
   mus, logvars = [], []
   real_features = {net.name: [] for net in nets}
@@ -340,13 +356,15 @@ def evaluate_images(run, options, outdir, log=print):
   count = 0
   for x in ds:
     x = x.numpy()[:n - count]
-    mu, logvar = _encode(model, x)
-    rec = np.clip(model.decoder(mu, training=False).numpy(), 0.0, 1.0)
-    per_image["psnr"].append(metrics.psnr(x, rec))
-    per_image["ssim"].append(metrics.ssim(x, rec))
-    per_image["mse"].append(metrics.mse(x, rec))
-    mus.append(mu.numpy())
-    logvars.append(logvar.numpy())
+    rec = x
+    if has_encoder:
+      mu, logvar = _encode(model, x)
+      rec = np.clip(model.decoder(mu, training=False).numpy(), 0.0, 1.0)
+      per_image["psnr"].append(metrics.psnr(x, rec))
+      per_image["ssim"].append(metrics.ssim(x, rec))
+      per_image["mse"].append(metrics.mse(x, rec))
+      mus.append(mu.numpy())
+      logvars.append(logvar.numpy())
     for net in nets:
       real_features[net.name].append(net.features(x, options.batch_size))
     if len(shown[0]) < 32:
@@ -362,7 +380,7 @@ def evaluate_images(run, options, outdir, log=print):
     notes.append(f"{options.split} split has {count} images (< --num_samples={n}): used all")
   log(f"reconstructed {count} {options.split} images")
 
-  scalars = {k: float(np.mean(np.concatenate(v))) for k, v in per_image.items()}
+  scalars = {k: float(np.mean(np.concatenate(v))) for k, v in per_image.items() if v}
   rng = np.random.default_rng([options.seed, 1])
   sample_features = {net.name: [] for net in nets}
   for start in range(0, count, batch):
@@ -381,9 +399,10 @@ def evaluate_images(run, options, outdir, log=print):
     scalars[f"kid_{net.name}_std"] = kid_std
     details["feature_nets"][net.name] = {"path": net.path, "feature_dim": int(real.shape[1])}
     log(f"fid_{net.name} {scalars[f'fid_{net.name}']:.4f} ({count} real vs {count} samples)")
-  latent, latent_details = _latent_metrics(mus, logvars)
-  scalars.update(latent)
-  details.update(latent_details)
+  if has_encoder:
+    latent, latent_details = _latent_metrics(mus, logvars)
+    scalars.update(latent)
+    details.update(latent_details)
   details["notes"] = notes
 
   real, rec = np.stack(shown[0]), np.stack(shown[1])
@@ -393,11 +412,10 @@ def evaluate_images(run, options, outdir, log=print):
       np.stack([real[i:i + columns], rec[i:i + columns]]).reshape(-1, *real.shape[1:])
       for i in range(0, k, columns)])
   samples = train_lib.sample(model, 64)
-  pictures = {
-      "pairs": visualize.image_grid(pairs, columns=columns),
-      "samples": visualize.image_grid(samples, columns=8),
-  }
-  if len(real) >= 2:
+  pictures = {"samples": visualize.image_grid(samples, columns=8)}
+  if has_encoder:
+    pictures["pairs"] = visualize.image_grid(pairs, columns=columns)
+  if has_encoder and len(real) >= 2:
     pictures["interpolations"] = _interpolation_grid(model, real)
   for name, image in pictures.items():
     visualize.save_png(os.path.join(outdir, f"{name}.png"), image)

@@ -201,3 +201,18 @@ def test_command_line_exits_1_on_a_bad_workdir(tmp_path):
   assert proc.returncode == 1
   assert "does not exist" in proc.stderr
   assert not os.path.exists(tmp_path / "none")
+
+
+def test_evaluate_a_model_without_inference_encoder_skips_encoder_metrics(tmp_path):
+  """WGAN-GP's encoder is a critic: no gnELBO, density, reconstruction or latent metrics."""
+  config = config_lib.ExperimentConfig(
+      method="wgan_gp", dataset="8gaussians", workdir=str(tmp_path), z_dim=2, num_hidden=16,
+      num_layers=1, batch_size=40, train_steps=2, num_vae=0, log_every_steps=2,
+      checkpoint_every_steps=2, image_every_steps=2, ema_decay=0.0, verbose="0")
+  train_lib.train_and_evaluate(config)
+  options = eval_lib.EvalOptions(num_samples=500, eval_draws=1, grid_points=64,
+                                 gnelbo_points=256)
+  result = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
+  assert {"kl", "jsd", "modes_covered"} <= set(result["metrics"])
+  assert not {"gnelbo", "active_units", "kl_posterior"} & set(result["metrics"])
+  assert "density" not in result["pictures"]
