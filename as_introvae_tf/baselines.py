@@ -278,28 +278,7 @@ class _Baseline(models.IntrospectiveVAE):
   """Shared pieces of the baselines: the NaN/inf record over `CHECKED_TERMS`, noise helpers."""
 
   has_inference_encoder = True
-
-  def _record_non_finite(self, step, logs):
-    """As the base class, with this module's `CHECKED_TERMS`."""
-    bad = tf.cast(tf.stack([tf.logical_not(tf.reduce_all(tf.math.is_finite(logs[name])))
-                            for name in logs]), tf.float32)
-    ctx = tf.distribute.get_replica_context()
-    if ctx is not None and ctx.num_replicas_in_sync > 1:
-      bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, bad)
-    weights = tf.constant([2 ** CHECKED_TERMS.index(name) for name in logs], tf.int64)
-    bits = tf.reduce_sum(tf.cast(bad > 0, tf.int64) * weights)
-    first = (self.first_non_finite_step < 0) & (bits > 0)
-    self.first_non_finite_step.assign(
-        tf.where(first, tf.cast(step, tf.int64), self.first_non_finite_step))
-    self.non_finite_terms.assign(tf.where(first, bits, self.non_finite_terms))
-
-  def non_finite_report(self):
-    """(step, [term names]) of the first non-finite step, or None. Call outside train_step."""
-    step = int(self.first_non_finite_step.numpy())
-    if step < 0:
-      return None
-    bits = int(self.non_finite_terms.numpy())
-    return step, [name for i, name in enumerate(CHECKED_TERMS) if bits >> i & 1]
+  checked_terms = CHECKED_TERMS
 
   @staticmethod
   def _replica_slice(full):

@@ -102,6 +102,7 @@ class IntrospectiveVAE(keras.Model):
   """
 
   method = None
+  checked_terms = CHECKED_TERMS  # subclasses with other metrics extend it (bit order kept)
 
   def __init__(self, encoder, decoder, *, example_shape, global_batch_size, hparams=None,
                total_steps=1, num_vae=0, seed=0, ema_decoder=None, **kwargs):
@@ -288,7 +289,7 @@ class IntrospectiveVAE(keras.Model):
     ctx = tf.distribute.get_replica_context()
     if ctx is not None and ctx.num_replicas_in_sync > 1:
       bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, bad)  # > 0: bad on some replica
-    weights = tf.constant([2 ** CHECKED_TERMS.index(name) for name in logs], tf.int64)
+    weights = tf.constant([2 ** self.checked_terms.index(name) for name in logs], tf.int64)
     bits = tf.reduce_sum(tf.cast(bad > 0, tf.int64) * weights)
     first = (self.first_non_finite_step < 0) & (bits > 0)
     self.first_non_finite_step.assign(
@@ -301,7 +302,7 @@ class IntrospectiveVAE(keras.Model):
     if step < 0:
       return None
     bits = int(self.non_finite_terms.numpy())
-    return step, [name for i, name in enumerate(CHECKED_TERMS) if bits >> i & 1]
+    return step, [name for i, name in enumerate(self.checked_terms) if bits >> i & 1]
 
   def vae_step(self, x):
     """One ELBO step on E and D: `L = s * mean(beta_rec * rec + beta_kl * kl)` (METHOD.md)."""
