@@ -140,20 +140,23 @@ class ServingFunctions:
   All networks are called with `training=False`.
   """
 
-  def __init__(self, encoder, decoder, example_shape):
+  def __init__(self, encoder, decoder, example_shape, has_inference_encoder=True):
     self.encoder = encoder
     self.decoder = decoder
     self.example_shape = tuple(int(d) for d in example_shape)
     self.z_dim = int(decoder.inputs[0].shape[-1])
     self.is_image = len(self.example_shape) == 3
+    # WGAN-GP's "encoder" is a critic: no `encode`/`reconstruct` signatures then.
+    self.has_inference_encoder = has_inference_encoder
 
   def input_signatures(self):
     """{signature name: [tf.TensorSpec]} of every exported signature, in export order."""
     seeds = [tf.TensorSpec([None], tf.int64, name="seeds")]
     z = [tf.TensorSpec([None, self.z_dim], tf.float32, name="z")]
     images = [tf.TensorSpec([None, *self.example_shape], tf.float32, name="images")]
-    specs = {"serving_default": seeds, "generate": seeds, "decode": z, "encode": images,
-             "reconstruct": images}
+    specs = {"serving_default": seeds, "generate": seeds, "decode": z}
+    if self.has_inference_encoder:
+      specs.update(encode=images, reconstruct=images)
     if self.is_image:
       specs["generate_png"] = seeds
     return specs
@@ -576,7 +579,8 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
   run, saved_config, checkpoint_path = restore_run(workdir, checkpoint)
   model, spec = run.model, run.spec
   decoder, weights_source = decoder_for_export(model, weights)
-  functions = ServingFunctions(model.encoder, decoder, spec.shape)
+  functions = ServingFunctions(model.encoder, decoder, spec.shape,
+                               getattr(model, "has_inference_encoder", True))
   names = list(functions.input_signatures())
   step = int(model.step.numpy())
 

@@ -160,6 +160,8 @@ def _check_resume_compatible(config, workdir):
   previous = config_lib.load_config(workdir)
   changed = [k for k in config_lib.ARCHITECTURE_KEYS
              if getattr(previous, k) != getattr(config, k)]
+  if (previous.ema_decay > 0) != (config.ema_decay > 0):  # the EMA decoder is checkpointed
+    changed.append("ema_decay")
   if changed:
     details = ", ".join(f"--{k}={getattr(previous, k)!r} (now {getattr(config, k)!r})"
                         for k in changed)

@@ -625,3 +625,14 @@ def test_unsynced_ema_decoder_falls_back_to_the_optimizer_ema(image_run):
   for got, want in zip(decoder.get_weights(), export_lib.ema_decoder_weights(model)):
     np.testing.assert_array_equal(got, want)
   assert export_lib.decoder_for_export(model, "raw")[0] is model.decoder
+
+
+def test_a_generator_without_inference_encoder_exports_generate_and_decode_only(tmp_path):
+  """WGAN-GP: its encoder is a critic, so there is no encode/reconstruct signature."""
+  workdir = _train(tmp_path / "wgan", method="wgan_gp", dataset="8gaussians", z_dim=2,
+                   num_hidden=16, num_layers=1, batch_size=40, train_steps=2, num_vae=0,
+                   ema_decay=0.0)
+  result = export_lib.export_run(workdir, str(tmp_path / "exports" / "wgan"), weights="raw")
+  loaded = tf.saved_model.load(result.version_dir)
+  assert set(loaded.signatures) == {"serving_default", "generate", "decode"}
+  assert result.model_card["signatures"] == ["serving_default", "generate", "decode"]
