@@ -363,6 +363,10 @@ def train_and_evaluate(config):
   if chief:
     config_lib.save_config(config, workdir)
   start = int(model.step.numpy())
+  if config.method != "vae" and config.num_vae >= config.train_steps:
+    logging.warning("--num_vae=%d >= --train_steps=%d: the whole run is plain-VAE warm-up; "
+                    "lower --num_vae to train %s", config.num_vae, config.train_steps,
+                    config.method)
   logging.info("method=%s dataset=%s example_shape=%s replicas=%d start_step=%d",
                config.method, config.dataset, spec.shape, strategy.num_replicas_in_sync, start)
   fixed = _fixed_batch(spec, config, 64)
