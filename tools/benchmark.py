@@ -1,0 +1,820 @@
+"""Training speed of every method on this machine: steps/s, examples/s, FLOPs, memory, input.
+
+  python tools/benchmark.py --quick                 # < 5 min on the 2-core VM (BUILD.md)
+  python tools/benchmark.py                         # the full run (about 25-30 min there)
+  python tools/benchmark.py --reference_step_only   # bound + project vs reference step (2-D)
+  python tools/benchmark.py --methods=soft_introvae --workloads=2d --variants=lean,jit --trace
+
+Workloads (each method's own `configs/<dataset>_<method>.flags` hyper-parameters, with these
+sizes; `num_vae` is skipped: every timed step is an introspective step):
+  2d             8 Gaussians, MLP 3x256, z 2, batch 512       (configs/8gaussians_*.flags)
+  fashion_mnist  28x28x1, filters (64,128), z 32, batch 128   (configs/fashion_mnist_*.flags)
+  cifar10        32x32x3, filters (64,128,256), z 128, batch 64 (configs/cifar10_*.flags)
+
+Every configuration runs in a FRESH subprocess (`--job`), so its thread settings (set before
+TensorFlow executes anything) and logical devices apply and its peak memory is its own. In
+each one:
+  * training speed: `model.fit(data.build_dataset(...), steps_per_epoch=W, epochs=K, verbose=0)`
+    on the real input pipeline; each "epoch" is a timed window of W steps (a callback takes the
+    time at the window's start and end, after Keras has fetched the window's logs, so the
+    steps are finished). The first windows are warm-up (tracing, grappler, tf.data autotuning)
+    and are dropped; steps/s = W / median(window time) (min-max over the timed windows).
+    "CPU ms/step" is the process's CPU time (all threads) per step in the same windows: on a
+    machine shared with other jobs the wall time depends on how many cores were free, the CPU
+    time much less, so compare CPU ms/step between rows taken under different load.
+  * input pipeline alone: the same dataset iterated in Python (no training), examples/s, and
+    its ratio to what training consumes (it should be >= 5x: the step never waits for data).
+  * FLOPs of one step: the train step traced as a graph (`tf.function(model.train_step)` on the
+    workload's input shape); the ops that run (those that feed an output or a variable update:
+    TF's runtime prunes the rest, e.g. the decoder's weight gradients in the encoder phase) are
+    summed with TensorFlow's registered FLOP statistics (`ops.get_stats_for_node_def(...,
+    "flops")`, the counts behind `tf.compat.v1.profiler`'s `float_operation`: MatMul 2*m*k*n,
+    Conv2D and its gradients 2*K*K*Cin*Cout*Hout*Wout*B, element-wise ops 1 per element).
+    "GFLOP" in the table is MatMul+Conv only (> 99% of the registered count). Element-wise
+    work is not in it: AS-IntroVAE's batch-level AS-Distance (O(B^2 D) element-wise ops, no
+    MatMul) costs as much CPU time as all the 2-D MatMuls, so its "% of bound" is low.
+  * peak memory: `resource.getrusage(RUSAGE_SELF).ru_maxrss` of that subprocess (the whole
+    process: TensorFlow itself is about 0.5-0.7 GB of it).
+The bound: a `matmul` job times a float32 1024x1024 matmul, and two independent ones in one
+`tf.function` (what 2 inter-op threads can overlap), in the same thread settings, 20 calls
+each; the best call of the faster one is the machine's matmul throughput T (GFLOP/s) for
+those settings (other processes can only slow a call down). A step's bound is
+T / (its MatMul+Conv GFLOP) steps/s, and "% bound" = measured / bound.
+
+Also:
+  * `--replicas=1,2,4`: the 2-D S-IntroVAE under MirroredStrategy over that many LOGICAL CPU
+    devices (configured before TF starts, in each subprocess). They share the 2 cores: this
+    measures the strategy's overhead, not a speed-up.
+  * `--tf_defaults`: the 2-D S-IntroVAE again with TensorFlow's default thread pools.
+  * `--reference_step`: a minimal plain `tf.function` S-IntroVAE step (the same MLPs from
+    `networks`, two Adam optimizers, closed-form KL, `tf.random.normal` noise, no metrics,
+    no NaN checks, no distribution plumbing) fed by the same 2-D pipeline in a Python loop:
+    the reference point for the project's step.
+  * `--variants`: the project's 2-D S-IntroVAE with parts switched off (patched in the
+    subprocess only): no_trackers (train_step returns its values without keras Mean
+    trackers), no_nan_check (no per-step NaN/inf bookkeeping), no_grad_norms, closed_form_kl
+    (the closed form instead of TFP's kl_divergence), lean (all four), spe10
+    (steps_per_execution=10), jit (jit_compile=True).
+  * `--trace`: a `tf.profiler.experimental` trace of a few 2-D S-IntroVAE steps (project and
+    reference), self time per op type (TF's framework_op_stats tool), MatMul share.
+
+`--quick` (236-248 s on the 2-core VM without other load; other jobs on the cores stretch
+it): every method on the 2-D workload (1 warm-up + 3 timed windows of 20 steps, 100 pipeline
+batches), the image workloads for AS-IntroVAE only (1 warm-up step, then 1 timed window of
+1 step: the step takes ~7 s), the replicas with 1 warm-up + 2 timed windows of 10 steps, the
+TF-defaults row and the reference step; no variants, no trace. The full run: 2-D 4 warm-up +
+7 timed windows of 50 steps, images every method with 1 warm-up + 3 timed windows of 3 steps,
+replicas 2 + 5 windows of 30 steps, all variants and the trace.
+
+Timings on a shared machine move with the load: the tables record the 1-minute load average
+before each configuration (it includes the benchmark's own previous job) and "other cores",
+the average number of cores OTHER processes kept busy during that configuration (/proc/stat
+minus the job's own CPU time). Compare wall-clock numbers taken with other cores ~0 only; CPU
+ms/step is steadier.
+
+Prints Markdown tables; writes everything as JSON (`--out`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+METHODS = ("vae", "introvae", "soft_introvae", "as_introvae")
+WORKLOADS = {
+    "2d": dict(config="8gaussians", dataset="8gaussians", batch_size=512, z_dim=2,
+               num_hidden=256, num_layers=3, label="2-D MLP 3x256, z 2"),
+    "fashion_mnist": dict(config="fashion_mnist", dataset="fashion_mnist", batch_size=128,
+                          z_dim=32, filters=(64, 128), image_size=28, channels=1,
+                          label="Fashion-MNIST (64,128), z 32"),
+    "cifar10": dict(config="cifar10", dataset="cifar10", batch_size=64, z_dim=128,
+                    filters=(64, 128, 256), image_size=32, channels=3,
+                    label="CIFAR-10 (64,128,256), z 128"),
+}
+# (warm-up windows, timed windows, steps per window, pipeline batches)
+SCHEDULE = {
+    "full": {"2d": (4, 7, 50, 300), "image": (1, 3, 3, 30), "replicas": (2, 5, 30, 0)},
+    "quick": {"2d": (1, 3, 20, 100), "image": (1, 1, 1, 10), "replicas": (1, 2, 10, 0)},
+}
+VARIANTS = ("no_trackers", "no_nan_check", "no_grad_norms", "closed_form_kl", "lean", "spe10",
+            "jit")
+MATMUL_N = 1024
+RESULT_PREFIX = "BENCHMARK_RESULT "
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command-line flags (defined only when run as a script, so tests can import this)."""
+  d = flags
+  d.DEFINE_boolean("quick", False, "Short run (< 5 min on the 2-core VM): see the module doc.")
+  d.DEFINE_list("methods", list(METHODS), "Methods timed on the 2-D workload.")
+  d.DEFINE_list("image_methods", None, "Methods timed on the image workloads (default: "
+                "--methods; with --quick: as_introvae only).")
+  d.DEFINE_list("workloads", list(WORKLOADS), "Workloads: 2d, fashion_mnist, cifar10.")
+  d.DEFINE_list("replicas", ["1", "2", "4"], "MirroredStrategy over this many logical CPU "
+                "devices (2-D S-IntroVAE); empty to skip.")
+  d.DEFINE_integer("inter_op_threads", 2, "TF inter-op threads (0 = TF default).")
+  d.DEFINE_integer("intra_op_threads", 1, "TF intra-op threads (0 = TF default).")
+  d.DEFINE_boolean("tf_defaults", True, "Also time the 2-D S-IntroVAE with TensorFlow's "
+                   "default thread pools.")
+  d.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (rows without a "
+                   "strategy).")
+  d.DEFINE_integer("steps_per_execution", 1, "Keras steps_per_execution.")
+  d.DEFINE_boolean("reference_step", True, "Also time the minimal plain tf.function "
+                   "S-IntroVAE step (2-D).")
+  d.DEFINE_boolean("reference_step_only", False, "Time only the matmul bound, the reference "
+                   "step and the project's 2-D S-IntroVAE.")
+  d.DEFINE_list("variants", None, f"Ablations of the 2-D S-IntroVAE step: {', '.join(VARIANTS)}"
+                " (default: all; none with --quick).")
+  d.DEFINE_boolean("trace", None, "Profile a few 2-D S-IntroVAE steps (project and "
+                   "reference): time per op type (default: on; off with --quick).")
+  d.DEFINE_integer("windows", None, "Timed windows (overrides the schedule).")
+  d.DEFINE_integer("window_steps", None, "Steps per window (overrides the schedule).")
+  d.DEFINE_integer("warmup_windows", None, "Warm-up windows (overrides the schedule).")
+  d.DEFINE_string("out", os.path.join(ROOT, "runs", "benchmark.json"), "JSON output.")
+  d.DEFINE_integer("job_timeout_s", 900, "Time limit of one configuration's subprocess.")
+  d.DEFINE_string("job", None, "Internal: run one configuration (JSON), print its result.")
+
+
+# =============================================================================================
+# Inside a job subprocess
+# =============================================================================================
+
+
+def _setup_tf(job):
+  """Thread pools and logical devices, before TensorFlow runs anything."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if job.get("inter"):
+    tf.config.threading.set_inter_op_parallelism_threads(job["inter"])
+  if job.get("intra"):
+    tf.config.threading.set_intra_op_parallelism_threads(job["intra"])
+  replicas = job.get("replicas")
+  if replicas:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+  return tf
+
+
+def _job_config(job):
+  """The method's own flagfile for the workload's dataset, resized to the workload."""
+  from as_introvae_tf import config as config_lib  # pylint: disable=import-outside-toplevel
+  workload = WORKLOADS[job["workload"]]
+  values = flags.FlagValues()
+  config_lib.define_flags(values)
+  values(["benchmark", f"--flagfile=configs/{workload['config']}_{job['method']}.flags"])
+  config = config_lib.ExperimentConfig.from_flags(values)
+  changes = {k: workload[k] for k in ("dataset", "batch_size", "z_dim", "num_hidden",
+                                      "num_layers", "filters", "image_size", "channels")
+             if k in workload}
+  return config.replace(workdir="/tmp/as_introvae_benchmark_unused", strategy="default",
+                        train_steps=10**6, num_vae=0, jit_compile=bool(job.get("jit")),
+                        steps_per_execution=job.get("spe", 1), **changes)
+
+
+def _apply_variant(variant):
+  """Switches parts of the project's step off (in this subprocess only)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import losses  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import models  # pylint: disable=import-outside-toplevel
+  parts = {"lean": ("no_trackers", "no_nan_check", "no_grad_norms", "closed_form_kl")}.get(
+      variant, (variant,))
+  if "no_trackers" in parts:
+    models.IntrospectiveVAE._report = lambda self, trackers, values: dict(values)
+  if "no_nan_check" in parts:
+    models.IntrospectiveVAE._record_non_finite = lambda self, step, logs: None
+  if "no_grad_norms" in parts:
+    def apply(self, optimizer, grads, variables, name):
+      del name
+      optimizer.apply_gradients(zip(grads, variables))
+    models.IntrospectiveVAE._apply = apply
+  if "closed_form_kl" in parts:
+    def kl(mu, logvar):
+      return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar), axis=-1)
+    losses.gaussian_kl = kl
+
+
+def _live_ops(graph):
+  """Ops that run: ancestors of the outputs, control outputs and stateful ops."""
+  roots = [t.op for t in graph.outputs] + list(getattr(graph, "control_outputs", []))
+  roots += [op for op in graph.get_operations() if op._is_stateful]  # pylint: disable=protected-access
+  seen, stack = set(), list(roots)
+  while stack:
+    op = stack.pop()
+    if op.name in seen:
+      continue
+    seen.add(op.name)
+    stack.extend(t.op for t in op.inputs)
+    stack.extend(op.control_inputs)
+  return [op for op in graph.get_operations() if op.name in seen]
+
+
+def graph_flops(graph):
+  """{"matmul_conv": FLOPs of MatMul/Conv ops that run, "total": all registered FLOPs,
+  "ops": op count of the graph, "live_ops": ops that run}."""
+  from tensorflow.python.framework import ops as tf_ops  # pylint: disable=import-outside-toplevel
+  live = _live_ops(graph)
+  total = heavy = 0
+  for op in live:
+    try:
+      value = tf_ops.get_stats_for_node_def(graph, op.node_def, "flops").value
+    except (ValueError, KeyError, TypeError):
+      value = None  # no registered statistics or an unknown shape
+    if value:
+      total += int(value)
+      if "MatMul" in op.type or op.type.startswith("Conv"):
+        heavy += int(value)
+  return {"matmul_conv": heavy, "total": total, "ops": len(graph.get_operations()),
+          "live_ops": len(live)}
+
+
+def _step_flops(tf, model, batch_shape):
+  concrete = tf.function(model.train_step).get_concrete_function(
+      tf.TensorSpec(batch_shape, tf.float32))
+  return graph_flops(concrete.graph)
+
+
+def _pipeline_rate(ds, batches, batch_size):
+  """Examples/s of the input pipeline alone (Python iteration, after a warm-up)."""
+  it = iter(ds)
+  for _ in range(max(3, batches // 10)):
+    next(it)
+  start = time.perf_counter()
+  for _ in range(batches):
+    next(it)
+  elapsed = time.perf_counter() - start
+  del it
+  return batches * batch_size / elapsed
+
+
+def _window_stats(times, cpu_times, window_steps, batch_size):
+  """Median window -> steps/s etc.; `cpu_times`: process CPU seconds (all threads) per window."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  times = np.asarray(times, dtype=np.float64)
+  med = float(np.median(times))
+  return {"steps_per_s": window_steps / med, "examples_per_s": window_steps * batch_size / med,
+          "step_ms": 1e3 * med / window_steps,
+          "cpu_ms_per_step": 1e3 * float(np.median(cpu_times)) / window_steps,
+          "steps_per_s_min": window_steps / float(times.max()),
+          "steps_per_s_max": window_steps / float(times.min()),
+          "window_times_s": [round(float(t), 4) for t in times]}
+
+
+def _profile_op_types(tf, run_steps, steps, logdir):
+  """Runs `run_steps()` under the TF profiler; self time per op type (ms per step)."""
+  import glob  # pylint: disable=import-outside-toplevel
+  import shutil  # pylint: disable=import-outside-toplevel
+  from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # pylint: disable=import-outside-toplevel
+  shutil.rmtree(logdir, ignore_errors=True)
+  tf.profiler.experimental.start(logdir)
+  start = time.perf_counter()
+  run_steps()
+  wall = time.perf_counter() - start
+  tf.profiler.experimental.stop()
+  paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+  raw, ok = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+  if not ok:
+    return {"error": raw.decode(errors="replace")[:300]}
+  table = json.loads(raw)[0]
+  cols = [c["id"] for c in table["cols"]]
+  by_type = {}
+  for row in table["rows"]:
+    r = dict(zip(cols, (c.get("v") for c in row["c"])))
+    if r["type"] != "IDLE":
+      by_type[r["type"]] = by_type.get(r["type"], 0.0) + r["total_self_time"]  # microseconds
+  busy = sum(by_type.values())
+  top = sorted(by_type.items(), key=lambda kv: -kv[1])
+  matmul = sum(v for k, v in by_type.items() if "MatMul" in k or k.startswith("Conv"))
+  return {"profiled_wall_ms_per_step": 1e3 * wall / steps,
+          "busy_ms_per_step": busy / 1e3 / steps,
+          "matmul_share_of_busy": matmul / busy if busy else None,
+          "top_op_types_ms_per_step": [(k, round(v / 1e3 / steps, 3)) for k, v in top[:10]]}
+
+
+def _timer_callback(keras, times, cpu_times):
+  class WindowTimer(keras.callbacks.Callback):
+
+    def on_epoch_begin(self, epoch, logs=None):
+      self.start, self.cpu = time.perf_counter(), time.process_time()
+
+    def on_epoch_end(self, epoch, logs=None):
+      times.append(time.perf_counter() - self.start)
+      cpu_times.append(time.process_time() - self.cpu)
+  return WindowTimer()
+
+
+def run_train_job(job):
+  tf = _setup_tf(job)
+  import keras  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  if job.get("variant"):
+    _apply_variant(job["variant"])
+  config = _job_config(job)
+  spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
+  replicas = job.get("replicas")
+  if replicas:
+    strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+  else:
+    strategy = tf.distribute.get_strategy()
+  keras.utils.set_random_seed(config.seed)
+  t0 = time.perf_counter()
+  model = train_lib.build_model(config, spec, strategy)
+  model.vae_phase = False
+  model.make_train_function(force=True)
+  result = {"build_s": time.perf_counter() - t0}
+  ds = data.build_dataset(spec, "train", config.batch_size, seed=config.seed)
+  if job.get("flops"):
+    t0 = time.perf_counter()
+    result["flops"] = _step_flops(tf, model, [config.batch_size, *spec.shape])
+    result["flops_trace_s"] = time.perf_counter() - t0
+  if job.get("pipeline_batches"):
+    result["pipeline_examples_per_s"] = _pipeline_rate(ds, job["pipeline_batches"],
+                                                       config.batch_size)
+  times, cpu_times = [], []
+  warmup, windows, window_steps = job["warmup"], job["windows"], job["window_steps"]
+  t0 = time.perf_counter()
+  model.fit(ds, epochs=warmup + windows, steps_per_epoch=window_steps, verbose=0,
+            callbacks=[_timer_callback(keras, times, cpu_times)], shuffle=False)
+  result["fit_s"] = time.perf_counter() - t0
+  result["warmup_window_times_s"] = [round(t, 4) for t in times[:warmup]]
+  result.update(_window_stats(times[warmup:], cpu_times[warmup:], window_steps,
+                              config.batch_size))
+  if job.get("trace_steps"):
+    n = job["trace_steps"]
+    result["trace"] = _profile_op_types(
+        tf, lambda: model.fit(ds, epochs=1, steps_per_epoch=n, verbose=0, shuffle=False), n,
+        os.path.join("/tmp", f"as_introvae_benchmark_trace_{os.getpid()}"))
+  result["non_finite"] = model.non_finite_report()
+  return result
+
+
+def build_reference_step(tf, keras, networks, hp, batch_size, z_dim=2, num_hidden=256,
+                         num_layers=3, lr=2e-4):
+  """A minimal plain tf.function S-IntroVAE step on the 2-D MLPs (S-IntroVAE's 2-D reference
+  training loop, `train_soft_intro_vae_2d.py`, written out directly).
+
+  Returns:
+    (step(x) -> (loss_e, loss_d), encoder, decoder).
+  """
+  enc = networks.build_mlp_encoder(2, z_dim, num_hidden, num_layers)
+  dec = networks.build_mlp_decoder(2, z_dim, num_hidden, num_layers)
+  opt_e = keras.optimizers.Adam(lr)
+  opt_d = keras.optimizers.Adam(lr)
+  opt_e.build(enc.trainable_variables)
+  opt_d.build(dec.trainable_variables)
+  scale = 0.5  # 1 / input dimension
+  beta_rec, beta_kl, beta_neg, gamma_r = hp["beta_rec"], hp["beta_kl"], hp["beta_neg"], 1e-8
+
+  def kl(mu, logvar):
+    return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar), axis=1)
+
+  def rec(x, y):
+    return tf.reduce_sum(tf.square(x - y), axis=1)
+
+  def encode_sample(x):
+    mu, logvar = enc(x, training=True)
+    return mu, logvar, mu + tf.exp(0.5 * logvar) * tf.random.normal(tf.shape(mu))
+
+  @tf.function
+  def step(x):
+    z_p = tf.random.normal([batch_size, z_dim])
+    with tf.GradientTape() as tape:  # encoder
+      fake = tf.stop_gradient(dec(z_p, training=True))
+      mu, logvar, z = encode_sample(x)
+      x_r = dec(z, training=True)
+      loss_rec = tf.reduce_mean(rec(x, x_r))
+      kl_real = tf.reduce_mean(kl(mu, logvar))
+      x_r_sg = tf.stop_gradient(x_r)
+      mu_r, logvar_r, z_r = encode_sample(x_r_sg)
+      mu_f, logvar_f, z_f = encode_sample(fake)
+      rr = rec(x_r_sg, dec(z_r, training=True))
+      rf = rec(fake, dec(z_f, training=True))
+      exp_rec = tf.reduce_mean(tf.exp(-2.0 * scale * (beta_rec * rr + beta_neg * kl(mu_r, logvar_r))))
+      exp_fake = tf.reduce_mean(tf.exp(-2.0 * scale * (beta_rec * rf + beta_neg * kl(mu_f, logvar_f))))
+      loss_e = scale * (beta_rec * loss_rec + beta_kl * kl_real) + 0.25 * (exp_rec + exp_fake)
+    opt_e.apply_gradients(zip(tape.gradient(loss_e, enc.trainable_variables),
+                              enc.trainable_variables))
+    with tf.GradientTape() as tape:  # decoder
+      fake = dec(z_p, training=True)
+      x_r = dec(tf.stop_gradient(z), training=True)
+      loss_rec = tf.reduce_mean(rec(x, x_r))
+      mu_r, logvar_r, z_r = encode_sample(x_r)
+      mu_f, logvar_f, z_f = encode_sample(fake)
+      rr = tf.reduce_mean(rec(tf.stop_gradient(x_r), dec(tf.stop_gradient(z_r), training=True)))
+      rf = tf.reduce_mean(rec(tf.stop_gradient(fake), dec(tf.stop_gradient(z_f), training=True)))
+      kl_r = tf.reduce_mean(kl(mu_r, logvar_r))
+      kl_f = tf.reduce_mean(kl(mu_f, logvar_f))
+      loss_d = scale * (beta_rec * loss_rec + 0.5 * beta_kl * (kl_r + kl_f)
+                        + gamma_r * 0.5 * beta_rec * (rr + rf))
+    opt_d.apply_gradients(zip(tape.gradient(loss_d, dec.trainable_variables),
+                              dec.trainable_variables))
+    return loss_e, loss_d
+
+  return step, enc, dec
+
+
+def run_reference_job(job):
+  tf = _setup_tf(job)
+  import keras  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import networks  # pylint: disable=import-outside-toplevel
+  config = _job_config(dict(job, method="soft_introvae", workload="2d"))
+  hp = {k: getattr(config, k) for k in ("beta_rec", "beta_kl", "beta_neg")}
+  keras.utils.set_random_seed(0)
+  batch = config.batch_size
+  step, _, _ = build_reference_step(tf, keras, networks, hp, batch)
+  spec = data.parse_dataset(config.dataset, None, None)
+  ds = data.build_dataset(spec, "train", batch, seed=0)
+  it = iter(ds)
+  result = {"flops": graph_flops(step.get_concrete_function(
+      tf.TensorSpec([batch, 2], tf.float32)).graph)}
+
+  def run(n):
+    out = None
+    for _ in range(n):
+      out = step(next(it))
+    return float(out[0].numpy()) if out is not None else None  # waits for the last step
+
+  times, cpu_times = [], []
+  for _ in range(job["warmup"] + job["windows"]):
+    start, cpu = time.perf_counter(), time.process_time()
+    loss = run(job["window_steps"])
+    times.append(time.perf_counter() - start)
+    cpu_times.append(time.process_time() - cpu)
+  result["warmup_window_times_s"] = [round(t, 4) for t in times[:job["warmup"]]]
+  result.update(_window_stats(times[job["warmup"]:], cpu_times[job["warmup"]:],
+                              job["window_steps"], batch))
+  result["final_loss_e"] = loss
+  if job.get("trace_steps"):
+    n = job["trace_steps"]
+    result["trace"] = _profile_op_types(
+        tf, lambda: run(n), n, os.path.join("/tmp", f"as_introvae_benchmark_trace_{os.getpid()}"))
+  return result
+
+
+def run_matmul_job(job):
+  """float32 NxN matmul throughput (GFLOP/s) in this thread setting: one matmul, and two
+  independent ones in one tf.function (what the inter-op pool can overlap)."""
+  tf = _setup_tf(job)
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  n = job.get("n", MATMUL_N)
+  a, b, c, d = (tf.random.normal([n, n], seed=k) for k in range(4))
+  one = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+  two = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)) + tf.reduce_sum(tf.matmul(c, d)))
+  out = {"n": n}
+  for name, fn, count in (("one_matmul", one, 1), ("two_matmuls", two, 2)):
+    fn().numpy()
+    times = []
+    for _ in range(job.get("reps", 20)):
+      start = time.perf_counter()
+      fn().numpy()
+      times.append(time.perf_counter() - start)
+    # The best call: the capacity of the cores (other processes only ever slow a call down).
+    out[f"{name}_gflops"] = count * 2 * n ** 3 / float(np.min(times)) / 1e9
+    out[f"{name}_gflops_median"] = count * 2 * n ** 3 / float(np.median(times)) / 1e9
+  out["gflops"] = max(out["one_matmul_gflops"], out["two_matmuls_gflops"])
+  return out
+
+
+def run_job(job):
+  os.chdir(ROOT)
+  load = os.getloadavg()[0]
+  start = time.perf_counter()
+  kind = job["kind"]
+  result = {"train": run_train_job, "reference": run_reference_job,
+            "matmul": run_matmul_job}[kind](job)
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  result.update(job=job, load_1min_before=load, load_1min_after=os.getloadavg()[0],
+                wall_s=time.perf_counter() - start,
+                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+                intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads())
+  return result
+
+
+# =============================================================================================
+# The driver
+# =============================================================================================
+
+
+def _busy_cpu_s():
+  """CPU seconds all processes have used since boot (/proc/stat), or None elsewhere."""
+  try:
+    with open("/proc/stat") as f:
+      fields = [int(v) for v in f.readline().split()[1:]]
+  except (OSError, ValueError):
+    return None
+  user, nice, system, _, _, irq, softirq, steal = (fields + [0] * 8)[:8]
+  return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s():
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _spawn(job, timeout):
+  """Runs one job in a fresh Python process; its result dict, or {"error": ...}.
+
+  Also measures `other_cores`: the average number of cores that OTHER processes kept busy
+  while the job ran (all CPU time on the machine minus the job's own), a better measure of
+  outside load than the load average, which counts the benchmark's own threads too.
+  """
+  cmd = [sys.executable, os.path.abspath(__file__), f"--job={json.dumps(job)}"]
+  start, busy, own = time.perf_counter(), _busy_cpu_s(), _children_cpu_s()
+  try:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  except subprocess.TimeoutExpired:
+    return {"job": job, "error": f"timed out after {timeout} s"}
+  wall = time.perf_counter() - start
+  other = None
+  if busy is not None:
+    other = max(0.0, (_busy_cpu_s() - busy - (_children_cpu_s() - own)) / wall)
+  for line in reversed(proc.stdout.splitlines()):
+    if line.startswith(RESULT_PREFIX):
+      result = json.loads(line[len(RESULT_PREFIX):])
+      result.update(process_s=wall, other_cores=other)
+      return result
+  return {"job": job, "error": f"exit {proc.returncode}: {proc.stderr[-1500:]}",
+          "other_cores": other}
+
+
+def _schedule(workload, quick):
+  kind = workload if workload in ("2d", "replicas") else "image"
+  warmup, windows, steps, batches = SCHEDULE["quick" if quick else "full"][kind]
+  warmup = FLAGS.warmup_windows if FLAGS.warmup_windows is not None else warmup
+  windows = FLAGS.windows if FLAGS.windows is not None else windows
+  steps = FLAGS.window_steps if FLAGS.window_steps is not None else steps
+  spe = max(1, FLAGS.steps_per_execution)
+  steps = -(-steps // spe) * spe  # whole executions per window
+  return dict(warmup=warmup, windows=windows, window_steps=steps, pipeline_batches=batches)
+
+
+def _fmt(value, spec, missing="-"):
+  return missing if value is None else format(value, spec)
+
+
+def _bound(row, matmul):
+  flops = (row.get("flops") or {}).get("matmul_conv")
+  gflops = (matmul or {}).get("gflops")
+  if not flops or not gflops or "steps_per_s" not in row:
+    return None, None
+  bound = gflops * 1e9 / flops
+  return bound, row["steps_per_s"] / bound
+
+
+def _threads(row):
+  job = row["job"]
+  if not job.get("inter") and not job.get("intra"):
+    return f"TF default ({row.get('inter_op_threads', 0)}x{row.get('intra_op_threads', 0)})"
+  return f"{job.get('inter') or 'def'}x{job.get('intra') or 'def'}"
+
+
+def markdown(results):
+  matmul = results["matmul"]
+  lines = []
+  lines.append("Matmul throughput (float32 %dx%d, GFLOP/s, best of 20 calls; bound = the faster "
+               "of 1 matmul and 2 independent matmuls):" % (MATMUL_N, MATMUL_N))
+  lines.append("")
+  lines.append("| threads (inter x intra) | 1 matmul | 2 independent | bound used |")
+  lines.append("|---|---:|---:|---:|")
+  for key, m in matmul.items():
+    if "error" in m:
+      lines.append(f"| {key} | error: {m['error'][:80]} | | |")
+      continue
+    lines.append(f"| {key} | {m['one_matmul_gflops']:.1f} | {m['two_matmuls_gflops']:.1f} | "
+                 f"{m['gflops']:.1f} |")
+  lines.append("")
+  lines.append("| method | workload | batch | threads | steps/s (min-max) | examples/s | "
+               "ms/step | CPU ms/step | GFLOP/step | % of bound (bound steps/s) | "
+               "input ex/s (x training) | peak RSS MiB | load | other cores |")
+  lines.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+  for row in results["rows"]:
+    job = row["job"]
+    name = job.get("label") or job.get("method", "")
+    workload = WORKLOADS[job.get("workload", "2d")]
+    if "error" in row:
+      lines.append(f"| {name} | {workload['label']} | {workload['batch_size']} | | error: "
+                   f"{row['error'][-200:]!r} | | | | | | | | | |")
+      continue
+    bound, frac = _bound(row, matmul.get(_thread_key(job)))
+    pipe = row.get("pipeline_examples_per_s")
+    ratio = pipe / row["examples_per_s"] if pipe else None
+    flops = (row.get("flops") or {}).get("matmul_conv")
+    lines.append(
+        f"| {name} | {workload['label']} | {workload['batch_size']} | {_threads(row)} | "
+        f"{row['steps_per_s']:.2f} ({row['steps_per_s_min']:.2f}-{row['steps_per_s_max']:.2f})"
+        f" | {row['examples_per_s']:.0f} | {row['step_ms']:.1f} | "
+        f"{row['cpu_ms_per_step']:.0f} | {_fmt(flops and flops / 1e9, '.2f')} | "
+        f"{_fmt(frac and 100 * frac, '.0f')}% ({_fmt(bound, '.1f')}) | "
+        f"{_fmt(pipe, '.0f')} ({_fmt(ratio, '.0f')}x) | {row['peak_rss_mib']:.0f} | "
+        f"{row['load_1min_before']:.2f} | {_fmt(row.get('other_cores'), '.2f')} |")
+  if results.get("replicas"):
+    lines.append("")
+    lines.append("MirroredStrategy over N LOGICAL CPU devices, 2-D S-IntroVAE, global batch 512 "
+                 "(all replicas share the same 2 cores: strategy overhead, not speed-up):")
+    lines.append("")
+    lines.append("| replicas | steps/s (min-max) | examples/s | CPU ms/step | vs 1 replica | "
+                 "peak RSS MiB | load | other cores |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base = next((r["steps_per_s"] for r in results["replicas"]
+                 if r["job"].get("replicas") == 1 and "steps_per_s" in r), None)
+    for row in results["replicas"]:
+      if "error" in row:
+        lines.append(f"| {row['job']['replicas']} | error: {row['error'][-200:]!r} | | | | | | |")
+        continue
+      rel = row["steps_per_s"] / base if base else None
+      lines.append(f"| {row['job']['replicas']} | {row['steps_per_s']:.2f} "
+                   f"({row['steps_per_s_min']:.2f}-{row['steps_per_s_max']:.2f}) | "
+                   f"{row['examples_per_s']:.0f} | {row['cpu_ms_per_step']:.0f} | "
+                   f"{_fmt(rel, '.2f')}x | "
+                   f"{row['peak_rss_mib']:.0f} | {row['load_1min_before']:.2f} | "
+                   f"{_fmt(row.get('other_cores'), '.2f')} |")
+  if results.get("variants"):
+    lines.append("")
+    lines.append("Ablations of the project's 2-D S-IntroVAE step (same process setup, parts "
+                 "patched out in the subprocess):")
+    lines.append("")
+    lines.append("| variant | steps/s (min-max) | ms/step | CPU ms/step | graph ops (run) | "
+                 "load | other cores |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    for row in results["variants"]:
+      if "error" in row:
+        lines.append(f"| {row['job'].get('label')} | error: {row['error'][-200:]!r} | | | | | |")
+        continue
+      ops = row.get("flops") or {}
+      lines.append(f"| {row['job'].get('label')} | {row['steps_per_s']:.2f} "
+                   f"({row['steps_per_s_min']:.2f}-{row['steps_per_s_max']:.2f}) | "
+                   f"{row['step_ms']:.1f} | {row['cpu_ms_per_step']:.0f} | "
+                   f"{ops.get('ops', '-')} ({ops.get('live_ops', '-')})"
+                   f" | {row['load_1min_before']:.2f} | {_fmt(row.get('other_cores'), '.2f')} |")
+  if results.get("traces"):
+    lines.append("")
+    lines.append("Profiled steps (tf.profiler, framework_op_stats; profiling slows small ops):")
+    lines.append("")
+    lines.append("| step | wall ms/step (profiled) | busy ms/step (both threads) | MatMul share "
+                 "| top op types (self ms/step) |")
+    lines.append("|---|---:|---:|---:|---|")
+    for label, tr in results["traces"].items():
+      if not tr or "error" in tr:
+        lines.append(f"| {label} | error | | | |")
+        continue
+      top = ", ".join(f"{k} {v:.2f}" for k, v in tr["top_op_types_ms_per_step"][:6])
+      lines.append(f"| {label} | {tr['profiled_wall_ms_per_step']:.1f} | "
+                   f"{tr['busy_ms_per_step']:.1f} | "
+                   f"{100 * tr['matmul_share_of_busy']:.0f}% | {top} |")
+  return "\n".join(lines)
+
+
+def _thread_key(job):
+  return f"{job.get('inter', 0)}x{job.get('intra', 0)}"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.job:
+    result = run_job(json.loads(FLAGS.job))
+    print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
+    return 0
+  quick = FLAGS.quick
+  methods = [m for m in FLAGS.methods if m]
+  workloads = [w for w in FLAGS.workloads if w]
+  for m in methods:
+    if m not in METHODS:
+      raise app.UsageError(f"--methods: unknown {m!r}; allowed: {', '.join(METHODS)}")
+  for w in workloads:
+    if w not in WORKLOADS:
+      raise app.UsageError(f"--workloads: unknown {w!r}; allowed: {', '.join(WORKLOADS)}")
+  variants = FLAGS.variants if FLAGS.variants is not None else ([] if quick else list(VARIANTS))
+  variants = [v for v in variants if v]
+  for v in variants:
+    if v not in VARIANTS:
+      raise app.UsageError(f"--variants: unknown {v!r}; allowed: {', '.join(VARIANTS)}")
+  trace = FLAGS.trace if FLAGS.trace is not None else not quick
+  replicas = [int(r) for r in FLAGS.replicas if r]
+  if FLAGS.reference_step_only:
+    methods, workloads, replicas, variants = ["soft_introvae"], ["2d"], [], []
+  threads = dict(inter=FLAGS.inter_op_threads, intra=FLAGS.intra_op_threads)
+  timeout = FLAGS.job_timeout_s
+  started = time.time()
+  busy_start, own_start = _busy_cpu_s(), _children_cpu_s()
+  results = {"command": " ".join(["python", "tools/benchmark.py"] + sys.argv[1:]),
+             "quick": quick, "load_1min_start": os.getloadavg()[0],
+             "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                         "processor": _cpu_model()},
+             "matmul": {}, "rows": [], "replicas": [], "variants": [], "traces": {}}
+
+  def log(message):
+    print(f"[{time.time() - started:6.0f} s, load {os.getloadavg()[0]:.2f}] {message}",
+          file=sys.stderr, flush=True)
+
+  def matmul_for(job):
+    key = _thread_key(job)
+    if key not in results["matmul"]:
+      log(f"matmul throughput, threads {key}")
+      results["matmul"][key] = _spawn(dict(kind="matmul", inter=job.get("inter", 0),
+                                           intra=job.get("intra", 0)), timeout)
+
+  def train(job, into):
+    log(f"{job.get('label') or job['method']} / {job['workload']} "
+        f"{'replicas=%d' % job['replicas'] if job.get('replicas') else ''}")
+    matmul_for(job)
+    row = _spawn(job, timeout)
+    if "error" in row:
+      log(f"  ERROR {row['error'][-300:]}")
+    else:
+      log(f"  {row['steps_per_s']:.2f} steps/s ({row['wall_s']:.0f} s)")
+    into.append(row)
+    return row
+
+  do_reference = FLAGS.reference_step or FLAGS.reference_step_only
+  trace_steps = 10 if quick else 20
+  image_methods = FLAGS.image_methods
+  if image_methods is None:
+    image_methods = [m for m in methods if m == "as_introvae"] if quick else methods
+  for workload in workloads:
+    schedule = _schedule(workload, quick)
+    for method in (methods if workload == "2d" else image_methods):
+      job = dict(kind="train", method=method, workload=workload, flops=True,
+                 jit=FLAGS.jit_compile, spe=FLAGS.steps_per_execution, **threads, **schedule)
+      if trace and workload == "2d" and method == "soft_introvae":
+        job["trace_steps"] = trace_steps
+      row = train(job, results["rows"])
+      if "trace" in row:
+        results["traces"]["project soft_introvae (fit)"] = row.pop("trace")
+      if workload == "2d" and method == "soft_introvae" and FLAGS.tf_defaults and any(threads.values()):
+        default_row = train(dict(job, inter=0, intra=0, pipeline_batches=0, trace_steps=0,
+                                 flops=False, label="soft_introvae, TF default threads"),
+                            results["rows"])
+        default_row.setdefault("flops", row.get("flops"))  # the same graph
+  if do_reference:
+    schedule = _schedule("2d", quick)
+    job = dict(kind="reference", workload="2d", method="soft_introvae",
+               label="reference: minimal tf.function S-IntroVAE step", **threads, **schedule,
+               trace_steps=trace_steps if trace else 0)
+    row = train(job, results["rows"])
+    if "trace" in row:
+      results["traces"]["reference minimal step"] = row.pop("trace")
+  for n in replicas:
+    train(dict(kind="train", method="soft_introvae", workload="2d", replicas=n, **threads,
+               **_schedule("replicas", quick)), results["replicas"])
+  schedule = _schedule("2d", quick)
+  for variant in variants:
+    job = dict(kind="train", method="soft_introvae", workload="2d", variant=variant,
+               label=variant, flops=True, **threads, **dict(schedule, pipeline_batches=0))
+    if variant == "spe10":
+      job.update(spe=10, window_steps=-(-schedule["window_steps"] // 10) * 10)
+    if variant == "jit":
+      job.update(jit=True)
+    train(job, results["variants"])
+
+  results["load_1min_end"] = os.getloadavg()[0]
+  results["total_s"] = time.time() - started
+  results["other_cores_mean"] = None if busy_start is None else max(0.0, (
+      _busy_cpu_s() - busy_start - (_children_cpu_s() - own_start)) / results["total_s"])
+  table = markdown(results)
+  results["markdown"] = table
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+  with open(FLAGS.out, "w") as f:
+    json.dump(results, f, indent=2, default=str)
+  print(f"{results['command']}\n{results['machine']['processor']}, "
+        f"{results['machine']['cpu_count']} CPUs; load average (1 min) "
+        f"{results['load_1min_start']:.2f} at start, {results['load_1min_end']:.2f} at end "
+        f"(it counts the benchmark's own threads); other processes kept "
+        f"{_fmt(results['other_cores_mean'], '.2f')} cores busy on average; "
+        f"{results['total_s']:.0f} s\n")
+  print(table)
+  print(f"\nJSON: {FLAGS.out}")
+  return 0
+
+
+def _cpu_model():
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(lambda argv: sys.exit(main(argv)))
