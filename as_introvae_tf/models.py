@@ -275,7 +275,14 @@ class IntrospectiveVAE(keras.Model):
     logs = self.vae_step(x) if self.vae_phase else self.introspective_step(x)
     logs.update(self._grad_norms)
     self._record_non_finite(step, logs)
-    return self._report(self._vae_trackers if self.vae_phase else self.trackers, logs)
+    logs = self._report(self._vae_trackers if self.vae_phase else self.trackers, logs)
+    strategy = tf.distribute.get_strategy()
+    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()):  # pylint: disable=protected-access
+      # Keras 3.15.1's fit reduces train_step outputs with reduce(MEAN, v, axis=0) across
+      # workers, which fails on scalars (tensorflow/tensorflow#72388): give them a batch axis.
+      logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+    return logs
 
   def _apply(self, optimizer, grads, variables, name):
     """Applies one network's gradients and records their global norm (`grad_norm_<name>`)."""

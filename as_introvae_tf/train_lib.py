@@ -143,7 +143,7 @@ def _check_workdir_writable(workdir):
   """Creates `workdir` and checks that files can be written there, before any work."""
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
+    probe = os.path.join(workdir, f".write_test.{os.getpid()}")  # one per worker process
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)

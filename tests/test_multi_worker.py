@@ -26,11 +26,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
 TIMEOUT_S = 240
 
-# Keras 3.15.1's fit() reduces the logs of train_step under MultiWorkerMirroredStrategy with
-# strategy.reduce("MEAN", v, axis=0), which fails on scalars (tensorflow/tensorflow#72388).
-KERAS_SCALAR_LOGS_BUG = "Invalid reduction dimension 0 for input with 0 dimensions"
-
-
 def _free_ports(n):
   socks = []
   try:
@@ -109,13 +104,6 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes_the_shared_outputs(
   start = time.time()
   results = _run_workers(workdir, logdir)
   elapsed = time.time() - start
-  if any(KERAS_SCALAR_LOGS_BUG in err for _, _, _, err in results):
-    # Known package bug: remove this branch once models.py returns shape-[1] logs.
-    pytest.xfail(
-        "Keras 3 fit() under MultiWorkerMirroredStrategy reduces the scalar logs of "
-        "train_step with strategy.reduce(MEAN, v, axis=0) (tensorflow/tensorflow#72388): "
-        "IntrospectiveVAE.train_step must return shape-[1] logs in multi-worker mode "
-        "(as_introvae_tf/models.py)")
   for index, (_, code, out, err) in enumerate(results):
     assert code == 0, f"worker {index} exited {code} after {elapsed:.0f} s:\n{err[-3000:]}"
     assert f"Trained to step {STEPS}" in out, out[-2000:]
