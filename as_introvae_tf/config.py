@@ -135,8 +135,9 @@ def define_flags(flag_values=FLAGS):
                    "(tf.config.experimental.enable_op_determinism): with --seed, two runs give "
                    "identical losses and weights (slower on GPU).")
   f.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0 = TF default). "
-                   "On small CPUs 2 inter-op x 1 intra-op thread ran the steps about 2x "
-                   "faster than the default (BUILD.md).")
+                   "On small CPUs 2 inter-op x 1 intra-op thread beat TF's defaults: 5-15% "
+                   "on an idle 2-core machine, up to 2x when other processes share the cores "
+                   "(BUILD.md).")
   f.DEFINE_integer("intra_op_threads", 0, "TensorFlow intra-op threads (0 = TF default).")
   f.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress output: 1 = bar, "
                 "2 = one line per log window, 0 = silent.")
