@@ -20,13 +20,11 @@ image folders (CIFAR-10: `<root>/{train,test}/<class>/<image>`) from the class f
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
 import pathlib
 import re
 import time
-import zlib
 
 import keras
 import numpy as np
@@ -156,19 +154,7 @@ def load_inception(weights):
 
 def _read_idx_labels(path):
   """uint8 `[N]` labels of an IDX1 file (gzip or plain); ValueError naming a corrupt file."""
-  try:
-    with open(path, "rb") as fh:
-      raw = fh.read()
-    content = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-  except (OSError, EOFError, zlib.error) as e:
-    raise ValueError(f"{path}: corrupt or unreadable IDX label file ({e})") from e
-  if len(content) < 8 or int.from_bytes(content[:4], "big") != 0x0801:
-    raise ValueError(f"{path}: not an IDX1 ubyte label file (bad magic number)")
-  num = int.from_bytes(content[4:8], "big")
-  if len(content) != 8 + num:
-    raise ValueError(f"{path}: IDX size mismatch: header says {num} labels, file has "
-                     f"{len(content) - 8}")
-  return np.frombuffer(content, np.uint8, offset=8)
+  return data._read_idx_ubyte(path, 1)  # pylint: disable=protected-access
 
 
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
