@@ -349,7 +349,8 @@ class SoftIntroVAE(IntrospectiveVAE):
   """S-IntroVAE (Daniel & Tamar, CVPR 2021; soft-introvae.md eq. 4, Algorithm 1).
 
   AS-IntroVAE subclasses it and replaces the KL of the rec/fake posteriors inside the
-  adversarial terms by `c * KL + (1 - c) * AS` (`_squash`, `_coefficient`, `_as_distance`).
+  adversarial terms by `c * KL + (1 - c) * AS` through the hooks `_squash`, `_coefficient`,
+  `_as_distance`, `_encoder_as_term`, `_decoder_as_term` and `_as_logs`.
   """
 
   method = "soft_introvae"
@@ -363,6 +364,20 @@ class SoftIntroVAE(IntrospectiveVAE):
   def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
     del mu_r, logvar_r, mu_f, logvar_f, reduction
     return tf.constant(0.0)
+
+  def _encoder_as_term(self, as_e, exp_rec, exp_fake, c):
+    """Encoder loss term that carries the AS-Distance's gradient (none in S-IntroVAE)."""
+    del as_e, exp_rec, exp_fake, c
+    return 0.0
+
+  def _decoder_as_term(self, squashed, c):
+    """Decoder loss term of the AS-Distance (none in S-IntroVAE)."""
+    del squashed, c
+    return 0.0
+
+  def _as_logs(self, as_distance, c):
+    del as_distance, c
+    return {}
 
   def introspective_step(self, x):
     hp, s = self.hparams, self.scale
@@ -397,13 +412,7 @@ class SoftIntroVAE(IntrospectiveVAE):
       per_example_e = losses.soft_introvae_encoder_loss(
           rec_real, kl_real, exp_rec, exp_fake, scale=s, beta_rec=hp.beta_rec,
           beta_kl=hp.beta_kl)
-      loss_e = self._mean(per_example_e)
-      if self.method == "as_introvae":
-        # d/dAS of 0.25 * mean(exp_rec + exp_fake) over the GLOBAL batch (AS enters every
-        # example's exponent), times the AS-Distance whose own slice is live on this replica.
-        mean_exp = self._global_sum(tf.reduce_sum(exp_rec + exp_fake)) / self.global_batch_size
-        slope = -2.0 * s * hp.beta_neg * (1.0 - c) * tf.stop_gradient(mean_exp)
-        loss_e += 0.25 * slope * as_e
+      loss_e = self._mean(per_example_e) + self._encoder_as_term(as_e, exp_rec, exp_fake, c)
     e_vars = self.encoder.trainable_variables
     self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder")
 
@@ -424,10 +433,8 @@ class SoftIntroVAE(IntrospectiveVAE):
       per_example_d = losses.soft_introvae_decoder_loss(
           rec_real_d, c * kl_rec_d, c * kl_fake_d, rr_rec_d, rr_fake_d, scale=s,
           beta_rec=hp.beta_rec, beta_kl=hp.beta_kl, gamma_r=hp.gamma_r)
-      loss_d = self._mean(per_example_d)
-      if self.method == "as_introvae":
-        as_d = self._as_distance(*sq, reduction=hp.as_reduction_decoder)
-        loss_d += s * 0.5 * hp.beta_kl * (1.0 - c) * as_d  # linear in AS: no slope needed
+      as_term_d = self._decoder_as_term(sq, c)
+      loss_d = self._mean(per_example_d) + as_term_d
     d_vars = self.decoder.trainable_variables
     self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder")
 
@@ -435,16 +442,13 @@ class SoftIntroVAE(IntrospectiveVAE):
     kl_fake_mean = tf.reduce_mean(kl_fake_d)
     logs = {
         "loss_encoder": tf.reduce_mean(per_example_e),
-        "loss_decoder": tf.reduce_mean(per_example_d),
+        "loss_decoder": tf.reduce_mean(per_example_d) + as_term_d,
         "rec": tf.reduce_mean(rec_real), "kl_real": kl_real_mean,
         "kl_rec": tf.reduce_mean(kl_rec_d), "kl_fake": kl_fake_mean,
         "diff_kl": kl_fake_mean - kl_real_mean,
         "exp_elbo_rec": tf.reduce_mean(exp_rec), "exp_elbo_fake": tf.reduce_mean(exp_fake),
     }
-    if self.method == "as_introvae":
-      logs["loss_decoder"] += s * 0.5 * hp.beta_kl * (1.0 - c) * as_d
-      logs["as_distance"] = as_const
-      logs["c"] = c
+    logs.update(self._as_logs(as_const, c))
     return logs
 
 
@@ -473,6 +477,24 @@ class ASIntroVAE(SoftIntroVAE):
     g = self._gather_live
     return losses.as_distance(g(mu_r), g(logvar_r), g(mu_f), g(logvar_f),
                               kernel=self.hparams.as_kernel, reduction=reduction)
+
+  def _encoder_as_term(self, as_e, exp_rec, exp_fake, c):
+    """`sg(d loss_E / dAS) * AS`: the AS-Distance enters every example's expELBO exponent, so
+    its gradient is the global-batch mean slope of `0.25 * (exp_rec + exp_fake)` times the
+    AS-Distance, whose own slice is live on this replica (exact once replicas are summed)."""
+    hp = self.hparams
+    mean_exp = self._global_sum(tf.reduce_sum(exp_rec + exp_fake)) / self.global_batch_size
+    slope = -2.0 * self.scale * hp.beta_neg * (1.0 - c) * tf.stop_gradient(mean_exp)
+    return 0.25 * slope * as_e
+
+  def _decoder_as_term(self, squashed, c):
+    """`s * 0.5 * beta_kl * (1 - c) * AS` (linear in AS: no slope needed)."""
+    hp = self.hparams
+    as_d = self._as_distance(*squashed, reduction=hp.as_reduction_decoder)
+    return self.scale * 0.5 * hp.beta_kl * (1.0 - c) * as_d
+
+  def _as_logs(self, as_distance, c):
+    return {"as_distance": as_distance, "c": c}
 
 
 class IntroVAE(IntrospectiveVAE):
