@@ -160,6 +160,14 @@ def _mlp_trunk(x, num_hidden: int, num_layers: int):
     return h
 
 
+def _check_mlp_sizes(x_dim, z_dim, num_hidden, num_layers):
+    """Validated MLP sizes; ValueError naming the bad argument."""
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
+        raise ValueError(f"`num_layers` must be an int >= 0, got {num_layers!r}")
+    return (_check_positive_int("x_dim", x_dim), _check_positive_int("z_dim", z_dim),
+            _check_positive_int("num_hidden", num_hidden), num_layers)
+
+
 def build_mlp_encoder(
     x_dim: int = 2, z_dim: int = 2, num_hidden: int = 256, num_layers: int = 3, name: str = "encoder"
 ) -> keras.Model:
@@ -184,11 +192,7 @@ def build_mlp_encoder(
     Raises:
       ValueError: if a size argument is not a positive int (num_layers may be 0).
     """
-    x_dim = _check_positive_int("x_dim", x_dim)
-    z_dim = _check_positive_int("z_dim", z_dim)
-    num_hidden = _check_positive_int("num_hidden", num_hidden)
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-        raise ValueError(f"`num_layers` must be an int >= 0, got {num_layers!r}")
+    x_dim, z_dim, num_hidden, num_layers = _check_mlp_sizes(x_dim, z_dim, num_hidden, num_layers)
 
     x = keras.Input(shape=(x_dim,), dtype="float32", name="x")
     h = _mlp_trunk(x, num_hidden, num_layers)
@@ -221,11 +225,7 @@ def build_mlp_decoder(
     Raises:
       ValueError: if a size argument is not a positive int (num_layers may be 0).
     """
-    x_dim = _check_positive_int("x_dim", x_dim)
-    z_dim = _check_positive_int("z_dim", z_dim)
-    num_hidden = _check_positive_int("num_hidden", num_hidden)
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-        raise ValueError(f"`num_layers` must be an int >= 0, got {num_layers!r}")
+    x_dim, z_dim, num_hidden, num_layers = _check_mlp_sizes(x_dim, z_dim, num_hidden, num_layers)
 
     z = keras.Input(shape=(z_dim,), dtype="float32", name="z")
     h = _mlp_trunk(z, num_hidden, num_layers)
