@@ -87,6 +87,22 @@ def _fmt(values, scale=1.0):
   return f"{v.mean():.2f} +- {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
 
+def _saved_metrics(workdir, steps):
+  """The metrics of an earlier evaluation of the finished run in `workdir`, or None.
+
+  Reused only when it evaluated step `steps` with the same `--eval_draws`, so that a table can
+  be assembled from runs trained by several invocations (e.g. one per seed, in parallel).
+  """
+  path = os.path.join(workdir, "eval", "metrics.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    saved = json.load(f)
+  if saved.get("step") != steps or saved.get("options", {}).get("eval_draws") != _DRAWS.value:
+    return None
+  return saved["metrics"]
+
+
 def main(argv):
   del argv
   from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
@@ -103,11 +119,14 @@ def main(argv):
     for seed in seeds:
       workdir = os.path.join(_WORKROOT.value, _TABLE.value, f"{cell}_{method}", f"seed{seed}")
       config = _config(dataset, method, seed, steps, workdir, betas)
-      train_lib.train_and_evaluate(config)
-      options = eval_lib.EvalOptions(eval_draws=_DRAWS.value)
-      metrics = eval_lib.evaluate(workdir, options, log=lambda *a: None)["metrics"]
+      metrics = _saved_metrics(workdir, steps)
+      if metrics is None:
+        train_lib.train_and_evaluate(config)
+        options = eval_lib.EvalOptions(eval_draws=_DRAWS.value)
+        metrics = eval_lib.evaluate(workdir, options, log=lambda *a: None)["metrics"]
       results.setdefault(f"{cell}/{method}", []).append(
-          {k: metrics[k] for k in ("kl", "jsd", "gnelbo") if k in metrics})
+          {k: metrics[k] for k in ("kl", "jsd", "gnelbo", "modes_covered",
+                                   "high_quality_fraction") if k in metrics})
       print(f"[{time.time() - start:.0f}s] {cell} {method} seed {seed}: "
             f"KL {metrics['kl']:.2f} JSD {metrics['jsd']:.2f} gnELBO {metrics['gnelbo']:.3e}",
             flush=True)
@@ -115,13 +134,15 @@ def main(argv):
   lines = [f"Budget: {steps} training steps per run (reference: {REFERENCE_STEPS}), "
            f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
            "mean +- std over seeds of the per-run mean. gnELBO in units of 1e-7.", "",
-           "| setting | method | KL | JSD | gnELBO (1e-7) | paper |",
-           "|---|---|---|---|---|---|"]
-  for cell, _, method, _ in _cells():
+           "| setting | method | KL | JSD | gnELBO (1e-7) | modes (of 8) | paper |",
+           "|---|---|---|---|---|---|---|"]
+  for cell, dataset, method, _ in _cells():
     rows = results[f"{cell}/{method}"]
+    modes = (_fmt([r["modes_covered"] for r in rows])
+             if dataset == "8gaussians" and all("modes_covered" in r for r in rows) else "")
     lines.append(f"| {cell} | {method} | {_fmt([r['kl'] for r in rows])} | "
                  f"{_fmt([r['jsd'] for r in rows])} | {_fmt([r['gnelbo'] for r in rows], 1e7)} "
-                 f"| {PAPER.get((cell, method), '')} |")
+                 f"| {modes} | {PAPER.get((cell, method), '')} |")
   table = "\n".join(lines)
   print(table)
   out = _OUT.value or os.path.join(_WORKROOT.value, f"{_TABLE.value}.md")
