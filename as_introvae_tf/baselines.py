@@ -479,22 +479,26 @@ class AVAE(_Baseline):
     grads_d = tape.gradient(loss_d, d_vars)
     grads_a = tape.gradient(loss_a, a_vars)
     del tape
+    # skip_batch: the three updates and the PID state come from one pass: all or none.
+    self._require_finite([loss_e, loss_d, loss_a, tf.linalg.global_norm(grads_e),
+                          tf.linalg.global_norm(grads_d), tf.linalg.global_norm(grads_a)])
 
     # === Update E (line 8) ===
-    self._apply(self.encoder_optimizer, grads_e, e_vars, "encoder")
+    self._apply(self.encoder_optimizer, grads_e, e_vars, "encoder", loss_e)
     # === Update D (line 11) ===
-    self._apply(self.decoder_optimizer, grads_d, d_vars, "decoder")
+    self._apply(self.decoder_optimizer, grads_d, d_vars, "decoder", loss_d)
     # === PID update of k_t (line 12; eq. 11-12), from global-batch means ===
     m_d, m_g, m_v = (self._global_batch_mean(t) for t in (l_d, l_g, l_v))
     e_t = avae_balance_error(m_d, m_g, m_v, eta=hp.eta, alpha=hp.alpha)
     e_prev, e_prev2 = tf.identity(self.e_prev), tf.identity(self.e_prev2)
     k_t = pid_update(k_prev, e_t, e_prev, e_prev2, ki=hp.pid_ki, kp=hp.pid_kp, kd=hp.pid_kd,
                      clip=hp.clip_k)
-    self.k_t.assign(k_t)
-    self.e_prev2.assign(e_prev)
-    self.e_prev.assign(e_t)
+    ok = self._batch_ok  # always True with nan_policy="stop"
+    self.k_t.assign(tf.where(ok, k_t, k_prev))
+    self.e_prev2.assign(tf.where(ok, e_prev, e_prev2))
+    self.e_prev.assign(tf.where(ok, e_t, e_prev))
     # === Update E', D' (line 13) ===
-    self._apply(self.discriminator_optimizer, grads_a, a_vars, "discriminator")
+    self._apply(self.discriminator_optimizer, grads_a, a_vars, "discriminator", loss_a)
 
     return {
         "loss_encoder": tf.reduce_mean(per_example_e),
@@ -663,7 +667,8 @@ class WGANGP(_Baseline):
         per_example_c = (wasserstein_critic_loss(score_real, score_fake)
                          + hp.gp_lambda * penalty)
         loss_c = mean(per_example_c)
-      self._apply(self.encoder_optimizer, tape.gradient(loss_c, c_vars), c_vars, "critic")
+      self._apply(self.encoder_optimizer, tape.gradient(loss_c, c_vars), c_vars, "critic",
+                  loss_c)
       sums["loss_critic"] += tf.reduce_mean(per_example_c)
       sums["wasserstein"] += tf.reduce_mean(score_real) - tf.reduce_mean(score_fake)
       sums["gradient_penalty"] += tf.reduce_mean(penalty)
@@ -674,7 +679,8 @@ class WGANGP(_Baseline):
     with tf.GradientTape() as tape:
       per_example_g = wasserstein_generator_loss(self.critic(self.decoder(z_gen, training=True)))
       loss_g = mean(per_example_g)
-    self._apply(self.decoder_optimizer, tape.gradient(loss_g, g_vars), g_vars, "generator")
+    self._apply(self.decoder_optimizer, tape.gradient(loss_g, g_vars), g_vars, "generator",
+                loss_g)
 
     logs = {k: v / n for k, v in sums.items()}
     logs["loss_generator"] = tf.reduce_mean(per_example_g)

@@ -24,6 +24,7 @@ AS_SQUASH = ("tanh", "none")
 REDUCTIONS = ("mean", "sum")
 ANNEAL = ("linear", "tanh")
 BAD_IMAGES = ("fail", "skip")
+NAN_POLICIES = ("stop", "skip_batch")  # = models.NAN_POLICIES (config does not import models)
 
 FLAGS = flags.FLAGS
 
@@ -129,6 +130,12 @@ def define_flags(flag_values=FLAGS):
   f.DEFINE_integer("image_every_steps", 1000, "Steps between TensorBoard image grids.")
   f.DEFINE_enum("bad_images", "fail", BAD_IMAGES, "Corrupt or non-image files in an image "
                 "folder: fail (error naming the file) or skip (count and report them).")
+  f.DEFINE_enum("nan_policy", "stop", NAN_POLICIES, "A batch whose losses or gradients are "
+                "NaN/inf: stop (stop training naming the step and terms; the last good "
+                "checkpoint is kept) or skip_batch (apply none of its updates, count it, go on; "
+                "stop after --max_consecutive_skips such batches in a row).")
+  f.DEFINE_integer("max_consecutive_skips", 100, "--nan_policy=skip_batch: stop (as with "
+                   "--nan_policy=stop) once this many batches in a row were skipped.")
   f.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (single device only).")
   f.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call.")
   f.DEFINE_boolean("deterministic", False, "Enable TensorFlow op determinism "
@@ -196,6 +203,8 @@ class ExperimentConfig:
   keep_checkpoints: int = 3
   image_every_steps: int = 1000
   bad_images: str = "fail"
+  nan_policy: str = "stop"
+  max_consecutive_skips: int = 100
   jit_compile: bool = False
   steps_per_execution: int = 1
   deterministic: bool = False
@@ -297,6 +306,11 @@ class ExperimentConfig:
     need(self.as_squash in AS_SQUASH, f"--as_squash must be one of {AS_SQUASH}")
     need(self.anneal in ANNEAL, f"--anneal must be one of {ANNEAL}")
     need(self.bad_images in BAD_IMAGES, f"--bad_images must be one of {BAD_IMAGES}")
+    need(self.nan_policy in NAN_POLICIES,
+         f"--nan_policy must be one of {NAN_POLICIES}; got {self.nan_policy!r}")
+    need(isinstance(self.max_consecutive_skips, int) and self.max_consecutive_skips > 0,
+         f"--max_consecutive_skips must be a positive integer; got "
+         f"{self.max_consecutive_skips!r}")
     if num_replicas is not None:
       need(self.batch_size % num_replicas == 0,
            f"--batch_size={self.batch_size} must be divisible by the number of replicas "

@@ -48,6 +48,12 @@ METRIC_NAMES = {k: v + _GRAD_NORMS for k, v in METRIC_NAMES.items()}
 CHECKED_TERMS = tuple(sorted(set().union(*METRIC_NAMES.values())))
 """Terms checked for NaN/inf at every step; bit i of `non_finite_terms` = CHECKED_TERMS[i]."""
 
+NAN_POLICIES = ("stop", "skip_batch")
+"""What a step does with a batch whose losses or gradients are NaN/inf (`--nan_policy`):
+`stop`: record it (`first_non_finite_step`); `train_lib` stops training and keeps the last good
+checkpoint. `skip_batch`: apply none of the batch's remaining updates (see
+`IntrospectiveVAE._apply`), count it in `skipped_batches`, and go on."""
+
 
 @dataclasses.dataclass(frozen=True)
 class LossHParams:
@@ -99,14 +105,22 @@ class IntrospectiveVAE(keras.Model):
     num_vae: the run's VAE warm-up steps; AS-IntroVAE's annealing runs over the introspective
       steps: `i = step - num_vae`, `T = total_steps - num_vae` (the reference has no warm-up).
     seed: int, seed of the stateless noise.
+    nan_policy: one of `NAN_POLICIES`.
+
+  Raises:
+    ValueError: unknown `nan_policy`.
   """
 
   method = None
   checked_terms = CHECKED_TERMS  # subclasses with other metrics extend it (bit order kept)
 
   def __init__(self, encoder, decoder, *, example_shape, global_batch_size, hparams=None,
-               total_steps=1, num_vae=0, seed=0, ema_decoder=None, **kwargs):
+               total_steps=1, num_vae=0, seed=0, ema_decoder=None, nan_policy="stop",
+               **kwargs):
     super().__init__(**kwargs)
+    if nan_policy not in NAN_POLICIES:
+      raise ValueError(f"nan_policy must be one of {NAN_POLICIES}; got {nan_policy!r}")
+    self.nan_policy = nan_policy
     self.encoder = encoder
     self.decoder = decoder
     self.ema_decoder = ema_decoder
@@ -127,7 +141,15 @@ class IntrospectiveVAE(keras.Model):
     self.non_finite_terms = tf.Variable(
         0, dtype=tf.int64, trainable=False, name="non_finite_terms",
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    # skip_batch: batches skipped so far, and how many in a row up to the last step.
+    self.skipped_batches = tf.Variable(
+        0, dtype=tf.int64, trainable=False, name="skipped_batches",
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.consecutive_skipped = tf.Variable(
+        0, dtype=tf.int64, trainable=False, name="consecutive_skipped",
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     self._grad_norms = {}
+    self._batch_ok = tf.constant(True)
     self._vae_trackers = {name: self.trackers.get(name) or keras.metrics.Mean(name=name)
                           for name in METRIC_NAMES["vae"]}
 
@@ -261,9 +283,13 @@ class IntrospectiveVAE(keras.Model):
       z = tf.stop_gradient(z)
     return mu, logvar, self.decoder(z, training=True)
 
-  def _report(self, trackers, values):
+  def _report(self, trackers, values, weight=None):
     for name, value in values.items():
-      trackers[name].update_state(value)
+      if weight is None:
+        trackers[name].update_state(value)
+      else:  # a skipped batch (weight 0) leaves the running means as they were
+        trackers[name].update_state(tf.where(weight > 0, value, tf.zeros_like(value)),
+                                    sample_weight=weight)
     return {name: tracker.result() for name, tracker in trackers.items()}
 
   # --- The steps ------------------------------------------------------------------------------
@@ -272,10 +298,23 @@ class IntrospectiveVAE(keras.Model):
     x = data[0] if isinstance(data, (tuple, list)) else data
     step = tf.identity(self.step)
     self._grad_norms = {}
+    self._batch_ok = tf.constant(True)
     logs = self.vae_step(x) if self.vae_phase else self.introspective_step(x)
     logs.update(self._grad_norms)
-    self._record_non_finite(step, logs)
-    logs = self._report(self._vae_trackers if self.vae_phase else self.trackers, logs)
+    trackers = self._vae_trackers if self.vae_phase else self.trackers
+    if self.nan_policy == "skip_batch":
+      ok = self._batch_ok
+      self.skipped_batches.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
+      self.consecutive_skipped.assign(
+          tf.where(ok, tf.constant(0, tf.int64), self.consecutive_skipped + 1))
+      # Terms that are non-finite although every update of the batch was applied (a log-only
+      # term) cannot be skipped: they are recorded, and training stops as with "stop".
+      self._record_non_finite(
+          step, {k: tf.where(ok, v, tf.zeros_like(v)) for k, v in logs.items()})
+      logs = self._report(trackers, logs, weight=tf.cast(ok, tf.float32))
+    else:
+      self._record_non_finite(step, logs)
+      logs = self._report(trackers, logs)
     strategy = tf.distribute.get_strategy()
     if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         and strategy.extended._in_multi_worker_mode()):  # pylint: disable=protected-access
@@ -284,10 +323,32 @@ class IntrospectiveVAE(keras.Model):
       logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
     return logs
 
-  def _apply(self, optimizer, grads, variables, name):
-    """Applies one network's gradients and records their global norm (`grad_norm_<name>`)."""
-    self._grad_norms[f"grad_norm_{name}"] = tf.linalg.global_norm(grads)
-    optimizer.apply_gradients(zip(grads, variables))
+  def _apply(self, optimizer, grads, variables, name, loss=None):
+    """Applies one network's gradients and records their global norm (`grad_norm_<name>`).
+
+    With `nan_policy="skip_batch"` the update is applied only if this batch's updates so far,
+    `loss` and `grads` are finite on every replica (`_require_finite`); otherwise the optimizer
+    only counts the step (`iterations` + 1, so the step counter and learning-rate schedule stay
+    on the batch count) and leaves weights, moments and EMA untouched. Once a phase of a batch
+    is skipped, the later phases of that batch are skipped too; a phase applied before the bad
+    one stays applied (it was finite).
+    """
+    norm = tf.linalg.global_norm(grads)
+    self._grad_norms[f"grad_norm_{name}"] = norm
+    if self.nan_policy != "skip_batch":
+      optimizer.apply_gradients(zip(grads, variables))
+      return
+    self._require_finite([norm] + ([] if loss is None else [loss]))
+    _apply_if(self._batch_ok, optimizer, list(zip(grads, variables)))
+
+  def _require_finite(self, tensors):
+    """`skip_batch`: the rest of this batch's updates need `tensors` finite on every replica."""
+    if self.nan_policy != "skip_batch":
+      return
+    bad = tf.cast(tf.logical_not(tf.reduce_all(tf.stack(
+        [tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))), tf.float32)
+    bad = self._global_sum(bad)
+    self._batch_ok = tf.logical_and(self._batch_ok, bad == 0)
 
   def _record_non_finite(self, step, logs):
     """Remembers the first step at which any loss term or gradient norm was NaN/inf."""
@@ -326,7 +387,8 @@ class IntrospectiveVAE(keras.Model):
       loss = self._mean(losses.vae_loss(rec, kl, scale=self.scale, beta_rec=hp.beta_rec,
                                         beta_kl=hp.beta_kl))
     grads = tape.gradient(loss, e_vars + d_vars)
-    self._apply(self.encoder_optimizer, grads[:len(e_vars)], e_vars, "encoder")
+    self._require_finite([loss, tf.linalg.global_norm(grads)])  # one joint update: all or none
+    self._apply(self.encoder_optimizer, grads[:len(e_vars)], e_vars, "encoder", loss)
     self._apply(self.decoder_optimizer, grads[len(e_vars):], d_vars, "decoder")
     return {"loss": tf.reduce_mean(losses.vae_loss(rec, kl, scale=self.scale,
                                                    beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)),
@@ -414,7 +476,8 @@ class SoftIntroVAE(IntrospectiveVAE):
           beta_kl=hp.beta_kl)
       loss_e = self._mean(per_example_e) + self._encoder_as_term(as_e, exp_rec, exp_fake, c)
     e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder")
+    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder",
+                loss_e)
 
     # === Update D === (encoder frozen: gradients flow through it, only D is updated)
     with tf.GradientTape() as tape:
@@ -436,7 +499,8 @@ class SoftIntroVAE(IntrospectiveVAE):
       as_term_d = self._decoder_as_term(sq, c)
       loss_d = self._mean(per_example_d) + as_term_d
     d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder")
+    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder",
+                loss_d)
 
     kl_real_mean = tf.reduce_mean(kl_real)
     kl_fake_mean = tf.reduce_mean(kl_fake_d)
@@ -528,7 +592,8 @@ class IntroVAE(IntrospectiveVAE):
           beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
       loss_e = self._mean(per_example_e)
     e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder")
+    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder",
+                loss_e)
 
     # === Update D ===
     with tf.GradientTape() as tape:
@@ -541,7 +606,8 @@ class IntroVAE(IntrospectiveVAE):
           rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec)
       loss_d = self._mean(per_example_d)
     d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder")
+    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder",
+                loss_d)
 
     kl_real_mean, kl_fake_mean = tf.reduce_mean(kl_real), tf.reduce_mean(kl_fake_d)
     return {"loss_encoder": tf.reduce_mean(per_example_e),
@@ -553,6 +619,37 @@ class IntroVAE(IntrospectiveVAE):
 
 METHODS = {cls.method: cls for cls in (VAE, IntroVAE, SoftIntroVAE, ASIntroVAE)}
 """`--method` name -> model class."""
+
+
+def _apply_if(ok, optimizer, grads_and_vars):
+  """`optimizer.apply_gradients(grads_and_vars)` if `ok` (a bool scalar, equal on every
+  replica), else `optimizer.iterations += 1` only.
+
+  Under a strategy that needs `merge_call` (MirroredStrategy on CPUs/GPUs without XLA), a
+  `tf.cond` in replica context cannot contain the optimizer's `merge_call`, so the condition is
+  taken in cross-replica context and the update re-entered per replica, as Keras'
+  `LossScaleOptimizer` skips non-finite steps.
+  """
+  def apply():
+    optimizer.apply_gradients(grads_and_vars)
+
+  def skip():
+    optimizer.iterations.assign_add(1)
+
+  if tf.__internal__.distribute.strategy_supports_no_merge_call():
+    tf.cond(ok, apply, skip)
+    return
+
+  def cross_replica(distribution, ok, grads_and_vars):
+    ok = distribution.experimental_local_results(ok)[0]
+
+    def apply_each():
+      distribution.extended.call_for_each_replica(
+          lambda gv: optimizer.apply_gradients(gv), args=(grads_and_vars,))
+
+    tf.cond(ok, apply_each, skip)
+
+  tf.distribute.get_replica_context().merge_call(cross_replica, args=(ok, grads_and_vars))
 
 
 def _batchnorm_layers(network):

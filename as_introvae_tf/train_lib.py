@@ -109,7 +109,8 @@ def build_model(config, spec, strategy):
     model = cls(
         encoder, decoder, ema_decoder=ema_decoder, example_shape=spec.shape,
         global_batch_size=config.batch_size, hparams=hparams, total_steps=config.train_steps,
-        num_vae=config.num_vae, seed=config.seed, name=config.method, **extra)
+        num_vae=config.num_vae, seed=config.seed, nan_policy=config.nan_policy,
+        name=config.method, **extra)
     betas = dict(beta_1=config.adam_beta1, beta_2=config.adam_beta2)
     encoder_optimizer = keras.optimizers.Adam(_learning_rate(config), **betas)
     decoder_optimizer = keras.optimizers.Adam(
@@ -130,6 +131,9 @@ def make_checkpoint(model):
                decoder_optimizer=model.decoder_optimizer)
   if model.ema_decoder is not None:
     items["ema_decoder"] = model.ema_decoder
+  # --nan_policy=skip_batch counters (a resumed run goes on counting)
+  items["skips"] = tf.train.Checkpoint(skipped_batches=model.skipped_batches,
+                                       consecutive_skipped=model.consecutive_skipped)
   items.update(_extra_checkpoint_items(model))
   return tf.train.Checkpoint(**items)
 
@@ -279,6 +283,7 @@ class TrainingMonitor(keras.callbacks.Callback):
     self.step = int(self.run.model.step.numpy())
     self.last_saved = self.step
     self.last_images = self.step
+    self.skipped = int(self.run.model.skipped_batches.numpy())
 
   def on_train_batch_end(self, batch, logs=None):
     model, config = self.run.model, self.config
@@ -301,10 +306,26 @@ class TrainingMonitor(keras.callbacks.Callback):
       self.diverged = report  # never checkpointed: the last good checkpoint stays the latest
       model.stop_training = True
       return
+    skipped = None
+    if config.nan_policy == "skip_batch":
+      skipped = int(model.skipped_batches.numpy())
+      if skipped > self.skipped:
+        logging.warning("--nan_policy=skip_batch: skipped %d batch(es) with NaN/inf losses or "
+                        "gradients up to step %d (%d in all)", skipped - self.skipped, step,
+                        skipped)
+      self.skipped = skipped
+      in_a_row = int(model.consecutive_skipped.numpy())
+      if in_a_row >= config.max_consecutive_skips:
+        self.diverged = (step, [f"every batch of the last {in_a_row} "
+                                f"(--max_consecutive_skips={config.max_consecutive_skips})"])
+        model.stop_training = True
+        return
     if self.chief:
       with self.writer.as_default(step=step):
         for name, value in logs.items():
           tf.summary.scalar(f"train/{name}", value)
+        if skipped is not None:
+          tf.summary.scalar("train/skipped_batches", skipped)
         lr = model.encoder_optimizer.learning_rate
         tf.summary.scalar("train/learning_rate", float(np.asarray(lr)))
         if step - self.last_images >= config.image_every_steps or step >= config.train_steps:
