@@ -52,6 +52,8 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds.")
 _STEPS = flags.DEFINE_integer("train_steps", REFERENCE_STEPS, "Training steps per run.")
 _METHODS = flags.DEFINE_list("methods", list(METHODS), "Methods (rows).")
 _DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Datasets (table=datasets).")
+_SETTINGS = flags.DEFINE_list("settings", list(COMBOS), "Hyper-parameter combinations "
+                              "(table=c1c3): C1, C2, C3.")
 _DRAWS = flags.DEFINE_integer("eval_draws", 3, "Evaluation draws per trained run.")
 _WORKROOT = flags.DEFINE_string("workroot", "runs/reproduce_2d", "Where the runs go.")
 _OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/TABLE.md).")
@@ -75,7 +77,10 @@ def _config(dataset, method, seed, steps, workdir, betas=None):
 
 def _cells():
   if _TABLE.value == "c1c3":
-    return [(combo, "8gaussians", method, betas) for combo, betas in COMBOS.items()
+    unknown = set(_SETTINGS.value) - set(COMBOS)
+    if unknown:
+      raise app.UsageError(f"--settings: unknown {sorted(unknown)}; allowed {list(COMBOS)}")
+    return [(combo, "8gaussians", method, COMBOS[combo]) for combo in _SETTINGS.value
             for method in _METHODS.value]
   return [(dataset, dataset, method, None) for dataset in _DATASETS.value
           for method in _METHODS.value]
