@@ -24,6 +24,7 @@ AS_SQUASH = ("tanh", "none")
 REDUCTIONS = ("mean", "sum")
 ANNEAL = ("linear", "tanh")
 BAD_IMAGES = ("fail", "skip")
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 FLAGS = flags.FLAGS
 
@@ -129,8 +130,15 @@ def define_flags(flag_values=FLAGS):
   f.DEFINE_integer("image_every_steps", 1000, "Steps between TensorBoard image grids.")
   f.DEFINE_enum("bad_images", "fail", BAD_IMAGES, "Corrupt or non-image files in an image "
                 "folder: fail (error naming the file) or skip (count and report them).")
-  f.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (single device only).")
-  f.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call.")
+  f.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "16-bit compute in the networks' "
+                "hidden layers, float32 variables, inputs, outputs and losses (precision.py): "
+                "mixed_float16 (with dynamic loss scaling) for GPUs with float16 units, "
+                "mixed_bfloat16 for TPUs and recent GPUs. On a CPU both are slower (BUILD.md).")
+  f.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (single device only). "
+                   "XLA draws other random numbers than TF's kernels for the same seed, so a "
+                   "run with it is reproducible but differs from one without.")
+  f.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call; "
+                   "--log_every_steps, --train_steps and --num_vae must be multiples of it.")
   f.DEFINE_boolean("deterministic", False, "Enable TensorFlow op determinism "
                    "(tf.config.experimental.enable_op_determinism): with --seed, two runs give "
                    "identical losses and weights (slower on GPU).")
@@ -196,6 +204,7 @@ class ExperimentConfig:
   keep_checkpoints: int = 3
   image_every_steps: int = 1000
   bad_images: str = "fail"
+  mixed_precision: str = "none"
   jit_compile: bool = False
   steps_per_execution: int = 1
   deterministic: bool = False
@@ -297,6 +306,18 @@ class ExperimentConfig:
     need(self.as_squash in AS_SQUASH, f"--as_squash must be one of {AS_SQUASH}")
     need(self.anneal in ANNEAL, f"--anneal must be one of {ANNEAL}")
     need(self.bad_images in BAD_IMAGES, f"--bad_images must be one of {BAD_IMAGES}")
+    need(self.mixed_precision in MIXED_PRECISION,
+         f"--mixed_precision must be one of {', '.join(MIXED_PRECISION)}; "
+         f"got {self.mixed_precision!r}")
+    spe = self.steps_per_execution
+    if isinstance(spe, int) and spe > 1:
+      # Keras runs whole executions: the callbacks (logs, checkpoints, the switch from the
+      # VAE warm-up, the stop at --train_steps) only see every spe-th step.
+      for name in ("log_every_steps", "train_steps", "num_vae"):
+        need(getattr(self, name) % spe == 0,
+             f"--{name}={getattr(self, name)} must be a multiple of --steps_per_execution="
+             f"{spe}: logs, checkpoints, the end of the VAE warm-up and the end of training "
+             "happen between executions")
     if num_replicas is not None:
       need(self.batch_size % num_replicas == 0,
            f"--batch_size={self.batch_size} must be divisible by the number of replicas "

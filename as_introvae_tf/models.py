@@ -16,6 +16,12 @@ exactly the gradient of the global-batch AS-Distance once the replicas' gradient
 
 The `num_vae` warm-up runs the plain VAE step: set `model.vae_phase = True` and rebuild the
 train function (`model.make_train_function(force=True)`); `train_lib` does this.
+
+Mixed precision (`precision.py`): the networks may compute in float16/bfloat16, but they take
+and return float32, so every loss term here is float32. With mixed_float16 the optimizers are
+`LossScaleOptimizer`s: gradients are taken of the scaled loss (`precision.gradients`), the
+reported `grad_norm_*` are the unscaled norms, and an update skipped because its scaled
+gradients overflowed is not a divergence (see `_apply`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from as_introvae_tf import losses
+from as_introvae_tf import precision
 
 _GRAD_NORMS = ("grad_norm_encoder", "grad_norm_decoder")
 METRIC_NAMES = {
@@ -43,7 +50,9 @@ METRIC_NAMES = {
 diagnostic: negative means the encoder no longer tells fakes from real data);
 `as_distance` = the encoder-phase AS-Distance; `c` = the annealed KL weight;
 `grad_norm_encoder`/`grad_norm_decoder` = global norms of this replica's gradients (every
-method)."""
+method; unscaled under loss scaling, and averaged over the updates that were applied).
+With mixed_float16, `loss_scale_<network>` (one per `grad_norm_<network>`) = the optimizer's
+dynamic loss scale after the step, averaged over the log window."""
 METRIC_NAMES = {k: v + _GRAD_NORMS for k, v in METRIC_NAMES.items()}
 CHECKED_TERMS = tuple(sorted(set().union(*METRIC_NAMES.values())))
 """Terms checked for NaN/inf at every step; bit i of `non_finite_terms` = CHECKED_TERMS[i]."""
@@ -127,19 +136,34 @@ class IntrospectiveVAE(keras.Model):
     self.non_finite_terms = tf.Variable(
         0, dtype=tf.int64, trainable=False, name="non_finite_terms",
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    self._grad_norms = {}
+    self._grad_norms, self._overflow, self._loss_scales = {}, {}, {}
     self._vae_trackers = {name: self.trackers.get(name) or keras.metrics.Mean(name=name)
                           for name in METRIC_NAMES["vae"]}
 
   # --- Keras plumbing ------------------------------------------------------------------------
 
   def compile(self, encoder_optimizer, decoder_optimizer, **kwargs):
-    """Compiles with one optimizer per network (built here, inside the strategy scope)."""
+    """Compiles with one optimizer per network (built here, inside the strategy scope).
+
+    Optimizers may be `keras.optimizers.LossScaleOptimizer`s (mixed_float16; all or none).
+    """
     super().compile(optimizer=None, **kwargs)
     self.encoder_optimizer = encoder_optimizer
     self.decoder_optimizer = decoder_optimizer
     self.encoder_optimizer.build(self.encoder.trainable_variables)
     self.decoder_optimizer.build(self.decoder.trainable_variables)
+    self._add_loss_scale_trackers(encoder_optimizer)
+
+  def _add_loss_scale_trackers(self, optimizer):
+    """With loss scaling, a `loss_scale_<network>` metric for every `grad_norm_<network>`."""
+    if not precision.is_loss_scaled(optimizer):
+      return
+    for trackers in (self.trackers, self._vae_trackers):
+      for name in list(trackers):
+        if name.startswith("grad_norm_"):
+          scale_name = "loss_scale_" + name[len("grad_norm_"):]
+          trackers[scale_name] = (self.trackers.get(scale_name)
+                                  or keras.metrics.Mean(name=scale_name))
 
   @property
   def metrics(self):
@@ -166,7 +190,8 @@ class IntrospectiveVAE(keras.Model):
     `ema_decoder`. Call outside `train_step` (cross-replica context) before sampling."""
     if self.ema_decoder is None:
       return
-    averages = getattr(self.decoder_optimizer, "_model_variables_moving_average", None)
+    averages = getattr(precision.unwrap(self.decoder_optimizer),
+                       "_model_variables_moving_average", None)
     if averages is None:
       raise ValueError("ema_decoder given but the decoder optimizer has use_ema=False")
     targets = self.ema_decoder.variables
@@ -263,7 +288,12 @@ class IntrospectiveVAE(keras.Model):
 
   def _report(self, trackers, values):
     for name, value in values.items():
-      trackers[name].update_state(value)
+      if name in self._overflow:  # loss scaling: skipped updates do not enter the mean
+        ok = tf.math.is_finite(value)
+        trackers[name].update_state(tf.where(ok, value, 0.0),
+                                    sample_weight=tf.cast(ok, value.dtype))
+      else:
+        trackers[name].update_state(value)
     return {name: tracker.result() for name, tracker in trackers.items()}
 
   # --- The steps ------------------------------------------------------------------------------
@@ -271,10 +301,11 @@ class IntrospectiveVAE(keras.Model):
   def train_step(self, data):
     x = data[0] if isinstance(data, (tuple, list)) else data
     step = tf.identity(self.step)
-    self._grad_norms = {}
+    self._grad_norms, self._overflow, self._loss_scales = {}, {}, {}
     logs = self.vae_step(x) if self.vae_phase else self.introspective_step(x)
     logs.update(self._grad_norms)
     self._record_non_finite(step, logs)
+    logs.update(self._loss_scales)
     logs = self._report(self._vae_trackers if self.vae_phase else self.trackers, logs)
     strategy = tf.distribute.get_strategy()
     if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -284,15 +315,55 @@ class IntrospectiveVAE(keras.Model):
       logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
     return logs
 
+  def _gradients(self, tape, loss, variables, optimizer):
+    """`d loss / d variables` for `optimizer` (scaled by its loss scale under mixed_float16)."""
+    return precision.gradients(tape, loss, variables, optimizer)
+
   def _apply(self, optimizer, grads, variables, name):
-    """Applies one network's gradients and records their global norm (`grad_norm_<name>`)."""
-    self._grad_norms[f"grad_norm_{name}"] = tf.linalg.global_norm(grads)
+    """Applies one network's gradients and records their global norm (`grad_norm_<name>`).
+
+    With a `LossScaleOptimizer` (mixed_float16), `grads` carry the loss scale (`_gradients`):
+    the norm is divided by it, so `grad_norm_<name>` is the norm of the true gradients. If any
+    gradient is NaN/inf the optimizer skips the update and halves the scale; such a step is an
+    overflow (recorded in `_overflow`, not a divergence) while the scale is > 1. At a scale
+    <= 1 the gradients are non-finite without amplification (TF 2's own dynamic loss scale
+    stopped at 1), and the NaN/inf record reports `grad_norm_<name>`. Under MirroredStrategy,
+    Keras' `LossScaleOptimizer` decides from the first replica's gradients alone, so the
+    replicas first agree (any non-finite replica makes every replica's gradients NaN) and all
+    skip together instead of summing an inf into the update.
+    """
+    key = f"grad_norm_{name}"
+    if not precision.is_loss_scaled(optimizer):
+      self._grad_norms[key] = tf.linalg.global_norm(grads)
+      optimizer.apply_gradients(zip(grads, variables))
+      return
+    scale = tf.convert_to_tensor(optimizer.dynamic_scale)
+    finite = optimizer.check_finite(grads)
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+      bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite),
+                                                               tf.float32))
+      finite = bad == 0
+      poison = tf.where(finite, 1.0, float("nan"))
+      grads = [None if g is None else g * tf.cast(poison, g.dtype) for g in grads]
+    self._grad_norms[key] = tf.linalg.global_norm(grads) / scale
+    self._overflow[key] = tf.logical_and(tf.logical_not(finite), scale > 1.0)
     optimizer.apply_gradients(zip(grads, variables))
+    self._loss_scales[f"loss_scale_{name}"] = tf.convert_to_tensor(optimizer.dynamic_scale)
 
   def _record_non_finite(self, step, logs):
-    """Remembers the first step at which any loss term or gradient norm was NaN/inf."""
-    bad = tf.cast(tf.stack([tf.logical_not(tf.reduce_all(tf.math.is_finite(logs[name])))
-                            for name in logs]), tf.float32)
+    """Remembers the first step at which any loss term or gradient norm was NaN/inf.
+
+    A gradient norm that is non-finite because a loss-scaled update overflowed (`_overflow`:
+    skipped by the optimizer, scale > 1) does not count: that is dynamic loss scaling at work.
+    """
+    def bad_term(name):
+      bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(logs[name])))
+      if name in self._overflow:
+        bad = tf.logical_and(bad, tf.logical_not(self._overflow[name]))
+      return bad
+
+    bad = tf.cast(tf.stack([bad_term(name) for name in logs]), tf.float32)
     ctx = tf.distribute.get_replica_context()
     if ctx is not None and ctx.num_replicas_in_sync > 1:
       bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, bad)  # > 0: bad on some replica
@@ -317,17 +388,25 @@ class IntrospectiveVAE(keras.Model):
     eps = self._normal(1)
     e_vars = self.encoder.trainable_variables
     d_vars = self.decoder.trainable_variables
+    # Loss scaling: each optimizer has its own scale, so one backward pass per optimizer.
+    scaled = precision.is_loss_scaled(self.encoder_optimizer)
     # === Update E, D ===
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=scaled) as tape:
       mu, logvar = self.encoder(x, training=True)
       x_r = self.decoder(losses.reparameterize(mu, logvar, eps), training=True)
       rec = losses.reconstruction_error(x, x_r)
       kl = losses.gaussian_kl(mu, logvar)
       loss = self._mean(losses.vae_loss(rec, kl, scale=self.scale, beta_rec=hp.beta_rec,
                                         beta_kl=hp.beta_kl))
-    grads = tape.gradient(loss, e_vars + d_vars)
-    self._apply(self.encoder_optimizer, grads[:len(e_vars)], e_vars, "encoder")
-    self._apply(self.decoder_optimizer, grads[len(e_vars):], d_vars, "decoder")
+    if scaled:
+      grads_e = self._gradients(tape, loss, e_vars, self.encoder_optimizer)
+      grads_d = self._gradients(tape, loss, d_vars, self.decoder_optimizer)
+      del tape
+    else:
+      grads = tape.gradient(loss, e_vars + d_vars)
+      grads_e, grads_d = grads[:len(e_vars)], grads[len(e_vars):]
+    self._apply(self.encoder_optimizer, grads_e, e_vars, "encoder")
+    self._apply(self.decoder_optimizer, grads_d, d_vars, "decoder")
     return {"loss": tf.reduce_mean(losses.vae_loss(rec, kl, scale=self.scale,
                                                    beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)),
             "rec": tf.reduce_mean(rec), "kl_real": tf.reduce_mean(kl)}
@@ -414,7 +493,8 @@ class SoftIntroVAE(IntrospectiveVAE):
           beta_kl=hp.beta_kl)
       loss_e = self._mean(per_example_e) + self._encoder_as_term(as_e, exp_rec, exp_fake, c)
     e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder")
+    self._apply(self.encoder_optimizer,
+                self._gradients(tape, loss_e, e_vars, self.encoder_optimizer), e_vars, "encoder")
 
     # === Update D === (encoder frozen: gradients flow through it, only D is updated)
     with tf.GradientTape() as tape:
@@ -436,7 +516,8 @@ class SoftIntroVAE(IntrospectiveVAE):
       as_term_d = self._decoder_as_term(sq, c)
       loss_d = self._mean(per_example_d) + as_term_d
     d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder")
+    self._apply(self.decoder_optimizer,
+                self._gradients(tape, loss_d, d_vars, self.decoder_optimizer), d_vars, "decoder")
 
     kl_real_mean = tf.reduce_mean(kl_real)
     kl_fake_mean = tf.reduce_mean(kl_fake_d)
@@ -528,7 +609,8 @@ class IntroVAE(IntrospectiveVAE):
           beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
       loss_e = self._mean(per_example_e)
     e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder")
+    self._apply(self.encoder_optimizer,
+                self._gradients(tape, loss_e, e_vars, self.encoder_optimizer), e_vars, "encoder")
 
     # === Update D ===
     with tf.GradientTape() as tape:
@@ -541,7 +623,8 @@ class IntroVAE(IntrospectiveVAE):
           rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec)
       loss_d = self._mean(per_example_d)
     d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder")
+    self._apply(self.decoder_optimizer,
+                self._gradients(tape, loss_d, d_vars, self.decoder_optimizer), d_vars, "decoder")
 
     kl_real_mean, kl_fake_mean = tf.reduce_mean(kl_real), tf.reduce_mean(kl_fake_d)
     return {"loss_encoder": tf.reduce_mean(per_example_e),
