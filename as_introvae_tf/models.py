@@ -27,6 +27,7 @@ gradients overflowed is not a divergence (see `_apply`).
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import keras
 import tensorflow as tf
@@ -136,7 +137,7 @@ class IntrospectiveVAE(keras.Model):
     self.non_finite_terms = tf.Variable(
         0, dtype=tf.int64, trainable=False, name="non_finite_terms",
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    self._grad_norms, self._overflow, self._loss_scales = {}, {}, {}
+    self._replica_records = threading.local()
     self._vae_trackers = {name: self.trackers.get(name) or keras.metrics.Mean(name=name)
                           for name in METRIC_NAMES["vae"]}
 
@@ -238,6 +239,38 @@ class IntrospectiveVAE(keras.Model):
                          [lambda z=z, d=decoder: d(z, training=True) for z in latents])
 
   # --- Step helpers ---------------------------------------------------------------------------
+
+  # What `_apply` records during one replica's step, read back by `train_step`: gradient norms,
+  # loss-scale overflow flags and loss scales. Thread-local because MirroredStrategy traces the
+  # replicas' steps in threads that take turns at every cross-replica call (each optimizer
+  # update), so plain attributes would be reset and overwritten by the other replicas mid-step.
+
+  def _records(self, name):
+    return self._replica_records.__dict__.setdefault(name, {})
+
+  @property
+  def _grad_norms(self):
+    return self._records("grad_norms")
+
+  @_grad_norms.setter
+  def _grad_norms(self, value):
+    self._replica_records.grad_norms = value
+
+  @property
+  def _overflow(self):
+    return self._records("overflow")
+
+  @_overflow.setter
+  def _overflow(self, value):
+    self._replica_records.overflow = value
+
+  @property
+  def _loss_scales(self):
+    return self._records("loss_scales")
+
+  @_loss_scales.setter
+  def _loss_scales(self, value):
+    self._replica_records.loss_scales = value
 
   def _normal(self, index):
     """Standard normal noise `[local_batch, z_dim]` for this replica, a function of
