@@ -452,8 +452,14 @@ def _divergence_message(config, step, terms, manager):
       "wgan_gp": "WGAN-GP: lower --lr, or raise --gp_lambda.",
   }
   kept = manager.latest_checkpoint or "none (no checkpoint was written before)"
+  precision_hint = ""
+  if config.mixed_precision == "mixed_float16":
+    precision_hint = (" With --mixed_precision=mixed_float16, any value beyond float16's range "
+                      "(65504) inside the networks becomes inf/NaN (e.g. a posterior sample of "
+                      "a reconstruction with a large log-variance): mixed_bfloat16 has "
+                      "float32's range.")
   return (f"Training stopped: non-finite values (NaN/inf) at step {step} in: "
           f"{', '.join(terms)}. Hyper-parameters: beta_rec={config.beta_rec}, "
           f"beta_kl={config.beta_kl}, beta_neg={config.beta_neg}, lr={config.lr}. "
-          f"{hints[config.method]} The bad state was not saved; the last good checkpoint is "
-          f"kept: {kept}. Running the same command again resumes from it.")
+          f"{hints[config.method]}{precision_hint} The bad state was not saved; the last good "
+          f"checkpoint is kept: {kept}. Running the same command again resumes from it.")
