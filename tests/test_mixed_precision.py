@@ -77,7 +77,7 @@ def _set_lr(model, lr):
     optimizer.learning_rate = lr
 
 
-def _fit(model, batches, steps, spe=1):
+def _fit(model, batches, steps):
   ds = tf.data.Dataset.from_tensor_slices(batches).repeat()
   history = model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False).history
   return {k: float(v[-1]) for k, v in history.items()}
