@@ -40,6 +40,7 @@ import tensorflow as tf
 from as_introvae_tf import losses
 from as_introvae_tf import models
 from as_introvae_tf import networks
+from as_introvae_tf import precision
 
 # =============================================================================================
 # Pure loss functions
@@ -316,17 +317,19 @@ class _Baseline(models.IntrospectiveVAE):
 
 
 def _build_autoencoder(config, spec, prefix):
-  """(E', D') with the run's architecture: the 2-D MLPs or the residual image networks."""
+  """(E', D') with the run's architecture and precision (`--mixed_precision`): the 2-D MLPs or
+  the residual image networks."""
+  dtype = precision.layer_dtype(config.mixed_precision)
   if spec.kind == "2d":
     sizes = dict(x_dim=spec.shape[0], z_dim=config.z_dim, num_hidden=config.num_hidden,
-                 num_layers=config.num_layers)
+                 num_layers=config.num_layers, dtype=dtype)
     return (networks.build_mlp_encoder(name=f"{prefix}_encoder", **sizes),
             networks.build_mlp_decoder(name=f"{prefix}_decoder", **sizes))
   height, _, channels = spec.shape
   return (networks.build_image_encoder(height, channels, config.z_dim, filters=config.filters,
-                                       name=f"{prefix}_encoder"),
+                                       name=f"{prefix}_encoder", dtype=dtype),
           networks.build_image_decoder(height, channels, config.z_dim, filters=config.filters,
-                                       name=f"{prefix}_decoder"))
+                                       name=f"{prefix}_decoder", dtype=dtype))
 
 
 # =============================================================================================
@@ -475,13 +478,15 @@ class AVAE(_Baseline):
       loss_e = self._mean(per_example_e)
       loss_d = self._mean(per_example_d)
       loss_a = self._mean(per_example_a)
-    grads_e = tape.gradient(loss_e, e_vars)
-    grads_d = tape.gradient(loss_d, d_vars)
-    grads_a = tape.gradient(loss_a, a_vars)
+    grads_e = self._gradients(tape, loss_e, e_vars, self.encoder_optimizer)
+    grads_d = self._gradients(tape, loss_d, d_vars, self.decoder_optimizer)
+    grads_a = self._gradients(tape, loss_a, a_vars, self.discriminator_optimizer)
     del tape
     # skip_batch: the three updates and the PID state come from one pass: all or none.
-    self._require_finite([loss_e, loss_d, loss_a, tf.linalg.global_norm(grads_e),
-                          tf.linalg.global_norm(grads_d), tf.linalg.global_norm(grads_a)])
+    self._require_finite(
+        self._finite_checks(loss_e, grads_e, self.encoder_optimizer)
+        + self._finite_checks(loss_d, grads_d, self.decoder_optimizer)
+        + self._finite_checks(loss_a, grads_a, self.discriminator_optimizer))
 
     # === Update E (line 8) ===
     self._apply(self.encoder_optimizer, grads_e, e_vars, "encoder", loss_e)
@@ -573,7 +578,7 @@ class WGANGP(_Baseline):
     if n < 1 or self.global_batch_size % n:
       raise ValueError(f"the global batch ({self.global_batch_size}) must be a positive "
                        f"multiple of n_critic ({n})")
-    self.critic_head = critic_head or keras.layers.Dense(1, name="critic_head")
+    self.critic_head = critic_head or keras.layers.Dense(1, name="critic_head", dtype="float32")
     if not self.critic_head.built:
       width = sum(int(t.shape[-1]) for t in encoder.outputs)
       self.critic_head.build((None, width))
@@ -583,7 +588,7 @@ class WGANGP(_Baseline):
   @classmethod
   def extra_model_kwargs(cls, config, spec):
     del spec
-    return dict(critic_head=keras.layers.Dense(1, name="critic_head"),
+    return dict(critic_head=keras.layers.Dense(1, name="critic_head", dtype="float32"),
                 wgan_hparams=WGANGPHParams(gp_lambda=config.gp_lambda, n_critic=config.n_critic))
 
   def extra_checkpoint_items(self):
@@ -597,6 +602,7 @@ class WGANGP(_Baseline):
     self.decoder_optimizer = decoder_optimizer
     self.encoder_optimizer.build(self.critic_variables())
     self.decoder_optimizer.build(self.decoder.trainable_variables)
+    self._add_loss_scale_trackers(encoder_optimizer)
 
   @property
   def step(self):
@@ -667,7 +673,8 @@ class WGANGP(_Baseline):
         per_example_c = (wasserstein_critic_loss(score_real, score_fake)
                          + hp.gp_lambda * penalty)
         loss_c = mean(per_example_c)
-      self._apply(self.encoder_optimizer, tape.gradient(loss_c, c_vars), c_vars, "critic",
+      self._apply(self.encoder_optimizer,
+                  self._gradients(tape, loss_c, c_vars, self.encoder_optimizer), c_vars, "critic",
                   loss_c)
       sums["loss_critic"] += tf.reduce_mean(per_example_c)
       sums["wasserstein"] += tf.reduce_mean(score_real) - tf.reduce_mean(score_fake)
@@ -679,7 +686,8 @@ class WGANGP(_Baseline):
     with tf.GradientTape() as tape:
       per_example_g = wasserstein_generator_loss(self.critic(self.decoder(z_gen, training=True)))
       loss_g = mean(per_example_g)
-    self._apply(self.decoder_optimizer, tape.gradient(loss_g, g_vars), g_vars, "generator",
+    self._apply(self.decoder_optimizer,
+                self._gradients(tape, loss_g, g_vars, self.decoder_optimizer), g_vars, "generator",
                 loss_g)
 
     logs = {k: v / n for k, v in sums.items()}

@@ -25,6 +25,7 @@ REDUCTIONS = ("mean", "sum")
 ANNEAL = ("linear", "tanh")
 BAD_IMAGES = ("fail", "skip")
 NAN_POLICIES = ("stop", "skip_batch")  # = models.NAN_POLICIES (config does not import models)
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 FLAGS = flags.FLAGS
 
@@ -136,8 +137,15 @@ def define_flags(flag_values=FLAGS):
                 "stop after --max_consecutive_skips such batches in a row).")
   f.DEFINE_integer("max_consecutive_skips", 100, "--nan_policy=skip_batch: stop (as with "
                    "--nan_policy=stop) once this many batches in a row were skipped.")
-  f.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (single device only).")
-  f.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call.")
+  f.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "16-bit compute in the networks' "
+                "hidden layers, float32 variables, inputs, outputs and losses (precision.py): "
+                "mixed_float16 (with dynamic loss scaling) for GPUs with float16 units, "
+                "mixed_bfloat16 for TPUs and recent GPUs. On a CPU both are slower (BUILD.md).")
+  f.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (single device only). "
+                   "XLA draws other random numbers than TF's kernels for the same seed, so a "
+                   "run with it is reproducible but differs from one without.")
+  f.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call; "
+                   "--log_every_steps, --train_steps and --num_vae must be multiples of it.")
   f.DEFINE_boolean("deterministic", False, "Enable TensorFlow op determinism "
                    "(tf.config.experimental.enable_op_determinism): with --seed, two runs give "
                    "identical losses and weights (slower on GPU).")
@@ -205,6 +213,7 @@ class ExperimentConfig:
   bad_images: str = "fail"
   nan_policy: str = "stop"
   max_consecutive_skips: int = 100
+  mixed_precision: str = "none"
   jit_compile: bool = False
   steps_per_execution: int = 1
   deterministic: bool = False
@@ -311,6 +320,18 @@ class ExperimentConfig:
     need(isinstance(self.max_consecutive_skips, int) and self.max_consecutive_skips > 0,
          f"--max_consecutive_skips must be a positive integer; got "
          f"{self.max_consecutive_skips!r}")
+    need(self.mixed_precision in MIXED_PRECISION,
+         f"--mixed_precision must be one of {', '.join(MIXED_PRECISION)}; "
+         f"got {self.mixed_precision!r}")
+    spe = self.steps_per_execution
+    if isinstance(spe, int) and spe > 1:
+      # Keras runs whole executions: the callbacks (logs, checkpoints, the switch from the
+      # VAE warm-up, the stop at --train_steps) only see every spe-th step.
+      for name in ("log_every_steps", "train_steps", "num_vae"):
+        need(getattr(self, name) % spe == 0,
+             f"--{name}={getattr(self, name)} must be a multiple of --steps_per_execution="
+             f"{spe}: logs, checkpoints, the end of the VAE warm-up and the end of training "
+             "happen between executions")
     if num_replicas is not None:
       need(self.batch_size % num_replicas == 0,
            f"--batch_size={self.batch_size} must be divisible by the number of replicas "

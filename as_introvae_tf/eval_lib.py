@@ -96,6 +96,9 @@ class EvalOptions:
 def restore_run(workdir):
   """Restores a training run for evaluation (on one device, whatever it was trained with).
 
+  The networks are rebuilt in float32 whatever `--mixed_precision` the run used: its variables
+  are float32 either way, and evaluation then computes in full precision.
+
   Returns:
     `train_lib.Run` with the latest checkpoint restored.
 
@@ -111,7 +114,8 @@ def restore_run(workdir):
   if tf.train.latest_checkpoint(directory) is None:
     raise FileNotFoundError(f"no checkpoint in {directory}: --workdir={workdir} has not saved a "
                             "checkpoint yet (train it first)")
-  config = config.replace(workdir=workdir, strategy="default", jit_compile=False)
+  config = config.replace(workdir=workdir, strategy="default", jit_compile=False,
+                          mixed_precision="none")
   return train_lib.build_run(config, restore=True)
 
 

@@ -61,6 +61,7 @@ import tensorflow as tf
 from absl import logging
 
 from as_introvae_tf import config as config_lib
+from as_introvae_tf import precision
 from as_introvae_tf import train_lib
 
 FORMATS = ("saved_model", "onnx")
@@ -244,6 +245,8 @@ def restore_run(workdir, checkpoint=None):
 
   Uses `config_lib.load_config` and `train_lib.build_run(config, restore=False)` on the
   default (single-device) strategy, then restores with `assert_existing_objects_matched()`.
+  The networks are float32 whatever `--mixed_precision` the run was trained with (the
+  variables are float32 either way), so every export computes and serves float32.
 
   Args:
     workdir: a training run directory (config.json + checkpoints/).
@@ -266,7 +269,8 @@ def restore_run(workdir, checkpoint=None):
     raise ExportError(f"{workdir}/config.json is not a valid run config: {_short(e)}") from None
   path = resolve_checkpoint(workdir, checkpoint)
   config = saved_config.replace(workdir=os.path.abspath(workdir), strategy="default",
-                                jit_compile=False, steps_per_execution=1)
+                                jit_compile=False, steps_per_execution=1,
+                                mixed_precision="none")
   try:
     run = train_lib.build_run(config, restore=False)
   except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
@@ -310,7 +314,7 @@ def ema_decoder_weights(model):
   Raises:
     ExportError: the run was trained without an EMA (`--ema_decay=0`).
   """
-  optimizer = model.decoder_optimizer
+  optimizer = precision.unwrap(model.decoder_optimizer)
   averages = getattr(optimizer, "_model_variables_moving_average", None)
   if model.ema_decoder is None or not averages:
     raise ExportError("the run has no EMA of the decoder weights (it was trained with "

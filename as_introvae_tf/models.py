@@ -16,16 +16,24 @@ exactly the gradient of the global-batch AS-Distance once the replicas' gradient
 
 The `num_vae` warm-up runs the plain VAE step: set `model.vae_phase = True` and rebuild the
 train function (`model.make_train_function(force=True)`); `train_lib` does this.
+
+Mixed precision (`precision.py`): the networks may compute in float16/bfloat16, but they take
+and return float32, so every loss term here is float32. With mixed_float16 the optimizers are
+`LossScaleOptimizer`s: gradients are taken of the scaled loss (`precision.gradients`), the
+reported `grad_norm_*` are the unscaled norms, and an update skipped because its scaled
+gradients overflowed is not a divergence (see `_apply`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import keras
 import tensorflow as tf
 
 from as_introvae_tf import losses
+from as_introvae_tf import precision
 
 _GRAD_NORMS = ("grad_norm_encoder", "grad_norm_decoder")
 METRIC_NAMES = {
@@ -43,7 +51,9 @@ METRIC_NAMES = {
 diagnostic: negative means the encoder no longer tells fakes from real data);
 `as_distance` = the encoder-phase AS-Distance; `c` = the annealed KL weight;
 `grad_norm_encoder`/`grad_norm_decoder` = global norms of this replica's gradients (every
-method)."""
+method; unscaled under loss scaling, and averaged over the updates that were applied).
+With mixed_float16, `loss_scale_<network>` (one per `grad_norm_<network>`) = the optimizer's
+dynamic loss scale after the step, averaged over the log window."""
 METRIC_NAMES = {k: v + _GRAD_NORMS for k, v in METRIC_NAMES.items()}
 CHECKED_TERMS = tuple(sorted(set().union(*METRIC_NAMES.values())))
 """Terms checked for NaN/inf at every step; bit i of `non_finite_terms` = CHECKED_TERMS[i]."""
@@ -148,20 +158,34 @@ class IntrospectiveVAE(keras.Model):
     self.consecutive_skipped = tf.Variable(
         0, dtype=tf.int64, trainable=False, name="consecutive_skipped",
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    self._grad_norms = {}
-    self._batch_ok = tf.constant(True)
+    self._replica_records = threading.local()
     self._vae_trackers = {name: self.trackers.get(name) or keras.metrics.Mean(name=name)
                           for name in METRIC_NAMES["vae"]}
 
   # --- Keras plumbing ------------------------------------------------------------------------
 
   def compile(self, encoder_optimizer, decoder_optimizer, **kwargs):
-    """Compiles with one optimizer per network (built here, inside the strategy scope)."""
+    """Compiles with one optimizer per network (built here, inside the strategy scope).
+
+    Optimizers may be `keras.optimizers.LossScaleOptimizer`s (mixed_float16; all or none).
+    """
     super().compile(optimizer=None, **kwargs)
     self.encoder_optimizer = encoder_optimizer
     self.decoder_optimizer = decoder_optimizer
     self.encoder_optimizer.build(self.encoder.trainable_variables)
     self.decoder_optimizer.build(self.decoder.trainable_variables)
+    self._add_loss_scale_trackers(encoder_optimizer)
+
+  def _add_loss_scale_trackers(self, optimizer):
+    """With loss scaling, a `loss_scale_<network>` metric for every `grad_norm_<network>`."""
+    if not precision.is_loss_scaled(optimizer):
+      return
+    for trackers in (self.trackers, self._vae_trackers):
+      for name in list(trackers):
+        if name.startswith("grad_norm_"):
+          scale_name = "loss_scale_" + name[len("grad_norm_"):]
+          trackers[scale_name] = (self.trackers.get(scale_name)
+                                  or keras.metrics.Mean(name=scale_name))
 
   @property
   def metrics(self):
@@ -188,7 +212,8 @@ class IntrospectiveVAE(keras.Model):
     `ema_decoder`. Call outside `train_step` (cross-replica context) before sampling."""
     if self.ema_decoder is None:
       return
-    averages = getattr(self.decoder_optimizer, "_model_variables_moving_average", None)
+    averages = getattr(precision.unwrap(self.decoder_optimizer),
+                       "_model_variables_moving_average", None)
     if averages is None:
       raise ValueError("ema_decoder given but the decoder optimizer has use_ema=False")
     targets = self.ema_decoder.variables
@@ -235,6 +260,47 @@ class IntrospectiveVAE(keras.Model):
                          [lambda z=z, d=decoder: d(z, training=True) for z in latents])
 
   # --- Step helpers ---------------------------------------------------------------------------
+
+  # What `_apply` records during one replica's step, read back by `train_step`: gradient norms,
+  # loss-scale overflow flags and loss scales. Thread-local because MirroredStrategy traces the
+  # replicas' steps in threads that take turns at every cross-replica call (each optimizer
+  # update), so plain attributes would be reset and overwritten by the other replicas mid-step.
+
+  def _records(self, name):
+    return self._replica_records.__dict__.setdefault(name, {})
+
+  @property
+  def _grad_norms(self):
+    return self._records("grad_norms")
+
+  @_grad_norms.setter
+  def _grad_norms(self, value):
+    self._replica_records.grad_norms = value
+
+  @property
+  def _overflow(self):
+    return self._records("overflow")
+
+  @_overflow.setter
+  def _overflow(self, value):
+    self._replica_records.overflow = value
+
+  @property
+  def _batch_ok(self):
+    """skip_batch: bool scalar, whether this replica's batch may still be applied."""
+    return getattr(self._replica_records, "batch_ok", tf.constant(True))
+
+  @_batch_ok.setter
+  def _batch_ok(self, value):
+    self._replica_records.batch_ok = value
+
+  @property
+  def _loss_scales(self):
+    return self._records("loss_scales")
+
+  @_loss_scales.setter
+  def _loss_scales(self, value):
+    self._replica_records.loss_scales = value
 
   def _normal(self, index):
     """Standard normal noise `[local_batch, z_dim]` for this replica, a function of
@@ -285,11 +351,17 @@ class IntrospectiveVAE(keras.Model):
 
   def _report(self, trackers, values, weight=None):
     for name, value in values.items():
-      if weight is None:
-        trackers[name].update_state(value)
-      else:  # a skipped batch (weight 0) leaves the running means as they were
+      if name in self._overflow:  # loss scaling: skipped updates do not enter the mean
+        ok = tf.math.is_finite(value)
+        if weight is not None:
+          ok = tf.logical_and(ok, weight > 0)
+        trackers[name].update_state(tf.where(ok, value, 0.0),
+                                    sample_weight=tf.cast(ok, value.dtype))
+      elif weight is not None:  # a skipped batch (weight 0) leaves the running means as they were
         trackers[name].update_state(tf.where(weight > 0, value, tf.zeros_like(value)),
                                     sample_weight=weight)
+      else:
+        trackers[name].update_state(value)
     return {name: tracker.result() for name, tracker in trackers.items()}
 
   # --- The steps ------------------------------------------------------------------------------
@@ -297,7 +369,7 @@ class IntrospectiveVAE(keras.Model):
   def train_step(self, data):
     x = data[0] if isinstance(data, (tuple, list)) else data
     step = tf.identity(self.step)
-    self._grad_norms = {}
+    self._grad_norms, self._overflow, self._loss_scales = {}, {}, {}
     self._batch_ok = tf.constant(True)
     logs = self.vae_step(x) if self.vae_phase else self.introspective_step(x)
     logs.update(self._grad_norms)
@@ -311,9 +383,11 @@ class IntrospectiveVAE(keras.Model):
       # term) cannot be skipped: they are recorded, and training stops as with "stop".
       self._record_non_finite(
           step, {k: tf.where(ok, v, tf.zeros_like(v)) for k, v in logs.items()})
+      logs.update(self._loss_scales)
       logs = self._report(trackers, logs, weight=tf.cast(ok, tf.float32))
     else:
       self._record_non_finite(step, logs)
+      logs.update(self._loss_scales)
       logs = self._report(trackers, logs)
     strategy = tf.distribute.get_strategy()
     if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -323,27 +397,67 @@ class IntrospectiveVAE(keras.Model):
       logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
     return logs
 
+  def _gradients(self, tape, loss, variables, optimizer):
+    """`d loss / d variables` for `optimizer` (scaled by its loss scale under mixed_float16)."""
+    return precision.gradients(tape, loss, variables, optimizer)
+
   def _apply(self, optimizer, grads, variables, name, loss=None):
     """Applies one network's gradients and records their global norm (`grad_norm_<name>`).
 
+    With a `LossScaleOptimizer` (mixed_float16), `grads` carry the loss scale (`_gradients`):
+    the norm is divided by it, so `grad_norm_<name>` is the norm of the true gradients. If any
+    gradient is NaN/inf the optimizer skips the update and halves the scale; such a step is an
+    overflow (recorded in `_overflow`, not a divergence) while the scale is > 1. At a scale
+    <= 1 the gradients are non-finite without amplification (TF 2's own dynamic loss scale
+    stopped at 1), and the NaN/inf record reports `grad_norm_<name>`. Under MirroredStrategy,
+    Keras' `LossScaleOptimizer` decides from the first replica's gradients alone, so the
+    replicas first agree (any non-finite replica makes every replica's gradients NaN) and all
+    skip together instead of summing an inf into the update.
+
     With `nan_policy="skip_batch"` the update is applied only if this batch's updates so far,
-    `loss` and `grads` are finite on every replica (`_require_finite`); otherwise the optimizer
-    only counts the step (`iterations` + 1, so the step counter and learning-rate schedule stay
-    on the batch count) and leaves weights, moments and EMA untouched. Once a phase of a batch
-    is skipped, the later phases of that batch are skipped too; a phase applied before the bad
-    one stays applied (it was finite).
+    `loss` and (without loss scaling, whose overflows are the optimizer's business) `grads`
+    are finite on every replica (`_require_finite`); otherwise the optimizer only counts the
+    step (`iterations` + 1, so the step counter and learning-rate schedule stay on the batch
+    count) and leaves weights, moments, loss scale and EMA untouched. Once a phase of a batch is
+    skipped, the later phases of that batch are skipped too; a phase applied before the bad one
+    stays applied (it was finite).
     """
-    norm = tf.linalg.global_norm(grads)
-    self._grad_norms[f"grad_norm_{name}"] = norm
-    if self.nan_policy != "skip_batch":
+    key = f"grad_norm_{name}"
+    scaled = precision.is_loss_scaled(optimizer)
+    if not scaled:
+      self._grad_norms[key] = tf.linalg.global_norm(grads)
+    else:
+      scale = tf.convert_to_tensor(optimizer.dynamic_scale)
+      finite = optimizer.check_finite(grads)
+      ctx = tf.distribute.get_replica_context()
+      if ctx is not None and ctx.num_replicas_in_sync > 1:
+        bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite),
+                                                                 tf.float32))
+        finite = bad == 0
+        poison = tf.where(finite, 1.0, float("nan"))
+        grads = [None if g is None else g * tf.cast(poison, g.dtype) for g in grads]
+      self._grad_norms[key] = tf.linalg.global_norm(grads) / scale
+      self._overflow[key] = tf.logical_and(tf.logical_not(finite), scale > 1.0)
+    if self.nan_policy == "skip_batch":
+      self._require_finite(self._finite_checks(loss, grads, optimizer))
+      _apply_if(self._batch_ok, optimizer, list(zip(grads, variables)))
+    else:
       optimizer.apply_gradients(zip(grads, variables))
-      return
-    self._require_finite([norm] + ([] if loss is None else [loss]))
-    _apply_if(self._batch_ok, optimizer, list(zip(grads, variables)))
+    if scaled:
+      self._loss_scales[f"loss_scale_{name}"] = tf.convert_to_tensor(optimizer.dynamic_scale)
+
+  @staticmethod
+  def _finite_checks(loss, grads, optimizer):
+    """What `skip_batch` requires finite for one update: the loss, and the gradients unless a
+    `LossScaleOptimizer` handles their overflow (skip and halve the scale) itself."""
+    checks = [] if loss is None else [loss]
+    if not precision.is_loss_scaled(optimizer):
+      checks.append(tf.linalg.global_norm(grads))
+    return checks
 
   def _require_finite(self, tensors):
     """`skip_batch`: the rest of this batch's updates need `tensors` finite on every replica."""
-    if self.nan_policy != "skip_batch":
+    if self.nan_policy != "skip_batch" or not tensors:
       return
     bad = tf.cast(tf.logical_not(tf.reduce_all(tf.stack(
         [tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))), tf.float32)
@@ -351,9 +465,18 @@ class IntrospectiveVAE(keras.Model):
     self._batch_ok = tf.logical_and(self._batch_ok, bad == 0)
 
   def _record_non_finite(self, step, logs):
-    """Remembers the first step at which any loss term or gradient norm was NaN/inf."""
-    bad = tf.cast(tf.stack([tf.logical_not(tf.reduce_all(tf.math.is_finite(logs[name])))
-                            for name in logs]), tf.float32)
+    """Remembers the first step at which any loss term or gradient norm was NaN/inf.
+
+    A gradient norm that is non-finite because a loss-scaled update overflowed (`_overflow`:
+    skipped by the optimizer, scale > 1) does not count: that is dynamic loss scaling at work.
+    """
+    def bad_term(name):
+      bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(logs[name])))
+      if name in self._overflow:
+        bad = tf.logical_and(bad, tf.logical_not(self._overflow[name]))
+      return bad
+
+    bad = tf.cast(tf.stack([bad_term(name) for name in logs]), tf.float32)
     ctx = tf.distribute.get_replica_context()
     if ctx is not None and ctx.num_replicas_in_sync > 1:
       bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, bad)  # > 0: bad on some replica
@@ -378,18 +501,28 @@ class IntrospectiveVAE(keras.Model):
     eps = self._normal(1)
     e_vars = self.encoder.trainable_variables
     d_vars = self.decoder.trainable_variables
+    # Loss scaling: each optimizer has its own scale, so one backward pass per optimizer.
+    scaled = precision.is_loss_scaled(self.encoder_optimizer)
     # === Update E, D ===
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=scaled) as tape:
       mu, logvar = self.encoder(x, training=True)
       x_r = self.decoder(losses.reparameterize(mu, logvar, eps), training=True)
       rec = losses.reconstruction_error(x, x_r)
       kl = losses.gaussian_kl(mu, logvar)
       loss = self._mean(losses.vae_loss(rec, kl, scale=self.scale, beta_rec=hp.beta_rec,
                                         beta_kl=hp.beta_kl))
-    grads = tape.gradient(loss, e_vars + d_vars)
-    self._require_finite([loss, tf.linalg.global_norm(grads)])  # one joint update: all or none
-    self._apply(self.encoder_optimizer, grads[:len(e_vars)], e_vars, "encoder", loss)
-    self._apply(self.decoder_optimizer, grads[len(e_vars):], d_vars, "decoder")
+    if scaled:
+      grads_e = self._gradients(tape, loss, e_vars, self.encoder_optimizer)
+      grads_d = self._gradients(tape, loss, d_vars, self.decoder_optimizer)
+      del tape
+    else:
+      grads = tape.gradient(loss, e_vars + d_vars)
+      grads_e, grads_d = grads[:len(e_vars)], grads[len(e_vars):]
+    # skip_batch: one joint update, all or none
+    self._require_finite(self._finite_checks(loss, grads_e, self.encoder_optimizer)
+                         + self._finite_checks(None, grads_d, self.decoder_optimizer))
+    self._apply(self.encoder_optimizer, grads_e, e_vars, "encoder", loss)
+    self._apply(self.decoder_optimizer, grads_d, d_vars, "decoder")
     return {"loss": tf.reduce_mean(losses.vae_loss(rec, kl, scale=self.scale,
                                                    beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)),
             "rec": tf.reduce_mean(rec), "kl_real": tf.reduce_mean(kl)}
@@ -476,7 +609,8 @@ class SoftIntroVAE(IntrospectiveVAE):
           beta_kl=hp.beta_kl)
       loss_e = self._mean(per_example_e) + self._encoder_as_term(as_e, exp_rec, exp_fake, c)
     e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder",
+    self._apply(self.encoder_optimizer,
+                self._gradients(tape, loss_e, e_vars, self.encoder_optimizer), e_vars, "encoder",
                 loss_e)
 
     # === Update D === (encoder frozen: gradients flow through it, only D is updated)
@@ -499,7 +633,8 @@ class SoftIntroVAE(IntrospectiveVAE):
       as_term_d = self._decoder_as_term(sq, c)
       loss_d = self._mean(per_example_d) + as_term_d
     d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder",
+    self._apply(self.decoder_optimizer,
+                self._gradients(tape, loss_d, d_vars, self.decoder_optimizer), d_vars, "decoder",
                 loss_d)
 
     kl_real_mean = tf.reduce_mean(kl_real)
@@ -592,7 +727,8 @@ class IntroVAE(IntrospectiveVAE):
           beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
       loss_e = self._mean(per_example_e)
     e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer, tape.gradient(loss_e, e_vars), e_vars, "encoder",
+    self._apply(self.encoder_optimizer,
+                self._gradients(tape, loss_e, e_vars, self.encoder_optimizer), e_vars, "encoder",
                 loss_e)
 
     # === Update D ===
@@ -606,7 +742,8 @@ class IntroVAE(IntrospectiveVAE):
           rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec)
       loss_d = self._mean(per_example_d)
     d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer, tape.gradient(loss_d, d_vars), d_vars, "decoder",
+    self._apply(self.decoder_optimizer,
+                self._gradients(tape, loss_d, d_vars, self.decoder_optimizer), d_vars, "decoder",
                 loss_d)
 
     kl_real_mean, kl_fake_mean = tf.reduce_mean(kl_real), tf.reduce_mean(kl_fake_d)

@@ -20,9 +20,12 @@ Differences from PyTorch that do not change the function computed:
   (non-trainable) weights; PyTorch keeps them as buffers. The trainable parameter
   count equals the PyTorch `parameters()` count.
 
-All models are float32 (`keras.Input(dtype="float32")`, default layer policy) and
-serialize through `get_config()` / `keras.Model.from_config` once this module is
-imported (it registers `SplitHalves`).
+Inputs and outputs are float32 (`keras.Input(dtype="float32")`; the encoder's
+mu/logvar head and the decoder's output layer always have the float32 policy). The
+hidden layers take the builders' `dtype` argument: None (Keras' global policy,
+float32) or a mixed policy ("mixed_float16", "mixed_bfloat16": 16-bit compute,
+float32 variables; `precision.py`). Models serialize through `get_config()` /
+`keras.Model.from_config` once this module is imported (it registers `SplitHalves`).
 """
 
 from __future__ import annotations
@@ -152,11 +155,12 @@ def _bottom_size(image_size: int, filters: Sequence[int]) -> int:
 # ----------------------------------------------------------------------------
 
 
-def _mlp_trunk(x, num_hidden: int, num_layers: int):
+def _mlp_trunk(x, num_hidden: int, num_layers: int, dtype=None):
     # input Linear + ReLU, then num_layers x (Linear + ReLU), as in EncoderSimple/DecoderSimple.
-    h = keras.layers.Dense(num_hidden, activation="relu", name="fc_in")(x)
+    h = keras.layers.Dense(num_hidden, activation="relu", name="fc_in", dtype=dtype)(x)
     for i in range(num_layers):
-        h = keras.layers.Dense(num_hidden, activation="relu", name=f"hidden_{i + 1}")(h)
+        h = keras.layers.Dense(num_hidden, activation="relu", name=f"hidden_{i + 1}",
+                               dtype=dtype)(h)
     return h
 
 
@@ -169,7 +173,12 @@ def _check_mlp_sizes(x_dim, z_dim, num_hidden, num_layers):
 
 
 def build_mlp_encoder(
-    x_dim: int = 2, z_dim: int = 2, num_hidden: int = 256, num_layers: int = 3, name: str = "encoder"
+    x_dim: int = 2,
+    z_dim: int = 2,
+    num_hidden: int = 256,
+    num_layers: int = 3,
+    name: str = "encoder",
+    dtype=None,
 ) -> keras.Model:
     """MLP encoder q(z|x) for vector data (2-D toy datasets).
 
@@ -184,6 +193,8 @@ def build_mlp_encoder(
       num_hidden: units per hidden layer (H).
       num_layers: number of hidden H->H layers after the input layer.
       name: model name.
+      dtype: dtype policy of the hidden layers: None (float32) or "mixed_float16" /
+        "mixed_bfloat16" (16-bit compute, float32 variables). The output layer is float32.
 
     Returns:
       keras.Model: input float32 [B, x_dim] (any real values) -> [mu, logvar], each
@@ -195,14 +206,19 @@ def build_mlp_encoder(
     x_dim, z_dim, num_hidden, num_layers = _check_mlp_sizes(x_dim, z_dim, num_hidden, num_layers)
 
     x = keras.Input(shape=(x_dim,), dtype="float32", name="x")
-    h = _mlp_trunk(x, num_hidden, num_layers)
-    y = keras.layers.Dense(2 * z_dim, name="fc_out")(h)
-    mu, logvar = SplitHalves(name="split_mu_logvar")(y)
+    h = _mlp_trunk(x, num_hidden, num_layers, dtype)
+    y = keras.layers.Dense(2 * z_dim, name="fc_out", dtype="float32")(h)
+    mu, logvar = SplitHalves(name="split_mu_logvar", dtype="float32")(y)
     return keras.Model(x, [mu, logvar], name=name)
 
 
 def build_mlp_decoder(
-    x_dim: int = 2, z_dim: int = 2, num_hidden: int = 256, num_layers: int = 3, name: str = "decoder"
+    x_dim: int = 2,
+    z_dim: int = 2,
+    num_hidden: int = 256,
+    num_layers: int = 3,
+    name: str = "decoder",
+    dtype=None,
 ) -> keras.Model:
     """MLP decoder p(x|z) for vector data (2-D toy datasets).
 
@@ -218,6 +234,8 @@ def build_mlp_decoder(
       num_hidden: units per hidden layer (H).
       num_layers: number of hidden H->H layers after the input layer.
       name: model name.
+      dtype: dtype policy of the hidden layers: None (float32) or "mixed_float16" /
+        "mixed_bfloat16" (16-bit compute, float32 variables). The output layer is float32.
 
     Returns:
       keras.Model: input float32 [B, z_dim] -> float32 [B, x_dim], unbounded.
@@ -228,8 +246,8 @@ def build_mlp_decoder(
     x_dim, z_dim, num_hidden, num_layers = _check_mlp_sizes(x_dim, z_dim, num_hidden, num_layers)
 
     z = keras.Input(shape=(z_dim,), dtype="float32", name="z")
-    h = _mlp_trunk(z, num_hidden, num_layers)
-    x = keras.layers.Dense(x_dim, name="fc_out")(h)
+    h = _mlp_trunk(z, num_hidden, num_layers, dtype)
+    x = keras.layers.Dense(x_dim, name="fc_out", dtype="float32")(h)
     return keras.Model(z, x, name=name)
 
 
@@ -238,11 +256,13 @@ def build_mlp_decoder(
 # ----------------------------------------------------------------------------
 
 
-def _batch_norm(name: str):
-    return keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name)
+def _batch_norm(name: str, dtype=None):
+    # Keras computes the batch moments of 16-bit inputs in float32.
+    return keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name,
+                                           dtype=dtype)
 
 
-def _residual_block(x, in_channels: int, out_channels: int, name: str):
+def _residual_block(x, in_channels: int, out_channels: int, name: str, dtype=None):
     """Port of the reference `ResidualBlock(inc, outc, scale=1.0)` (groups=1).
 
     identity = Conv1x1(outc, no bias)(x) if inc != outc else x
@@ -257,17 +277,20 @@ def _residual_block(x, in_channels: int, out_channels: int, name: str):
     """
     if in_channels != out_channels:
         identity = keras.layers.Conv2D(
-            out_channels, 1, padding="valid", use_bias=False, name=f"{name}_conv_expand"
+            out_channels, 1, padding="valid", use_bias=False, name=f"{name}_conv_expand",
+            dtype=dtype,
         )(x)
     else:
         identity = x
-    h = keras.layers.Conv2D(out_channels, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    h = _batch_norm(f"{name}_bn1")(h)
-    h = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"{name}_relu1")(h)
-    h = keras.layers.Conv2D(out_channels, 3, padding="same", use_bias=False, name=f"{name}_conv2")(h)
-    h = _batch_norm(f"{name}_bn2")(h)
-    h = keras.layers.Add(name=f"{name}_add")([h, identity])
-    return keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"{name}_relu2")(h)
+    h = keras.layers.Conv2D(out_channels, 3, padding="same", use_bias=False, name=f"{name}_conv1",
+                            dtype=dtype)(x)
+    h = _batch_norm(f"{name}_bn1", dtype)(h)
+    h = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"{name}_relu1", dtype=dtype)(h)
+    h = keras.layers.Conv2D(out_channels, 3, padding="same", use_bias=False, name=f"{name}_conv2",
+                            dtype=dtype)(h)
+    h = _batch_norm(f"{name}_bn2", dtype)(h)
+    h = keras.layers.Add(name=f"{name}_add", dtype=dtype)([h, identity])
+    return keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"{name}_relu2", dtype=dtype)(h)
 
 
 def _check_image_args(image_size, image_channels, z_dim, filters):
@@ -285,6 +308,7 @@ def build_image_encoder(
     z_dim: int,
     filters: Sequence[int] | None = None,
     name: str = "encoder",
+    dtype=None,
 ) -> keras.Model:
     """Residual convolutional encoder q(z|x) for square images.
 
@@ -303,6 +327,8 @@ def build_image_encoder(
       z_dim: latent dimension.
       filters: filters per resolution level; default `default_filters(image_size)`.
       name: model name.
+      dtype: dtype policy of the hidden layers: None (float32) or "mixed_float16" /
+        "mixed_bfloat16" (16-bit compute, float32 variables). The mu/logvar head is float32.
 
     Returns:
       keras.Model: input float32 [B, image_size, image_size, image_channels] (NHWC;
@@ -320,20 +346,21 @@ def build_image_encoder(
     )
     x = keras.Input(shape=(image_size, image_size, image_channels), dtype="float32", name="x")
     cc = filters[0]
-    h = keras.layers.Conv2D(cc, 5, padding="same", use_bias=False, name="stem_conv")(x)
-    h = _batch_norm("stem_bn")(h)
-    h = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name="stem_relu")(h)
-    h = keras.layers.AveragePooling2D(2, name="stem_pool")(h)
+    h = keras.layers.Conv2D(cc, 5, padding="same", use_bias=False, name="stem_conv",
+                            dtype=dtype)(x)
+    h = _batch_norm("stem_bn", dtype)(h)
+    h = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name="stem_relu", dtype=dtype)(h)
+    h = keras.layers.AveragePooling2D(2, name="stem_pool", dtype=dtype)(h)
     sz = image_size // 2
     for ch in filters[1:]:
-        h = _residual_block(h, cc, ch, name=f"res_in_{sz}")
-        h = keras.layers.AveragePooling2D(2, name=f"down_to_{sz // 2}")(h)
+        h = _residual_block(h, cc, ch, name=f"res_in_{sz}", dtype=dtype)
+        h = keras.layers.AveragePooling2D(2, name=f"down_to_{sz // 2}", dtype=dtype)(h)
         cc, sz = ch, sz // 2
-    h = _residual_block(h, cc, cc, name=f"res_in_{sz}")
+    h = _residual_block(h, cc, cc, name=f"res_in_{sz}", dtype=dtype)
     assert sz == bottom
-    h = keras.layers.Flatten(name="flatten")(h)
-    y = keras.layers.Dense(2 * z_dim, name="fc")(h)
-    mu, logvar = SplitHalves(name="split_mu_logvar")(y)
+    h = keras.layers.Flatten(name="flatten", dtype=dtype)(h)
+    y = keras.layers.Dense(2 * z_dim, name="fc", dtype="float32")(h)
+    mu, logvar = SplitHalves(name="split_mu_logvar", dtype="float32")(y)
     return keras.Model(x, [mu, logvar], name=name)
 
 
@@ -343,6 +370,7 @@ def build_image_decoder(
     z_dim: int,
     filters: Sequence[int] | None = None,
     name: str = "decoder",
+    dtype=None,
 ) -> keras.Model:
     """Residual convolutional decoder p(x|z) for square images.
 
@@ -367,6 +395,8 @@ def build_image_decoder(
       filters: filters per resolution level (same as the encoder's); default
         `default_filters(image_size)`.
       name: model name.
+      dtype: dtype policy of the hidden layers: None (float32) or "mixed_float16" /
+        "mixed_bfloat16" (16-bit compute, float32 variables). The output conv is float32.
 
     Returns:
       keras.Model: input float32 [B, z_dim] -> float32
@@ -381,16 +411,18 @@ def build_image_decoder(
     )
     z = keras.Input(shape=(z_dim,), dtype="float32", name="z")
     cc = filters[-1]
-    h = keras.layers.Dense(bottom * bottom * cc, activation="relu", name="fc")(z)
-    h = keras.layers.Reshape((bottom, bottom, cc), name="reshape")(h)
+    h = keras.layers.Dense(bottom * bottom * cc, activation="relu", name="fc", dtype=dtype)(z)
+    h = keras.layers.Reshape((bottom, bottom, cc), name="reshape", dtype=dtype)(h)
     sz = bottom
     for ch in filters[::-1]:
-        h = _residual_block(h, cc, ch, name=f"res_in_{sz}")
-        h = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up_to_{sz * 2}")(h)
+        h = _residual_block(h, cc, ch, name=f"res_in_{sz}", dtype=dtype)
+        h = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up_to_{sz * 2}",
+                                      dtype=dtype)(h)
         cc, sz = ch, sz * 2
-    h = _residual_block(h, cc, cc, name=f"res_in_{sz}")
+    h = _residual_block(h, cc, cc, name=f"res_in_{sz}", dtype=dtype)
     assert sz == image_size
-    x = keras.layers.Conv2D(image_channels, 5, padding="same", use_bias=True, name="predict")(h)
+    x = keras.layers.Conv2D(image_channels, 5, padding="same", use_bias=True, name="predict",
+                            dtype="float32")(h)
     return keras.Model(z, x, name=name)
 
 
@@ -402,6 +434,7 @@ def build_networks(
     image_channels: int | None = None,
     z_dim: int,
     filters: Sequence[int] | None = None,
+    dtype=None,
 ) -> tuple[keras.Model, keras.Model]:
     """Builds a matching (encoder, decoder) pair.
 
@@ -414,6 +447,7 @@ def build_networks(
       image_channels: image channels for "image" (required).
       z_dim: latent dimension.
       filters: filters per level for "image"; default `default_filters(image_size)`.
+      dtype: dtype policy of the hidden layers (see `build_mlp_encoder`).
 
     Returns:
       (encoder, decoder) Keras models, named "encoder" and "decoder"; see the
@@ -424,7 +458,8 @@ def build_networks(
         "image", or any error of the builders.
     """
     if kind == "mlp":
-        return build_mlp_encoder(x_dim=x_dim, z_dim=z_dim), build_mlp_decoder(x_dim=x_dim, z_dim=z_dim)
+        return (build_mlp_encoder(x_dim=x_dim, z_dim=z_dim, dtype=dtype),
+                build_mlp_decoder(x_dim=x_dim, z_dim=z_dim, dtype=dtype))
     if kind == "image":
         if image_size is None or image_channels is None:
             raise ValueError(
@@ -432,7 +467,7 @@ def build_networks(
                 f"image_size={image_size!r}, image_channels={image_channels!r}"
             )
         return (
-            build_image_encoder(image_size, image_channels, z_dim, filters),
-            build_image_decoder(image_size, image_channels, z_dim, filters),
+            build_image_encoder(image_size, image_channels, z_dim, filters, dtype=dtype),
+            build_image_decoder(image_size, image_channels, z_dim, filters, dtype=dtype),
         )
     raise ValueError(f"`kind` must be 'mlp' or 'image', got {kind!r}")

@@ -30,6 +30,7 @@ from as_introvae_tf import data
 from as_introvae_tf import distribute
 from as_introvae_tf import models
 from as_introvae_tf import networks
+from as_introvae_tf import precision
 from as_introvae_tf import visualize
 
 SAMPLE_GRID_SIZE = 64
@@ -66,26 +67,29 @@ def _learning_rate(config):
 
 
 def build_networks(config, spec):
-  """(encoder, decoder) for the dataset: the 2-D MLP or the IntroVAE residual networks."""
+  """(encoder, decoder) for the dataset: the 2-D MLP or the IntroVAE residual networks, with
+  the hidden layers in the precision of `--mixed_precision` (`precision.layer_dtype`)."""
+  dtype = precision.layer_dtype(config.mixed_precision)
   if spec.kind == "2d":
     return (networks.build_mlp_encoder(x_dim=spec.shape[0], z_dim=config.z_dim,
                                        num_hidden=config.num_hidden,
-                                       num_layers=config.num_layers),
+                                       num_layers=config.num_layers, dtype=dtype),
             build_decoder(config, spec))
   height, _, channels = spec.shape
   return networks.build_networks("image", image_size=height, image_channels=channels,
-                                 z_dim=config.z_dim, filters=config.filters)
+                                 z_dim=config.z_dim, filters=config.filters, dtype=dtype)
 
 
 def build_decoder(config, spec, name="decoder"):
   """A fresh decoder of the run's architecture (same variable order as `build_networks`)."""
+  dtype = precision.layer_dtype(config.mixed_precision)
   if spec.kind == "2d":
     return networks.build_mlp_decoder(x_dim=spec.shape[0], z_dim=config.z_dim,
                                       num_hidden=config.num_hidden,
-                                      num_layers=config.num_layers, name=name)
+                                      num_layers=config.num_layers, name=name, dtype=dtype)
   height, _, channels = spec.shape
   return networks.build_image_decoder(height, channels, config.z_dim, filters=config.filters,
-                                      name=name)
+                                      name=name, dtype=dtype)
 
 
 def build_model(config, spec, strategy):
@@ -93,7 +97,8 @@ def build_model(config, spec, strategy):
 
   A model class may add networks and hyper-parameters (`extra_model_kwargs(config, spec)`) and
   optimizers (`extra_optimizers(config, learning_rate)`, passed to `compile`); see
-  `baselines.py`.
+  `baselines.py`. With `--mixed_precision=mixed_float16` every optimizer is wrapped in a
+  `precision.LossScaleOptimizer`.
   """
   cls = METHODS[config.method]
   with strategy.scope():
@@ -118,6 +123,9 @@ def build_model(config, spec, strategy):
         ema_momentum=config.ema_decay or 0.99, **betas)
     optimizers = (cls.extra_optimizers(config, _learning_rate(config))
                   if hasattr(cls, "extra_optimizers") else {})
+    encoder_optimizer, decoder_optimizer = (
+        precision.wrap(o, config.mixed_precision) for o in (encoder_optimizer, decoder_optimizer))
+    optimizers = {k: precision.wrap(o, config.mixed_precision) for k, o in optimizers.items()}
     model.compile(encoder_optimizer, decoder_optimizer, jit_compile=config.jit_compile,
                   steps_per_execution=config.steps_per_execution, **optimizers)
   return model
@@ -125,7 +133,13 @@ def build_model(config, spec, strategy):
 
 def make_checkpoint(model):
   """The tf.train.Checkpoint of a run: networks, EMA decoder and both optimizers, plus what
-  the model adds (`extra_checkpoint_items()`: e.g. a discriminator, its optimizer, PID state)."""
+  the model adds (`extra_checkpoint_items()`: e.g. a discriminator, its optimizer, PID state).
+
+  A loss-scaled optimizer (mixed_float16) is saved as two items: `<name>` = the optimizer it
+  wraps (the same keys as a run without loss scaling, so such a checkpoint also restores into
+  a float32 model: evaluation and export build one) and `<name>_loss_scale` = the wrapper
+  (its dynamic scale and growth counter, and the inner optimizer again, stored once).
+  """
   items = dict(encoder=model.encoder, decoder=model.decoder,
                encoder_optimizer=model.encoder_optimizer,
                decoder_optimizer=model.decoder_optimizer)
@@ -135,6 +149,10 @@ def make_checkpoint(model):
   items["skips"] = tf.train.Checkpoint(skipped_batches=model.skipped_batches,
                                        consecutive_skipped=model.consecutive_skipped)
   items.update(_extra_checkpoint_items(model))
+  for name, item in list(items.items()):
+    if precision.is_loss_scaled(item):
+      items[name] = precision.unwrap(item)
+      items[f"{name}_loss_scale"] = item
   return tf.train.Checkpoint(**items)
 
 
@@ -166,6 +184,9 @@ def _check_resume_compatible(config, workdir):
              if getattr(previous, k) != getattr(config, k)]
   if (previous.ema_decay > 0) != (config.ema_decay > 0):  # the EMA decoder is checkpointed
     changed.append("ema_decay")
+  if (precision.needs_loss_scaling(config.mixed_precision)
+      and not precision.needs_loss_scaling(previous.mixed_precision)):
+    changed.append("mixed_precision")  # the checkpoint has no loss-scale state to restore
   if changed:
     details = ", ".join(f"--{k}={getattr(previous, k)!r} (now {getattr(config, k)!r})"
                         for k in changed)
@@ -203,6 +224,9 @@ def build_run(config, restore=True):
   if restore and manager.latest_checkpoint:
     status = checkpoint.restore(manager.latest_checkpoint)
     status.assert_existing_objects_matched()
+    # Values only in the checkpoint are expected (the loss scales of a mixed_float16 run
+    # restored without loss scaling: evaluation, export, a resume in another precision).
+    status.expect_partial()
     if not config.lr_milestones:  # a constant --lr given now wins over the checkpointed one
       for item in [model.encoder_optimizer, model.decoder_optimizer,
                    *_extra_checkpoint_items(model).values()]:
@@ -449,8 +473,14 @@ def _divergence_message(config, step, terms, manager):
       "wgan_gp": "WGAN-GP: lower --lr, or raise --gp_lambda.",
   }
   kept = manager.latest_checkpoint or "none (no checkpoint was written before)"
+  precision_hint = ""
+  if config.mixed_precision == "mixed_float16":
+    precision_hint = (" With --mixed_precision=mixed_float16, any value beyond float16's range "
+                      "(65504) inside the networks becomes inf/NaN (e.g. a posterior sample of "
+                      "a reconstruction with a large log-variance): mixed_bfloat16 has "
+                      "float32's range.")
   return (f"Training stopped: non-finite values (NaN/inf) at step {step} in: "
           f"{', '.join(terms)}. Hyper-parameters: beta_rec={config.beta_rec}, "
           f"beta_kl={config.beta_kl}, beta_neg={config.beta_neg}, lr={config.lr}. "
-          f"{hints[config.method]} The bad state was not saved; the last good checkpoint is "
-          f"kept: {kept}. Running the same command again resumes from it.")
+          f"{hints[config.method]}{precision_hint} The bad state was not saved; the last good "
+          f"checkpoint is kept: {kept}. Running the same command again resumes from it.")

@@ -87,6 +87,26 @@ def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
     np.testing.assert_allclose(h1[name][-1], h2[name][-1], rtol=1e-4, atol=1e-5)
 
 
+def test_each_replica_reports_its_own_gradient_norm(two_replicas):
+  """MirroredStrategy traces the replicas' steps in threads that take turns at every optimizer
+  update; the recorded norms must not be overwritten by the other replica's."""
+  model = _build("vae", two_replicas, lr_e=0.0)
+  variables = model.encoder.trainable_variables
+
+  def replica_fn():
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    model._grad_norms = {}
+    grads = [tf.cast(replica + 1, tf.float32) * tf.ones_like(v) for v in variables]
+    model._apply(model.encoder_optimizer, grads, variables, "encoder")
+    return model._grad_norms["grad_norm_encoder"]
+
+  norms = two_replicas.experimental_local_results(
+      tf.function(lambda: two_replicas.run(replica_fn))())
+  n = sum(int(np.prod(v.shape)) for v in variables)
+  np.testing.assert_allclose(np.array(norms, np.float64), np.sqrt(n) * np.array([1, 2]),
+                             rtol=1e-6)
+
+
 def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_replicas(
     two_replicas):
   """With the reference per_dim kernel and sum reduction (the AS term inside every example's

@@ -194,3 +194,27 @@ def test_models_reject_an_unknown_policy():
 
 def test_policies_agree_between_config_and_models():
   assert config_lib.NAN_POLICIES == models.NAN_POLICIES
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_skip_batch_under_loss_scaling(replicas, two_replicas, monkeypatch):
+  """mixed_float16: an overflow of the scaled gradients stays the LossScaleOptimizer's business
+  (it halves the scale; not a skipped batch), while a NaN batch is skipped whole: weights,
+  moments and loss scales unchanged, the step counted."""
+  from as_introvae_tf import precision  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0 ** 40)
+  strategy = two_replicas if replicas == 2 else tf.distribute.get_strategy()
+  model = _model("soft_introvae", strategy, mixed_precision="mixed_float16")
+  good = _batch(3)
+  _fit(model, good)
+  assert int(model.skipped_batches.numpy()) == 0
+  assert float(model.encoder_optimizer.dynamic_scale.numpy()) == 2.0 ** 39  # overflow seen
+  before, scales = _state(model), [float(o.dynamic_scale.numpy()) for o in _optimizers(model)]
+  bad = good.copy()
+  bad[1, 0] = np.nan
+  _fit(model, bad)
+  assert int(model.skipped_batches.numpy()) == 1 and int(model.step.numpy()) == 2
+  assert [float(o.dynamic_scale.numpy()) for o in _optimizers(model)] == scales
+  for a, b in zip(before, _state(model)):
+    np.testing.assert_array_equal(a, b)
+  assert model.non_finite_report() is None

@@ -4,6 +4,8 @@
   python tools/benchmark.py                         # the full run (about 25-30 min there)
   python tools/benchmark.py --reference_step_only   # bound + project vs reference step (2-D)
   python tools/benchmark.py --methods=soft_introvae --workloads=2d --variants=lean,jit --trace
+  python tools/benchmark.py --methods=soft_introvae --workloads=2d --replicas= \
+      --mixed_precision=none,mixed_bfloat16,mixed_float16 --compare_jit --rounds=2
 
 Workloads (each method's own `configs/<dataset>_<method>.flags` hyper-parameters, with these
 sizes; `num_vae` is skipped: every timed step is an introspective step):
@@ -57,6 +59,12 @@ Also:
     (steps_per_execution=10), jit (jit_compile=True).
   * `--trace`: a `tf.profiler.experimental` trace of a few 2-D S-IntroVAE steps (project and
     reference), self time per op type (TF's framework_op_stats tool), MatMul share.
+  * `--mixed_precision=none,mixed_bfloat16,mixed_float16` and `--compare_jit`: every row of
+    the main table is timed for each precision policy and, with `--compare_jit`, without and
+    with XLA; `--rounds=N` repeats that grid N times, interleaved (policy by policy, then the
+    next round), so that each configuration is compared with the float32 row of its own round
+    under about the same outside load ("vs float32" table). GFLOP and "% of bound" count the
+    same MatMul/Conv FLOPs for every policy against the FLOAT32 matmul bound.
 
 `--quick` (236-248 s on the 2-core VM without other load; other jobs on the cores stretch
 it): every method on the 2-D workload (1 warm-up + 3 timed windows of 20 steps, 100 pipeline
@@ -108,6 +116,7 @@ SCHEDULE = {
     "full": {"2d": (4, 7, 50, 300), "image": (1, 3, 3, 30), "replicas": (2, 5, 30, 0)},
     "quick": {"2d": (1, 3, 20, 100), "image": (1, 1, 1, 10), "replicas": (1, 2, 10, 0)},
 }
+PRECISIONS = ("none", "mixed_bfloat16", "mixed_float16")
 VARIANTS = ("no_trackers", "no_nan_check", "no_grad_norms", "closed_form_kl", "lean", "spe10",
             "jit")
 MATMUL_N = 1024
@@ -132,6 +141,11 @@ def define_flags():
                    "default thread pools.")
   d.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (rows without a "
                    "strategy).")
+  d.DEFINE_list("mixed_precision", ["none"], "Precision policies timed for every row: none, "
+                "mixed_bfloat16, mixed_float16 (--mixed_precision of the training command).")
+  d.DEFINE_boolean("compare_jit", False, "Time every row without and with --jit_compile.")
+  d.DEFINE_integer("rounds", 1, "Repeat the grid of precisions (x XLA) this many times, "
+                   "interleaved, to compare them under the same outside load.")
   d.DEFINE_integer("steps_per_execution", 1, "Keras steps_per_execution.")
   d.DEFINE_boolean("reference_step", True, "Also time the minimal plain tf.function "
                    "S-IntroVAE step (2-D).")
@@ -182,7 +196,8 @@ def _job_config(job):
              if k in workload}
   return config.replace(workdir="/tmp/as_introvae_benchmark_unused", strategy="default",
                         train_steps=10**6, num_vae=0, jit_compile=bool(job.get("jit")),
-                        steps_per_execution=job.get("spe", 1), **changes)
+                        steps_per_execution=job.get("spe", 1),
+                        mixed_precision=job.get("mixed_precision", "none"), **changes)
 
 
 def _apply_variant(variant):
@@ -624,6 +639,7 @@ def markdown(results):
         f"{_fmt(frac and 100 * frac, '.0f')}% ({_fmt(bound, '.1f')}) | "
         f"{_fmt(pipe, '.0f')} ({_fmt(ratio, '.0f')}x) | {row['peak_rss_mib']:.0f} | "
         f"{row['load_1min_before']:.2f} | {_fmt(row.get('other_cores'), '.2f')} |")
+  lines += _relative_table(results["rows"])
   if results.get("replicas"):
     lines.append("")
     lines.append("MirroredStrategy over N LOGICAL CPU devices, 2-D S-IntroVAE, global batch 512 "
@@ -679,6 +695,32 @@ def markdown(results):
                    f"{tr['busy_ms_per_step']:.1f} | "
                    f"{100 * tr['matmul_share_of_busy']:.0f}% | {top} |")
   return "\n".join(lines)
+
+
+def _relative_table(rows):
+  """Markdown lines: each precision/XLA row against the float32, no-XLA row of the same method,
+  workload and round (taken minutes apart at most, under about the same outside load)."""
+  timed = [r for r in rows if "round" in r["job"] and "steps_per_s" in r]
+  if not timed:
+    return []
+  base = {(r["job"]["method"], r["job"]["workload"], r["job"]["round"]): r for r in timed
+          if r["job"].get("mixed_precision") == "none" and not r["job"].get("jit")}
+  lines = ["", "Precision and XLA against float32 without XLA, same method, workload and round "
+           "(steps/s ratio > 1: faster; CPU ms/step ratio < 1: less CPU):", "",
+           "| method | workload | precision | XLA | round | steps/s | CPU ms/step | "
+           "vs float32: steps/s | vs float32: CPU ms | other cores |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+  for r in timed:
+    job = r["job"]
+    b = base.get((job["method"], job["workload"], job["round"]))
+    speed = r["steps_per_s"] / b["steps_per_s"] if b else None
+    cpu = r["cpu_ms_per_step"] / b["cpu_ms_per_step"] if b else None
+    lines.append(f"| {job['method']} | {WORKLOADS[job['workload']]['label']} | "
+                 f"{job['mixed_precision']} | {'yes' if job.get('jit') else 'no'} | "
+                 f"{job['round']} | {r['steps_per_s']:.2f} | {r['cpu_ms_per_step']:.0f} | "
+                 f"{_fmt(speed, '.2f')}x | {_fmt(cpu, '.2f')}x | "
+                 f"{_fmt(r.get('other_cores'), '.2f')} |")
+  return lines
 
 
 def _thread_key(job):
@@ -748,21 +790,38 @@ def main(argv):
   image_methods = FLAGS.image_methods
   if image_methods is None:
     image_methods = [m for m in methods if m == "as_introvae"] if quick else methods
+  policies = [p for p in FLAGS.mixed_precision if p]
+  for p in policies:
+    if p not in PRECISIONS:
+      raise app.UsageError(f"--mixed_precision: unknown {p!r}; allowed: {', '.join(PRECISIONS)}")
+  jits = [False, True] if FLAGS.compare_jit else [FLAGS.jit_compile]
+  grid = [(r, p, j) for r in range(max(1, FLAGS.rounds)) for p in policies for j in jits]
   for workload in workloads:
     schedule = _schedule(workload, quick)
     for method in (methods if workload == "2d" else image_methods):
-      job = dict(kind="train", method=method, workload=workload, flops=True,
-                 jit=FLAGS.jit_compile, spe=FLAGS.steps_per_execution, **threads, **schedule)
-      if trace and workload == "2d" and method == "soft_introvae":
-        job["trace_steps"] = trace_steps
-      row = train(job, results["rows"])
-      if "trace" in row:
-        results["traces"]["project soft_introvae (fit)"] = row.pop("trace")
+      for rnd, policy, jit in grid:
+        first = (rnd, policy, jit) == grid[0]
+        job = dict(kind="train", method=method, workload=workload, flops=rnd == 0,
+                   jit=jit, spe=FLAGS.steps_per_execution, **threads, **schedule)
+        if not first:
+          job["pipeline_batches"] = 0
+        if len(grid) > 1:
+          job.update(mixed_precision=policy, round=rnd,
+                     label=f"{method}, {policy}{', XLA' if jit else ''}")
+        if trace and workload == "2d" and method == "soft_introvae" and first:
+          job["trace_steps"] = trace_steps
+        row = train(job, results["rows"])
+        if first:
+          base_row = row
+        if "trace" in row:
+          results["traces"]["project soft_introvae (fit)"] = row.pop("trace")
       if workload == "2d" and method == "soft_introvae" and FLAGS.tf_defaults and any(threads.values()):
+        job = dict(kind="train", method=method, workload=workload, jit=FLAGS.jit_compile,
+                   spe=FLAGS.steps_per_execution, **threads, **schedule)
         default_row = train(dict(job, inter=0, intra=0, pipeline_batches=0, trace_steps=0,
                                  flops=False, label="soft_introvae, TF default threads"),
                             results["rows"])
-        default_row.setdefault("flops", row.get("flops"))  # the same graph
+        default_row.setdefault("flops", base_row.get("flops"))  # the same graph
   if do_reference:
     schedule = _schedule("2d", quick)
     job = dict(kind="reference", workload="2d", method="soft_introvae",

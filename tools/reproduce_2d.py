@@ -36,13 +36,13 @@ DATASETS = ("8gaussians", "2spirals", "checkerboard", "rings")
 COMBOS = {"C1": (0.3, 0.1, 0.9), "C2": (0.5, 0.1, 0.9), "C3": (0.7, 0.2, 0.9)}
 REFERENCE_STEPS = 30000
 
-PAPER = {  # as-introvae.md Table 1 (KL) and soft-introvae.md Table 2 (8 Gaussians)
-    ("C1", "vae"): "KL 220.2", ("C1", "introvae"): "KL 192.4",
-    ("C1", "soft_introvae"): "KL 50.2", ("C1", "as_introvae"): "KL 3.4",
-    ("C2", "vae"): "KL 220.3", ("C2", "introvae"): "KL 191.1",
-    ("C2", "soft_introvae"): "KL 136.5", ("C2", "as_introvae"): "KL 1.3",
-    ("C3", "vae"): "KL 220.2", ("C3", "introvae"): "KL 64.0",
-    ("C3", "soft_introvae"): "KL 46.2", ("C3", "as_introvae"): "KL 2.0",
+PAPER = {  # as-introvae.md Table 1 (KL / JSD) and soft-introvae.md Table 2 (8 Gaussians)
+    ("C1", "vae"): "KL 220.2, JSD 110.1", ("C1", "introvae"): "KL 192.4, JSD 56.0",
+    ("C1", "soft_introvae"): "KL 50.2, JSD 16.9", ("C1", "as_introvae"): "KL 3.4, JSD 5.6",
+    ("C2", "vae"): "KL 220.3, JSD 110.0", ("C2", "introvae"): "KL 191.1, JSD 68.0",
+    ("C2", "soft_introvae"): "KL 136.5, JSD 36.6", ("C2", "as_introvae"): "KL 1.3, JSD 4.4",
+    ("C3", "vae"): "KL 220.2, JSD 109.8", ("C3", "introvae"): "KL 64.0, JSD 53.0",
+    ("C3", "soft_introvae"): "KL 46.2, JSD 9.6", ("C3", "as_introvae"): "KL 2.0, JSD 7.1",
     ("8gaussians", "soft_introvae"): "gnELBO 1.25, KL 1.25, JSD 0.96",
     ("8gaussians", "vae"): "KL 6.72, JSD 16.04",
 }
@@ -56,6 +56,8 @@ _SETTINGS = flags.DEFINE_list("settings", list(COMBOS), "Hyper-parameter combina
                               "(table=c1c3): C1, C2, C3.")
 _DRAWS = flags.DEFINE_integer("eval_draws", 3, "Evaluation draws per trained run.")
 _WORKROOT = flags.DEFINE_string("workroot", "runs/reproduce_2d", "Where the runs go.")
+_ASSEMBLE = flags.DEFINE_boolean("assemble_only", False, "Train nothing: build the table from "
+                                 "the runs already evaluated (cells show how many seeds).")
 _OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/TABLE.md).")
 
 
@@ -89,7 +91,7 @@ def _cells():
 def _fmt(values, scale=1.0):
   import numpy as np  # pylint: disable=import-outside-toplevel
   v = np.asarray(values, dtype=np.float64) * scale
-  return f"{v.mean():.2f} +- {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+  return f"{v.mean():.2f} +- {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
 
 def _saved_metrics(workdir, steps):
@@ -125,6 +127,8 @@ def main(argv):
       workdir = os.path.join(_WORKROOT.value, _TABLE.value, f"{cell}_{method}", f"seed{seed}")
       config = _config(dataset, method, seed, steps, workdir, betas)
       metrics = _saved_metrics(workdir, steps)
+      if metrics is None and _ASSEMBLE.value:
+        continue
       if metrics is None:
         train_lib.train_and_evaluate(config)
         options = eval_lib.EvalOptions(eval_draws=_DRAWS.value)
@@ -138,14 +142,18 @@ def main(argv):
 
   lines = [f"Budget: {steps} training steps per run (reference: {REFERENCE_STEPS}), "
            f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
-           "mean +- std over seeds of the per-run mean. gnELBO in units of 1e-7.", "",
+           "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7.", "",
            "| setting | method | KL | JSD | gnELBO (1e-7) | modes (of 8) | paper |",
            "|---|---|---|---|---|---|---|"]
   for cell, dataset, method, _ in _cells():
-    rows = results[f"{cell}/{method}"]
+    rows = results.get(f"{cell}/{method}", [])
+    if not rows:  # --assemble_only with no finished run in this cell
+      lines.append(f"| {cell} | {method} | not run | | | | {PAPER.get((cell, method), '')} |")
+      continue
+    seeds_note = f" (n={len(rows)})" if len(rows) != len(seeds) else ""
     modes = (_fmt([r["modes_covered"] for r in rows])
              if dataset == "8gaussians" and all("modes_covered" in r for r in rows) else "")
-    lines.append(f"| {cell} | {method} | {_fmt([r['kl'] for r in rows])} | "
+    lines.append(f"| {cell} | {method} | {_fmt([r['kl'] for r in rows])}{seeds_note} | "
                  f"{_fmt([r['jsd'] for r in rows])} | {_fmt([r['gnelbo'] for r in rows], 1e7)} "
                  f"| {modes} | {PAPER.get((cell, method), '')} |")
   table = "\n".join(lines)

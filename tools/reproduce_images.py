@@ -102,7 +102,9 @@ def _fmt(values, digits):
   v = np.asarray([x for x in values if x is not None], dtype=np.float64)
   if not len(v):
     return "-"
-  return f"{v.mean():.{digits}f} +- {v.std():.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
+  if len(v) == 1:
+    return f"{v.mean():.{digits}f}"
+  return f"{v.mean():.{digits}f} +- {v.std(ddof=1):.{digits}f}"
 
 
 def main(argv):
