@@ -99,6 +99,28 @@ class LossHParams:
   rec_target_grad: bool = False
 
 
+class _PerReplica:
+  """A model attribute kept per thread (`model._replica_records`): each replica's step,
+  traced in its own thread, sees its own value. Unset, it reads as `default()`."""
+
+  def __init__(self, default):
+    self.default = default
+
+  def __set_name__(self, owner, name):
+    self.name = name
+
+  def __get__(self, model, owner=None):
+    if model is None:
+      return self
+    records = model._replica_records  # pylint: disable=protected-access
+    if not hasattr(records, self.name):
+      setattr(records, self.name, self.default())
+    return getattr(records, self.name)
+
+  def __set__(self, model, value):
+    setattr(model._replica_records, self.name, value)  # pylint: disable=protected-access
+
+
 class IntrospectiveVAE(keras.Model):
   """Base class: an encoder, a decoder, two optimizers and the shared step machinery.
 
@@ -262,45 +284,14 @@ class IntrospectiveVAE(keras.Model):
   # --- Step helpers ---------------------------------------------------------------------------
 
   # What `_apply` records during one replica's step, read back by `train_step`: gradient norms,
-  # loss-scale overflow flags and loss scales. Thread-local because MirroredStrategy traces the
-  # replicas' steps in threads that take turns at every cross-replica call (each optimizer
-  # update), so plain attributes would be reset and overwritten by the other replicas mid-step.
-
-  def _records(self, name):
-    return self._replica_records.__dict__.setdefault(name, {})
-
-  @property
-  def _grad_norms(self):
-    return self._records("grad_norms")
-
-  @_grad_norms.setter
-  def _grad_norms(self, value):
-    self._replica_records.grad_norms = value
-
-  @property
-  def _overflow(self):
-    return self._records("overflow")
-
-  @_overflow.setter
-  def _overflow(self, value):
-    self._replica_records.overflow = value
-
-  @property
-  def _batch_ok(self):
-    """skip_batch: bool scalar, whether this replica's batch may still be applied."""
-    return getattr(self._replica_records, "batch_ok", tf.constant(True))
-
-  @_batch_ok.setter
-  def _batch_ok(self, value):
-    self._replica_records.batch_ok = value
-
-  @property
-  def _loss_scales(self):
-    return self._records("loss_scales")
-
-  @_loss_scales.setter
-  def _loss_scales(self, value):
-    self._replica_records.loss_scales = value
+  # loss-scale overflow flags, loss scales and the skip_batch flag. Per replica thread because
+  # MirroredStrategy traces the replicas' steps in threads that take turns at every
+  # cross-replica call (each optimizer update), so plain attributes would be reset and
+  # overwritten by the other replicas mid-step.
+  _grad_norms = _PerReplica(dict)
+  _overflow = _PerReplica(dict)
+  _loss_scales = _PerReplica(dict)
+  _batch_ok = _PerReplica(lambda: tf.constant(True))  # skip_batch: may this batch still apply?
 
   def _normal(self, index):
     """Standard normal noise `[local_batch, z_dim]` for this replica, a function of
@@ -424,8 +415,9 @@ class IntrospectiveVAE(keras.Model):
     """
     key = f"grad_norm_{name}"
     scaled = precision.is_loss_scaled(optimizer)
+    norm = None
     if not scaled:
-      self._grad_norms[key] = tf.linalg.global_norm(grads)
+      norm = self._grad_norms[key] = tf.linalg.global_norm(grads)
     else:
       scale = tf.convert_to_tensor(optimizer.dynamic_scale)
       finite = optimizer.check_finite(grads)
@@ -439,25 +431,27 @@ class IntrospectiveVAE(keras.Model):
       self._grad_norms[key] = tf.linalg.global_norm(grads) / scale
       self._overflow[key] = tf.logical_and(tf.logical_not(finite), scale > 1.0)
     if self.nan_policy == "skip_batch":
-      self._require_finite(self._finite_checks(loss, grads, optimizer))
+      self._require_finite(self._finite_checks(loss, grads, optimizer, norm))
       _apply_if(self._batch_ok, optimizer, list(zip(grads, variables)))
     else:
       optimizer.apply_gradients(zip(grads, variables))
     if scaled:
       self._loss_scales[f"loss_scale_{name}"] = tf.convert_to_tensor(optimizer.dynamic_scale)
 
-  @staticmethod
-  def _finite_checks(loss, grads, optimizer):
-    """What `skip_batch` requires finite for one update: the loss, and the gradients unless a
-    `LossScaleOptimizer` handles their overflow (skip and halve the scale) itself."""
+  def _finite_checks(self, loss, grads, optimizer, norm=None):
+    """What `skip_batch` requires finite for one update: the loss, and the gradients (their
+    global norm `norm`, computed if None) unless a `LossScaleOptimizer` handles their overflow
+    (skip and halve the scale) itself. Nothing (no work) under `nan_policy="stop"`."""
+    if self.nan_policy != "skip_batch":
+      return []
     checks = [] if loss is None else [loss]
     if not precision.is_loss_scaled(optimizer):
-      checks.append(tf.linalg.global_norm(grads))
+      checks.append(tf.linalg.global_norm(grads) if norm is None else norm)
     return checks
 
   def _require_finite(self, tensors):
     """`skip_batch`: the rest of this batch's updates need `tensors` finite on every replica."""
-    if self.nan_policy != "skip_batch" or not tensors:
+    if not tensors:  # nothing to check, or nan_policy="stop" (`_finite_checks`)
       return
     bad = tf.cast(tf.logical_not(tf.reduce_all(tf.stack(
         [tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))), tf.float32)
