@@ -343,6 +343,22 @@ class ExperimentConfig:
     return self
 
 
+def from_flagfile(path, *args):
+  """The `ExperimentConfig` of a flagfile (and further `--flag=value` args), unvalidated.
+
+  Reads a private `FlagValues`, so the process's own flags are untouched (tools that train
+  many configs in one process use this). Flagfiles include `configs/base.flags` relative to
+  the repository root: call with the working directory there.
+
+  Raises:
+    absl.flags.Error: a missing flagfile or a bad flag value.
+  """
+  values = flags.FlagValues()
+  define_flags(values)
+  values(["config", f"--flagfile={path}", *args])
+  return ExperimentConfig.from_flags(values)
+
+
 def save_config(config, workdir):
   """Writes WORKDIR/config.json (the flags of the run)."""
   os.makedirs(workdir, exist_ok=True)

@@ -97,3 +97,13 @@ def test_config_round_trips_through_the_workdir(tmp_path):
 def test_load_config_names_a_workdir_that_is_not_a_run(tmp_path):
   with pytest.raises(FileNotFoundError, match="not a training run directory"):
     config_lib.load_config(str(tmp_path))
+
+
+def test_from_flagfile_reads_a_flagfile_without_touching_the_process_flags(monkeypatch):
+  monkeypatch.chdir(ROOT)
+  path = "configs/8gaussians_as_introvae.flags"
+  config = config_lib.from_flagfile(path, "--train_steps=2000")
+  assert config == _parse(f"--flagfile={path}", "--train_steps=2000")
+  assert config.train_steps == 2000 and config.method == "as_introvae"
+  with pytest.raises(flags.Error):
+    config_lib.from_flagfile("configs/nope.flags")

@@ -187,10 +187,7 @@ def _job_config(job):
   """The method's own flagfile for the workload's dataset, resized to the workload."""
   from as_introvae_tf import config as config_lib  # pylint: disable=import-outside-toplevel
   workload = WORKLOADS[job["workload"]]
-  values = flags.FlagValues()
-  config_lib.define_flags(values)
-  values(["benchmark", f"--flagfile=configs/{workload['config']}_{job['method']}.flags"])
-  config = config_lib.ExperimentConfig.from_flags(values)
+  config = config_lib.from_flagfile(f"configs/{workload['config']}_{job['method']}.flags")
   changes = {k: workload[k] for k in ("dataset", "batch_size", "z_dim", "num_hidden",
                                       "num_layers", "filters", "image_size", "channels")
              if k in workload}

@@ -62,10 +62,7 @@ _OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/
 
 
 def _config(dataset, method, seed, steps, workdir, betas=None):
-  fv = flags.FlagValues()
-  config_lib.define_flags(fv)
-  fv(["reproduce", f"--flagfile={os.path.join(ROOT, 'configs', f'{dataset}_{method}.flags')}"])
-  config = config_lib.ExperimentConfig.from_flags(fv)
+  config = config_lib.from_flagfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags"))
   ratio = steps / REFERENCE_STEPS
   changes = dict(seed=seed, train_steps=steps, workdir=workdir, verbose="0",
                  num_vae=int(round(config.num_vae * ratio)),

@@ -23,6 +23,7 @@ reused, and its evaluation too when it was made with the same options), then is 
 table to stdout and `--out`, the raw numbers to `--out` + `.json`.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -68,10 +69,7 @@ _OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/
 
 
 def _config(dataset, method, seed, workdir):
-  fv = flags.FlagValues()
-  config_lib.define_flags(fv)
-  fv(["reproduce", f"--flagfile={os.path.join(ROOT, 'configs', f'{dataset}_{method}.flags')}"])
-  config = config_lib.ExperimentConfig.from_flags(fv)
+  config = config_lib.from_flagfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags"))
   steps = _STEPS.value
   filters = (tuple(int(f) for f in _FILTERS.value) if _FILTERS.value
              else BUDGET_FILTERS[dataset])
@@ -86,7 +84,6 @@ def _config(dataset, method, seed, workdir):
 
 def _saved_metrics(workdir, steps, options):
   """An earlier evaluation of the finished run with the same options, or None."""
-  import dataclasses  # pylint: disable=import-outside-toplevel
   path = os.path.join(workdir, "eval", "metrics.json")
   if not os.path.exists(path):
     return None
