@@ -45,6 +45,12 @@ from as_introvae_tf import metrics
 from as_introvae_tf import train_lib
 from as_introvae_tf import visualize
 
+EVAL_VERSION = 2
+"""Written to `metrics.json` as `eval_version`, so that saved evaluations made by an older
+method can be told apart and redone (`tools/reproduce_images.py` reuses only this version).
+1: held-out images taken in file order (a class-biased subset for image folders whenever
+`num_samples` was below the split's size); 2: a seeded uniform subset (`held_out_dataset`)."""
+
 DEFAULT_IMAGE_SAMPLES = 10000
 """Held-out images (and generated samples) for image metrics: the whole Fashion-MNIST /
 CIFAR-10 test set."""
@@ -56,7 +62,8 @@ class EvalOptions:
 
   split: held-out image split ("test" or "train"; 2-D data is sampled afresh).
   num_samples: 2-D: data and model samples per KL/JSD histogram (default 5000, the reference);
-    images: held-out images and generated samples (default 10000, capped at the split's size).
+    images: held-out images (a uniform subset seeded by `seed`, `held_out_dataset`) and
+    generated samples (default 10000, capped at the split's size).
   eval_draws: independent 2-D evaluation draws averaged (mean and std reported).
   seed: seed of every evaluation draw (data, prior noise, KID subsets).
   batch_size: images per forward pass.
@@ -337,6 +344,28 @@ def _interpolation_grid(model, images, rows=8, steps=8):
   return visualize.image_grid(np.stack(cells), columns=steps + 2)
 
 
+def held_out_dataset(spec, options, batch, bad_images="fail", data_dir=None):
+  """The held-out images of `options.split`, in a seeded random order, one pass.
+
+  Image metrics use the first `num_samples` images of this dataset, so the order must not
+  follow the files: an image folder lists `<class>/` folders in order, and CIFAR-10's first
+  5000 test files are its first five classes. Shuffling every file of the split with
+  `options.seed` makes any prefix a uniform random subset (the same one for every run and
+  method evaluated with that seed); with all of the split it changes nothing but the order.
+
+  Args:
+    spec: an image `data.DatasetSpec`.
+    options: `EvalOptions` (`split`, `seed`).
+    batch: images per element.
+    bad_images, data_dir: as the run's config (`--bad_images`, `--data_dir`).
+
+  Returns:
+    tf.data.Dataset of float32 [batch, H, W, C] in [0, 1] (last batch may be smaller).
+  """
+  return data.build_dataset(spec, options.split, batch, seed=options.seed, shuffle=True,
+                            repeat=False, bad_images=bad_images, data_dir=data_dir)
+
+
 def evaluate_images(run, options, outdir, log=print):
   """Image metrics and pictures (see the module docstring).
 
@@ -347,8 +376,8 @@ def evaluate_images(run, options, outdir, log=print):
   n = options.num_samples or DEFAULT_IMAGE_SAMPLES
   batch = min(options.batch_size, n)
   nets, notes = _feature_nets(run, options, log)
-  ds = data.build_dataset(spec, options.split, batch, seed=options.seed, shuffle=False,
-                          repeat=False, bad_images=config.bad_images, data_dir=config.data_dir)
+  ds = held_out_dataset(spec, options, batch, bad_images=config.bad_images,
+                        data_dir=config.data_dir)
   has_encoder = getattr(model, "has_inference_encoder", True)
   if not has_encoder:
     notes.append("no inference encoder (the encoder is a critic): no reconstruction or "
@@ -465,7 +494,7 @@ def evaluate(workdir, options=None, log=print):
 
   Returns:
     dict, also written as `metrics.json`:
-      `workdir`, `method`, `dataset`, `step` (training step), `checkpoint`,
+      `workdir`, `method`, `dataset`, `step` (training step), `eval_version`, `checkpoint`,
       `sampling_decoder` ("ema_decoder" or "decoder"), `options` (the `EvalOptions`),
       `metrics` (scalars only, also in TensorBoard as `eval/<name>`):
         2-D: `kl`, `kl_std`, `jsd`, `jsd_std`, `gnelbo`, `gnelbo_std`, `kl_floor(_std)`,
@@ -499,6 +528,7 @@ def evaluate(workdir, options=None, log=print):
       "method": config.method,
       "dataset": config.dataset,
       "step": step,
+      "eval_version": EVAL_VERSION,
       "checkpoint": run.manager.latest_checkpoint,
       "sampling_decoder": "ema_decoder" if model.ema_decoder is not None else "decoder",
       "options": dataclasses.asdict(options),

@@ -27,8 +27,8 @@ _SPLIT = flags.DEFINE_enum("split", "test", ["test", "train"], "Held-out image s
                            "reconstructions and the real side of FID/KID.")
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", None, "2-D: data and model samples per KL/JSD histogram (default 5000, the "
-    "S-IntroVAE reference). Images: held-out images and generated samples (default 10000, "
-    "capped at the split size).")
+    "S-IntroVAE reference). Images: held-out images (a uniform random subset, seeded by "
+    "--seed) and generated samples (default 10000, capped at the split size).")
 _EVAL_DRAWS = flags.DEFINE_integer("eval_draws", 3, "2-D: independent evaluation draws; "
                                    "KL/JSD/gnELBO are reported as their mean and std.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation draws.")

@@ -92,6 +92,32 @@ def test_folder_labels_come_from_class_folders(tmp_path):
     feature_nets.load_labeled(data.parse_dataset("8gaussians", None, None), "train")
 
 
+def test_held_out_subset_is_a_seeded_uniform_sample_not_the_first_class_folders(tmp_path):
+  """Real CIFAR-10 test images in `<class>/` folders: in file order the first half of the split
+  is one class; `held_out_dataset` (what image metrics read) mixes both, is a permutation of
+  the split, and depends on the seed alone."""
+  source = data.shared_data_dir() / "cifar10" / "test"
+  for cls in ("airplane", "truck"):
+    os.makedirs(tmp_path / "test" / cls)
+    for name in sorted(os.listdir(source / cls))[:6]:
+      shutil.copy(source / cls / name, tmp_path / "test" / cls / name)
+  spec = data.parse_dataset(f"folder:{tmp_path}", None, None)
+  in_file_order = np.concatenate(list(data.build_dataset(
+      spec, "test", 6, seed=0, shuffle=False, repeat=False).as_numpy_iterator()))
+
+  assert np.abs(in_file_order[:6] - in_file_order[6:]).mean() > 0.05  # distinct images
+
+  def file_index_of_each(seed):
+    options = eval_lib.EvalOptions(split="test", seed=seed)
+    images = np.concatenate(list(eval_lib.held_out_dataset(spec, options, 6).as_numpy_iterator()))
+    return [int(np.flatnonzero((in_file_order == x).all(axis=(1, 2, 3)))[0]) for x in images]
+
+  order = file_index_of_each(0)
+  assert sorted(order) == list(range(12))  # every image once
+  assert {i // 6 for i in order[:6]} == {0, 1}  # the first half has airplanes and trucks
+  assert file_index_of_each(0) == order and file_index_of_each(1) != order
+
+
 def test_inception_preprocessing():
   grey = np.stack([np.zeros((8, 8, 1)), np.ones((8, 8, 1))]).astype(np.float32)
   x = feature_nets.inception_preprocess(grey).numpy()

@@ -83,13 +83,16 @@ def _config(dataset, method, seed, workdir):
 
 
 def _saved_metrics(workdir, steps, options):
-  """An earlier evaluation of the finished run with the same options, or None."""
+  """An earlier evaluation of the finished run with the same options and evaluation version,
+  or None."""
+  from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
   path = os.path.join(workdir, "eval", "metrics.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
     saved = json.load(f)
-  if saved.get("step") != steps or saved.get("options") != dataclasses.asdict(options):
+  if (saved.get("step") != steps or saved.get("options") != dataclasses.asdict(options)
+      or saved.get("eval_version") != eval_lib.EVAL_VERSION):
     return None
   return saved
 
