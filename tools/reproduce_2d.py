@@ -36,7 +36,7 @@ DATASETS = ("8gaussians", "2spirals", "checkerboard", "rings")
 COMBOS = {"C1": (0.3, 0.1, 0.9), "C2": (0.5, 0.1, 0.9), "C3": (0.7, 0.2, 0.9)}
 REFERENCE_STEPS = 30000
 
-PAPER = {  # as-introvae.md Table 1 (KL / JSD) and soft-introvae.md Table 2 (8 Gaussians)
+PAPER = {  # as-introvae.md Table 1 (KL / JSD); soft-introvae.md Table 2 is added below
     ("C1", "vae"): "KL 220.2, JSD 110.1", ("C1", "introvae"): "KL 192.4, JSD 56.0",
     ("C1", "soft_introvae"): "KL 50.2, JSD 16.9", ("C1", "as_introvae"): "KL 3.4, JSD 5.6",
     ("C2", "vae"): "KL 220.3, JSD 110.0", ("C2", "introvae"): "KL 191.1, JSD 68.0",
