@@ -104,7 +104,6 @@ def test_held_out_subset_is_a_seeded_uniform_sample_not_the_first_class_folders(
   spec = data.parse_dataset(f"folder:{tmp_path}", None, None)
   in_file_order = np.concatenate(list(data.build_dataset(
       spec, "test", 6, seed=0, shuffle=False, repeat=False).as_numpy_iterator()))
-
   assert np.abs(in_file_order[:6] - in_file_order[6:]).mean() > 0.05  # distinct images
 
   def file_index_of_each(seed):
