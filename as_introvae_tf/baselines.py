@@ -40,6 +40,7 @@ import tensorflow as tf
 from as_introvae_tf import losses
 from as_introvae_tf import models
 from as_introvae_tf import networks
+from as_introvae_tf import optimizers
 from as_introvae_tf import precision
 
 # =============================================================================================
@@ -322,14 +323,15 @@ def _build_autoencoder(config, spec, prefix):
   dtype = precision.layer_dtype(config.mixed_precision)
   if spec.kind == "2d":
     sizes = dict(x_dim=spec.shape[0], z_dim=config.z_dim, num_hidden=config.num_hidden,
-                 num_layers=config.num_layers, dtype=dtype)
+                 num_layers=config.num_layers, dtype=dtype, init=config.init)
     return (networks.build_mlp_encoder(name=f"{prefix}_encoder", **sizes),
             networks.build_mlp_decoder(name=f"{prefix}_decoder", **sizes))
   height, _, channels = spec.shape
   return (networks.build_image_encoder(height, channels, config.z_dim, filters=config.filters,
-                                       name=f"{prefix}_encoder", dtype=dtype),
+                                       name=f"{prefix}_encoder", dtype=dtype,
+                                       init=config.init),
           networks.build_image_decoder(height, channels, config.z_dim, filters=config.filters,
-                                       name=f"{prefix}_decoder", dtype=dtype))
+                                       name=f"{prefix}_decoder", dtype=dtype, init=config.init))
 
 
 # =============================================================================================
@@ -419,9 +421,10 @@ class AVAE(_Baseline):
 
   @classmethod
   def extra_optimizers(cls, config, learning_rate):
-    """The discriminator's Adam (same learning rate and betas as E and D)."""
-    return dict(discriminator_optimizer=keras.optimizers.Adam(
-        learning_rate, beta_1=config.adam_beta1, beta_2=config.adam_beta2))
+    """The discriminator's Adam (same variant, learning rate, betas and epsilon as E and D)."""
+    return dict(discriminator_optimizer=optimizers.adam(
+        config.adam_variant, learning_rate, beta_1=config.adam_beta1, beta_2=config.adam_beta2,
+        epsilon=config.adam_epsilon))
 
   def extra_checkpoint_items(self):
     return dict(discriminator_encoder=self.discriminator_encoder,

@@ -23,6 +23,10 @@ AS_KERNELS = ("product", "per_dim")
 AS_SQUASH = ("tanh", "none")
 REDUCTIONS = ("mean", "sum")
 ANNEAL = ("linear", "tanh")
+ANNEAL_ORIGINS = ("start", "warmup_end")
+INITS = ("torch", "keras")  # = networks.INITS (config does not import networks)
+WARMUP_LOSSES = ("reference", "scaled")
+ADAM_VARIANTS = ("torch", "keras")  # = optimizers.ADAM_VARIANTS
 BAD_IMAGES = ("fail", "skip")
 NAN_POLICIES = ("stop", "skip_batch")  # = models.NAN_POLICIES (config does not import models)
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
@@ -91,15 +95,33 @@ def define_flags(flag_values=FLAGS):
   f.DEFINE_boolean("as_decoder_kl_squashed", True, "Decoder-phase KL of rec/fake from the "
                    "squashed mu/logvar (reference code: True).")
   f.DEFINE_enum("anneal", "tanh", ANNEAL, "Schedule of c: linear = paper eq. 9, "
-                "min(5i/T, 1); tanh = reference code, min(tanh(5i/T), 1). i and T count the "
-                "introspective steps (after --num_vae).")
-  f.DEFINE_boolean("rec_target_grad", False, "Encoder expELBO: let gradients flow through the "
-                   "target x_r of rec(x_r, D(z_r)) as the reference code does (False: "
-                   "sg(x_r), METHOD.md).")
+                "min(5i/T, 1); tanh = reference code, min(tanh(5i/T), 1). See --anneal_origin "
+                "for what i and T count.")
+  f.DEFINE_enum("anneal_origin", "start", ANNEAL_ORIGINS, "Where AS-IntroVAE's annealing "
+                "counts from: start = the paper's eq. 9 and A_VAE.py (i = the iteration from "
+                "the first one, warm-up included; T = --train_steps); warmup_end = i and T "
+                "count only the introspective steps after --num_vae.")
+  f.DEFINE_boolean("rec_target_grad", True, "Encoder expELBO: let gradients flow through the "
+                   "target x_r of rec(x_r, D(z_r)) as the reference code does (its "
+                   "`calc_reconstruction_loss(rec, rec_rec)` does not detach `rec`); "
+                   "--norec_target_grad uses sg(x_r) there.")
+  f.DEFINE_enum("warmup_loss", "reference", WARMUP_LOSSES, "Loss of the --num_vae warm-up "
+                "steps: reference = beta_rec * rec + beta_kl * kl, as the reference trainers' "
+                "warm-up (no scale s; Adam's second moments carried into the introspective "
+                "phase depend on it); scaled = s * (beta_rec * rec + beta_kl * kl), the VAE "
+                "method's loss.")
+  f.DEFINE_enum("init", "torch", INITS, "Weight initialization: torch = the reference's "
+                "PyTorch defaults (weights and biases uniform in +-1/sqrt(fan_in)); keras = "
+                "Glorot-uniform weights and zero biases.")
   f.DEFINE_float("adam_beta1", 0.9, "Adam beta_1 of every optimizer (reference 0.9; "
                  "WGAN-GP: 0.5, Gulrajani et al. 2017).")
   f.DEFINE_float("adam_beta2", 0.999, "Adam beta_2 of every optimizer (reference 0.999; "
                  "WGAN-GP: 0.9).")
+  f.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon of every optimizer (reference: "
+                 "PyTorch's 1e-8; Keras' default is 1e-7).")
+  f.DEFINE_enum("adam_variant", "torch", ADAM_VARIANTS, "Adam's update: torch = PyTorch's "
+                "(epsilon added after the second moment's bias correction, as the reference "
+                "trainers); keras = keras.optimizers.Adam (epsilon added before it).")
   f.DEFINE_float("avae_alpha", 0.3, "avae: weight of L_v, the discriminator's reconstruction "
                  "error of VAE reconstructions (Khan et al. 2018, Sec. 4: 0.3).")
   f.DEFINE_float("avae_beta", 0.1, "avae: weight of the latent perceptual term L_s (0.1).")
@@ -189,9 +211,14 @@ class ExperimentConfig:
   as_reduction_decoder: str = "mean"
   as_decoder_kl_squashed: bool = True
   anneal: str = "tanh"
-  rec_target_grad: bool = False
+  anneal_origin: str = "start"
+  rec_target_grad: bool = True
+  warmup_loss: str = "reference"
+  init: str = "torch"
   adam_beta1: float = 0.9
   adam_beta2: float = 0.999
+  adam_epsilon: float = 1e-8
+  adam_variant: str = "torch"
   avae_alpha: float = 0.3
   avae_beta: float = 0.1
   avae_gamma: float = 0.1
@@ -314,6 +341,14 @@ class ExperimentConfig:
     need(self.as_kernel in AS_KERNELS, f"--as_kernel must be one of {AS_KERNELS}")
     need(self.as_squash in AS_SQUASH, f"--as_squash must be one of {AS_SQUASH}")
     need(self.anneal in ANNEAL, f"--anneal must be one of {ANNEAL}")
+    need(self.anneal_origin in ANNEAL_ORIGINS,
+         f"--anneal_origin must be one of {ANNEAL_ORIGINS}; got {self.anneal_origin!r}")
+    need(self.warmup_loss in WARMUP_LOSSES,
+         f"--warmup_loss must be one of {WARMUP_LOSSES}; got {self.warmup_loss!r}")
+    need(self.init in INITS, f"--init must be one of {INITS}; got {self.init!r}")
+    need(self.adam_epsilon > 0, f"--adam_epsilon must be > 0; got {self.adam_epsilon}")
+    need(self.adam_variant in ADAM_VARIANTS,
+         f"--adam_variant must be one of {ADAM_VARIANTS}; got {self.adam_variant!r}")
     need(self.bad_images in BAD_IMAGES, f"--bad_images must be one of {BAD_IMAGES}")
     need(self.nan_policy in NAN_POLICIES,
          f"--nan_policy must be one of {NAN_POLICIES}; got {self.nan_policy!r}")

@@ -81,8 +81,15 @@ class LossHParams:
     as_decoder_kl_squashed: the reference computes the decoder-phase `kl_rec`, `kl_fake` from
       the squashed values too.
     anneal: `"linear"` (paper eq. 9) or `"tanh"` (reference code) schedule of `c`.
-    rec_target_grad: False = METHOD.md (`rec(sg(x_r), D(z_r))` in the encoder's expELBO);
-      True = the reference code, whose target `rec` is not detached there.
+    anneal_origin: `"start"` (paper eq. 9 and `A_VAE.py`: `i` = the iteration counted from the
+      first, warm-up included, `T` = all iterations) or `"warmup_end"` (`i`, `T` count only the
+      steps after `num_vae`).
+    rec_target_grad: True = the reference code (and METHOD.md): the target `x_r` inside
+      `rec(x_r, D(z_r))` of the encoder's expELBO is not detached, so part of the encoder's
+      gradient flows through `x_r = D(z)`; False = `rec(sg(x_r), D(z_r))`.
+    warmup_loss: the `num_vae` warm-up's loss: `"reference"` = `beta_rec * rec + beta_kl * kl`
+      as the reference trainers (no scale `s`); `"scaled"` = `s * (...)`. The `vae` method's
+      own steps always use `s * (...)` (METHOD.md).
   """
   beta_rec: float = 1.0
   beta_kl: float = 1.0
@@ -96,7 +103,9 @@ class LossHParams:
   as_reduction_decoder: str = "mean"
   as_decoder_kl_squashed: bool = True
   anneal: str = "tanh"
-  rec_target_grad: bool = False
+  anneal_origin: str = "start"
+  rec_target_grad: bool = True
+  warmup_loss: str = "reference"
 
 
 class _PerReplica:
@@ -134,8 +143,9 @@ class IntrospectiveVAE(keras.Model):
     global_batch_size: batch size summed over replicas; losses are averaged over it.
     hparams: `LossHParams`.
     total_steps: the run's `--train_steps`.
-    num_vae: the run's VAE warm-up steps; AS-IntroVAE's annealing runs over the introspective
-      steps: `i = step - num_vae`, `T = total_steps - num_vae` (the reference has no warm-up).
+    num_vae: the run's VAE warm-up steps (`LossHParams.warmup_loss`); with
+      `LossHParams.anneal_origin="warmup_end"` AS-IntroVAE's annealing runs over the
+      introspective steps only: `i = step - num_vae`, `T = total_steps - num_vae`.
     seed: int, seed of the stateless noise.
     nan_policy: one of `NAN_POLICIES`.
 
@@ -490,8 +500,15 @@ class IntrospectiveVAE(keras.Model):
     return step, [name for i, name in enumerate(self.checked_terms) if bits >> i & 1]
 
   def vae_step(self, x):
-    """One ELBO step on E and D: `L = s * mean(beta_rec * rec + beta_kl * kl)` (METHOD.md)."""
+    """One ELBO step on E and D.
+
+    The `vae` method: `L = s * mean(beta_rec * rec + beta_kl * kl)` (METHOD.md). The warm-up
+    of the introspective methods (`vae_phase`) with `warmup_loss="reference"`:
+    `L = mean(beta_rec * rec + beta_kl * kl)` (no `s`), as the reference's `num_vae` loop
+    (`train_soft_intro_vae_2d.py`: `loss = beta_rec * loss_rec + beta_kl * loss_kl`).
+    """
     hp = self.hparams
+    scale = self.scale if (self.method == "vae" or hp.warmup_loss == "scaled") else 1.0
     eps = self._normal(1)
     e_vars = self.encoder.trainable_variables
     d_vars = self.decoder.trainable_variables
@@ -503,7 +520,7 @@ class IntrospectiveVAE(keras.Model):
       x_r = self.decoder(losses.reparameterize(mu, logvar, eps), training=True)
       rec = losses.reconstruction_error(x, x_r)
       kl = losses.gaussian_kl(mu, logvar)
-      loss = self._mean(losses.vae_loss(rec, kl, scale=self.scale, beta_rec=hp.beta_rec,
+      loss = self._mean(losses.vae_loss(rec, kl, scale=scale, beta_rec=hp.beta_rec,
                                         beta_kl=hp.beta_kl))
     if scaled:
       grads_e = self._gradients(tape, loss, e_vars, self.encoder_optimizer)
@@ -517,7 +534,7 @@ class IntrospectiveVAE(keras.Model):
                          + self._finite_checks(None, grads_d, self.decoder_optimizer))
     self._apply(self.encoder_optimizer, grads_e, e_vars, "encoder", loss)
     self._apply(self.decoder_optimizer, grads_d, d_vars, "decoder")
-    return {"loss": tf.reduce_mean(losses.vae_loss(rec, kl, scale=self.scale,
+    return {"loss": tf.reduce_mean(losses.vae_loss(rec, kl, scale=scale,
                                                    beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)),
             "rec": tf.reduce_mean(rec), "kl_real": tf.reduce_mean(kl)}
 
@@ -662,8 +679,12 @@ class ASIntroVAE(SoftIntroVAE):
     return mu, logvar
 
   def _coefficient(self):
-    i = tf.maximum(tf.cast(self.step, tf.int64) - self.num_vae, 0)
-    total = max(self.total_steps - self.num_vae, 1)
+    """`c(i)` of as-introvae.md eq. 9 (`LossHParams.anneal`, `anneal_origin`)."""
+    if self.hparams.anneal_origin == "start":
+      i, total = tf.cast(self.step, tf.int64), max(self.total_steps, 1)
+    else:
+      i = tf.maximum(tf.cast(self.step, tf.int64) - self.num_vae, 0)
+      total = max(self.total_steps - self.num_vae, 1)
     return losses.annealing_coefficient(i, total, self.hparams.anneal)
 
   def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):

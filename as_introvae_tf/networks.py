@@ -62,6 +62,43 @@ _BN_EPSILON = 1e-5
 # nn.LeakyReLU(0.2) in the reference.
 _LEAKY_SLOPE = 0.2
 
+INITS = ("torch", "keras")
+"""Weight initializations (`--init`). `torch` (default, the reference's): PyTorch's defaults
+for `nn.Linear` / `nn.Conv2d`, weights AND biases uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]
+(`kaiming_uniform_(a=sqrt(5))` gives gain sqrt(1/3) * sqrt(3 / fan_in) = 1/sqrt(fan_in); the
+bias bound is 1/sqrt(fan_in) in `reset_parameters`), fan_in = in_features, or
+in_channels * kh * kw for a convolution. `keras`: Keras' defaults (Glorot-uniform weights, zero
+biases). BatchNorm starts at gamma 1, beta 0 under both."""
+
+
+def initializers(init: str, fan_in: int, use_bias: bool = True) -> dict:
+    """Keyword arguments `kernel_initializer` (and `bias_initializer`) of one layer.
+
+    Args:
+      init: one of `INITS`.
+      fan_in: the layer's fan-in: input features of a Dense layer, kh * kw * in_channels of a
+        convolution.
+      use_bias: whether the layer has a bias.
+
+    Returns:
+      dict for `keras.layers.Dense(...)` / `Conv2D(...)`; empty for `init="keras"`. Each call
+      makes new initializer objects (unseeded: they draw from Keras' global seed, set by
+      `keras.utils.set_random_seed`), so no two layers share their draws.
+
+    Raises:
+      ValueError: unknown `init` or a non-positive `fan_in`.
+    """
+    if init not in INITS:
+        raise ValueError(f"`init` must be one of {INITS}, got {init!r}")
+    fan_in = _check_positive_int("fan_in", fan_in)
+    if init == "keras":
+        return {}
+    bound = 1.0 / fan_in**0.5
+    kwargs = {"kernel_initializer": keras.initializers.RandomUniform(-bound, bound)}
+    if use_bias:
+        kwargs["bias_initializer"] = keras.initializers.RandomUniform(-bound, bound)
+    return kwargs
+
 
 @keras.saving.register_keras_serializable(package="as_introvae_tf")
 class SplitHalves(keras.layers.Layer):
@@ -155,12 +192,13 @@ def _bottom_size(image_size: int, filters: Sequence[int]) -> int:
 # ----------------------------------------------------------------------------
 
 
-def _mlp_trunk(x, num_hidden: int, num_layers: int, dtype=None):
+def _mlp_trunk(x, num_hidden: int, num_layers: int, dtype=None, init="torch"):
     # input Linear + ReLU, then num_layers x (Linear + ReLU), as in EncoderSimple/DecoderSimple.
-    h = keras.layers.Dense(num_hidden, activation="relu", name="fc_in", dtype=dtype)(x)
+    h = keras.layers.Dense(num_hidden, activation="relu", name="fc_in", dtype=dtype,
+                           **initializers(init, x.shape[-1]))(x)
     for i in range(num_layers):
         h = keras.layers.Dense(num_hidden, activation="relu", name=f"hidden_{i + 1}",
-                               dtype=dtype)(h)
+                               dtype=dtype, **initializers(init, num_hidden))(h)
     return h
 
 
@@ -179,6 +217,7 @@ def build_mlp_encoder(
     num_layers: int = 3,
     name: str = "encoder",
     dtype=None,
+    init: str = "torch",
 ) -> keras.Model:
     """MLP encoder q(z|x) for vector data (2-D toy datasets).
 
@@ -195,6 +234,8 @@ def build_mlp_encoder(
       name: model name.
       dtype: dtype policy of the hidden layers: None (float32) or "mixed_float16" /
         "mixed_bfloat16" (16-bit compute, float32 variables). The output layer is float32.
+      init: weight initialization, one of `INITS` ("torch": the reference's PyTorch
+        defaults; "keras": Glorot-uniform weights, zero biases).
 
     Returns:
       keras.Model: input float32 [B, x_dim] (any real values) -> [mu, logvar], each
@@ -206,8 +247,9 @@ def build_mlp_encoder(
     x_dim, z_dim, num_hidden, num_layers = _check_mlp_sizes(x_dim, z_dim, num_hidden, num_layers)
 
     x = keras.Input(shape=(x_dim,), dtype="float32", name="x")
-    h = _mlp_trunk(x, num_hidden, num_layers, dtype)
-    y = keras.layers.Dense(2 * z_dim, name="fc_out", dtype="float32")(h)
+    h = _mlp_trunk(x, num_hidden, num_layers, dtype, init)
+    y = keras.layers.Dense(2 * z_dim, name="fc_out", dtype="float32",
+                           **initializers(init, num_hidden))(h)
     mu, logvar = SplitHalves(name="split_mu_logvar", dtype="float32")(y)
     return keras.Model(x, [mu, logvar], name=name)
 
@@ -219,6 +261,7 @@ def build_mlp_decoder(
     num_layers: int = 3,
     name: str = "decoder",
     dtype=None,
+    init: str = "torch",
 ) -> keras.Model:
     """MLP decoder p(x|z) for vector data (2-D toy datasets).
 
@@ -236,6 +279,8 @@ def build_mlp_decoder(
       name: model name.
       dtype: dtype policy of the hidden layers: None (float32) or "mixed_float16" /
         "mixed_bfloat16" (16-bit compute, float32 variables). The output layer is float32.
+      init: weight initialization, one of `INITS` ("torch": the reference's PyTorch
+        defaults; "keras": Glorot-uniform weights, zero biases).
 
     Returns:
       keras.Model: input float32 [B, z_dim] -> float32 [B, x_dim], unbounded.
@@ -246,8 +291,9 @@ def build_mlp_decoder(
     x_dim, z_dim, num_hidden, num_layers = _check_mlp_sizes(x_dim, z_dim, num_hidden, num_layers)
 
     z = keras.Input(shape=(z_dim,), dtype="float32", name="z")
-    h = _mlp_trunk(z, num_hidden, num_layers, dtype)
-    x = keras.layers.Dense(x_dim, name="fc_out", dtype="float32")(h)
+    h = _mlp_trunk(z, num_hidden, num_layers, dtype, init)
+    x = keras.layers.Dense(x_dim, name="fc_out", dtype="float32",
+                           **initializers(init, num_hidden))(h)
     return keras.Model(z, x, name=name)
 
 
@@ -262,7 +308,8 @@ def _batch_norm(name: str, dtype=None):
                                            dtype=dtype)
 
 
-def _residual_block(x, in_channels: int, out_channels: int, name: str, dtype=None):
+def _residual_block(x, in_channels: int, out_channels: int, name: str, dtype=None,
+                    init="torch"):
     """Port of the reference `ResidualBlock(inc, outc, scale=1.0)` (groups=1).
 
     identity = Conv1x1(outc, no bias)(x) if inc != outc else x
@@ -278,16 +325,16 @@ def _residual_block(x, in_channels: int, out_channels: int, name: str, dtype=Non
     if in_channels != out_channels:
         identity = keras.layers.Conv2D(
             out_channels, 1, padding="valid", use_bias=False, name=f"{name}_conv_expand",
-            dtype=dtype,
+            dtype=dtype, **initializers(init, in_channels, use_bias=False),
         )(x)
     else:
         identity = x
     h = keras.layers.Conv2D(out_channels, 3, padding="same", use_bias=False, name=f"{name}_conv1",
-                            dtype=dtype)(x)
+                            dtype=dtype, **initializers(init, 9 * in_channels, use_bias=False))(x)
     h = _batch_norm(f"{name}_bn1", dtype)(h)
     h = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"{name}_relu1", dtype=dtype)(h)
     h = keras.layers.Conv2D(out_channels, 3, padding="same", use_bias=False, name=f"{name}_conv2",
-                            dtype=dtype)(h)
+                            dtype=dtype, **initializers(init, 9 * out_channels, use_bias=False))(h)
     h = _batch_norm(f"{name}_bn2", dtype)(h)
     h = keras.layers.Add(name=f"{name}_add", dtype=dtype)([h, identity])
     return keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"{name}_relu2", dtype=dtype)(h)
@@ -309,6 +356,7 @@ def build_image_encoder(
     filters: Sequence[int] | None = None,
     name: str = "encoder",
     dtype=None,
+    init: str = "torch",
 ) -> keras.Model:
     """Residual convolutional encoder q(z|x) for square images.
 
@@ -329,6 +377,7 @@ def build_image_encoder(
       name: model name.
       dtype: dtype policy of the hidden layers: None (float32) or "mixed_float16" /
         "mixed_bfloat16" (16-bit compute, float32 variables). The mu/logvar head is float32.
+      init: weight initialization, one of `INITS` (see `build_mlp_encoder`).
 
     Returns:
       keras.Model: input float32 [B, image_size, image_size, image_channels] (NHWC;
@@ -347,19 +396,20 @@ def build_image_encoder(
     x = keras.Input(shape=(image_size, image_size, image_channels), dtype="float32", name="x")
     cc = filters[0]
     h = keras.layers.Conv2D(cc, 5, padding="same", use_bias=False, name="stem_conv",
-                            dtype=dtype)(x)
+                            dtype=dtype, **initializers(init, 25 * image_channels, use_bias=False))(x)
     h = _batch_norm("stem_bn", dtype)(h)
     h = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name="stem_relu", dtype=dtype)(h)
     h = keras.layers.AveragePooling2D(2, name="stem_pool", dtype=dtype)(h)
     sz = image_size // 2
     for ch in filters[1:]:
-        h = _residual_block(h, cc, ch, name=f"res_in_{sz}", dtype=dtype)
+        h = _residual_block(h, cc, ch, name=f"res_in_{sz}", dtype=dtype, init=init)
         h = keras.layers.AveragePooling2D(2, name=f"down_to_{sz // 2}", dtype=dtype)(h)
         cc, sz = ch, sz // 2
-    h = _residual_block(h, cc, cc, name=f"res_in_{sz}", dtype=dtype)
+    h = _residual_block(h, cc, cc, name=f"res_in_{sz}", dtype=dtype, init=init)
     assert sz == bottom
     h = keras.layers.Flatten(name="flatten", dtype=dtype)(h)
-    y = keras.layers.Dense(2 * z_dim, name="fc", dtype="float32")(h)
+    y = keras.layers.Dense(2 * z_dim, name="fc", dtype="float32",
+                           **initializers(init, bottom * bottom * cc))(h)
     mu, logvar = SplitHalves(name="split_mu_logvar", dtype="float32")(y)
     return keras.Model(x, [mu, logvar], name=name)
 
@@ -371,6 +421,7 @@ def build_image_decoder(
     filters: Sequence[int] | None = None,
     name: str = "decoder",
     dtype=None,
+    init: str = "torch",
 ) -> keras.Model:
     """Residual convolutional decoder p(x|z) for square images.
 
@@ -397,6 +448,7 @@ def build_image_decoder(
       name: model name.
       dtype: dtype policy of the hidden layers: None (float32) or "mixed_float16" /
         "mixed_bfloat16" (16-bit compute, float32 variables). The output conv is float32.
+      init: weight initialization, one of `INITS` (see `build_mlp_encoder`).
 
     Returns:
       keras.Model: input float32 [B, z_dim] -> float32
@@ -411,18 +463,19 @@ def build_image_decoder(
     )
     z = keras.Input(shape=(z_dim,), dtype="float32", name="z")
     cc = filters[-1]
-    h = keras.layers.Dense(bottom * bottom * cc, activation="relu", name="fc", dtype=dtype)(z)
+    h = keras.layers.Dense(bottom * bottom * cc, activation="relu", name="fc", dtype=dtype,
+                           **initializers(init, z_dim))(z)
     h = keras.layers.Reshape((bottom, bottom, cc), name="reshape", dtype=dtype)(h)
     sz = bottom
     for ch in filters[::-1]:
-        h = _residual_block(h, cc, ch, name=f"res_in_{sz}", dtype=dtype)
+        h = _residual_block(h, cc, ch, name=f"res_in_{sz}", dtype=dtype, init=init)
         h = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up_to_{sz * 2}",
                                       dtype=dtype)(h)
         cc, sz = ch, sz * 2
-    h = _residual_block(h, cc, cc, name=f"res_in_{sz}", dtype=dtype)
+    h = _residual_block(h, cc, cc, name=f"res_in_{sz}", dtype=dtype, init=init)
     assert sz == image_size
     x = keras.layers.Conv2D(image_channels, 5, padding="same", use_bias=True, name="predict",
-                            dtype="float32")(h)
+                            dtype="float32", **initializers(init, 25 * cc))(h)
     return keras.Model(z, x, name=name)
 
 
@@ -435,6 +488,7 @@ def build_networks(
     z_dim: int,
     filters: Sequence[int] | None = None,
     dtype=None,
+    init: str = "torch",
 ) -> tuple[keras.Model, keras.Model]:
     """Builds a matching (encoder, decoder) pair.
 
@@ -448,6 +502,7 @@ def build_networks(
       z_dim: latent dimension.
       filters: filters per level for "image"; default `default_filters(image_size)`.
       dtype: dtype policy of the hidden layers (see `build_mlp_encoder`).
+      init: weight initialization, one of `INITS` (see `build_mlp_encoder`).
 
     Returns:
       (encoder, decoder) Keras models, named "encoder" and "decoder"; see the
@@ -458,8 +513,8 @@ def build_networks(
         "image", or any error of the builders.
     """
     if kind == "mlp":
-        return (build_mlp_encoder(x_dim=x_dim, z_dim=z_dim, dtype=dtype),
-                build_mlp_decoder(x_dim=x_dim, z_dim=z_dim, dtype=dtype))
+        return (build_mlp_encoder(x_dim=x_dim, z_dim=z_dim, dtype=dtype, init=init),
+                build_mlp_decoder(x_dim=x_dim, z_dim=z_dim, dtype=dtype, init=init))
     if kind == "image":
         if image_size is None or image_channels is None:
             raise ValueError(
@@ -467,7 +522,9 @@ def build_networks(
                 f"image_size={image_size!r}, image_channels={image_channels!r}"
             )
         return (
-            build_image_encoder(image_size, image_channels, z_dim, filters, dtype=dtype),
-            build_image_decoder(image_size, image_channels, z_dim, filters, dtype=dtype),
+            build_image_encoder(image_size, image_channels, z_dim, filters, dtype=dtype,
+                                init=init),
+            build_image_decoder(image_size, image_channels, z_dim, filters, dtype=dtype,
+                                init=init),
         )
     raise ValueError(f"`kind` must be 'mlp' or 'image', got {kind!r}")

@@ -30,6 +30,7 @@ from as_introvae_tf import data
 from as_introvae_tf import distribute
 from as_introvae_tf import models
 from as_introvae_tf import networks
+from as_introvae_tf import optimizers
 from as_introvae_tf import precision
 from as_introvae_tf import visualize
 
@@ -60,10 +61,26 @@ class Run:
 
 
 def _learning_rate(config):
+  """`--lr`, or MultiStepLR: `lr * lr_gamma**k` from the k-th milestone on.
+
+  PyTorch's `MultiStepLR(milestones=[m])`, stepped once per iteration, gives the decayed rate
+  to the update of iteration m (0-based) and later ones. Keras evaluates the schedule at the
+  optimizer's `iterations` (= the 0-based index of the update being applied), and
+  `PiecewiseConstantDecay` switches AFTER a boundary (`step > boundary`), so the boundary is
+  m - 1.
+  """
   if not config.lr_milestones:
     return config.lr
   values = [config.lr * config.lr_gamma ** k for k in range(len(config.lr_milestones) + 1)]
-  return keras.optimizers.schedules.PiecewiseConstantDecay(list(config.lr_milestones), values)
+  return keras.optimizers.schedules.PiecewiseConstantDecay(
+      [m - 1 for m in config.lr_milestones], values)
+
+
+def adam(config, learning_rate, **kwargs):
+  """Adam with the run's variant, betas and epsilon (`--adam_variant`, `--adam_beta1/2`,
+  `--adam_epsilon`; `optimizers.adam`)."""
+  return optimizers.adam(config.adam_variant, learning_rate, beta_1=config.adam_beta1,
+                         beta_2=config.adam_beta2, epsilon=config.adam_epsilon, **kwargs)
 
 
 def build_networks(config, spec):
@@ -73,11 +90,13 @@ def build_networks(config, spec):
   if spec.kind == "2d":
     return (networks.build_mlp_encoder(x_dim=spec.shape[0], z_dim=config.z_dim,
                                        num_hidden=config.num_hidden,
-                                       num_layers=config.num_layers, dtype=dtype),
+                                       num_layers=config.num_layers, dtype=dtype,
+                                       init=config.init),
             build_decoder(config, spec))
   height, _, channels = spec.shape
   return networks.build_networks("image", image_size=height, image_channels=channels,
-                                 z_dim=config.z_dim, filters=config.filters, dtype=dtype)
+                                 z_dim=config.z_dim, filters=config.filters, dtype=dtype,
+                                 init=config.init)
 
 
 def build_decoder(config, spec, name="decoder"):
@@ -86,10 +105,11 @@ def build_decoder(config, spec, name="decoder"):
   if spec.kind == "2d":
     return networks.build_mlp_decoder(x_dim=spec.shape[0], z_dim=config.z_dim,
                                       num_hidden=config.num_hidden,
-                                      num_layers=config.num_layers, name=name, dtype=dtype)
+                                      num_layers=config.num_layers, name=name, dtype=dtype,
+                                      init=config.init)
   height, _, channels = spec.shape
   return networks.build_image_decoder(height, channels, config.z_dim, filters=config.filters,
-                                      name=name, dtype=dtype)
+                                      name=name, dtype=dtype, init=config.init)
 
 
 def build_model(config, spec, strategy):
@@ -116,11 +136,9 @@ def build_model(config, spec, strategy):
         global_batch_size=config.batch_size, hparams=hparams, total_steps=config.train_steps,
         num_vae=config.num_vae, seed=config.seed, nan_policy=config.nan_policy,
         name=config.method, **extra)
-    betas = dict(beta_1=config.adam_beta1, beta_2=config.adam_beta2)
-    encoder_optimizer = keras.optimizers.Adam(_learning_rate(config), **betas)
-    decoder_optimizer = keras.optimizers.Adam(
-        _learning_rate(config), use_ema=config.ema_decay > 0,
-        ema_momentum=config.ema_decay or 0.99, **betas)
+    encoder_optimizer = adam(config, _learning_rate(config))
+    decoder_optimizer = adam(config, _learning_rate(config), use_ema=config.ema_decay > 0,
+                             ema_momentum=config.ema_decay or 0.99)
     optimizers = (cls.extra_optimizers(config, _learning_rate(config))
                   if hasattr(cls, "extra_optimizers") else {})
     encoder_optimizer, decoder_optimizer = (

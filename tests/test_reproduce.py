@@ -19,7 +19,7 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   out = tmp_path / "c1.md"
   args = ["tools/reproduce_2d.py", "--table=c1c3", "--settings=C1", "--methods=as_introvae",
           "--seeds=0,1", "--train_steps=4", "--eval_draws=1", f"--workroot={tmp_path}",
-          f"--out={out}"]
+          f"--out={out}", f"--results_dir={tmp_path / 'results'}"]
   stdout = _run(args)
   table = out.read_text()
   assert "Budget: 4 training steps per run (reference: 30000), seeds 0,1" in table
@@ -27,13 +27,46 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   assert len(row) == 1 and "+-" in row[0] and "KL 3.4" in row[0]  # the paper's number
   saved = json.loads((tmp_path / "c1.md.json").read_text())
   kls = [r["kl"] for r in saved["results"]["C1/as_introvae"]]
-  per_run = [json.loads((tmp_path / "c1c3" / "C1_as_introvae" / f"seed{s}" / "eval" /
+  per_run = [json.loads((tmp_path / "c1c3" / "C1_as_introvae" / f"4_seed{s}" / "eval" /
                          "metrics.json").read_text())["metrics"]["kl"] for s in (0, 1)]
   assert kls == per_run
   assert stdout.count("C1 as_introvae seed") == 2
-  # a second invocation reuses both trained and evaluated runs: same numbers
-  _run(args)
+  # one result file per run, with what a reader needs to trust and redo it
+  result = json.loads((tmp_path / "results" / "c1c3" / "C1_as_introvae_4_seed1.json")
+                      .read_text())
+  assert result["metrics"]["kl"] == kls[1] and result["seed"] == 1
+  assert result["train_steps"] == 4 and result["flagfile"] == "configs/8gaussians_as_introvae.flags"
+  assert result["flags_changed"]["beta_rec"] == 0.1 and result["flags_changed"]["seed"] == 1
+  assert result["flags_changed"]["num_vae"] == 0  # the warm-up scaled to the budget
+  assert len(result["commit"]) >= 40 and result["cpu"] and result["train_wall_s"] > 0
+  # a second invocation trains nothing: the table comes from the result files alone
+  (tmp_path / "c1c3").rename(tmp_path / "moved")
+  stdout = _run(args)
   assert json.loads((tmp_path / "c1.md.json").read_text()) == saved
+  assert not (tmp_path / "c1c3").exists()
+  # the README block is replaced by the table, the rest kept
+  readme = tmp_path / "README.md"
+  readme.write_text("intro\n<!-- BEGIN reproduce_2d c1c3 4 -->\nold\n"
+                    "<!-- END reproduce_2d c1c3 4 -->\nrest\n")
+  _run(args + ["--assemble_only", f"--readme={readme}"])
+  text = readme.read_text()
+  assert text.startswith("intro\n") and text.endswith("rest\n") and "old" not in text
+  assert "| C1 | as_introvae |" in text
+
+
+def test_reproduce_2d_variant_needs_a_tag_and_writes_its_own_results(tmp_path):
+  base = ["tools/reproduce_2d.py", "--table=datasets", "--datasets=8gaussians",
+          "--methods=soft_introvae", "--seeds=0", "--train_steps=3", "--eval_draws=1",
+          f"--workroot={tmp_path}", f"--results_dir={tmp_path / 'results'}"]
+  proc = subprocess.run([sys.executable] + base + ["--overrides=init=keras"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and "--tag" in proc.stderr
+  _run(base + ["--overrides=init=keras,rec_target_grad=false", "--tag=oldinit"])
+  result = json.loads((tmp_path / "results" / "datasets" /
+                       "8gaussians_soft_introvae_oldinit_3_seed0.json").read_text())
+  assert result["tag"] == "oldinit"
+  assert result["flags_changed"]["init"] == "keras"
+  assert result["flags_changed"]["rec_target_grad"] is False
 
 
 def test_reproduce_2d_names_an_unknown_setting(tmp_path):

@@ -6,16 +6,25 @@ Tables:
   datasets  soft-introvae.md Table 2: the four 2-D sets with the reference hyper-parameters
             (configs/<dataset>_<method>.flags)
 
-Each cell trains `configs/<dataset>_<method>.flags` with the overrides below in
-`--workroot/<table>/<cell>/seed<k>` (an existing run resumes or is reused), then evaluates it
-with `eval_lib.evaluate` (`--eval_draws` evaluation draws per run). A smaller `--train_steps`
-than the reference 30000 scales the warm-up (2000) and the learning-rate milestones
-(10000, 15000) by the same factor; the table states the budget.
+Each run trains `configs/<dataset>_<method>.flags` with the overrides below in
+`--workroot/<table>/<cell>/seed<k>` (an existing run resumes or is reused), evaluates it with
+`eval_lib.evaluate` (`--eval_draws` evaluation draws per run), and writes one small JSON per
+finished run to `--results_dir` (default `results/2d`): method, dataset, cell, seed, steps,
+every flag that differs from the flagfile, the commit, the CPU, wall times and the metrics.
+A run whose result file exists is skipped, so a table grows a few runs at a time, across
+days and machines; tables are assembled from those files alone (`--assemble_only` trains
+nothing). A smaller `--train_steps` than the reference 30000 scales the warm-up (2000) and the
+learning-rate milestones (10000, 15000) by the same factor; the table states the budget.
+`--overrides=init=keras,rec_target_grad=false --tag=NAME` runs a variant (A/B experiments);
+its results carry the tag and form their own table.
 
-  python tools/reproduce_2d.py --table=c1c3 --seeds=0,1,2 --train_steps=30000
-  python tools/reproduce_2d.py --table=datasets --seeds=0,1,2 --train_steps=5000 --out=results/2d.md
+  python tools/reproduce_2d.py --table=datasets --datasets=8gaussians --methods=soft_introvae --seeds=0,1,2
+  python tools/reproduce_2d.py --table=c1c3 --methods=soft_introvae,as_introvae --seeds=0
+  python tools/reproduce_2d.py --table=c1c3 --assemble_only --readme=README.md
 
-Writes a Markdown table to stdout and to `--out`, and the raw numbers to `--out` + `.json`.
+Writes a Markdown table to stdout and to `--out` (default WORKROOT/TABLE.md), the raw numbers
+to `--out` + `.json`, and with `--readme` replaces the README block between
+`<!-- BEGIN reproduce_2d TABLE STEPS[ TAG] -->` and `<!-- END reproduce_2d ... -->`.
 """
 
 import json
@@ -66,12 +75,47 @@ _SETTINGS = flags.DEFINE_list("settings", list(COMBOS), "Hyper-parameter combina
                               "(table=c1c3): C1, C2, C3.")
 _DRAWS = flags.DEFINE_integer("eval_draws", 3, "Evaluation draws per trained run.")
 _WORKROOT = flags.DEFINE_string("workroot", "runs/reproduce_2d", "Where the runs go.")
+_RESULTS = flags.DEFINE_string("results_dir", os.path.join(ROOT, "results", "2d"),
+                               "One JSON per finished run (committed to git); runs with a "
+                               "result here are skipped.")
+_OVERRIDES = flags.DEFINE_list("overrides", [], "FLAG=VALUE changes to every run's config "
+                               "(e.g. init=keras,rec_target_grad=false); needs --tag.")
+_TAG = flags.DEFINE_string("tag", "", "Name of a variant (--overrides); part of the result "
+                           "file names and the table's heading.")
 _ASSEMBLE = flags.DEFINE_boolean("assemble_only", False, "Train nothing: build the table from "
-                                 "the runs already evaluated (cells show how many seeds).")
+                                 "the result files (cells show how many seeds).")
 _OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/TABLE.md).")
+_README = flags.DEFINE_string("readme", None, "Also replace this file's block "
+                              "`<!-- BEGIN reproduce_2d TABLE STEPS[ TAG] -->` ... "
+                              "`<!-- END reproduce_2d TABLE STEPS[ TAG] -->` by the table.")
+
+METRIC_KEYS = ("kl", "jsd", "gnelbo", "modes_covered", "high_quality_fraction")
 
 
-def _config(dataset, method, seed, steps, workdir, betas=None):
+def _parse_overrides(items):
+  """{field: value} from FLAG=VALUE strings, typed like the config's fields."""
+  defaults = config_lib.ExperimentConfig()
+  out = {}
+  for item in items:
+    name, sep, raw = item.partition("=")
+    name = name.strip().lstrip("-")
+    if not sep or not hasattr(defaults, name):
+      raise app.UsageError(f"--overrides: {item!r} is not FLAG=VALUE with a known flag")
+    current = getattr(defaults, name)
+    if isinstance(current, bool):
+      if raw.lower() not in ("true", "false", "1", "0"):
+        raise app.UsageError(f"--overrides: {name} takes true or false; got {raw!r}")
+      out[name] = raw.lower() in ("true", "1")
+    elif isinstance(current, int):
+      out[name] = int(raw)
+    elif isinstance(current, float):
+      out[name] = float(raw)
+    else:
+      out[name] = raw
+  return out
+
+
+def _config(dataset, method, seed, steps, workdir, betas=None, overrides=None):
   config = config_lib.from_flagfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags"))
   ratio = steps / REFERENCE_STEPS
   changes = dict(seed=seed, train_steps=steps, workdir=workdir, verbose="0",
@@ -81,7 +125,17 @@ def _config(dataset, method, seed, steps, workdir, betas=None):
                  checkpoint_every_steps=max(1, steps // 5), image_every_steps=steps)
   if betas is not None:
     changes.update(beta_kl=betas[0], beta_rec=betas[1], beta_neg=betas[2])
+  changes.update(overrides or {})
   return config.replace(**changes)
+
+
+def _flags_changed(config, dataset, method):
+  """{flag: value} where `config` differs from its flagfile (bookkeeping flags left out)."""
+  base = config_lib.from_flagfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags"))
+  skip = {"workdir", "verbose", "log_every_steps", "checkpoint_every_steps",
+          "image_every_steps"}
+  return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.to_dict().items()
+          if k not in skip and v != base.to_dict()[k]}
 
 
 def _cells():
@@ -101,77 +155,179 @@ def _fmt(values, scale=1.0):
   return f"{v.mean():.2f} +- {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
 
-def _saved_metrics(workdir, steps):
-  """The metrics of an earlier evaluation of the finished run in `workdir`, or None.
+def result_path(results_dir, table, cell, method, steps, seed, tag=""):
+  """`RESULTS/TABLE/CELL_METHOD[_TAG]_STEPS_seedK.json`."""
+  name = "_".join(p for p in (cell, method, tag, str(steps), f"seed{seed}") if p)
+  return os.path.join(results_dir, table, name + ".json")
 
-  Reused only when it evaluated step `steps` with the same `--eval_draws`, so that a table can
-  be assembled from runs trained by several invocations (e.g. one per seed, in parallel).
-  """
-  path = os.path.join(workdir, "eval", "metrics.json")
+
+def load_result(path, eval_draws=None):
+  """The result of a finished run, or None (missing, or evaluated with other draws)."""
   if not os.path.exists(path):
     return None
   with open(path) as f:
     saved = json.load(f)
-  if saved.get("step") != steps or saved.get("options", {}).get("eval_draws") != _DRAWS.value:
+  if eval_draws is not None and saved.get("eval_draws") != eval_draws:
     return None
-  return saved["metrics"]
+  return saved
+
+
+def _git_commit():
+  import subprocess  # pylint: disable=import-outside-toplevel
+  try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                            "as_introvae_tf", "configs", "tools"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+  return commit + ("+dirty" if dirty else "")
+
+
+def cpu_model():
+  """The CPU's model name and its vector extensions relevant to TensorFlow's kernels."""
+  name, found = "unknown", []
+  try:
+    with open("/proc/cpuinfo") as f:
+      text = f.read()
+  except OSError:
+    return name
+  for line in text.splitlines():
+    if line.startswith("model name"):
+      name = line.split(":", 1)[1].strip()
+    if line.startswith("flags"):
+      flags_ = set(line.split(":", 1)[1].split())
+      found = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in flags_]
+      break
+  return f"{name} ({', '.join(found) or 'no AVX2'}; {os.cpu_count()} cores)"
+
+
+def _write_result(path, config, dataset, method, cell, seed, steps, metrics, train_s, eval_s):
+  import datetime  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  result = {
+      "table": _TABLE.value, "cell": cell, "dataset": dataset, "method": method, "seed": seed,
+      "train_steps": steps, "tag": _TAG.value,
+      "flagfile": f"configs/{dataset}_{method}.flags",
+      "flags_changed": _flags_changed(config, dataset, method),
+      "commit": _git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+      "cpu": cpu_model(), "tensorflow": tf.__version__,
+      "train_wall_s": round(train_s, 1), "eval_wall_s": round(eval_s, 1),
+      "eval_draws": _DRAWS.value,
+      "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+  }
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(result, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(path + ".tmp", path)
+  return result
+
+
+def _table(results, seeds, steps):
+  """Markdown lines of the table over `_cells()` from {cell/method: [result, ...]}."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  tag = f", variant `{_TAG.value}` ({', '.join(_OVERRIDES.value)})" if _TAG.value else ""
+  cpus = sorted({r["cpu"] for rows in results.values() for r in rows})
+  walls = [r["train_wall_s"] for rows in results.values() for r in rows]
+  lines = [f"Budget: {steps} training steps per run (reference: {REFERENCE_STEPS}){tag}, "
+           f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
+           "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7.", ""]
+  if walls:
+    lines[0] += (f" Measured on {'; '.join(cpus)}; training took {min(walls) / 60:.0f}-"
+                 f"{max(walls) / 60:.0f} min per run.")
+  lines += [f"| {'setting' if _TABLE.value == 'c1c3' else 'dataset'} | method | KL | JSD | "
+            "gnELBO (1e-7) | modes (of 8) | seeds | paper |",
+            "|---|---|---|---|---|---|---|---|"]
+  for cell, dataset, method, _ in _cells():
+    rows = results.get(f"{cell}/{method}", [])
+    if not rows:
+      lines.append(f"| {cell} | {method} | not run | | | | | {PAPER.get((cell, method), '')} |")
+      continue
+    ms = [r["metrics"] for r in rows]
+    modes = (_fmt([m["modes_covered"] for m in ms])
+             if dataset == "8gaussians" and all("modes_covered" in m for m in ms) else "")
+    gnelbo = (_fmt([m["gnelbo"] for m in ms], 1e7) if all("gnelbo" in m for m in ms) else "")
+    per_seed = ", ".join(f"{r['seed']}: {r['metrics']['kl']:.2f}" for r in rows)
+    lines.append(f"| {cell} | {method} | {_fmt([m['kl'] for m in ms])} | "
+                 f"{_fmt([m['jsd'] for m in ms])} | {gnelbo} | {modes} | "
+                 f"{len(rows)} (KL {per_seed}) | {PAPER.get((cell, method), '')} |")
+  del np
+  return lines
+
+
+def replace_readme_block(path, key, text):
+  """Replaces the text between `<!-- BEGIN {key} -->` and `<!-- END {key} -->` in `path`.
+
+  Raises:
+    ValueError: the markers are missing (the message names them).
+  """
+  begin, end = f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
+  with open(path) as f:
+    content = f.read()
+  if begin not in content or end not in content:
+    raise ValueError(f"{path} has no block {begin} ... {end}: add both markers where the "
+                     "table belongs")
+  head, rest = content.split(begin, 1)
+  _, tail = rest.split(end, 1)
+  with open(path + ".tmp", "w") as f:
+    f.write(f"{head}{begin}\n{text}\n{end}{tail}")
+  os.replace(path + ".tmp", path)
 
 
 def main(argv):
   del argv
-  from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  tf.config.threading.set_inter_op_parallelism_threads(2)
-  tf.config.threading.set_intra_op_parallelism_threads(1)
-
+  overrides = _parse_overrides(_OVERRIDES.value)
+  if overrides and not _TAG.value:
+    raise app.UsageError("--overrides needs --tag (the variant's name in its result files)")
   seeds = [int(s) for s in _SEEDS.value]
   steps = _STEPS.value
+  cells = _cells()
   results = {}
   start = time.time()
-  for cell, dataset, method, betas in _cells():
+  for cell, dataset, method, betas in cells:
     for seed in seeds:
-      workdir = os.path.join(_WORKROOT.value, _TABLE.value, f"{cell}_{method}", f"seed{seed}")
-      config = _config(dataset, method, seed, steps, workdir, betas)
-      metrics = _saved_metrics(workdir, steps)
-      if metrics is None and _ASSEMBLE.value:
+      path = result_path(_RESULTS.value, _TABLE.value, cell, method, steps, seed, _TAG.value)
+      result = load_result(path, _DRAWS.value)
+      if result is None and _ASSEMBLE.value:
         continue
-      if metrics is None:
+      if result is None:
+        # pylint: disable=import-outside-toplevel
+        from as_introvae_tf import eval_lib
+        from as_introvae_tf import train_lib
+        # pylint: enable=import-outside-toplevel
+        tag = f"_{_TAG.value}" if _TAG.value else ""
+        workdir = os.path.join(_WORKROOT.value, _TABLE.value, f"{cell}_{method}{tag}",
+                               f"{steps}_seed{seed}")
+        config = _config(dataset, method, seed, steps, workdir, betas, overrides)
+        t0 = time.time()
         train_lib.train_and_evaluate(config)
+        t1 = time.time()
         options = eval_lib.EvalOptions(eval_draws=_DRAWS.value)
         metrics = eval_lib.evaluate(workdir, options, log=lambda *a: None)["metrics"]
-      results.setdefault(f"{cell}/{method}", []).append(
-          {k: metrics[k] for k in ("kl", "jsd", "gnelbo", "modes_covered",
-                                   "high_quality_fraction") if k in metrics})
-      print(f"[{time.time() - start:.0f}s] {cell} {method} seed {seed}: "
-            f"KL {metrics['kl']:.2f} JSD {metrics['jsd']:.2f} gnELBO {metrics['gnelbo']:.3e}",
+        result = _write_result(path, config, dataset, method, cell, seed, steps, metrics,
+                               t1 - t0, time.time() - t1)
+      results.setdefault(f"{cell}/{method}", []).append(result)
+      m = result["metrics"]
+      print(f"[{time.time() - start:.0f}s] {cell} {method} seed {seed}: KL {m['kl']:.2f} "
+            f"JSD {m['jsd']:.2f} gnELBO {m.get('gnelbo', float('nan')):.3e} -> {path}",
             flush=True)
 
-  lines = [f"Budget: {steps} training steps per run (reference: {REFERENCE_STEPS}), "
-           f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
-           "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7.", "",
-           f"| {'setting' if _TABLE.value == 'c1c3' else 'dataset'} | method | KL | JSD | "
-           "gnELBO (1e-7) | modes (of 8) | paper |",
-           "|---|---|---|---|---|---|---|"]
-  for cell, dataset, method, _ in _cells():
-    rows = results.get(f"{cell}/{method}", [])
-    if not rows:  # --assemble_only with no finished run in this cell
-      lines.append(f"| {cell} | {method} | not run | | | | {PAPER.get((cell, method), '')} |")
-      continue
-    seeds_note = f" (n={len(rows)})" if len(rows) != len(seeds) else ""
-    modes = (_fmt([r["modes_covered"] for r in rows])
-             if dataset == "8gaussians" and all("modes_covered" in r for r in rows) else "")
-    lines.append(f"| {cell} | {method} | {_fmt([r['kl'] for r in rows])}{seeds_note} | "
-                 f"{_fmt([r['jsd'] for r in rows])} | {_fmt([r['gnelbo'] for r in rows], 1e7)} "
-                 f"| {modes} | {PAPER.get((cell, method), '')} |")
-  table = "\n".join(lines)
+  table = "\n".join(_table(results, seeds, steps))
   print(table)
   out = _OUT.value or os.path.join(_WORKROOT.value, f"{_TABLE.value}.md")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out, "w") as f:
     f.write(table + "\n")
   with open(out + ".json", "w") as f:
-    json.dump({"train_steps": steps, "seeds": seeds, "results": results}, f, indent=2)
+    json.dump({"train_steps": steps, "seeds": seeds, "tag": _TAG.value,
+               "results": {k: [r["metrics"] for r in v] for k, v in results.items()}}, f,
+              indent=2)
+  if _README.value:
+    key = " ".join(p for p in ("reproduce_2d", _TABLE.value, str(steps), _TAG.value) if p)
+    replace_readme_block(_README.value, key, table)
 
 
 if __name__ == "__main__":
