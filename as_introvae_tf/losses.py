@@ -20,6 +20,7 @@ code `LOUEY233/AS-IntroVAE` (`A_VAE.py`, `utils.py`).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import tensorflow as tf
@@ -253,26 +254,76 @@ def annealing_coefficient(step, total_steps, mode="linear"):
   return tf.minimum(x, 1.0)
 
 
-def _reduce(values, reduction):
-  if reduction == "mean":
-    return tf.reduce_mean(values)
-  if reduction == "sum":
-    return tf.reduce_sum(values)
-  raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-
-
 def _per_dim_kernel(mu_a, var_a, mu_b, var_b):
-  """`[Na, Nb, D]` 1-D kernels `exp(-0.5 (mu_a - mu_b)^2 / (v_a + v_b)) / sqrt(v_a + v_b)`."""
+  """`[Na, Nb, D]` 1-D kernels `exp(-0.5 (mu_a - mu_b)^2 / (v_a + v_b)) / sqrt(v_a + v_b)`.
+
+  The plain expression, kept as the independent form the tests differentiate."""
   var = var_a[:, None, :] + var_b[None, :, :]
   diff = mu_a[:, None, :] - mu_b[None, :, :]
   return tf.exp(-0.5 * tf.square(diff) / var) * tf.math.rsqrt(var)
 
 
 def _product_log_kernel(mu_a, var_a, mu_b, var_b):
-  """`[Na, Nb]` log of `N(mu_a; mu_b, S_a + S_b)`, the probability-product kernel (TFP)."""
+  """`[Na, Nb]` log of `N(mu_a; mu_b, S_a + S_b)`, the probability-product kernel (TFP).
+
+  The distribution-object form, kept as the independent form the tests differentiate."""
   scale = tf.sqrt(var_a[:, None, :] + var_b[None, :, :])
   kernel = tfd.Independent(tfd.Normal(loc=mu_b[None, :, :], scale=scale), 1)
   return kernel.log_prob(mu_a[:, None, :])
+
+
+def _kernel_block(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, reduction):
+  """`R_ij k(a_i, b_j)` (times `exp(-log_shift)` for `product`) with a hand-fused gradient.
+
+  One pass over the `[Na, Nb, D]` pairs computes the kernel values and keeps what the gradient
+  needs; the gradient is written out (d = mu_a - mu_b, V = v_a + v_b, per dimension):
+  `dk/dmu_a = -k d / V = -dk/dmu_b`, `dk/dv_a = dk/dv_b = 0.5 k (d^2 / V - 1) / V`, with k the
+  1-D kernel (`per_dim`, summed over d) or the whole D-dimensional kernel (`product`). The same
+  values as autodiff of `_per_dim_kernel` / `_product_log_kernel` (tested), in about a third
+  of the elementwise passes, and no distribution objects inside the `[Na, Nb, D]` work.
+
+  Args:
+    mu_a, var_a: float32 `[Na, D]` means and variances; mu_b, var_b: float32 `[Nb, D]`.
+    log_shift: float32 scalar subtracted from every log-kernel (`product` only; a constant,
+      no gradient).
+    kernel: `"per_dim"` or `"product"`; reduction: `"mean"` or `"sum"` over i, j (and d for
+      `per_dim`).
+
+  Returns:
+    float32 scalar.
+  """
+  if reduction == "mean":
+    count = tf.cast(tf.shape(mu_a)[0] * tf.shape(mu_b)[0], tf.float32)
+    if kernel == "per_dim":
+      count *= tf.cast(tf.shape(mu_a)[1], tf.float32)
+  else:
+    count = tf.constant(1.0)
+  dim = tf.cast(tf.shape(mu_a)[1], tf.float32)
+
+  @tf.custom_gradient
+  def block(mu_a, var_a, mu_b, var_b):
+    inv = 1.0 / (var_a[:, None, :] + var_b[None, :, :])   # 1 / V          [Na, Nb, D]
+    diff = mu_a[:, None, :] - mu_b[None, :, :]             # d
+    ratio = diff * inv                                      # d / V
+    sq = diff * ratio                                       # d^2 / V
+    if kernel == "per_dim":
+      k = tf.exp(-0.5 * sq) * tf.sqrt(inv)                  # [Na, Nb, D]
+    else:
+      log_k = (0.5 * tf.reduce_sum(tf.math.log(inv) - sq, axis=-1)
+               - 0.5 * dim * math.log(2.0 * math.pi) - log_shift)
+      k = tf.exp(log_k)[:, :, None]                          # [Na, Nb, 1]
+    value = tf.reduce_sum(k) / count
+
+    def grad(upstream):
+      w = (upstream / count) * k
+      g_mu = w * ratio                                       # d value / d mu_b; -that for mu_a
+      g_var = 0.5 * w * (sq - 1.0) * inv                     # d value / d v_a = d / d v_b
+      return (-tf.reduce_sum(g_mu, axis=1), tf.reduce_sum(g_var, axis=1),
+              tf.reduce_sum(g_mu, axis=0), tf.reduce_sum(g_var, axis=0))
+
+    return value, grad
+
+  return block(mu_a, var_a, mu_b, var_b)
 
 
 def as_distance(mu_a, logvar_a, mu_b, logvar_b, *, kernel="per_dim", reduction="mean"):
@@ -304,22 +355,23 @@ def as_distance(mu_a, logvar_a, mu_b, logvar_b, *, kernel="per_dim", reduction="
   Raises:
     ValueError: unknown `kernel` or `reduction`.
   """
+  if kernel not in AS_KERNELS:
+    raise ValueError(f"kernel must be one of {AS_KERNELS}, got {kernel!r}")
+  if reduction not in REDUCTIONS:
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
   var_a, var_b = tf.exp(logvar_a), tf.exp(logvar_b)
+  blocks = functools.partial(_kernel_block, kernel=kernel, reduction=reduction)
   if kernel == "per_dim":
-    k_aa = _reduce(_per_dim_kernel(mu_a, var_a, mu_a, var_a), reduction)
-    k_bb = _reduce(_per_dim_kernel(mu_b, var_b, mu_b, var_b), reduction)
-    k_ab = _reduce(_per_dim_kernel(mu_a, var_a, mu_b, var_b), reduction)
-    return k_aa + k_bb - 2.0 * k_ab
-  if kernel == "product":
-    if reduction not in REDUCTIONS:
-      raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    log_aa = _product_log_kernel(mu_a, var_a, mu_a, var_a)
-    log_bb = _product_log_kernel(mu_b, var_b, mu_b, var_b)
-    log_ab = _product_log_kernel(mu_a, var_a, mu_b, var_b)
-    # Factor out the largest log-kernel; exact in value and gradient (exp(m) * sum exp(l - m)).
-    m = tf.stop_gradient(tf.reduce_max(tf.stack(
-        [tf.reduce_max(log_aa), tf.reduce_max(log_bb), tf.reduce_max(log_ab)])))
-    total = (_reduce(tf.exp(log_aa - m), reduction) + _reduce(tf.exp(log_bb - m), reduction)
-             - 2.0 * _reduce(tf.exp(log_ab - m), reduction))
-    return tf.exp(m) * total
-  raise ValueError(f"kernel must be one of {AS_KERNELS}, got {kernel!r}")
+    zero = tf.constant(0.0)
+    return (blocks(mu_a, var_a, mu_a, var_a, zero) + blocks(mu_b, var_b, mu_b, var_b, zero)
+            - 2.0 * blocks(mu_a, var_a, mu_b, var_b, zero))
+  # product: factor out the largest log-kernel, exp(m) * sum exp(l - m) (exact in value and
+  # gradient). By Cauchy-Schwarz (the kernel is positive definite) k(a, b) <=
+  # sqrt(k(a, a) k(b, b)), so the largest is on a diagonal: log k(a, a) =
+  # -0.5 sum_d log(4 pi v_a,d), found in O(N D) instead of over all pairs.
+  diagonal = -0.5 * tf.reduce_sum(tf.math.log(4.0 * math.pi * tf.concat([var_a, var_b], 0)),
+                                  axis=-1)
+  m = tf.stop_gradient(tf.reduce_max(diagonal))
+  total = (blocks(mu_a, var_a, mu_a, var_a, m) + blocks(mu_b, var_b, mu_b, var_b, m)
+           - 2.0 * blocks(mu_a, var_a, mu_b, var_b, m))
+  return tf.exp(m) * total

@@ -211,3 +211,38 @@ def test_as_distance_rejects_unknown_kernel_and_reduction():
     losses.as_distance(z, z, z, z, kernel="per_dim", reduction="max")
   with pytest.raises(ValueError, match="reduction"):
     losses.as_distance(z, z, z, z, kernel="product", reduction="max")
+
+
+def _autodiff_as_distance(mu_a, lv_a, mu_b, lv_b, kernel, reduction):
+  """The AS-Distance from the plain kernel expressions (`_per_dim_kernel`, TFP's
+  `_product_log_kernel`) with TF's own autodiff: the independent form of the fused one."""
+  red = tf.reduce_mean if reduction == "mean" else tf.reduce_sum
+  va, vb = tf.exp(lv_a), tf.exp(lv_b)
+  if kernel == "per_dim":
+    k = losses._per_dim_kernel  # pylint: disable=protected-access
+    return red(k(mu_a, va, mu_a, va)) + red(k(mu_b, vb, mu_b, vb)) - 2 * red(k(mu_a, va, mu_b, vb))
+  lk = losses._product_log_kernel  # pylint: disable=protected-access
+  return (red(tf.exp(lk(mu_a, va, mu_a, va))) + red(tf.exp(lk(mu_b, vb, mu_b, vb)))
+          - 2 * red(tf.exp(lk(mu_a, va, mu_b, vb))))
+
+
+@pytest.mark.parametrize("kernel,reduction,dim", [
+    ("per_dim", "mean", 3), ("per_dim", "sum", 2), ("product", "mean", 2),
+    ("product", "sum", 2), ("product", "mean", 6)])
+def test_as_distance_fused_gradient_equals_autodiff_of_the_plain_kernel(kernel, reduction, dim):
+  """The hand-written gradient of the fused kernel blocks against TF's autodiff of the plain
+  expressions, for every input (including a batch passed on both sides of a block)."""
+  args = [tf.constant(_np(5, dim, scale=0.5)), tf.constant(_np(5, dim, scale=0.3) - 0.5),
+          tf.constant(_np(4, dim, scale=0.5) + 0.2), tf.constant(_np(4, dim, scale=0.3) - 0.5)]
+  grads = {}
+  for name, fn in (("fused", losses.as_distance), ("autodiff", _autodiff_as_distance)):
+    with tf.GradientTape() as tape:
+      tape.watch(args)
+      value = (fn(*args, kernel=kernel, reduction=reduction) if name == "fused"
+               else fn(*args, kernel, reduction))
+    grads[name] = (float(value), tape.gradient(value, args))
+  np.testing.assert_allclose(grads["fused"][0], grads["autodiff"][0], rtol=1e-5)
+  for g_fused, g_auto in zip(grads["fused"][1], grads["autodiff"][1]):
+    scale = float(np.abs(g_auto.numpy()).max())
+    assert scale > 0
+    np.testing.assert_allclose(g_fused.numpy(), g_auto.numpy(), rtol=1e-4, atol=1e-5 * scale)
