@@ -121,9 +121,12 @@ def _two_d_config(workdir, **overrides):
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-  straight = _two_d_config(tmp_path / "straight", train_steps=6)
+  # The interruption is simulated by a first segment with train_steps=2. AS-IntroVAE's c(i)
+  # depends on T = train_steps from the first iteration on (--anneal_origin=start), so this
+  # test counts from the warm-up's end, where c = 0 for the first segment's one step.
+  straight = _two_d_config(tmp_path / "straight", train_steps=6, anneal_origin="warmup_end")
   train_lib.train_and_evaluate(straight)
-  resumed = _two_d_config(tmp_path / "resumed", train_steps=2)
+  resumed = _two_d_config(tmp_path / "resumed", train_steps=2, anneal_origin="warmup_end")
   train_lib.train_and_evaluate(resumed)
   train_lib.train_and_evaluate(resumed.replace(train_steps=6))
   a = train_lib.build_run(straight).model
