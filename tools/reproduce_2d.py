@@ -203,6 +203,22 @@ def cpu_model():
   return f"{name} ({', '.join(found) or 'no AVX2'}; {os.cpu_count()} cores)"
 
 
+def training_wall_seconds(workdir):
+  """Seconds from the first to the last TensorBoard event of the run in `workdir` (all
+  segments of a resumed run, pauses between them included), or None without events."""
+  import glob  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  times = []
+  for path in glob.glob(os.path.join(workdir, "tensorboard", "train", "events.out.tfevents.*")):
+    try:
+      for event in tf.compat.v1.train.summary_iterator(path):
+        if event.summary.value:
+          times.append(event.wall_time)
+    except tf.errors.DataLossError:  # a run killed while writing: keep what was read
+      pass
+  return max(times) - min(times) if len(times) > 1 else None
+
+
 def _write_result(path, config, dataset, method, cell, seed, steps, metrics, train_s, eval_s):
   import datetime  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -214,7 +230,8 @@ def _write_result(path, config, dataset, method, cell, seed, steps, metrics, tra
       "commit": _git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
       "cpu": cpu_model(), "tensorflow": tf.__version__,
-      "train_wall_s": round(train_s, 1), "eval_wall_s": round(eval_s, 1),
+      "train_wall_s": None if train_s is None else round(train_s, 1),
+      "eval_wall_s": round(eval_s, 1),
       "eval_draws": _DRAWS.value,
       "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
   }
@@ -231,13 +248,16 @@ def _table(results, seeds, steps):
   import numpy as np  # pylint: disable=import-outside-toplevel
   tag = f", variant `{_TAG.value}` ({', '.join(_OVERRIDES.value)})" if _TAG.value else ""
   cpus = sorted({r["cpu"] for rows in results.values() for r in rows})
-  walls = [r["train_wall_s"] for rows in results.values() for r in rows]
+  walls = [r["train_wall_s"] for rows in results.values() for r in rows
+           if r.get("train_wall_s")]
   lines = [f"Budget: {steps} training steps per run (reference: {REFERENCE_STEPS}){tag}, "
            f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
            "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7.", ""]
-  if walls:
-    lines[0] += (f" Measured on {'; '.join(cpus)}; training took {min(walls) / 60:.0f}-"
-                 f"{max(walls) / 60:.0f} min per run.")
+  if cpus:
+    lines[0] += f" Measured on {'; '.join(cpus)}"
+    lines[0] += (f"; training took {min(walls) / 60:.0f}-{max(walls) / 60:.0f} min per run "
+                 "(first to last TensorBoard event, with other jobs sharing the cores)."
+                 if walls else ".")
   lines += [f"| {'setting' if _TABLE.value == 'c1c3' else 'dataset'} | method | KL | JSD | "
             "gnELBO (1e-7) | modes (of 8) | seeds | paper |",
             "|---|---|---|---|---|---|---|---|"]
@@ -302,13 +322,12 @@ def main(argv):
         workdir = os.path.join(_WORKROOT.value, _TABLE.value, f"{cell}_{method}{tag}",
                                f"{steps}_seed{seed}")
         config = _config(dataset, method, seed, steps, workdir, betas, overrides)
-        t0 = time.time()
         train_lib.train_and_evaluate(config)
         t1 = time.time()
         options = eval_lib.EvalOptions(eval_draws=_DRAWS.value)
         metrics = eval_lib.evaluate(workdir, options, log=lambda *a: None)["metrics"]
         result = _write_result(path, config, dataset, method, cell, seed, steps, metrics,
-                               t1 - t0, time.time() - t1)
+                               training_wall_seconds(workdir), time.time() - t1)
       results.setdefault(f"{cell}/{method}", []).append(result)
       m = result["metrics"]
       print(f"[{time.time() - start:.0f}s] {cell} {method} seed {seed}: KL {m['kl']:.2f} "
