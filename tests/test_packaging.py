@@ -158,3 +158,27 @@ def test_license_and_citation():
   with open(os.path.join(ROOT, "CITATION.cff")) as f:
     cff = f.read()
   assert "cff-version" in cff and "AS-IntroVAE" in cff
+
+
+def test_training_command_runs_the_packaged_quickstart_from_another_folder(tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the command hides TensorFlow's notices itself
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  proc = subprocess.run(
+      [sys.executable, "-m", "as_introvae_tf.train", "--flagfile=configs/quickstart.flags",
+       "--workdir=q", "--train_steps=2", "--num_vae=1", "--batch_size=8", "--filters=4,8",
+       "--z_dim=4", "--log_every_steps=1", "--checkpoint_every_steps=2",
+       "--image_every_steps=2"],
+      cwd=elsewhere, capture_output=True, text=True, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith("as_introvae on fashion_mnist (28x28x1), 2 steps")
+  assert lines[1].startswith("step 1/2 (50%)") and "rec: " in lines[1]
+  assert lines[2].startswith("step 2/2 (100%)") and "steps/s - ETA 0s" in lines[2]
+  assert lines[3].startswith("step 2: saved checkpoint ")
+  assert lines[4].startswith("Trained to step 2")
+  for noise in ("oneDNN", "cuda", "absl::InitializeLog", "Sharding callback", "I0000"):
+    assert noise not in proc.stderr, proc.stderr
+  assert (elsewhere / "q" / "samples.png").exists()
+  assert (elsewhere / "q" / "reconstructions.png").exists()
