@@ -535,7 +535,8 @@ def train_and_evaluate(config):
   if chief:
     write_pngs(workdir, render_samples(model, spec, fixed))
     with open(os.path.join(workdir, "metrics_train.json"), "w") as f:
-      json.dump({"step": final_step, "metrics": last_metrics}, f, indent=2)
+      json.dump({"step": final_step, "metrics": last_metrics,
+                 "example_shape": list(spec.shape)}, f, indent=2)
   logging.info("Done at step %d; samples in %s", final_step, samples_png)
   return {"step": final_step, "metrics": last_metrics, "samples_png": samples_png}
 

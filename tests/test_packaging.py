@@ -182,3 +182,10 @@ def test_training_command_runs_the_packaged_quickstart_from_another_folder(tmp_p
     assert noise not in proc.stderr, proc.stderr
   assert (elsewhere / "q" / "samples.png").exists()
   assert (elsewhere / "q" / "reconstructions.png").exists()
+  # The README's Python one-liner on the result
+  proc = subprocess.run(
+      [sys.executable, "-c", "import as_introvae_tf as a; m=a.load('q'); print(m.sample(4).shape)"],
+      cwd=elsewhere, capture_output=True, text=True, timeout=300, env=env)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip() == "(4, 28, 28, 1)"
+  assert "oneDNN" not in proc.stderr
