@@ -59,10 +59,14 @@ def define_flags(flag_values=FLAGS):
   f = _Definer(flag_values)
   f.DEFINE_enum("method", "as_introvae", METHODS, "Training method.")
   f.DEFINE_string("dataset", "fashion_mnist",
-                  "8gaussians | 2spirals | checkerboard | rings | fashion_mnist | cifar10 | "
-                  "folder:PATH (image folder, e.g. ../shared/data/cifar10 or CelebA's "
-                  "img_align_celeba) | tfds:NAME (a prepared TFDS data_dir).")
-  f.DEFINE_string("data_dir", None, "TFDS data_dir for --dataset=tfds:NAME.")
+                  "8gaussians | 2spirals | checkerboard | rings (2-D toy data) | mnist | "
+                  "fashion_mnist | cifar10 | cifar100 | svhn | celeb_a (found on disk, else "
+                  "downloaded with TensorFlow Datasets into --data_dir on first use) | "
+                  "folder:PATH (your image folder, e.g. CelebA's img_align_celeba) | tfds:NAME "
+                  "(a dataset already prepared in --data_dir).")
+  f.DEFINE_string("data_dir", None, "TensorFlow Datasets folder: where standard datasets are "
+                  "looked for and downloaded (default the TFDS cache, ~/tensorflow_datasets); "
+                  "required for --dataset=tfds:NAME.")
   f.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples. "
                   "Running the same command again resumes from its last checkpoint.")
   f.DEFINE_integer("train_steps", 10000, "Total training steps (iterations), warm-up included.")
