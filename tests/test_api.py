@@ -141,3 +141,20 @@ def test_importing_the_package_defines_no_flags_and_imports_no_tensorflow():
                         text=True, timeout=60)
   assert proc.stdout.strip() == "ok", proc.stderr
   assert tf.__version__  # (this process has TensorFlow; the child did not need it)
+
+
+@pytest.mark.large
+def test_the_example_script_trains_loads_samples_and_interpolates(tmp_path):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+      [sys.executable, os.path.join(root, "examples", "quickstart.py"),
+       f"--workdir={tmp_path / 'q'}", "--train_steps=5"],
+      cwd=tmp_path, capture_output=True, text=True, timeout=900,
+      env=dict(os.environ, PYTHONPATH=root))
+  assert proc.returncode == 0, proc.stderr
+  assert "16 samples (16, 28, 28, 1)" in proc.stdout
+  assert "interpolation (8, 28, 28, 1)" in proc.stdout
+  grid = tf.io.decode_png(tf.io.read_file(str(tmp_path / "q" / "example_interpolation.png")))
+  assert grid.shape == (28, 8 * 28, 1)
