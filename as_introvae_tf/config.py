@@ -6,7 +6,9 @@ before any work starts, raising `ConfigError` with a message that names the flag
 allowed values. Only the thin mains (`train.py`, ...) read flags; libraries take a config.
 
 Flagfiles (`configs/*.flags`) start with `--flagfile=configs/base.flags` and list only what
-differs; flags given on the command line after `--flagfile` override the file.
+differs; flags given on the command line after `--flagfile` override the file. The configs ship
+inside the package (`configs_dir()`); `expand_flagfiles` resolves `--flagfile=configs/NAME.flags`
+(and the `configs/base.flags` include) from any working directory.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import textwrap
 
 from absl import flags
 
@@ -56,10 +59,14 @@ def define_flags(flag_values=FLAGS):
   f = _Definer(flag_values)
   f.DEFINE_enum("method", "as_introvae", METHODS, "Training method.")
   f.DEFINE_string("dataset", "fashion_mnist",
-                  "8gaussians | 2spirals | checkerboard | rings | fashion_mnist | cifar10 | "
-                  "folder:PATH (image folder, e.g. ../shared/data/cifar10 or CelebA's "
-                  "img_align_celeba) | tfds:NAME (a prepared TFDS data_dir).")
-  f.DEFINE_string("data_dir", None, "TFDS data_dir for --dataset=tfds:NAME.")
+                  "8gaussians | 2spirals | checkerboard | rings (2-D toy data) | mnist | "
+                  "fashion_mnist | cifar10 | cifar100 | svhn | celeb_a (found on disk, else "
+                  "downloaded with TensorFlow Datasets into --data_dir on first use) | "
+                  "folder:PATH (your image folder, e.g. CelebA's img_align_celeba) | tfds:NAME "
+                  "(a dataset already prepared in --data_dir).")
+  f.DEFINE_string("data_dir", None, "TensorFlow Datasets folder: where standard datasets are "
+                  "looked for and downloaded (default the TFDS cache, ~/tensorflow_datasets); "
+                  "required for --dataset=tfds:NAME.")
   f.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples. "
                   "Running the same command again resumes from its last checkpoint.")
   f.DEFINE_integer("train_steps", 10000, "Total training steps (iterations), warm-up included.")
@@ -146,11 +153,12 @@ def define_flags(flag_values=FLAGS):
   f.DEFINE_integer("seed", 0, "Random seed (weights, data order, noise).")
   f.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy: default (one "
                 "device), mirrored (all local GPUs, else the CPU), multi_worker (TF_CONFIG).")
-  f.DEFINE_integer("log_every_steps", 100, "Steps between TensorBoard scalar logs (one Keras "
-                   "'epoch' of the progress bar).")
+  f.DEFINE_integer("log_every_steps", 100, "Steps between TensorBoard scalar logs (and "
+                   "between progress lines when the output is not a terminal).")
   f.DEFINE_integer("checkpoint_every_steps", 1000, "Steps between checkpoints.")
   f.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept in WORKDIR/checkpoints.")
-  f.DEFINE_integer("image_every_steps", 1000, "Steps between TensorBoard image grids.")
+  f.DEFINE_integer("image_every_steps", 1000, "Steps between TensorBoard image grids and "
+                   "refreshes of WORKDIR/samples.png and reconstructions.png.")
   f.DEFINE_enum("bad_images", "fail", BAD_IMAGES, "Corrupt or non-image files in an image "
                 "folder: fail (error naming the file) or skip (count and report them).")
   f.DEFINE_enum("nan_policy", "stop", NAN_POLICIES, "A batch whose losses or gradients are "
@@ -176,8 +184,9 @@ def define_flags(flag_values=FLAGS):
                    "on an idle 2-core machine, up to 2x when other processes share the cores "
                    "(BUILD.md).")
   f.DEFINE_integer("intra_op_threads", 0, "TensorFlow intra-op threads (0 = TF default).")
-  f.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress output: 1 = bar, "
-                "2 = one line per log window, 0 = silent.")
+  f.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Progress output: 1 = one bar "
+                "over the whole run (step/train_steps, steps/s, ETA, key metrics), 2 = one plain "
+                "line per log window, 0 = silent; auto = the bar on a terminal, else lines.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,16 +391,261 @@ def from_flagfile(path, *args):
   """The `ExperimentConfig` of a flagfile (and further `--flag=value` args), unvalidated.
 
   Reads a private `FlagValues`, so the process's own flags are untouched (tools that train
-  many configs in one process use this). Flagfiles include `configs/base.flags` relative to
-  the repository root: call with the working directory there.
+  many configs in one process use this). `path` is resolved as `resolve_flagfile` does, so
+  `from_flagfile("configs/quickstart.flags")` works from any working directory.
 
   Raises:
     absl.flags.Error: a missing flagfile or a bad flag value.
   """
   values = flags.FlagValues()
   define_flags(values)
-  values(["config", f"--flagfile={path}", *args])
+  values(expand_flagfiles(["config", f"--flagfile={path}", *args]))
   return ExperimentConfig.from_flags(values)
+
+
+# === Packaged configs and flagfile resolution ================================================
+
+CONFIGS_ENV = "AS_INTROVAE_CONFIGS"
+"""Environment variable: a folder searched for flagfiles before the packaged configs."""
+
+
+def configs_dir():
+  """The folder of the packaged flagfiles (`quickstart.flags`, `base.flags`, ...).
+
+  An installed package has them in `as_introvae_tf/configs/`; a source checkout (or an
+  editable install) in `<repository>/configs/`.
+
+  Raises:
+    FileNotFoundError: neither exists (a broken installation).
+  """
+  here = os.path.dirname(os.path.abspath(__file__))
+  for candidate in (os.path.join(here, "configs"), os.path.join(os.path.dirname(here), "configs")):
+    if os.path.isfile(os.path.join(candidate, "base.flags")):
+      return candidate
+  raise FileNotFoundError(f"the packaged configs are missing (no base.flags in {here}/configs "
+                          "or beside the package): reinstall as_introvae_tf")
+
+
+def list_configs():
+  """Names of the packaged configs (without `.flags`), sorted; `base` is only an include."""
+  return sorted(f[:-len(".flags")] for f in os.listdir(configs_dir())
+                if f.endswith(".flags") and f != "base.flags")
+
+
+def config_path(name):
+  """The path of packaged config `name` (`"quickstart"`, `"quickstart.flags"` or
+  `"configs/quickstart.flags"`).
+
+  Raises:
+    FileNotFoundError: no such packaged config (the message lists the available ones).
+  """
+  base = os.path.basename(str(name))
+  if not base.endswith(".flags"):
+    base += ".flags"
+  path = os.path.join(configs_dir(), base)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no packaged config {name!r}; available: {', '.join(list_configs())}")
+  return path
+
+
+def resolve_flagfile(path, including=None):
+  """Where `--flagfile=PATH` points, from any working directory.
+
+  Tried in order: PATH as given (absolute, or relative to the working directory); for a
+  flagfile included by another one, PATH relative to the including file's folder and to its
+  parent (the includes are written relative to the repository root: `configs/base.flags`);
+  `$AS_INTROVAE_CONFIGS/NAME`; the packaged config `NAME` (`configs_dir()`), where NAME is
+  PATH's file name when PATH is `NAME`, `NAME.flags` or `configs/NAME.flags`.
+
+  Raises:
+    absl.flags.Error: nothing found (the message lists where it looked and the packaged
+      configs).
+  """
+  path = os.path.expanduser(str(path))
+  tried = [os.path.abspath(path)]
+  if os.path.isfile(path):
+    return path
+  if os.path.isabs(path):
+    raise flags.Error(f"--flagfile={path}: no such file")
+  candidates = []
+  if including:
+    folder = os.path.dirname(os.path.abspath(including))
+    candidates += [os.path.join(folder, path), os.path.join(os.path.dirname(folder), path)]
+  parts = os.path.normpath(path).split(os.sep)
+  if len(parts) == 1 or (len(parts) == 2 and parts[0] == "configs"):
+    name = parts[-1] if parts[-1].endswith(".flags") else parts[-1] + ".flags"
+    if os.environ.get(CONFIGS_ENV):
+      candidates.append(os.path.join(os.path.expanduser(os.environ[CONFIGS_ENV]), name))
+    try:
+      candidates.append(os.path.join(configs_dir(), name))
+    except FileNotFoundError:
+      pass
+  for candidate in candidates:
+    if os.path.isfile(candidate):
+      return candidate
+  tried += [os.path.abspath(c) for c in candidates]
+  try:
+    available = f"; packaged configs: {', '.join(list_configs())}"
+  except FileNotFoundError:
+    available = ""
+  raise flags.Error(f"--flagfile={path}: file not found (looked for "
+                    f"{', '.join(dict.fromkeys(tried))}){available}")
+
+
+def _flagfile_lines(path, stack):
+  """The flag lines of a flagfile with its includes expanded in place (absl's format: blank
+  lines and lines starting with `#` or `//` are skipped)."""
+  real = os.path.realpath(path)
+  if real in stack:
+    raise flags.Error(f"--flagfile={path}: circular include ({' -> '.join(stack + [real])})")
+  try:
+    with open(path) as f:
+      lines = f.readlines()
+  except OSError as e:
+    raise flags.Error(f"--flagfile={path}: cannot read it ({e.strerror})") from None
+  out = []
+  for line in lines:
+    text = line.strip()
+    if not text or text.startswith("#") or text.startswith("//"):
+      continue
+    if text.startswith(("--flagfile=", "-flagfile=")):
+      include = resolve_flagfile(text.split("=", 1)[1].strip(), including=path)
+      out += _flagfile_lines(include, stack + [real])
+    else:
+      out.append(text)
+  return out
+
+
+def expand_flagfiles(argv):
+  """`argv` with every `--flagfile=PATH` (or `--flagfile PATH`) replaced by the file's flags.
+
+  Each flagfile and each include is found with `resolve_flagfile`, so the packaged configs
+  work from any working directory while a `configs/X.flags` beside the working directory
+  still wins. Order is kept: later flags override earlier ones, as in absl. Arguments after
+  `--` are left alone.
+
+  Raises:
+    absl.flags.Error: a flagfile that cannot be found or read, or a circular include.
+  """
+  out = [argv[0]] if argv else []
+  args = list(argv[1:])
+  i = 0
+  while i < len(args):
+    arg = args[i]
+    if arg == "--":
+      out += args[i:]
+      break
+    path = None
+    if arg.startswith(("--flagfile=", "-flagfile=")):
+      path = arg.split("=", 1)[1]
+    elif arg in ("--flagfile", "-flagfile") and i + 1 < len(args):
+      i += 1
+      path = args[i]
+    if path is None:
+      out.append(arg)
+    elif path:  # absl ignores an empty --flagfile=
+      out += _flagfile_lines(resolve_flagfile(path), [])
+    i += 1
+  return out
+
+
+# === Help ====================================================================================
+
+FLAG_GROUPS = (
+    ("Method and losses", (
+        "method", "beta_rec", "beta_kl", "beta_neg", "gamma_r", "num_vae", "margin",
+        "introvae_alpha", "as_kernel", "as_squash", "as_reduction_encoder",
+        "as_reduction_decoder", "as_decoder_kl_squashed", "anneal", "anneal_origin",
+        "rec_target_grad", "warmup_loss", "avae_alpha", "avae_beta", "avae_gamma", "avae_eta",
+        "pid_ki", "pid_kp", "pid_kd", "avae_clip_k", "gp_lambda", "n_critic")),
+    ("Data", ("dataset", "data_dir", "image_size", "channels", "bad_images")),
+    ("Network", ("z_dim", "filters", "num_hidden", "num_layers", "init")),
+    ("Training", (
+        "train_steps", "batch_size", "lr", "lr_milestones", "lr_gamma", "adam_beta1",
+        "adam_beta2", "adam_epsilon", "adam_variant", "ema_decay", "seed", "nan_policy",
+        "max_consecutive_skips")),
+    ("Distribution and precision", (
+        "strategy", "mixed_precision", "jit_compile", "steps_per_execution", "deterministic",
+        "inter_op_threads", "intra_op_threads")),
+    ("Bookkeeping", (
+        "workdir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+        "image_every_steps", "verbose")),
+)
+"""The training flags by concern, in the order `--help` lists them (every flag exactly once)."""
+
+_REF = "S-IntroVAE/AS-IntroVAE reference code"
+FLAG_SOURCES = {
+    "method": "AS-IntroVAE (Lu et al., ACML 2022), this project's main method",
+    "beta_rec": "reference image settings (../shared/design/METHOD.md)",
+    "beta_kl": "reference image settings",
+    "beta_neg": "reference image settings (Fashion-MNIST, CIFAR-10)",
+    "gamma_r": "S-IntroVAE paper and code",
+    "num_vae": "AS-IntroVAE image code (no warm-up); the 2-D reference uses 2000",
+    "introvae_alpha": "IntroVAE paper (Huang et al. 2018)",
+    "as_kernel": "AS-IntroVAE reference code (A_VAE.py)",
+    "as_squash": "AS-IntroVAE reference code",
+    "as_reduction_encoder": "AS-IntroVAE reference code",
+    "as_reduction_decoder": "AS-IntroVAE reference code",
+    "as_decoder_kl_squashed": "AS-IntroVAE reference code",
+    "anneal": "AS-IntroVAE reference code",
+    "anneal_origin": "AS-IntroVAE paper eq. 9 and A_VAE.py",
+    "rec_target_grad": _REF,
+    "warmup_loss": _REF,
+    "avae_alpha": "Khan et al. 2018, Sec. 4",
+    "avae_beta": "Khan et al. 2018, Sec. 4",
+    "avae_gamma": "Khan et al. 2018, Sec. 4",
+    "avae_eta": "Khan et al. 2018, eq. 10",
+    "pid_ki": "Khan et al. 2018, eq. 12",
+    "pid_kp": "Khan et al. 2018, eq. 12",
+    "pid_kd": "Khan et al. 2018, eq. 12",
+    "avae_clip_k": "BEGAN (the AVAE paper does not say)",
+    "gp_lambda": "Gulrajani et al. 2017",
+    "n_critic": "Gulrajani et al. 2017",
+    "filters": "reference channel table for --image_size",
+    "z_dim": "reference Fashion-MNIST setting",
+    "num_hidden": "S-IntroVAE 2-D reference",
+    "num_layers": "S-IntroVAE 2-D reference",
+    "init": "reference (PyTorch's default initialisation)",
+    "lr": _REF,
+    "lr_gamma": "S-IntroVAE 2-D reference (MultiStepLR)",
+    "adam_beta1": "reference (PyTorch Adam defaults)",
+    "adam_beta2": "reference (PyTorch Adam defaults)",
+    "adam_epsilon": "reference (PyTorch Adam default)",
+    "adam_variant": "reference (PyTorch Adam)",
+    "ema_decay": "AS-IntroVAE reference code",
+    "batch_size": "reference Fashion-MNIST setting",
+    "image_size": "the dataset's own size",
+    "channels": "the dataset's own channels",
+}
+"""Where each flag's default comes from; flags not listed are this project's choice."""
+
+
+def _format_value(value):
+  if isinstance(value, (list, tuple)):
+    return ",".join(str(v) for v in value) if value else "(empty)"
+  if value is None:
+    return "(unset)"
+  return str(value)
+
+
+def format_help(flag_values=FLAGS, width=100):
+  """The grouped help of the training flags: one block per `FLAG_GROUPS` entry, each flag with
+  its help text, default, the source of the default, and the value set by a flagfile or the
+  command line (if any)."""
+  lines = []
+  wrap = textwrap.TextWrapper(width=width, initial_indent="      ", subsequent_indent="      ")
+  for group, names in FLAG_GROUPS:
+    lines += ["", f"{group}:"]
+    for name in names:
+      flag = flag_values[name]
+      lines.append(f"  --{name}")
+      lines += wrap.wrap(flag.help)
+      info = f"default: {_format_value(flag.default)}"
+      info += f"; source: {FLAG_SOURCES.get(name, 'project default')}"
+      if flag.present:
+        info += f"; now: {_format_value(flag.value)}"
+      lines += wrap.wrap(f"[{info}]")
+  return "\n".join(lines)
 
 
 def save_config(config, workdir):

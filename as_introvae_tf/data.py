@@ -5,10 +5,19 @@ What a ``--dataset`` string means (:func:`parse_dataset`):
 * ``8gaussians``, ``2spirals``, ``checkerboard``, ``rings``: 2-D toy data, sampled afresh for every
   batch with the S-IntroVAE reference's formulas (:func:`sample_2d` in NumPy; the pipeline uses
   its TensorFlow twin :func:`sample_2d_tf`); points float32 ``[B, 2]``.
-* ``fashion_mnist``: the original IDX files of the Debian package ``dataset-fashion-mnist``
-  (``/usr/share/datasets/fashion-mnist/``), 60,000 train / 10,000 test (``t10k``) 28x28 grey images.
-* ``cifar10``: shortcut for ``folder:<shared data>/cifar10``, where ``<shared data>`` is
-  ``$AS_INTROVAE_SHARED_DATA`` if set, else ``<repo root>/../shared/data``.
+* Standard datasets (``STANDARD_DATASETS``: ``mnist``, ``fashion_mnist``, ``cifar10``,
+  ``cifar100``, ``svhn``, ``celeb_a``): from what is already on disk, else downloaded through
+  TensorFlow Datasets on first use (:func:`resolve_standard`), in this order:
+
+  1. ``fashion_mnist`` only: the original IDX files of the Debian package
+     ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist/``), 60,000 train / 10,000
+     test (``t10k``) 28x28 grey images;
+  2. a prepared TFDS dataset in ``--data_dir`` (default the TFDS cache,
+     ``~/tensorflow_datasets``);
+  3. ``cifar10`` only: the JPEG folder ``<shared data>/cifar10`` when it exists (this
+     repository's tests: ``$AS_INTROVAE_SHARED_DATA``, else ``<repo root>/../shared/data``);
+  4. a TFDS download into ``--data_dir`` when the network answers;
+  5. otherwise a ``FileNotFoundError`` naming what to download or install.
 * ``folder:PATH``: an image folder, ``PATH/{train,test}/<class>/<img>``, ``PATH/<class>/<img>`` or
   flat ``PATH/<img>``. When ``PATH`` has ``train``/``test`` subfolders the requested split's
   subfolder is used; otherwise every image under ``PATH`` belongs to every split.
@@ -48,8 +57,23 @@ SHARED_DATA_ENV = "AS_INTROVAE_SHARED_DATA"
 # Where find_bad_images keeps its results ("" disables); default $XDG_CACHE_HOME or ~/.cache.
 CACHE_DIR_ENV = "AS_INTROVAE_CACHE_DIR"
 
+STANDARD_DATASETS = {
+    "mnist": "mnist",
+    "fashion_mnist": "fashion_mnist",
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
+    "svhn": "svhn_cropped",
+    "celeb_a": "celeb_a",
+}
+"""``--dataset`` name -> TensorFlow Datasets name, for the datasets found or downloaded by name."""
+_STANDARD_ALIASES = {"fashion-mnist": "fashion_mnist", "fashionmnist": "fashion_mnist",
+                     "celeba": "celeb_a", "svhn_cropped": "svhn"}
+TFDS_HOST = ("storage.googleapis.com", 443)
+"""Where TFDS downloads from (its GCS mirror); probed before a download is tried."""
+
 _ALLOWED_DATASETS = (
-    "8gaussians, 2spirals, checkerboard, rings, fashion_mnist, cifar10, folder:PATH, tfds:NAME"
+    "8gaussians, 2spirals, checkerboard, rings, " + ", ".join(STANDARD_DATASETS)
+    + ", folder:PATH, tfds:NAME"
 )
 _FASHION_MNIST_INSTALL = "apt-get install -y dataset-fashion-mnist"
 _VALIDATION_CHUNK = 256
@@ -341,19 +365,9 @@ def parse_dataset(
             )
         return DatasetSpec("2d", key, (2,))
 
-    if key in ("fashion_mnist", "fashion-mnist", "fashionmnist"):
-        size = image_size or 28
-        return DatasetSpec("fashion_mnist", "fashion_mnist", (size, size, channels or 1))
-
-    if key == "cifar10":
-        root = shared_data_dir() / "cifar10"
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"--dataset cifar10: the CIFAR-10 image folder {root} does not exist (expected "
-                f"{root}/{{train,test}}/<class>/<image>.jpg; set ${SHARED_DATA_ENV} to the folder "
-                "that holds cifar10/, or pass --dataset folder:PATH)"
-            )
-        return _folder_spec(str(root), image_size, channels, text)
+    key = _STANDARD_ALIASES.get(key, key)
+    if key in STANDARD_DATASETS:
+        return resolve_standard(key, image_size, channels, data_dir)
 
     if key.startswith("folder:"):
         path = text[len("folder:"):].strip()
@@ -405,8 +419,100 @@ def _folder_spec(path, image_size, channels, flag_text) -> DatasetSpec:
     return DatasetSpec("folder", root, (image_size, image_size, channels))
 
 
-def _tfds_spec(name, image_size, channels, data_dir) -> DatasetSpec:
-    if not data_dir:
+def _fashion_mnist_files_present(path: str | None = None) -> bool:
+    path = path or FASHION_MNIST_DIR
+    return all(
+        any(os.path.isfile(os.path.join(path, stem + ext)) for ext in (".gz", ""))
+        for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
+    )
+
+
+def tfds_prepared(name: str, data_dir: str | None) -> bool:
+    """Whether TFDS dataset ``name`` is prepared in ``data_dir`` (None: the TFDS cache)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        return False
+    return tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json"))
+
+
+def network_available(host=TFDS_HOST, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host`` (``(name, port)``) opens within ``timeout`` seconds.
+
+    Checked before a download so that an offline machine gets the clear error at once instead
+    of after TFDS's retries (minutes).
+    """
+    import socket
+
+    try:
+        with socket.create_connection(host, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def download_and_prepare(name: str, data_dir: str | None) -> None:
+    """Downloads and prepares TFDS dataset ``name`` into ``data_dir`` (None: the TFDS cache)."""
+    import tensorflow_datasets as tfds
+
+    log.warning("downloading %s with TensorFlow Datasets into %s (first use only)", name,
+                data_dir or "the TFDS cache (~/tensorflow_datasets)")
+    tfds.builder(name, data_dir=data_dir).download_and_prepare()
+
+
+def _what_to_get(key: str, tfds_name: str, data_dir) -> str:
+    where = data_dir or "~/tensorflow_datasets"
+    text = (f"connect to the internet once so that TensorFlow Datasets can download it into "
+            f"{where}, or prepare it elsewhere (python -c \"import tensorflow_datasets as tfds; "
+            f"tfds.builder('{tfds_name}').download_and_prepare()\") and copy the "
+            f"{tfds_name}/ folder into {where}")
+    if key == "fashion_mnist":
+        text = (f"install the Debian package (sudo {_FASHION_MNIST_INSTALL}), or " + text)
+    if key == "cifar10":
+        text += (f"; or set ${SHARED_DATA_ENV} to a folder holding "
+                 "cifar10/{train,test}/<class>/<image>.jpg")
+    if key == "celeb_a":
+        text += ("; or pass your own image folder with --dataset=folder:PATH (e.g. CelebA's "
+                 "img_align_celeba/)")
+    return text
+
+
+def resolve_standard(key, image_size, channels, data_dir=None) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a standard dataset, finding or downloading its data (see the
+    module docstring for the order).
+
+    Raises:
+      FileNotFoundError: nothing on disk and no download possible; the message names what to
+        download or install.
+    """
+    tfds_name = STANDARD_DATASETS[key]
+    if key == "fashion_mnist" and _fashion_mnist_files_present():
+        size = image_size or 28
+        return DatasetSpec("fashion_mnist", "fashion_mnist", (size, size, channels or 1))
+    if tfds_prepared(tfds_name, data_dir):
+        return _tfds_spec(tfds_name, image_size, channels, data_dir, require_data_dir=False)
+    if key == "cifar10":
+        root = shared_data_dir() / "cifar10"
+        if root.is_dir():
+            return _folder_spec(str(root), image_size, channels, "cifar10")
+    if not network_available():
+        raise FileNotFoundError(
+            f"--dataset {key}: no {key} data on this machine and no network to download it: "
+            + _what_to_get(key, tfds_name, data_dir))
+    try:
+        download_and_prepare(tfds_name, data_dir)
+    except Exception as e:  # noqa: BLE001  (TFDS raises many kinds: network, disk, checksum)
+        raise FileNotFoundError(
+            f"--dataset {key}: downloading {tfds_name} with TensorFlow Datasets failed "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+            + _what_to_get(key, tfds_name, data_dir)) from e
+    return _tfds_spec(tfds_name, image_size, channels, data_dir, require_data_dir=False)
+
+
+def _tfds_spec(name, image_size, channels, data_dir, require_data_dir=True) -> DatasetSpec:
+    if require_data_dir and not data_dir:
         raise ValueError(f"--dataset tfds:{name} needs --data_dir (a folder with prepared TFDS data)")
     import tensorflow_datasets as tfds  # slow import: only when needed
 
@@ -678,6 +784,14 @@ def _decode_error(path: str) -> str:
 
 def _to_channels(img, channels: int):
     """float ``[H, W, C]`` with C in 1..4 (grey, grey+alpha, RGB, RGBA) -> ``[H, W, channels]``."""
+    static = img.shape[-1]
+    if static is not None:  # known channels (TFDS features): pick the branch here, since
+        # tf.cond would also build the other one, which fails for a static channel count
+        if channels == 1:
+            out = img[..., :1] if static <= 2 else tf.image.rgb_to_grayscale(img[..., :3])
+        else:
+            out = tf.tile(img[..., :1], [1, 1, 3]) if static <= 2 else img[..., :3]
+        return tf.ensure_shape(out, [None, None, channels])
     grey = tf.shape(img)[-1] <= 2
     if channels == 1:
         out = tf.cond(grey, lambda: img[..., :1], lambda: tf.image.rgb_to_grayscale(img[..., :3]))
@@ -784,7 +898,8 @@ def _fashion_mnist_dataset(spec, split, batch, seed, shuffle, repeat) -> tf.data
 
 
 def _tfds_dataset(spec, split, batch, seed, shuffle, repeat, data_dir) -> tf.data.Dataset:
-    if not data_dir:
+    # A standard dataset found by name (resolve_standard) may sit in the TFDS cache.
+    if not data_dir and not tfds_prepared(spec.name, None):
         raise ValueError(
             f"--dataset tfds:{spec.name} needs --data_dir (a folder with prepared TFDS data)"
         )

@@ -1,13 +1,13 @@
-"""Evaluates a trained run: `python -m as_introvae_tf.evaluate --workdir=DIR`.
+"""Evaluates a trained run: `as-introvae-evaluate --workdir=DIR`.
 
-  python -m as_introvae_tf.evaluate --workdir=runs/8gaussians_soft_introvae --eval_draws=5
+  as-introvae-evaluate --workdir=runs/quickstart
+  as-introvae-evaluate --workdir=runs/8gaussians_soft_introvae --eval_draws=5
   python -m as_introvae_tf.evaluate --workdir=runs/quickstart --num_samples=10000 \
       [--feature_net=PATH | --feature_net=none] [--inception_weights=inception_v3_notop.h5]
 
 Writes DIR/eval/metrics.json, pictures in DIR/eval/, TensorBoard scalars `eval/<name>` in
 DIR/tensorboard/eval (step = training step), and prints a short table. Exit status 1 with a
 message on bad input (no run or no checkpoint in --workdir, bad flags).
-This file is intentionally short: the logic lives in `eval_lib`.
 """
 
 import os
@@ -17,7 +17,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
 
 from as_introvae_tf import config as config_lib  # noqa: E402
 
@@ -51,7 +50,9 @@ def main(argv):
   if not _WORKDIR.value:
     print("error: --workdir is required (a training run directory)", file=sys.stderr)
     return 1
+  from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
+  cli.quiet_absl_logging(flags.FLAGS)
   try:
     options = eval_lib.EvalOptions(
         split=_SPLIT.value, num_samples=_NUM_SAMPLES.value, eval_draws=_EVAL_DRAWS.value,
@@ -60,7 +61,6 @@ def main(argv):
     _apply_threading(_WORKDIR.value)
     result = eval_lib.evaluate(_WORKDIR.value, options)
   except (config_lib.ConfigError, OSError, ValueError) as e:  # OSError: missing or unwritable
-    logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(eval_lib.format_table(result))
@@ -82,5 +82,15 @@ def _apply_threading(workdir):
     tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
 
 
+def run(argv=None):
+  """Console-script entry point (and `python -m`): TensorFlow's start-up notices hidden."""
+  from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+  main_module = sys.modules.get("__main__")
+  if main_module is not None and not main_module.__doc__:
+    main_module.__doc__ = __doc__  # absl's --help prints it as the usage
+  cli.import_tensorflow()
+  app.run(lambda args: sys.exit(main(args)), argv=argv)
+
+
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  run()

@@ -1,5 +1,6 @@
 """Exports a trained run for serving (TF Serving SavedModel, ONNX decoder, model card).
 
+  as-introvae-export --workdir=runs/quickstart --export_dir=exports/quickstart
   python -m as_introvae_tf.export --workdir=runs/fmnist --export_dir=exports/fmnist \
       [--format=saved_model,onnx] [--weights=ema|raw] [--version=N] [--checkpoint=PATH]
 
@@ -9,7 +10,7 @@ writes exports/fmnist/VERSION/{saved_model.pb, variables/, decoder.onnx, model_c
       tensorflow/serving:2.21.0
 (see export/README.md). Bad input (no config.json or checkpoint, unknown format, existing
 version, a checkpoint that does not match config.json, --weights=ema without EMA) prints
-`error: ...` and exits with status 1. The logic lives in `export_lib`.
+`error: ...` and exits with status 1.
 """
 
 import os
@@ -75,5 +76,15 @@ def main(argv, flag_values=flags.FLAGS):
   return 0
 
 
+def run(argv=None):
+  """Console-script entry point (and `python -m`): TensorFlow's start-up notices hidden."""
+  from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+  main_module = sys.modules.get("__main__")
+  if main_module is not None and not main_module.__doc__:
+    main_module.__doc__ = __doc__  # absl's --help prints it as the usage
+  cli.import_tensorflow()
+  app.run(lambda args: sys.exit(main(args)), argv=argv)
+
+
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  run()

@@ -1,14 +1,21 @@
 """Training: config -> strategy, data, networks, model, checkpoints, TensorBoard, `fit`.
 
-`train_and_evaluate(config)` is the whole job behind `python -m as_introvae_tf.train`. It
-resumes automatically from the latest checkpoint in `WORKDIR/checkpoints`, logs scalars and
-image grids to `WORKDIR/tensorboard/train`, and writes `WORKDIR/samples.png` at the end.
+`train_and_evaluate(config)` is the whole job behind `python -m as_introvae_tf.train` (and
+`as_introvae_tf.train(config)`). It resumes automatically from the latest checkpoint in
+`WORKDIR/checkpoints`, logs scalars and image grids to `WORKDIR/tensorboard/train`, shows one
+progress bar over the whole run (`progress.RunProgress`), and rewrites `WORKDIR/samples.png`
+(and `reconstructions.png`) every --image_every_steps and at the end.
 
 Layout of a workdir:
   config.json          the run's flags (checked against the checkpoint's architecture on resume)
   checkpoints/         tf.train.CheckpointManager: encoder, decoder, EMA decoder, optimizers
+  tensorboard/         the run's HParams (method, dataset, betas, ...) for TensorBoard's HParams
+                       table; its metrics are the scalars of the subfolders below
   tensorboard/train/   scalars `train/<metric>` every --log_every_steps, image grids
-  samples.png          a grid of generated images (or a 2-D scatter) from the final model
+  samples.png          a grid of generated images (or a 2-D scatter) from the current model
+  reconstructions.png  images only: rows of real test images, each followed by a row of their
+                       reconstructions D(mu(x))
+  metrics_train.json   the final step and the last log window's metrics
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 
 import keras
 import numpy as np
@@ -32,6 +38,7 @@ from as_introvae_tf import models
 from as_introvae_tf import networks
 from as_introvae_tf import optimizers
 from as_introvae_tf import precision
+from as_introvae_tf import progress as progress_lib
 from as_introvae_tf import visualize
 
 SAMPLE_GRID_SIZE = 64
@@ -301,7 +308,51 @@ def render_samples(model, spec, fixed):
     rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
     pictures["reconstruction"] = visualize.image_grid(rec, columns=8)
   pictures["samples"] = visualize.image_grid(sample(model, SAMPLE_GRID_SIZE), columns=columns)
+  if "reconstruction" in pictures:
+    pictures["real_vs_reconstruction"] = visualize.pair_grid(real, rec, columns=8)
   return pictures
+
+
+PNG_FILES = {"samples": "samples.png", "real_vs_reconstruction": "reconstructions.png"}
+"""Pictures written into the workdir (name in `render_samples` -> file name)."""
+
+
+def write_pngs(workdir, pictures):
+  """Writes the `PNG_FILES` pictures into `workdir` (each file replaced atomically, so a viewer
+  never sees a half-written one). Returns {name: path}."""
+  return {name: visualize.save_png(os.path.join(workdir, file), pictures[name])
+          for name, file in PNG_FILES.items() if name in pictures}
+
+
+HPARAM_KEYS = ("method", "dataset", "z_dim", "batch_size", "train_steps", "num_vae", "lr",
+               "seed", "ema_decay", "beta_rec", "beta_kl", "beta_neg", "gamma_r")
+METHOD_HPARAM_KEYS = {
+    "introvae": ("margin", "introvae_alpha"),
+    "as_introvae": ("as_kernel", "as_squash", "anneal"),
+    "avae": ("avae_alpha", "avae_beta", "avae_gamma", "avae_eta"),
+    "wgan_gp": ("gp_lambda", "n_critic"),
+}
+
+
+def hparams_of(config):
+  """The run's hyper-parameters for TensorBoard's HParams plugin: {name: str|float|int|bool}
+  (`HPARAM_KEYS` plus the method's own, `filters` as text)."""
+  keys = HPARAM_KEYS + METHOD_HPARAM_KEYS.get(config.method, ())
+  values = {k: getattr(config, k) for k in keys}
+  values["filters"] = ",".join(str(f) for f in config.filters) if config.filters else "default"
+  return values
+
+
+def write_hparams(config, logdir):
+  """Records the run's hyper-parameters in `logdir` (= WORKDIR/tensorboard) with
+  `tensorboard.plugins.hparams.api`. TensorBoard's HParams tab then lists the run with its
+  method, betas, ... and, as metrics, the last values of the scalars in `logdir`'s subfolders
+  (`train/*`, and `eval/*` once evaluated), so `tensorboard --logdir runs` compares runs."""
+  from tensorboard.plugins.hparams import api as hp  # pylint: disable=import-outside-toplevel
+  writer = tf.summary.create_file_writer(logdir)
+  with writer.as_default():
+    hp.hparams(hparams_of(config), trial_id=os.path.basename(os.path.abspath(config.workdir)))
+  writer.close()
 
 
 class TrainingMonitor(keras.callbacks.Callback):
@@ -311,8 +362,9 @@ class TrainingMonitor(keras.callbacks.Callback):
   a single `tf.function` with no host synchronisation.
   """
 
-  def __init__(self, run, writer, fixed, calibration, chief):
+  def __init__(self, run, writer, fixed, calibration, chief, progress=None):
     super().__init__()
+    self.progress = progress
     self.run, self.writer, self.fixed, self.chief = run, writer, fixed, chief
     self.calibration = calibration
     self.prepared_at = None
@@ -382,10 +434,15 @@ class TrainingMonitor(keras.callbacks.Callback):
       self.prepared_at = step
 
   def write_images(self, step):
+    """TensorBoard image grids, and samples.png / reconstructions.png in the workdir."""
     self.last_images = step
     self.prepare(step)
-    for name, image in render_samples(self.run.model, self.run.spec, self.fixed).items():
+    pictures = render_samples(self.run.model, self.run.spec, self.fixed)
+    for name, image in pictures.items():
+      if name in PNG_FILES and name != "samples":
+        continue  # the pair grid is for the PNG file; TensorBoard has both halves
       tf.summary.image(f"images/{name}", image[None], step=step)
+    write_pngs(self.config.workdir, pictures)
 
   def save(self, step):
     self.prepare(step)
@@ -398,12 +455,8 @@ class TrainingMonitor(keras.callbacks.Callback):
           f"({e}). Is the disk full or the directory read-only? The previous checkpoint is "
           f"intact: {previous}.") from e
     self.last_saved = step
-
-
-def _verbose(config):
-  if config.verbose != "auto":
-    return int(config.verbose)
-  return 1 if sys.stdout.isatty() else 2
+    if self.progress is not None and self.chief:
+      self.progress.message(f"step {step}: saved checkpoint {self.run.manager.latest_checkpoint}")
 
 
 def train_and_evaluate(config):
@@ -432,6 +485,13 @@ def train_and_evaluate(config):
                     config.method)
   logging.info("method=%s dataset=%s example_shape=%s replicas=%d start_step=%d",
                config.method, config.dataset, spec.shape, strategy.num_replicas_in_sync, start)
+  mode = progress_lib.mode_for(config.verbose) if chief else "silent"
+  if mode != "silent":
+    shape = "x".join(str(d) for d in spec.shape)
+    what = (f"resuming at step {start} of {config.train_steps}" if start
+            else f"{config.train_steps} steps")
+    print(f"{config.method} on {config.dataset} ({shape}), {what}, "
+          f"{strategy.num_replicas_in_sync} replica(s); workdir {workdir}", flush=True)
   fixed = _fixed_batch(spec, config, 64)
   logdir = os.path.join(workdir, "tensorboard", "train")
   if not chief:  # only the chief writes summaries; the others write to a scratch directory
@@ -442,8 +502,14 @@ def train_and_evaluate(config):
     with writer.as_default(step=0):
       tf.summary.text("config", "```\n" + config.to_json() + "\n```")
 
+  if chief:
+    write_hparams(config, os.path.join(workdir, "tensorboard"))
+
   calibration = _calibration_batches(spec, config)
-  monitor = TrainingMonitor(run, writer, fixed, calibration, chief)
+  bar = progress_lib.RunProgress(config.train_steps, start, config.method, mode=mode,
+                                 every=config.log_every_steps,
+                                 steps_per_execution=config.steps_per_execution)
+  monitor = TrainingMonitor(run, writer, fixed, calibration, chief, progress=bar)
   last_metrics = {}
   if start < config.train_steps:
     model.vae_phase = start < config.num_vae
@@ -455,7 +521,7 @@ def train_and_evaluate(config):
     window = config.log_every_steps
     history = model.fit(ds, initial_epoch=start // window,
                         epochs=int(math.ceil(config.train_steps / window)),
-                        steps_per_epoch=window, callbacks=[monitor], verbose=_verbose(config),
+                        steps_per_epoch=window, callbacks=[bar, monitor], verbose=0,
                         shuffle=False)  # the dataset is shuffled (seeded) by data.py
     last_metrics = {k: float(v[-1]) for k, v in history.history.items() if v}
     if monitor.diverged:
@@ -467,10 +533,10 @@ def train_and_evaluate(config):
   monitor.prepare(final_step)
   samples_png = os.path.join(workdir, "samples.png")
   if chief:
-    pictures = render_samples(model, spec, fixed)
-    visualize.save_png(samples_png, pictures["samples"])
+    write_pngs(workdir, render_samples(model, spec, fixed))
     with open(os.path.join(workdir, "metrics_train.json"), "w") as f:
-      json.dump({"step": final_step, "metrics": last_metrics}, f, indent=2)
+      json.dump({"step": final_step, "metrics": last_metrics,
+                 "example_shape": list(spec.shape)}, f, indent=2)
   logging.info("Done at step %d; samples in %s", final_step, samples_png)
   return {"step": final_step, "metrics": last_metrics, "samples_png": samples_png}
 

@@ -33,6 +33,33 @@ def image_grid(images, columns=None):
   return grid
 
 
+def pair_grid(real, reconstructed, columns=8):
+  """Rows of real images, each followed by the row of their reconstructions.
+
+  Args:
+    real, reconstructed: float `[N, H, W, C]` in [0, 1], the same shape.
+    columns: images per row.
+
+  Returns:
+    float32 numpy `[2 * ceil(N / columns) * H, columns * W, C]` in [0, 1].
+
+  Raises:
+    ValueError: the two batches differ in shape.
+  """
+  real = np.asarray(real, np.float32)
+  reconstructed = np.asarray(reconstructed, np.float32)
+  if real.shape != reconstructed.shape:
+    raise ValueError(f"pair_grid: real {real.shape} and reconstructed {reconstructed.shape} "
+                     "differ in shape")
+  cells = []
+  for start in range(0, len(real), columns):
+    for batch in (real, reconstructed):
+      row = batch[start:start + columns]
+      pad = np.zeros((columns - len(row), *real.shape[1:]), np.float32)
+      cells.append(np.concatenate([row, pad]))
+  return image_grid(np.concatenate(cells), columns=columns)
+
+
 def save_png(path, image):
   """Writes a float `[H, W, C]` image in [0, 1] (C = 1, 3 or 4) as an 8-bit PNG."""
   image = np.asarray(image, np.float32)

@@ -229,7 +229,7 @@ def test_two_d_pipeline_fresh_seeded_batches(name):
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "   ", "mnist", "8gaussian", "folder:", "tfds:", "cifar100", "Folder", None, 3]
+    "bad", ["", "   ", "mnist2", "8gaussian", "folder:", "tfds:", "cifar1000", "Folder", None, 3]
 )
 def test_bad_dataset_strings(bad):
     with pytest.raises(ValueError, match="--dataset"):
@@ -275,6 +275,7 @@ def test_parse_cifar10_shortcut_and_env(tmp_path, monkeypatch):
     monkeypatch.setenv(data.SHARED_DATA_ENV, str(tmp_path))
     assert data.parse_dataset("cifar10", None, None).name == str(tmp_path / "cifar10")
     monkeypatch.setenv(data.SHARED_DATA_ENV, str(tmp_path / "none"))
+    monkeypatch.setattr(data, "network_available", lambda *a, **k: False)  # no download here
     with pytest.raises(FileNotFoundError, match="AS_INTROVAE_SHARED_DATA"):
         data.parse_dataset("cifar10", None, None)
 

@@ -34,9 +34,24 @@ def _scalar_tags(logdir):
   return tags
 
 
-def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resumes(tmp_path):
+def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resumes(
+    tmp_path, monkeypatch):
+  written = []
+  original = train_lib.write_pngs
+
+  def spy(workdir, pictures):
+    paths = original(workdir, pictures)
+    written.append(sorted(paths))
+    return paths
+
+  monkeypatch.setattr(train_lib, "write_pngs", spy)
   config = _tiny_image_config(tmp_path)
   result = train_lib.train_and_evaluate(config)
+  # samples.png / reconstructions.png at steps 2 and 4 while training, then the final ones
+  assert written == [["real_vs_reconstruction", "samples"]] * 3
+  pairs = tf.io.decode_png(tf.io.read_file(str(tmp_path / "reconstructions.png"))).numpy()
+  assert pairs.shape == (2 * 4 * 28, 8 * 28, 1)  # 4 rows of 8 real images, each + its row
+  _check_hparams(tmp_path, config)
   assert result["step"] == 4
   assert all(np.isfinite(v) for v in result["metrics"].values())
   assert {"as_distance", "c", "exp_elbo_fake", "kl_fake"} <= set(result["metrics"])
@@ -222,3 +237,22 @@ def test_sigkill_at_any_moment_then_resume_reaches_the_end_with_intact_checkpoin
     run = train_lib.build_run(config, restore=False)
     run.checkpoint.restore(path).assert_existing_objects_matched()
     assert int(run.model.step.numpy()) == int(path.rsplit("-", 1)[1])
+
+
+
+def _check_hparams(workdir, config):
+  """The run's HParams (TensorBoard's HParams plugin) in WORKDIR/tensorboard."""
+  from tensorboard.plugins.hparams import plugin_data_pb2
+  hparams = None
+  for path in glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == "_hparams_/session_start_info":
+          data = plugin_data_pb2.HParamsPluginData.FromString(
+              value.metadata.plugin_data.content)
+          hparams = data.session_start_info.hparams
+  assert hparams is not None
+  assert hparams["method"].string_value == config.method == "as_introvae"
+  assert hparams["beta_neg"].number_value == config.beta_neg == 8.0
+  assert hparams["as_kernel"].string_value == config.as_kernel
+  assert hparams["filters"].string_value == "4,8"
