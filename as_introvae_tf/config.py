@@ -30,6 +30,7 @@ ANNEAL_ORIGINS = ("start", "warmup_end")
 INITS = ("torch", "keras")  # = networks.INITS (config does not import networks)
 WARMUP_LOSSES = ("reference", "scaled")
 ADAM_VARIANTS = ("torch", "keras")  # = optimizers.ADAM_VARIANTS
+FUSE_PASSES = ("auto", "on", "off")  # = models.FUSE_PASSES
 BAD_IMAGES = ("fail", "skip")
 NAN_POLICIES = ("stop", "skip_batch")  # = models.NAN_POLICIES (config does not import models)
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
@@ -171,6 +172,11 @@ def define_flags(flag_values=FLAGS):
                 "hidden layers, float32 variables, inputs, outputs and losses (precision.py): "
                 "mixed_float16 (with dynamic loss scaling) for GPUs with float16 units, "
                 "mixed_bfloat16 for TPUs and recent GPUs. On a CPU both are slower (BUILD.md).")
+  f.DEFINE_enum("fuse_passes", "auto", FUSE_PASSES, "Run the fakes and the reconstructions "
+                "of a phase through each network as one concatenated batch: auto = for "
+                "networks without BatchNorm (the 2-D MLP), where it is mathematically "
+                "identical and faster; on = always (with BatchNorm the batch statistics then "
+                "mix fakes and reconstructions, unlike the reference); off = never.")
   f.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (single device only). "
                    "XLA draws other random numbers than TF's kernels for the same seed, so a "
                    "run with it is reproducible but differs from one without.")
@@ -250,6 +256,7 @@ class ExperimentConfig:
   nan_policy: str = "stop"
   max_consecutive_skips: int = 100
   mixed_precision: str = "none"
+  fuse_passes: str = "auto"
   jit_compile: bool = False
   steps_per_execution: int = 1
   deterministic: bool = False
@@ -364,6 +371,8 @@ class ExperimentConfig:
     need(isinstance(self.max_consecutive_skips, int) and self.max_consecutive_skips > 0,
          f"--max_consecutive_skips must be a positive integer; got "
          f"{self.max_consecutive_skips!r}")
+    need(self.fuse_passes in FUSE_PASSES,
+         f"--fuse_passes must be one of {FUSE_PASSES}; got {self.fuse_passes!r}")
     need(self.mixed_precision in MIXED_PRECISION,
          f"--mixed_precision must be one of {', '.join(MIXED_PRECISION)}; "
          f"got {self.mixed_precision!r}")

@@ -108,6 +108,9 @@ class LossHParams:
   warmup_loss: str = "reference"
 
 
+FUSE_PASSES = ("auto", "on", "off")
+
+
 class _PerReplica:
   """A model attribute kept per thread (`model._replica_records`): each replica's step,
   traced in its own thread, sees its own value. Unset, it reads as `default()`."""
@@ -148,9 +151,13 @@ class IntrospectiveVAE(keras.Model):
       introspective steps only: `i = step - num_vae`, `T = total_steps - num_vae`.
     seed: int, seed of the stateless noise.
     nan_policy: one of `NAN_POLICIES`.
+    fuse_passes: one of `FUSE_PASSES`: run the independent batches of a phase (the fakes and
+      the reconstructions) through each network as one concatenated batch: "auto" (default)
+      for networks without BatchNorm (the 2-D MLP; identical results), "on" always (with
+      BatchNorm the batch statistics then mix the batches: not the reference), "off" never.
 
   Raises:
-    ValueError: unknown `nan_policy`.
+    ValueError: unknown `nan_policy` or `fuse_passes`.
   """
 
   method = None
@@ -158,11 +165,14 @@ class IntrospectiveVAE(keras.Model):
 
   def __init__(self, encoder, decoder, *, example_shape, global_batch_size, hparams=None,
                total_steps=1, num_vae=0, seed=0, ema_decoder=None, nan_policy="stop",
-               **kwargs):
+               fuse_passes="auto", **kwargs):
     super().__init__(**kwargs)
     if nan_policy not in NAN_POLICIES:
       raise ValueError(f"nan_policy must be one of {NAN_POLICIES}; got {nan_policy!r}")
     self.nan_policy = nan_policy
+    if fuse_passes not in FUSE_PASSES:
+      raise ValueError(f"fuse_passes must be one of {FUSE_PASSES}; got {fuse_passes!r}")
+    self.fuse_passes = fuse_passes
     self.encoder = encoder
     self.decoder = decoder
     self.ema_decoder = ema_decoder
@@ -343,12 +353,35 @@ class IntrospectiveVAE(keras.Model):
     gathered = ctx.all_reduce(tf.distribute.ReduceOp.SUM, padded)
     return tf.concat([gathered[:start], t, gathered[start + n:]], axis=0)
 
-  def _encode_sample_decode(self, x, eps, stop_z=False):
-    mu, logvar = self.encoder(x, training=True)
-    z = losses.reparameterize(mu, logvar, eps)
+  @property
+  def fused_passes(self):
+    """Whether independent batches go through a network as one concatenated batch
+    (`fuse_passes`: "auto" = only for networks without BatchNorm, whose per-example outputs do
+    not depend on the rest of the batch; there the result is mathematically identical)."""
+    if self.fuse_passes == "auto":
+      return not (_batchnorm_layers(self.encoder) or _batchnorm_layers(self.decoder))
+    return self.fuse_passes == "on"
+
+  def _passes(self, network, inputs):
+    """`[network(x, training=True) for x in inputs]`, as one pass when `fused_passes`."""
+    if not self.fused_passes or len(inputs) == 1:
+      return [network(x, training=True) for x in inputs]
+    sizes = [tf.shape(x)[0] for x in inputs]
+    out = network(tf.concat(inputs, axis=0), training=True)
+    if isinstance(out, (list, tuple)):
+      parts = [tf.split(o, sizes, axis=0) for o in out]
+      return [tuple(p[i] for p in parts) for i in range(len(inputs))]
+    return tf.split(out, sizes, axis=0)
+
+  def _encode_sample_decode_pair(self, x_a, eps_a, x_b, eps_b, stop_z=False):
+    """`_encode_sample_decode` of two batches (rec and fake), fused when `fused_passes`."""
+    (mu_a, logvar_a), (mu_b, logvar_b) = self._passes(self.encoder, [x_a, x_b])
+    z_a = losses.reparameterize(mu_a, logvar_a, eps_a)
+    z_b = losses.reparameterize(mu_b, logvar_b, eps_b)
     if stop_z:
-      z = tf.stop_gradient(z)
-    return mu, logvar, self.decoder(z, training=True)
+      z_a, z_b = tf.stop_gradient(z_a), tf.stop_gradient(z_b)
+    y_a, y_b = self._passes(self.decoder, [z_a, z_b])
+    return (mu_a, logvar_a, y_a), (mu_b, logvar_b, y_b)
 
   def _report(self, trackers, values, weight=None):
     for name, value in values.items():
@@ -594,16 +627,16 @@ class SoftIntroVAE(IntrospectiveVAE):
 
     # === Update E === (decoder frozen: only encoder variables are updated)
     with tf.GradientTape() as tape:
-      x_f = tf.stop_gradient(self.decoder(z_p, training=True))
       mu, logvar = self.encoder(x, training=True)
       z = losses.reparameterize(mu, logvar, eps)
-      x_r = self.decoder(z, training=True)
+      x_f, x_r = self._passes(self.decoder, [z_p, z])
+      x_f = tf.stop_gradient(x_f)
       rec_real = losses.reconstruction_error(x, x_r)
       kl_real = losses.gaussian_kl(mu, logvar)
 
       x_r_in = tf.stop_gradient(x_r)
-      mu_r, logvar_r, y_r = self._encode_sample_decode(x_r_in, eps_r)
-      mu_f, logvar_f, y_f = self._encode_sample_decode(x_f, eps_f)
+      (mu_r, logvar_r, y_r), (mu_f, logvar_f, y_f) = self._encode_sample_decode_pair(
+          x_r_in, eps_r, x_f, eps_f)
       rr_rec = losses.reconstruction_error(x_r if hp.rec_target_grad else x_r_in, y_r)
       rr_fake = losses.reconstruction_error(x_f, y_f)
       kl_rec = losses.gaussian_kl(mu_r, logvar_r)
@@ -626,11 +659,10 @@ class SoftIntroVAE(IntrospectiveVAE):
 
     # === Update D === (encoder frozen: gradients flow through it, only D is updated)
     with tf.GradientTape() as tape:
-      x_f = self.decoder(z_p, training=True)
-      x_r = self.decoder(tf.stop_gradient(z), training=True)
+      x_f, x_r = self._passes(self.decoder, [z_p, tf.stop_gradient(z)])
       rec_real_d = losses.reconstruction_error(x, x_r)
-      mu_r, logvar_r, y_r = self._encode_sample_decode(x_r, eps_r_d, stop_z=True)
-      mu_f, logvar_f, y_f = self._encode_sample_decode(x_f, eps_f_d, stop_z=True)
+      (mu_r, logvar_r, y_r), (mu_f, logvar_f, y_f) = self._encode_sample_decode_pair(
+          x_r, eps_r_d, x_f, eps_f_d, stop_z=True)
       rr_rec_d = losses.reconstruction_error(tf.stop_gradient(x_r), y_r)
       rr_fake_d = losses.reconstruction_error(tf.stop_gradient(x_f), y_f)
       sq = self._squash(mu_r, logvar_r) + self._squash(mu_f, logvar_f)
@@ -729,14 +761,15 @@ class IntroVAE(IntrospectiveVAE):
 
     # === Update E ===
     with tf.GradientTape() as tape:
-      x_f = tf.stop_gradient(self.decoder(z_p, training=True))
       mu, logvar = self.encoder(x, training=True)
       z = losses.reparameterize(mu, logvar, eps)
-      x_r = self.decoder(z, training=True)
+      x_f, x_r = self._passes(self.decoder, [z_p, z])
+      x_f = tf.stop_gradient(x_f)
       rec_real = losses.reconstruction_error(x, x_r)
       kl_real = losses.gaussian_kl(mu, logvar)
-      kl_rec = losses.gaussian_kl(*self.encoder(tf.stop_gradient(x_r), training=True))
-      kl_fake = losses.gaussian_kl(*self.encoder(x_f, training=True))
+      post_rec, post_fake = self._passes(self.encoder, [tf.stop_gradient(x_r), x_f])
+      kl_rec = losses.gaussian_kl(*post_rec)
+      kl_fake = losses.gaussian_kl(*post_fake)
       per_example_e = losses.introvae_encoder_loss(
           rec_real, kl_real, kl_rec, kl_fake, margin=hp.margin, alpha=hp.introvae_alpha,
           beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
@@ -748,11 +781,11 @@ class IntroVAE(IntrospectiveVAE):
 
     # === Update D ===
     with tf.GradientTape() as tape:
-      x_f = self.decoder(z_p, training=True)
-      x_r = self.decoder(tf.stop_gradient(z), training=True)
+      x_f, x_r = self._passes(self.decoder, [z_p, tf.stop_gradient(z)])
       rec_real_d = losses.reconstruction_error(x, x_r)
-      kl_rec_d = losses.gaussian_kl(*self.encoder(x_r, training=True))
-      kl_fake_d = losses.gaussian_kl(*self.encoder(x_f, training=True))
+      post_rec, post_fake = self._passes(self.encoder, [x_r, x_f])
+      kl_rec_d = losses.gaussian_kl(*post_rec)
+      kl_fake_d = losses.gaussian_kl(*post_fake)
       per_example_d = losses.introvae_decoder_loss(
           rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec)
       loss_d = self._mean(per_example_d)

@@ -142,7 +142,7 @@ def build_model(config, spec, strategy):
         encoder, decoder, ema_decoder=ema_decoder, example_shape=spec.shape,
         global_batch_size=config.batch_size, hparams=hparams, total_steps=config.train_steps,
         num_vae=config.num_vae, seed=config.seed, nan_policy=config.nan_policy,
-        name=config.method, **extra)
+        fuse_passes=config.fuse_passes, name=config.method, **extra)
     encoder_optimizer = adam(config, _learning_rate(config))
     decoder_optimizer = adam(config, _learning_rate(config), use_ema=config.ema_decay > 0,
                              ema_momentum=config.ema_decay or 0.99)
