@@ -574,8 +574,8 @@ FLAG_GROUPS = (
         "adam_beta2", "adam_epsilon", "adam_variant", "ema_decay", "seed", "nan_policy",
         "max_consecutive_skips")),
     ("Distribution and precision", (
-        "strategy", "mixed_precision", "jit_compile", "steps_per_execution", "deterministic",
-        "inter_op_threads", "intra_op_threads")),
+        "strategy", "mixed_precision", "jit_compile", "steps_per_execution", "fuse_passes",
+        "deterministic", "inter_op_threads", "intra_op_threads")),
     ("Bookkeeping", (
         "workdir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
         "image_every_steps", "verbose")),
