@@ -86,6 +86,7 @@ Prints Markdown tables; writes everything as JSON (`--out`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -116,6 +117,22 @@ SCHEDULE = {
     "full": {"2d": (4, 7, 50, 300), "image": (1, 3, 3, 30), "replicas": (2, 5, 30, 0)},
     "quick": {"2d": (1, 3, 20, 100), "image": (1, 1, 1, 10), "replicas": (1, 2, 10, 0)},
 }
+# The interleaved comparison: per workload, the steps timed window by window in one process.
+COMPARE_STEPS = {
+    "2d": ("project:soft_introvae", "plain:soft_introvae", "project:as_introvae",
+           "plain:as_introvae"),
+    "cifar10": ("project:soft_introvae", "plain:soft_introvae"),
+}
+# (warm-up rounds, timed rounds, steps per window)
+COMPARE_SCHEDULE = {
+    "full": {"2d": (3, 10, 50), "cifar10": (1, 3, 3)},
+    "quick": {"2d": (1, 5, 20), "cifar10": (1, 2, 1)},
+}
+THREAD_STEPS = ("project:soft_introvae", "plain:soft_introvae")
+# CPU flags (/proc/cpuinfo) behind the vector extensions printed with the numbers.
+CPU_EXTENSIONS = (("AVX2", ("avx2",)), ("FMA", ("fma",)), ("AVX-512", ("avx512f",)),
+                  ("AVX512-BF16", ("avx512_bf16",)), ("AVX512-FP16", ("avx512_fp16",)),
+                  ("AMX", ("amx_tile", "amx_bf16", "amx_int8")))
 PRECISIONS = ("none", "mixed_bfloat16", "mixed_float16")
 VARIANTS = ("no_trackers", "no_nan_check", "no_grad_norms", "closed_form_kl", "lean", "spe10",
             "jit")
@@ -129,6 +146,19 @@ def define_flags():
   """The command-line flags (defined only when run as a script, so tests can import this)."""
   d = flags
   d.DEFINE_boolean("quick", False, "Short run (< 5 min on the 2-core VM): see the module doc.")
+  d.DEFINE_boolean("compare", True, "The interleaved comparison of the project's steps with "
+                   "plain hand-written ones (see the module doc).")
+  d.DEFINE_list("compare_workloads", list(COMPARE_STEPS), "Workloads of the comparison: "
+                f"{', '.join(COMPARE_STEPS)}.")
+  d.DEFINE_list("compare_threads", [], "Thread settings (inter x intra, 0 = TF default) "
+                "compared interleaved on the 2-D S-IntroVAE steps, e.g. 2x1,1x2,0x0; the "
+                "first is the baseline. Empty: no thread comparison.")
+  d.DEFINE_integer("thread_rounds", 2, "Rounds of --compare_threads (each round runs every "
+                   "setting once, in the listed order, each in a fresh process).")
+  d.DEFINE_boolean("table", None, "The per-method table through model.fit (and replicas, TF "
+                   "defaults, reference row, variants, trace) (default: on; off with --quick).")
+  d.DEFINE_boolean("tiny", False, "Tests only: the comparison at tiny sizes (meaningless "
+                   "numbers, seconds per job).")
   d.DEFINE_list("methods", list(METHODS), "Methods timed on the 2-D workload.")
   d.DEFINE_list("image_methods", None, "Methods timed on the image workloads (default: "
                 "--methods; with --quick: as_introvae only).")
@@ -374,10 +404,130 @@ def run_train_job(job):
   return result
 
 
+def plain_product_as_distance(tf, mu_a, logvar_a, mu_b, logvar_b):
+  """The AS-Distance as a plain autodiff expression: the probability-product kernel
+  `k(a, b) = N(mu_a; mu_b, S_a + S_b)` in all D dimensions, mean reductions, no squash (the
+  2-D AS-IntroVAE config's options), no log-max shift and no hand-written gradient.
+
+  Args:
+    mu_a, logvar_a: float32 `[Na, D]`; mu_b, logvar_b: float32 `[Nb, D]`.
+
+  Returns:
+    float32 scalar (density units of z).
+  """
+  var_a, var_b = tf.exp(logvar_a), tf.exp(logvar_b)
+
+  def block(m1, v1, m2, v2):
+    var = v1[:, None, :] + v2[None, :, :]                    # [N1, N2, D]
+    diff = m1[:, None, :] - m2[None, :, :]
+    log_k = -0.5 * tf.reduce_sum(tf.math.log(2.0 * math.pi * var) + tf.square(diff) / var,
+                                 axis=-1)
+    return tf.reduce_mean(tf.exp(log_k))
+
+  return (block(mu_a, var_a, mu_a, var_a) + block(mu_b, var_b, mu_b, var_b)
+          - 2.0 * block(mu_a, var_a, mu_b, var_b))
+
+
+def build_plain_step(tf, enc, dec, opt_e, opt_d, hp, batch_size, z_dim, scale, *,
+                     as_introvae=False, total_steps=1, noise=None):
+  """A plain hand-written `tf.function` S-IntroVAE (or AS-IntroVAE) step on given networks.
+
+  The reference's training loop written out directly (`train_soft_intro_vae*.py`; AS-IntroVAE
+  as the 2-D config runs it): closed-form KL, autodiff everywhere, each batch through each
+  network separately, no metric trackers, no NaN records, no gradient norms, no distribution
+  objects. With `as_introvae` the KL of the rec/fake posteriors inside the adversarial terms
+  becomes `c * KL + (1 - c) * AS` (`plain_product_as_distance`, over the batch), with
+  `c = min(5 i / T, 1)` (linear annealing from the start; `i` = `opt_e.iterations`,
+  `T` = `total_steps`), and the decoder loss gets `s * 0.5 * beta_kl * (1 - c) * AS`.
+
+  Args:
+    tf: the tensorflow module. enc: x -> (mu, logvar); dec: z -> x (Keras models, called
+      with `training=True`). opt_e, opt_d: built Keras optimizers for them.
+    hp: dict with `beta_rec`, `beta_kl`, `beta_neg` and optionally `gamma_r` (1e-8) and
+      `rec_target_grad` (True: the target `x_r` of the encoder's expELBO is not detached, as
+      in the reference and the project's default).
+    batch_size: examples per step; z_dim: latent size; scale: `s` = 1 / input dimension.
+    noise: None (six `tf.random.normal([batch_size, z_dim])` per step) or a callable
+      returning the six noise tensors `z_p, eps, eps_r, eps_f, eps_r_d, eps_f_d` (the order of
+      the project's `_normal(0..5)`; tests pass the project's noise to compare the losses).
+
+  Returns:
+    step(x) -> (loss_e, loss_d), float32 scalars: the batch means of the two losses.
+  """
+  beta_rec, beta_kl, beta_neg = hp["beta_rec"], hp["beta_kl"], hp["beta_neg"]
+  gamma_r = hp.get("gamma_r", 1e-8)
+  target_grad = hp.get("rec_target_grad", True)
+  if noise is None:
+    def noise():
+      return [tf.random.normal([batch_size, z_dim]) for _ in range(6)]
+
+  def kl(mu, logvar):
+    return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar), axis=1)
+
+  def rec(x, y):
+    return tf.reduce_sum(tf.reshape(tf.square(x - y), [tf.shape(x)[0], -1]), axis=1)
+
+  def sample(mu, logvar, eps):
+    return mu + tf.exp(0.5 * logvar) * eps
+
+  @tf.function
+  def step(x):
+    z_p, eps, eps_r, eps_f, eps_r_d, eps_f_d = noise()
+    if as_introvae:
+      i = tf.cast(opt_e.iterations, tf.float32)
+      c = tf.minimum(5.0 * i / float(total_steps), 1.0)
+    with tf.GradientTape() as tape:  # encoder
+      mu, logvar = enc(x, training=True)
+      z = sample(mu, logvar, eps)
+      fake = tf.stop_gradient(dec(z_p, training=True))
+      x_r = dec(z, training=True)
+      rec_real = rec(x, x_r)
+      kl_real = kl(mu, logvar)
+      x_r_sg = tf.stop_gradient(x_r)
+      mu_r, logvar_r = enc(x_r_sg, training=True)
+      mu_f, logvar_f = enc(fake, training=True)
+      rr = rec(x_r if target_grad else x_r_sg, dec(sample(mu_r, logvar_r, eps_r), training=True))
+      rf = rec(fake, dec(sample(mu_f, logvar_f, eps_f), training=True))
+      kl_r, kl_f = kl(mu_r, logvar_r), kl(mu_f, logvar_f)
+      if as_introvae:
+        as_e = plain_product_as_distance(tf, mu_r, logvar_r, mu_f, logvar_f)
+        kl_r = c * kl_r + (1.0 - c) * as_e
+        kl_f = c * kl_f + (1.0 - c) * as_e
+      exp_rec = tf.exp(-2.0 * scale * (beta_rec * rr + beta_neg * kl_r))
+      exp_fake = tf.exp(-2.0 * scale * (beta_rec * rf + beta_neg * kl_f))
+      loss_e = tf.reduce_mean(scale * (beta_rec * rec_real + beta_kl * kl_real)
+                              + 0.25 * (exp_rec + exp_fake))
+    opt_e.apply_gradients(zip(tape.gradient(loss_e, enc.trainable_variables),
+                              enc.trainable_variables))
+    with tf.GradientTape() as tape:  # decoder (the encoder frozen: only D is updated)
+      fake = dec(z_p, training=True)
+      x_r = dec(tf.stop_gradient(z), training=True)
+      rec_real = rec(x, x_r)
+      mu_r, logvar_r = enc(x_r, training=True)
+      mu_f, logvar_f = enc(fake, training=True)
+      rr = rec(tf.stop_gradient(x_r),
+               dec(tf.stop_gradient(sample(mu_r, logvar_r, eps_r_d)), training=True))
+      rf = rec(tf.stop_gradient(fake),
+               dec(tf.stop_gradient(sample(mu_f, logvar_f, eps_f_d)), training=True))
+      kl_r, kl_f = kl(mu_r, logvar_r), kl(mu_f, logvar_f)
+      if as_introvae:
+        kl_r, kl_f = c * kl_r, c * kl_f
+      loss_d = tf.reduce_mean(scale * (beta_rec * rec_real + 0.5 * beta_kl * (kl_r + kl_f)
+                                       + gamma_r * 0.5 * beta_rec * (rr + rf)))
+      if as_introvae:
+        loss_d += scale * 0.5 * beta_kl * (1.0 - c) * plain_product_as_distance(
+            tf, mu_r, logvar_r, mu_f, logvar_f)
+    opt_d.apply_gradients(zip(tape.gradient(loss_d, dec.trainable_variables),
+                              dec.trainable_variables))
+    return loss_e, loss_d
+
+  return step
+
+
 def build_reference_step(tf, keras, networks, hp, batch_size, z_dim=2, num_hidden=256,
                          num_layers=3, lr=2e-4):
-  """A minimal plain tf.function S-IntroVAE step on the 2-D MLPs (S-IntroVAE's 2-D reference
-  training loop, `train_soft_intro_vae_2d.py`, written out directly).
+  """`build_plain_step` on fresh 2-D MLPs (`networks.build_mlp_*`) with two Keras Adams
+  (S-IntroVAE's 2-D reference training loop, `train_soft_intro_vae_2d.py`).
 
   Returns:
     (step(x) -> (loss_e, loss_d), encoder, decoder).
@@ -388,54 +538,7 @@ def build_reference_step(tf, keras, networks, hp, batch_size, z_dim=2, num_hidde
   opt_d = keras.optimizers.Adam(lr)
   opt_e.build(enc.trainable_variables)
   opt_d.build(dec.trainable_variables)
-  scale = 0.5  # 1 / input dimension
-  beta_rec, beta_kl, beta_neg, gamma_r = hp["beta_rec"], hp["beta_kl"], hp["beta_neg"], 1e-8
-
-  def kl(mu, logvar):
-    return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar), axis=1)
-
-  def rec(x, y):
-    return tf.reduce_sum(tf.square(x - y), axis=1)
-
-  def encode_sample(x):
-    mu, logvar = enc(x, training=True)
-    return mu, logvar, mu + tf.exp(0.5 * logvar) * tf.random.normal(tf.shape(mu))
-
-  @tf.function
-  def step(x):
-    z_p = tf.random.normal([batch_size, z_dim])
-    with tf.GradientTape() as tape:  # encoder
-      fake = tf.stop_gradient(dec(z_p, training=True))
-      mu, logvar, z = encode_sample(x)
-      x_r = dec(z, training=True)
-      loss_rec = tf.reduce_mean(rec(x, x_r))
-      kl_real = tf.reduce_mean(kl(mu, logvar))
-      x_r_sg = tf.stop_gradient(x_r)
-      mu_r, logvar_r, z_r = encode_sample(x_r_sg)
-      mu_f, logvar_f, z_f = encode_sample(fake)
-      rr = rec(x_r_sg, dec(z_r, training=True))
-      rf = rec(fake, dec(z_f, training=True))
-      exp_rec = tf.reduce_mean(tf.exp(-2.0 * scale * (beta_rec * rr + beta_neg * kl(mu_r, logvar_r))))
-      exp_fake = tf.reduce_mean(tf.exp(-2.0 * scale * (beta_rec * rf + beta_neg * kl(mu_f, logvar_f))))
-      loss_e = scale * (beta_rec * loss_rec + beta_kl * kl_real) + 0.25 * (exp_rec + exp_fake)
-    opt_e.apply_gradients(zip(tape.gradient(loss_e, enc.trainable_variables),
-                              enc.trainable_variables))
-    with tf.GradientTape() as tape:  # decoder
-      fake = dec(z_p, training=True)
-      x_r = dec(tf.stop_gradient(z), training=True)
-      loss_rec = tf.reduce_mean(rec(x, x_r))
-      mu_r, logvar_r, z_r = encode_sample(x_r)
-      mu_f, logvar_f, z_f = encode_sample(fake)
-      rr = tf.reduce_mean(rec(tf.stop_gradient(x_r), dec(tf.stop_gradient(z_r), training=True)))
-      rf = tf.reduce_mean(rec(tf.stop_gradient(fake), dec(tf.stop_gradient(z_f), training=True)))
-      kl_r = tf.reduce_mean(kl(mu_r, logvar_r))
-      kl_f = tf.reduce_mean(kl(mu_f, logvar_f))
-      loss_d = scale * (beta_rec * loss_rec + 0.5 * beta_kl * (kl_r + kl_f)
-                        + gamma_r * 0.5 * beta_rec * (rr + rf))
-    opt_d.apply_gradients(zip(tape.gradient(loss_d, dec.trainable_variables),
-                              dec.trainable_variables))
-    return loss_e, loss_d
-
+  step = build_plain_step(tf, enc, dec, opt_e, opt_d, hp, batch_size, z_dim, 0.5)
   return step, enc, dec
 
 
@@ -478,6 +581,127 @@ def run_reference_job(job):
   return result
 
 
+TINY_SIZES = {
+    "2d": dict(batch_size=32, num_hidden=16, num_layers=1),
+    "cifar10": dict(batch_size=4, image_size=16, filters=(8, 16), z_dim=8),
+}
+"""`--tiny` (tests only): sizes at which a comparison job runs in seconds; its numbers mean
+nothing."""
+
+
+def _compare_config(job, method):
+  """The config of one step of a comparison job: `_job_config`, with `TINY_SIZES` if asked."""
+  config = _job_config(dict(job, method=method))
+  if job.get("tiny"):
+    config = config.replace(**TINY_SIZES[job["workload"]])
+  return config
+
+
+def _project_runner(tf, job, method):
+  """The project's step as training runs it: `model.train_function(iterator)` once per step,
+  what `model.fit` calls per step (steps_per_execution 1), on the real input pipeline."""
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  config = _compare_config(job, method)
+  spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
+  model = train_lib.build_model(config, spec, tf.distribute.get_strategy())
+  model.vae_phase = False
+  model.make_train_function(force=True)
+  train_function = model.train_function
+  it = iter(data.build_dataset(spec, "train", config.batch_size, seed=config.seed))
+
+  def run(n):
+    logs = None
+    for _ in range(n):
+      logs = train_function(it)
+    return float(logs["loss_encoder"]) if logs is not None else None  # waits for the steps
+
+  flops = _step_flops(tf, model, [config.batch_size, *spec.shape]) if job.get("flops") else None
+  return run, flops, config.batch_size
+
+
+def _plain_runner(tf, job, method):
+  """`build_plain_step` on the same networks (`train_lib.build_networks`, same initialization)
+  and the same optimizers (the config's Adam variant, learning-rate schedule and decoder EMA),
+  fed by the same input pipeline in a Python loop."""
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import losses  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  config = _compare_config(job, method)
+  if method == "as_introvae" and (config.as_kernel, config.as_squash, config.as_reduction_encoder,
+                                  config.as_reduction_decoder, config.anneal,
+                                  config.anneal_origin) != ("product", "none", "mean", "mean",
+                                                            "linear", "start"):
+    raise ValueError("the plain AS-IntroVAE step implements the 2-D config's options only "
+                     "(product kernel, no squash, mean reductions, linear annealing from the "
+                     f"start); {config.dataset} uses others")
+  spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
+  enc, dec = train_lib.build_networks(config, spec)
+  lr = train_lib._learning_rate(config)  # pylint: disable=protected-access
+  opt_e = train_lib.adam(config, lr)
+  opt_d = train_lib.adam(config, lr, use_ema=config.ema_decay > 0,
+                         ema_momentum=config.ema_decay or 0.99)
+  opt_e.build(enc.trainable_variables)
+  opt_d.build(dec.trainable_variables)
+  hp = {k: getattr(config, k) for k in ("beta_rec", "beta_kl", "beta_neg", "gamma_r",
+                                        "rec_target_grad")}
+  step = build_plain_step(tf, enc, dec, opt_e, opt_d, hp, config.batch_size, config.z_dim,
+                          losses.input_scale(spec.shape), as_introvae=method == "as_introvae",
+                          total_steps=config.train_steps)
+  it = iter(data.build_dataset(spec, "train", config.batch_size, seed=config.seed))
+
+  def run(n):
+    out = None
+    for _ in range(n):
+      out = step(next(it))
+    return float(out[0].numpy()) if out is not None else None  # waits for the last step
+
+  flops = None
+  if job.get("flops"):
+    flops = graph_flops(step.get_concrete_function(
+        tf.TensorSpec([config.batch_size, *spec.shape], tf.float32)).graph)
+  return run, flops, config.batch_size
+
+
+def run_compare_job(job):
+  """Times several steps in ONE process, interleaved window by window.
+
+  `job["steps"]`: labels "project:<method>" / "plain:<method>" on `job["workload"]`. Every
+  step is built and traced first; then `warmup + windows` rounds, each running one window of
+  `window_steps` steps of every step in the listed order (A B C A B C ...), so the steps share
+  the process, its thread pools and whatever the machine did at that minute; the warm-up
+  rounds are dropped. Returns per step the window statistics (`_window_stats`), the FLOPs and
+  the raw window times, in the listed order (the driver takes round-by-round ratios).
+  """
+  tf = _setup_tf(job)
+  import keras  # pylint: disable=import-outside-toplevel
+  runners = {}
+  for label in job["steps"]:
+    kind, method = label.split(":")
+    keras.utils.set_random_seed(0)
+    t0 = time.perf_counter()
+    runners[label] = {"project": _project_runner, "plain": _plain_runner}[kind](tf, job, method)
+    runners[label] += (time.perf_counter() - t0,)
+  times = {label: [] for label in job["steps"]}
+  cpu_times = {label: [] for label in job["steps"]}
+  last_loss = {}
+  for _ in range(job["warmup"] + job["windows"]):
+    for label, (run, _, _, _) in runners.items():
+      start, cpu = time.perf_counter(), time.process_time()
+      last_loss[label] = run(job["window_steps"])
+      times[label].append(time.perf_counter() - start)
+      cpu_times[label].append(time.process_time() - cpu)
+  warmup = job["warmup"]
+  steps = {}
+  for label, (_, flops, batch, build_s) in runners.items():
+    row = _window_stats(times[label][warmup:], cpu_times[label][warmup:], job["window_steps"],
+                        batch)
+    row.update(flops=flops, batch_size=batch, build_s=build_s, final_loss_e=last_loss[label],
+               warmup_window_times_s=[round(t, 4) for t in times[label][:warmup]])
+    steps[label] = row
+  return {"steps": steps}
+
+
 def run_matmul_job(job):
   """float32 NxN matmul throughput (GFLOP/s) in this thread setting: one matmul, and two
   independent ones in one tf.function (what the inter-op pool can overlap)."""
@@ -508,7 +732,7 @@ def run_job(job):
   start = time.perf_counter()
   kind = job["kind"]
   result = {"train": run_train_job, "reference": run_reference_job,
-            "matmul": run_matmul_job}[kind](job)
+            "matmul": run_matmul_job, "compare": run_compare_job}[kind](job)
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   result.update(job=job, load_1min_before=load, load_1min_after=os.getloadavg()[0],
                 wall_s=time.perf_counter() - start,
@@ -577,6 +801,180 @@ def _schedule(workload, quick):
   return dict(warmup=warmup, windows=windows, window_steps=steps, pipeline_batches=batches)
 
 
+def _compare_schedule(workload, quick):
+  """(warm-up rounds, timed rounds, steps per window) of a comparison job; --warmup_windows,
+  --windows and --window_steps override the schedule."""
+  warmup, windows, steps = COMPARE_SCHEDULE["quick" if quick else "full"][workload]
+  warmup = FLAGS.warmup_windows if FLAGS.warmup_windows is not None else warmup
+  windows = FLAGS.windows if FLAGS.windows is not None else windows
+  steps = FLAGS.window_steps if FLAGS.window_steps is not None else steps
+  return warmup, windows, steps
+
+
+def parse_threads(text):
+  """"AxB" -> (inter-op threads A, intra-op threads B); 0 = TensorFlow's default.
+
+  Raises:
+    ValueError: not two non-negative integers joined by "x".
+  """
+  parts = text.strip().lower().split("x")
+  if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    raise ValueError(f"{text!r} is not INTERxINTRA (e.g. 2x1, 0x0 = TF defaults)")
+  return int(parts[0]), int(parts[1])
+
+
+def cpu_extensions(cpuinfo=None):
+  """The vector extensions of the CPU: {name: True/False, ...} for `CPU_EXTENSIONS` (AVX2, FMA,
+  AVX-512, AVX512-BF16, AVX512-FP16, AMX), from the first "flags" line of /proc/cpuinfo (or
+  of the text `cpuinfo`); {} where there is none (not Linux/x86)."""
+  if cpuinfo is None:
+    try:
+      with open("/proc/cpuinfo") as f:
+        cpuinfo = f.read()
+    except OSError:
+      return {}
+  for line in cpuinfo.splitlines():
+    if line.startswith("flags"):
+      flags = set(line.split(":", 1)[1].split())
+      return {name: any(flag in flags for flag in needed) for name, needed in CPU_EXTENSIONS}
+  return {}
+
+
+def describe_cpu(machine):
+  """One line: the CPU model, its logical CPUs and which vector extensions it has."""
+  ext = machine.get("extensions") or {}
+  listed = ", ".join(f"{name} {'yes' if has else 'no'}" for name, has in ext.items())
+  return (f"CPU: {machine['processor']}, {machine['cpu_count']} logical CPUs; "
+          f"{listed or 'vector extensions unknown (no /proc/cpuinfo flags)'}")
+
+
+def paired_ratios(times_a, times_b):
+  """Round-by-round ratios `times_b[r] / times_a[r]` of two interleaved steps' window times
+  (each pair of windows taken seconds apart): (median, min, max), or None if empty."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  ratios = [b / a for a, b in zip(times_a, times_b) if a > 0]
+  if not ratios:
+    return None
+  return float(np.median(ratios)), float(min(ratios)), float(max(ratios))
+
+
+STEP_NAMES = {"project:soft_introvae": "project S-IntroVAE", "plain:soft_introvae":
+              "plain S-IntroVAE", "project:as_introvae": "project AS-IntroVAE",
+              "plain:as_introvae": "plain AS-IntroVAE"}
+# (workload, A, B, what the ratio is, target): speed A / speed B = time B / time A.
+COMPARE_RATIOS = (
+    ("2d", "project:soft_introvae", "plain:soft_introvae", "2-D S-IntroVAE, project / plain "
+     "(speed)", ">= 1.1"),
+    ("2d", "project:as_introvae", "plain:as_introvae", "2-D AS-IntroVAE, project / plain "
+     "(speed)", ""),
+    ("cifar10", "project:soft_introvae", "plain:soft_introvae", "CIFAR-10 S-IntroVAE, project "
+     "/ plain (speed)", ">= 1.0"),
+)
+# (workload, AS step, S step, what, target): time AS / time S.
+AS_OVER_S = (
+    ("2d", "project:as_introvae", "project:soft_introvae", "2-D AS-IntroVAE / S-IntroVAE, "
+     "project (time)", "<= 1.15"),
+    ("2d", "plain:as_introvae", "plain:soft_introvae", "2-D AS-IntroVAE / S-IntroVAE, plain "
+     "(time)", ""),
+)
+
+
+def compare_markdown(results):
+  """Markdown lines of the interleaved comparison: every step's speed and bound, then the
+  round-by-round ratios (project / plain; AS / S)."""
+  rows = [r for r in results.get("compare", [])]
+  if not rows:
+    return []
+  matmul = results.get("matmul", {})
+  lines = ["Interleaved comparison (one process per workload; every round runs one window of "
+           "each step in turn, A B A B ...; medians of the timed windows):", "",
+           "| workload | step | batch | threads | steps/s (min-max) | ms/step | CPU ms/step | "
+           "GFLOP/step | % of bound (bound steps/s) | other cores |",
+           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+  by_workload = {}
+  for row in rows:
+    job = row["job"]
+    label = WORKLOADS[job["workload"]]["label"] + (" (tiny)" if job.get("tiny") else "")
+    if "error" in row:
+      lines.append(f"| {label} | error: {row['error'][-200:]!r} | | | | | | | | |")
+      continue
+    by_workload[job["workload"]] = row["steps"]
+    for name, step in row["steps"].items():
+      bound, frac = _bound(step, matmul.get(_thread_key(job)))
+      flops = (step.get("flops") or {}).get("matmul_conv")
+      lines.append(
+          f"| {label} | {STEP_NAMES.get(name, name)} | {step['batch_size']} | "
+          f"{_thread_key(job)} | {step['steps_per_s']:.2f} ({step['steps_per_s_min']:.2f}-"
+          f"{step['steps_per_s_max']:.2f}) | {step['step_ms']:.1f} | "
+          f"{step['cpu_ms_per_step']:.0f} | {_fmt(flops and flops / 1e9, '.2f')} | "
+          f"{_fmt(frac and 100 * frac, '.0f')}% ({_fmt(bound, '.1f')}) | "
+          f"{_fmt(row.get('other_cores'), '.2f')} |")
+  lines += ["", "Ratios, round by round (median, min-max over the timed rounds):", "",
+            "| ratio | median (min-max) | target |", "|---|---:|---|"]
+  for workload, a, b, what, target in COMPARE_RATIOS + AS_OVER_S:
+    steps = by_workload.get(workload)
+    if not steps or a not in steps or b not in steps:
+      continue
+    if (workload, a, b, what, target) in AS_OVER_S:  # time of a over time of b
+      r = paired_ratios(steps[b]["window_times_s"], steps[a]["window_times_s"])
+    else:  # speed of a over speed of b = time of b over time of a
+      r = paired_ratios(steps[a]["window_times_s"], steps[b]["window_times_s"])
+    if r:
+      lines.append(f"| {what} | {r[0]:.2f}x ({r[1]:.2f}-{r[2]:.2f}) | {target or '-'} |")
+  return lines
+
+
+def threads_markdown(results):
+  """Markdown lines of the thread comparison: per setting and round the 2-D S-IntroVAE steps,
+  and each one's speed against the first setting's in the same round."""
+  rows = [r for r in results.get("threads", [])]
+  if not rows:
+    return []
+  matmul = results.get("matmul", {})
+  base_key = _thread_key(rows[0]["job"])
+  base = {}
+  for row in rows:
+    if "error" not in row and _thread_key(row["job"]) == base_key:
+      base[row["job"]["round"]] = row["steps"]
+  lines = ["", f"Thread settings (inter x intra; 0 = TF default), interleaved: each round runs "
+           f"every setting once in a fresh process; speed against {base_key} in the same "
+           "round (> 1: faster):", "",
+           "| threads | round | project S-IntroVAE steps/s | plain S-IntroVAE steps/s | "
+           f"project vs {base_key} | plain vs {base_key} | matmul GFLOP/s | other cores |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+  summary = {}
+  for row in rows:
+    job = row["job"]
+    key = _thread_key(job)
+    if "error" in row:
+      lines.append(f"| {key} | {job['round']} | error: {row['error'][-200:]!r} | | | | | |")
+      continue
+    cells = []
+    for label in THREAD_STEPS:
+      ref = base.get(job["round"], {}).get(label)
+      ratio = row["steps"][label]["steps_per_s"] / ref["steps_per_s"] if ref else None
+      cells.append(ratio)
+      if ratio is not None:
+        summary.setdefault((key, label), []).append(ratio)
+    gflops = (matmul.get(key) or {}).get("gflops")
+    lines.append(f"| {key} | {job['round']} | "
+                 f"{row['steps'][THREAD_STEPS[0]]['steps_per_s']:.2f} | "
+                 f"{row['steps'][THREAD_STEPS[1]]['steps_per_s']:.2f} | "
+                 f"{_fmt(cells[0], '.2f')}x | {_fmt(cells[1], '.2f')}x | "
+                 f"{_fmt(gflops, '.1f')} | {_fmt(row.get('other_cores'), '.2f')} |")
+  keys = list(dict.fromkeys(k for k, _ in summary))
+  if keys:
+    lines += ["", f"Per setting, over the rounds (min-max of the same-round ratios to "
+              f"{base_key}):", "", "| threads | project | plain |", "|---|---:|---:|"]
+    for key in keys:
+      cells = []
+      for label in THREAD_STEPS:
+        values = summary.get((key, label))
+        cells.append(f"{min(values):.2f}-{max(values):.2f}x" if values else "-")
+      lines.append(f"| {key} | {cells[0]} | {cells[1]} |")
+  return lines
+
+
 def _fmt(value, spec, missing="-"):
   return missing if value is None else format(value, spec)
 
@@ -599,7 +997,7 @@ def _threads(row):
 
 def markdown(results):
   matmul = results["matmul"]
-  lines = []
+  lines = [describe_cpu(results["machine"]), ""]
   lines.append("Matmul throughput (float32 %dx%d, GFLOP/s, best of 20 calls; bound = the faster "
                "of 1 matmul and 2 independent matmuls):" % (MATMUL_N, MATMUL_N))
   lines.append("")
@@ -612,6 +1010,14 @@ def markdown(results):
     lines.append(f"| {key} | {m['one_matmul_gflops']:.1f} | {m['two_matmuls_gflops']:.1f} | "
                  f"{m['gflops']:.1f} |")
   lines.append("")
+  compare = compare_markdown(results)
+  if compare:
+    lines += compare + [""]
+  lines += threads_markdown(results)
+  if not results["rows"]:
+    return "\n".join(lines).rstrip()
+  if compare or results.get("threads"):
+    lines += ["", "Per method, through model.fit (each row a fresh process):", ""]
   lines.append("| method | workload | batch | threads | steps/s (min-max) | examples/s | "
                "ms/step | CPU ms/step | GFLOP/step | % of bound (bound steps/s) | "
                "input ex/s (x training) | peak RSS MiB | load | other cores |")
@@ -747,8 +1153,19 @@ def main(argv):
       raise app.UsageError(f"--variants: unknown {v!r}; allowed: {', '.join(VARIANTS)}")
   trace = FLAGS.trace if FLAGS.trace is not None else not quick
   replicas = [int(r) for r in FLAGS.replicas if r]
+  table = FLAGS.table if FLAGS.table is not None else not quick
+  compare_workloads = [w for w in FLAGS.compare_workloads if w] if FLAGS.compare else []
+  for w in compare_workloads:
+    if w not in COMPARE_STEPS:
+      raise app.UsageError(f"--compare_workloads: unknown {w!r}; allowed: "
+                           f"{', '.join(COMPARE_STEPS)}")
+  try:
+    thread_settings = [parse_threads(t) for t in FLAGS.compare_threads if t]
+  except ValueError as e:
+    raise app.UsageError(f"--compare_threads: {e}") from e
   if FLAGS.reference_step_only:
     methods, workloads, replicas, variants = ["soft_introvae"], ["2d"], [], []
+    table, compare_workloads, thread_settings = True, [], []
   threads = dict(inter=FLAGS.inter_op_threads, intra=FLAGS.intra_op_threads)
   timeout = FLAGS.job_timeout_s
   started = time.time()
@@ -756,8 +1173,9 @@ def main(argv):
   results = {"command": " ".join(["python", "tools/benchmark.py"] + sys.argv[1:]),
              "quick": quick, "load_1min_start": os.getloadavg()[0],
              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                         "processor": _cpu_model()},
-             "matmul": {}, "rows": [], "replicas": [], "variants": [], "traces": {}}
+                         "processor": _cpu_model(), "extensions": cpu_extensions()},
+             "matmul": {}, "compare": [], "threads": [], "rows": [], "replicas": [],
+             "variants": [], "traces": {}}
 
   def log(message):
     print(f"[{time.time() - started:6.0f} s, load {os.getloadavg()[0]:.2f}] {message}",
@@ -782,63 +1200,89 @@ def main(argv):
     into.append(row)
     return row
 
-  do_reference = FLAGS.reference_step or FLAGS.reference_step_only
-  trace_steps = 10 if quick else 20
-  image_methods = FLAGS.image_methods
-  if image_methods is None:
-    image_methods = [m for m in methods if m == "as_introvae"] if quick else methods
-  policies = [p for p in FLAGS.mixed_precision if p]
-  for p in policies:
-    if p not in PRECISIONS:
-      raise app.UsageError(f"--mixed_precision: unknown {p!r}; allowed: {', '.join(PRECISIONS)}")
-  jits = [False, True] if FLAGS.compare_jit else [FLAGS.jit_compile]
-  grid = [(r, p, j) for r in range(max(1, FLAGS.rounds)) for p in policies for j in jits]
-  for workload in workloads:
-    schedule = _schedule(workload, quick)
-    for method in (methods if workload == "2d" else image_methods):
-      for rnd, policy, jit in grid:
-        first = (rnd, policy, jit) == grid[0]
-        job = dict(kind="train", method=method, workload=workload, flops=rnd == 0,
-                   jit=jit, spe=FLAGS.steps_per_execution, **threads, **schedule)
-        if not first:
-          job["pipeline_batches"] = 0
-        if len(grid) > 1:
-          job.update(mixed_precision=policy, round=rnd,
-                     label=f"{method}, {policy}{', XLA' if jit else ''}")
-        if trace and workload == "2d" and method == "soft_introvae" and first:
-          job["trace_steps"] = trace_steps
-        row = train(job, results["rows"])
-        if first:
-          base_row = row
-        if "trace" in row:
-          results["traces"]["project soft_introvae (fit)"] = row.pop("trace")
-      if workload == "2d" and method == "soft_introvae" and FLAGS.tf_defaults and any(threads.values()):
-        job = dict(kind="train", method=method, workload=workload, jit=FLAGS.jit_compile,
-                   spe=FLAGS.steps_per_execution, **threads, **schedule)
-        default_row = train(dict(job, inter=0, intra=0, pipeline_batches=0, trace_steps=0,
-                                 flops=False, label="soft_introvae, TF default threads"),
-                            results["rows"])
-        default_row.setdefault("flops", base_row.get("flops"))  # the same graph
-  if do_reference:
+  if compare_workloads:
+    for workload in compare_workloads:
+      warmup, windows, steps = _compare_schedule(workload, quick)
+      job = dict(kind="compare", workload=workload, steps=list(COMPARE_STEPS[workload]),
+                 warmup=warmup, windows=windows, window_steps=steps, flops=True,
+                 tiny=FLAGS.tiny, **threads)
+      matmul_for(job)
+      log(f"interleaved comparison / {workload}: {', '.join(job['steps'])}")
+      row = _spawn(job, timeout)
+      log(f"  ERROR {row['error'][-300:]}" if "error" in row
+          else f"  done ({row['wall_s']:.0f} s)")
+      results["compare"].append(row)
+  if thread_settings:
+    warmup, windows, steps = _compare_schedule("2d", quick)
+    for rnd in range(max(1, FLAGS.thread_rounds)):
+      for inter, intra in thread_settings:
+        job = dict(kind="compare", workload="2d", steps=list(THREAD_STEPS), warmup=warmup,
+                   windows=windows, window_steps=steps, flops=False, tiny=FLAGS.tiny,
+                   inter=inter, intra=intra, round=rnd)
+        matmul_for(job)
+        log(f"threads {inter}x{intra}, round {rnd}")
+        row = _spawn(job, timeout)
+        if "error" in row:
+          log(f"  ERROR {row['error'][-300:]}")
+        results["threads"].append(row)
+  if table:
+    do_reference = FLAGS.reference_step or FLAGS.reference_step_only
+    trace_steps = 10 if quick else 20
+    image_methods = FLAGS.image_methods
+    if image_methods is None:
+      image_methods = [m for m in methods if m == "as_introvae"] if quick else methods
+    policies = [p for p in FLAGS.mixed_precision if p]
+    for p in policies:
+      if p not in PRECISIONS:
+        raise app.UsageError(f"--mixed_precision: unknown {p!r}; allowed: {', '.join(PRECISIONS)}")
+    jits = [False, True] if FLAGS.compare_jit else [FLAGS.jit_compile]
+    grid = [(r, p, j) for r in range(max(1, FLAGS.rounds)) for p in policies for j in jits]
+    for workload in workloads:
+      schedule = _schedule(workload, quick)
+      for method in (methods if workload == "2d" else image_methods):
+        for rnd, policy, jit in grid:
+          first = (rnd, policy, jit) == grid[0]
+          job = dict(kind="train", method=method, workload=workload, flops=rnd == 0,
+                     jit=jit, spe=FLAGS.steps_per_execution, **threads, **schedule)
+          if not first:
+            job["pipeline_batches"] = 0
+          if len(grid) > 1:
+            job.update(mixed_precision=policy, round=rnd,
+                       label=f"{method}, {policy}{', XLA' if jit else ''}")
+          if trace and workload == "2d" and method == "soft_introvae" and first:
+            job["trace_steps"] = trace_steps
+          row = train(job, results["rows"])
+          if first:
+            base_row = row
+          if "trace" in row:
+            results["traces"]["project soft_introvae (fit)"] = row.pop("trace")
+        if workload == "2d" and method == "soft_introvae" and FLAGS.tf_defaults and any(threads.values()):
+          job = dict(kind="train", method=method, workload=workload, jit=FLAGS.jit_compile,
+                     spe=FLAGS.steps_per_execution, **threads, **schedule)
+          default_row = train(dict(job, inter=0, intra=0, pipeline_batches=0, trace_steps=0,
+                                   flops=False, label="soft_introvae, TF default threads"),
+                              results["rows"])
+          default_row.setdefault("flops", base_row.get("flops"))  # the same graph
+    if do_reference:
+      schedule = _schedule("2d", quick)
+      job = dict(kind="reference", workload="2d", method="soft_introvae",
+                 label="reference: minimal tf.function S-IntroVAE step", **threads, **schedule,
+                 trace_steps=trace_steps if trace else 0)
+      row = train(job, results["rows"])
+      if "trace" in row:
+        results["traces"]["reference minimal step"] = row.pop("trace")
+    for n in replicas:
+      train(dict(kind="train", method="soft_introvae", workload="2d", replicas=n, **threads,
+                 **_schedule("replicas", quick)), results["replicas"])
     schedule = _schedule("2d", quick)
-    job = dict(kind="reference", workload="2d", method="soft_introvae",
-               label="reference: minimal tf.function S-IntroVAE step", **threads, **schedule,
-               trace_steps=trace_steps if trace else 0)
-    row = train(job, results["rows"])
-    if "trace" in row:
-      results["traces"]["reference minimal step"] = row.pop("trace")
-  for n in replicas:
-    train(dict(kind="train", method="soft_introvae", workload="2d", replicas=n, **threads,
-               **_schedule("replicas", quick)), results["replicas"])
-  schedule = _schedule("2d", quick)
-  for variant in variants:
-    job = dict(kind="train", method="soft_introvae", workload="2d", variant=variant,
-               label=variant, flops=True, **threads, **dict(schedule, pipeline_batches=0))
-    if variant == "spe10":
-      job.update(spe=10, window_steps=-(-schedule["window_steps"] // 10) * 10)
-    if variant == "jit":
-      job.update(jit=True)
-    train(job, results["variants"])
+    for variant in variants:
+      job = dict(kind="train", method="soft_introvae", workload="2d", variant=variant,
+                 label=variant, flops=True, **threads, **dict(schedule, pipeline_batches=0))
+      if variant == "spe10":
+        job.update(spe=10, window_steps=-(-schedule["window_steps"] // 10) * 10)
+      if variant == "jit":
+        job.update(jit=True)
+      train(job, results["variants"])
 
   results["load_1min_end"] = os.getloadavg()[0]
   results["total_s"] = time.time() - started
@@ -849,8 +1293,7 @@ def main(argv):
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   with open(FLAGS.out, "w") as f:
     json.dump(results, f, indent=2, default=str)
-  print(f"{results['command']}\n{results['machine']['processor']}, "
-        f"{results['machine']['cpu_count']} CPUs; load average (1 min) "
+  print(f"{results['command']}\nLoad average (1 min) "
         f"{results['load_1min_start']:.2f} at start, {results['load_1min_end']:.2f} at end "
         f"(it counts the benchmark's own threads); other processes kept "
         f"{_fmt(results['other_cores_mean'], '.2f')} cores busy on average; "
