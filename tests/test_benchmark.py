@@ -55,6 +55,12 @@ def test_reference_step_trains_the_mlps_with_finite_losses():
   assert all(not np.array_equal(a, b) for a, b in zip(before, after))
 
 
+def _mlp_decoder_weights(num_hidden, num_layers):
+  """Kernel weights of the 2-D MLP decoder: z (2) -> hidden, num_layers x hidden -> hidden,
+  hidden -> x (2)."""
+  return 2 * num_hidden + num_layers * num_hidden ** 2 + num_hidden * 2
+
+
 @pytest.mark.large
 def test_reference_only_run_writes_json_and_a_table(tmp_path):
   out = tmp_path / "bench.json"
@@ -70,7 +76,10 @@ def test_reference_only_run_writes_json_and_a_table(tmp_path):
   assert [r["job"]["kind"] for r in rows] == ["train", "reference"]
   for row in rows:
     assert row["steps_per_s"] > 0 and row["peak_rss_mib"] > 100
-    assert row["flops"]["matmul_conv"] == rows[0]["flops"]["matmul_conv"]  # same networks
+  # same networks; the project's fused encoder-phase decoder pass adds at most one decoder
+  # input-gradient pass (see test_compare_job_times_every_step_interleaved)
+  extra = rows[0]["flops"]["matmul_conv"] - rows[1]["flops"]["matmul_conv"]
+  assert 0 <= extra <= 2 * 512 * _mlp_decoder_weights(256, 3)
   assert rows[0]["pipeline_examples_per_s"] > 0
 
 
@@ -193,10 +202,9 @@ def test_compare_job_times_every_step_interleaved(compare_2d):
   assert flops["project:soft_introvae"] == flops["project:as_introvae"]
   assert flops["plain:soft_introvae"] == flops["plain:as_introvae"] > 0
   tiny = benchmark.TINY_SIZES["2d"]
-  decoder_weights = 2 * tiny["num_hidden"] + tiny["num_layers"] * tiny["num_hidden"] ** 2 + (
-      tiny["num_hidden"] * 2)
   extra = flops["project:soft_introvae"] - flops["plain:soft_introvae"]
-  assert 0 <= extra <= 2 * tiny["batch_size"] * decoder_weights
+  assert 0 <= extra <= 2 * tiny["batch_size"] * _mlp_decoder_weights(tiny["num_hidden"],
+                                                                     tiny["num_layers"])
   for step in steps.values():
     assert len(step["window_times_s"]) == 3 and len(step["warmup_window_times_s"]) == 1
     assert step["steps_per_s"] > 0 and step["batch_size"] == 32
