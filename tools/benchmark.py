@@ -1,13 +1,50 @@
-"""Training speed of every method on this machine: steps/s, examples/s, FLOPs, memory, input.
+"""Training speed on this machine: the project's steps against plain hand-written steps,
+interleaved; steps/s, examples/s, FLOPs, memory, input of every method.
 
-  python tools/benchmark.py --quick                 # < 5 min on the 2-core VM (BUILD.md)
-  python tools/benchmark.py                         # the full run (about 25-30 min there)
+  python tools/benchmark.py --quick                 # the interleaved comparison only
+  python tools/benchmark.py                         # comparison + the per-method table
+  python tools/benchmark.py --compare_threads=2x1,1x2,0x0 --table=false --compare=false
   python tools/benchmark.py --reference_step_only   # bound + project vs reference step (2-D)
   python tools/benchmark.py --methods=soft_introvae --workloads=2d --variants=lean,jit --trace
   python tools/benchmark.py --methods=soft_introvae --workloads=2d --replicas= \
       --mixed_precision=none,mixed_bfloat16,mixed_float16 --compare_jit --rounds=2
 
-Workloads (each method's own `configs/<dataset>_<method>.flags` hyper-parameters, with these
+The interleaved comparison (`--compare`, on by default; `--compare_workloads=2d,cifar10`):
+the project's step against a plain hand-written `tf.function` step (`build_plain_step`: the
+reference's loop written out, closed-form KL, plain autodiff, each batch through each network
+separately, no trackers, NaN records or gradient norms; the same networks from
+`train_lib.build_networks`, the same optimizers, the same input pipeline, six normal noise
+tensors of the same shapes). One process per workload times, in turn:
+  2d       project S-IntroVAE, plain S-IntroVAE, project AS-IntroVAE, plain AS-IntroVAE
+           (configs/8gaussians_*.flags, batch 512; the plain AS-IntroVAE adds the AS-Distance
+           with the 2-D config's options: product kernel, no squash, mean reductions, linear
+           annealing c = min(5 i / T, 1), written as a plain expression, `plain_product_as_
+           distance`)
+  cifar10  project S-IntroVAE, plain S-IntroVAE (configs/cifar10_soft_introvae.flags with the
+           reference network 32x32x3, filters 64,128,256, z 128, batch 64)
+Interleaving: every step is built and traced first; then each ROUND runs one window of W steps
+of every step in that order (A B C D A B C D ...), in the same process (same thread pools),
+seconds apart, so that drift and outside load hit all steps alike; warm-up rounds are dropped.
+Both kinds of step are called the same way, once per step from a Python loop: the project's as
+`model.train_function(iterator)` (what `model.fit` calls per step with steps_per_execution 1;
+fit's callbacks are not timed), the plain one as `step(next(iterator))`; each window ends by
+reading a loss back (the steps are finished). Reported per step: steps/s (median window, min-
+max), ms/step, CPU ms/step, MatMul+Conv GFLOP, % of the matmul bound; and the ratios taken
+ROUND BY ROUND (the two windows of a round, seconds apart), median and min-max: project /
+plain speed per pair (targets: 2-D S-IntroVAE >= 1.1, image >= 1.0) and the time of AS-IntroVAE
+over S-IntroVAE (project: target <= 1.15; plain for comparison). Schedules (warm-up rounds,
+timed rounds, steps per window): 2d 3 + 10 x 50 (--quick 1 + 5 x 20), cifar10 1 + 3 x 3
+(--quick 1 + 2 x 1: one image step takes seconds on a CPU); --warmup_windows, --windows and
+--window_steps override them. The CPU model and its vector extensions (AVX2, FMA, AVX-512,
+AVX512-BF16, AVX512-FP16, AMX: /proc/cpuinfo flags) head the output.
+
+Threads (`--compare_threads=2x1,1x2,0x0`, `--thread_rounds=2`): the 2-D project and plain
+S-IntroVAE steps as above, once per thread setting (inter-op x intra-op; 0 = TF default), each
+in a FRESH process (threads are fixed when TF starts), the settings interleaved round by round
+(2x1 1x2 0x0 2x1 1x2 0x0); each setting's speed against the FIRST setting's in the same round,
+plus its matmul throughput.
+
+Workloads of the per-method table (`--table`; each method's own `configs/<dataset>_<method>.flags` hyper-parameters, with these
 sizes; `num_vae` is skipped: every timed step is an introspective step):
   2d             8 Gaussians, MLP 3x256, z 2, batch 512       (configs/8gaussians_*.flags)
   fashion_mnist  28x28x1, filters (64,128), z 32, batch 128   (configs/fashion_mnist_*.flags)
@@ -48,10 +85,10 @@ Also:
     devices (configured before TF starts, in each subprocess). They share the 2 cores: this
     measures the strategy's overhead, not a speed-up.
   * `--tf_defaults`: the 2-D S-IntroVAE again with TensorFlow's default thread pools.
-  * `--reference_step`: a minimal plain `tf.function` S-IntroVAE step (the same MLPs from
-    `networks`, two Adam optimizers, closed-form KL, `tf.random.normal` noise, no metrics,
-    no NaN checks, no distribution plumbing) fed by the same 2-D pipeline in a Python loop:
-    the reference point for the project's step.
+  * `--reference_step`: the plain 2-D S-IntroVAE step (`build_reference_step`:
+    `build_plain_step` on fresh MLPs from `networks`, two Keras Adams) fed by the same 2-D
+    pipeline in a Python loop, in its own process: the old reference row (the interleaved
+    comparison above is the better measure).
   * `--variants`: the project's 2-D S-IntroVAE with parts switched off (patched in the
     subprocess only): no_trackers (train_step returns its values without keras Mean
     trackers), no_nan_check (no per-step NaN/inf bookkeeping), no_grad_norms, closed_form_kl
@@ -66,13 +103,14 @@ Also:
     under about the same outside load ("vs float32" table). GFLOP and "% of bound" count the
     same MatMul/Conv FLOPs for every policy against the FLOAT32 matmul bound.
 
-`--quick` (236-248 s on the 2-core VM without other load; other jobs on the cores stretch
-it): every method on the 2-D workload (1 warm-up + 3 timed windows of 20 steps, 100 pipeline
-batches), the image workloads for AS-IntroVAE only (1 warm-up step, then 1 timed window of
-1 step: the step takes ~7 s), the replicas with 1 warm-up + 2 timed windows of 10 steps, the
-TF-defaults row and the reference step; no variants, no trace. The full run: 2-D 4 warm-up +
-7 timed windows of 50 steps, images every method with 1 warm-up + 3 timed windows of 3 steps,
-replicas 2 + 5 windows of 30 steps, all variants and the trace.
+`--quick`: the matmul bound and the interleaved comparison (2d and cifar10, the quick
+schedules above), no per-method table (`--table` adds it: every method on the 2-D workload
+with 1 warm-up + 3 timed windows of 20 steps, the image workloads for AS-IntroVAE only with 1
+warm-up + 1 timed step, the replicas 1 + 2 x 10 steps, the TF-defaults row and the reference
+step; that table alone took 236-248 s on the idle 2-core VM). The full run: the comparison
+with the full schedules, then the table: 2-D 4 warm-up + 7 timed windows of 50 steps, images
+every method with 1 warm-up + 3 timed windows of 3 steps, replicas 2 + 5 windows of 30 steps,
+all variants and the trace.
 
 Timings on a shared machine move with the load: the tables record the 1-minute load average
 before each configuration (it includes the benchmark's own previous job) and "other cores",
