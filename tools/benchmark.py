@@ -44,7 +44,8 @@ in a FRESH process (threads are fixed when TF starts), the settings interleaved 
 (2x1 1x2 0x0 2x1 1x2 0x0); each setting's speed against the FIRST setting's in the same round,
 plus its matmul throughput.
 
-Workloads of the per-method table (`--table`; each method's own `configs/<dataset>_<method>.flags` hyper-parameters, with these
+Workloads of the per-method table (`--table`; each method's own
+`configs/<dataset>_<method>.flags` hyper-parameters, with these
 sizes; `num_vae` is skipped: every timed step is an introspective step):
   2d             8 Gaussians, MLP 3x256, z 2, batch 512       (configs/8gaussians_*.flags)
   fashion_mnist  28x28x1, filters (64,128), z 32, batch 128   (configs/fashion_mnist_*.flags)
@@ -1294,7 +1295,8 @@ def main(argv):
             base_row = row
           if "trace" in row:
             results["traces"]["project soft_introvae (fit)"] = row.pop("trace")
-        if workload == "2d" and method == "soft_introvae" and FLAGS.tf_defaults and any(threads.values()):
+        if (workload == "2d" and method == "soft_introvae" and FLAGS.tf_defaults
+            and any(threads.values())):
           job = dict(kind="train", method=method, workload=workload, jit=FLAGS.jit_compile,
                      spe=FLAGS.steps_per_execution, **threads, **schedule)
           default_row = train(dict(job, inter=0, intra=0, pipeline_batches=0, trace_steps=0,
