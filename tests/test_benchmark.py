@@ -55,12 +55,6 @@ def test_reference_step_trains_the_mlps_with_finite_losses():
   assert all(not np.array_equal(a, b) for a, b in zip(before, after))
 
 
-def _mlp_decoder_weights(num_hidden, num_layers):
-  """Kernel weights of the 2-D MLP decoder: z (2) -> hidden, num_layers x hidden -> hidden,
-  hidden -> x (2)."""
-  return 2 * num_hidden + num_layers * num_hidden ** 2 + num_hidden * 2
-
-
 @pytest.mark.large
 def test_reference_only_run_writes_json_and_a_table(tmp_path):
   out = tmp_path / "bench.json"
@@ -76,10 +70,8 @@ def test_reference_only_run_writes_json_and_a_table(tmp_path):
   assert [r["job"]["kind"] for r in rows] == ["train", "reference"]
   for row in rows:
     assert row["steps_per_s"] > 0 and row["peak_rss_mib"] > 100
-  # same networks; the project's fused encoder-phase decoder pass adds at most one decoder
-  # input-gradient pass (see test_compare_job_times_every_step_interleaved)
-  extra = rows[0]["flops"]["matmul_conv"] - rows[1]["flops"]["matmul_conv"]
-  assert 0 <= extra <= 2 * 512 * _mlp_decoder_weights(256, 3)
+  # same networks, the same MatMul work (see test_compare_job_times_every_step_interleaved)
+  assert rows[0]["flops"]["matmul_conv"] == rows[1]["flops"]["matmul_conv"]
   assert rows[0]["pipeline_examples_per_s"] > 0
 
 
@@ -195,16 +187,12 @@ def test_compare_job_times_every_step_interleaved(compare_2d):
   steps = row["steps"]
   assert list(steps) == list(benchmark.COMPARE_STEPS["2d"])  # in the listed order
   flops = {name: step["flops"]["matmul_conv"] for name, step in steps.items()}
-  # The AS-Distance adds no MatMul; the plain steps run the networks as the project does,
-  # except that the project's fused decoder pass of the encoder phase (fakes and
-  # reconstructions as one batch) also back-propagates the fakes' half to the decoder's input:
-  # at most one decoder input-gradient pass over the batch (2 * B * its kernel weights) more.
+  # The AS-Distance adds no MatMul, and the project's (fused) passes do the plain steps'
+  # MatMul work exactly: the encoder phase decodes the fakes apart, so its backward pass does
+  # not run through the decoder for the fakes' rows.
   assert flops["project:soft_introvae"] == flops["project:as_introvae"]
   assert flops["plain:soft_introvae"] == flops["plain:as_introvae"] > 0
-  tiny = benchmark.TINY_SIZES["2d"]
-  extra = flops["project:soft_introvae"] - flops["plain:soft_introvae"]
-  assert 0 <= extra <= 2 * tiny["batch_size"] * _mlp_decoder_weights(tiny["num_hidden"],
-                                                                     tiny["num_layers"])
+  assert flops["project:soft_introvae"] == flops["plain:soft_introvae"]
   for step in steps.values():
     assert len(step["window_times_s"]) == 3 and len(step["warmup_window_times_s"]) == 1
     assert step["steps_per_s"] > 0 and step["batch_size"] == 32
