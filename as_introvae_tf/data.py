@@ -823,6 +823,25 @@ def _tfds_dataset(spec, split, batch, seed, shuffle, repeat, data_dir) -> tf.dat
 # ---------------------------------------------------------------------------------------------
 
 
+def count_examples(spec: DatasetSpec, split: str, *, bad_images: str = "fail", data_dir=None) -> int:
+    """Examples in a split of an image dataset: readable files of a folder's split (unreadable
+    ones are not counted), Fashion-MNIST's 60,000 / 10,000, a TFDS split's size.
+
+    Raises:
+      ValueError for 2-D data (infinite) or as :func:`build_dataset` for bad folders.
+    """
+    if spec.kind == "2d":
+        raise ValueError("2-D datasets are sampled afresh: they have no size")
+    if spec.kind == "fashion_mnist":
+        return int(load_fashion_mnist(split).shape[0])
+    if spec.kind == "folder":
+        files = list_image_files(spec.name, split)
+        return len(files) - len(find_bad_images(files))
+    import tensorflow_datasets as tfds
+
+    return int(tfds.builder(spec.name, data_dir=data_dir).info.splits[split].num_examples)
+
+
 def build_dataset(
     spec: DatasetSpec,
     split: str,

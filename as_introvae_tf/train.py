@@ -3,6 +3,8 @@
 Flags given after `--flagfile` override the file, e.g.
   python -m as_introvae_tf.train --flagfile=configs/8gaussians_as_introvae.flags --train_steps=2000
 Running the same command again resumes from the last checkpoint in --workdir.
+SIGTERM or Ctrl-C stops after the current step and a checkpoint (exit status 143 / 130);
+a second Ctrl-C aborts at once.
 This file is intentionally short: the logic lives in `train_lib`.
 """
 
@@ -35,12 +37,22 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  config = None
   try:
     config = config_lib.ExperimentConfig.from_flags(flags.FLAGS).validate()
     apply_threading(config)
     result = train_lib.train_and_evaluate(config)
+  except train_lib.TrainingInterrupted as e:
+    logging.warning("%s", e)
+    print(f"stopped: {e}", file=sys.stderr)
+    return e.exit_status  # 143 (SIGTERM) or 130 (SIGINT), as the shell reports signals
+  except KeyboardInterrupt:  # a second Ctrl-C during the stop
+    print("aborted by a second Ctrl-C: the last checkpoint written is kept"
+          + (f" in {config.workdir}/checkpoints" if config else ""), file=sys.stderr)
+    return 130
   except (config_lib.ConfigError, FileNotFoundError, train_lib.TrainingDivergedError,
-          train_lib.CheckpointWriteError, ValueError) as e:
+          train_lib.CheckpointWriteError, workdir_lib.WorkdirLockedError, ValueError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     return 1
