@@ -60,9 +60,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from as_introvae_tf import checkpoints as checkpoints_lib
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import precision
 from as_introvae_tf import train_lib
+from as_introvae_tf import workdir as workdir_lib
 
 FORMATS = ("saved_model", "onnx")
 WEIGHTS = ("ema", "raw")
@@ -215,49 +217,43 @@ def _architecture(config):
 
 
 def resolve_checkpoint(workdir, checkpoint=None):
-  """The checkpoint prefix to export: `checkpoint` (a prefix or a directory) or the latest one
-  in WORKDIR/checkpoints.
+  """The checkpoint prefix to export: `checkpoint` (a prefix or a directory) or the newest one
+  in WORKDIR/checkpoints, verified intact (`checkpoints.choose_for_reading`).
 
   Raises:
-    ExportError: no checkpoint there, or `checkpoint` is not a checkpoint.
+    ExportError: no checkpoint there, `checkpoint` is not a checkpoint, or it is damaged (the
+      message names it and the intact ones).
   """
-  if checkpoint is None:
-    directory = os.path.join(workdir, "checkpoints")
-    latest = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
-    if latest is None:
-      raise ExportError(
-          f"no checkpoint in {directory}: --workdir={workdir} has not saved one yet (train "
-          f"it with python -m as_introvae_tf.train --workdir={workdir}, or pass --checkpoint)")
-    return latest
-  if os.path.isdir(checkpoint):
-    latest = tf.train.latest_checkpoint(checkpoint)
-    if latest is None:
-      raise ExportError(f"--checkpoint={checkpoint}: directory holds no checkpoint")
-    return latest
-  if not tf.io.gfile.exists(checkpoint + ".index"):
-    raise ExportError(f"--checkpoint={checkpoint} is not a checkpoint prefix (no "
-                      f"{checkpoint}.index); give e.g. WORKDIR/checkpoints/ckpt-1000")
-  return checkpoint
+  directory = os.path.join(workdir, "checkpoints")
+  if checkpoint is None and not checkpoints_lib.on_disk(directory):
+    raise ExportError(
+        f"no checkpoint in {directory}: --workdir={workdir} has not saved one yet (train "
+        f"it with python -m as_introvae_tf.train --workdir={workdir}, or pass --checkpoint)")
+  try:
+    return checkpoints_lib.choose_for_reading(directory, checkpoint)
+  except checkpoints_lib.CheckpointError as e:
+    raise ExportError(str(e)) from None
 
 
 def restore_run(workdir, checkpoint=None):
   """Rebuilds a training run from WORKDIR/config.json and restores a checkpoint into it.
 
   Uses `config_lib.load_config` and `train_lib.build_run(config, restore=False)` on the
-  default (single-device) strategy, then restores with `assert_existing_objects_matched()`.
-  The networks are float32 whatever `--mixed_precision` the run was trained with (the
-  variables are float32 either way), so every export computes and serves float32.
+  default (single-device) strategy, then `train_lib.restore_checkpoint`. The networks are
+  float32 whatever `--mixed_precision` the run was trained with (the variables are float32
+  either way), so every export computes and serves float32.
 
   Args:
     workdir: a training run directory (config.json + checkpoints/).
-    checkpoint: optional checkpoint prefix or directory; default the latest in the workdir.
+    checkpoint: optional checkpoint prefix or directory; default the newest in the workdir.
 
   Returns:
     (train_lib.Run, the loaded config as saved by training, the checkpoint prefix).
 
   Raises:
-    ExportError: missing workdir/config.json/checkpoint/data, a bad config, or a checkpoint
-      whose variables do not match the architecture described by config.json.
+    ExportError: missing workdir/config.json/checkpoint/data, a bad config, a damaged
+      checkpoint (named, with the intact ones), a checkpoint written by another method or
+      architecture (its `run_info`), or one whose variables do not match config.json.
   """
   if not os.path.isdir(workdir):
     raise ExportError(f"--workdir={workdir} does not exist")
@@ -268,19 +264,26 @@ def restore_run(workdir, checkpoint=None):
   except (TypeError, ValueError) as e:
     raise ExportError(f"{workdir}/config.json is not a valid run config: {_short(e)}") from None
   path = resolve_checkpoint(workdir, checkpoint)
+  info = checkpoints_lib.read_run_info(path)
+  problem = checkpoints_lib.mismatch(info, saved_config)
+  if problem:
+    raise ExportError(f"checkpoint {path} does not belong to the run in {workdir}/config.json: "
+                      f"{problem}")
+  run_id = workdir_lib.RunRecord.load(workdir).run_id
+  if info and run_id and info.get("run_id") != run_id:
+    logging.warning("%s was written by another run (run id %s, in %s) with the same method "
+                    "and architecture", path, info.get("run_id"), info.get("workdir"))
   config = saved_config.replace(workdir=os.path.abspath(workdir), strategy="default",
                                 jit_compile=False, steps_per_execution=1,
                                 mixed_precision="none")
   try:
-    run = train_lib.build_run(config, restore=False)
+    run = train_lib.build_run(config, restore=False, run_id=info and info.get("run_id"))
   except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
     raise ExportError(f"cannot rebuild the model from {workdir}/config.json: {_short(e)}") \
         from None
-  problem = status = None
+  problem = None
   try:
-    status = run.checkpoint.restore(path)
-    status.assert_existing_objects_matched()
-    status.expect_partial()
+    train_lib.restore_checkpoint(run, path)
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     problem = _short(e)
   if problem is not None:
@@ -290,7 +293,7 @@ def restore_run(workdir, checkpoint=None):
     level = logger.level
     logger.setLevel("ERROR")
     try:
-      del run, status
+      del run
       gc.collect()
     finally:
       logger.setLevel(level)
@@ -298,7 +301,6 @@ def restore_run(workdir, checkpoint=None):
         f"checkpoint {path} does not match the architecture in {workdir}/config.json "
         f"({_architecture(config)}): {problem}. Was config.json edited, or the checkpoint "
         "taken from another run?")
-  logging.info("Restored %s (step %d)", path, int(run.model.step.numpy()))
   return run, saved_config, path
 
 
@@ -607,6 +609,9 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
       "weights_source": weights_source,
       "ema_decay": saved_config.ema_decay,
       "hyperparameters": saved_config.to_dict(),
+      # Flags changed when the run was resumed: [{"step", "flag", "old", "new"}] (the
+      # hyperparameters above are the ones it was started with; workdir.RunRecord).
+      "config_changes": workdir_lib.RunRecord.load(workdir).changes(),
       "export_time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
       "versions": _versions(),
