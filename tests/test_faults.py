@@ -393,3 +393,102 @@ def test_sigterm_mid_run_saves_the_step_reached_and_the_resumed_run_equals_an_un
                     b.encoder.weights + b.decoder.weights + b.encoder_optimizer.variables
                     + b.decoder_optimizer.variables):
     np.testing.assert_array_equal(va.numpy(), vb.numpy())
+
+
+# === Small and odd image folders ==============================================================
+
+CIFAR_DIR = os.path.join(ROOT, "..", "shared", "data", "cifar10")
+needs_cifar = pytest.mark.skipif(not os.path.isdir(os.path.join(CIFAR_DIR, "train", "dog")),
+                                 reason="CIFAR-10 JPEGs missing in ../shared/data/cifar10")
+
+
+@pytest.fixture(autouse=True)
+def _private_check_cache(tmp_path_factory, monkeypatch):
+  """Keep find_bad_images' on-disk cache out of the user's ~/.cache during tests."""
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("check_cache")))
+
+
+def _jpegs(n, cls="dog"):
+  folder = os.path.join(CIFAR_DIR, "train", cls)
+  return [os.path.join(folder, f) for f in sorted(os.listdir(folder))[:n]]
+
+
+def _image_config(workdir, folder, **overrides):
+  values = dict(method="as_introvae", dataset=f"folder:{folder}", workdir=str(workdir),
+                filters=(4, 8), z_dim=4, batch_size=4, train_steps=2, num_vae=1,
+                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=2,
+                keep_checkpoints=5, beta_neg=8.0, ema_decay=0.9, image_size=8, verbose="0")
+  values.update(overrides)
+  return config_lib.ExperimentConfig(**values)
+
+
+@needs_cifar
+def test_ten_images_with_batch_4_train_evaluate_and_export(tmp_path):
+  folder = tmp_path / "ten"
+  folder.mkdir()
+  for i, f in enumerate(_jpegs(10)):
+    shutil.copy(f, folder / f"{i:02d}.jpg")
+  workdir = tmp_path / "run"
+  result = train_lib.train_and_evaluate(_image_config(workdir, folder))
+  assert result["step"] == 2
+  evaluation = eval_lib.evaluate(str(workdir), eval_lib.EvalOptions(feature_net="none"),
+                                 log=lambda text: None)
+  assert evaluation["details"]["num_images"] == 10
+  assert np.isfinite(evaluation["metrics"]["psnr"])
+  exported = export_lib.export_run(str(workdir), str(tmp_path / "exports"),
+                                   formats=["saved_model"])
+  assert exported.model_card["example_shape"] == [8, 8, 3]
+
+
+@needs_cifar
+def test_too_little_data_for_the_batch_is_named_with_the_numbers_and_binds_nothing(tmp_path):
+  folder = tmp_path / "three"
+  folder.mkdir()
+  for i, f in enumerate(_jpegs(3)):
+    shutil.copy(f, folder / f"{i}.jpg")
+  workdir = tmp_path / "run"
+  with pytest.raises(ValueError, match=r"has 3 training image\(s\), fewer than one batch of "
+                                       r"--batch_size=4: lower --batch_size to at most 3"):
+    train_lib.train_and_evaluate(_image_config(workdir, folder))
+  assert not os.path.exists(workdir / "config.json")
+  # The corrected command, with another architecture too, is not refused.
+  corrected = _image_config(workdir, folder, batch_size=3, image_size=16)
+  assert train_lib.train_and_evaluate(corrected)["step"] == 2
+
+
+@needs_cifar
+def test_channels_come_from_the_flag_or_the_majority_and_every_image_is_converted(tmp_path,
+                                                                                 caplog):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  folder = tmp_path / "mixed"
+  folder.mkdir()
+  sources = _jpegs(6)
+  Image.open(sources[0]).convert("L").save(folder / "0_grey_sorts_first.png")
+  for i, f in enumerate(sources[1:]):
+    shutil.copy(f, folder / f"{i + 1}_rgb.jpg")
+  caplog.set_level(logging.INFO)
+  spec = data.parse_dataset(f"folder:{folder}", None, None)
+  assert spec.shape == (32, 32, 3)
+  assert "1 of 6 sampled images are grey and 5 colour" in caplog.text
+  assert "--channels=3 (RGB)" in caplog.text
+  batch = next(iter(data.build_dataset(spec, "train", 6, seed=0, shuffle=False))).numpy()
+  assert batch.shape == (6, 32, 32, 3)
+  grey = data.parse_dataset(f"folder:{folder}", None, 1)
+  assert grey.shape == (32, 32, 1)
+  batch = next(iter(data.build_dataset(grey, "train", 6, seed=0, shuffle=False))).numpy()
+  assert batch.shape == (6, 32, 32, 1)
+
+
+@needs_cifar
+def test_symlinked_folders_that_loop_count_each_image_once(tmp_path):
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  root = tmp_path / "root"
+  (root / "a").mkdir(parents=True)
+  for i, f in enumerate(_jpegs(3)):
+    shutil.copy(f, root / "a" / f"{i}.jpg")
+  os.symlink(root, root / "a" / "back_to_root")  # a loop
+  os.symlink(root / "a", root / "same_as_a")  # a second way to the same folder
+  files = data.list_image_files(str(root), "train")
+  assert len(files) == 3 and len({os.path.realpath(f) for f in files}) == 3
