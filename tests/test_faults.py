@@ -492,3 +492,154 @@ def test_symlinked_folders_that_loop_count_each_image_once(tmp_path):
   os.symlink(root / "a", root / "same_as_a")  # a second way to the same folder
   files = data.list_image_files(str(root), "train")
   assert len(files) == 3 and len({os.path.realpath(f) for f in files}) == 3
+
+
+# === Serving limits ===========================================================================
+
+MAX_BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+  """(ExportResult, loaded SavedModel) of a tiny Fashion-MNIST VAE exported with
+  --max_batch=4."""
+  base = tmp_path_factory.mktemp("serving")
+  config = config_lib.ExperimentConfig(
+      method="vae", dataset="fashion_mnist", workdir=str(base / "run"), filters=(4, 8),
+      z_dim=4, batch_size=8, train_steps=2, num_vae=0, log_every_steps=2,
+      checkpoint_every_steps=2, image_every_steps=100, ema_decay=0.5, verbose="0")
+  _train(config)
+  result = export_lib.export_run(str(base / "run"), str(base / "exports" / "fm"),
+                                 formats=["saved_model"], max_batch=MAX_BATCH)
+  return result, tf.saved_model.load(result.version_dir)
+
+
+def _sig(loaded, name, **inputs):
+  return {k: v.numpy() for k, v in loaded.signatures[name](**inputs).items()}
+
+
+def _pixels(n, low=0.0, high=1.0):
+  return np.random.default_rng(0).uniform(low, high, (n, 28, 28, 1)).astype(np.float32)
+
+
+def test_max_batch_is_checked_inside_every_signature(small_export):
+  result, loaded = small_export
+  assert result.model_card["max_batch"] == MAX_BATCH
+  seeds = tf.range(MAX_BATCH + 1, dtype=tf.int64)
+  calls = {"serving_default": dict(seeds=seeds), "generate": dict(seeds=seeds),
+           "generate_png": dict(seeds=seeds), "decode": dict(z=tf.zeros([MAX_BATCH + 1, 4])),
+           "encode": dict(images=_pixels(MAX_BATCH + 1)),
+           "reconstruct": dict(images=_pixels(MAX_BATCH + 1))}
+  for name, inputs in calls.items():
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=f"at most max_batch={MAX_BATCH} examples per request"):
+      loaded.signatures[name](**inputs)
+  assert _sig(loaded, "generate", seeds=seeds[:MAX_BATCH])["images"].shape == (4, 28, 28, 1)
+
+
+def test_encode_and_reconstruct_reject_pixels_outside_0_1_and_nan_decode_rejects_nan(
+    small_export):
+  _, loaded = small_export
+  bad_inputs = {"above 1": _pixels(2, 0.0, 255.0), "below 0": _pixels(2, -1.0, 0.5)}
+  nan = _pixels(2)
+  nan[1, 3, 4, 0] = np.nan
+  for name in ("encode", "reconstruct"):
+    for what, images in bad_inputs.items():
+      with pytest.raises(tf.errors.InvalidArgumentError, match="pixel values in \\[0, 1\\]"):
+        loaded.signatures[name](images=images)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="images must be finite"):
+      loaded.signatures[name](images=nan)
+  z = np.zeros([2, 4], np.float32)
+  z[0, 1] = np.nan
+  with pytest.raises(tf.errors.InvalidArgumentError, match="z must be finite"):
+    loaded.signatures["decode"](z=z)
+  assert np.isfinite(_sig(loaded, "encode", images=_pixels(2))["mu"]).all()
+
+
+def test_empty_requests_return_empty_batches(small_export):
+  _, loaded = small_export
+  empty = tf.zeros([0], tf.int64)
+  assert _sig(loaded, "generate", seeds=empty)["images"].shape == (0, 28, 28, 1)
+  assert _sig(loaded, "serving_default", seeds=empty)["images"].shape == (0, 28, 28, 1)
+  assert _sig(loaded, "generate_png", seeds=empty)["png_bytes"].shape == (0,)
+  assert _sig(loaded, "decode", z=tf.zeros([0, 4]))["images"].shape == (0, 28, 28, 1)
+  assert _sig(loaded, "encode", images=_pixels(0))["mu"].shape == (0, 4)
+  assert _sig(loaded, "reconstruct", images=_pixels(0))["images"].shape == (0, 28, 28, 1)
+
+
+def _client(argv):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import serving_client  # pylint: disable=import-outside-toplevel
+  fv = flags.FlagValues()
+  serving_client.define_flags(fv)
+  fv(["serving_client"] + argv)
+  return serving_client.main(["serving_client"], fv)
+
+
+def test_client_refuses_more_than_max_batch_before_building_anything(monkeypatch, capsys,
+                                                                     tmp_path):
+  from as_introvae_tf import serving_client  # pylint: disable=import-outside-toplevel
+
+  def must_not_run(*args, **kwargs):
+    raise AssertionError("the request was built")
+
+  monkeypatch.setattr(serving_client, "build_rest_request", must_not_run)
+  monkeypatch.setattr(serving_client, "grpc_predict", must_not_run)
+  began = time.time()
+  # 10^12 seeds: building the seed list alone would exhaust the memory.
+  assert _client(["--model=fm", "--num=1000000000000", f"--out={tmp_path / 'g.png'}"]) == 1
+  assert "more than --max_batch=256" in capsys.readouterr().err
+  assert _client(["--model=fm", "--num=5", "--max_batch=4", "--grpc=localhost:1"]) == 1
+  assert "5 samples requested, more than --max_batch=4" in capsys.readouterr().err
+  assert time.time() - began < 5
+  with pytest.raises(ValueError, match="more than --max_batch=256"):
+    serving_client.fetch_samples(list(range(257)), url="http://localhost:1", model="fm")
+
+
+def _export_cli(argv):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import export as export_cli  # pylint: disable=import-outside-toplevel
+  fv = flags.FlagValues()
+  export_cli.define_flags(fv)
+  fv(["export"] + argv)
+  return export_cli.main(["export"], fv)
+
+
+@pytest.mark.parametrize("failure", ["export_dir_under_a_file", "read_only", "disk_full"])
+def test_export_io_failures_give_one_line_and_leave_no_temporary_folder(small_export, failure,
+                                                                        tmp_path, monkeypatch,
+                                                                        capsys):
+  import errno  # pylint: disable=import-outside-toplevel
+  result, _ = small_export
+  workdir = os.path.dirname(result.model_card["checkpoint"]).rsplit(os.sep, 1)[0]
+  export_dir = tmp_path / "exports" / "fm"
+  if failure == "export_dir_under_a_file":
+    (tmp_path / "exports").write_text("a file, not a folder")
+    needle = "Not a directory"
+  elif failure == "read_only":  # as root chmod does not stop writes: the OS error is injected
+    real = os.makedirs
+
+    def read_only(path, *args, **kwargs):
+      if ".tmp-" in str(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+      return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", read_only)
+    needle = "Read-only file system"
+  else:
+    class FullDisk:
+      def write_out(self, filepath, **kwargs):
+        del kwargs
+        os.makedirs(os.path.join(filepath, "variables"))  # a half-written export
+        raise OSError(errno.ENOSPC, "No space left on device", filepath)
+
+    monkeypatch.setattr(export_lib, "build_archive", lambda functions: FullDisk())
+    needle = "No space left on device"
+  rc = _export_cli([f"--workdir={workdir}", f"--export_dir={export_dir}",
+                    "--format=saved_model"])
+  err = capsys.readouterr().err
+  assert rc == 1, err
+  assert err.startswith("error: ") and needle in err and "Traceback" not in err, err
+  assert len(err.strip().splitlines()) == 1, err
+  if os.path.isdir(export_dir):
+    assert os.listdir(export_dir) == []  # no hidden .tmp-* folder, no version
