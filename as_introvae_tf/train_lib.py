@@ -605,7 +605,7 @@ def _train_locked(config, strategy, stop):
     record = workdir_lib.RunRecord(workdir, None, [])
   if has_checkpoints:
     _check_resume_compatible(config, workdir, record.effective_config())
-  run_id = record.new_run_id()
+  run_id = record.new_run_id(config)
   run = build_run(config, run_id=run_id, check_run_id=record.run_id is not None,
                   strategy=strategy)
   model, spec = run.model, run.spec

@@ -27,11 +27,11 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import socket
 import sys
-import uuid
 
 from absl import logging
 
@@ -245,6 +245,11 @@ class RunRecord:
     self.segments.append(segment)
     return changes
 
-  def new_run_id(self):
-    """The record's run id, or a fresh one (a run without history: new or from before it)."""
-    return self.run_id or uuid.uuid4().hex[:16]
+  def new_run_id(self, config):
+    """The record's run id; for a run without history (new, or from before it) one derived
+    from the workdir's absolute path and the flags, so that every worker of a multi-worker
+    run (same workdir and flags) stores the same id, and runs in other workdirs differ."""
+    if self.run_id:
+      return self.run_id
+    text = os.path.abspath(self.workdir) + "\n" + config.to_json()
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
