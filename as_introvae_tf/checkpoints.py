@@ -257,7 +257,7 @@ def choose_for_training(directory, config, run_id=None, log=logging.warning):
     target = _move_aside(directory, prefix)
     log(f"Checkpoint {short_name(prefix)} is damaged ({why}); moved its files to {target} "
         f"and resuming from the newest intact checkpoint {short_name(chosen.prefix)} (step "
-        f"{chosen.step}). Intact: {_listing(found, damaged)}.")
+        f"{chosen.step}). Checkpoints kept: {_listing(found, damaged)}.")
   if index_problem or damaged or _index_latest(state, directory) != chosen.prefix:
     if index_problem:
       log(f"{index_problem}; checkpoints found: "
@@ -296,7 +296,7 @@ def choose_for_reading(directory, checkpoint=None, log=logging.warning):
       raise CheckpointError(
           f"--checkpoint={checkpoint} is not a checkpoint prefix (no {checkpoint}.index); "
           f"give e.g. {os.path.join(directory, CHECKPOINT_NAME)}-1000. Checkpoints in "
-          f"{os.path.dirname(prefix)}: {_listing(scope, {}) }")
+          f"{os.path.dirname(prefix)}: {_listing(scope, {})}")
   else:
     if not found:
       raise CheckpointError(f"no checkpoint in {directory}: the run has not saved one yet "

@@ -23,6 +23,8 @@ import os
 import signal
 import sys
 import threading
+import time
+import uuid
 
 import keras
 import numpy as np
@@ -309,7 +311,6 @@ def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=No
       raise config_lib.ConfigError(f"--image_size: {e}; or give --filters") from None
   keras.utils.set_random_seed(config.seed)
   model = build_model(config, spec, strategy)
-  import uuid  # pylint: disable=import-outside-toplevel
   run_info = tf.Variable(
       checkpoints_lib.run_info(config, spec.shape, run_id or uuid.uuid4().hex[:16]),
       dtype=tf.string, trainable=False, name="run_info")
@@ -560,7 +561,7 @@ def _lock_name(strategy):
 def _set_aside_unused_record(workdir):
   """A config.json/history without any checkpoint is from a run that never saved one: it
   must not bind the new run, so it is renamed (never deleted)."""
-  suffix = f".unused-{int(__import__('time').time())}"
+  suffix = f".unused-{int(time.time())}"
   for name in (workdir_lib.CONFIG_FILE, workdir_lib.HISTORY_FILE):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
