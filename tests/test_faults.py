@@ -92,6 +92,8 @@ def _history(workdir):
 @pytest.mark.parametrize("damage", ["missing", "empty", "garbled", "names_a_missing_checkpoint"])
 def test_broken_index_resumes_from_the_newest_checkpoint_and_deletes_none(run_copy, damage,
                                                                           caplog):
+  """What training restores (`build_run`, as `train_and_evaluate` calls it) and what its
+  CheckpointManager deletes afterwards (`--keep_checkpoints=1`)."""
   index = run_copy / "checkpoints" / "checkpoint"
   if damage == "missing":
     index.unlink()
@@ -103,14 +105,23 @@ def test_broken_index_resumes_from_the_newest_checkpoint_and_deletes_none(run_co
     index.write_text('model_checkpoint_path: "ckpt-9"\nall_model_checkpoint_paths: "ckpt-9"\n')
   before = {s: _bytes(_ckpt(run_copy, s)) for s in (2, 4)}
   caplog.set_level(logging.WARNING)
-  result = _train(_config(run_copy, train_steps=8, keep_checkpoints=1))
-  assert result["step"] == 8
-  assert _history(run_copy)[-1]["step"] == 4  # resumed at 4, not restarted at 0
-  for step, files in before.items():  # not overwritten, not pruned (keep_checkpoints=1)
-    assert _bytes(_ckpt(run_copy, step)) == files, step
+  run = train_lib.build_run(_config(run_copy, keep_checkpoints=1))
+  assert int(run.model.step.numpy()) == 4 and run.restored == _ckpt(run_copy, 4)
   assert "ckpt-2, ckpt-4" in caplog.text and "Rebuilt the index" in caplog.text
+  for step in (5, 6, 7):  # the run writes checkpoints: only its own ones rotate
+    run.manager.save(checkpoint_number=step)
+  for step, files in before.items():
+    assert _bytes(_ckpt(run_copy, step)) == files, step
+  assert [f.step for f in checkpoints_lib.on_disk(str(run_copy / "checkpoints"))] == [2, 4, 7]
   state = tf.train.get_checkpoint_state(str(run_copy / "checkpoints"))
-  assert state.model_checkpoint_path.endswith("ckpt-8")
+  assert state.model_checkpoint_path.endswith("ckpt-7")
+
+
+def test_broken_index_end_to_end_training_continues(run_copy):
+  (run_copy / "checkpoints" / "checkpoint").write_text("")
+  assert _train(_config(run_copy, train_steps=6, keep_checkpoints=1))["step"] == 6
+  assert _history(run_copy)[-1]["step"] == 4  # resumed at 4, not restarted at 0
+  assert [f.step for f in checkpoints_lib.on_disk(str(run_copy / "checkpoints"))] == [2, 4, 6]
 
 
 # === A damaged newest checkpoint ==============================================================
@@ -142,9 +153,12 @@ def _damage(prefix, how):
 def test_damaged_newest_checkpoint_training_falls_back_with_a_warning(run_copy, how, caplog):
   _damage(_ckpt(run_copy, 4), how)
   caplog.set_level(logging.WARNING)
-  result = _train(_config(run_copy, train_steps=6))
-  assert result["step"] == 6
-  assert _history(run_copy)[-1]["step"] == 2  # continued from the intact ckpt-2
+  if how == "truncated_data":  # once end to end
+    assert _train(_config(run_copy, train_steps=6))["step"] == 6
+    assert _history(run_copy)[-1]["step"] == 2  # continued from the intact ckpt-2
+  else:  # what training restores
+    run = train_lib.build_run(_config(run_copy, train_steps=6))
+    assert int(run.model.step.numpy()) == 2 and run.restored == _ckpt(run_copy, 2)
   warning = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
   assert warning and "ckpt-4" in warning[0] and "ckpt-2" in warning[0], caplog.text
   damaged = os.listdir(run_copy / "checkpoints" / checkpoints_lib.DAMAGED_DIR)
