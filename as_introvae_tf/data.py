@@ -31,6 +31,7 @@ global batches (``drop_remainder=True``) and is meant to be fed to
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import gzip
@@ -341,8 +342,9 @@ def parse_dataset(
     """Parses a ``--dataset`` string (see the module docstring) into a :class:`DatasetSpec`.
 
     ``image_size``/``channels`` (None = the data's own): fashion_mnist defaults to 28/1; a folder
-    defaults to its first readable image (square images only, else ``--image_size`` is required;
-    channels 1 for grey images, else 3); tfds to the builder's image feature shape. They must be
+    to the majority of up to 64 images spread over its files (the most common size, square only,
+    else ``--image_size`` is required; channels 1 if most are grey, else 3, logged; every image
+    is converted to it); tfds to the builder's image feature shape. They must be
     unset for 2-D data. ``data_dir`` is required for ``tfds:NAME``.
 
     Raises:
@@ -394,28 +396,42 @@ def _folder_spec(path, image_size, channels, flag_text) -> DatasetSpec:
     if image_size is None or channels is None:
         split = "train" if os.path.isdir(os.path.join(root, "train")) else "test"
         files = list_image_files(root, split)
-        height = width = native_channels = None
-        for f in files[:20]:
+        sizes, example, greys, colours = collections.Counter(), {}, 0, 0
+        for f in _spread(files, _SAMPLED_FILES):
             try:
                 img = tf.io.decode_image(tf.io.read_file(f), expand_animations=False)
             except (tf.errors.OpError, ValueError):
                 continue
-            height, width, native_channels = (int(v) for v in img.shape)
-            break
-        if height is None:
+            height, width, native = (int(v) for v in img.shape)
+            sizes[(height, width)] += 1
+            example.setdefault((height, width), f)
+            if native in (1, 2):
+                greys += 1
+            else:
+                colours += 1
+        if not greys + colours:
             raise ValueError(
-                f"--dataset {flag_text}: none of the first {min(20, len(files))} images under "
-                f"{root} decodes (e.g. {files[0]}); pass --image_size and --channels explicitly"
+                f"--dataset {flag_text}: none of {min(_SAMPLED_FILES, len(files))} images sampled "
+                f"under {root} decodes (e.g. {files[0]}); pass --image_size and --channels "
+                "explicitly"
             )
         if image_size is None:
+            (height, width), _ = sizes.most_common(1)[0]
             if height != width:
                 raise ValueError(
-                    f"--dataset {flag_text}: images are not square ({files[0]} is {height}x"
-                    f"{width}); pass --image_size to resize them to a square"
+                    f"--dataset {flag_text}: images are not square ({example[(height, width)]} is "
+                    f"{height}x{width}); pass --image_size to resize them to a square"
                 )
             image_size = height
         if channels is None:
-            channels = 1 if native_channels in (1, 2) else 3
+            channels = 1 if greys > colours else 3
+            report = log.warning if greys and colours else log.info
+            report(
+                "--dataset %s: %d of %d sampled images are grey and %d colour: using the "
+                "majority, --channels=%d (%s); every image is converted to it. Pass --channels "
+                "to choose.", flag_text, greys, greys + colours, colours, channels,
+                "grey" if channels == 1 else "RGB",
+            )
     return DatasetSpec("folder", root, (image_size, image_size, channels))
 
 
@@ -509,6 +525,17 @@ def resolve_standard(key, image_size, channels, data_dir=None) -> DatasetSpec:
             f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
             + _what_to_get(key, tfds_name, data_dir)) from e
     return _tfds_spec(tfds_name, image_size, channels, data_dir, require_data_dir=False)
+
+
+_SAMPLED_FILES = 64
+"""Files decoded to choose a folder's default ``--image_size`` and ``--channels``."""
+
+
+def _spread(files, num):
+    """Up to ``num`` of ``files``, evenly spread over the sorted list (every class folder)."""
+    if len(files) <= num:
+        return list(files)
+    return [files[int(i * len(files) / num)] for i in range(num)]
 
 
 def _tfds_spec(name, image_size, channels, data_dir, require_data_dir=True) -> DatasetSpec:
@@ -615,7 +642,8 @@ def list_image_files(root: str, split: str) -> list[str]:
     """Sorted image files (``IMAGE_EXTENSIONS``, any case; hidden files ignored) of a split.
 
     If ``root`` has a ``train`` or ``test`` subfolder, the files under ``root/<split>`` (recursively,
-    e.g. ``<class>/<img>``); otherwise every image under ``root`` (for either split).
+    e.g. ``<class>/<img>``); otherwise every image under ``root`` (for either split). Symlinked
+    folders are followed, each real folder once (a link loop does not repeat images).
 
     Raises:
       FileNotFoundError naming the path when ``root`` or the split's subfolder is missing;
@@ -638,8 +666,15 @@ def list_image_files(root: str, split: str) -> list[str]:
     else:
         base = root
     files = []
+    seen = set()  # real folders already walked: symlinked folders (and loops) count once
     for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")
+                       and os.path.realpath(os.path.join(dirpath, d)) not in seen]
         for f in filenames:
             if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
                 files.append(os.path.join(dirpath, f))
@@ -936,6 +971,25 @@ def _tfds_dataset(spec, split, batch, seed, shuffle, repeat, data_dir) -> tf.dat
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
+
+
+def count_examples(spec: DatasetSpec, split: str, *, bad_images: str = "fail", data_dir=None) -> int:
+    """Examples in a split of an image dataset: readable files of a folder's split (unreadable
+    ones are not counted), Fashion-MNIST's 60,000 / 10,000, a TFDS split's size.
+
+    Raises:
+      ValueError for 2-D data (infinite) or as :func:`build_dataset` for bad folders.
+    """
+    if spec.kind == "2d":
+        raise ValueError("2-D datasets are sampled afresh: they have no size")
+    if spec.kind == "fashion_mnist":
+        return int(load_fashion_mnist(split).shape[0])
+    if spec.kind == "folder":
+        files = list_image_files(spec.name, split)
+        return len(files) - len(find_bad_images(files))
+    import tensorflow_datasets as tfds
+
+    return int(tfds.builder(spec.name, data_dir=data_dir).info.splits[split].num_examples)
 
 
 def build_dataset(

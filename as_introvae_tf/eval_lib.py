@@ -37,6 +37,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from absl import logging
+
+from as_introvae_tf import checkpoints as checkpoints_lib
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
 from as_introvae_tf import feature_nets
@@ -44,6 +47,7 @@ from as_introvae_tf import losses
 from as_introvae_tf import metrics
 from as_introvae_tf import train_lib
 from as_introvae_tf import visualize
+from as_introvae_tf import workdir as workdir_lib
 
 EVAL_VERSION = 2
 """Written to `metrics.json` as `eval_version`, so that saved evaluations made by an older
@@ -73,6 +77,7 @@ class EvalOptions:
   feature_net: saved classifier for `fid_<netname>`; None: the cached default for the dataset
     (trained on first use); "none": skipped.
   kid_subsets, kid_subset_size: KID subsets (Binkowski et al.: 100 of 1000).
+  checkpoint: checkpoint prefix to evaluate; None: the newest in WORKDIR/checkpoints.
   """
 
   split: str = "test"
@@ -86,6 +91,7 @@ class EvalOptions:
   feature_net: str | None = None
   kid_subsets: int = 100
   kid_subset_size: int = 1000
+  checkpoint: str | None = None
 
   def validate(self):
     def need(cond, message):
@@ -100,30 +106,51 @@ class EvalOptions:
     return self
 
 
-def restore_run(workdir):
+def restore_run(workdir, checkpoint=None, log=None):
   """Restores a training run for evaluation (on one device, whatever it was trained with).
 
   The networks are rebuilt in float32 whatever `--mixed_precision` the run used: its variables
   are float32 either way, and evaluation then computes in full precision.
 
+  Args:
+    workdir: the run directory.
+    checkpoint: a checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-1000); default the newest
+      in WORKDIR/checkpoints (`checkpoints.choose_for_reading`).
+    log: called with warnings (a broken index, a checkpoint of another run id).
+
   Returns:
-    `train_lib.Run` with the latest checkpoint restored.
+    `train_lib.Run` with the checkpoint restored (`run.restored` names it).
 
   Raises:
     FileNotFoundError: no `config.json` or no checkpoint in `workdir`.
+    checkpoints.CheckpointError: the checkpoint is damaged (the message names it and the
+      intact ones), or was written by another method or architecture than config.json's.
     ConfigError / ValueError: the saved config or its data are no longer valid.
   """
+  log = log or logging.warning
   workdir = os.path.abspath(os.path.expanduser(str(workdir)))
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"--workdir={workdir} does not exist")
   config = config_lib.load_config(workdir)
   directory = os.path.join(workdir, "checkpoints")
-  if tf.train.latest_checkpoint(directory) is None:
+  if checkpoint is None and not checkpoints_lib.on_disk(directory):
     raise FileNotFoundError(f"no checkpoint in {directory}: --workdir={workdir} has not saved a "
                             "checkpoint yet (train it first)")
+  prefix = checkpoints_lib.choose_for_reading(directory, checkpoint, log=log)
+  info = checkpoints_lib.read_run_info(prefix)
+  problem = checkpoints_lib.mismatch(info, config)
+  if problem:
+    raise checkpoints_lib.CheckpointError(
+        f"{prefix} does not belong to the run in {workdir}/config.json: {problem}")
+  run_id = workdir_lib.RunRecord.load(workdir).run_id
+  if info and run_id and info.get("run_id") != run_id:
+    log(f"{prefix} was written by another run (run id {info.get('run_id')}, in "
+        f"{info.get('workdir')}) with the same method and architecture")
   config = config.replace(workdir=workdir, strategy="default", jit_compile=False,
                           mixed_precision="none")
-  return train_lib.build_run(config, restore=True)
+  run = train_lib.build_run(config, restore=False, run_id=info and info.get("run_id"))
+  train_lib.restore_checkpoint(run, prefix)
+  return run
 
 
 def _mean_std(values):
@@ -374,7 +401,9 @@ def evaluate_images(run, options, outdir, log=print):
   """
   model, spec, config = run.model, run.spec, run.config
   n = options.num_samples or DEFAULT_IMAGE_SAMPLES
-  batch = min(options.batch_size, n)
+  available = data.count_examples(spec, options.split, bad_images=config.bad_images,
+                                  data_dir=config.data_dir)
+  batch = min(options.batch_size, n, max(available, 1))  # a split smaller than a batch
   nets, notes = _feature_nets(run, options, log)
   ds = held_out_dataset(spec, options, batch, bad_images=config.bad_images,
                         data_dir=config.data_dir)
@@ -511,14 +540,14 @@ def evaluate(workdir, options=None, log=print):
     ConfigError / ValueError: bad options or data.
   """
   options = (options or EvalOptions()).validate()
-  run = restore_run(workdir)
+  run = restore_run(workdir, options.checkpoint, log=lambda text: log(f"warning: {text}"))
   model, spec, config = run.model, run.spec, run.config
   workdir = config.workdir
   outdir = os.path.join(workdir, "eval")
   os.makedirs(outdir, exist_ok=True)
   step = int(model.step.numpy())
   log(f"evaluating {config.method} on {config.dataset} at step {step} "
-      f"({run.manager.latest_checkpoint})")
+      f"({run.restored})")
   if spec.kind == "2d":
     scalars, details, pictures = evaluate_2d(run, options, outdir, log)
   else:
@@ -529,7 +558,8 @@ def evaluate(workdir, options=None, log=print):
       "dataset": config.dataset,
       "step": step,
       "eval_version": EVAL_VERSION,
-      "checkpoint": run.manager.latest_checkpoint,
+      "checkpoint": run.restored,
+      "config_changes": workdir_lib.RunRecord.load(workdir).changes(),
       "sampling_decoder": "ema_decoder" if model.ema_decoder is not None else "decoder",
       "options": dataclasses.asdict(options),
       "metrics": scalars,

@@ -38,6 +38,9 @@ _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "inception_weights", None, "Keras InceptionV3 weights file without the top "
     "(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5) for fid_inception; slow on a "
     "CPU (about 6 GFLOPs per image).")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Checkpoint prefix to evaluate (e.g. WORKDIR/checkpoints/ckpt-1000); "
+    "default: the newest in WORKDIR/checkpoints.")
 _FEATURE_NET = flags.DEFINE_string(
     "feature_net", None, "Saved classifier (.keras, tools/train_feature_net.py) for "
     "fid_<netname>; default ~/.cache/as_introvae_tf/feature_nets/<dataset>.keras, trained on "
@@ -57,7 +60,8 @@ def main(argv):
     options = eval_lib.EvalOptions(
         split=_SPLIT.value, num_samples=_NUM_SAMPLES.value, eval_draws=_EVAL_DRAWS.value,
         seed=_SEED.value, batch_size=_BATCH_SIZE.value, grid_points=_GRID_POINTS.value,
-        inception_weights=_INCEPTION_WEIGHTS.value, feature_net=_FEATURE_NET.value).validate()
+        inception_weights=_INCEPTION_WEIGHTS.value, feature_net=_FEATURE_NET.value,
+        checkpoint=_CHECKPOINT.value).validate()
     _apply_threading(_WORKDIR.value)
     result = eval_lib.evaluate(_WORKDIR.value, options)
   except (config_lib.ConfigError, OSError, ValueError) as e:  # OSError: missing or unwritable

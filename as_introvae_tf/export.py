@@ -2,7 +2,8 @@
 
   as-introvae-export --workdir=runs/quickstart --export_dir=exports/quickstart
   python -m as_introvae_tf.export --workdir=runs/fmnist --export_dir=exports/fmnist \
-      [--format=saved_model,onnx] [--weights=ema|raw] [--version=N] [--checkpoint=PATH]
+      [--format=saved_model,onnx] [--weights=ema|raw] [--version=N] [--checkpoint=PATH] \
+      [--max_batch=256]
 
 writes exports/fmnist/VERSION/{saved_model.pb, variables/, decoder.onnx, model_card.json}
 (VERSION = the next free integer unless --version). Serve it with
@@ -44,6 +45,9 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. WORKDIR/checkpoints/"
                       "ckpt-1000) or directory; default: the latest in WORKDIR/checkpoints.",
                       flag_values=flag_values)
+  flags.DEFINE_integer("max_batch", 256, "The most examples (seeds, codes, images) one call "
+                       "of a signature accepts; more is refused inside the graph with an "
+                       "INVALID_ARGUMENT error naming the limit.", flag_values=flag_values)
   flags.DEFINE_boolean("onnx_generate", False, "Also try to convert `generate` (seeds -> "
                        "images) to ONNX; tf2onnx 1.17 cannot (stateless RNG ops), the reason "
                        "is recorded in model_card.json.", flag_values=flag_values)
@@ -68,7 +72,7 @@ def main(argv, flag_values=flags.FLAGS):
   try:
     result = export_lib.export_run(
         fv.workdir, fv.export_dir, formats=fv.format, weights=fv.weights, version=fv.version,
-        checkpoint=fv.checkpoint, onnx_generate=fv.onnx_generate)
+        checkpoint=fv.checkpoint, onnx_generate=fv.onnx_generate, max_batch=fv.max_batch)
   except export_lib.ExportError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

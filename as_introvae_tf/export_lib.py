@@ -13,7 +13,8 @@
 The version directory is written under a hidden temporary name and renamed into place at the
 end, so a TF Serving instance polling EXPORT_DIR never sees a half-written version.
 
-Signatures (all batched; N may be any size >= 0; for 2-D toy data "images" are points [N, 2]):
+Signatures (all batched; 0 <= N <= max_batch (`--max_batch`, default 256; more is an
+INVALID_ARGUMENT error naming the limit); for 2-D toy data "images" are points [N, 2]):
 
   serving_default = generate
       seeds  int64 [N]  ->  images float32 [N, *example_shape]
@@ -28,7 +29,8 @@ Signatures (all batched; N may be any size >= 0; for 2-D toy data "images" are p
 
 Image outputs are clipped to [0, 1] (the decoder's last conv is linear, see
 `networks.build_image_decoder`); 2-D points are returned unclipped. Image inputs are float32
-in [0, 1], NHWC. Every signature checks its input shape with `tf.ensure_shape`, so a wrong
+in [0, 1], NHWC: `encode`/`reconstruct` reject values outside [0, 1] and NaN/inf, `decode`
+rejects NaN/inf codes, each with an INVALID_ARGUMENT error whose message TF Serving passes on. Every signature checks its input shape with `tf.ensure_shape`, so a wrong
 z size or image shape fails with TF's own InvalidArgumentError naming the expected shape
 ("... is not compatible with expected shape [?,4]") -- in TF, and in TF Serving.
 
@@ -60,12 +62,16 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from as_introvae_tf import checkpoints as checkpoints_lib
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import precision
 from as_introvae_tf import train_lib
+from as_introvae_tf import workdir as workdir_lib
 
 FORMATS = ("saved_model", "onnx")
 WEIGHTS = ("ema", "raw")
+MAX_BATCH = 256
+"""Default `--max_batch`: the most examples (seeds, codes, images) one serving call accepts."""
 ONNX_OPSET = 17
 """ONNX opset of `decoder.onnx` (onnxruntime 1.31 runs opsets 7..23; 17 is widely served)."""
 ONNX_DECODER_FILE = "decoder.onnx"
@@ -137,11 +143,18 @@ class ServingFunctions:
     encoder: `keras.Model`, x `[N, *example_shape]` -> `[mu, logvar]`, each `[N, z_dim]`.
     decoder: `keras.Model`, z `[N, z_dim]` -> x `[N, *example_shape]` (linear output).
     example_shape: shape of one example, `(2,)` or `(H, W, C)`.
+    max_batch: the most examples one call accepts (`--max_batch`, default `MAX_BATCH`).
 
-  All networks are called with `training=False`.
+  All networks are called with `training=False`. Every signature checks, inside the graph (so
+  TF Serving returns the message as an INVALID_ARGUMENT error):
+    * N <= max_batch ("... at most max_batch=256 examples per request ...");
+    * images (encode, reconstruct) are finite and, for image models, in [0, 1];
+    * latent codes (decode) are finite.
+  N = 0 is valid and returns empty outputs (`[0, *example_shape]`, `[0, z_dim]`, `[0]`).
   """
 
-  def __init__(self, encoder, decoder, example_shape, has_inference_encoder=True):
+  def __init__(self, encoder, decoder, example_shape, has_inference_encoder=True,
+               max_batch=None):
     self.encoder = encoder
     self.decoder = decoder
     self.example_shape = tuple(int(d) for d in example_shape)
@@ -149,6 +162,7 @@ class ServingFunctions:
     self.is_image = len(self.example_shape) == 3
     # WGAN-GP's "encoder" is a critic: no `encode`/`reconstruct` signatures then.
     self.has_inference_encoder = has_inference_encoder
+    self.max_batch = int(MAX_BATCH if max_batch is None else max_batch)
 
   def input_signatures(self):
     """{signature name: [tf.TensorSpec]} of every exported signature, in export order."""
@@ -169,36 +183,88 @@ class ServingFunctions:
   def _output(self, x):
     return tf.clip_by_value(x, 0.0, 1.0) if self.is_image else x
 
-  def _check_images(self, images):
-    return tf.ensure_shape(tf.convert_to_tensor(images, tf.float32),
-                           [None, *self.example_shape])
+  def _checked(self, x, name, what, checks):
+    """`x` after the in-graph checks `checks` (("batch", "finite", "unit") subset)."""
+    asserts = []
+    if "batch" in checks:
+      n = tf.shape(x, out_type=tf.int64)[0]
+      asserts.append(tf.debugging.Assert(
+          n <= self.max_batch,
+          [f"{name}: at most max_batch={self.max_batch} examples per request (split larger "
+           f"batches, or export with a larger --max_batch); got {what} of batch size", n]))
+    if "finite" in checks:
+      asserts.append(tf.debugging.Assert(
+          tf.reduce_all(tf.math.is_finite(x)),
+          [f"{name}: {what} must be finite; got NaN or inf values"]))
+    if "unit" in checks:
+      low, high = tf.reduce_min(x), tf.reduce_max(x)  # +inf / -inf for N = 0: passes
+      asserts.append(tf.debugging.Assert(
+          tf.logical_and(low >= 0.0, high <= 1.0),
+          [f"{name}: {what} must be float32 pixel values in [0, 1]; got values from", low,
+           "to", high]))
+    with tf.control_dependencies(asserts):
+      return tf.identity(x)
 
-  def decode(self, z):
-    """z float32 `[N, z_dim]` -> {"images": float32 `[N, *example_shape]`} ([0, 1] for images)."""
+  def _check_images(self, images, name):
+    images = tf.ensure_shape(tf.convert_to_tensor(images, tf.float32),
+                             [None, *self.example_shape])
+    return self._checked(images, name, "images" if self.is_image else "points",
+                         ("batch", "finite", "unit") if self.is_image else ("batch", "finite"))
+
+  def _unless_empty(self, x, fn, empty_shape):
+    """fn(x), or zeros of `[0, *empty_shape]` for N = 0 (BatchNorm cannot run on 0 rows)."""
+    return tf.cond(tf.shape(x)[0] > 0, lambda: fn(x),
+                   lambda: tf.zeros([0, *empty_shape], tf.float32))
+
+  def decode_unchecked(self, z):
+    """decode without the serving checks (for the ONNX conversion)."""
     z = tf.ensure_shape(tf.convert_to_tensor(z, tf.float32), [None, self.z_dim])
     return {"images": self._output(self.decoder(z, training=False))}
 
-  def generate(self, seeds):
-    """seeds int64 `[N]` -> {"images": float32 `[N, *example_shape]`}; see `seeds_to_z`."""
+  def decode(self, z, name="decode"):
+    """z float32 `[N, z_dim]` -> {"images": float32 `[N, *example_shape]`} ([0, 1] for images).
+
+    Raises (in the graph): InvalidArgumentError for N > max_batch or a NaN/inf code."""
+    z = tf.ensure_shape(tf.convert_to_tensor(z, tf.float32), [None, self.z_dim])
+    z = self._checked(z, name, "z", ("batch", "finite"))
+    images = self._unless_empty(
+        z, lambda v: self._output(self.decoder(v, training=False)), self.example_shape)
+    return {"images": tf.ensure_shape(images, [None, *self.example_shape])}
+
+  def generate(self, seeds, name="generate"):
+    """seeds int64 `[N]` -> {"images": float32 `[N, *example_shape]`}; see `seeds_to_z`.
+
+    Raises (in the graph): InvalidArgumentError for N > max_batch (checked first)."""
     seeds = tf.ensure_shape(tf.convert_to_tensor(seeds, tf.int64), [None])
-    return self.decode(seeds_to_z(seeds, self.z_dim))
+    seeds = self._checked(seeds, name, "seeds", ("batch",))
+    return self.decode(seeds_to_z(seeds, self.z_dim), name=name)
 
   def encode(self, images):
-    """images float32 `[N, *example_shape]` -> {"mu", "logvar"}: float32 `[N, z_dim]` each."""
-    mu, logvar = self.encoder(self._check_images(images), training=False)
-    return {"mu": mu, "logvar": logvar}
+    """images float32 `[N, *example_shape]` -> {"mu", "logvar"}: float32 `[N, z_dim]` each.
+
+    Raises (in the graph): InvalidArgumentError for N > max_batch, NaN/inf, or pixels outside
+    [0, 1]."""
+    images = self._check_images(images, "encode")
+    both = self._unless_empty(
+        images, lambda x: tf.stack(self.encoder(x, training=False), axis=1), [2, self.z_dim])
+    return {"mu": both[:, 0], "logvar": both[:, 1]}
 
   def reconstruct(self, images):
-    """images `[N, *example_shape]` -> {"images"}: decode(mu(images)), the posterior mean."""
-    mu, _ = self.encoder(self._check_images(images), training=False)
-    return {"images": self._output(self.decoder(mu, training=False))}
+    """images `[N, *example_shape]` -> {"images"}: decode(mu(images)), the posterior mean.
+
+    Raises (in the graph): as `encode`."""
+    images = self._check_images(images, "reconstruct")
+    out = self._unless_empty(
+        images, lambda x: self._output(self.decoder(self.encoder(x, training=False)[0],
+                                                    training=False)), self.example_shape)
+    return {"images": tf.ensure_shape(out, [None, *self.example_shape])}
 
   def generate_png(self, seeds):
     """seeds int64 `[N]` -> {"png_bytes": string `[N]`}: 8-bit PNGs of `generate` (images)."""
-    images = self.generate(seeds)["images"]
+    images = self.generate(seeds, name="generate_png")["images"]
     pixels = tf.cast(tf.round(images * 255.0), tf.uint8)
     png = tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.TensorSpec([], tf.string))
-    return {"png_bytes": png}
+    return {"png_bytes": tf.ensure_shape(png, [None])}
 
 
 # === Restoring a run ==========================================================================
@@ -210,54 +276,54 @@ def _short(error, limit=400):
   return text.rstrip(".")
 
 
+def _os_reason(error):
+  """`[Errno 28] No space left on device: 'path'` -> 'No space left on device (path)'."""
+  reason = error.strerror or _short(error)
+  return f"{reason} ({error.filename})" if error.filename else reason
+
+
 def _architecture(config):
   return ", ".join(f"{k}={getattr(config, k)!r}" for k in config_lib.ARCHITECTURE_KEYS)
 
 
 def resolve_checkpoint(workdir, checkpoint=None):
-  """The checkpoint prefix to export: `checkpoint` (a prefix or a directory) or the latest one
-  in WORKDIR/checkpoints.
+  """The checkpoint prefix to export: `checkpoint` (a prefix or a directory) or the newest one
+  in WORKDIR/checkpoints, verified intact (`checkpoints.choose_for_reading`).
 
   Raises:
-    ExportError: no checkpoint there, or `checkpoint` is not a checkpoint.
+    ExportError: no checkpoint there, `checkpoint` is not a checkpoint, or it is damaged (the
+      message names it and the intact ones).
   """
-  if checkpoint is None:
-    directory = os.path.join(workdir, "checkpoints")
-    latest = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
-    if latest is None:
-      raise ExportError(
-          f"no checkpoint in {directory}: --workdir={workdir} has not saved one yet (train "
-          f"it with python -m as_introvae_tf.train --workdir={workdir}, or pass --checkpoint)")
-    return latest
-  if os.path.isdir(checkpoint):
-    latest = tf.train.latest_checkpoint(checkpoint)
-    if latest is None:
-      raise ExportError(f"--checkpoint={checkpoint}: directory holds no checkpoint")
-    return latest
-  if not tf.io.gfile.exists(checkpoint + ".index"):
-    raise ExportError(f"--checkpoint={checkpoint} is not a checkpoint prefix (no "
-                      f"{checkpoint}.index); give e.g. WORKDIR/checkpoints/ckpt-1000")
-  return checkpoint
+  directory = os.path.join(workdir, "checkpoints")
+  if checkpoint is None and not checkpoints_lib.on_disk(directory):
+    raise ExportError(
+        f"no checkpoint in {directory}: --workdir={workdir} has not saved one yet (train "
+        f"it with python -m as_introvae_tf.train --workdir={workdir}, or pass --checkpoint)")
+  try:
+    return checkpoints_lib.choose_for_reading(directory, checkpoint)
+  except checkpoints_lib.CheckpointError as e:
+    raise ExportError(str(e)) from None
 
 
 def restore_run(workdir, checkpoint=None):
   """Rebuilds a training run from WORKDIR/config.json and restores a checkpoint into it.
 
   Uses `config_lib.load_config` and `train_lib.build_run(config, restore=False)` on the
-  default (single-device) strategy, then restores with `assert_existing_objects_matched()`.
-  The networks are float32 whatever `--mixed_precision` the run was trained with (the
-  variables are float32 either way), so every export computes and serves float32.
+  default (single-device) strategy, then `train_lib.restore_checkpoint`. The networks are
+  float32 whatever `--mixed_precision` the run was trained with (the variables are float32
+  either way), so every export computes and serves float32.
 
   Args:
     workdir: a training run directory (config.json + checkpoints/).
-    checkpoint: optional checkpoint prefix or directory; default the latest in the workdir.
+    checkpoint: optional checkpoint prefix or directory; default the newest in the workdir.
 
   Returns:
     (train_lib.Run, the loaded config as saved by training, the checkpoint prefix).
 
   Raises:
-    ExportError: missing workdir/config.json/checkpoint/data, a bad config, or a checkpoint
-      whose variables do not match the architecture described by config.json.
+    ExportError: missing workdir/config.json/checkpoint/data, a bad config, a damaged
+      checkpoint (named, with the intact ones), a checkpoint written by another method or
+      architecture (its `run_info`), or one whose variables do not match config.json.
   """
   if not os.path.isdir(workdir):
     raise ExportError(f"--workdir={workdir} does not exist")
@@ -268,19 +334,26 @@ def restore_run(workdir, checkpoint=None):
   except (TypeError, ValueError) as e:
     raise ExportError(f"{workdir}/config.json is not a valid run config: {_short(e)}") from None
   path = resolve_checkpoint(workdir, checkpoint)
+  info = checkpoints_lib.read_run_info(path)
+  problem = checkpoints_lib.mismatch(info, saved_config)
+  if problem:
+    raise ExportError(f"checkpoint {path} does not belong to the run in {workdir}/config.json: "
+                      f"{problem}")
+  run_id = workdir_lib.RunRecord.load(workdir).run_id
+  if info and run_id and info.get("run_id") != run_id:
+    logging.warning("%s was written by another run (run id %s, in %s) with the same method "
+                    "and architecture", path, info.get("run_id"), info.get("workdir"))
   config = saved_config.replace(workdir=os.path.abspath(workdir), strategy="default",
                                 jit_compile=False, steps_per_execution=1,
                                 mixed_precision="none")
   try:
-    run = train_lib.build_run(config, restore=False)
+    run = train_lib.build_run(config, restore=False, run_id=info and info.get("run_id"))
   except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
     raise ExportError(f"cannot rebuild the model from {workdir}/config.json: {_short(e)}") \
         from None
-  problem = status = None
+  problem = None
   try:
-    status = run.checkpoint.restore(path)
-    status.assert_existing_objects_matched()
-    status.expect_partial()
+    train_lib.restore_checkpoint(run, path)
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     problem = _short(e)
   if problem is not None:
@@ -290,7 +363,7 @@ def restore_run(workdir, checkpoint=None):
     level = logger.level
     logger.setLevel("ERROR")
     try:
-      del run, status
+      del run
       gc.collect()
     finally:
       logger.setLevel(level)
@@ -298,7 +371,6 @@ def restore_run(workdir, checkpoint=None):
         f"checkpoint {path} does not match the architecture in {workdir}/config.json "
         f"({_architecture(config)}): {problem}. Was config.json edited, or the checkpoint "
         "taken from another run?")
-  logging.info("Restored %s (step %d)", path, int(run.model.step.numpy()))
   return run, saved_config, path
 
 
@@ -441,7 +513,7 @@ def export_onnx_decoder(functions, path, opset=ONNX_OPSET, metadata=None):
   import onnx  # pylint: disable=import-outside-toplevel
 
   signature = [tf.TensorSpec([None, functions.z_dim], tf.float32, name="z")]
-  fn = tf.function(functions.decode, input_signature=signature, autograph=False)
+  fn = tf.function(functions.decode_unchecked, input_signature=signature, autograph=False)
   try:
     model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
   except Exception as e:  # pylint: disable=broad-except
@@ -540,7 +612,7 @@ def check_formats(formats):
 
 
 def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None,
-               checkpoint=None, onnx_generate=False):
+               checkpoint=None, onnx_generate=False, max_batch=MAX_BATCH):
   """Exports a trained run into EXPORT_DIR/VERSION (see the module docstring).
 
   Args:
@@ -552,6 +624,7 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
     checkpoint: checkpoint prefix or directory; default the latest in the workdir.
     onnx_generate: also try converting `generate` to ONNX (fails with tf2onnx 1.17; the reason
       is recorded in the model card, the export goes on).
+    max_batch: the most examples one call of a signature accepts (checked in the graph).
 
   Returns:
     `ExportResult`.
@@ -559,9 +632,14 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
   Raises:
     ExportError: any bad input (unknown format/weights, bad version, version directory
       exists, missing workdir/config.json/checkpoint, architecture mismatch, no EMA with
-      weights="ema", conversion failure). Nothing is left in EXPORT_DIR on error.
+      weights="ema", conversion failure, a damaged checkpoint, a folder that cannot be written:
+      disk full, read-only, EXPORT_DIR under a file). Nothing is left in EXPORT_DIR on error
+      (the hidden temporary version folder is removed on every failure).
   """
   formats = check_formats(formats)
+  if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) \
+      or max_batch < 1:
+    raise ExportError(f"--max_batch must be an integer >= 1; got {max_batch!r}")
   if weights not in WEIGHTS:
     raise ExportError(f"--weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
   if not export_dir:
@@ -584,14 +662,18 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
   model, spec = run.model, run.spec
   decoder, weights_source = decoder_for_export(model, weights)
   functions = ServingFunctions(model.encoder, decoder, spec.shape,
-                               getattr(model, "has_inference_encoder", True))
+                               getattr(model, "has_inference_encoder", True), max_batch)
   names = list(functions.input_signatures())
   step = int(model.step.numpy())
 
-  os.makedirs(model_dir, exist_ok=True)
   tmp_dir = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
-  shutil.rmtree(tmp_dir, ignore_errors=True)
-  os.makedirs(tmp_dir)
+  try:
+    os.makedirs(model_dir, exist_ok=True)
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    os.makedirs(tmp_dir)
+  except OSError as e:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    raise ExportError(f"cannot create the export folder {tmp_dir}: {_os_reason(e)}") from None
   files = []
   card = {
       "name": os.path.basename(model_dir.rstrip(os.sep)),
@@ -607,6 +689,9 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
       "weights_source": weights_source,
       "ema_decay": saved_config.ema_decay,
       "hyperparameters": saved_config.to_dict(),
+      # Flags changed when the run was resumed: [{"step", "flag", "old", "new"}] (the
+      # hyperparameters above are the ones it was started with; workdir.RunRecord).
+      "config_changes": workdir_lib.RunRecord.load(workdir).changes(),
       "export_time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
       "versions": _versions(),
@@ -614,6 +699,10 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
       "signatures": names if "saved_model" in formats else [],
       "signature_defs": signature_defs(functions) if "saved_model" in formats else {},
       "seeds_to_z": SEED_RULE,
+      "max_batch": functions.max_batch,
+      "input_checks": ("every signature: N <= max_batch; encode/reconstruct: finite "
+                       + ("pixels in [0, 1]" if functions.is_image else "points")
+                       + "; decode: finite z (INVALID_ARGUMENT otherwise)"),
       "output_range": ("images clipped to [0, 1], float32 NHWC" if functions.is_image
                        else "2-D points, unclipped"),
   }
@@ -640,6 +729,12 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
     if os.path.exists(version_dir):
       raise ExportError(f"{version_dir} appeared during the export (another exporter?)")
     os.rename(tmp_dir, version_dir)
+  except OSError as e:  # disk full, read-only, quota: one line, nothing left behind
+    raise ExportError(f"cannot write the export to {tmp_dir} (for {version_dir}): "
+                      f"{_os_reason(e)}") from None
+  except tf.errors.OpError as e:  # TF's own file writes (SavedModel variables)
+    raise ExportError(f"cannot write the export to {tmp_dir} (for {version_dir}): "
+                      f"{_short(e)}") from None
   finally:
     shutil.rmtree(tmp_dir, ignore_errors=True)
   logging.info("Exported %s (step %d, %s weights) to %s", workdir, step, weights, version_dir)

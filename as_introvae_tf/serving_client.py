@@ -34,6 +34,8 @@ import numpy as np
 SEED_SIGNATURES = ("serving_default", "generate", "generate_png")
 FORMS = ("instances", "inputs")
 SEEDS_INPUT = "seeds"
+MAX_BATCH = 256
+"""The exporter's default `--max_batch`: the client refuses larger requests up front."""
 
 
 class ServingError(RuntimeError):
@@ -243,16 +245,29 @@ def render(samples, path):
   return visualize.save_png(path, picture)
 
 
+def check_batch(num, max_batch=MAX_BATCH):
+  """Raises ValueError if `num` seeds exceed `max_batch` (the export's `--max_batch`)."""
+  if num > max_batch:
+    raise ValueError(f"{num} samples requested, more than --max_batch={max_batch} per request "
+                     "(the exported model refuses larger batches; ask in several requests, or "
+                     "pass --max_batch as exported)")
+
+
 def fetch_samples(seeds, *, url=None, model, signature="serving_default", form="instances",
-                  grpc_target=None, version=None, timeout=60.0):
+                  grpc_target=None, version=None, timeout=60.0, max_batch=MAX_BATCH):
   """Samples for `seeds` from TF Serving, over REST (`url`) or gRPC (`grpc_target`).
+
+  Args:
+    max_batch: more seeds than this are refused before any request is built.
 
   Returns:
     float32 numpy `[N, *example_shape]` (images in [0, 1], or 2-D points).
 
   Raises:
-    ServingError, ValueError: bad arguments, transport or serving errors.
+    ServingError, ValueError: bad arguments (e.g. more than `max_batch` seeds), transport or
+      serving errors.
   """
+  check_batch(len(seeds), max_batch)
   if signature not in SEED_SIGNATURES:
     raise ValueError(f"--signature must be one of {', '.join(SEED_SIGNATURES)} (the client "
                      f"sends seeds); got {signature!r}")
@@ -290,6 +305,8 @@ def define_flags(flag_values=None):
   flags.DEFINE_string("grpc", None, "HOST:8500: use gRPC instead of REST "
                       "(needs tensorflow-serving-api).", flag_values=fv)
   flags.DEFINE_float("timeout", 60.0, "Request timeout in seconds.", flag_values=fv)
+  flags.DEFINE_integer("max_batch", MAX_BATCH, "The export's --max_batch: larger --num is "
+                       "refused before anything is built or sent.", flag_values=fv)
 
 
 def main(argv, flag_values=None):
@@ -305,11 +322,16 @@ def main(argv, flag_values=None):
   if fv.num < 1:
     print(f"error: --num must be >= 1; got {fv.num}", file=sys.stderr)
     return 1
+  try:
+    check_batch(fv.num, fv.max_batch)  # before the seed list or the request is built
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
   seeds = list(range(fv.seed_start, fv.seed_start + fv.num))
   try:
     samples = fetch_samples(seeds, url=fv.url, model=fv.model, signature=fv.signature,
                             form=fv.format, grpc_target=fv.grpc, version=fv.version,
-                            timeout=fv.timeout)
+                            timeout=fv.timeout, max_batch=fv.max_batch)
     path = render(samples, fv.out)
   except (ServingError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -10,6 +10,9 @@ the same command again resumes from the last checkpoint in --workdir. --help lis
 training flags by concern, --helpfull every flag (absl's own too).
 
 In Python, `as_introvae_tf.train(config)` does the same (this module is callable).
+
+SIGTERM or Ctrl-C stops after the current step and a checkpoint (exit status 143 / 130);
+a second Ctrl-C aborts at once.
 """
 
 import os
@@ -20,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
 from as_introvae_tf import config as config_lib  # noqa: E402
 
@@ -94,6 +98,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
   cli.quiet_absl_logging(flags.FLAGS)
+  from as_introvae_tf import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  config = None
   try:
     config = config_lib.ExperimentConfig.from_flags(flags.FLAGS).validate()
   except config_lib.ConfigError as e:
@@ -104,8 +110,16 @@ def main(argv):
   try:
     apply_threading(config)
     result = train_lib.train_and_evaluate(config)
+  except train_lib.TrainingInterrupted as e:
+    logging.warning("%s", e)
+    print(f"stopped: {e}", file=sys.stderr)
+    return e.exit_status  # 143 (SIGTERM) or 130 (SIGINT), as the shell reports signals
+  except KeyboardInterrupt:  # a second Ctrl-C during the stop
+    print("aborted by a second Ctrl-C: the last checkpoint written is kept"
+          + (f" in {config.workdir}/checkpoints" if config else ""), file=sys.stderr)
+    return 130
   except (config_lib.ConfigError, FileNotFoundError, train_lib.TrainingDivergedError,
-          train_lib.CheckpointWriteError, ValueError) as e:
+          train_lib.CheckpointWriteError, workdir_lib.WorkdirLockedError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(f"Trained to step {result['step']}; samples: {result['samples_png']}; "

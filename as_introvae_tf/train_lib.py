@@ -7,8 +7,11 @@ progress bar over the whole run (`progress.RunProgress`), and rewrites `WORKDIR/
 (and `reconstructions.png`) every --image_every_steps and at the end.
 
 Layout of a workdir:
-  config.json          the run's flags (checked against the checkpoint's architecture on resume)
-  checkpoints/         tf.train.CheckpointManager: encoder, decoder, EMA decoder, optimizers
+  config.json          the flags the run was started with (checked on resume)
+  config_history.jsonl one line per training segment: its start step and changed flags
+  train.lock           host, PID and start time of the process training here (`workdir.py`)
+  checkpoints/         tf.train.CheckpointManager: encoder, decoder, EMA decoder, optimizers,
+                       `run_info` (method, architecture, run id; `checkpoints.py`)
   tensorboard/         the run's HParams (method, dataset, betas, ...) for TensorBoard's HParams
                        table; its metrics are the scalars of the subfolders below
   tensorboard/train/   scalars `train/<metric>` every --log_every_steps, image grids
@@ -24,6 +27,10 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
+import time
+import uuid
 
 import keras
 import numpy as np
@@ -31,6 +38,7 @@ import tensorflow as tf
 from absl import logging
 
 from as_introvae_tf import baselines
+from as_introvae_tf import checkpoints as checkpoints_lib
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
 from as_introvae_tf import distribute
@@ -40,6 +48,7 @@ from as_introvae_tf import optimizers
 from as_introvae_tf import precision
 from as_introvae_tf import progress as progress_lib
 from as_introvae_tf import visualize
+from as_introvae_tf import workdir as workdir_lib
 
 SAMPLE_GRID_SIZE = 64
 SAMPLE_SEED = 20221
@@ -55,6 +64,20 @@ class CheckpointWriteError(RuntimeError):
   """A checkpoint could not be written (disk full, read-only); the previous one is intact."""
 
 
+class TrainingInterrupted(RuntimeError):
+  """SIGTERM/SIGINT stopped training after the current step and its checkpoint.
+
+  Attributes:
+    signum: the signal; `exit_status` = 128 + signum (143 for SIGTERM, 130 for SIGINT).
+    step: the step reached (= the step of the checkpoint written).
+  """
+
+  def __init__(self, message, signum, step):
+    super().__init__(message)
+    self.signum, self.step = signum, step
+    self.exit_status = 128 + signum
+
+
 @dataclasses.dataclass
 class Run:
   """What `build_run` assembles: everything needed to train, restore or export a run."""
@@ -65,6 +88,8 @@ class Run:
   model: models.IntrospectiveVAE
   checkpoint: tf.train.Checkpoint
   manager: tf.train.CheckpointManager
+  restored: str | None = None  # the checkpoint prefix restored, if any
+  run_info: tf.Variable | None = None  # JSON (checkpoints.run_info), saved in every checkpoint
 
 
 def _learning_rate(config):
@@ -156,9 +181,10 @@ def build_model(config, spec, strategy):
   return model
 
 
-def make_checkpoint(model):
+def make_checkpoint(model, run_info=None):
   """The tf.train.Checkpoint of a run: networks, EMA decoder and both optimizers, plus what
-  the model adds (`extra_checkpoint_items()`: e.g. a discriminator, its optimizer, PID state).
+  the model adds (`extra_checkpoint_items()`: e.g. a discriminator, its optimizer, PID state),
+  and `run_info` (a string tf.Variable, `checkpoints.run_info`) when given.
 
   A loss-scaled optimizer (mixed_float16) is saved as two items: `<name>` = the optimizer it
   wraps (the same keys as a run without loss scaling, so such a checkpoint also restores into
@@ -178,7 +204,41 @@ def make_checkpoint(model):
     if precision.is_loss_scaled(item):
       items[name] = precision.unwrap(item)
       items[f"{name}_loss_scale"] = item
+  if run_info is not None:
+    items[checkpoints_lib.RUN_INFO] = run_info
   return tf.train.Checkpoint(**items)
+
+
+def restore_checkpoint(run, prefix):
+  """Restores checkpoint `prefix` into `run` (every object of the run must be matched).
+
+  A checkpoint written before checkpoints carried `run_info` restores without it. A constant
+  `--lr` given now wins over the checkpointed one.
+
+  Raises:
+    AssertionError / ValueError / tf.errors.OpError: the variables do not match.
+  """
+  model = run.model
+  reader = tf.train.load_checkpoint(prefix)
+  checkpoint = run.checkpoint
+  if run.run_info is not None and (checkpoints_lib.RUN_INFO_KEY
+                                   not in reader.get_variable_to_shape_map()):
+    checkpoint = make_checkpoint(model)  # the same objects, without run_info
+  info = run.run_info.numpy() if run.run_info is not None else None
+  status = checkpoint.restore(prefix)
+  status.assert_existing_objects_matched()
+  # Values only in the checkpoint are expected (the loss scales of a mixed_float16 run
+  # restored without loss scaling: evaluation, export, a resume in another precision).
+  status.expect_partial()
+  if info is not None:
+    run.run_info.assign(info)  # this workdir's path and run id, in the next checkpoints
+  if not run.config.lr_milestones:  # a constant --lr given now wins over the checkpointed one
+    for item in [model.encoder_optimizer, model.decoder_optimizer,
+                 *_extra_checkpoint_items(model).values()]:
+      if isinstance(item, keras.optimizers.Optimizer):
+        item.learning_rate = run.config.lr
+  run.restored = prefix
+  logging.info("Restored %s (step %d)", prefix, int(model.step.numpy()))
 
 
 def _extra_checkpoint_items(model):
@@ -200,11 +260,17 @@ def _check_workdir_writable(workdir):
         "checkpoints and logs can be written") from None
 
 
-def _check_resume_compatible(config, workdir):
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  previous = config_lib.load_config(workdir)
+def _check_resume_compatible(config, workdir, previous=None):
+  """Refuses flags the checkpoints of `workdir` cannot be resumed with (naming them).
+
+  Args:
+    previous: the flags the run last trained with (`RunRecord.effective_config`); default
+      WORKDIR/config.json.
+  """
+  if previous is None:
+    if not os.path.exists(os.path.join(workdir, "config.json")):
+      return
+    previous = config_lib.load_config(workdir)
   changed = [k for k in config_lib.ARCHITECTURE_KEYS
              if getattr(previous, k) != getattr(config, k)]
   if (previous.ema_decay > 0) != (config.ema_decay > 0):  # the EMA decoder is checkpointed
@@ -220,15 +286,28 @@ def _check_resume_compatible(config, workdir):
         "Use a new --workdir, or the same flags to resume.")
 
 
-def build_run(config, restore=True):
+def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=None):
   """Validates the config and assembles strategy, data spec, model and checkpoint.
+
+  Args:
+    config: the run's `ExperimentConfig`.
+    restore: True: continue from the newest checkpoint that restores
+      (`checkpoints.choose_for_training`: damaged newer ones are moved aside with a warning, a
+      broken index is rebuilt); False: fresh variables (callers restore themselves with
+      `restore_checkpoint`).
+    run_id: the workdir's run id, stored in every checkpoint (`run_info`); None: a fresh one.
+    check_run_id: refuse to restore a checkpoint of another run id (method and architecture
+      are always checked).
+    strategy: the `tf.distribute.Strategy` to use; default `distribute.get_strategy`.
 
   Raises:
     ConfigError: a bad flag (named in the message).
     ValueError / FileNotFoundError: bad or missing data (named in the message).
+    checkpoints.CheckpointError: checkpoints exist but none restores, or the newest intact one
+      is from another method, architecture or run.
   """
   config.validate()
-  strategy = distribute.get_strategy(config.strategy)
+  strategy = strategy or distribute.get_strategy(config.strategy)
   config.validate(num_replicas=strategy.num_replicas_in_sync)
   spec = data.parse_dataset(config.dataset, config.image_size, config.channels,
                             data_dir=config.data_dir)
@@ -239,45 +318,65 @@ def build_run(config, restore=True):
       raise config_lib.ConfigError(f"--image_size: {e}; or give --filters") from None
   keras.utils.set_random_seed(config.seed)
   model = build_model(config, spec, strategy)
-  checkpoint = make_checkpoint(model)
+  run_info = tf.Variable(
+      checkpoints_lib.run_info(config, spec.shape, run_id or uuid.uuid4().hex[:16]),
+      dtype=tf.string, trainable=False, name="run_info")
+  checkpoint = make_checkpoint(model, run_info)
   directory = os.path.join(config.workdir, "checkpoints")
   if not distribute.is_chief(strategy):
     directory = os.path.join(config.workdir, "tmp_worker_checkpoints",
                              str(strategy.cluster_resolver.task_id))
+  prefix = None
+  if restore:
+    prefix = checkpoints_lib.choose_for_training(directory, config,
+                                                 run_id if check_run_id else None)
   manager = tf.train.CheckpointManager(checkpoint, directory,
                                        max_to_keep=config.keep_checkpoints)
-  if restore and manager.latest_checkpoint:
-    status = checkpoint.restore(manager.latest_checkpoint)
-    status.assert_existing_objects_matched()
-    # Values only in the checkpoint are expected (the loss scales of a mixed_float16 run
-    # restored without loss scaling: evaluation, export, a resume in another precision).
-    status.expect_partial()
-    if not config.lr_milestones:  # a constant --lr given now wins over the checkpointed one
-      for item in [model.encoder_optimizer, model.decoder_optimizer,
-                   *_extra_checkpoint_items(model).values()]:
-        if isinstance(item, keras.optimizers.Optimizer):
-          item.learning_rate = config.lr
-    logging.info("Restored %s (step %d)", manager.latest_checkpoint, int(model.step.numpy()))
-  return Run(config, strategy, spec, model, checkpoint, manager)
+  run = Run(config, strategy, spec, model, checkpoint, manager, run_info=run_info)
+  if prefix is not None:
+    restore_checkpoint(run, prefix)
+  return run
 
 
 def _fixed_batch(spec, config, num):
-  """A fixed batch for the image grids: test images, or fresh 2-D data points."""
+  """A fixed batch for the image grids: up to `num` test images (fewer if the split has
+  fewer), or fresh 2-D data points."""
   if spec.kind == "2d":
     return data.sample_2d(spec.name, 2048, np.random.default_rng(config.seed + 1))
-  ds = data.build_dataset(spec, "test", num, seed=config.seed, shuffle=False, repeat=False,
+  ds = data.build_dataset(spec, "test", 1, seed=config.seed, shuffle=False, repeat=False,
                           bad_images=config.bad_images, data_dir=config.data_dir)
-  return next(iter(ds)).numpy()
+  images = [b.numpy() for b in ds.take(num)]
+  if not images:
+    raise ValueError(f"--dataset={config.dataset}: the test split has no readable image")
+  return np.concatenate(images)
 
 
 def _calibration_batches(spec, config, num_batches=8, batch_size=64):
-  """Fixed real training batches for `prepare_for_inference` (BatchNorm statistics)."""
+  """Fixed real training batches for `prepare_for_inference` (BatchNorm statistics): 8
+  batches of min(64, training examples), drawn again from the start when the split is small."""
   if spec.kind == "2d":
     rng = np.random.default_rng(config.seed + 2)
     return [data.sample_2d(spec.name, batch_size, rng) for _ in range(num_batches)]
-  ds = data.build_dataset(spec, "train", batch_size, seed=config.seed + 2, shuffle=True,
-                          repeat=False, bad_images=config.bad_images, data_dir=config.data_dir)
+  available = data.count_examples(spec, "train", bad_images=config.bad_images,
+                                  data_dir=config.data_dir)
+  ds = data.build_dataset(spec, "train", min(batch_size, available), seed=config.seed + 2,
+                          shuffle=True, repeat=True, bad_images=config.bad_images,
+                          data_dir=config.data_dir)
   return [b.numpy() for b in ds.take(num_batches)]
+
+
+def _check_enough_data(spec, config):
+  """Raises ValueError (with the numbers) when the training split has fewer examples than
+  one --batch_size."""
+  if spec.kind == "2d":
+    return
+  available = data.count_examples(spec, "train", bad_images=config.bad_images,
+                                   data_dir=config.data_dir)
+  if available < config.batch_size:
+    raise ValueError(
+        f"--dataset={config.dataset} has {available} training image(s), fewer than one batch "
+        f"of --batch_size={config.batch_size}: lower --batch_size to at most {available} or "
+        "add images")
 
 
 def sample(model, num, seed=SAMPLE_SEED):
@@ -362,11 +461,14 @@ class TrainingMonitor(keras.callbacks.Callback):
   a single `tf.function` with no host synchronisation.
   """
 
-  def __init__(self, run, writer, fixed, calibration, chief, progress=None):
+  def __init__(self, run, writer, fixed, calibration, chief, progress=None,
+               before_first_save=None, stop=None):
     super().__init__()
     self.progress = progress
     self.run, self.writer, self.fixed, self.chief = run, writer, fixed, chief
     self.calibration = calibration
+    self.before_first_save = before_first_save  # called once, before the first checkpoint
+    self.stop = stop  # a `_StopOnSignals`: stop after the current step when it has a signal
     self.prepared_at = None
     self.config = run.config
     self.diverged = None
@@ -387,6 +489,8 @@ class TrainingMonitor(keras.callbacks.Callback):
       model.make_train_function(force=True)
     if self.step >= config.train_steps:
       model.stop_training = True
+    if self.stop is not None and self.stop.received is not None:
+      model.stop_training = True  # the step is done; train_and_evaluate writes the checkpoint
 
   def on_epoch_end(self, epoch, logs=None):
     model, config = self.run.model, self.config
@@ -447,6 +551,9 @@ class TrainingMonitor(keras.callbacks.Callback):
   def save(self, step):
     self.prepare(step)
     try:
+      if self.before_first_save is not None:
+        self.before_first_save(step)
+        self.before_first_save = None
       self.run.manager.save(checkpoint_number=step)
     except (OSError, tf.errors.OpError) as e:
       previous = self.run.manager.latest_checkpoint or "none"
@@ -459,26 +566,106 @@ class TrainingMonitor(keras.callbacks.Callback):
       self.progress.message(f"step {step}: saved checkpoint {self.run.manager.latest_checkpoint}")
 
 
+class _StopOnSignals:
+  """SIGTERM/SIGINT -> stop after the current step (`received` holds the signal number).
+
+  A second signal aborts at once: SIGINT raises KeyboardInterrupt, SIGTERM gets its default
+  action. Installed only in the main thread (Python delivers signals there); the previous
+  handlers come back on exit.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    if self.received is not None:
+      signal.signal(signum, signal.SIG_DFL)
+      if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+      os.kill(os.getpid(), signum)
+      return
+    self.received = signum
+    logging.warning("Received %s: finishing the current step, then writing a checkpoint "
+                    "(send it again to abort at once)", signal.Signals(signum).name)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for signum in self.SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous = {}
+    return False
+
+
+def _lock_name(strategy):
+  """One lock per task: the chief takes train.lock, multi-worker workers their own file."""
+  if distribute.is_chief(strategy):
+    return workdir_lib.LOCK_FILE
+  return f"{workdir_lib.LOCK_FILE}.worker{strategy.cluster_resolver.task_id}"
+
+
+def _set_aside_unused_record(workdir):
+  """A config.json/history without any checkpoint is from a run that never saved one: it
+  must not bind the new run, so it is renamed (never deleted)."""
+  suffix = f".unused-{int(time.time())}"
+  for name in (workdir_lib.CONFIG_FILE, workdir_lib.HISTORY_FILE):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      os.replace(path, path + suffix)
+      logging.warning("%s is from a run that wrote no checkpoint: renamed it to %s; this "
+                      "run starts afresh", path, path + suffix)
+
+
 def train_and_evaluate(config):
   """Trains (or resumes) the run described by `config`.
+
+  Holds the workdir lock (`workdir.WorkdirLock`) from before any file is written to the end.
+  On SIGTERM/SIGINT, finishes the current step, writes a checkpoint and raises
+  `TrainingInterrupted`. config.json and the history line of this segment are written just
+  before its first checkpoint (`workdir.RunRecord`).
 
   Returns:
     dict with `step` (final step), `metrics` (last log window's metrics), `samples_png`.
 
   Raises:
     ConfigError, ValueError, FileNotFoundError: bad flags or data, before any training.
+    workdir.WorkdirLockedError: another process trains in the workdir (nothing was written).
+    checkpoints.CheckpointError: checkpoint files exist but none restores, or one from
+      another method/architecture/run.
     TrainingDivergedError: a metric became NaN/inf; the last good checkpoint is kept.
+    TrainingInterrupted: SIGTERM/SIGINT; the checkpoint of the step reached is written.
   """
   workdir = config.workdir
   config.validate()
   _check_workdir_writable(workdir)
-  _check_resume_compatible(config, workdir)
-  run = build_run(config)
-  model, spec, strategy = run.model, run.spec, run.strategy
+  strategy = distribute.get_strategy(config.strategy)
+  with workdir_lib.WorkdirLock(workdir, _lock_name(strategy)), _StopOnSignals() as stop:
+    return _train_locked(config, strategy, stop)
+
+
+def _train_locked(config, strategy, stop):
+  workdir = config.workdir
+  has_checkpoints = bool(checkpoints_lib.on_disk(os.path.join(workdir, "checkpoints")))
+  record = workdir_lib.RunRecord.load(workdir)
+  if not has_checkpoints and record.original is not None and distribute.is_chief(strategy):
+    _set_aside_unused_record(workdir)
+    record = workdir_lib.RunRecord(workdir, None, [])
+  if has_checkpoints:
+    _check_resume_compatible(config, workdir, record.effective_config())
+  run_id = record.new_run_id(config)
+  run = build_run(config, run_id=run_id, check_run_id=record.run_id is not None,
+                  strategy=strategy)
+  model, spec = run.model, run.spec
   chief = distribute.is_chief(strategy)
-  if chief:
-    config_lib.save_config(config, workdir)
   start = int(model.step.numpy())
+  _check_enough_data(spec, config)
   if config.method != "vae" and config.num_vae >= config.train_steps:
     logging.warning("--num_vae=%d >= --train_steps=%d: the whole run is plain-VAE warm-up; "
                     "lower --num_vae to train %s", config.num_vae, config.train_steps,
@@ -493,6 +680,7 @@ def train_and_evaluate(config):
     print(f"{config.method} on {config.dataset} ({shape}), {what}, "
           f"{strategy.num_replicas_in_sync} replica(s); workdir {workdir}", flush=True)
   fixed = _fixed_batch(spec, config, 64)
+  calibration = _calibration_batches(spec, config)
   logdir = os.path.join(workdir, "tensorboard", "train")
   if not chief:  # only the chief writes summaries; the others write to a scratch directory
     logdir = os.path.join(workdir, "tmp_worker_tensorboard",
@@ -505,13 +693,22 @@ def train_and_evaluate(config):
   if chief:
     write_hparams(config, os.path.join(workdir, "tensorboard"))
 
-  calibration = _calibration_batches(spec, config)
   bar = progress_lib.RunProgress(config.train_steps, start, config.method, mode=mode,
                                  every=config.log_every_steps,
                                  steps_per_execution=config.steps_per_execution)
-  monitor = TrainingMonitor(run, writer, fixed, calibration, chief, progress=bar)
+
+  def commit_record(_):
+    if chief:
+      changes = record.commit(config, start, run_id)
+      for c in changes:
+        logging.warning("Resumed at step %d with --%s=%r (was %r); recorded in %s", start,
+                        c["flag"], c["new"], c["old"],
+                        os.path.join(workdir, workdir_lib.HISTORY_FILE))
+
+  monitor = TrainingMonitor(run, writer, fixed, calibration, chief, progress=bar,
+                            before_first_save=commit_record, stop=stop)
   last_metrics = {}
-  if start < config.train_steps:
+  if start < config.train_steps and stop.received is None:
     model.vae_phase = start < config.num_vae
     model.make_train_function(force=True)
     ds = data.build_dataset(spec, "train", config.batch_size, seed=config.seed,
@@ -528,8 +725,11 @@ def train_and_evaluate(config):
       step, terms = monitor.diverged
       raise TrainingDivergedError(_divergence_message(config, step, terms, run.manager))
   final_step = int(model.step.numpy())
-  if start < config.train_steps and monitor.last_saved != final_step:
+  if final_step > start and monitor.last_saved != final_step:
     monitor.save(final_step)
+  if stop.received is not None:
+    raise TrainingInterrupted(_interrupted_message(config, stop.received, start, final_step,
+                                                   run.manager), stop.received, final_step)
   monitor.prepare(final_step)
   samples_png = os.path.join(workdir, "samples.png")
   if chief:
@@ -539,6 +739,17 @@ def train_and_evaluate(config):
                  "example_shape": list(spec.shape)}, f, indent=2)
   logging.info("Done at step %d; samples in %s", final_step, samples_png)
   return {"step": final_step, "metrics": last_metrics, "samples_png": samples_png}
+
+
+def _interrupted_message(config, signum, start, step, manager):
+  name = signal.Signals(signum).name
+  if step > start:
+    saved = f"checkpoint {manager.latest_checkpoint} written"
+  else:
+    saved = (f"no step was trained, the last checkpoint is "
+             f"{manager.latest_checkpoint or 'none'}")
+  return (f"Stopped by {name} at step {step} of --train_steps={config.train_steps} ({saved}). "
+          f"Run the same command again to resume from step {step}.")
 
 
 def _divergence_message(config, step, terms, manager):

@@ -466,11 +466,15 @@ def test_flat_and_class_folders_serve_both_splits(tmp_path):
     for i, f in enumerate(_cifar_files(3)):
         shutil.copy(f, tmp_path / f"{i}.jpg")
     spec = data.parse_dataset(f"folder:{tmp_path}", None, None)
-    assert spec.shape == (32, 32, 3)  # read from the first image
+    assert spec.shape == (32, 32, 3)  # read from the images
     for split in ("train", "test"):
         b = _first(data.build_dataset(spec, split, 2, seed=0))
         assert b.shape == (2, 32, 32, 3)
+    # One grey image sorting first no longer makes the folder grey: the majority decides.
     Image.open(_cifar_files(1)[0]).convert("L").save(tmp_path / "0.jpg")
+    assert data.parse_dataset(f"folder:{tmp_path}", None, None).shape == (32, 32, 3)
+    for i in (1, 2):
+        Image.open(_cifar_files(3)[i]).convert("L").save(tmp_path / f"{i}.jpg")
     assert data.parse_dataset(f"folder:{tmp_path}", None, None).shape == (32, 32, 1)
 
 

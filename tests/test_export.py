@@ -564,7 +564,7 @@ def test_existing_version_is_never_overwritten(image_export, image_run, exports,
 def test_checkpoint_from_another_architecture(image_run, tmp_path, capsys):
   workdir = _copy_run(image_run, tmp_path, z_dim=Z_DIM + 1)
   _expect_error(capsys, [f"--workdir={workdir}", f"--export_dir={tmp_path / 'out'}"],
-                "does not match the architecture", "z_dim=5")
+                "its architecture differs", f"--z_dim={Z_DIM} (config.json: {Z_DIM + 1})")
   assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 

@@ -2,7 +2,6 @@
 without a terminal, checkpoint lines, and the pictures refreshed while training."""
 
 import io
-import os
 import re
 
 import pytest

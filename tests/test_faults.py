@@ -1,0 +1,657 @@
+"""Fault injection: damaged checkpoints and index files, two processes on one workdir,
+SIGTERM/SIGINT, resumed runs with other flags, checkpoints of another run, runs that fail
+before their first step, small and odd image folders, serving limits (issue 12).
+
+Each test breaks something the way an accident would (truncating, corrupting or deleting
+files, signals to a real training process, copying a checkpoint between runs) and checks
+what the user is told and that no work is lost or mixed. Tiny 2-D runs are trained once per
+module and copied per test.
+"""
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from as_introvae_tf import checkpoints as checkpoints_lib
+from as_introvae_tf import config as config_lib
+from as_introvae_tf import eval_lib
+from as_introvae_tf import export_lib
+from as_introvae_tf import train_lib
+from as_introvae_tf import workdir as workdir_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def _config(workdir, **overrides):
+  values = dict(method="as_introvae", dataset="8gaussians", workdir=str(workdir), z_dim=2,
+                num_hidden=16, num_layers=1, batch_size=64, train_steps=4, num_vae=1,
+                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=100,
+                keep_checkpoints=5, beta_kl=0.3, beta_rec=0.2, beta_neg=0.9,
+                as_kernel="product", ema_decay=0.0, verbose="0")
+  values.update(overrides)
+  return config_lib.ExperimentConfig(**values)
+
+
+def _no_pictures(model, spec, fixed):
+  del model, spec, fixed
+  return {"samples": np.zeros([4, 4, 3], np.float32)}
+
+
+def _train(config):
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(train_lib, "render_samples", _no_pictures)  # the scatter plot: slow, unused
+    return train_lib.train_and_evaluate(config)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A 2-D AS-IntroVAE run with ckpt-2 and ckpt-4 (and config.json, history)."""
+  workdir = tmp_path_factory.mktemp("trained") / "run"
+  _train(_config(workdir))
+  return workdir
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(trained, workdir)
+  return workdir
+
+
+def _ckpt(workdir, step):
+  return str(workdir / "checkpoints" / f"ckpt-{step}")
+
+
+def _data_file(prefix):
+  return prefix + ".data-00000-of-00001"
+
+
+def _bytes(prefix):
+  return {suffix: open(prefix + suffix, "rb").read() for suffix in (".index", ".data-00000-of-00001")}
+
+
+def _history(workdir):
+  with open(workdir / workdir_lib.HISTORY_FILE) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+# === The `checkpoint` index file ==============================================================
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "garbled", "names_a_missing_checkpoint"])
+def test_broken_index_resumes_from_the_newest_checkpoint_and_deletes_none(run_copy, damage,
+                                                                          caplog):
+  """What training restores (`build_run`, as `train_and_evaluate` calls it) and what its
+  CheckpointManager deletes afterwards (`--keep_checkpoints=1`)."""
+  index = run_copy / "checkpoints" / "checkpoint"
+  if damage == "missing":
+    index.unlink()
+  elif damage == "empty":
+    index.write_text("")
+  elif damage == "garbled":
+    index.write_bytes(b"\x00\xffmodel_checkpoint_path: {{{ not a proto")
+  else:
+    index.write_text('model_checkpoint_path: "ckpt-9"\nall_model_checkpoint_paths: "ckpt-9"\n')
+  before = {s: _bytes(_ckpt(run_copy, s)) for s in (2, 4)}
+  caplog.set_level(logging.WARNING)
+  run = train_lib.build_run(_config(run_copy, keep_checkpoints=1))
+  assert int(run.model.step.numpy()) == 4 and run.restored == _ckpt(run_copy, 4)
+  assert "ckpt-2, ckpt-4" in caplog.text and "Rebuilt the index" in caplog.text
+  for step in (5, 6, 7):  # the run writes checkpoints: only its own ones rotate
+    run.manager.save(checkpoint_number=step)
+  for step, files in before.items():
+    assert _bytes(_ckpt(run_copy, step)) == files, step
+  assert [f.step for f in checkpoints_lib.on_disk(str(run_copy / "checkpoints"))] == [2, 4, 7]
+  state = tf.train.get_checkpoint_state(str(run_copy / "checkpoints"))
+  assert state.model_checkpoint_path.endswith("ckpt-7")
+
+
+def test_broken_index_end_to_end_training_continues(run_copy):
+  (run_copy / "checkpoints" / "checkpoint").write_text("")
+  assert _train(_config(run_copy, train_steps=6, keep_checkpoints=1))["step"] == 6
+  assert _history(run_copy)[-1]["step"] == 4  # resumed at 4, not restarted at 0
+  assert [f.step for f in checkpoints_lib.on_disk(str(run_copy / "checkpoints"))] == [2, 4, 6]
+
+
+# === A damaged newest checkpoint ==============================================================
+
+def _damage(prefix, how):
+  data = _data_file(prefix)
+  if how == "truncated_data":
+    raw = open(data, "rb").read()
+    open(data, "wb").write(raw[:len(raw) // 2])
+  elif how == "corrupted_data":
+    raw = bytearray(open(data, "rb").read())
+    for i in range(64, len(raw), 97):
+      raw[i] ^= 0x5A
+    open(data, "wb").write(bytes(raw))
+  elif how == "truncated_index":
+    raw = open(prefix + ".index", "rb").read()
+    open(prefix + ".index", "wb").write(raw[:len(raw) // 2])
+  elif how == "missing_data":
+    os.remove(data)
+  elif how == "missing_index":
+    os.remove(prefix + ".index")
+  else:
+    raise ValueError(how)
+
+
+# Every kind of damage is tested once for training and once for evaluate/export, half each
+# way (each training costs seconds); both paths go through `checkpoints.verify`.
+@pytest.mark.parametrize("how", ["truncated_data", "corrupted_data", "missing_index"])
+def test_damaged_newest_checkpoint_training_falls_back_with_a_warning(run_copy, how, caplog):
+  _damage(_ckpt(run_copy, 4), how)
+  caplog.set_level(logging.WARNING)
+  if how == "truncated_data":  # once end to end
+    assert _train(_config(run_copy, train_steps=6))["step"] == 6
+    assert _history(run_copy)[-1]["step"] == 2  # continued from the intact ckpt-2
+  else:  # what training restores
+    run = train_lib.build_run(_config(run_copy, train_steps=6))
+    assert int(run.model.step.numpy()) == 2 and run.restored == _ckpt(run_copy, 2)
+  warning = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+  assert warning and "ckpt-4" in warning[0] and "ckpt-2" in warning[0], caplog.text
+  damaged = os.listdir(run_copy / "checkpoints" / checkpoints_lib.DAMAGED_DIR)
+  assert damaged and all(name.startswith("ckpt-4.") for name in damaged)  # kept, not deleted
+
+
+@pytest.mark.parametrize("how", ["truncated_index", "missing_data", "corrupted_data"])
+def test_damaged_newest_checkpoint_evaluate_and_export_name_it_and_the_intact_ones(run_copy,
+                                                                                   how,
+                                                                                   tmp_path):
+  _damage(_ckpt(run_copy, 4), how)
+  with pytest.raises(checkpoints_lib.CheckpointError) as info:
+    eval_lib.restore_run(run_copy)
+  message = str(info.value)
+  assert "ckpt-4 is damaged" in message and "Intact checkpoints: ckpt-2" in message
+  assert f"--checkpoint={_ckpt(run_copy, 2)}" in message
+  with pytest.raises(export_lib.ExportError) as info:
+    export_lib.export_run(str(run_copy), str(tmp_path / "exports"), formats=["saved_model"])
+  message = str(info.value)
+  assert "ckpt-4 is damaged" in message and "ckpt-2" in message
+  assert "architecture" not in message
+  # The intact one, asked for by name, evaluates.
+  run = eval_lib.restore_run(run_copy, checkpoint=_ckpt(run_copy, 2))
+  assert int(run.model.step.numpy()) == 2 and run.restored == _ckpt(run_copy, 2)
+
+
+def test_no_intact_checkpoint_stops_training_and_keeps_the_files(run_copy):
+  for step in (2, 4):
+    _damage(_ckpt(run_copy, step), "truncated_data")
+  with pytest.raises(checkpoints_lib.CheckpointError, match="none of them restores.*ckpt-4"):
+    _train(_config(run_copy, train_steps=6))
+  assert sorted(os.listdir(run_copy / "checkpoints")) == [
+      "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+      "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+
+
+# === Checkpoints of another method or run =====================================================
+
+@pytest.fixture(scope="module")
+def other_runs(tmp_path_factory):
+  """Newest checkpoints of a VAE run and of a second AS-IntroVAE run (same flags)."""
+  base = tmp_path_factory.mktemp("other")
+  _train(_config(base / "vae", method="vae", num_vae=0, train_steps=6,
+                 checkpoint_every_steps=6, log_every_steps=6))
+  _train(_config(base / "twin", train_steps=6, checkpoint_every_steps=6, log_every_steps=6))
+  return {"vae": base / "vae", "twin": base / "twin"}
+
+
+def _plant(source, workdir, step=6):
+  for suffix in (".index", ".data-00000-of-00001"):
+    shutil.copy(_ckpt(source, step) + suffix, _ckpt(workdir, step) + suffix)
+
+
+def test_checkpoint_of_another_method_is_refused_by_train_evaluate_and_export(run_copy,
+                                                                             other_runs,
+                                                                             tmp_path):
+  _plant(other_runs["vae"], run_copy)
+  with pytest.raises(checkpoints_lib.CheckpointError, match="--method=vae run"):
+    eval_lib.restore_run(run_copy)
+  with pytest.raises(export_lib.ExportError, match="--method=vae run"):
+    export_lib.export_run(str(run_copy), str(tmp_path / "exports"), formats=["saved_model"])
+  with pytest.raises(checkpoints_lib.CheckpointError, match="--method=vae run"):
+    _train(_config(run_copy, train_steps=8))
+  assert os.path.exists(_ckpt(run_copy, 6) + ".index")  # refused, not moved or deleted
+
+
+def test_checkpoint_of_another_run_is_refused_by_training(run_copy, other_runs):
+  _plant(other_runs["twin"], run_copy)
+  with pytest.raises(checkpoints_lib.CheckpointError, match="belongs to another run"):
+    _train(_config(run_copy, train_steps=8))
+
+
+# === The run's record =========================================================================
+
+def test_resume_with_other_flags_keeps_config_json_and_records_the_changes(run_copy, tmp_path):
+  original = (run_copy / "config.json").read_text()
+  _train(_config(run_copy, train_steps=6, seed=1, batch_size=32, adam_beta1=0.5))
+  _train(_config(run_copy, train_steps=8, seed=1, batch_size=32, adam_beta1=0.5, lr=1e-3))
+  _train(_config(run_copy, train_steps=3))  # lower than the step reached: nothing to train
+  assert (run_copy / "config.json").read_text() == original
+  changes = workdir_lib.RunRecord.load(str(run_copy)).changes()
+  key = lambda c: (c["step"], c["flag"])  # noqa: E731
+  assert sorted(changes, key=key) == sorted([
+      {"step": 4, "flag": "train_steps", "old": 4, "new": 6},
+      {"step": 4, "flag": "batch_size", "old": 64, "new": 32},
+      {"step": 4, "flag": "seed", "old": 0, "new": 1},
+      {"step": 4, "flag": "adam_beta1", "old": 0.9, "new": 0.5},
+      {"step": 6, "flag": "train_steps", "old": 6, "new": 8},
+      {"step": 6, "flag": "lr", "old": 2e-4, "new": 1e-3}], key=key)
+  result = export_lib.export_run(str(run_copy), str(tmp_path / "exports"),
+                                 formats=["saved_model"], weights="raw")
+  card = result.model_card
+  assert card["hyperparameters"]["seed"] == 0 and card["training_step"] == 8
+  assert {"step": 6, "flag": "lr", "old": 2e-4, "new": 1e-3} in card["config_changes"]
+
+
+# === A run that fails before its first step ===================================================
+
+def test_run_that_fails_before_its_first_step_does_not_bind_the_workdir(tmp_path, monkeypatch):
+  workdir = tmp_path / "run"
+
+  def broken(*args, **kwargs):
+    raise ValueError("the test's data failure")
+
+  monkeypatch.setattr(train_lib, "_fixed_batch", broken)  # fails after the model is built
+  with pytest.raises(ValueError, match="the test's data failure"):
+    train_lib.train_and_evaluate(_config(workdir, z_dim=3))
+  monkeypatch.undo()
+  assert not os.path.exists(workdir / "config.json")
+  assert not os.path.exists(workdir / workdir_lib.LOCK_FILE)
+  # The corrected command (another architecture) trains.
+  assert _train(_config(workdir, z_dim=2, train_steps=2))["step"] == 2
+  assert config_lib.load_config(str(workdir)).z_dim == 2
+
+
+def test_config_json_without_a_checkpoint_does_not_refuse_the_next_run(tmp_path):
+  """A workdir left by the old code (config.json written, no checkpoint) is not bound."""
+  workdir = tmp_path / "run"
+  config_lib.save_config(_config(workdir, z_dim=5), str(workdir))
+  assert _train(_config(workdir, train_steps=2))["step"] == 2
+  assert config_lib.load_config(str(workdir)).z_dim == 2
+  assert [n for n in os.listdir(workdir) if n.startswith("config.json.unused-")]
+
+
+# === The workdir lock =========================================================================
+
+def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(run_copy, caplog):
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  (run_copy / workdir_lib.LOCK_FILE).write_text(json.dumps(
+      {"host": socket.gethostname(), "pid": dead.pid, "started": "2026-01-01T00:00:00+00:00"}))
+  caplog.set_level(logging.WARNING)
+  assert _train(_config(run_copy, train_steps=6))["step"] == 6
+  assert f"PID {dead.pid}" in caplog.text and "stale lock" in caplog.text
+  assert not os.path.exists(run_copy / workdir_lib.LOCK_FILE)  # released on exit
+
+
+def test_lock_in_one_process_refuses_a_second_at_once(tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  with workdir_lib.WorkdirLock(str(workdir)) as lock:
+    owner = json.loads((workdir / workdir_lib.LOCK_FILE).read_text())
+    assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+    assert owner["started"] and lock.owner == owner
+    script = ("import sys; from as_introvae_tf import workdir as w\n"
+              "try:\n  w.WorkdirLock(sys.argv[1]).acquire()\n"
+              "except w.WorkdirLockedError as e:\n  print(e); sys.exit(3)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(workdir)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert f"PID {os.getpid()} on host {socket.gethostname()}" in proc.stdout
+  assert not os.path.exists(workdir / workdir_lib.LOCK_FILE)
+
+
+def test_second_ctrl_c_aborts_at_once():
+  stop = train_lib._StopOnSignals()  # pylint: disable=protected-access
+  with stop:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)
+    assert stop.received == signal.SIGINT  # the first one only asks to stop
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(1)
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# === Real training processes: lock, SIGINT, SIGTERM, resume ===================================
+
+STEPS = 80
+
+
+def _cli(workdir, steps=STEPS):
+  """The command line of `_config(workdir, train_steps=steps, log_every_steps=5, ...)`."""
+  return [sys.executable, "-m", "as_introvae_tf.train", "--method=as_introvae",
+          "--dataset=8gaussians", f"--workdir={workdir}", "--z_dim=2", "--num_hidden=16",
+          "--num_layers=1", "--batch_size=64", f"--train_steps={steps}", "--num_vae=1",
+          "--log_every_steps=5", "--checkpoint_every_steps=1000", "--image_every_steps=1000",
+          "--keep_checkpoints=5", "--beta_kl=0.3", "--beta_rec=0.2", "--beta_neg=0.9",
+          "--as_kernel=product", "--ema_decay=0", "--verbose=2"]
+
+
+def _cli_config(workdir, steps=STEPS):
+  return _config(workdir, train_steps=steps, log_every_steps=5, checkpoint_every_steps=1000,
+                 image_every_steps=1000)
+
+
+def _start_and_wait_for_training(workdir):
+  """Starts the CLI and returns once it has finished its first log window (step 5)."""
+  proc = subprocess.Popen(_cli(workdir), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 180
+  for line in proc.stdout:  # Keras prints "5/5 - 0s - ..." at the end of each window
+    if re.match(r"^\d+/\d+ - ", line) or time.time() > deadline:
+      break
+  assert proc.poll() is None, proc.stderr.read()
+  return proc
+
+
+def _stopped_step(stderr):
+  match = re.search(r"Stopped by SIG(?:TERM|INT) at step (\d+) ", stderr)
+  assert match, stderr[-3000:]
+  return int(match.group(1))
+
+
+def test_second_process_is_refused_and_sigint_stops_with_a_checkpoint(tmp_path):
+  workdir = tmp_path / "run"
+  proc = _start_and_wait_for_training(workdir)
+  owner = json.loads((workdir / workdir_lib.LOCK_FILE).read_text())
+  assert owner["pid"] == proc.pid and owner["host"] == socket.gethostname()
+  began = time.time()
+  with pytest.raises(workdir_lib.WorkdirLockedError, match=f"PID {proc.pid} on host"):
+    train_lib.train_and_evaluate(_cli_config(workdir))
+  assert time.time() - began < 5  # at once, before building anything
+  proc.send_signal(signal.SIGINT)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr[-3000:]
+  step = _stopped_step(stderr)
+  assert "Run the same command again to resume" in stderr and "Traceback" not in stderr
+  state = tf.train.get_checkpoint_state(str(workdir / "checkpoints"))
+  assert state.model_checkpoint_path.endswith(f"ckpt-{step}")
+  assert not os.path.exists(workdir / workdir_lib.LOCK_FILE)
+
+
+def test_sigterm_mid_run_saves_the_step_reached_and_the_resumed_run_equals_an_uninterrupted_one(
+    tmp_path):
+  workdir = tmp_path / "interrupted"
+  proc = _start_and_wait_for_training(workdir)
+  time.sleep(np.random.default_rng().uniform(0.0, 0.3))  # anywhere in a window
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 143, stderr[-3000:]
+  step = _stopped_step(stderr)
+  assert 5 <= step < STEPS
+  run = train_lib.build_run(_cli_config(workdir))
+  assert int(run.model.step.numpy()) == step  # the checkpoint holds the step reached
+  assert run.restored.endswith(f"ckpt-{step}")
+  del run
+  assert _train(_cli_config(workdir))["step"] == STEPS  # the same command again
+  _train(_cli_config(tmp_path / "straight"))
+  a = train_lib.build_run(_cli_config(tmp_path / "straight")).model
+  b = train_lib.build_run(_cli_config(workdir)).model
+  for va, vb in zip(a.encoder.weights + a.decoder.weights + a.encoder_optimizer.variables
+                    + a.decoder_optimizer.variables,
+                    b.encoder.weights + b.decoder.weights + b.encoder_optimizer.variables
+                    + b.decoder_optimizer.variables):
+    np.testing.assert_array_equal(va.numpy(), vb.numpy())
+
+
+# === Small and odd image folders ==============================================================
+
+CIFAR_DIR = os.path.join(ROOT, "..", "shared", "data", "cifar10")
+needs_cifar = pytest.mark.skipif(not os.path.isdir(os.path.join(CIFAR_DIR, "train", "dog")),
+                                 reason="CIFAR-10 JPEGs missing in ../shared/data/cifar10")
+
+
+@pytest.fixture(autouse=True)
+def _private_check_cache(tmp_path_factory, monkeypatch):
+  """Keep find_bad_images' on-disk cache out of the user's ~/.cache during tests."""
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("check_cache")))
+
+
+def _jpegs(n, cls="dog"):
+  folder = os.path.join(CIFAR_DIR, "train", cls)
+  return [os.path.join(folder, f) for f in sorted(os.listdir(folder))[:n]]
+
+
+def _image_config(workdir, folder, **overrides):
+  values = dict(method="vae", dataset=f"folder:{folder}", workdir=str(workdir),
+                filters=(4, 8), z_dim=4, batch_size=4, train_steps=2, num_vae=0,
+                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=100,
+                keep_checkpoints=5, ema_decay=0.9, image_size=8, verbose="0")
+  values.update(overrides)
+  return config_lib.ExperimentConfig(**values)
+
+
+@needs_cifar
+def test_ten_images_with_batch_4_train_evaluate_and_export(tmp_path):
+  folder = tmp_path / "ten"
+  folder.mkdir()
+  for i, f in enumerate(_jpegs(10)):
+    shutil.copy(f, folder / f"{i:02d}.jpg")
+  workdir = tmp_path / "run"
+  result = _train(_image_config(workdir, folder))
+  assert result["step"] == 2
+  evaluation = eval_lib.evaluate(str(workdir), eval_lib.EvalOptions(feature_net="none"),
+                                 log=lambda text: None)
+  assert evaluation["details"]["num_images"] == 10
+  assert np.isfinite(evaluation["metrics"]["psnr"])
+  exported = export_lib.export_run(str(workdir), str(tmp_path / "exports"),
+                                   formats=["saved_model"])
+  assert exported.model_card["example_shape"] == [8, 8, 3]
+
+
+@needs_cifar
+def test_too_little_data_for_the_batch_is_named_with_the_numbers_and_binds_nothing(tmp_path):
+  folder = tmp_path / "three"
+  folder.mkdir()
+  for i, f in enumerate(_jpegs(3)):
+    shutil.copy(f, folder / f"{i}.jpg")
+  workdir = tmp_path / "run"
+  with pytest.raises(ValueError, match=r"has 3 training image\(s\), fewer than one batch of "
+                                       r"--batch_size=4: lower --batch_size to at most 3"):
+    train_lib.train_and_evaluate(_image_config(workdir, folder))
+  assert not os.path.exists(workdir / "config.json")
+  # The corrected command, with another architecture too, is not refused.
+  corrected = _image_config(workdir, folder, batch_size=3, image_size=16)
+  assert _train(corrected)["step"] == 2
+
+
+@needs_cifar
+def test_channels_come_from_the_flag_or_the_majority_and_every_image_is_converted(tmp_path,
+                                                                                 caplog):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  folder = tmp_path / "mixed"
+  folder.mkdir()
+  sources = _jpegs(6)
+  Image.open(sources[0]).convert("L").save(folder / "0_grey_sorts_first.png")
+  for i, f in enumerate(sources[1:]):
+    shutil.copy(f, folder / f"{i + 1}_rgb.jpg")
+  caplog.set_level(logging.INFO)
+  spec = data.parse_dataset(f"folder:{folder}", None, None)
+  assert spec.shape == (32, 32, 3)
+  assert "1 of 6 sampled images are grey and 5 colour" in caplog.text
+  assert "--channels=3 (RGB)" in caplog.text
+  batch = next(iter(data.build_dataset(spec, "train", 6, seed=0, shuffle=False))).numpy()
+  assert batch.shape == (6, 32, 32, 3)
+  grey = data.parse_dataset(f"folder:{folder}", None, 1)
+  assert grey.shape == (32, 32, 1)
+  batch = next(iter(data.build_dataset(grey, "train", 6, seed=0, shuffle=False))).numpy()
+  assert batch.shape == (6, 32, 32, 1)
+
+
+@needs_cifar
+def test_symlinked_folders_that_loop_count_each_image_once(tmp_path):
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  root = tmp_path / "root"
+  (root / "a").mkdir(parents=True)
+  for i, f in enumerate(_jpegs(3)):
+    shutil.copy(f, root / "a" / f"{i}.jpg")
+  os.symlink(root, root / "a" / "back_to_root")  # a loop
+  os.symlink(root / "a", root / "same_as_a")  # a second way to the same folder
+  files = data.list_image_files(str(root), "train")
+  assert len(files) == 3 and len({os.path.realpath(f) for f in files}) == 3
+
+
+# === Serving limits ===========================================================================
+
+MAX_BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+  """(ExportResult, loaded SavedModel) of a tiny Fashion-MNIST VAE exported with
+  --max_batch=4."""
+  base = tmp_path_factory.mktemp("serving")
+  config = config_lib.ExperimentConfig(
+      method="vae", dataset="fashion_mnist", workdir=str(base / "run"), filters=(4, 8),
+      z_dim=4, batch_size=8, train_steps=2, num_vae=0, log_every_steps=2,
+      checkpoint_every_steps=2, image_every_steps=100, ema_decay=0.5, verbose="0")
+  _train(config)
+  result = export_lib.export_run(str(base / "run"), str(base / "exports" / "fm"),
+                                 formats=["saved_model"], max_batch=MAX_BATCH)
+  return result, tf.saved_model.load(result.version_dir)
+
+
+def _sig(loaded, name, **inputs):
+  return {k: v.numpy() for k, v in loaded.signatures[name](**inputs).items()}
+
+
+def _pixels(n, low=0.0, high=1.0):
+  return np.random.default_rng(0).uniform(low, high, (n, 28, 28, 1)).astype(np.float32)
+
+
+def test_max_batch_is_checked_inside_every_signature(small_export):
+  result, loaded = small_export
+  assert result.model_card["max_batch"] == MAX_BATCH
+  seeds = tf.range(MAX_BATCH + 1, dtype=tf.int64)
+  calls = {"serving_default": dict(seeds=seeds), "generate": dict(seeds=seeds),
+           "generate_png": dict(seeds=seeds), "decode": dict(z=tf.zeros([MAX_BATCH + 1, 4])),
+           "encode": dict(images=_pixels(MAX_BATCH + 1)),
+           "reconstruct": dict(images=_pixels(MAX_BATCH + 1))}
+  for name, inputs in calls.items():
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=f"at most max_batch={MAX_BATCH} examples per request"):
+      loaded.signatures[name](**inputs)
+  assert _sig(loaded, "generate", seeds=seeds[:MAX_BATCH])["images"].shape == (4, 28, 28, 1)
+
+
+def test_encode_and_reconstruct_reject_pixels_outside_0_1_and_nan_decode_rejects_nan(
+    small_export):
+  _, loaded = small_export
+  bad_inputs = {"above 1": _pixels(2, 0.0, 255.0), "below 0": _pixels(2, -1.0, 0.5)}
+  nan = _pixels(2)
+  nan[1, 3, 4, 0] = np.nan
+  for name in ("encode", "reconstruct"):
+    for what, images in bad_inputs.items():
+      with pytest.raises(tf.errors.InvalidArgumentError, match="pixel values in \\[0, 1\\]"):
+        loaded.signatures[name](images=images)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="images must be finite"):
+      loaded.signatures[name](images=nan)
+  z = np.zeros([2, 4], np.float32)
+  z[0, 1] = np.nan
+  with pytest.raises(tf.errors.InvalidArgumentError, match="z must be finite"):
+    loaded.signatures["decode"](z=z)
+  assert np.isfinite(_sig(loaded, "encode", images=_pixels(2))["mu"]).all()
+
+
+def test_empty_requests_return_empty_batches(small_export):
+  _, loaded = small_export
+  empty = tf.zeros([0], tf.int64)
+  assert _sig(loaded, "generate", seeds=empty)["images"].shape == (0, 28, 28, 1)
+  assert _sig(loaded, "serving_default", seeds=empty)["images"].shape == (0, 28, 28, 1)
+  assert _sig(loaded, "generate_png", seeds=empty)["png_bytes"].shape == (0,)
+  assert _sig(loaded, "decode", z=tf.zeros([0, 4]))["images"].shape == (0, 28, 28, 1)
+  assert _sig(loaded, "encode", images=_pixels(0))["mu"].shape == (0, 4)
+  assert _sig(loaded, "reconstruct", images=_pixels(0))["images"].shape == (0, 28, 28, 1)
+
+
+def _client(argv):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import serving_client  # pylint: disable=import-outside-toplevel
+  fv = flags.FlagValues()
+  serving_client.define_flags(fv)
+  fv(["serving_client"] + argv)
+  return serving_client.main(["serving_client"], fv)
+
+
+def test_client_refuses_more_than_max_batch_before_building_anything(monkeypatch, capsys,
+                                                                     tmp_path):
+  from as_introvae_tf import serving_client  # pylint: disable=import-outside-toplevel
+
+  def must_not_run(*args, **kwargs):
+    raise AssertionError("the request was built")
+
+  monkeypatch.setattr(serving_client, "build_rest_request", must_not_run)
+  monkeypatch.setattr(serving_client, "grpc_predict", must_not_run)
+  began = time.time()
+  # 10^12 seeds: building the seed list alone would exhaust the memory.
+  assert _client(["--model=fm", "--num=1000000000000", f"--out={tmp_path / 'g.png'}"]) == 1
+  assert "more than --max_batch=256" in capsys.readouterr().err
+  assert _client(["--model=fm", "--num=5", "--max_batch=4", "--grpc=localhost:1"]) == 1
+  assert "5 samples requested, more than --max_batch=4" in capsys.readouterr().err
+  assert time.time() - began < 5
+  with pytest.raises(ValueError, match="more than --max_batch=256"):
+    serving_client.fetch_samples(list(range(257)), url="http://localhost:1", model="fm")
+
+
+def _export_cli(argv):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import export as export_cli  # pylint: disable=import-outside-toplevel
+  fv = flags.FlagValues()
+  export_cli.define_flags(fv)
+  fv(["export"] + argv)
+  return export_cli.main(["export"], fv)
+
+
+@pytest.mark.parametrize("failure", ["export_dir_under_a_file", "read_only", "disk_full"])
+def test_export_io_failures_give_one_line_and_leave_no_temporary_folder(small_export, failure,
+                                                                        tmp_path, monkeypatch,
+                                                                        capsys):
+  import errno  # pylint: disable=import-outside-toplevel
+  result, _ = small_export
+  workdir = os.path.dirname(result.model_card["checkpoint"]).rsplit(os.sep, 1)[0]
+  export_dir = tmp_path / "exports" / "fm"
+  if failure == "export_dir_under_a_file":
+    (tmp_path / "exports").write_text("a file, not a folder")
+    needle = "Not a directory"
+  elif failure == "read_only":  # as root chmod does not stop writes: the OS error is injected
+    real = os.makedirs
+
+    def read_only(path, *args, **kwargs):
+      if ".tmp-" in str(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+      return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", read_only)
+    needle = "Read-only file system"
+  else:
+    class FullDisk:
+      def write_out(self, filepath, **kwargs):
+        del kwargs
+        os.makedirs(os.path.join(filepath, "variables"))  # a half-written export
+        raise OSError(errno.ENOSPC, "No space left on device", filepath)
+
+    monkeypatch.setattr(export_lib, "build_archive", lambda functions: FullDisk())
+    needle = "No space left on device"
+  rc = _export_cli([f"--workdir={workdir}", f"--export_dir={export_dir}",
+                    "--format=saved_model"])
+  err = capsys.readouterr().err
+  assert rc == 1, err
+  assert err.startswith("error: ") and needle in err and "Traceback" not in err, err
+  assert len(err.strip().splitlines()) == 1, err
+  if os.path.isdir(export_dir):
+    assert os.listdir(export_dir) == []  # no hidden .tmp-* folder, no version
