@@ -350,8 +350,8 @@ def _start_and_wait_for_training(workdir):
   proc = subprocess.Popen(_cli(workdir), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 180
-  for line in proc.stdout:  # Keras prints "5/5 - 0s - ..." at the end of each window
-    if re.match(r"^\d+/\d+ - ", line) or time.time() > deadline:
+  for line in proc.stdout:  # --verbose=2: "step 5/40 (12%) - ..." at the end of each window
+    if re.match(r"^step \d+/\d+ ", line) or time.time() > deadline:
       break
   assert proc.poll() is None, proc.stderr.read()
   return proc
