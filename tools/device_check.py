@@ -19,7 +19,8 @@ steps/s = steps per window / median window time, and examples/s.
 
 Writes `OUT/device_check.json` (environment, every row) and `OUT/device_check.md` (a table
 naming the GPU). `--cpu_dry_run` runs every row on the CPU with tiny sizes and 2-step
-windows, so the whole path is tested without a GPU (tests/test_device_check.py).
+windows, all in one process (the real run gives each row its own), so the whole path but the
+subprocess launch is tested without a GPU (tests/test_device_check.py).
 """
 
 from __future__ import annotations
@@ -95,13 +96,23 @@ def _config(job, dry_run):
                         inter_op_threads=0, intra_op_threads=0, **changes)
 
 
+def _split_cpu(replicas):
+  """Splits the CPU into `replicas` logical devices (before TensorFlow initialises them)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  if len(tf.config.get_logical_device_configuration(cpu) or []) < replicas:
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+
+
 def run_job(job, dry_run, windows, window_steps):
   """Times one row in this process; returns a dict."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   if dry_run and job["replicas"] > 1:
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * job["replicas"])
+    try:
+      _split_cpu(job["replicas"])
+    except RuntimeError:  # already initialised: the in-process dry run split it at the start
+      pass
   import keras  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
@@ -206,7 +217,22 @@ def main(argv):
     sys.exit(2)
   windows, steps = (1, 2) if _DRY.value else (_WINDOWS.value, _WINDOW_STEPS.value)
   rows = []
-  for job in plan(_DRY.value, num_gpus):
+  if _DRY.value:
+    # The dry run tests the code path, not speed: every row in this process (one TensorFlow
+    # start instead of one per row; the precision policies are per layer, so rows do not
+    # leak into each other), on 2 logical CPUs for the MirroredStrategy row.
+    _split_cpu(2)
+    for job in plan(True, num_gpus):
+      t0 = time.time()
+      try:
+        result = run_job(job, True, windows, steps)
+      except Exception as e:  # noqa: BLE001  (a failed row is reported, the others still run)
+        result = {"error": f"{type(e).__name__}: {e}"}
+      result["wall_s"] = round(time.time() - t0, 1)
+      rows.append({"job": job, "result": result})
+      print(f"{_label(job)}: " + (f"{result['steps_per_s']:.2f} steps/s"
+                                  if "steps_per_s" in result else result["error"]), flush=True)
+  for job in plan(_DRY.value, num_gpus) if not _DRY.value else []:
     cmd = [sys.executable, os.path.abspath(__file__), f"--job={json.dumps(job)}",
            f"--windows={windows}", f"--window_steps={steps}"]
     if _DRY.value:
