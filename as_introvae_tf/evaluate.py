@@ -89,11 +89,7 @@ def _apply_threading(workdir):
 def run(argv=None):
   """Console-script entry point (and `python -m`): TensorFlow's start-up notices hidden."""
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
-  main_module = sys.modules.get("__main__")
-  if main_module is not None and not main_module.__doc__:
-    main_module.__doc__ = __doc__  # absl's --help prints it as the usage
-  cli.import_tensorflow()
-  app.run(lambda args: sys.exit(main(args)), argv=argv)
+  cli.run_main(main, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
@@ -83,11 +82,7 @@ def main(argv, flag_values=flags.FLAGS):
 def run(argv=None):
   """Console-script entry point (and `python -m`): TensorFlow's start-up notices hidden."""
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
-  main_module = sys.modules.get("__main__")
-  if main_module is not None and not main_module.__doc__:
-    main_module.__doc__ = __doc__  # absl's --help prints it as the usage
-  cli.import_tensorflow()
-  app.run(lambda args: sys.exit(main(args)), argv=argv)
+  cli.run_main(main, __doc__, argv)
 
 
 if __name__ == "__main__":
