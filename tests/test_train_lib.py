@@ -233,8 +233,8 @@ def test_sigkill_at_any_moment_then_resume_reaches_the_end_with_intact_checkpoin
   state = tf.train.get_checkpoint_state(str(workdir / "checkpoints"))
   assert state.model_checkpoint_path.endswith(f"ckpt-{steps}")
   config = config_lib.load_config(str(workdir))
+  run = train_lib.build_run(config, restore=False)  # one model, every checkpoint restored in turn
   for path in state.all_model_checkpoint_paths:  # every kept checkpoint restores
-    run = train_lib.build_run(config, restore=False)
     run.checkpoint.restore(path).assert_existing_objects_matched()
     assert int(run.model.step.numpy()) == int(path.rsplit("-", 1)[1])
 
