@@ -102,17 +102,25 @@ def _parse_overrides(items):
     if not sep or not hasattr(defaults, name):
       raise app.UsageError(f"--overrides: {item!r} is not FLAG=VALUE with a known flag")
     current = getattr(defaults, name)
-    if isinstance(current, bool):
-      if raw.lower() not in ("true", "false", "1", "0"):
-        raise app.UsageError(f"--overrides: {name} takes true or false; got {raw!r}")
-      out[name] = raw.lower() in ("true", "1")
-    elif isinstance(current, int):
-      out[name] = int(raw)
-    elif isinstance(current, float):
-      out[name] = float(raw)
-    else:
-      out[name] = raw
+    try:
+      out[name] = _typed(name, current, raw)
+    except ValueError:
+      raise app.UsageError(f"--overrides: {name} takes a value of type {type(current).__name__}; got "
+                           f"{raw!r}") from None
   return out
+
+
+def _typed(name, current, raw):
+  """`raw` (a string) as the type of the config field `name` (current value `current`)."""
+  if isinstance(current, bool):
+    if raw.lower() not in ("true", "false", "1", "0"):
+      raise app.UsageError(f"--overrides: {name} takes true or false; got {raw!r}")
+    return raw.lower() in ("true", "1")
+  if isinstance(current, int):
+    return int(raw)
+  if isinstance(current, float):
+    return float(raw)
+  return raw
 
 
 def _config(dataset, method, seed, steps, workdir, betas=None, overrides=None):
@@ -245,7 +253,6 @@ def _write_result(path, config, dataset, method, cell, seed, steps, metrics, tra
 
 def _table(results, seeds, steps):
   """Markdown lines of the table over `_cells()` from {cell/method: [result, ...]}."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
   tag = f", variant `{_TAG.value}` ({', '.join(_OVERRIDES.value)})" if _TAG.value else ""
   cpus = sorted({r["cpu"] for rows in results.values() for r in rows})
   walls = [r["train_wall_s"] for rows in results.values() for r in rows
@@ -274,7 +281,6 @@ def _table(results, seeds, steps):
     lines.append(f"| {cell} | {method} | {_fmt([m['kl'] for m in ms])} | "
                  f"{_fmt([m['jsd'] for m in ms])} | {gnelbo} | {modes} | "
                  f"{len(rows)} (KL {per_seed}) | {PAPER.get((cell, method), '')} |")
-  del np
   return lines
 
 
