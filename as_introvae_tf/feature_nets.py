@@ -152,28 +152,11 @@ def load_inception(weights):
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_idx_labels(path):
-  """uint8 `[N]` labels of an IDX1 file (gzip or plain); ValueError naming a corrupt file."""
-  return data._read_idx_ubyte(path, 1)  # pylint: disable=protected-access
-
-
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
                          "shirt", "sneaker", "bag", "ankle boot")
+"""Names of the labels of `data.load_fashion_mnist_labels` (the IDX reader of `data/idx.py`)."""
 
-
-def load_fashion_mnist_labels(split, path=data.FASHION_MNIST_DIR):
-  """Fashion-MNIST labels of a split from the IDX files (`train`/`t10k-labels-idx1-ubyte`).
-
-  Returns:
-    uint8 `[N]` in 0..9 (`FASHION_MNIST_CLASSES`), aligned with `data.load_fashion_mnist`.
-  """
-  prefix = "train" if split == "train" else "t10k"
-  for name in (f"{prefix}-labels-idx1-ubyte.gz", f"{prefix}-labels-idx1-ubyte"):
-    file = os.path.join(path, name)
-    if os.path.isfile(file):
-      return _read_idx_labels(file)
-  raise FileNotFoundError(f"Fashion-MNIST labels {os.path.join(path, prefix)}-labels-idx1-ubyte"
-                          ".gz not found (apt-get install -y dataset-fashion-mnist)")
+load_fashion_mnist_labels = data.load_fashion_mnist_labels
 
 
 def _folder_labels(root, split, files):

@@ -275,7 +275,7 @@ def test_parse_cifar10_shortcut_and_env(tmp_path, monkeypatch):
     monkeypatch.setenv(data.SHARED_DATA_ENV, str(tmp_path))
     assert data.parse_dataset("cifar10", None, None).name == str(tmp_path / "cifar10")
     monkeypatch.setenv(data.SHARED_DATA_ENV, str(tmp_path / "none"))
-    monkeypatch.setattr(data, "network_available", lambda *a, **k: False)  # no download here
+    monkeypatch.setattr(data.standard, "network_available", lambda *a, **k: False)  # no download here
     with pytest.raises(FileNotFoundError, match="AS_INTROVAE_SHARED_DATA"):
         data.parse_dataset("cifar10", None, None)
 
@@ -494,7 +494,7 @@ def test_bad_image_check_cache(tmp_path, monkeypatch):
     (entry,) = cache.glob("image_check-*.json")
     # Unchanged files: the answer comes from the disk cache (planted here), not from decoding.
     entry.write_text('{"num_files": 3, "bad": ["planted"]}')
-    data._BAD_IMAGE_CACHE.clear()
+    data.folders._BAD_IMAGE_CACHE.clear()
     assert data.find_bad_images(files) == ["planted"]
     assert data.find_bad_images(files, cache=False) == [str(broken)]
     # A changed file (size/mtime) is checked again.
@@ -502,7 +502,7 @@ def test_bad_image_check_cache(tmp_path, monkeypatch):
     assert data.find_bad_images(files) == []
     # "" disables the disk cache.
     monkeypatch.setenv(data.CACHE_DIR_ENV, "")
-    data._BAD_IMAGE_CACHE.clear()
+    data.folders._BAD_IMAGE_CACHE.clear()
     assert data.find_bad_images(files) == []
     assert len(list(cache.glob("image_check-*.json"))) == 2
 

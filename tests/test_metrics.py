@@ -119,7 +119,7 @@ def test_grid_normalized_elbo_on_a_toy_score():
 
 def test_mode_coverage_of_points_at_the_modes():
   modes = metrics.eight_gaussians_modes()
-  np.testing.assert_allclose(modes, data._gaussian_centres() / 1.414)
+  np.testing.assert_allclose(modes, data.two_d._gaussian_centres() / 1.414)
   at_modes = np.repeat(modes, 10, axis=0)
   far = np.zeros((20, 2))     # the origin is far from every mode
   result = metrics.mode_coverage_8gaussians(np.concatenate([at_modes, far]))

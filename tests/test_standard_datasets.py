@@ -20,12 +20,12 @@ def _no_network_call(*args, **kwargs):
 
 @pytest.fixture
 def offline(monkeypatch):
-  monkeypatch.setattr(data, "network_available", lambda *a, **k: False)
+  monkeypatch.setattr(data.standard, "network_available", lambda *a, **k: False)
 
 
 @pytest.fixture
 def no_debian_files(monkeypatch, tmp_path):
-  monkeypatch.setattr(data, "FASHION_MNIST_DIR", str(tmp_path / "no_debian_package"))
+  monkeypatch.setattr(data.idx, "FASHION_MNIST_DIR", str(tmp_path / "no_debian_package"))
 
 
 def _dummy_mnist(data_dir):
@@ -49,7 +49,7 @@ def test_network_probe_answers_for_an_open_and_a_closed_port():
 @pytest.mark.skipif(not os.path.isdir(data.FASHION_MNIST_DIR),
                     reason="the Debian package dataset-fashion-mnist is not installed")
 def test_fashion_mnist_uses_the_debian_files_without_the_network(monkeypatch):
-  monkeypatch.setattr(data, "network_available", _no_network_call)
+  monkeypatch.setattr(data.standard, "network_available", _no_network_call)
   assert data.parse_dataset("fashion_mnist", None, None) == data.DatasetSpec(
       "fashion_mnist", "fashion_mnist", (28, 28, 1))
 
@@ -69,7 +69,7 @@ def test_a_prepared_tfds_folder_is_used_without_the_network(tmp_path, monkeypatc
                                                               no_debian_files):
   _dummy_mnist(tmp_path)
   monkeypatch.setitem(data.STANDARD_DATASETS, "mnist", "dummy_mnist")
-  monkeypatch.setattr(data, "network_available", _no_network_call)
+  monkeypatch.setattr(data.standard, "network_available", _no_network_call)
   spec = data.parse_dataset("mnist", None, None, data_dir=str(tmp_path))
   assert spec == data.DatasetSpec("tfds", "dummy_mnist", (28, 28, 1))
   batch = next(iter(data.build_dataset(spec, "train", 4, seed=0, data_dir=str(tmp_path))))
@@ -78,7 +78,7 @@ def test_a_prepared_tfds_folder_is_used_without_the_network(tmp_path, monkeypatc
 
 
 def test_download_path_reports_a_failed_download(tmp_path, monkeypatch, no_debian_files):
-  monkeypatch.setattr(data, "network_available", lambda *a, **k: True)
+  monkeypatch.setattr(data.standard, "network_available", lambda *a, **k: True)
   calls = []
 
   def failing_download(self, *args, **kwargs):  # TFDS's network call
@@ -100,14 +100,14 @@ def test_download_path_reports_a_failed_download(tmp_path, monkeypatch, no_debia
 
 def test_download_path_prepares_the_data_once(tmp_path, monkeypatch, no_debian_files):
   monkeypatch.setitem(data.STANDARD_DATASETS, "mnist", "dummy_mnist")
-  monkeypatch.setattr(data, "network_available", lambda *a, **k: True)
+  monkeypatch.setattr(data.standard, "network_available", lambda *a, **k: True)
   downloads = []
 
   def local_download(name, data_dir):  # stands in for the network: TFDS's local test data
     downloads.append((name, data_dir))
     _dummy_mnist(data_dir)
 
-  monkeypatch.setattr(data, "download_and_prepare", local_download)
+  monkeypatch.setattr(data.standard, "download_and_prepare", local_download)
   spec = data.parse_dataset("mnist", 32, 3, data_dir=str(tmp_path))
   assert spec == data.DatasetSpec("tfds", "dummy_mnist", (32, 32, 3))
   assert downloads == [("dummy_mnist", str(tmp_path))]
@@ -119,7 +119,7 @@ def test_download_path_prepares_the_data_once(tmp_path, monkeypatch, no_debian_f
 
 @pytest.mark.skipif(not CIFAR_DIR.is_dir(), reason="../shared/data/cifar10 is not there")
 def test_cifar10_falls_back_to_the_shared_folder_offline(tmp_path, monkeypatch):
-  monkeypatch.setattr(data, "network_available", _no_network_call)
+  monkeypatch.setattr(data.standard, "network_available", _no_network_call)
   spec = data.parse_dataset("cifar10", None, None, data_dir=str(tmp_path))
   assert spec == data.DatasetSpec("folder", str(CIFAR_DIR), (32, 32, 3))
 
