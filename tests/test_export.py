@@ -26,7 +26,7 @@ from absl import flags
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import export as export_cli
 from as_introvae_tf import export_lib
-from as_introvae_tf import serving_client
+from as_introvae_tf.serving import client as serving_client
 from as_introvae_tf import train_lib
 from as_introvae_tf import visualize
 
@@ -409,6 +409,16 @@ class _FakeTFServing:
     self.server.server_close()
 
 
+def test_the_client_imports_neither_tensorflow_nor_the_training_code():
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  code = ("import sys, as_introvae_tf.serving.client; print(sorted(m for m in sys.modules "
+          "if m.startswith(('tensorflow', 'keras', 'as_introvae_tf'))))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=repo).stdout
+  assert out.strip() == str(["as_introvae_tf", "as_introvae_tf.serving",
+                             "as_introvae_tf.serving.client"])
+
+
 def _client(argv):
   fv = flags.FlagValues()
   serving_client.define_flags(fv)
@@ -606,7 +616,7 @@ def test_command_line_export_and_client_end_to_end(image_run, tmp_path):
     assert f"to {model_dir / expected}" in out.stdout
   loaded = tf.saved_model.load(str(model_dir / "2"))
   with _FakeTFServing({"fm": loaded}) as server:
-    out = subprocess.run([sys.executable, "-m", "as_introvae_tf.serving_client",
+    out = subprocess.run([sys.executable, "-m", "as_introvae_tf.serving.client",
                           f"--url={server.url}", "--model=fm", "--num=16",
                           f"--out={tmp_path / 'grid.png'}"],
                          capture_output=True, text=True, timeout=300, cwd=repo, env=env)

@@ -581,7 +581,8 @@ def test_empty_requests_return_empty_batches(small_export):
 
 def _client(argv):
   from absl import flags  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import serving_client  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from as_introvae_tf.serving import client as serving_client
   fv = flags.FlagValues()
   serving_client.define_flags(fv)
   fv(["serving_client"] + argv)
@@ -590,7 +591,8 @@ def _client(argv):
 
 def test_client_refuses_more_than_max_batch_before_building_anything(monkeypatch, capsys,
                                                                      tmp_path):
-  from as_introvae_tf import serving_client  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from as_introvae_tf.serving import client as serving_client
 
   def must_not_run(*args, **kwargs):
     raise AssertionError("the request was built")

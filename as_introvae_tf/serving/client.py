@@ -1,6 +1,6 @@
 """Asks a TF Serving instance for generated samples and writes them as one PNG grid.
 
-  python -m as_introvae_tf.serving_client --url=http://localhost:8501 --model=fmnist \
+  python -m as_introvae_tf.serving.client --url=http://localhost:8501 --model=fmnist \
       --num=16 --out=grid.png [--signature=serving_default] [--format=instances|inputs] \
       [--seed_start=0] [--grpc=localhost:8500]
 
