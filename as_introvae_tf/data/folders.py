@@ -23,8 +23,6 @@ log = logging.getLogger(__name__)
 # Formats tf.io.decode_image reads; other files in an image folder are ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 _VALIDATION_CHUNK = 256
-
-
 _SAMPLED_FILES = 64
 """Files decoded to choose a folder's default ``--image_size`` and ``--channels``."""
 
@@ -37,6 +35,8 @@ def _spread(files, num):
 
 
 def folder_spec(path, image_size, channels, flag_text) -> DatasetSpec:
+  """The :class:`DatasetSpec` of an image folder (unset size and channels: see
+  :func:`parse_dataset`)."""
   root = os.path.abspath(os.path.expanduser(path))
   if not os.path.isdir(root):
     raise FileNotFoundError(
@@ -283,6 +283,7 @@ def _load_batch(paths, size: int, channels: int):
 
 
 def folder_dataset(spec, split, batch, seed, shuffle, repeat, bad_images) -> tf.data.Dataset:
+  """The pipeline of :func:`build_dataset` for an image folder."""
   files = list_image_files(spec.name, split)
   bad = find_bad_images(files)
   if bad:

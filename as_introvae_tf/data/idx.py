@@ -95,7 +95,8 @@ def load_fashion_mnist(split: str, path: str = FASHION_MNIST_DIR) -> np.ndarray:
 def fashion_mnist_files_present(path: str | None = None) -> bool:
   """Whether both image files (train and t10k) are in ``path`` (default ``FASHION_MNIST_DIR``)."""
   path = path or FASHION_MNIST_DIR
-  return all(_find_idx(path, stem) for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"))
+  stems = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
+  return all(_find_idx(path, stem) for stem in stems)
 
 
 def load_fashion_mnist_labels(split: str, path: str = FASHION_MNIST_DIR) -> np.ndarray:
@@ -113,6 +114,7 @@ def load_fashion_mnist_labels(split: str, path: str = FASHION_MNIST_DIR) -> np.n
 
 
 def fashion_mnist_dataset(spec, split, batch, seed, shuffle, repeat) -> tf.data.Dataset:
+  """The pipeline of :func:`build_dataset` for the Fashion-MNIST IDX files."""
   images = tf.constant(load_fashion_mnist(split))
   size, _, channels = spec.shape
   n = int(images.shape[0])

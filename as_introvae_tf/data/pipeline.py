@@ -73,7 +73,8 @@ def parse_dataset(
   raise ValueError(f"--dataset must be one of {_ALLOWED_DATASETS}; got {dataset!r}")
 
 
-def count_examples(spec: DatasetSpec, split: str, *, bad_images: str = "fail", data_dir=None) -> int:
+def count_examples(spec: DatasetSpec, split: str, *, bad_images: str = "fail",
+                   data_dir=None) -> int:
   """Examples in a split of an image dataset: readable files of a folder's split (unreadable
   ones are not counted), Fashion-MNIST's 60,000 / 10,000, a TFDS split's size.
 
@@ -144,4 +145,5 @@ def build_dataset(
     return folders.folder_dataset(spec, split, batch, seed, shuffle, repeat, bad_images)
   if spec.kind == "tfds":
     return standard.tfds_dataset(spec, split, batch, seed, shuffle, repeat, data_dir)
-  raise ValueError(f"unknown DatasetSpec kind {spec.kind!r}; expected 2d, fashion_mnist, folder, tfds")
+  raise ValueError(
+      f"unknown DatasetSpec kind {spec.kind!r}; expected 2d, fashion_mnist, folder, tfds")

@@ -118,6 +118,7 @@ def resolve_standard(key, image_size, channels, data_dir=None) -> DatasetSpec:
 
 
 def tfds_spec(name, image_size, channels, data_dir, require_data_dir=True) -> DatasetSpec:
+  """The :class:`DatasetSpec` of TFDS dataset ``name``, from its builder's image feature."""
   if require_data_dir and not data_dir:
     raise ValueError(f"--dataset tfds:{name} needs --data_dir (a folder with prepared TFDS data)")
   import tensorflow_datasets as tfds  # slow import: only when needed
@@ -143,6 +144,7 @@ def tfds_spec(name, image_size, channels, data_dir, require_data_dir=True) -> Da
 
 
 def tfds_dataset(spec, split, batch, seed, shuffle, repeat, data_dir) -> tf.data.Dataset:
+  """The pipeline of :func:`build_dataset` for a prepared TFDS dataset."""
   # A standard dataset found by name (resolve_standard) may sit in the TFDS cache.
   if not data_dir and not tfds_prepared(spec.name, None):
     raise ValueError(

@@ -11,6 +11,7 @@ TWO_D_DATASETS = ("8gaussians", "2spirals", "checkerboard", "rings")
 
 
 def canonical_2d(name) -> str:
+  """The lower-case 2-D name; ValueError naming ``--dataset`` for any other name."""
   key = str(name).strip().lower()
   if key not in TWO_D_DATASETS:
     raise ValueError(
@@ -202,6 +203,7 @@ def sample_2d_tf(name: str, num: int, seed, shuffle_rows: bool = False) -> tf.Te
 
 
 def two_d_dataset(name: str, batch: int, seed: int) -> tf.data.Dataset:
+  """The 2-D pipeline of :func:`build_dataset`: an infinite stream of fresh batches."""
   # Batch i is sample_2d_tf(name, batch, seed=(seed, i)): fresh points every step, reproducible.
   # 2spirals rows are mixed: the reference's batch is [spiral; reflection], and a strategy
   # splits the global batch into contiguous per-replica parts, which would give each replica
