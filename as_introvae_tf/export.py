@@ -22,6 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from as_introvae_tf.serving import MAX_BATCH  # noqa: E402
+
 FORMATS = ("saved_model", "onnx")
 
 
@@ -44,8 +46,8 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. WORKDIR/checkpoints/"
                       "ckpt-1000) or directory; default: the latest in WORKDIR/checkpoints.",
                       flag_values=flag_values)
-  flags.DEFINE_integer("max_batch", 256, "The most examples (seeds, codes, images) one call "
-                       "of a signature accepts; more is refused inside the graph with an "
+  flags.DEFINE_integer("max_batch", MAX_BATCH, "The most examples (seeds, codes, images) one "
+                       "call of a signature accepts; more is refused inside the graph with an "
                        "INVALID_ARGUMENT error naming the limit.", flag_values=flag_values)
   flags.DEFINE_boolean("onnx_generate", False, "Also try to convert `generate` (seeds -> "
                        "images) to ONNX; tf2onnx 1.17 cannot (stateless RNG ops), the reason "

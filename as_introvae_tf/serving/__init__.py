@@ -1,8 +1,14 @@
-"""Clients of an exported model served by TF Serving, apart from the training code.
+"""Serving an exported model: the signatures an export holds and a client that calls them.
 
-`as_introvae_tf.serving.client` (`python -m as_introvae_tf.serving.client`): asks TF Serving for
-samples over REST or gRPC and writes a PNG grid. It needs neither the training modules nor a
-model on this machine; the exporter that writes what it serves is `as_introvae_tf.export_lib`
-(`as-introvae-export`), the serving setup `export/` (README, docker-compose, models.config).
-Importing this package imports nothing else.
+* `as_introvae_tf.serving.signatures`: `ServingFunctions`, the computations an export serves
+  (generate, decode, encode, reconstruct, generate_png), and the seed rule `seeds_to_z` they
+  share with clients. `as_introvae_tf.export_lib` restores a run and writes them (SavedModel,
+  ONNX); `export/` holds the serving setup (README, docker-compose, models.config).
+* `as_introvae_tf.serving.client` (`python -m as_introvae_tf.serving.client`): asks TF Serving
+  for samples over REST or gRPC and writes a PNG grid. It imports neither TensorFlow nor the
+  training code (importing this package imports nothing else).
 """
+
+MAX_BATCH = 256
+"""Default `--max_batch` of the exporter and the client: the most examples (seeds, codes,
+images) one serving call accepts."""

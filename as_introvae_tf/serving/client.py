@@ -31,11 +31,11 @@ import urllib.request
 
 import numpy as np
 
+from as_introvae_tf.serving import MAX_BATCH  # the client refuses larger requests up front
+
 SEED_SIGNATURES = ("serving_default", "generate", "generate_png")
 FORMS = ("instances", "inputs")
 SEEDS_INPUT = "seeds"
-MAX_BATCH = 256
-"""The exporter's default `--max_batch`: the client refuses larger requests up front."""
 
 
 class ServingError(RuntimeError):
