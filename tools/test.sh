@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command of README.md and CI: installs what is missing, then runs the fast suite
-# (tests marked `large` are skipped; `python -m pytest --run_large` runs them too).
+# (tests marked `large` are skipped; `python -m pytest --run_large` runs them too) on
+# TEST_WORKERS pytest-xdist workers (default 2, the cores of the CI machine and of ours), a test
+# file per worker at a time (`--dist loadfile`: a file's module-scoped trained runs are built once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=2
-python -m pytest -q "$@"
+python -m pytest -q -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
