@@ -20,20 +20,22 @@ import textwrap
 
 from absl import flags
 
-METHODS = ("vae", "introvae", "soft_introvae", "as_introvae", "avae", "wgan_gp")
-STRATEGIES = ("default", "mirrored", "multi_worker")
-AS_KERNELS = ("product", "per_dim")
-AS_SQUASH = ("tanh", "none")
-REDUCTIONS = ("mean", "sum")
-ANNEAL = ("linear", "tanh")
-ANNEAL_ORIGINS = ("start", "warmup_end")
-INITS = ("torch", "keras")  # = networks.INITS (config does not import networks)
-WARMUP_LOSSES = ("reference", "scaled")
-ADAM_VARIANTS = ("torch", "keras")  # = optimizers.ADAM_VARIANTS
-FUSE_PASSES = ("auto", "on", "off")  # = models.FUSE_PASSES
-BAD_IMAGES = ("fail", "skip")
-NAN_POLICIES = ("stop", "skip_batch")  # = models.NAN_POLICIES (config does not import models)
-MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+from as_introvae_tf import methods
+from as_introvae_tf.hparams import ADAM_VARIANTS  # noqa: F401  (re-exported)
+from as_introvae_tf.hparams import ANNEAL
+from as_introvae_tf.hparams import ANNEAL_ORIGINS
+from as_introvae_tf.hparams import AS_KERNELS
+from as_introvae_tf.hparams import AS_SQUASH
+from as_introvae_tf.hparams import BAD_IMAGES
+from as_introvae_tf.hparams import FUSE_PASSES
+from as_introvae_tf.hparams import INITS
+from as_introvae_tf.hparams import MIXED_PRECISION
+from as_introvae_tf.hparams import NAN_POLICIES
+from as_introvae_tf.hparams import REDUCTIONS
+from as_introvae_tf.hparams import STRATEGIES
+from as_introvae_tf.hparams import WARMUP_LOSSES
+
+METHODS = methods.names()
 
 FLAGS = flags.FLAGS
 
