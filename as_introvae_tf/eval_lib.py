@@ -37,8 +37,6 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from absl import logging
-
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
 from as_introvae_tf import feature_nets

@@ -392,7 +392,7 @@ def decoder_for_export(model, weights="ema"):
   """The decoder to export.
 
   Args:
-    model: a restored `models.IntrospectiveVAE`.
+    model: a restored `methods.base.IntrospectiveVAE`.
     weights: "raw": the trained decoder. "ema": the checkpoint's `ema_decoder` (the EMA of the
       decoder weights with its own re-estimated BatchNorm statistics: what the run samples
       with); if that checkpoint's `ema_decoder` was never synced with the optimizer's EMA, a

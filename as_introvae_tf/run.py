@@ -90,31 +90,33 @@ def adam(config, learning_rate, **kwargs):
 
 
 def build_encoder(config, spec, name="encoder"):
-  """A fresh encoder of the run's architecture, `x -> [mu, logvar]`: the 2-D MLP or the IntroVAE
-  residual network, with the hidden layers in the precision of `--mixed_precision`
-  (`precision.layer_dtype`)."""
-  dtype = precision.layer_dtype(config.mixed_precision)
-  if spec.kind == "2d":
-    return networks.build_mlp_encoder(x_dim=spec.shape[0], z_dim=config.z_dim,
-                                      num_hidden=config.num_hidden,
-                                      num_layers=config.num_layers, name=name, dtype=dtype,
-                                      init=config.init)
-  height, _, channels = spec.shape
-  return networks.build_image_encoder(height, channels, config.z_dim, filters=config.filters,
-                                      name=name, dtype=dtype, init=config.init)
+  """A fresh encoder of the run's architecture, `x -> [mu, logvar]` (`_build_network`)."""
+  return _build_network(config, spec, "encoder", name)
 
 
 def build_decoder(config, spec, name="decoder"):
-  """A fresh decoder of the run's architecture, `z -> x` (as `build_encoder`)."""
+  """A fresh decoder of the run's architecture, `z -> x` (`_build_network`)."""
+  return _build_network(config, spec, "decoder", name)
+
+
+_BUILDERS = {("2d", "encoder"): networks.build_mlp_encoder,
+             ("2d", "decoder"): networks.build_mlp_decoder,
+             ("image", "encoder"): networks.build_image_encoder,
+             ("image", "decoder"): networks.build_image_decoder}
+
+
+def _build_network(config, spec, part, name):
+  """The run's `part` ("encoder" or "decoder"), named `name`: the 2-D MLP or the IntroVAE
+  residual network, with the hidden layers in the precision of `--mixed_precision`
+  (`precision.layer_dtype`)."""
   dtype = precision.layer_dtype(config.mixed_precision)
+  build = _BUILDERS[("2d" if spec.kind == "2d" else "image", part)]
   if spec.kind == "2d":
-    return networks.build_mlp_decoder(x_dim=spec.shape[0], z_dim=config.z_dim,
-                                      num_hidden=config.num_hidden,
-                                      num_layers=config.num_layers, name=name, dtype=dtype,
-                                      init=config.init)
+    return build(x_dim=spec.shape[0], z_dim=config.z_dim, num_hidden=config.num_hidden,
+                 num_layers=config.num_layers, name=name, dtype=dtype, init=config.init)
   height, _, channels = spec.shape
-  return networks.build_image_decoder(height, channels, config.z_dim, filters=config.filters,
-                                      name=name, dtype=dtype, init=config.init)
+  return build(height, channels, config.z_dim, filters=config.filters, name=name, dtype=dtype,
+               init=config.init)
 
 
 def build_networks(config, spec):
@@ -330,7 +332,7 @@ def restore_run(workdir, checkpoint=None, log=None):
     level = logger.level
     logger.setLevel("ERROR")
     try:
-      del run
+      run = None
       gc.collect()
     finally:
       logger.setLevel(level)

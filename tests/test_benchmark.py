@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from as_introvae_tf import data
 from as_introvae_tf import hparams
-from as_introvae_tf import losses
 from as_introvae_tf import methods
 from as_introvae_tf import networks
 

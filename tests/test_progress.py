@@ -104,5 +104,5 @@ def test_silent_mode_prints_nothing(capsys):
 
 def test_bar_metrics_exist_for_every_method():
   for method in methods.names():
-    shown = [k for k in progress.BAR_METRICS[method] if k in methods.get(method).metric_names]
+    shown = [k for k in methods.get(method).bar_metrics if k in methods.get(method).metric_names]
     assert 3 <= len(shown) <= 6, method

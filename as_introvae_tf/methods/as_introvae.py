@@ -26,6 +26,7 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
                      "values near z_dim or larger), lower --lr, or use the reference AS "
                      "options (--as_kernel=per_dim --as_squash=tanh).")
   tensorboard_hparams = ("as_kernel", "as_squash", "anneal")
+  bar_metrics = ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "as_distance")
 
   def _squash(self, mu, logvar):
     if self.hparams.as_squash == "tanh":

@@ -64,6 +64,7 @@ class AVAE(base.IntrospectiveVAE):
   divergence_hint = ("AVAE: lower --lr or the PID gains (--pid_ki, --pid_kp, --pid_kd), or keep "
                      "--avae_clip_k.")
   tensorboard_hparams = ("avae_alpha", "avae_beta", "avae_gamma", "avae_eta")
+  bar_metrics = ("loss_encoder", "loss_decoder", "loss_discriminator", "k_t")
 
   def __init__(self, encoder, decoder, *, discriminator_encoder, discriminator_decoder,
                avae_hparams=None, **kwargs):

@@ -119,6 +119,9 @@ class IntrospectiveVAE(keras.Model):
   """Advice added to the error message when the method's losses become NaN/inf."""
   tensorboard_hparams = ()
   """The method's own flags shown in TensorBoard's HParams table (beside the common ones)."""
+  bar_metrics = ("loss",)
+  """Metrics on the progress bar, those present in the logs (the VAE warm-up reports `loss`,
+  `rec`, `kl_real` only); the others go to TensorBoard only."""
   has_inference_encoder = True
 
   @property
@@ -398,6 +401,12 @@ class IntrospectiveVAE(keras.Model):
   def _gradients(self, tape, loss, variables, optimizer):
     """`d loss / d variables` for `optimizer` (scaled by its loss scale under mixed_float16)."""
     return precision.gradients(tape, loss, variables, optimizer)
+
+  def _minimize(self, tape, loss, variables, optimizer, name):
+    """One update of `variables` by `optimizer` from `d loss / d variables` (`_gradients`),
+    recorded as `grad_norm_<name>` (`_apply`)."""
+    self._apply(optimizer, self._gradients(tape, loss, variables, optimizer), variables, name,
+                loss)
 
   def _apply(self, optimizer, grads, variables, name, loss=None):
     """Applies one network's gradients and records their global norm (`grad_norm_<name>`).

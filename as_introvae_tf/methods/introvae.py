@@ -27,6 +27,7 @@ class IntroVAE(base.IntrospectiveVAE):
   divergence_hint = ("IntroVAE is sensitive to --margin and --introvae_alpha: lower --lr or "
                      "change --margin.")
   tensorboard_hparams = ("margin", "introvae_alpha")
+  bar_metrics = ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "diff_kl")
 
   def introspective_step(self, x):
     hp = self.hparams
@@ -48,10 +49,8 @@ class IntroVAE(base.IntrospectiveVAE):
           rec_real, kl_real, kl_rec, kl_fake, margin=hp.margin, alpha=hp.introvae_alpha,
           beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
       loss_e = self._mean(per_example_e)
-    e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer,
-                self._gradients(tape, loss_e, e_vars, self.encoder_optimizer), e_vars, "encoder",
-                loss_e)
+    self._minimize(tape, loss_e, self.encoder.trainable_variables, self.encoder_optimizer,
+                   "encoder")
 
     # === Update D ===
     with tf.GradientTape() as tape:
@@ -63,10 +62,8 @@ class IntroVAE(base.IntrospectiveVAE):
       per_example_d = losses.introvae_decoder_loss(
           rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec)
       loss_d = self._mean(per_example_d)
-    d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer,
-                self._gradients(tape, loss_d, d_vars, self.decoder_optimizer), d_vars, "decoder",
-                loss_d)
+    self._minimize(tape, loss_d, self.decoder.trainable_variables, self.decoder_optimizer,
+                   "decoder")
 
     kl_real_mean, kl_fake_mean = tf.reduce_mean(kl_real), tf.reduce_mean(kl_fake_d)
     return {"loss_encoder": tf.reduce_mean(per_example_e),

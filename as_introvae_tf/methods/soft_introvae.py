@@ -24,6 +24,7 @@ class SoftIntroVAE(base.IntrospectiveVAE):
   divergence_hint = ("S-IntroVAE usually diverges when --beta_neg is too small for the latent "
                      "size: raise --beta_neg (the authors advise values near z_dim or larger) "
                      "or lower --lr.")
+  bar_metrics = ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "diff_kl")
 
   def _squash(self, mu, logvar):
     return mu, logvar
@@ -85,10 +86,8 @@ class SoftIntroVAE(base.IntrospectiveVAE):
           rec_real, kl_real, exp_rec, exp_fake, scale=s, beta_rec=hp.beta_rec,
           beta_kl=hp.beta_kl)
       loss_e = self._mean(per_example_e) + self._encoder_as_term(as_e, exp_rec, exp_fake, c)
-    e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer,
-                self._gradients(tape, loss_e, e_vars, self.encoder_optimizer), e_vars, "encoder",
-                loss_e)
+    self._minimize(tape, loss_e, self.encoder.trainable_variables, self.encoder_optimizer,
+                   "encoder")
 
     # === Update D === (encoder frozen: gradients flow through it, only D is updated)
     with tf.GradientTape() as tape:
@@ -108,10 +107,8 @@ class SoftIntroVAE(base.IntrospectiveVAE):
           beta_rec=hp.beta_rec, beta_kl=hp.beta_kl, gamma_r=hp.gamma_r)
       as_term_d = self._decoder_as_term(sq, c)
       loss_d = self._mean(per_example_d) + as_term_d
-    d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer,
-                self._gradients(tape, loss_d, d_vars, self.decoder_optimizer), d_vars, "decoder",
-                loss_d)
+    self._minimize(tape, loss_d, self.decoder.trainable_variables, self.decoder_optimizer,
+                   "decoder")
 
     kl_real_mean = tf.reduce_mean(kl_real)
     kl_fake_mean = tf.reduce_mean(kl_fake_d)

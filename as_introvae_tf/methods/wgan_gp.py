@@ -62,6 +62,7 @@ class WGANGP(base.IntrospectiveVAE):
   hparams_class = hparams.WGANGPHParams
   divergence_hint = "WGAN-GP: lower --lr, or raise --gp_lambda."
   tensorboard_hparams = ("gp_lambda", "n_critic")
+  bar_metrics = ("loss_critic", "loss_generator", "wasserstein")
   has_inference_encoder = False
 
   def __init__(self, encoder, decoder, *, critic_head=None, wgan_hparams=None, **kwargs):
@@ -166,9 +167,7 @@ class WGANGP(base.IntrospectiveVAE):
         per_example_c = (losses.wasserstein_critic_loss(score_real, score_fake)
                          + hp.gp_lambda * penalty)
         loss_c = mean(per_example_c)
-      self._apply(self.encoder_optimizer,
-                  self._gradients(tape, loss_c, c_vars, self.encoder_optimizer), c_vars, "critic",
-                  loss_c)
+      self._minimize(tape, loss_c, c_vars, self.encoder_optimizer, "critic")
       sums["loss_critic"] += tf.reduce_mean(per_example_c)
       sums["wasserstein"] += tf.reduce_mean(score_real) - tf.reduce_mean(score_fake)
       sums["gradient_penalty"] += tf.reduce_mean(penalty)
@@ -179,9 +178,7 @@ class WGANGP(base.IntrospectiveVAE):
     with tf.GradientTape() as tape:
       per_example_g = losses.wasserstein_generator_loss(self.critic(self.decoder(z_gen, training=True)))
       loss_g = mean(per_example_g)
-    self._apply(self.decoder_optimizer,
-                self._gradients(tape, loss_g, g_vars, self.decoder_optimizer), g_vars, "generator",
-                loss_g)
+    self._minimize(tape, loss_g, g_vars, self.decoder_optimizer, "generator")
 
     logs = {k: v / n for k, v in sums.items()}
     logs["loss_generator"] = tf.reduce_mean(per_example_g)
