@@ -10,7 +10,7 @@ lists `--method`'s values without TensorFlow); `get(name)` imports the file and 
 class it registered.
 
   from as_introvae_tf import methods
-  methods.names()             # ("as_introvae", "avae", "introvae", ...)
+  methods.names()             # ("vae", "introvae", "soft_introvae", "as_introvae", ...)
   methods.get("as_introvae")  # the ASIntroVAE class
 """
 
@@ -23,14 +23,21 @@ import pkgutil
 _NOT_METHODS = frozenset({"base"})
 """Modules of this package that hold no method."""
 
+_LISTED_FIRST = ("vae", "introvae", "soft_introvae", "as_introvae", "avae", "wgan_gp")
+"""The order `--help` lists the methods in (the papers' progression, then the baselines); a
+method not named here needs no entry: it follows them, in alphabetical order."""
+
 _REGISTRY = {}
 
 
 def names():
-  """The `--method` names: one per method file in this folder, sorted (no import)."""
+  """The `--method` names: one per method file in this folder (no import), `_LISTED_FIRST`
+  first."""
   folder = os.path.dirname(os.path.abspath(__file__))
-  return tuple(sorted(m.name for m in pkgutil.iter_modules([folder])
-                      if not m.name.startswith("_") and m.name not in _NOT_METHODS))
+  found = {m.name for m in pkgutil.iter_modules([folder])
+           if not m.name.startswith("_") and m.name not in _NOT_METHODS}
+  return (tuple(n for n in _LISTED_FIRST if n in found)
+          + tuple(sorted(found - set(_LISTED_FIRST))))
 
 
 def register(name):
