@@ -52,7 +52,7 @@ _AS_REF = "AS-IntroVAE reference code"
 _KHAN = "Khan et al. 2018, Sec. 4"
 
 
-def setting(default, help, *, choices=None, source=None, flag=None, group=None):  # pylint: disable=redefined-builtin
+def setting(default, help, *, choices=None, source=None, flag=None, group=None):  # noqa: A002
   """A dataclass field that is a run setting (and a flag).
 
   Args:

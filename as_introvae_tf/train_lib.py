@@ -169,7 +169,8 @@ def render_samples(model, spec, fixed):
   if getattr(model, "has_inference_encoder", True):  # WGAN-GP: the encoder is a critic
     rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
     pictures["reconstruction"] = visualize.image_grid(rec, columns=8)
-  pictures["samples"] = visualize.image_grid(run_lib.sample(model, SAMPLE_GRID_SIZE), columns=columns)
+  pictures["samples"] = visualize.image_grid(run_lib.sample(model, SAMPLE_GRID_SIZE),
+                                             columns=columns)
   if "reconstruction" in pictures:
     pictures["real_vs_reconstruction"] = visualize.pair_grid(real, rec, columns=8)
   return pictures

@@ -38,8 +38,8 @@ def _build(method, strategy, lr=(0.05, 0.05, 0.05), avae_hparams=None, n_critic=
     common = dict(example_shape=(2,), global_batch_size=GLOBAL_BATCH, seed=SEED)
     if method == "avae":
       model = methods.get("avae")(encoder, decoder, discriminator_encoder=_mlp("d_enc", "encoder"),
-                             discriminator_decoder=_mlp("d_dec", "decoder"),
-                             avae_hparams=avae_hparams, **common)
+                                  discriminator_decoder=_mlp("d_dec", "decoder"),
+                                  avae_hparams=avae_hparams, **common)
       model.compile(keras.optimizers.SGD(lr[0]), keras.optimizers.SGD(lr[1]),
                     discriminator_optimizer=keras.optimizers.SGD(lr[2]))
     else:
@@ -201,7 +201,7 @@ def test_gradient_penalty_norm_matches_finite_differences_and_forward_mode():
   encoder = networks.build_image_encoder(8, 1, 2, filters=(4,))
   decoder = networks.build_image_decoder(8, 1, 2, filters=(4,))
   image = methods.get("wgan_gp")(encoder, decoder, example_shape=(8, 8, 1), global_batch_size=10,
-                           seed=0)
+                                 seed=0)
   x = rng.uniform(size=(3, 8, 8, 1)).astype(np.float32)
   np.testing.assert_allclose(losses.critic_input_gradient_norm(image.critic, tf.constant(x)),
                              _forward_mode_norms(image.critic, x), rtol=1e-5)

@@ -92,9 +92,9 @@ def _project_and_plain(method, kind):
                                             z_dim=z_dim, filters=(4, 8))
     shape = (8, 8, 3)
   hp = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, as_kernel="product",
-                          as_squash="none", as_reduction_encoder="mean",
-                          as_reduction_decoder="mean", as_decoder_kl_squashed=False,
-                          anneal="linear")
+                           as_squash="none", as_reduction_encoder="mean",
+                           as_reduction_decoder="mean", as_decoder_kl_squashed=False,
+                           anneal="linear")
   keras.utils.set_random_seed(0)
   enc, dec = build()
   for w in enc.weights + dec.weights:  # larger weights: rec and fake posteriors that differ
@@ -103,7 +103,7 @@ def _project_and_plain(method, kind):
   head.bias.assign(tf.concat([head.bias[:z_dim], tf.fill([z_dim], -4.0)], 0))  # small
   # variances: a large AS-Distance, whose terms then weigh in the losses and the gradients
   model = methods.get(method)(enc, dec, example_shape=shape, global_batch_size=batch,
-                                 hparams=hp, total_steps=10, seed=3)
+                              hparams=hp, total_steps=10, seed=3)
   model.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
   model.vae_phase = False
   model.make_train_function(force=True)

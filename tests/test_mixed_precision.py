@@ -321,7 +321,7 @@ def _build_sgd(config, strategy, lr=0.05):
     model = methods.get(config.method)(
         encoder, decoder, example_shape=spec.shape, global_batch_size=config.batch_size,
         hparams=hparams.LossHParams(beta_rec=config.beta_rec, beta_kl=config.beta_kl,
-                                   beta_neg=config.beta_neg, as_kernel=config.as_kernel),
+                                    beta_neg=config.beta_neg, as_kernel=config.as_kernel),
         total_steps=config.train_steps, seed=config.seed)
     model.compile(*(precision.wrap(keras.optimizers.SGD(lr), config.mixed_precision)
                     for _ in range(2)))

@@ -14,8 +14,8 @@ from as_introvae_tf import networks
 GLOBAL_BATCH = 16
 METHODS = ["vae", "introvae", "soft_introvae", "as_introvae"]
 HPARAMS = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, margin=2.0,
-                             as_kernel="product", as_squash="none",
-                             as_reduction_encoder="mean", anneal="linear")
+                              as_kernel="product", as_squash="none",
+                              as_reduction_encoder="mean", anneal="linear")
 
 
 def _two_d_batch(seed=0):
@@ -29,8 +29,8 @@ def _build(method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, t
     ema_decoder = (networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1,
                                               name="ema_decoder") if ema else None)
     model = methods.get(method)(encoder, decoder, ema_decoder=ema_decoder,
-                                   example_shape=(2,), global_batch_size=GLOBAL_BATCH,
-                                   hparams=hparams, total_steps=total, seed=3)
+                                example_shape=(2,), global_batch_size=GLOBAL_BATCH,
+                                hparams=hparams, total_steps=total, seed=3)
     model.compile(keras.optimizers.SGD(lr_e),
                   keras.optimizers.SGD(lr_d, use_ema=ema, ema_momentum=0.5))
   return model
@@ -113,7 +113,7 @@ def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_rep
   """With the reference per_dim kernel and sum reduction (the AS term inside every example's
   exponent), 2 replicas still match 1; a tighter check of the encoder-phase slope term."""
   hp = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=5.0, as_kernel="per_dim",
-                          as_squash="tanh", as_reduction_encoder="sum", anneal="tanh")
+                           as_squash="tanh", as_reduction_encoder="sum", anneal="tanh")
   one, two = tf.distribute.get_strategy(), two_replicas
   m1, m2 = _build("as_introvae", one, hparams=hp, total=100), _build("as_introvae", two,
                                                                      hparams=hp, total=100)
@@ -217,8 +217,8 @@ def test_as_introvae_encoder_update_equals_the_gradient_of_the_reference_formula
   """One SGD step (lr 1, decoder frozen) must move the encoder by minus the gradient of the
   AS-IntroVAE encoder loss written plainly from the reference (A_VAE.py), AS term live."""
   hp = hparams.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, as_kernel="per_dim",
-                          as_squash="tanh", as_reduction_encoder="sum", anneal="tanh",
-                          rec_target_grad=True)
+                           as_squash="tanh", as_reduction_encoder="sum", anneal="tanh",
+                           rec_target_grad=True)
   total = 10
   model = _build("as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=1.0, lr_d=0.0,
                  total=total)
@@ -269,8 +269,8 @@ def test_as_introvae_decoder_update_equals_the_gradient_of_the_reference_formula
   """Same for the decoder phase (lr_e = 0 so the encoder is the one the decoder phase sees):
   reference lossD with tanh-squashed KL and mean-reduced AS-Distance, `gamma_r` term."""
   hp = hparams.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, gamma_r=1e-2,
-                          as_kernel="per_dim", as_squash="tanh", as_reduction_decoder="mean",
-                          as_decoder_kl_squashed=True, anneal="linear")
+                           as_kernel="per_dim", as_squash="tanh", as_reduction_decoder="mean",
+                           as_decoder_kl_squashed=True, anneal="linear")
   model = _build("as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=0.0, lr_d=1.0,
                  total=10)
   x = tf.constant(_two_d_batch(6))

@@ -135,8 +135,8 @@ def _build(method, hparams, lr_e, lr_d, total=10, num_vae=0):
   encoder = networks.build_mlp_encoder(z_dim=2, num_hidden=16, num_layers=1)
   decoder = networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1)
   model = methods.get(method)(encoder, decoder, example_shape=(2,),
-                                 global_batch_size=GLOBAL_BATCH, hparams=hparams,
-                                 total_steps=total, num_vae=num_vae, seed=3)
+                              global_batch_size=GLOBAL_BATCH, hparams=hparams,
+                              total_steps=total, num_vae=num_vae, seed=3)
   model.compile(keras.optimizers.SGD(lr_e), keras.optimizers.SGD(lr_d))
   return model
 
@@ -193,7 +193,7 @@ def test_soft_introvae_encoder_update_follows_the_reference_target_gradient(rec_
   rec(x_r, D(z_r)), as the reference's undetached `rec`; False: sg(x_r). The two written-out
   gradients differ, so the test tells them apart."""
   hp = hparams.LossHParams(beta_rec=1.0, beta_kl=0.3, beta_neg=0.9,
-                          rec_target_grad=rec_target_grad)
+                           rec_target_grad=rec_target_grad)
   model = _build("soft_introvae", hp, lr_e=1.0, lr_d=0.0)
   x = tf.constant(_batch(5))
   enc, dec = model.encoder, model.decoder

@@ -679,7 +679,7 @@ def _plain_runner(tf, job, method):
   lr = run_lib.learning_rate(config)
   opt_e = run_lib.adam(config, lr)
   opt_d = run_lib.adam(config, lr, use_ema=config.ema_decay > 0,
-                         ema_momentum=config.ema_decay or 0.99)
+                       ema_momentum=config.ema_decay or 0.99)
   opt_e.build(enc.trainable_variables)
   opt_d.build(dec.trainable_variables)
   hp = {k: getattr(config, k) for k in ("beta_rec", "beta_kl", "beta_neg", "gamma_r",

@@ -176,7 +176,8 @@ class WGANGP(base.IntrospectiveVAE):
 
     # === Update the generator (lines 10-11) ===
     with tf.GradientTape() as tape:
-      per_example_g = losses.wasserstein_generator_loss(self.critic(self.decoder(z_gen, training=True)))
+      per_example_g = losses.wasserstein_generator_loss(
+          self.critic(self.decoder(z_gen, training=True)))
       loss_g = mean(per_example_g)
     self._minimize(tape, loss_g, g_vars, self.decoder_optimizer, "generator")
 
