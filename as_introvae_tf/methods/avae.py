@@ -89,7 +89,7 @@ class AVAE(base.IntrospectiveVAE):
     return dict(
         discriminator_encoder=run_lib.build_encoder(config, spec, "discriminator_encoder"),
         discriminator_decoder=run_lib.build_decoder(config, spec, "discriminator_decoder"),
-        avae_hparams=hparams.AVAEHParams.from_config(config))
+        avae_hparams=cls.hparams_class.from_config(config))
 
   @classmethod
   def extra_optimizers(cls, config, learning_rate):

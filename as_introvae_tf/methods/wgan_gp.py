@@ -83,7 +83,7 @@ class WGANGP(base.IntrospectiveVAE):
   def extra_model_kwargs(cls, config, spec):
     del spec
     return dict(critic_head=keras.layers.Dense(1, name="critic_head", dtype="float32"),
-                wgan_hparams=hparams.WGANGPHParams.from_config(config))
+                wgan_hparams=cls.hparams_class.from_config(config))
 
   def extra_checkpoint_items(self):
     return dict(critic_head=self.critic_head)
