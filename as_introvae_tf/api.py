@@ -234,7 +234,8 @@ def _load_workdir(workdir, decoder, checkpoint):
   tf = cli.import_tensorflow()
   from as_introvae_tf import config as config_lib  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import methods  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
 
   config = config_lib.load_config(workdir).replace(mixed_precision="none")
   if checkpoint is None:
@@ -245,13 +246,13 @@ def _load_workdir(workdir, decoder, checkpoint):
                               "end)")
   shape = _example_shape(config, workdir)
   spec = data.DatasetSpec("2d" if len(shape) == 1 else "image", config.dataset, shape)
-  has_encoder = getattr(train_lib.METHODS[config.method], "has_inference_encoder", True)
-  encoder, raw_decoder = train_lib.build_networks(config, spec)
+  has_encoder = methods.get(config.method).has_inference_encoder
+  encoder, raw_decoder = run_lib.build_networks(config, spec)
   items = {"decoder": raw_decoder}
   if has_encoder:
     items["encoder"] = encoder
   if config.ema_decay > 0:
-    items["ema_decoder"] = train_lib.build_decoder(config, spec, name="ema_decoder")
+    items["ema_decoder"] = run_lib.build_decoder(config, spec, name="ema_decoder")
   ckpt = tf.train.Checkpoint(**items)
   try:
     status = ckpt.restore(checkpoint)

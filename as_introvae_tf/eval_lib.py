@@ -22,7 +22,7 @@ InceptionV3 weights file); pictures: real/reconstruction pairs, samples, latent 
 Every run: active units (Burda et al. 2016) and the KL per latent dimension of the posterior.
 
 Decoders: samples (KL/JSD, FID/KID, sample grids) come from `model.sampling_decoder()` (the EMA
-decoder if the run has one, as `train_lib.sample`); scores, reconstructions and interpolations
+decoder if the run has one, as `run.sample`); scores, reconstructions and interpolations
 use the encoder with the decoder it was trained with (`model.decoder`, as `model.call`).
 """
 
@@ -37,15 +37,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from absl import logging
-
-from as_introvae_tf import checkpoints as checkpoints_lib
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
 from as_introvae_tf import feature_nets
 from as_introvae_tf import losses
 from as_introvae_tf import metrics
-from as_introvae_tf import train_lib
+from as_introvae_tf import run as run_lib
 from as_introvae_tf import visualize
 from as_introvae_tf import workdir as workdir_lib
 
@@ -104,53 +101,6 @@ class EvalOptions:
     for name in ("batch_size", "grid_points", "gnelbo_points", "kid_subsets", "kid_subset_size"):
       need(getattr(self, name) >= 1, f"--{name} must be >= 1; got {getattr(self, name)}")
     return self
-
-
-def restore_run(workdir, checkpoint=None, log=None):
-  """Restores a training run for evaluation (on one device, whatever it was trained with).
-
-  The networks are rebuilt in float32 whatever `--mixed_precision` the run used: its variables
-  are float32 either way, and evaluation then computes in full precision.
-
-  Args:
-    workdir: the run directory.
-    checkpoint: a checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-1000); default the newest
-      in WORKDIR/checkpoints (`checkpoints.choose_for_reading`).
-    log: called with warnings (a broken index, a checkpoint of another run id).
-
-  Returns:
-    `train_lib.Run` with the checkpoint restored (`run.restored` names it).
-
-  Raises:
-    FileNotFoundError: no `config.json` or no checkpoint in `workdir`.
-    checkpoints.CheckpointError: the checkpoint is damaged (the message names it and the
-      intact ones), or was written by another method or architecture than config.json's.
-    ConfigError / ValueError: the saved config or its data are no longer valid.
-  """
-  log = log or logging.warning
-  workdir = os.path.abspath(os.path.expanduser(str(workdir)))
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"--workdir={workdir} does not exist")
-  config = config_lib.load_config(workdir)
-  directory = os.path.join(workdir, "checkpoints")
-  if checkpoint is None and not checkpoints_lib.on_disk(directory):
-    raise FileNotFoundError(f"no checkpoint in {directory}: --workdir={workdir} has not saved a "
-                            "checkpoint yet (train it first)")
-  prefix = checkpoints_lib.choose_for_reading(directory, checkpoint, log=log)
-  info = checkpoints_lib.read_run_info(prefix)
-  problem = checkpoints_lib.mismatch(info, config)
-  if problem:
-    raise checkpoints_lib.CheckpointError(
-        f"{prefix} does not belong to the run in {workdir}/config.json: {problem}")
-  run_id = workdir_lib.RunRecord.load(workdir).run_id
-  if info and run_id and info.get("run_id") != run_id:
-    log(f"{prefix} was written by another run (run id {info.get('run_id')}, in "
-        f"{info.get('workdir')}) with the same method and architecture")
-  config = config.replace(workdir=workdir, strategy="default", jit_compile=False,
-                          mixed_precision="none")
-  run = train_lib.build_run(config, restore=False, run_id=info and info.get("run_id"))
-  train_lib.restore_checkpoint(run, prefix)
-  return run
 
 
 def _mean_std(values):
@@ -320,7 +270,7 @@ def evaluate_2d(run, options, outdir, log=print):
   rng = np.random.default_rng([options.seed, 10**6])
   pictures = {
       "samples_over_data": visualize.scatter_2d(
-          train_lib.sample(model, 2048), data.sample_2d(name, 2048, rng), plot_range=plot_range,
+          run_lib.sample(model, 2048), data.sample_2d(name, 2048, rng), plot_range=plot_range,
           title=f"{model.method}: samples over data"),
   }
   visualize.save_png(os.path.join(outdir, "samples_over_data.png"),
@@ -473,7 +423,7 @@ def evaluate_images(run, options, outdir, log=print):
   pairs = np.concatenate([
       np.stack([real[i:i + columns], rec[i:i + columns]]).reshape(-1, *real.shape[1:])
       for i in range(0, k, columns)])
-  samples = train_lib.sample(model, 64)
+  samples = run_lib.sample(model, 64)
   pictures = {"samples": visualize.image_grid(samples, columns=8)}
   if has_encoder:
     pictures["pairs"] = visualize.image_grid(pairs, columns=columns)
@@ -540,7 +490,7 @@ def evaluate(workdir, options=None, log=print):
     ConfigError / ValueError: bad options or data.
   """
   options = (options or EvalOptions()).validate()
-  run = restore_run(workdir, options.checkpoint, log=lambda text: log(f"warning: {text}"))
+  run = run_lib.restore_run(workdir, options.checkpoint, log=lambda text: log(f"warning: {text}"))
   model, spec, config = run.model, run.spec, run.config
   workdir = config.workdir
   outdir = os.path.join(workdir, "eval")

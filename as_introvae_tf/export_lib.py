@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import gc
 import json
 import os
 import platform
@@ -65,7 +64,7 @@ from absl import logging
 from as_introvae_tf import checkpoints as checkpoints_lib
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import precision
-from as_introvae_tf import train_lib
+from as_introvae_tf import run as run_lib
 from as_introvae_tf import workdir as workdir_lib
 from as_introvae_tf.serving.signatures import (  # noqa: F401  (also export_lib.<name>)
     MAX_BATCH, SEED_RULE, SIGNATURES_2D, SIGNATURES_IMAGE, ServingFunctions, seeds_to_z,
@@ -146,17 +145,17 @@ def resolve_checkpoint(workdir, checkpoint=None):
 def restore_run(workdir, checkpoint=None):
   """Rebuilds a training run from WORKDIR/config.json and restores a checkpoint into it.
 
-  Uses `config_lib.load_config` and `train_lib.build_run(config, restore=False)` on the
-  default (single-device) strategy, then `train_lib.restore_checkpoint`. The networks are
-  float32 whatever `--mixed_precision` the run was trained with (the variables are float32
-  either way), so every export computes and serves float32.
+  `run.restore_run` (shared with evaluation) on the default (single-device) strategy; the
+  networks are float32 whatever `--mixed_precision` the run was trained with (the variables
+  are float32 either way), so every export computes and serves float32. Its errors become
+  `ExportError`s that say what to do.
 
   Args:
     workdir: a training run directory (config.json + checkpoints/).
     checkpoint: optional checkpoint prefix or directory; default the newest in the workdir.
 
   Returns:
-    (train_lib.Run, the loaded config as saved by training, the checkpoint prefix).
+    (run.Run, the loaded config as saved by training, the checkpoint prefix).
 
   Raises:
     ExportError: missing workdir/config.json/checkpoint/data, a bad config, a damaged
@@ -172,43 +171,18 @@ def restore_run(workdir, checkpoint=None):
   except (TypeError, ValueError) as e:
     raise ExportError(f"{workdir}/config.json is not a valid run config: {_short(e)}") from None
   path = resolve_checkpoint(workdir, checkpoint)
-  info = checkpoints_lib.read_run_info(path)
-  problem = checkpoints_lib.mismatch(info, saved_config)
-  if problem:
-    raise ExportError(f"checkpoint {path} does not belong to the run in {workdir}/config.json: "
-                      f"{problem}")
-  run_id = workdir_lib.RunRecord.load(workdir).run_id
-  if info and run_id and info.get("run_id") != run_id:
-    logging.warning("%s was written by another run (run id %s, in %s) with the same method "
-                    "and architecture", path, info.get("run_id"), info.get("workdir"))
-  config = saved_config.replace(workdir=os.path.abspath(workdir), strategy="default",
-                                jit_compile=False, steps_per_execution=1,
-                                mixed_precision="none")
   try:
-    run = train_lib.build_run(config, restore=False, run_id=info and info.get("run_id"))
+    run = run_lib.restore_run(workdir, path)
+  except run_lib.CheckpointMismatchError as e:
+    raise ExportError(
+        f"checkpoint {path} does not match the architecture in {workdir}/config.json "
+        f"({_architecture(saved_config)}): {e.reason}. Was config.json edited, or the "
+        "checkpoint taken from another run?") from None
+  except checkpoints_lib.CheckpointError as e:
+    raise ExportError(str(e)) from None
   except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
     raise ExportError(f"cannot rebuild the model from {workdir}/config.json: {_short(e)}") \
         from None
-  problem = None
-  try:
-    train_lib.restore_checkpoint(run, path)
-  except (AssertionError, ValueError, tf.errors.OpError) as e:
-    problem = _short(e)
-  if problem is not None:
-    # Drop the half-restored run now, quietly: otherwise TF logs every unrestored checkpoint
-    # value when it is garbage collected, after our error message.
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
-    try:
-      del run
-      gc.collect()
-    finally:
-      logger.setLevel(level)
-    raise ExportError(
-        f"checkpoint {path} does not match the architecture in {workdir}/config.json "
-        f"({_architecture(config)}): {problem}. Was config.json edited, or the checkpoint "
-        "taken from another run?")
   return run, saved_config, path
 
 
@@ -256,7 +230,7 @@ def decoder_for_export(model, weights="ema"):
   """The decoder to export.
 
   Args:
-    model: a restored `models.IntrospectiveVAE`.
+    model: a restored `methods.base.IntrospectiveVAE`.
     weights: "raw": the trained decoder. "ema": the checkpoint's `ema_decoder` (the EMA of the
       decoder weights with its own re-estimated BatchNorm statistics: what the run samples
       with); if that checkpoint's `ema_decoder` was never synced with the optimizer's EMA, a

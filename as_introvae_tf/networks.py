@@ -34,6 +34,8 @@ from typing import Iterable, Sequence
 
 import keras
 
+from as_introvae_tf.hparams import INITS
+
 # Filters per resolution level, keyed by image size. Sources:
 #   28, 32, 128, 256: AS-IntroVAE `utils.py:get_dataset` (mnist 28 -> [64, 128];
 #     cifar10 32 -> [64, 128, 256]; celeb128 -> [64, 128, 256, 512, 512];
@@ -62,13 +64,12 @@ _BN_EPSILON = 1e-5
 # nn.LeakyReLU(0.2) in the reference.
 _LEAKY_SLOPE = 0.2
 
-INITS = ("torch", "keras")
-"""Weight initializations (`--init`). `torch` (default, the reference's): PyTorch's defaults
-for `nn.Linear` / `nn.Conv2d`, weights AND biases uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]
-(`kaiming_uniform_(a=sqrt(5))` gives gain sqrt(1/3) * sqrt(3 / fan_in) = 1/sqrt(fan_in); the
-bias bound is 1/sqrt(fan_in) in `reset_parameters`), fan_in = in_features, or
-in_channels * kh * kw for a convolution. `keras`: Keras' defaults (Glorot-uniform weights, zero
-biases). BatchNorm starts at gamma 1, beta 0 under both."""
+# Weight initializations (`--init`, `hparams.INITS`). `torch` (default, the reference's):
+# PyTorch's defaults for `nn.Linear` / `nn.Conv2d`, weights AND biases uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]
+# (`kaiming_uniform_(a=sqrt(5))` gives gain sqrt(1/3) * sqrt(3 / fan_in) = 1/sqrt(fan_in); the
+# bias bound is 1/sqrt(fan_in) in `reset_parameters`), fan_in = in_features, or
+# in_channels * kh * kw for a convolution. `keras`: Keras' defaults (Glorot-uniform weights, zero
+# biases). BatchNorm starts at gamma 1, beta 0 under both.
 
 
 def initializers(init: str, fan_in: int, use_bias: bool = True) -> dict:

@@ -17,8 +17,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-ADAM_VARIANTS = ("torch", "keras")
-"""`--adam_variant`: `torch` = `TorchAdam` (the reference's), `keras` = `keras.optimizers.Adam`."""
+from as_introvae_tf.hparams import ADAM_VARIANTS
 
 
 @keras.saving.register_keras_serializable(package="as_introvae_tf")

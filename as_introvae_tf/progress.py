@@ -20,18 +20,10 @@ import time
 
 import keras
 
+from as_introvae_tf import methods
+
 MODES = ("bar", "lines", "silent")
 
-BAR_METRICS = {
-    "vae": ("loss", "rec", "kl_real"),
-    "introvae": ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "diff_kl"),
-    "soft_introvae": ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "diff_kl"),
-    "as_introvae": ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "as_distance"),
-    "avae": ("loss_encoder", "loss_decoder", "loss_discriminator", "k_t"),
-    "wgan_gp": ("loss_critic", "loss_generator", "wasserstein"),
-}
-"""Metrics on the bar per method, those present in the logs (the VAE warm-up reports `loss`,
-`rec`, `kl_real` only); the others go to TensorBoard only."""
 
 
 def mode_for(verbose, stream=None):
@@ -94,7 +86,7 @@ class RunProgress(keras.callbacks.Callback):
   Args:
     total_steps: --train_steps.
     start_step: the step training starts (or resumes) from.
-    method: --method (chooses the metrics shown, `BAR_METRICS`).
+    method: --method (chooses the metrics shown: the method's `bar_metrics`).
     mode: "bar", "lines" (one line per `every` steps) or "silent".
     every: steps between lines in "lines" mode (--log_every_steps).
     steps_per_execution: steps per `on_train_batch_end` call.
@@ -108,7 +100,7 @@ class RunProgress(keras.callbacks.Callback):
       raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
     self.total, self.step, self.mode = int(total_steps), int(start_step), mode
     self.start_step = int(start_step)
-    self.keys = BAR_METRICS.get(method, ("loss",))
+    self.keys = methods.get(method).bar_metrics
     self.every, self.spe = int(every), int(steps_per_execution)
     self.stream = stream or sys.stdout
     self.bar = None

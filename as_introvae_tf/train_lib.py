@@ -1,4 +1,7 @@
-"""Training: config -> strategy, data, networks, model, checkpoints, TensorBoard, `fit`.
+"""Training: the loop (`fit`) and its callbacks: TensorBoard, images, checkpoints, NaN checks.
+
+The run itself (strategy, data spec, model, optimizers, checkpoint) is assembled by
+`run.build_run`, which evaluation and export use too; this module only trains it.
 
 `train_and_evaluate(config)` is the whole job behind `python -m as_introvae_tf.train` (and
 `as_introvae_tf.train(config)`). It resumes automatically from the latest checkpoint in
@@ -23,37 +26,30 @@ Layout of a workdir:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import signal
 import threading
 import time
-import uuid
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from as_introvae_tf import baselines
 from as_introvae_tf import checkpoints as checkpoints_lib
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
 from as_introvae_tf import distribute
-from as_introvae_tf import models
-from as_introvae_tf import networks
-from as_introvae_tf import optimizers
+from as_introvae_tf import methods
 from as_introvae_tf import precision
 from as_introvae_tf import progress as progress_lib
+from as_introvae_tf import run as run_lib
 from as_introvae_tf import visualize
 from as_introvae_tf import workdir as workdir_lib
 
 SAMPLE_GRID_SIZE = 64
-SAMPLE_SEED = 20221
-METHODS = {**models.METHODS, **baselines.METHODS}
-"""`--method` name -> model class: the introspective VAEs and the baselines."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -76,174 +72,6 @@ class TrainingInterrupted(RuntimeError):
     super().__init__(message)
     self.signum, self.step = signum, step
     self.exit_status = 128 + signum
-
-
-@dataclasses.dataclass
-class Run:
-  """What `build_run` assembles: everything needed to train, restore or export a run."""
-
-  config: config_lib.ExperimentConfig
-  strategy: tf.distribute.Strategy
-  spec: data.DatasetSpec
-  model: models.IntrospectiveVAE
-  checkpoint: tf.train.Checkpoint
-  manager: tf.train.CheckpointManager
-  restored: str | None = None  # the checkpoint prefix restored, if any
-  run_info: tf.Variable | None = None  # JSON (checkpoints.run_info), saved in every checkpoint
-
-
-def _learning_rate(config):
-  """`--lr`, or MultiStepLR: `lr * lr_gamma**k` from the k-th milestone on.
-
-  PyTorch's `MultiStepLR(milestones=[m])`, stepped once per iteration, gives the decayed rate
-  to the update of iteration m (0-based) and later ones. Keras evaluates the schedule at the
-  optimizer's `iterations` (= the 0-based index of the update being applied), and
-  `PiecewiseConstantDecay` switches AFTER a boundary (`step > boundary`), so the boundary is
-  m - 1.
-  """
-  if not config.lr_milestones:
-    return config.lr
-  values = [config.lr * config.lr_gamma ** k for k in range(len(config.lr_milestones) + 1)]
-  return keras.optimizers.schedules.PiecewiseConstantDecay(
-      [m - 1 for m in config.lr_milestones], values)
-
-
-def adam(config, learning_rate, **kwargs):
-  """Adam with the run's variant, betas and epsilon (`--adam_variant`, `--adam_beta1/2`,
-  `--adam_epsilon`; `optimizers.adam`)."""
-  return optimizers.adam(config.adam_variant, learning_rate, beta_1=config.adam_beta1,
-                         beta_2=config.adam_beta2, epsilon=config.adam_epsilon, **kwargs)
-
-
-def build_networks(config, spec):
-  """(encoder, decoder) for the dataset: the 2-D MLP or the IntroVAE residual networks, with
-  the hidden layers in the precision of `--mixed_precision` (`precision.layer_dtype`)."""
-  dtype = precision.layer_dtype(config.mixed_precision)
-  if spec.kind == "2d":
-    return (networks.build_mlp_encoder(x_dim=spec.shape[0], z_dim=config.z_dim,
-                                       num_hidden=config.num_hidden,
-                                       num_layers=config.num_layers, dtype=dtype,
-                                       init=config.init),
-            build_decoder(config, spec))
-  height, _, channels = spec.shape
-  return networks.build_networks("image", image_size=height, image_channels=channels,
-                                 z_dim=config.z_dim, filters=config.filters, dtype=dtype,
-                                 init=config.init)
-
-
-def build_decoder(config, spec, name="decoder"):
-  """A fresh decoder of the run's architecture (same variable order as `build_networks`)."""
-  dtype = precision.layer_dtype(config.mixed_precision)
-  if spec.kind == "2d":
-    return networks.build_mlp_decoder(x_dim=spec.shape[0], z_dim=config.z_dim,
-                                      num_hidden=config.num_hidden,
-                                      num_layers=config.num_layers, name=name, dtype=dtype,
-                                      init=config.init)
-  height, _, channels = spec.shape
-  return networks.build_image_decoder(height, channels, config.z_dim, filters=config.filters,
-                                      name=name, dtype=dtype, init=config.init)
-
-
-def build_model(config, spec, strategy):
-  """Builds networks, model and optimizers inside `strategy.scope()` and compiles.
-
-  A model class may add networks and hyper-parameters (`extra_model_kwargs(config, spec)`) and
-  optimizers (`extra_optimizers(config, learning_rate)`, passed to `compile`); see
-  `baselines.py`. With `--mixed_precision=mixed_float16` every optimizer is wrapped in a
-  `precision.LossScaleOptimizer`.
-  """
-  cls = METHODS[config.method]
-  with strategy.scope():
-    encoder, decoder = build_networks(config, spec)
-    ema_decoder = None
-    if config.ema_decay > 0:
-      ema_decoder = build_decoder(config, spec, name="ema_decoder")
-      ema_decoder.set_weights(decoder.get_weights())
-      ema_decoder.trainable = False
-    hparams = models.LossHParams(**{f.name: getattr(config, f.name)
-                                    for f in dataclasses.fields(models.LossHParams)})
-    extra = cls.extra_model_kwargs(config, spec) if hasattr(cls, "extra_model_kwargs") else {}
-    model = cls(
-        encoder, decoder, ema_decoder=ema_decoder, example_shape=spec.shape,
-        global_batch_size=config.batch_size, hparams=hparams, total_steps=config.train_steps,
-        num_vae=config.num_vae, seed=config.seed, nan_policy=config.nan_policy,
-        fuse_passes=config.fuse_passes, name=config.method, **extra)
-    encoder_optimizer = adam(config, _learning_rate(config))
-    decoder_optimizer = adam(config, _learning_rate(config), use_ema=config.ema_decay > 0,
-                             ema_momentum=config.ema_decay or 0.99)
-    optimizers = (cls.extra_optimizers(config, _learning_rate(config))
-                  if hasattr(cls, "extra_optimizers") else {})
-    encoder_optimizer, decoder_optimizer = (
-        precision.wrap(o, config.mixed_precision) for o in (encoder_optimizer, decoder_optimizer))
-    optimizers = {k: precision.wrap(o, config.mixed_precision) for k, o in optimizers.items()}
-    model.compile(encoder_optimizer, decoder_optimizer, jit_compile=config.jit_compile,
-                  steps_per_execution=config.steps_per_execution, **optimizers)
-  return model
-
-
-def make_checkpoint(model, run_info=None):
-  """The tf.train.Checkpoint of a run: networks, EMA decoder and both optimizers, plus what
-  the model adds (`extra_checkpoint_items()`: e.g. a discriminator, its optimizer, PID state),
-  and `run_info` (a string tf.Variable, `checkpoints.run_info`) when given.
-
-  A loss-scaled optimizer (mixed_float16) is saved as two items: `<name>` = the optimizer it
-  wraps (the same keys as a run without loss scaling, so such a checkpoint also restores into
-  a float32 model: evaluation and export build one) and `<name>_loss_scale` = the wrapper
-  (its dynamic scale and growth counter, and the inner optimizer again, stored once).
-  """
-  items = dict(encoder=model.encoder, decoder=model.decoder,
-               encoder_optimizer=model.encoder_optimizer,
-               decoder_optimizer=model.decoder_optimizer)
-  if model.ema_decoder is not None:
-    items["ema_decoder"] = model.ema_decoder
-  # --nan_policy=skip_batch counters (a resumed run goes on counting)
-  items["skips"] = tf.train.Checkpoint(skipped_batches=model.skipped_batches,
-                                       consecutive_skipped=model.consecutive_skipped)
-  items.update(_extra_checkpoint_items(model))
-  for name, item in list(items.items()):
-    if precision.is_loss_scaled(item):
-      items[name] = precision.unwrap(item)
-      items[f"{name}_loss_scale"] = item
-  if run_info is not None:
-    items[checkpoints_lib.RUN_INFO] = run_info
-  return tf.train.Checkpoint(**items)
-
-
-def restore_checkpoint(run, prefix):
-  """Restores checkpoint `prefix` into `run` (every object of the run must be matched).
-
-  A checkpoint written before checkpoints carried `run_info` restores without it. A constant
-  `--lr` given now wins over the checkpointed one.
-
-  Raises:
-    AssertionError / ValueError / tf.errors.OpError: the variables do not match.
-  """
-  model = run.model
-  reader = tf.train.load_checkpoint(prefix)
-  checkpoint = run.checkpoint
-  if run.run_info is not None and (checkpoints_lib.RUN_INFO_KEY
-                                   not in reader.get_variable_to_shape_map()):
-    checkpoint = make_checkpoint(model)  # the same objects, without run_info
-  info = run.run_info.numpy() if run.run_info is not None else None
-  status = checkpoint.restore(prefix)
-  status.assert_existing_objects_matched()
-  # Values only in the checkpoint are expected (the loss scales of a mixed_float16 run
-  # restored without loss scaling: evaluation, export, a resume in another precision).
-  status.expect_partial()
-  if info is not None:
-    run.run_info.assign(info)  # this workdir's path and run id, in the next checkpoints
-  if not run.config.lr_milestones:  # a constant --lr given now wins over the checkpointed one
-    for item in [model.encoder_optimizer, model.decoder_optimizer,
-                 *_extra_checkpoint_items(model).values()]:
-      if isinstance(item, keras.optimizers.Optimizer):
-        item.learning_rate = run.config.lr
-  run.restored = prefix
-  logging.info("Restored %s (step %d)", prefix, int(model.step.numpy()))
-
-
-def _extra_checkpoint_items(model):
-  extra = getattr(model, "extra_checkpoint_items", None)
-  return extra() if extra else {}
 
 
 def _check_workdir_writable(workdir):
@@ -284,58 +112,6 @@ def _check_resume_compatible(config, workdir, previous=None):
     raise config_lib.ConfigError(
         f"--workdir={workdir} holds a run with a different architecture: {details}. "
         "Use a new --workdir, or the same flags to resume.")
-
-
-def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=None):
-  """Validates the config and assembles strategy, data spec, model and checkpoint.
-
-  Args:
-    config: the run's `ExperimentConfig`.
-    restore: True: continue from the newest checkpoint that restores
-      (`checkpoints.choose_for_training`: damaged newer ones are moved aside with a warning, a
-      broken index is rebuilt); False: fresh variables (callers restore themselves with
-      `restore_checkpoint`).
-    run_id: the workdir's run id, stored in every checkpoint (`run_info`); None: a fresh one.
-    check_run_id: refuse to restore a checkpoint of another run id (method and architecture
-      are always checked).
-    strategy: the `tf.distribute.Strategy` to use; default `distribute.get_strategy`.
-
-  Raises:
-    ConfigError: a bad flag (named in the message).
-    ValueError / FileNotFoundError: bad or missing data (named in the message).
-    checkpoints.CheckpointError: checkpoints exist but none restores, or the newest intact one
-      is from another method, architecture or run.
-  """
-  config.validate()
-  strategy = strategy or distribute.get_strategy(config.strategy)
-  config.validate(num_replicas=strategy.num_replicas_in_sync)
-  spec = data.parse_dataset(config.dataset, config.image_size, config.channels,
-                            data_dir=config.data_dir)
-  if spec.kind != "2d" and config.filters is None:
-    try:
-      networks.default_filters(spec.shape[0])
-    except ValueError as e:
-      raise config_lib.ConfigError(f"--image_size: {e}; or give --filters") from None
-  keras.utils.set_random_seed(config.seed)
-  model = build_model(config, spec, strategy)
-  run_info = tf.Variable(
-      checkpoints_lib.run_info(config, spec.shape, run_id or uuid.uuid4().hex[:16]),
-      dtype=tf.string, trainable=False, name="run_info")
-  checkpoint = make_checkpoint(model, run_info)
-  directory = os.path.join(config.workdir, "checkpoints")
-  if not distribute.is_chief(strategy):
-    directory = os.path.join(config.workdir, "tmp_worker_checkpoints",
-                             str(strategy.cluster_resolver.task_id))
-  prefix = None
-  if restore:
-    prefix = checkpoints_lib.choose_for_training(directory, config,
-                                                 run_id if check_run_id else None)
-  manager = tf.train.CheckpointManager(checkpoint, directory,
-                                       max_to_keep=config.keep_checkpoints)
-  run = Run(config, strategy, spec, model, checkpoint, manager, run_info=run_info)
-  if prefix is not None:
-    restore_checkpoint(run, prefix)
-  return run
 
 
 def _fixed_batch(spec, config, num):
@@ -379,23 +155,10 @@ def _check_enough_data(spec, config):
         "add images")
 
 
-def sample(model, num, seed=SAMPLE_SEED):
-  """Generates `num` samples with the sampling (EMA) decoder from fixed prior noise.
-
-  Call `model.prepare_for_inference` first (a restored checkpoint is already prepared).
-
-  Returns:
-    float32 numpy `[num, *example_shape]`; images are clipped to [0, 1].
-  """
-  z = tf.random.stateless_normal([num, model.z_dim], seed=[seed, 0])
-  x = model.sampling_decoder()(z, training=False).numpy()
-  return np.clip(x, 0.0, 1.0) if len(model.example_shape) == 3 else x
-
-
 def render_samples(model, spec, fixed):
   """The pictures of a run: {name: float32 [H, W, C] image in [0, 1]}."""
   if spec.kind == "2d":
-    points = sample(model, 2048)
+    points = run_lib.sample(model, 2048)
     limit = data.two_d_range(spec.name)
     return {"samples": visualize.scatter_2d(points, fixed, plot_range=limit,
                                             title=f"{model.method}: samples over data")}
@@ -406,7 +169,8 @@ def render_samples(model, spec, fixed):
   if getattr(model, "has_inference_encoder", True):  # WGAN-GP: the encoder is a critic
     rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
     pictures["reconstruction"] = visualize.image_grid(rec, columns=8)
-  pictures["samples"] = visualize.image_grid(sample(model, SAMPLE_GRID_SIZE), columns=columns)
+  pictures["samples"] = visualize.image_grid(run_lib.sample(model, SAMPLE_GRID_SIZE),
+                                             columns=columns)
   if "reconstruction" in pictures:
     pictures["real_vs_reconstruction"] = visualize.pair_grid(real, rec, columns=8)
   return pictures
@@ -425,18 +189,12 @@ def write_pngs(workdir, pictures):
 
 HPARAM_KEYS = ("method", "dataset", "z_dim", "batch_size", "train_steps", "num_vae", "lr",
                "seed", "ema_decay", "beta_rec", "beta_kl", "beta_neg", "gamma_r")
-METHOD_HPARAM_KEYS = {
-    "introvae": ("margin", "introvae_alpha"),
-    "as_introvae": ("as_kernel", "as_squash", "anneal"),
-    "avae": ("avae_alpha", "avae_beta", "avae_gamma", "avae_eta"),
-    "wgan_gp": ("gp_lambda", "n_critic"),
-}
 
 
 def hparams_of(config):
   """The run's hyper-parameters for TensorBoard's HParams plugin: {name: str|float|int|bool}
-  (`HPARAM_KEYS` plus the method's own, `filters` as text)."""
-  keys = HPARAM_KEYS + METHOD_HPARAM_KEYS.get(config.method, ())
+  (`HPARAM_KEYS` plus the method's own `tensorboard_hparams`, `filters` as text)."""
+  keys = HPARAM_KEYS + methods.get(config.method).tensorboard_hparams
   values = {k: getattr(config, k) for k in keys}
   values["filters"] = ",".join(str(f) for f in config.filters) if config.filters else "default"
   return values
@@ -660,7 +418,7 @@ def _train_locked(config, strategy, stop):
   if has_checkpoints:
     _check_resume_compatible(config, workdir, record.effective_config())
   run_id = record.new_run_id(config)
-  run = build_run(config, run_id=run_id, check_run_id=record.run_id is not None,
+  run = run_lib.build_run(config, run_id=run_id, check_run_id=record.run_id is not None,
                   strategy=strategy)
   model, spec = run.model, run.spec
   chief = distribute.is_chief(strategy)
@@ -719,7 +477,7 @@ def _train_locked(config, strategy, stop):
     history = model.fit(ds, initial_epoch=start // window,
                         epochs=int(math.ceil(config.train_steps / window)),
                         steps_per_epoch=window, callbacks=[bar, monitor], verbose=0,
-                        shuffle=False)  # the dataset is shuffled (seeded) by data.py
+                        shuffle=False)  # the dataset is shuffled (seeded) by data/pipeline.py
     last_metrics = {k: float(v[-1]) for k, v in history.history.items() if v}
     if monitor.diverged:
       step, terms = monitor.diverged
@@ -753,20 +511,6 @@ def _interrupted_message(config, signum, start, step, manager):
 
 
 def _divergence_message(config, step, terms, manager):
-  hints = {
-      "soft_introvae": "S-IntroVAE usually diverges when --beta_neg is too small for the "
-                       "latent size: raise --beta_neg (the authors advise values near z_dim "
-                       "or larger) or lower --lr.",
-      "as_introvae": "AS-IntroVAE: raise --beta_neg (as for S-IntroVAE, the authors advise "
-                     "values near z_dim or larger), lower --lr, or use the reference "
-                     "AS options (--as_kernel=per_dim --as_squash=tanh).",
-      "introvae": "IntroVAE is sensitive to --margin and --introvae_alpha: lower --lr or "
-                  "change --margin.",
-      "vae": "Lower --lr.",
-      "avae": "AVAE: lower --lr or the PID gains (--pid_ki, --pid_kp, --pid_kd), or keep "
-              "--avae_clip_k.",
-      "wgan_gp": "WGAN-GP: lower --lr, or raise --gp_lambda.",
-  }
   kept = manager.latest_checkpoint or "none (no checkpoint was written before)"
   precision_hint = ""
   if config.mixed_precision == "mixed_float16":
@@ -777,5 +521,6 @@ def _divergence_message(config, step, terms, manager):
   return (f"Training stopped: non-finite values (NaN/inf) at step {step} in: "
           f"{', '.join(terms)}. Hyper-parameters: beta_rec={config.beta_rec}, "
           f"beta_kl={config.beta_kl}, beta_neg={config.beta_neg}, lr={config.lr}. "
-          f"{hints[config.method]}{precision_hint} The bad state was not saved; the last good "
-          f"checkpoint is kept: {kept}. Running the same command again resumes from it.")
+          f"{methods.get(config.method).divergence_hint}{precision_hint} The bad state was not "
+          f"saved; the last good checkpoint is kept: {kept}. Running the same command again "
+          "resumes from it.")

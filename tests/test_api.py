@@ -11,7 +11,7 @@ import tensorflow as tf
 import as_introvae_tf
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import export_lib
-from as_introvae_tf import train_lib
+from as_introvae_tf import run as run_lib
 
 
 def _two_d(workdir, **overrides):
@@ -96,7 +96,7 @@ def test_workdir_and_export_give_the_same_model(trained):
 def test_load_uses_the_checkpointed_ema_decoder_or_the_raw_one(tmp_path):
   workdir = tmp_path / "run"
   as_introvae_tf.train(_two_d(workdir))
-  run = train_lib.build_run(config_lib.load_config(str(workdir)))
+  run = run_lib.build_run(config_lib.load_config(str(workdir)))
   z = np.random.default_rng(1).standard_normal((7, 2)).astype(np.float32)
   ema = as_introvae_tf.load(str(workdir)).decode(z)
   raw = as_introvae_tf.load(str(workdir), decoder="raw").decode(z)

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from as_introvae_tf import baselines
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
+from as_introvae_tf import hparams
+from as_introvae_tf import losses
+from as_introvae_tf import methods
 from as_introvae_tf import networks
+from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
 
 GLOBAL_BATCH = 16
@@ -34,13 +37,13 @@ def _build(method, strategy, lr=(0.05, 0.05, 0.05), avae_hparams=None, n_critic=
     encoder, decoder = _mlp("encoder", "encoder"), _mlp("decoder", "decoder")
     common = dict(example_shape=(2,), global_batch_size=GLOBAL_BATCH, seed=SEED)
     if method == "avae":
-      model = baselines.AVAE(encoder, decoder, discriminator_encoder=_mlp("d_enc", "encoder"),
-                             discriminator_decoder=_mlp("d_dec", "decoder"),
-                             avae_hparams=avae_hparams, **common)
+      model = methods.get("avae")(encoder, decoder, discriminator_encoder=_mlp("d_enc", "encoder"),
+                                  discriminator_decoder=_mlp("d_dec", "decoder"),
+                                  avae_hparams=avae_hparams, **common)
       model.compile(keras.optimizers.SGD(lr[0]), keras.optimizers.SGD(lr[1]),
                     discriminator_optimizer=keras.optimizers.SGD(lr[2]))
     else:
-      model = baselines.WGANGP(encoder, decoder, wgan_hparams=baselines.WGANGPHParams(
+      model = methods.get("wgan_gp")(encoder, decoder, wgan_hparams=hparams.WGANGPHParams(
           gp_lambda=gp_lambda, n_critic=n_critic), **common)
       model.compile(keras.optimizers.SGD(lr[0]), keras.optimizers.SGD(lr[1]))
   return model
@@ -88,21 +91,21 @@ def test_avae_loss_terms_match_numpy():
   y = RNG.uniform(size=(3, 4, 5, 2)).astype(np.float32)
   want = [sum(abs(float(a) - float(b)) for a, b in zip(x[i].ravel(), y[i].ravel())) / 40.0
           for i in range(3)]
-  np.testing.assert_allclose(baselines.l1_error(x, y).numpy(), want, rtol=1e-6)
+  np.testing.assert_allclose(losses.l1_error(x, y).numpy(), want, rtol=1e-6)
   l_n, l_s, l_e, l_d, l_g, l_v = (np.array(v, np.float32) for v in (
       [2.0, 3.5], [0.2, 0.1], [0.4, 0.05], [0.3, 0.6], [0.25, 0.1], [0.5, 0.2]))
   a, b, g, eta, k = 0.3, 0.1, 0.1, 0.5, 0.25
-  np.testing.assert_allclose(baselines.avae_encoder_loss(l_n, l_s, l_e, beta=b, gamma=g),
+  np.testing.assert_allclose(losses.avae_encoder_loss(l_n, l_s, l_e, beta=b, gamma=g),
                              [2.0 + 0.02 + 0.04, 3.5 + 0.01 + 0.005], rtol=1e-6)
   np.testing.assert_allclose(
-      baselines.avae_generator_loss(l_g, l_v, l_s, l_e, alpha=a, beta=b, gamma=g),
+      losses.avae_generator_loss(l_g, l_v, l_s, l_e, alpha=a, beta=b, gamma=g),
       [0.25 + 0.15 + 0.02 + 0.04, 0.1 + 0.06 + 0.01 + 0.005], rtol=1e-6)
   np.testing.assert_allclose(
-      baselines.avae_discriminator_loss(l_d, l_g, l_v, k=k, alpha=a),
+      losses.avae_discriminator_loss(l_d, l_g, l_v, k=k, alpha=a),
       [0.3 - 0.25 * (0.25 + 0.15), 0.6 - 0.25 * (0.1 + 0.06)], rtol=1e-6)
-  np.testing.assert_allclose(baselines.avae_balance_error(l_d, l_g, l_v, eta=eta, alpha=a),
+  np.testing.assert_allclose(losses.avae_balance_error(l_d, l_g, l_v, eta=eta, alpha=a),
                              [0.15 - 0.4, 0.3 - 0.16], rtol=1e-6)
-  np.testing.assert_allclose(baselines.avae_convergence(l_d, l_g, l_v, eta=eta, alpha=a),
+  np.testing.assert_allclose(losses.avae_convergence(l_d, l_g, l_v, eta=eta, alpha=a),
                              [0.3 + 0.25, 0.6 + 0.14], rtol=1e-6)
 
 
@@ -114,28 +117,28 @@ def test_pid_update_follows_a_hand_computed_sequence():
   k, e1, e2 = 0.0, 0.0, 0.0
   got = []
   for e in (0.2, -0.1, 0.4):
-    k = float(baselines.pid_update(k, e, e1, e2, ki=0.1, kp=0.01, kd=0.001))
+    k = float(losses.pid_update(k, e, e1, e2, ki=0.1, kp=0.01, kd=0.001))
     e1, e2 = e, e1
     got.append(k)
   np.testing.assert_allclose(got, [0.0222, 0.0087, 0.0545], rtol=1e-5)
   gains = dict(ki=0.1, kp=0.0, kd=0.0)
-  assert float(baselines.pid_update(0.99, 0.5, 0.0, 0.0, **gains)) == 1.0
-  assert float(baselines.pid_update(0.01, -0.5, 0.0, 0.0, **gains)) == 0.0
+  assert float(losses.pid_update(0.99, 0.5, 0.0, 0.0, **gains)) == 1.0
+  assert float(losses.pid_update(0.01, -0.5, 0.0, 0.0, **gains)) == 0.0
   np.testing.assert_allclose(
-      float(baselines.pid_update(0.01, -0.5, 0.0, 0.0, clip=False, **gains)), -0.04, rtol=1e-5)
+      float(losses.pid_update(0.01, -0.5, 0.0, 0.0, clip=False, **gains)), -0.04, rtol=1e-5)
 
 
 def test_wasserstein_losses_interpolation_and_penalty_match_numpy():
   real, fake = np.array([1.0, -2.0], np.float32), np.array([0.5, 3.0], np.float32)
-  np.testing.assert_allclose(baselines.wasserstein_critic_loss(real, fake), [-0.5, 5.0])
-  np.testing.assert_allclose(baselines.wasserstein_generator_loss(fake), [-0.5, -3.0])
-  np.testing.assert_allclose(baselines.gradient_penalty(np.array([0.0, 1.0, 3.0], np.float32)),
+  np.testing.assert_allclose(losses.wasserstein_critic_loss(real, fake), [-0.5, 5.0])
+  np.testing.assert_allclose(losses.wasserstein_generator_loss(fake), [-0.5, -3.0])
+  np.testing.assert_allclose(losses.gradient_penalty(np.array([0.0, 1.0, 3.0], np.float32)),
                              [1.0, 0.0, 4.0])
   xr = RNG.normal(size=(3, 2, 2, 1)).astype(np.float32)
   xf = RNG.normal(size=(3, 2, 2, 1)).astype(np.float32)
   eps = np.array([0.0, 0.25, 1.0], np.float32)
   want = np.stack([e * a + (1 - e) * b for e, a, b in zip(eps, xr, xf)])
-  np.testing.assert_allclose(baselines.interpolate(xr, xf, eps), want, rtol=1e-6)
+  np.testing.assert_allclose(losses.interpolate(xr, xf, eps), want, rtol=1e-6)
 
 
 def _one_sided_differences(critic, x, h):
@@ -160,7 +163,7 @@ def _assert_matches_finite_differences(critic, x, rtol, h):
   central difference (their mean) is off by at most half their gap. Examples where some
   coordinate's gap exceeds the tolerance sit on a kink and are left out; at least half must
   remain, and for those the autodiff norm must match the central differences'."""
-  got = baselines.critic_input_gradient_norm(critic, tf.constant(x)).numpy()
+  got = losses.critic_input_gradient_norm(critic, tf.constant(x)).numpy()
   forward, backward = _one_sided_differences(critic, x, h)
   central = np.sqrt((((forward + backward) / 2) ** 2).sum(axis=1))
   smooth = np.abs(forward - backward).max(axis=1) <= rtol * central
@@ -192,15 +195,15 @@ def test_gradient_penalty_norm_matches_finite_differences_and_forward_mode():
   mlp = _build("wgan_gp", tf.distribute.get_strategy())
   x = rng.normal(size=(5, 2)).astype(np.float32)
   _assert_matches_finite_differences(mlp.critic, x, rtol=2e-3, h=1e-3)
-  np.testing.assert_allclose(baselines.critic_input_gradient_norm(mlp.critic, tf.constant(x)),
+  np.testing.assert_allclose(losses.critic_input_gradient_norm(mlp.critic, tf.constant(x)),
                              _forward_mode_norms(mlp.critic, x), rtol=1e-5)
 
   encoder = networks.build_image_encoder(8, 1, 2, filters=(4,))
   decoder = networks.build_image_decoder(8, 1, 2, filters=(4,))
-  image = baselines.WGANGP(encoder, decoder, example_shape=(8, 8, 1), global_batch_size=10,
-                           seed=0)
+  image = methods.get("wgan_gp")(encoder, decoder, example_shape=(8, 8, 1), global_batch_size=10,
+                                 seed=0)
   x = rng.uniform(size=(3, 8, 8, 1)).astype(np.float32)
-  np.testing.assert_allclose(baselines.critic_input_gradient_norm(image.critic, tf.constant(x)),
+  np.testing.assert_allclose(losses.critic_input_gradient_norm(image.critic, tf.constant(x)),
                              _forward_mode_norms(image.critic, x), rtol=1e-5)
   # Inference-mode critic: an example's score does not depend on the rest of the batch.
   other = np.concatenate([x[:1], rng.uniform(size=(4, 8, 8, 1)).astype(np.float32)])
@@ -214,7 +217,7 @@ def test_gradient_penalty_norm_matches_finite_differences_and_forward_mode():
 def test_avae_step_terms_and_updates_match_an_independent_computation():
   """Reported terms against NumPy; with SGD(lr=1) each network moves by minus the gradient of
   its own loss (L_enc for E, L_gen for D, L_dis with k_{t-1} for E', D'), written out plainly."""
-  hp = baselines.AVAEHParams(pid_ki=0.1, pid_kp=0.05, pid_kd=0.02)
+  hp = hparams.AVAEHParams(pid_ki=0.1, pid_kp=0.05, pid_kd=0.02)
   model = _build("avae", tf.distribute.get_strategy(), lr=(1.0, 1.0, 1.0), avae_hparams=hp)
   model.k_t.assign(0.3)  # k_{t-1}: the discriminator loss must use this value
   model.e_prev.assign(0.05)
@@ -285,7 +288,7 @@ def test_avae_step_terms_and_updates_match_an_independent_computation():
 
 
 def test_avae_pid_state_follows_the_reported_errors_over_steps():
-  hp = baselines.AVAEHParams(pid_ki=0.5, pid_kp=0.2, pid_kd=0.1, clip_k=False)
+  hp = hparams.AVAEHParams(pid_ki=0.5, pid_kp=0.2, pid_kd=0.1, clip_k=False)
   model = _build("avae", tf.distribute.get_strategy(), avae_hparams=hp)
   hist = _fit(model, _batch(5), steps=1, epochs=4)  # one step per epoch: per-step values
   k, e1, e2 = 0.0, 0.0, 0.0
@@ -337,7 +340,7 @@ def test_wgan_gp_step_counts_generator_updates_and_rejects_a_bad_batch():
   model = _build("wgan_gp", tf.distribute.get_strategy(), n_critic=4)
   gen_before = [v.numpy() for v in model.decoder.trainable_variables]
   hist = _fit(model, _batch(7), steps=2)
-  assert set(hist) == set(baselines.METRIC_NAMES["wgan_gp"])
+  assert set(hist) == set(methods.get("wgan_gp").metric_names)
   assert all(np.isfinite(v[-1]) for v in hist.values())
   assert int(model.step.numpy()) == 2
   assert int(model.encoder_optimizer.iterations.numpy()) == 8
@@ -351,7 +354,7 @@ def test_wgan_gp_step_counts_generator_updates_and_rejects_a_bad_batch():
 def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
   """Same global batch, same initial weights, SGD: the global-batch averaging, the noise slicing
   (and WGAN-GP's interleaved critic slices) make 2 replicas equal 1 replica."""
-  hp = baselines.AVAEHParams(pid_ki=0.2, pid_kp=0.1, pid_kd=0.05)
+  hp = hparams.AVAEHParams(pid_ki=0.2, pid_kp=0.1, pid_kd=0.05)
   m1 = _build(method, tf.distribute.get_strategy(), avae_hparams=hp)
   m2 = _build(method, two_replicas, avae_hparams=hp)
   for src, dst in zip(_all_weights(m1), _variables(m2)):
@@ -429,13 +432,13 @@ def test_two_d_run_logs_and_resumes_like_an_uninterrupted_run(tmp_path, method):
 
   half = _two_d_config(tmp_path / "resumed", method, train_steps=2, **gains)
   train_lib.train_and_evaluate(half)
-  restored = train_lib.build_run(half).model
+  restored = run_lib.build_run(half).model
   assert int(restored.step.numpy()) == 2
   if method == "avae":  # the PID state comes back from the checkpoint
     assert restored.k_t.numpy() != 0.0 and restored.e_prev2.numpy() != 0.0
   train_lib.train_and_evaluate(half.replace(train_steps=4))
-  a = train_lib.build_run(straight).model
-  b = train_lib.build_run(half.replace(train_steps=4)).model
+  a = run_lib.build_run(straight).model
+  b = run_lib.build_run(half.replace(train_steps=4)).model
   assert int(a.step.numpy()) == int(b.step.numpy()) == 4
 
   def state(m):

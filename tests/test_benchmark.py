@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 from as_introvae_tf import data
-from as_introvae_tf import models
+from as_introvae_tf import hparams
+from as_introvae_tf import methods
 from as_introvae_tf import networks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,10 +91,10 @@ def _project_and_plain(method, kind):
     build = lambda: networks.build_networks("image", image_size=8, image_channels=3,
                                             z_dim=z_dim, filters=(4, 8))
     shape = (8, 8, 3)
-  hp = models.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, as_kernel="product",
-                          as_squash="none", as_reduction_encoder="mean",
-                          as_reduction_decoder="mean", as_decoder_kl_squashed=False,
-                          anneal="linear")
+  hp = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, as_kernel="product",
+                           as_squash="none", as_reduction_encoder="mean",
+                           as_reduction_decoder="mean", as_decoder_kl_squashed=False,
+                           anneal="linear")
   keras.utils.set_random_seed(0)
   enc, dec = build()
   for w in enc.weights + dec.weights:  # larger weights: rec and fake posteriors that differ
@@ -101,8 +102,8 @@ def _project_and_plain(method, kind):
   head = enc.get_layer("fc_out" if kind == "mlp" else "fc")
   head.bias.assign(tf.concat([head.bias[:z_dim], tf.fill([z_dim], -4.0)], 0))  # small
   # variances: a large AS-Distance, whose terms then weigh in the losses and the gradients
-  model = models.METHODS[method](enc, dec, example_shape=shape, global_batch_size=batch,
-                                 hparams=hp, total_steps=10, seed=3)
+  model = methods.get(method)(enc, dec, example_shape=shape, global_batch_size=batch,
+                              hparams=hp, total_steps=10, seed=3)
   model.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
   model.vae_phase = False
   model.make_train_function(force=True)

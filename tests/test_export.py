@@ -26,6 +26,7 @@ from absl import flags
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import export as export_cli
 from as_introvae_tf import export_lib
+from as_introvae_tf import run as run_lib
 from as_introvae_tf.serving import client as serving_client
 from as_introvae_tf import train_lib
 from as_introvae_tf import visualize
@@ -90,7 +91,7 @@ def raw_export(image_run, exports):
 def in_memory(image_run):
   """The restored in-memory model (the project's own path; a checkpoint is already prepared
   for inference: EMA synced, BatchNorm statistics re-estimated)."""
-  run = train_lib.build_run(config_lib.load_config(image_run))
+  run = run_lib.build_run(config_lib.load_config(image_run))
   return run.model
 
 
@@ -495,7 +496,7 @@ def test_2d_export_returns_raw_points_and_onnx_matches(run_2d, exports, tmp_path
   loaded = tf.saved_model.load(result.version_dir)
   assert set(loaded.signatures) == set(export_lib.SIGNATURES_2D)
   assert result.model_card["kind"] == "2d" and result.model_card["example_shape"] == [2]
-  run = train_lib.build_run(config_lib.load_config(run_2d))
+  run = run_lib.build_run(config_lib.load_config(run_2d))
   z = _z_per_seed(SEEDS, 2)
   want = run.model.ema_decoder(z, training=False).numpy()
   got = _call(loaded, "generate", seeds=tf.constant(SEEDS, tf.int64))["images"]
@@ -583,7 +584,7 @@ def test_ema_weights_of_a_run_without_ema(image_run, tmp_path, capsys):
   config = config_lib.load_config(image_run).replace(workdir=str(tmp_path / "no_ema"),
                                                      ema_decay=0.0)
   config_lib.save_config(config, config.workdir)
-  run = train_lib.build_run(config, restore=False)
+  run = run_lib.build_run(config, restore=False)
   run.manager.save(checkpoint_number=0)
   _expect_error(capsys, [f"--workdir={config.workdir}", f"--export_dir={tmp_path / 'out'}"],
                 "--ema_decay=0", "use --weights=raw")
@@ -625,7 +626,7 @@ def test_command_line_export_and_client_end_to_end(image_run, tmp_path):
 
 
 def test_unsynced_ema_decoder_falls_back_to_the_optimizer_ema(image_run):
-  model = train_lib.build_run(config_lib.load_config(image_run)).model
+  model = run_lib.build_run(config_lib.load_config(image_run)).model
   decoder, source = export_lib.decoder_for_export(model, "ema")
   assert decoder is model.ema_decoder and source.startswith("ema_decoder of the checkpoint")
   model.ema_decoder.weights[0].assign(model.ema_decoder.weights[0] + 1.0)  # never synced

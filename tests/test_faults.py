@@ -27,6 +27,7 @@ from as_introvae_tf import checkpoints as checkpoints_lib
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import eval_lib
 from as_introvae_tf import export_lib
+from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
 from as_introvae_tf import workdir as workdir_lib
 
@@ -105,7 +106,7 @@ def test_broken_index_resumes_from_the_newest_checkpoint_and_deletes_none(run_co
     index.write_text('model_checkpoint_path: "ckpt-9"\nall_model_checkpoint_paths: "ckpt-9"\n')
   before = {s: _bytes(_ckpt(run_copy, s)) for s in (2, 4)}
   caplog.set_level(logging.WARNING)
-  run = train_lib.build_run(_config(run_copy, keep_checkpoints=1))
+  run = run_lib.build_run(_config(run_copy, keep_checkpoints=1))
   assert int(run.model.step.numpy()) == 4 and run.restored == _ckpt(run_copy, 4)
   assert "ckpt-2, ckpt-4" in caplog.text and "Rebuilt the index" in caplog.text
   for step in (5, 6, 7):  # the run writes checkpoints: only its own ones rotate
@@ -157,7 +158,7 @@ def test_damaged_newest_checkpoint_training_falls_back_with_a_warning(run_copy, 
     assert _train(_config(run_copy, train_steps=6))["step"] == 6
     assert _history(run_copy)[-1]["step"] == 2  # continued from the intact ckpt-2
   else:  # what training restores
-    run = train_lib.build_run(_config(run_copy, train_steps=6))
+    run = run_lib.build_run(_config(run_copy, train_steps=6))
     assert int(run.model.step.numpy()) == 2 and run.restored == _ckpt(run_copy, 2)
   warning = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
   assert warning and "ckpt-4" in warning[0] and "ckpt-2" in warning[0], caplog.text
@@ -171,7 +172,7 @@ def test_damaged_newest_checkpoint_evaluate_and_export_name_it_and_the_intact_on
                                                                                    tmp_path):
   _damage(_ckpt(run_copy, 4), how)
   with pytest.raises(checkpoints_lib.CheckpointError) as info:
-    eval_lib.restore_run(run_copy)
+    run_lib.restore_run(run_copy)
   message = str(info.value)
   assert "ckpt-4 is damaged" in message and "Intact checkpoints: ckpt-2" in message
   assert f"--checkpoint={_ckpt(run_copy, 2)}" in message
@@ -181,7 +182,7 @@ def test_damaged_newest_checkpoint_evaluate_and_export_name_it_and_the_intact_on
   assert "ckpt-4 is damaged" in message and "ckpt-2" in message
   assert "architecture" not in message
   # The intact one, asked for by name, evaluates.
-  run = eval_lib.restore_run(run_copy, checkpoint=_ckpt(run_copy, 2))
+  run = run_lib.restore_run(run_copy, checkpoint=_ckpt(run_copy, 2))
   assert int(run.model.step.numpy()) == 2 and run.restored == _ckpt(run_copy, 2)
 
 
@@ -217,7 +218,7 @@ def test_checkpoint_of_another_method_is_refused_by_train_evaluate_and_export(ru
                                                                              tmp_path):
   _plant(other_runs["vae"], run_copy)
   with pytest.raises(checkpoints_lib.CheckpointError, match="--method=vae run"):
-    eval_lib.restore_run(run_copy)
+    run_lib.restore_run(run_copy)
   with pytest.raises(export_lib.ExportError, match="--method=vae run"):
     export_lib.export_run(str(run_copy), str(tmp_path / "exports"), formats=["saved_model"])
   with pytest.raises(checkpoints_lib.CheckpointError, match="--method=vae run"):
@@ -392,14 +393,14 @@ def test_sigterm_mid_run_saves_the_step_reached_and_the_resumed_run_equals_an_un
   assert proc.returncode == 143, stderr[-3000:]
   step = _stopped_step(stderr)
   assert 5 <= step < STEPS
-  run = train_lib.build_run(_cli_config(workdir))
+  run = run_lib.build_run(_cli_config(workdir))
   assert int(run.model.step.numpy()) == step  # the checkpoint holds the step reached
   assert run.restored.endswith(f"ckpt-{step}")
   del run
   assert _train(_cli_config(workdir))["step"] == STEPS  # the same command again
   _train(_cli_config(tmp_path / "straight"))
-  a = train_lib.build_run(_cli_config(tmp_path / "straight")).model
-  b = train_lib.build_run(_cli_config(workdir)).model
+  a = run_lib.build_run(_cli_config(tmp_path / "straight")).model
+  b = run_lib.build_run(_cli_config(workdir)).model
   for va, vb in zip(a.encoder.weights + a.decoder.weights + a.encoder_optimizer.variables
                     + a.decoder_optimizer.variables,
                     b.encoder.weights + b.decoder.weights + b.encoder_optimizer.variables

@@ -7,12 +7,13 @@ import pytest
 import tensorflow as tf
 
 from as_introvae_tf import data
-from as_introvae_tf import models
+from as_introvae_tf import hparams
+from as_introvae_tf import methods
 from as_introvae_tf import networks
 
 BATCH = 32
-HP = models.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, margin=2.0, as_kernel="product",
-                        as_squash="none", as_reduction_encoder="mean", anneal="linear")
+HP = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, margin=2.0, as_kernel="product",
+                         as_squash="none", as_reduction_encoder="mean", anneal="linear")
 
 
 def _model(method, fuse, weights=None):
@@ -21,8 +22,8 @@ def _model(method, fuse, weights=None):
   if weights is not None:
     encoder.set_weights(weights[0])
     decoder.set_weights(weights[1])
-  model = models.METHODS[method](encoder, decoder, example_shape=(2,), global_batch_size=BATCH,
-                                 hparams=HP, total_steps=10, seed=5, fuse_passes=fuse)
+  model = methods.get(method)(encoder, decoder, example_shape=(2,), global_batch_size=BATCH,
+                              hparams=HP, total_steps=10, seed=5, fuse_passes=fuse)
   model.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
   return model
 
@@ -53,8 +54,9 @@ def test_auto_fuses_only_networks_without_batchnorm():
   assert mlp.fused_passes
   encoder, decoder = networks.build_networks("image", image_size=16, image_channels=1, z_dim=4,
                                              filters=(4, 8))
-  image = models.SoftIntroVAE(encoder, decoder, example_shape=(16, 16, 1), global_batch_size=4)
+  soft_introvae = methods.get("soft_introvae")
+  image = soft_introvae(encoder, decoder, example_shape=(16, 16, 1), global_batch_size=4)
   assert not image.fused_passes
   with pytest.raises(ValueError, match="fuse_passes"):
-    models.SoftIntroVAE(encoder, decoder, example_shape=(16, 16, 1), global_batch_size=4,
-                        fuse_passes="maybe")
+    soft_introvae(encoder, decoder, example_shape=(16, 16, 1), global_batch_size=4,
+                  fuse_passes="maybe")

@@ -22,11 +22,14 @@ from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
 from as_introvae_tf import eval_lib
 from as_introvae_tf import export_lib
-from as_introvae_tf import models
+from as_introvae_tf import hparams
+from as_introvae_tf import methods
 from as_introvae_tf import precision
+from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
+from as_introvae_tf.methods import base
 
-METHODS = list(train_lib.METHODS)  # the four introspective VAEs and the two baselines
+METHODS = list(methods.names())  # the four introspective VAEs and the two baselines
 MIXED = ("mixed_float16", "mixed_bfloat16")
 COMPUTE = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 BATCH = 16
@@ -54,7 +57,7 @@ def _config(method="soft_introvae", **overrides):
 def _build(config, strategy=None):
   spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
   keras.utils.set_random_seed(config.seed)
-  return train_lib.build_model(config, spec, strategy or tf.distribute.get_strategy())
+  return run_lib.build_model(config, spec, strategy or tf.distribute.get_strategy())
 
 
 def _networks(model):
@@ -314,11 +317,11 @@ def _build_sgd(config, strategy, lr=0.05):
   differences stay proportionally small."""
   spec = data.parse_dataset(config.dataset, None, None)
   with strategy.scope():
-    encoder, decoder = train_lib.build_networks(config, spec)
-    model = train_lib.METHODS[config.method](
+    encoder, decoder = run_lib.build_networks(config, spec)
+    model = methods.get(config.method)(
         encoder, decoder, example_shape=spec.shape, global_batch_size=config.batch_size,
-        hparams=models.LossHParams(beta_rec=config.beta_rec, beta_kl=config.beta_kl,
-                                   beta_neg=config.beta_neg, as_kernel=config.as_kernel),
+        hparams=hparams.LossHParams(beta_rec=config.beta_rec, beta_kl=config.beta_kl,
+                                    beta_neg=config.beta_neg, as_kernel=config.as_kernel),
         total_steps=config.train_steps, seed=config.seed)
     model.compile(*(precision.wrap(keras.optimizers.SGD(lr), config.mixed_precision)
                     for _ in range(2)))
@@ -366,7 +369,7 @@ def test_resume_restores_the_loss_scale(no_pictures, tmp_path, monkeypatch):
   train_lib.train_and_evaluate(straight)
   resumed = _train_config(tmp_path / "resumed", train_steps=2)
   train_lib.train_and_evaluate(resumed)
-  at_2 = train_lib.build_run(resumed).model
+  at_2 = run_lib.build_run(resumed).model
   scale_2 = float(at_2.decoder_optimizer.dynamic_scale.numpy())
   assert int(at_2.step.numpy()) == 2 and scale_2 <= 2.0 ** 38  # two overflows at least
   reader = tf.train.load_checkpoint(str(tmp_path / "resumed" / "checkpoints"))
@@ -374,8 +377,8 @@ def test_resume_restores_the_loss_scale(no_pictures, tmp_path, monkeypatch):
       "decoder_optimizer_loss_scale/dynamic_scale/.ATTRIBUTES/VARIABLE_VALUE") == scale_2
   train_lib.train_and_evaluate(resumed.replace(train_steps=6))
 
-  a = train_lib.build_run(straight).model
-  b = train_lib.build_run(resumed.replace(train_steps=6)).model
+  a = run_lib.build_run(straight).model
+  b = run_lib.build_run(resumed.replace(train_steps=6)).model
   assert int(a.step.numpy()) == int(b.step.numpy()) == 6
   scales = [float(o.dynamic_scale.numpy()) for o in _optimizers(a)]
   assert all(s < 2.0 ** 40 for s in scales)
@@ -407,13 +410,13 @@ def mixed_run(tmp_path_factory):
 
 
 def test_evaluation_of_a_mixed_precision_run_is_float32(mixed_run):
-  run = eval_lib.restore_run(mixed_run)
+  run = run_lib.restore_run(mixed_run)
   model = run.model
   assert int(model.step.numpy()) == 4 and run.config.mixed_precision == "none"
   assert not precision.is_loss_scaled(model.decoder_optimizer)
   for net in _networks(model):
     assert {layer.compute_dtype for layer in net.layers} == {"float32"}, net.name
-  as_trained = train_lib.build_run(config_lib.load_config(mixed_run)).model  # mixed_float16
+  as_trained = run_lib.build_run(config_lib.load_config(mixed_run)).model  # mixed_float16
   assert precision.is_loss_scaled(as_trained.decoder_optimizer)
   for a, b in zip(_weights(model), _weights(as_trained)):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -434,7 +437,7 @@ def test_export_of_a_mixed_precision_run_is_float32(mixed_run, tmp_path):
     for spec in list(signature["inputs"].values()) + list(signature["outputs"].values()):
       assert spec["dtype"] in ("float32", "int64", "string"), (name, spec)
   loaded = tf.saved_model.load(result.version_dir)
-  run = eval_lib.restore_run(mixed_run)
+  run = run_lib.restore_run(mixed_run)
   x = data.sample_2d("8gaussians", 8, np.random.default_rng(1))
   z = np.random.default_rng(2).standard_normal((8, 2)).astype(np.float32)
   outputs = {"decode": loaded.signatures["decode"](z=tf.constant(z)),
@@ -500,7 +503,7 @@ def noise_table(monkeypatch):
   def normal(self, index):
     return tf.gather(table, tf.cast(self.step, tf.int32))[index]
 
-  monkeypatch.setattr(models.IntrospectiveVAE, "_normal", normal)
+  monkeypatch.setattr(base.IntrospectiveVAE, "_normal", normal)
 
 
 @pytest.mark.parametrize("method,policy", [("soft_introvae", "none"), ("as_introvae", "none"),
@@ -563,7 +566,7 @@ def test_steps_per_execution_gives_the_same_run(no_pictures, tmp_path):
     logdir = str(tmp_path / f"spe{k}" / "tensorboard" / "train")
     assert _event_steps(logdir, "train/rec") == [4, 8, 12]
     assert _event_steps(logdir, "train/kl_fake") == [8, 12]  # introspective from step 4 on
-    runs[k] = [v.numpy() for v in _weights(train_lib.build_run(config).model)]
+    runs[k] = [v.numpy() for v in _weights(run_lib.build_run(config).model)]
   for k in (2, 4):
     for a, b in zip(runs[1], runs[k]):
       np.testing.assert_array_equal(a, b)

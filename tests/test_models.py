@@ -6,15 +6,16 @@ import pytest
 import tensorflow as tf
 
 from as_introvae_tf import data
+from as_introvae_tf import hparams
 from as_introvae_tf import losses
-from as_introvae_tf import models
+from as_introvae_tf import methods
 from as_introvae_tf import networks
 
 GLOBAL_BATCH = 16
 METHODS = ["vae", "introvae", "soft_introvae", "as_introvae"]
-HPARAMS = models.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, margin=2.0,
-                             as_kernel="product", as_squash="none",
-                             as_reduction_encoder="mean", anneal="linear")
+HPARAMS = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, margin=2.0,
+                              as_kernel="product", as_squash="none",
+                              as_reduction_encoder="mean", anneal="linear")
 
 
 def _two_d_batch(seed=0):
@@ -27,9 +28,9 @@ def _build(method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, t
     decoder = networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1)
     ema_decoder = (networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1,
                                               name="ema_decoder") if ema else None)
-    model = models.METHODS[method](encoder, decoder, ema_decoder=ema_decoder,
-                                   example_shape=(2,), global_batch_size=GLOBAL_BATCH,
-                                   hparams=hparams, total_steps=total, seed=3)
+    model = methods.get(method)(encoder, decoder, ema_decoder=ema_decoder,
+                                example_shape=(2,), global_batch_size=GLOBAL_BATCH,
+                                hparams=hparams, total_steps=total, seed=3)
     model.compile(keras.optimizers.SGD(lr_e),
                   keras.optimizers.SGD(lr_d, use_ema=ema, ema_momentum=0.5))
   return model
@@ -48,7 +49,7 @@ def _weights(model):
 def test_one_step_per_method_is_finite_and_reports_its_metrics(method):
   model = _build(method, tf.distribute.get_strategy())
   history = _fit(model, _two_d_batch())
-  assert set(history) == set(models.METRIC_NAMES[method])
+  assert set(history) == set(methods.get(method).metric_names)
   assert all(np.isfinite(v[-1]) for v in history.values()), history
   assert int(model.step.numpy()) == 1
 
@@ -111,8 +112,8 @@ def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_rep
     two_replicas):
   """With the reference per_dim kernel and sum reduction (the AS term inside every example's
   exponent), 2 replicas still match 1; a tighter check of the encoder-phase slope term."""
-  hp = models.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=5.0, as_kernel="per_dim",
-                          as_squash="tanh", as_reduction_encoder="sum", anneal="tanh")
+  hp = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=5.0, as_kernel="per_dim",
+                           as_squash="tanh", as_reduction_encoder="sum", anneal="tanh")
   one, two = tf.distribute.get_strategy(), two_replicas
   m1, m2 = _build("as_introvae", one, hparams=hp, total=100), _build("as_introvae", two,
                                                                      hparams=hp, total=100)
@@ -194,7 +195,7 @@ def test_vae_phase_switch_uses_the_vae_step():
   model.vae_phase = True
   model.make_train_function(force=True)
   hist = _fit(model, _two_d_batch())
-  assert set(hist) == set(models.METRIC_NAMES["vae"])
+  assert set(hist) == set(methods.get("vae").metric_names)
 
 
 def test_non_finite_losses_are_recorded_with_the_step_and_the_terms():
@@ -215,9 +216,9 @@ def test_non_finite_losses_are_recorded_with_the_step_and_the_terms():
 def test_as_introvae_encoder_update_equals_the_gradient_of_the_reference_formula():
   """One SGD step (lr 1, decoder frozen) must move the encoder by minus the gradient of the
   AS-IntroVAE encoder loss written plainly from the reference (A_VAE.py), AS term live."""
-  hp = models.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, as_kernel="per_dim",
-                          as_squash="tanh", as_reduction_encoder="sum", anneal="tanh",
-                          rec_target_grad=True)
+  hp = hparams.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, as_kernel="per_dim",
+                           as_squash="tanh", as_reduction_encoder="sum", anneal="tanh",
+                           rec_target_grad=True)
   total = 10
   model = _build("as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=1.0, lr_d=0.0,
                  total=total)
@@ -267,9 +268,9 @@ def test_as_introvae_encoder_update_equals_the_gradient_of_the_reference_formula
 def test_as_introvae_decoder_update_equals_the_gradient_of_the_reference_formula():
   """Same for the decoder phase (lr_e = 0 so the encoder is the one the decoder phase sees):
   reference lossD with tanh-squashed KL and mean-reduced AS-Distance, `gamma_r` term."""
-  hp = models.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, gamma_r=1e-2,
-                          as_kernel="per_dim", as_squash="tanh", as_reduction_decoder="mean",
-                          as_decoder_kl_squashed=True, anneal="linear")
+  hp = hparams.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, gamma_r=1e-2,
+                           as_kernel="per_dim", as_squash="tanh", as_reduction_decoder="mean",
+                           as_decoder_kl_squashed=True, anneal="linear")
   model = _build("as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=0.0, lr_d=1.0,
                  total=10)
   x = tf.constant(_two_d_batch(6))

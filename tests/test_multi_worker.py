@@ -4,7 +4,7 @@ Two `python -m as_introvae_tf.train --strategy=multi_worker` processes on 127.0.
 with two free ports) train a tiny 2-D S-IntroVAE for a few steps. Checked: both exit 0, both
 end with the same weights and optimizer states (the chief's final checkpoint in
 WORKDIR/checkpoints and worker 1's scratch checkpoint in WORKDIR/tmp_worker_checkpoints/1 both
-restore with `train_lib.build_run` and hold identical tensors), and the shared outputs
+restore with `run_lib.build_run` and hold identical tensors), and the shared outputs
 (checkpoints, TensorBoard, samples) come from the chief only. About 15-30 s on 2 cores.
 """
 
@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from as_introvae_tf import config as config_lib
-from as_introvae_tf import train_lib
+from as_introvae_tf import run as run_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
@@ -133,7 +133,7 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes_the_shared_outputs(
   config = config_lib.load_config(str(workdir)).replace(strategy="default")
   weights = []
   for path in (chief_path, worker_path):
-    run = train_lib.build_run(config, restore=False)
+    run = run_lib.build_run(config, restore=False)
     run.checkpoint.restore(path).assert_existing_objects_matched()
     assert int(run.model.step.numpy()) == STEPS
     weights.append([v.numpy() for v in run.model.encoder.weights + run.model.decoder.weights
@@ -146,6 +146,6 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes_the_shared_outputs(
   for key in chief_tensors:
     np.testing.assert_array_equal(chief_tensors[key], worker_tensors[key], err_msg=key)
   # ... and training really moved the weights away from their initial values.
-  initial = train_lib.build_run(config, restore=False).model
+  initial = run_lib.build_run(config, restore=False).model
   assert not np.array_equal(initial.decoder.weights[0].numpy(), weights[0][len(
       initial.encoder.weights)])

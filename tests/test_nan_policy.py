@@ -11,8 +11,9 @@ import tensorflow as tf
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
 from as_introvae_tf import losses
-from as_introvae_tf import models
+from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
+from as_introvae_tf.methods import base
 
 ALL_METHODS = list(config_lib.METHODS)  # the four introspective models and both baselines
 BATCH = 16
@@ -31,7 +32,7 @@ def _config(workdir, method="as_introvae", **overrides):
 def _model(method, strategy, **overrides):
   config = _config("/unused", method, **overrides).validate()
   spec = data.parse_dataset(config.dataset, None, None)
-  return train_lib.build_model(config, spec, strategy)
+  return run_lib.build_model(config, spec, strategy)
 
 
 def _optimizers(model):
@@ -153,7 +154,7 @@ def test_training_skips_a_nan_batch_and_finishes(tmp_path, monkeypatch):
   result = train_lib.train_and_evaluate(config)
   assert result["step"] == 8
   assert all(np.isfinite(v) for v in result["metrics"].values()), result["metrics"]
-  run = train_lib.build_run(config)  # the counters are checkpointed
+  run = run_lib.build_run(config)  # the counters are checkpointed
   assert int(run.model.skipped_batches.numpy()) == 1
   assert all(np.isfinite(w).all() for w in _state(run.model))
   # the same data under --nan_policy=stop ends the run at that batch
@@ -173,7 +174,7 @@ def test_too_many_skips_in_a_row_stop_and_keep_the_last_good_checkpoint(tmp_path
   # first, finite, 1e30 update) holds finite weights; the message names the latest.
   latest = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints")).model_checkpoint_path
   assert f"kept: {latest}." in message
-  run = train_lib.build_run(good)
+  run = run_lib.build_run(good)
   assert all(np.isfinite(w).all() for w in _state(run.model))
 
 
@@ -193,7 +194,7 @@ def test_models_reject_an_unknown_policy():
 
 
 def test_policies_agree_between_config_and_models():
-  assert config_lib.NAN_POLICIES == models.NAN_POLICIES
+  assert config_lib.NAN_POLICIES == base.NAN_POLICIES
 
 
 @pytest.mark.parametrize("replicas", [1, 2])

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from as_introvae_tf import methods
 from as_introvae_tf import progress
 
 
@@ -102,8 +103,6 @@ def test_silent_mode_prints_nothing(capsys):
 
 
 def test_bar_metrics_exist_for_every_method():
-  from as_introvae_tf import train_lib
-  from as_introvae_tf import models
-  for method in train_lib.METHODS:
-    shown = [k for k in progress.BAR_METRICS[method] if k in models.METRIC_NAMES[method]]
+  for method in methods.names():
+    shown = [k for k in methods.get(method).bar_metrics if k in methods.get(method).metric_names]
     assert 3 <= len(shown) <= 6, method

@@ -13,10 +13,11 @@ from scipy import stats
 
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
-from as_introvae_tf import models
+from as_introvae_tf import hparams
+from as_introvae_tf import methods
 from as_introvae_tf import networks
 from as_introvae_tf import optimizers
-from as_introvae_tf import train_lib
+from as_introvae_tf import run as run_lib
 
 GLOBAL_BATCH = 16
 
@@ -92,7 +93,7 @@ def test_defaults_follow_the_reference():
   assert config.warmup_loss == "reference"
   assert config.adam_epsilon == 1e-8
   assert config.anneal_origin == "start"
-  hp = models.LossHParams()
+  hp = hparams.LossHParams()
   assert hp.rec_target_grad is True and hp.warmup_loss == "reference"
   assert hp.anneal_origin == "start"
   flag_values = config_lib.flags.FlagValues()
@@ -108,7 +109,7 @@ def test_multistep_lr_decays_at_the_milestone_iteration_itself():
   """torch MultiStepLR(milestones=[m]), stepped after every iteration: the update of
   0-based iteration m is the first with the decayed rate."""
   config = config_lib.ExperimentConfig(lr=2e-4, lr_milestones=(10, 15), lr_gamma=0.1)
-  schedule = train_lib._learning_rate(config)  # pylint: disable=protected-access
+  schedule = run_lib.learning_rate(config)  # pylint: disable=protected-access
   torch_rate = lambda it: 2e-4 * 0.1 ** sum(it >= m for m in (10, 15))  # noqa: E731
   for it in (0, 9, 10, 11, 14, 15, 16, 100):
     np.testing.assert_allclose(float(schedule(it)), torch_rate(it), rtol=1e-6, err_msg=str(it))
@@ -118,11 +119,11 @@ def test_every_optimizer_uses_the_reference_epsilon(tmp_path):
   config = config_lib.from_flagfile(
       "configs/8gaussians_soft_introvae.flags", f"--workdir={tmp_path}", "--num_hidden=8",
       "--num_layers=1", "--batch_size=8")
-  run = train_lib.build_run(config, restore=False)
+  run = run_lib.build_run(config, restore=False)
   for optimizer in (run.model.encoder_optimizer, run.model.decoder_optimizer):
     assert optimizer.epsilon == 1e-8
   config = config.replace(method="avae", adam_epsilon=3e-6, workdir=str(tmp_path / "avae"))
-  run = train_lib.build_run(config, restore=False)
+  run = run_lib.build_run(config, restore=False)
   assert run.model.discriminator_optimizer.epsilon == 3e-6
   assert run.model.encoder_optimizer.epsilon == 3e-6
 
@@ -133,9 +134,9 @@ def _build(method, hparams, lr_e, lr_d, total=10, num_vae=0):
   keras.utils.set_random_seed(1)
   encoder = networks.build_mlp_encoder(z_dim=2, num_hidden=16, num_layers=1)
   decoder = networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1)
-  model = models.METHODS[method](encoder, decoder, example_shape=(2,),
-                                 global_batch_size=GLOBAL_BATCH, hparams=hparams,
-                                 total_steps=total, num_vae=num_vae, seed=3)
+  model = methods.get(method)(encoder, decoder, example_shape=(2,),
+                              global_batch_size=GLOBAL_BATCH, hparams=hparams,
+                              total_steps=total, num_vae=num_vae, seed=3)
   model.compile(keras.optimizers.SGD(lr_e), keras.optimizers.SGD(lr_d))
   return model
 
@@ -191,8 +192,8 @@ def test_soft_introvae_encoder_update_follows_the_reference_target_gradient(rec_
   """Default (True): the encoder's gradient includes the path through the target x_r of
   rec(x_r, D(z_r)), as the reference's undetached `rec`; False: sg(x_r). The two written-out
   gradients differ, so the test tells them apart."""
-  hp = models.LossHParams(beta_rec=1.0, beta_kl=0.3, beta_neg=0.9,
-                          rec_target_grad=rec_target_grad)
+  hp = hparams.LossHParams(beta_rec=1.0, beta_kl=0.3, beta_neg=0.9,
+                           rec_target_grad=rec_target_grad)
   model = _build("soft_introvae", hp, lr_e=1.0, lr_d=0.0)
   x = tf.constant(_batch(5))
   enc, dec = model.encoder, model.decoder
@@ -211,7 +212,7 @@ def test_soft_introvae_encoder_update_follows_the_reference_target_gradient(rec_
 @pytest.mark.parametrize("warmup_loss, scale", [("reference", 1.0), ("scaled", 0.5)])
 def test_warmup_step_minimizes_the_reference_elbo_without_the_scale(warmup_loss, scale):
   """The num_vae loop of the reference: loss = beta_rec * loss_rec + beta_kl * loss_kl."""
-  hp = models.LossHParams(beta_rec=0.2, beta_kl=0.3, warmup_loss=warmup_loss)
+  hp = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, warmup_loss=warmup_loss)
   model = _build("soft_introvae", hp, lr_e=1.0, lr_d=1.0)
   model.vae_phase = True
   model.make_train_function(force=True)
@@ -230,7 +231,7 @@ def test_warmup_step_minimizes_the_reference_elbo_without_the_scale(warmup_loss,
 
 
 def test_vae_method_keeps_the_scaled_elbo():
-  hp = models.LossHParams(beta_rec=0.2, beta_kl=0.3)
+  hp = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3)
   model = _build("vae", hp, lr_e=0.0, lr_d=0.0)
   x = tf.constant(_batch(8))
   mu, lv = model.encoder(x)
@@ -245,7 +246,7 @@ def test_vae_method_keeps_the_scaled_elbo():
     ("warmup_end", 2, 0.0), ("warmup_end", 6, 5 * 2 / 16)])
 def test_annealing_counts_from_the_first_iteration_by_default(origin, step, want):
   """as-introvae.md eq. 9 and A_VAE.py: c = min(5 i / T, 1), i over the whole run."""
-  hp = models.LossHParams(anneal="linear", anneal_origin=origin)
+  hp = hparams.LossHParams(anneal="linear", anneal_origin=origin)
   model = _build("as_introvae", hp, lr_e=0.0, lr_d=0.0, total=20, num_vae=4)
   model.encoder_optimizer.iterations.assign(step)
   np.testing.assert_allclose(float(model._coefficient()), want, rtol=1e-6)  # pylint: disable=protected-access
@@ -287,11 +288,11 @@ def test_torch_adam_follows_pytorchs_update(scale):
 
 
 def test_run_optimizers_are_torch_adam_with_the_multistep_schedule():
-  """The run's optimizer (`train_lib.adam`) follows torch Adam + MultiStepLR step by step."""
+  """The run's optimizer (`run_lib.adam`) follows torch Adam + MultiStepLR step by step."""
   config = config_lib.ExperimentConfig(lr=1e-2, lr_milestones=(2,), lr_gamma=0.1)
   start = np.linspace(-1, 1, 6).astype(np.float32)
   var = tf.Variable(start)
-  opt = train_lib.adam(config, train_lib._learning_rate(config))  # pylint: disable=protected-access
+  opt = run_lib.adam(config, run_lib.learning_rate(config))  # pylint: disable=protected-access
   grads = [np.full(6, 0.5 * k, np.float32) for k in range(1, 5)]
   for g in grads:
     opt.apply_gradients([(tf.constant(g), var)])

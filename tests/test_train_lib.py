@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from as_introvae_tf import config as config_lib
+from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +70,7 @@ def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resum
   again = train_lib.train_and_evaluate(config)
   assert again["step"] == 4
   # A longer budget continues from step 4 (restored optimizer step and weights).
-  run = train_lib.build_run(config.replace(train_steps=6))
+  run = run_lib.build_run(config.replace(train_steps=6))
   assert int(run.model.step.numpy()) == 4
   restored = [v.numpy() for v in run.model.decoder.weights]
   longer = train_lib.train_and_evaluate(config.replace(train_steps=6))
@@ -77,7 +78,7 @@ def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resum
   ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
   assert ckpts.model_checkpoint_path.endswith("ckpt-6")
   assert any(not np.allclose(a, b.numpy())
-             for a, b in zip(restored, train_lib.build_run(config).model.decoder.weights))
+             for a, b in zip(restored, run_lib.build_run(config).model.decoder.weights))
 
 
 def test_resume_with_another_architecture_is_refused(tmp_path):
@@ -104,7 +105,7 @@ def test_two_d_run_every_method(tmp_path, method):
 def test_image_size_without_a_channel_table_names_the_flag(tmp_path):
   config = _tiny_image_config(tmp_path, filters=None, image_size=40)
   with pytest.raises(config_lib.ConfigError, match="--image_size"):
-    train_lib.build_run(config)
+    run_lib.build_run(config)
 
 
 def test_command_line_stops_before_any_work_on_a_bad_flag(tmp_path):
@@ -144,8 +145,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   resumed = _two_d_config(tmp_path / "resumed", train_steps=2, anneal_origin="warmup_end")
   train_lib.train_and_evaluate(resumed)
   train_lib.train_and_evaluate(resumed.replace(train_steps=6))
-  a = train_lib.build_run(straight).model
-  b = train_lib.build_run(resumed.replace(train_steps=6)).model
+  a = run_lib.build_run(straight).model
+  b = run_lib.build_run(resumed.replace(train_steps=6)).model
   assert int(a.step.numpy()) == int(b.step.numpy()) == 6
   for va, vb in zip(a.encoder.weights + a.decoder.weights + a.encoder_optimizer.variables,
                     b.encoder.weights + b.decoder.weights + b.encoder_optimizer.variables):
@@ -155,7 +156,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 def test_nan_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(tmp_path):
   good = _two_d_config(tmp_path, train_steps=4)
   train_lib.train_and_evaluate(good)
-  before = train_lib.build_run(good)
+  before = run_lib.build_run(good)
   weights = [v.numpy() for v in before.model.decoder.weights]
   with pytest.raises(train_lib.TrainingDivergedError) as info:
     train_lib.train_and_evaluate(good.replace(train_steps=40, lr=1e30))
@@ -166,7 +167,7 @@ def test_nan_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(tmp_pa
   assert 4 <= step < 40
   ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
   assert ckpts.model_checkpoint_path.endswith("ckpt-4")
-  after = train_lib.build_run(good)
+  after = run_lib.build_run(good)
   for a, b in zip(weights, after.model.decoder.weights):
     np.testing.assert_array_equal(a, b.numpy())
 
@@ -189,7 +190,7 @@ def test_failed_checkpoint_write_says_so_and_keeps_the_previous_one(tmp_path, mo
   with pytest.raises(train_lib.CheckpointWriteError, match="No space left.*ckpt-2"):
     train_lib.train_and_evaluate(config.replace(train_steps=4))
   monkeypatch.undo()
-  assert int(train_lib.build_run(config).model.step.numpy()) == 2
+  assert int(run_lib.build_run(config).model.step.numpy()) == 2
 
 
 def _train_command(workdir, steps):
@@ -233,7 +234,7 @@ def test_sigkill_at_any_moment_then_resume_reaches_the_end_with_intact_checkpoin
   state = tf.train.get_checkpoint_state(str(workdir / "checkpoints"))
   assert state.model_checkpoint_path.endswith(f"ckpt-{steps}")
   config = config_lib.load_config(str(workdir))
-  run = train_lib.build_run(config, restore=False)  # one model, every checkpoint restored in turn
+  run = run_lib.build_run(config, restore=False)  # one model, every checkpoint restored in turn
   for path in state.all_model_checkpoint_paths:  # every kept checkpoint restores
     run.checkpoint.restore(path).assert_existing_objects_matched()
     assert int(run.model.step.numpy()) == int(path.rsplit("-", 1)[1])

@@ -13,7 +13,7 @@ The interleaved comparison (`--compare`, on by default; `--compare_workloads=2d,
 the project's step against a plain hand-written `tf.function` step (`build_plain_step`: the
 reference's loop written out, closed-form KL, plain autodiff, each batch through each network
 separately, no trackers, NaN records or gradient norms; the same networks from
-`train_lib.build_networks`, the same optimizers, the same input pipeline, six normal noise
+`run_lib.build_networks`, the same optimizers, the same input pipeline, six normal noise
 tensors of the same shapes). One process per workload times, in turn:
   2d       project S-IntroVAE, plain S-IntroVAE, project AS-IntroVAE, plain AS-IntroVAE
            (configs/8gaussians_*.flags, batch 512; the plain AS-IntroVAE adds the AS-Distance
@@ -270,18 +270,18 @@ def _apply_variant(variant):
   """Switches parts of the project's step off (in this subprocess only)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import losses  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import models  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf.methods import base  # pylint: disable=import-outside-toplevel
   parts = {"lean": ("no_trackers", "no_nan_check", "no_grad_norms", "closed_form_kl")}.get(
       variant, (variant,))
   if "no_trackers" in parts:
-    models.IntrospectiveVAE._report = lambda self, trackers, values: dict(values)
+    base.IntrospectiveVAE._report = lambda self, trackers, values: dict(values)
   if "no_nan_check" in parts:
-    models.IntrospectiveVAE._record_non_finite = lambda self, step, logs: None
+    base.IntrospectiveVAE._record_non_finite = lambda self, step, logs: None
   if "no_grad_norms" in parts:
     def apply(self, optimizer, grads, variables, name):
       del name
       optimizer.apply_gradients(zip(grads, variables))
-    models.IntrospectiveVAE._apply = apply
+    base.IntrospectiveVAE._apply = apply
   if "closed_form_kl" in parts:
     def kl(mu, logvar):
       return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar), axis=-1)
@@ -401,7 +401,7 @@ def run_train_job(job):
   tf = _setup_tf(job)
   import keras  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
   if job.get("variant"):
     _apply_variant(job["variant"])
   config = _job_config(job)
@@ -413,7 +413,7 @@ def run_train_job(job):
     strategy = tf.distribute.get_strategy()
   keras.utils.set_random_seed(config.seed)
   t0 = time.perf_counter()
-  model = train_lib.build_model(config, spec, strategy)
+  model = run_lib.build_model(config, spec, strategy)
   model.vae_phase = False
   model.make_train_function(force=True)
   result = {"build_s": time.perf_counter() - t0}
@@ -640,10 +640,10 @@ def _project_runner(tf, job, method):
   """The project's step as training runs it: `model.train_function(iterator)` once per step,
   what `model.fit` calls per step (steps_per_execution 1), on the real input pipeline."""
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
   config = _compare_config(job, method)
   spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
-  model = train_lib.build_model(config, spec, tf.distribute.get_strategy())
+  model = run_lib.build_model(config, spec, tf.distribute.get_strategy())
   model.vae_phase = False
   model.make_train_function(force=True)
   train_function = model.train_function
@@ -660,12 +660,12 @@ def _project_runner(tf, job, method):
 
 
 def _plain_runner(tf, job, method):
-  """`build_plain_step` on the same networks (`train_lib.build_networks`, same initialization)
+  """`build_plain_step` on the same networks (`run_lib.build_networks`, same initialization)
   and the same optimizers (the config's Adam variant, learning-rate schedule and decoder EMA),
   fed by the same input pipeline in a Python loop."""
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import losses  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
   config = _compare_config(job, method)
   if method == "as_introvae" and (config.as_kernel, config.as_squash, config.as_reduction_encoder,
                                   config.as_reduction_decoder, config.anneal,
@@ -675,11 +675,11 @@ def _plain_runner(tf, job, method):
                      "(product kernel, no squash, mean reductions, linear annealing from the "
                      f"start); {config.dataset} uses others")
   spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
-  enc, dec = train_lib.build_networks(config, spec)
-  lr = train_lib._learning_rate(config)  # pylint: disable=protected-access
-  opt_e = train_lib.adam(config, lr)
-  opt_d = train_lib.adam(config, lr, use_ema=config.ema_decay > 0,
-                         ema_momentum=config.ema_decay or 0.99)
+  enc, dec = run_lib.build_networks(config, spec)
+  lr = run_lib.learning_rate(config)
+  opt_e = run_lib.adam(config, lr)
+  opt_d = run_lib.adam(config, lr, use_ema=config.ema_decay > 0,
+                       ema_momentum=config.ema_decay or 0.99)
   opt_e.build(enc.trainable_variables)
   opt_d.build(dec.trainable_variables)
   hp = {k: getattr(config, k) for k in ("beta_rec", "beta_kl", "beta_neg", "gamma_r",

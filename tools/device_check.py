@@ -116,7 +116,7 @@ def run_job(job, dry_run, windows, window_steps):
   import keras  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
   config = _config(job, dry_run)
   if job["replicas"] > 1:
     devices = ([f"/cpu:{i}" for i in range(job["replicas"])] if dry_run
@@ -133,7 +133,7 @@ def run_job(job, dry_run, windows, window_steps):
     images = np.random.default_rng(0).uniform(size=(config.batch_size, *shape))
     ds = tf.data.Dataset.from_tensors(images.astype(np.float32)).repeat()
   keras.utils.set_random_seed(0)
-  model = train_lib.build_model(config, spec, strategy)
+  model = run_lib.build_model(config, spec, strategy)
   model.vae_phase = False
   model.make_train_function(force=True)
   times = []

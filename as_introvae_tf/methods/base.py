@@ -1,10 +1,12 @@
-"""Keras models of the introspective VAEs: VAE, IntroVAE, S-IntroVAE and AS-IntroVAE.
+"""The machinery every method shares: `IntrospectiveVAE`, a `keras.Model` with an encoder, a
+decoder, two (or more) optimizers and the alternating-update step plumbing.
 
-Each model is a `keras.Model` subclass holding an `encoder` (x -> mu, logvar) and a `decoder`
-(z -> x), compiled with two optimizers: `compile(encoder_optimizer, decoder_optimizer)`. Its
-`train_step` reads top to bottom like the papers' Algorithm 1: "Update E" with one
-`GradientTape`, then "Update D" with another, with `tf.stop_gradient` (`sg`) exactly where
-`../shared/design/METHOD.md` puts it.
+A method (`methods/<name>.py`) subclasses `IntrospectiveVAE`, declares `metric_names`,
+`hparams_class` and `divergence_hint`, and writes `introspective_step(x)`, which reads top to
+bottom like its paper's Algorithm 1: "Update E" with one `GradientTape`, then "Update D" with
+another, with `tf.stop_gradient` (`sg`) exactly where `../shared/design/METHOD.md` puts it.
+Everything else lives here: per-replica records, the NaN/inf policy, loss scaling, the decoder
+EMA, BatchNorm re-estimation, the fused passes, the noise and the global-batch reductions.
 
 Distribution: the step is written for one replica. Per-example terms are averaged over the
 GLOBAL batch (`tf.nn.compute_average_loss`); Keras' optimizers sum gradients across replicas.
@@ -14,19 +16,28 @@ AS-Distance (a batch-level MMD) is computed over the global batch: each replica 
 other replicas' posteriors (as constants) and keeps its own slice differentiable, which gives
 exactly the gradient of the global-batch AS-Distance once the replicas' gradients are summed.
 
-The `num_vae` warm-up runs the plain VAE step: set `model.vae_phase = True` and rebuild the
-train function (`model.make_train_function(force=True)`); `train_lib` does this.
+The `num_vae` warm-up runs the plain VAE step (`vae_step`): set `model.vae_phase = True` and
+rebuild the train function (`model.make_train_function(force=True)`); `train_lib` does this.
 
 Mixed precision (`precision.py`): the networks may compute in float16/bfloat16, but they take
 and return float32, so every loss term here is float32. With mixed_float16 the optimizers are
 `LossScaleOptimizer`s: gradients are taken of the scaled loss (`precision.gradients`), the
 reported `grad_norm_*` are the unscaled norms, and an update skipped because its scaled
 gradients overflowed is not a divergence (see `_apply`).
+
+Hooks a method may override (read by `run.py`, which assembles a run from a config):
+  `extra_model_kwargs(config, spec)`   networks beyond (encoder, decoder) and hyper-parameters,
+                                        built inside the strategy scope;
+  `extra_optimizers(config, learning_rate)`  optimizers beyond the encoder's and decoder's,
+                                        passed to `compile`;
+  `extra_checkpoint_items()`           what else the checkpoint must hold (AVAE: the
+                                        discriminator, its optimizer and the PID state);
+  `has_inference_encoder`              False for WGAN-GP: its encoder is a critic, so encoder
+                                        metrics (reconstructions, gnELBO, latents) do not apply.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 
 import keras
@@ -34,81 +45,19 @@ import tensorflow as tf
 
 from as_introvae_tf import losses
 from as_introvae_tf import precision
+from as_introvae_tf.hparams import FUSE_PASSES
+from as_introvae_tf.hparams import NAN_POLICIES
+from as_introvae_tf.hparams import LossHParams
 
-_GRAD_NORMS = ("grad_norm_encoder", "grad_norm_decoder")
-METRIC_NAMES = {
-    "vae": ("loss", "rec", "kl_real"),
-    "introvae": ("loss_encoder", "loss_decoder", "rec", "kl_real", "kl_rec", "kl_fake",
-                 "diff_kl"),
-    "soft_introvae": ("loss_encoder", "loss_decoder", "rec", "kl_real", "kl_rec", "kl_fake",
-                      "diff_kl", "exp_elbo_rec", "exp_elbo_fake"),
-    "as_introvae": ("loss_encoder", "loss_decoder", "rec", "kl_real", "kl_rec", "kl_fake",
-                    "diff_kl", "exp_elbo_rec", "exp_elbo_fake", "as_distance", "c"),
-}
-"""Metrics each method reports (train_step returns them; TensorBoard logs them).
+GRAD_NORMS = ("grad_norm_encoder", "grad_norm_decoder")
+"""Global norms of this replica's gradients, one per optimizer (every method; unscaled under
+loss scaling, and averaged over the updates that were applied). With mixed_float16,
+`loss_scale_<network>` (one per `grad_norm_<network>`) = the optimizer's dynamic loss scale
+after the step, averaged over the log window."""
 
-`rec` = batch mean of `rec(x, x_r)`; KLs in nats; `diff_kl = kl_fake - kl_real` (the reference's
-diagnostic: negative means the encoder no longer tells fakes from real data);
-`as_distance` = the encoder-phase AS-Distance; `c` = the annealed KL weight;
-`grad_norm_encoder`/`grad_norm_decoder` = global norms of this replica's gradients (every
-method; unscaled under loss scaling, and averaged over the updates that were applied).
-With mixed_float16, `loss_scale_<network>` (one per `grad_norm_<network>`) = the optimizer's
-dynamic loss scale after the step, averaged over the log window."""
-METRIC_NAMES = {k: v + _GRAD_NORMS for k, v in METRIC_NAMES.items()}
-CHECKED_TERMS = tuple(sorted(set().union(*METRIC_NAMES.values())))
-"""Terms checked for NaN/inf at every step; bit i of `non_finite_terms` = CHECKED_TERMS[i]."""
-
-NAN_POLICIES = ("stop", "skip_batch")
-"""What a step does with a batch whose losses or gradients are NaN/inf (`--nan_policy`):
-`stop`: record it (`first_non_finite_step`); `train_lib` stops training and keeps the last good
-checkpoint. `skip_batch`: apply none of the batch's remaining updates (see
-`IntrospectiveVAE._apply`), count it in `skipped_batches`, and go on."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LossHParams:
-  """Hyper-parameters of the losses (flag names in parentheses are the same).
-
-  Attributes:
-    beta_rec, beta_kl, beta_neg: ELBO weights (S-IntroVAE Algorithm 1).
-    gamma_r: weight of the fakes' reconstruction in the decoder loss (1e-8, never 0).
-    margin, introvae_alpha: IntroVAE's hinge margin `m` (nats) and adversarial weight.
-    as_kernel: `"product"` (paper) or `"per_dim"` (reference code).
-    as_squash: `"tanh"` (reference code squashes mu and logvar of rec/fake posteriors before
-      the AS-Distance) or `"none"`.
-    as_reduction_encoder, as_reduction_decoder: `"sum"`/`"mean"` (reference: sum in the encoder
-      phase, mean in the decoder phase).
-    as_decoder_kl_squashed: the reference computes the decoder-phase `kl_rec`, `kl_fake` from
-      the squashed values too.
-    anneal: `"linear"` (paper eq. 9) or `"tanh"` (reference code) schedule of `c`.
-    anneal_origin: `"start"` (paper eq. 9 and `A_VAE.py`: `i` = the iteration counted from the
-      first, warm-up included, `T` = all iterations) or `"warmup_end"` (`i`, `T` count only the
-      steps after `num_vae`).
-    rec_target_grad: True = the reference code (and METHOD.md): the target `x_r` inside
-      `rec(x_r, D(z_r))` of the encoder's expELBO is not detached, so part of the encoder's
-      gradient flows through `x_r = D(z)`; False = `rec(sg(x_r), D(z_r))`.
-    warmup_loss: the `num_vae` warm-up's loss: `"reference"` = `beta_rec * rec + beta_kl * kl`
-      as the reference trainers (no scale `s`); `"scaled"` = `s * (...)`. The `vae` method's
-      own steps always use `s * (...)` (METHOD.md).
-  """
-  beta_rec: float = 1.0
-  beta_kl: float = 1.0
-  beta_neg: float = 256.0
-  gamma_r: float = 1e-8
-  margin: float = 110.0
-  introvae_alpha: float = 0.25
-  as_kernel: str = "per_dim"
-  as_squash: str = "tanh"
-  as_reduction_encoder: str = "sum"
-  as_reduction_decoder: str = "mean"
-  as_decoder_kl_squashed: bool = True
-  anneal: str = "tanh"
-  anneal_origin: str = "start"
-  rec_target_grad: bool = True
-  warmup_loss: str = "reference"
-
-
-FUSE_PASSES = ("auto", "on", "off")
+VAE_METRIC_NAMES = ("loss", "rec", "kl_real") + GRAD_NORMS
+"""Metrics of `vae_step` (the `vae` method and every method's `--num_vae` warm-up): `rec` =
+batch mean of `rec(x, x_r)`, `kl_real` in nats."""
 
 
 class _PerReplica:
@@ -160,8 +109,26 @@ class IntrospectiveVAE(keras.Model):
     ValueError: unknown `nan_policy` or `fuse_passes`.
   """
 
-  method = None
-  checked_terms = CHECKED_TERMS  # subclasses with other metrics extend it (bit order kept)
+  method = None  # set by `methods.register`
+  metric_names = ()
+  """Metrics the method's `introspective_step` reports (train_step returns them; TensorBoard
+  logs them as `train/<name>`), its gradient norms included."""
+  hparams_class = LossHParams
+  """The dataclass of the method's own hyper-parameters (`hparams.py`)."""
+  divergence_hint = "Lower --lr."
+  """Advice added to the error message when the method's losses become NaN/inf."""
+  tensorboard_hparams = ()
+  """The method's own flags shown in TensorBoard's HParams table (beside the common ones)."""
+  bar_metrics = ("loss",)
+  """Metrics on the progress bar, those present in the logs (the VAE warm-up reports `loss`,
+  `rec`, `kl_real` only); the others go to TensorBoard only."""
+  has_inference_encoder = True
+
+  @property
+  def checked_terms(self):
+    """Terms checked for NaN/inf at every step (the method's metrics and the warm-up's);
+    bit i of `non_finite_terms` = checked_terms[i]."""
+    return tuple(sorted(set(self.metric_names) | set(VAE_METRIC_NAMES)))
 
   def __init__(self, encoder, decoder, *, example_shape, global_batch_size, hparams=None,
                total_steps=1, num_vae=0, seed=0, ema_decoder=None, nan_policy="stop",
@@ -185,7 +152,7 @@ class IntrospectiveVAE(keras.Model):
     self.seed = int(seed)
     self.scale = losses.input_scale(self.example_shape)
     self.vae_phase = False
-    self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES[self.method]}
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
     # The first step whose losses or gradients were NaN/inf (-1: none yet) and which terms.
     self.first_non_finite_step = tf.Variable(
         -1, dtype=tf.int64, trainable=False, name="first_non_finite_step",
@@ -202,7 +169,7 @@ class IntrospectiveVAE(keras.Model):
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     self._replica_records = threading.local()
     self._vae_trackers = {name: self.trackers.get(name) or keras.metrics.Mean(name=name)
-                          for name in METRIC_NAMES["vae"]}
+                          for name in VAE_METRIC_NAMES}
 
   # --- Keras plumbing ------------------------------------------------------------------------
 
@@ -287,18 +254,18 @@ class IntrospectiveVAE(keras.Model):
         batches; more give steadier statistics). Call outside `train_step`.
     """
     self.sync_ema_decoder()
-    encoder_bn = _batchnorm_layers(self.encoder)
+    encoder_bn = batchnorm_layers(self.encoder)
     decoders = [d for d in (self.decoder, self.ema_decoder) if d is not None]
-    if not encoder_bn and not any(_batchnorm_layers(d) for d in decoders):
+    if not encoder_bn and not any(batchnorm_layers(d) for d in decoders):
       return
-    _average_batchnorm(encoder_bn, [lambda x=x: self.encoder(x, training=True) for x in batches])
+    average_batchnorm(encoder_bn, [lambda x=x: self.encoder(x, training=True) for x in batches])
     latents = []
     for k, x in enumerate(batches):
       mu, logvar = self.encoder(x, training=False)
       eps = tf.random.stateless_normal(tf.shape(mu), seed=[self.seed, 7919 + k])
       latents.append(losses.reparameterize(mu, logvar, eps))
     for decoder in decoders:
-      _average_batchnorm(_batchnorm_layers(decoder),
+      average_batchnorm(batchnorm_layers(decoder),
                          [lambda z=z, d=decoder: d(z, training=True) for z in latents])
 
   # --- Step helpers ---------------------------------------------------------------------------
@@ -359,7 +326,7 @@ class IntrospectiveVAE(keras.Model):
     (`fuse_passes`: "auto" = only for networks without BatchNorm, whose per-example outputs do
     not depend on the rest of the batch; there the result is mathematically identical)."""
     if self.fuse_passes == "auto":
-      return not (_batchnorm_layers(self.encoder) or _batchnorm_layers(self.decoder))
+      return not (batchnorm_layers(self.encoder) or batchnorm_layers(self.decoder))
     return self.fuse_passes == "on"
 
   def _passes(self, network, inputs):
@@ -434,6 +401,12 @@ class IntrospectiveVAE(keras.Model):
   def _gradients(self, tape, loss, variables, optimizer):
     """`d loss / d variables` for `optimizer` (scaled by its loss scale under mixed_float16)."""
     return precision.gradients(tape, loss, variables, optimizer)
+
+  def _minimize(self, tape, loss, variables, optimizer, name):
+    """One update of `variables` by `optimizer` from `d loss / d variables` (`_gradients`),
+    recorded as `grad_norm_<name>` (`_apply`)."""
+    self._apply(optimizer, self._gradients(tape, loss, variables, optimizer), variables, name,
+                loss)
 
   def _apply(self, optimizer, grads, variables, name, loss=None):
     """Applies one network's gradients and records their global norm (`grad_norm_<name>`).
@@ -574,237 +547,44 @@ class IntrospectiveVAE(keras.Model):
   def introspective_step(self, x):
     raise NotImplementedError  # Each method defines its own.
 
+  # --- Helpers of the baselines' steps ------------------------------------------------------
 
-class VAE(IntrospectiveVAE):
-  """The plain (beta-)VAE baseline: every step is `vae_step`."""
+  @staticmethod
+  def _replica_slice(full):
+    """This replica's contiguous slice of a global-batch tensor `[B_global, ...]`."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+      return full
+    local = tf.shape(full)[0] // ctx.num_replicas_in_sync
+    start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
+    return full[start:start + local]
 
-  method = "vae"
+  def _uniform(self, index):
+    """U[0, 1) noise `[local_batch]`, drawn for the global batch from (seed, step, index) like
+    `_normal` (use indices that `_normal` does not use in the same step)."""
+    seed = tf.stack([tf.constant(self.seed, tf.int64),
+                     tf.cast(self.step, tf.int64) * 16 + index])
+    return self._replica_slice(tf.random.stateless_uniform([self.global_batch_size], seed=seed))
 
-  def introspective_step(self, x):
-    return self.vae_step(x)
+  def _global_batch_mean(self, per_example):
+    """The global-batch mean of a `[B_local]` term, the same value on every replica."""
+    return self._global_sum(tf.reduce_sum(per_example)) / self.global_batch_size
 
+  # --- Hooks for run.py (see the module docstring) -------------------------------------------
 
-class SoftIntroVAE(IntrospectiveVAE):
-  """S-IntroVAE (Daniel & Tamar, CVPR 2021; soft-introvae.md eq. 4, Algorithm 1).
-
-  AS-IntroVAE subclasses it and replaces the KL of the rec/fake posteriors inside the
-  adversarial terms by `c * KL + (1 - c) * AS` through the hooks `_squash`, `_coefficient`,
-  `_as_distance`, `_encoder_as_term`, `_decoder_as_term` and `_as_logs`.
-  """
-
-  method = "soft_introvae"
-
-  def _squash(self, mu, logvar):
-    return mu, logvar
-
-  def _coefficient(self):
-    return tf.constant(1.0)
-
-  def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
-    del mu_r, logvar_r, mu_f, logvar_f, reduction
-    return tf.constant(0.0)
-
-  def _encoder_as_term(self, as_e, exp_rec, exp_fake, c):
-    """Encoder loss term that carries the AS-Distance's gradient (none in S-IntroVAE)."""
-    del as_e, exp_rec, exp_fake, c
-    return 0.0
-
-  def _decoder_as_term(self, squashed, c):
-    """Decoder loss term of the AS-Distance (none in S-IntroVAE)."""
-    del squashed, c
-    return 0.0
-
-  def _as_logs(self, as_distance, c):
-    del as_distance, c
+  @classmethod
+  def extra_model_kwargs(cls, config, spec):
+    del config, spec
     return {}
 
-  def introspective_step(self, x):
-    hp, s = self.hparams, self.scale
-    z_p = self._normal(0)
-    eps, eps_r, eps_f = self._normal(1), self._normal(2), self._normal(3)
-    eps_r_d, eps_f_d = self._normal(4), self._normal(5)
-    c = self._coefficient()
+  @classmethod
+  def extra_optimizers(cls, config, learning_rate):
+    del config, learning_rate
+    return {}
 
-    # === Update E === (decoder frozen: only encoder variables are updated)
-    with tf.GradientTape() as tape:
-      # The fakes apart from x_r: fused, the encoder's backward pass would run through the
-      # decoder for the fakes' rows too (zero gradient, 2 * B * decoder weights FLOPs).
-      x_f = tf.stop_gradient(self.decoder(z_p, training=True))
-      mu, logvar = self.encoder(x, training=True)
-      z = losses.reparameterize(mu, logvar, eps)
-      x_r = self.decoder(z, training=True)
-      rec_real = losses.reconstruction_error(x, x_r)
-      kl_real = losses.gaussian_kl(mu, logvar)
+  def extra_checkpoint_items(self):
+    return {}
 
-      x_r_in = tf.stop_gradient(x_r)
-      (mu_r, logvar_r, y_r), (mu_f, logvar_f, y_f) = self._encode_sample_decode_pair(
-          x_r_in, eps_r, x_f, eps_f)
-      rr_rec = losses.reconstruction_error(x_r if hp.rec_target_grad else x_r_in, y_r)
-      rr_fake = losses.reconstruction_error(x_f, y_f)
-      kl_rec = losses.gaussian_kl(mu_r, logvar_r)
-      kl_fake = losses.gaussian_kl(mu_f, logvar_f)
-
-      sq = self._squash(mu_r, logvar_r) + self._squash(mu_f, logvar_f)
-      as_e = self._as_distance(*sq, reduction=hp.as_reduction_encoder)
-      as_const = tf.stop_gradient(as_e)
-      energy = dict(scale=s, beta_rec=hp.beta_rec, beta_neg=hp.beta_neg)
-      exp_rec = losses.exp_elbo(rr_rec, c * kl_rec + (1.0 - c) * as_const, **energy)
-      exp_fake = losses.exp_elbo(rr_fake, c * kl_fake + (1.0 - c) * as_const, **energy)
-      per_example_e = losses.soft_introvae_encoder_loss(
-          rec_real, kl_real, exp_rec, exp_fake, scale=s, beta_rec=hp.beta_rec,
-          beta_kl=hp.beta_kl)
-      loss_e = self._mean(per_example_e) + self._encoder_as_term(as_e, exp_rec, exp_fake, c)
-    e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer,
-                self._gradients(tape, loss_e, e_vars, self.encoder_optimizer), e_vars, "encoder",
-                loss_e)
-
-    # === Update D === (encoder frozen: gradients flow through it, only D is updated)
-    with tf.GradientTape() as tape:
-      x_f, x_r = self._passes(self.decoder, [z_p, tf.stop_gradient(z)])
-      rec_real_d = losses.reconstruction_error(x, x_r)
-      (mu_r, logvar_r, y_r), (mu_f, logvar_f, y_f) = self._encode_sample_decode_pair(
-          x_r, eps_r_d, x_f, eps_f_d, stop_z=True)
-      rr_rec_d = losses.reconstruction_error(tf.stop_gradient(x_r), y_r)
-      rr_fake_d = losses.reconstruction_error(tf.stop_gradient(x_f), y_f)
-      sq = self._squash(mu_r, logvar_r) + self._squash(mu_f, logvar_f)
-      if hp.as_decoder_kl_squashed:
-        mu_r, logvar_r, mu_f, logvar_f = sq
-      kl_rec_d = losses.gaussian_kl(mu_r, logvar_r)
-      kl_fake_d = losses.gaussian_kl(mu_f, logvar_f)
-      per_example_d = losses.soft_introvae_decoder_loss(
-          rec_real_d, c * kl_rec_d, c * kl_fake_d, rr_rec_d, rr_fake_d, scale=s,
-          beta_rec=hp.beta_rec, beta_kl=hp.beta_kl, gamma_r=hp.gamma_r)
-      as_term_d = self._decoder_as_term(sq, c)
-      loss_d = self._mean(per_example_d) + as_term_d
-    d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer,
-                self._gradients(tape, loss_d, d_vars, self.decoder_optimizer), d_vars, "decoder",
-                loss_d)
-
-    kl_real_mean = tf.reduce_mean(kl_real)
-    kl_fake_mean = tf.reduce_mean(kl_fake_d)
-    logs = {
-        "loss_encoder": tf.reduce_mean(per_example_e),
-        "loss_decoder": tf.reduce_mean(per_example_d) + as_term_d,
-        "rec": tf.reduce_mean(rec_real), "kl_real": kl_real_mean,
-        "kl_rec": tf.reduce_mean(kl_rec_d), "kl_fake": kl_fake_mean,
-        "diff_kl": kl_fake_mean - kl_real_mean,
-        "exp_elbo_rec": tf.reduce_mean(exp_rec), "exp_elbo_fake": tf.reduce_mean(exp_fake),
-    }
-    logs.update(self._as_logs(as_const, c))
-    return logs
-
-
-class ASIntroVAE(SoftIntroVAE):
-  """AS-IntroVAE (Lu et al., ACML 2022; as-introvae.md eq. 5-9, reference `A_VAE.py`).
-
-  In both phases the KL of the rec/fake posteriors inside the adversarial terms becomes
-  `c * KL + (1 - c) * AS`, with `c` annealed from 0 to 1 over the first fifth of the run
-  (`LossHParams.anneal`) and AS the AS-Distance over the global batch
-  (`LossHParams.as_kernel`, `as_squash`, `as_reduction_*`).
-  """
-
-  method = "as_introvae"
-
-  def _squash(self, mu, logvar):
-    if self.hparams.as_squash == "tanh":
-      return tf.tanh(mu), tf.tanh(logvar)
-    return mu, logvar
-
-  def _coefficient(self):
-    """`c(i)` of as-introvae.md eq. 9 (`LossHParams.anneal`, `anneal_origin`)."""
-    if self.hparams.anneal_origin == "start":
-      i, total = tf.cast(self.step, tf.int64), max(self.total_steps, 1)
-    else:
-      i = tf.maximum(tf.cast(self.step, tf.int64) - self.num_vae, 0)
-      total = max(self.total_steps - self.num_vae, 1)
-    return losses.annealing_coefficient(i, total, self.hparams.anneal)
-
-  def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
-    g = self._gather_live
-    return losses.as_distance(g(mu_r), g(logvar_r), g(mu_f), g(logvar_f),
-                              kernel=self.hparams.as_kernel, reduction=reduction)
-
-  def _encoder_as_term(self, as_e, exp_rec, exp_fake, c):
-    """`sg(d loss_E / dAS) * AS`: the AS-Distance enters every example's expELBO exponent, so
-    its gradient is the global-batch mean slope of `0.25 * (exp_rec + exp_fake)` times the
-    AS-Distance, whose own slice is live on this replica (exact once replicas are summed)."""
-    hp = self.hparams
-    mean_exp = self._global_sum(tf.reduce_sum(exp_rec + exp_fake)) / self.global_batch_size
-    slope = -2.0 * self.scale * hp.beta_neg * (1.0 - c) * tf.stop_gradient(mean_exp)
-    return 0.25 * slope * as_e
-
-  def _decoder_as_term(self, squashed, c):
-    """`s * 0.5 * beta_kl * (1 - c) * AS` (linear in AS: no slope needed)."""
-    hp = self.hparams
-    as_d = self._as_distance(*squashed, reduction=hp.as_reduction_decoder)
-    return self.scale * 0.5 * hp.beta_kl * (1.0 - c) * as_d
-
-  def _as_logs(self, as_distance, c):
-    return {"as_distance": as_distance, "c": c}
-
-
-class IntroVAE(IntrospectiveVAE):
-  """IntroVAE with the hinge margin (Huang et al., NeurIPS 2018, Algorithm 1).
-
-  Encoder: `beta_kl * kl_real + alpha * sum_s [m - kl_s]^+ + beta_rec * rec_real` with
-  `kl_s` of `sg(x_r)` and `x_f = sg(D(z_p))`; decoder: `alpha * (kl_rec + kl_fake) +
-  beta_rec * rec_real` through the frozen encoder. Ported from the IntroVAE paper (not the
-  re-weighted `I_VAE.py` of the AS-IntroVAE reference).
-  """
-
-  method = "introvae"
-
-  def introspective_step(self, x):
-    hp = self.hparams
-    z_p = self._normal(0)
-    eps = self._normal(1)
-
-    # === Update E ===
-    with tf.GradientTape() as tape:
-      x_f = tf.stop_gradient(self.decoder(z_p, training=True))  # apart: see SoftIntroVAE
-      mu, logvar = self.encoder(x, training=True)
-      z = losses.reparameterize(mu, logvar, eps)
-      x_r = self.decoder(z, training=True)
-      rec_real = losses.reconstruction_error(x, x_r)
-      kl_real = losses.gaussian_kl(mu, logvar)
-      post_rec, post_fake = self._passes(self.encoder, [tf.stop_gradient(x_r), x_f])
-      kl_rec = losses.gaussian_kl(*post_rec)
-      kl_fake = losses.gaussian_kl(*post_fake)
-      per_example_e = losses.introvae_encoder_loss(
-          rec_real, kl_real, kl_rec, kl_fake, margin=hp.margin, alpha=hp.introvae_alpha,
-          beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
-      loss_e = self._mean(per_example_e)
-    e_vars = self.encoder.trainable_variables
-    self._apply(self.encoder_optimizer,
-                self._gradients(tape, loss_e, e_vars, self.encoder_optimizer), e_vars, "encoder",
-                loss_e)
-
-    # === Update D ===
-    with tf.GradientTape() as tape:
-      x_f, x_r = self._passes(self.decoder, [z_p, tf.stop_gradient(z)])
-      rec_real_d = losses.reconstruction_error(x, x_r)
-      post_rec, post_fake = self._passes(self.encoder, [x_r, x_f])
-      kl_rec_d = losses.gaussian_kl(*post_rec)
-      kl_fake_d = losses.gaussian_kl(*post_fake)
-      per_example_d = losses.introvae_decoder_loss(
-          rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec)
-      loss_d = self._mean(per_example_d)
-    d_vars = self.decoder.trainable_variables
-    self._apply(self.decoder_optimizer,
-                self._gradients(tape, loss_d, d_vars, self.decoder_optimizer), d_vars, "decoder",
-                loss_d)
-
-    kl_real_mean, kl_fake_mean = tf.reduce_mean(kl_real), tf.reduce_mean(kl_fake_d)
-    return {"loss_encoder": tf.reduce_mean(per_example_e),
-            "loss_decoder": tf.reduce_mean(per_example_d),
-            "rec": tf.reduce_mean(rec_real), "kl_real": kl_real_mean,
-            "kl_rec": tf.reduce_mean(kl_rec_d), "kl_fake": kl_fake_mean,
-            "diff_kl": kl_fake_mean - kl_real_mean}
-
-
-METHODS = {cls.method: cls for cls in (VAE, IntroVAE, SoftIntroVAE, ASIntroVAE)}
 """`--method` name -> model class."""
 
 
@@ -839,12 +619,12 @@ def _apply_if(ok, optimizer, grads_and_vars):
   tf.distribute.get_replica_context().merge_call(cross_replica, args=(ok, grads_and_vars))
 
 
-def _batchnorm_layers(network):
+def batchnorm_layers(network):
   return [layer for layer in network._flatten_layers()  # pylint: disable=protected-access
           if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-def _average_batchnorm(layers, calls):
+def average_batchnorm(layers, calls):
   """Sets the moving statistics of `layers` to the average over `calls` (forward passes in
   training mode), using momentum k / (k + 1) at the k-th pass; restores the momentum after."""
   if not layers:

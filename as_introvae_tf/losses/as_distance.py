@@ -1,0 +1,207 @@
+"""AS-IntroVAE's loss terms: the AS-Distance, the annealing of `c`, and the surrogates that
+carry the AS-Distance's gradient into the encoder and decoder losses (as-introvae.md eq. 5-9).
+
+Pure functions: tensors in, tensors out, no variables, no randomness. The AS-Distance (a squared
+MMD over the whole batch) returns a scalar. Sources: AS-IntroVAE = Lu et al., ACML 2022
+(as-introvae.md eq. 5-9) and the reference code `LOUEY233/AS-IntroVAE` (`A_VAE.py`, `utils.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from as_introvae_tf.config import ANNEAL as ANNEAL_MODES
+from as_introvae_tf.config import AS_KERNELS
+from as_introvae_tf.config import REDUCTIONS
+
+tfd = tfp.distributions
+
+def annealing_coefficient(step, total_steps, mode="linear"):
+  """The KL weight `c` of AS-IntroVAE; the AS-Distance weight is `1 - c`.
+
+  * `linear` (paper eq. 9): `c = min(5 i / T, 1)`;
+  * `tanh` (reference `get_coef(..., mode='tanh')`, what `A_VAE.py` runs): `min(tanh(5 i / T), 1)`.
+
+  Args:
+    step: the iteration `i` (int or scalar tensor), counted from 0 over the whole run.
+    total_steps: `T`, the total number of iterations (> 0).
+    mode: `"linear"` or `"tanh"`.
+
+  Returns:
+    float32 scalar in [0, 1].
+
+  Raises:
+    ValueError: unknown `mode`.
+  """
+  if mode not in ANNEAL_MODES:
+    raise ValueError(f"anneal mode must be one of {ANNEAL_MODES}, got {mode!r}")
+  x = 5.0 * tf.cast(step, tf.float32) / float(total_steps)
+  if mode == "tanh":
+    x = tf.tanh(x)
+  return tf.minimum(x, 1.0)
+
+
+def _per_dim_kernel(mu_a, var_a, mu_b, var_b):
+  """`[Na, Nb, D]` 1-D kernels `exp(-0.5 (mu_a - mu_b)^2 / (v_a + v_b)) / sqrt(v_a + v_b)`.
+
+  The plain expression, kept as the independent form the tests differentiate."""
+  var = var_a[:, None, :] + var_b[None, :, :]
+  diff = mu_a[:, None, :] - mu_b[None, :, :]
+  return tf.exp(-0.5 * tf.square(diff) / var) * tf.math.rsqrt(var)
+
+
+def _product_log_kernel(mu_a, var_a, mu_b, var_b):
+  """`[Na, Nb]` log of `N(mu_a; mu_b, S_a + S_b)`, the probability-product kernel (TFP).
+
+  The distribution-object form, kept as the independent form the tests differentiate."""
+  scale = tf.sqrt(var_a[:, None, :] + var_b[None, :, :])
+  kernel = tfd.Independent(tfd.Normal(loc=mu_b[None, :, :], scale=scale), 1)
+  return kernel.log_prob(mu_a[:, None, :])
+
+
+def _kernel_block(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, reduction):
+  """`R_ij k(a_i, b_j)` (times `exp(-log_shift)` for `product`) with a hand-fused gradient.
+
+  One pass over the `[Na, Nb, D]` pairs computes the kernel values and keeps what the gradient
+  needs; the gradient is written out (d = mu_a - mu_b, V = v_a + v_b, per dimension):
+  `dk/dmu_a = -k d / V = -dk/dmu_b`, `dk/dv_a = dk/dv_b = 0.5 k (d^2 / V - 1) / V`, with k the
+  1-D kernel (`per_dim`, summed over d) or the whole D-dimensional kernel (`product`). The same
+  values as autodiff of `_per_dim_kernel` / `_product_log_kernel` (tested), in about a third
+  of the elementwise passes, and no distribution objects inside the `[Na, Nb, D]` work.
+
+  Args:
+    mu_a, var_a: float32 `[Na, D]` means and variances; mu_b, var_b: float32 `[Nb, D]`.
+    log_shift: float32 scalar subtracted from every log-kernel (`product` only; a constant,
+      no gradient).
+    kernel: `"per_dim"` or `"product"`; reduction: `"mean"` or `"sum"` over i, j (and d for
+      `per_dim`).
+
+  Returns:
+    float32 scalar.
+  """
+  if reduction == "mean":
+    count = tf.cast(tf.shape(mu_a)[0] * tf.shape(mu_b)[0], tf.float32)
+    if kernel == "per_dim":
+      count *= tf.cast(tf.shape(mu_a)[1], tf.float32)
+  else:
+    count = tf.constant(1.0)
+  dim = tf.cast(tf.shape(mu_a)[1], tf.float32)
+
+  @tf.custom_gradient
+  def block(mu_a, var_a, mu_b, var_b):
+    inv = 1.0 / (var_a[:, None, :] + var_b[None, :, :])   # 1 / V          [Na, Nb, D]
+    diff = mu_a[:, None, :] - mu_b[None, :, :]             # d
+    ratio = diff * inv                                      # d / V
+    sq = diff * ratio                                       # d^2 / V
+    if kernel == "per_dim":
+      k = tf.exp(-0.5 * sq) * tf.sqrt(inv)                  # [Na, Nb, D]
+    else:
+      log_k = (0.5 * tf.reduce_sum(tf.math.log(inv) - sq, axis=-1)
+               - 0.5 * dim * math.log(2.0 * math.pi) - log_shift)
+      k = tf.exp(log_k)[:, :, None]                          # [Na, Nb, 1]
+    value = tf.reduce_sum(k) / count
+
+    def grad(upstream):
+      w = (upstream / count) * k
+      g_mu = w * ratio                                       # d value / d mu_b; -that for mu_a
+      g_var = 0.5 * w * (sq - 1.0) * inv                     # d value / d v_a = d / d v_b
+      return (-tf.reduce_sum(g_mu, axis=1), tf.reduce_sum(g_var, axis=1),
+              tf.reduce_sum(g_mu, axis=0), tf.reduce_sum(g_var, axis=0))
+
+    return value, grad
+
+  return block(mu_a, var_a, mu_b, var_b)
+
+
+def as_distance(mu_a, logvar_a, mu_b, logvar_b, *, kernel="per_dim", reduction="mean"):
+  """The AS-Distance between two batches of Gaussian posteriors (as-introvae.md eq. 7).
+
+  A squared MMD with a kernel on Gaussians:
+  `AS = R_ij k(a_i, a_j) + R_ij k(b_i, b_j) - 2 R_ij k(a_i, b_j)`, R the reduction.
+
+  Kernels:
+    * `product` (the paper, eq. 8 with its missing exponential restored): the probability-
+      product kernel `k(a, b) = N(mu_a; mu_b, S_a + S_b)` in all D dimensions. Computed from
+      log-densities with the largest one factored out; exact where float32 can represent the
+      kernel (small latents such as the 2-D models; it underflows to 0 near D = 128).
+      With `mean` it is >= 0 (the kernel is positive definite).
+    * `per_dim` (the reference code's `Gaussian_Distance`/`reduce_with_choice`): a 1-D kernel
+      per latent dimension without the `sqrt(2 pi)`,
+      `exp(-0.5 (mu_a - mu_b)^2 / (v_a + v_b)) / sqrt(v_a + v_b)`, reduced over i, j and d.
+
+  Args:
+    mu_a, logvar_a: float32 `[Na, D]`, posteriors of the reconstructions.
+    mu_b, logvar_b: float32 `[Nb, D]`, posteriors of the fakes.
+    kernel: `"product"` or `"per_dim"`.
+    reduction: `"mean"` (decoder phase of the reference; the MMD estimate) or `"sum"` (the
+      reference's encoder phase, a sum over all pairs and dimensions).
+
+  Returns:
+    float32 scalar (density units of z for `product`; dimensionless sums for `per_dim`).
+
+  Raises:
+    ValueError: unknown `kernel` or `reduction`.
+  """
+  if kernel not in AS_KERNELS:
+    raise ValueError(f"kernel must be one of {AS_KERNELS}, got {kernel!r}")
+  if reduction not in REDUCTIONS:
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+  var_a, var_b = tf.exp(logvar_a), tf.exp(logvar_b)
+  blocks = functools.partial(_kernel_block, kernel=kernel, reduction=reduction)
+  if kernel == "per_dim":
+    zero = tf.constant(0.0)
+    return (blocks(mu_a, var_a, mu_a, var_a, zero) + blocks(mu_b, var_b, mu_b, var_b, zero)
+            - 2.0 * blocks(mu_a, var_a, mu_b, var_b, zero))
+  # product: factor out the largest log-kernel, exp(m) * sum exp(l - m) (exact in value and
+  # gradient). By Cauchy-Schwarz (the kernel is positive definite) k(a, b) <=
+  # sqrt(k(a, a) k(b, b)), so the largest is on a diagonal: log k(a, a) =
+  # -0.5 sum_d log(4 pi v_a,d), found in O(N D) instead of over all pairs.
+  diagonal = -0.5 * tf.reduce_sum(tf.math.log(4.0 * math.pi * tf.concat([var_a, var_b], 0)),
+                                  axis=-1)
+  m = tf.stop_gradient(tf.reduce_max(diagonal))
+  total = (blocks(mu_a, var_a, mu_a, var_a, m) + blocks(mu_b, var_b, mu_b, var_b, m)
+           - 2.0 * blocks(mu_a, var_a, mu_b, var_b, m))
+  return tf.exp(m) * total
+
+
+def as_encoder_surrogate(as_distance_value, mean_exp_elbo, *, c, scale, beta_neg):
+  """The encoder-phase term that carries the AS-Distance's gradient: `0.25 * slope * AS`.
+
+  In the encoder loss the AS-Distance (a batch-level scalar) enters every example's expELBO
+  exponent, `exp(-2 s beta_neg (1 - c) AS + ...)`, whose batch mean is weighted by 0.25 (two
+  expELBOs, each 0.5 * 0.5 in `soft_introvae_encoder_loss`). Its derivative in AS is
+  `0.25 * slope` with `slope = -2 s beta_neg (1 - c) * mean(exp_rec + exp_fake)`; the slope is
+  held constant (`sg`), so `d(0.25 * slope * AS) / dAS` is that derivative while the expELBOs
+  themselves take `sg(AS)` (A_VAE.py's encoder loss, differentiated through AS).
+
+  Args:
+    as_distance_value: float32 scalar, the encoder-phase AS-Distance (differentiable).
+    mean_exp_elbo: float32 scalar, the global-batch mean of `exp_elbo_rec + exp_elbo_fake`.
+    c: float32 scalar, the annealed KL weight (`annealing_coefficient`).
+    scale: `s`, Python float (`input_scale`).
+    beta_neg: the expELBO's KL weight.
+
+  Returns:
+    float32 scalar, to add to the encoder's global-batch mean loss.
+  """
+  slope = -2.0 * scale * beta_neg * (1.0 - c) * tf.stop_gradient(mean_exp_elbo)
+  return 0.25 * slope * as_distance_value
+
+
+def as_decoder_term(as_distance_value, *, c, scale, beta_kl):
+  """The decoder-phase AS-Distance term `s * 0.5 * beta_kl * (1 - c) * AS` (as-introvae.md
+  eq. 6; linear in AS, so its gradient needs no surrogate).
+
+  Args:
+    as_distance_value: float32 scalar, the decoder-phase AS-Distance.
+    c, scale: as in `as_encoder_surrogate`.
+    beta_kl: the KL weight of the decoder loss.
+
+  Returns:
+    float32 scalar, to add to the decoder's global-batch mean loss.
+  """
+  return scale * 0.5 * beta_kl * (1.0 - c) * as_distance_value

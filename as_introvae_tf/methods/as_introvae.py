@@ -1,0 +1,64 @@
+"""AS-IntroVAE (Lu et al., ACML 2022; as-introvae.md eq. 5-9, reference `A_VAE.py`)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from as_introvae_tf import losses
+from as_introvae_tf import methods
+from as_introvae_tf.methods import soft_introvae
+
+
+@methods.register("as_introvae")
+class ASIntroVAE(soft_introvae.SoftIntroVAE):
+  """AS-IntroVAE (Lu et al., ACML 2022; as-introvae.md eq. 5-9, reference `A_VAE.py`).
+
+  In both phases the KL of the rec/fake posteriors inside the adversarial terms becomes
+  `c * KL + (1 - c) * AS`, with `c` annealed from 0 to 1 over the first fifth of the run
+  (`LossHParams.anneal`) and AS the AS-Distance over the global batch
+  (`LossHParams.as_kernel`, `as_squash`, `as_reduction_*`).
+  """
+
+  metric_names = soft_introvae.SoftIntroVAE.metric_names + ("as_distance", "c")
+  """As S-IntroVAE's, plus `as_distance` = the encoder-phase AS-Distance and `c` = the annealed
+  KL weight."""
+  divergence_hint = ("AS-IntroVAE: raise --beta_neg (as for S-IntroVAE, the authors advise "
+                     "values near z_dim or larger), lower --lr, or use the reference AS "
+                     "options (--as_kernel=per_dim --as_squash=tanh).")
+  tensorboard_hparams = ("as_kernel", "as_squash", "anneal")
+  bar_metrics = ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "as_distance")
+
+  def _squash(self, mu, logvar):
+    if self.hparams.as_squash == "tanh":
+      return tf.tanh(mu), tf.tanh(logvar)
+    return mu, logvar
+
+  def _coefficient(self):
+    """`c(i)` of as-introvae.md eq. 9 (`LossHParams.anneal`, `anneal_origin`)."""
+    if self.hparams.anneal_origin == "start":
+      i, total = tf.cast(self.step, tf.int64), max(self.total_steps, 1)
+    else:
+      i = tf.maximum(tf.cast(self.step, tf.int64) - self.num_vae, 0)
+      total = max(self.total_steps - self.num_vae, 1)
+    return losses.annealing_coefficient(i, total, self.hparams.anneal)
+
+  def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
+    g = self._gather_live
+    return losses.as_distance(g(mu_r), g(logvar_r), g(mu_f), g(logvar_f),
+                              kernel=self.hparams.as_kernel, reduction=reduction)
+
+  def _encoder_as_term(self, as_e, exp_rec, exp_fake, c):
+    """`sg(d loss_E / dAS) * AS`: the AS-Distance enters every example's expELBO exponent, so
+    its gradient is the global-batch mean slope of `0.25 * (exp_rec + exp_fake)` times the
+    AS-Distance, whose own slice is live on this replica (exact once replicas are summed)."""
+    return losses.as_encoder_surrogate(as_e, self._global_batch_mean(exp_rec + exp_fake), c=c,
+                                       scale=self.scale, beta_neg=self.hparams.beta_neg)
+
+  def _decoder_as_term(self, squashed, c):
+    """`s * 0.5 * beta_kl * (1 - c) * AS` (linear in AS: no slope needed)."""
+    as_d = self._as_distance(*squashed, reduction=self.hparams.as_reduction_decoder)
+    return losses.as_decoder_term(as_d, c=c, scale=self.scale, beta_kl=self.hparams.beta_kl)
+
+  def _as_logs(self, as_distance, c):
+    return {"as_distance": as_distance, "c": c}
+
