@@ -34,6 +34,9 @@ ADAM_VARIANTS = ("torch", "keras")
 """`--adam_variant`: `torch` = `optimizers.TorchAdam` (the reference's), `keras` =
 `keras.optimizers.Adam`."""
 FUSE_PASSES = ("auto", "on", "off")
+AS_XLA_MODES = ("auto", "on", "off")
+"""`--as_distance_xla`: whether AS-IntroVAE's AS-Distance pair terms run as one XLA-compiled
+function inside the (uncompiled) step (`losses.as_distance`'s `xla`)."""
 BAD_IMAGES = ("fail", "skip")
 NAN_POLICIES = ("stop", "skip_batch")
 """What a step does with a batch whose losses or gradients are NaN/inf (`--nan_policy`):
@@ -320,8 +323,9 @@ class RuntimeConfig(Section):
   mixed_precision: str = setting(
       "none", "16-bit compute in the networks' hidden layers, float32 variables, inputs, "
       "outputs and losses (precision.py): mixed_float16 (with dynamic loss scaling) for GPUs "
-      "with float16 units, mixed_bfloat16 for TPUs and recent GPUs. On a CPU both are slower "
-      "(BUILD.md).", choices=MIXED_PRECISION)
+      "with float16 units, mixed_bfloat16 for TPUs, recent GPUs and CPUs with AVX512-BF16/AMX "
+      "(about 0.65x the CPU time there); on other CPUs both are slower (BUILD.md).",
+      choices=MIXED_PRECISION)
   jit_compile: bool = setting(False, "XLA-compile the train step (single device only). XLA "
                               "draws other random numbers than TF's kernels for the same "
                               "seed, so a run with it is reproducible but differs from one "
@@ -334,6 +338,12 @@ class RuntimeConfig(Section):
       "mathematically identical and faster; on = always (with BatchNorm the batch statistics "
       "then mix fakes and reconstructions, unlike the reference); off = never.",
       choices=FUSE_PASSES)
+  as_distance_xla: str = setting(
+      "auto", "AS-IntroVAE: compute the AS-Distance's [B, B, D] pair terms (value and "
+      "gradients) in one XLA-compiled function inside the normal step, also under "
+      "MirroredStrategy (about 3x faster than TF's one-op-at-a-time kernels on a CPU, "
+      "BUILD.md): auto = on, except with --deterministic on a GPU; on; off = plain TF ops. "
+      "Equal to float32 rounding.", choices=AS_XLA_MODES)
   deterministic: bool = setting(False, "Enable TensorFlow op determinism "
                                 "(tf.config.experimental.enable_op_determinism): with --seed, "
                                 "two runs give identical losses and weights (slower on GPU).")

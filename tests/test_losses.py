@@ -6,6 +6,7 @@ The references here are NumPy ports of the authors' formulas (`calc_kl`,
 where the TF code is vectorised, plus TFP/SciPy where a distribution gives the answer.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -246,3 +247,45 @@ def test_as_distance_fused_gradient_equals_autodiff_of_the_plain_kernel(kernel, 
     scale = float(np.abs(g_auto.numpy()).max())
     assert scale > 0
     np.testing.assert_allclose(g_fused.numpy(), g_auto.numpy(), rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("kernel", losses.AS_KERNELS)
+@pytest.mark.parametrize("reduction", losses.REDUCTIONS)
+@pytest.mark.parametrize("dim,same", [(2, False), (6, False), (2, True)])
+def test_as_distance_xla_equals_the_plain_blocks(kernel, reduction, dim, same):
+  """`as_distance(..., xla=True)` (value and gradients from one XLA-compiled function, the
+  symmetric blocks reduced over one axis) against the plain `_kernel_block` path, inside a
+  traced step as in training: equal to float32 rounding, relative to the magnitude of the
+  blocks (the AS-Distance itself is a difference of them)."""
+  n_a, n_b = 64, 48
+  args = [tf.constant(_np(n_a, dim, scale=0.7)), tf.constant(_np(n_a, dim, scale=0.3) - 0.5),
+          tf.constant(_np(n_b, dim, scale=0.7) + 0.2), tf.constant(_np(n_b, dim, scale=0.3) - 0.5)]
+  if same:  # one batch on both sides (the symmetric blocks only)
+    args[2], args[3] = args[0], args[1]
+
+  @tf.function
+  def value_and_grads(xla, *args):
+    with tf.GradientTape() as tape:
+      tape.watch(args)
+      value = losses.as_distance(*args, kernel=kernel, reduction=reduction, xla=xla)
+    return value, tape.gradient(value, args)
+
+  plain_value, plain_grads = value_and_grads(False, *args)
+  xla_value, xla_grads = value_and_grads(True, *args)
+  with tf.GradientTape() as tape:  # the blocks' sum: the magnitude of values and gradients
+    tape.watch(args)
+    va, vb = tf.exp(args[1]), tf.exp(args[3])
+    block = functools.partial(losses._kernel_block, kernel=kernel, reduction=reduction,  # pylint: disable=protected-access
+                              log_shift=tf.constant(0.0))
+    magnitude = (block(args[0], va, args[0], va) + block(args[2], vb, args[2], vb)
+                 + 2.0 * block(args[0], va, args[2], vb))
+  magnitude_grads = tape.gradient(magnitude, args)
+  assert float(magnitude) > 0
+  np.testing.assert_allclose(float(xla_value), float(plain_value), rtol=0,
+                             atol=2e-6 * float(magnitude))
+  for g_xla, g_plain, g_mag in zip(xla_grads, plain_grads, magnitude_grads):
+    scale = float(np.abs(g_mag.numpy()).max())
+    assert scale > 0
+    np.testing.assert_allclose(g_xla.numpy(), g_plain.numpy(), rtol=0, atol=2e-5 * scale)
+    if not same:  # a = b: the AS-Distance and its gradient are 0
+      assert float(np.abs(g_plain.numpy()).max()) > 1e-3 * scale

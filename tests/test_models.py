@@ -22,7 +22,8 @@ def _two_d_batch(seed=0):
   return data.sample_2d("8gaussians", GLOBAL_BATCH, np.random.default_rng(seed))
 
 
-def _build(method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, total=4):
+def _build(method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, total=4,
+           **model_kwargs):
   with strategy.scope():
     encoder = networks.build_mlp_encoder(z_dim=2, num_hidden=16, num_layers=1)
     decoder = networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1)
@@ -30,7 +31,7 @@ def _build(method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, t
                                               name="ema_decoder") if ema else None)
     model = methods.get(method)(encoder, decoder, ema_decoder=ema_decoder,
                                 example_shape=(2,), global_batch_size=GLOBAL_BATCH,
-                                hparams=hparams, total_steps=total, seed=3)
+                                hparams=hparams, total_steps=total, seed=3, **model_kwargs)
     model.compile(keras.optimizers.SGD(lr_e),
                   keras.optimizers.SGD(lr_d, use_ema=ema, ema_momentum=0.5))
   return model
@@ -125,6 +126,45 @@ def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_rep
   _fit(m2, batch, steps=1)
   for w1, w2 in zip(_weights(m1), _weights(m2)):
     np.testing.assert_allclose(w1, w2, atol=1e-5)
+
+
+@pytest.mark.parametrize("hparams", [HPARAMS, hparams.LossHParams(
+    beta_rec=0.2, beta_kl=0.3, beta_neg=5.0, as_kernel="per_dim", as_squash="tanh",
+    as_reduction_encoder="sum", anneal="tanh")], ids=["product_mean", "per_dim_sum"])
+def test_as_introvae_xla_as_distance_matches_the_plain_one_on_1_and_2_replicas(
+    hparams, two_replicas):
+  """`as_distance_xla`: two AS-IntroVAE steps with the XLA-compiled AS-Distance, on 1 and on 2
+  replicas (MirroredStrategy), equal the steps with plain TF ops on 1 replica."""
+  one = tf.distribute.get_strategy()
+  built = {name: _build("as_introvae", strategy, hparams=hparams, total=100,
+                        as_distance_xla=mode)
+           for name, strategy, mode in (("plain", one, "off"), ("xla", one, "on"),
+                                        ("xla_2", two_replicas, "on"))}
+  assert not built["plain"].xla_as_distance and built["xla_2"].xla_as_distance
+  for model in (built["xla"], built["xla_2"]):
+    for src, dst in zip(built["plain"].encoder.weights + built["plain"].decoder.weights,
+                        model.encoder.weights + model.decoder.weights):
+      dst.assign(src.numpy())
+  batch = _two_d_batch(3)
+  history = {name: _fit(model, batch, steps=2) for name, model in built.items()}
+  for name in ("xla", "xla_2"):
+    for w1, w2 in zip(_weights(built["plain"]), _weights(built[name])):
+      np.testing.assert_allclose(w2, w1, atol=1e-5)
+    for key in history["plain"]:
+      if key.startswith("grad_norm") and name == "xla_2":
+        continue  # per-replica gradient norms: partial sums, not comparable
+      # The AS-Distance is a difference of block sums: with per_dim/sum these add up
+      # ~4 * 16^2 * 2 kernel values <= 1.2 (tanh-squashed variances), ~2e3, so float32
+      # rounding (summation order) moves it by ~1e-4, and exp(-5 AS) in the expELBOs by ~3e-4
+      # relative. The weights above agree to 1e-5.
+      atol = 2e-4 if key == "as_distance" else 1e-5
+      np.testing.assert_allclose(history[name][key][-1], history["plain"][key][-1],
+                                 rtol=1e-3, atol=atol, err_msg=f"{name}: {key}")
+
+
+def test_as_distance_xla_rejects_unknown_modes():
+  with pytest.raises(ValueError, match="as_distance_xla"):
+    _build("as_introvae", tf.distribute.get_strategy(), as_distance_xla="maybe")
 
 
 def test_soft_introvae_step_matches_an_independent_numpy_forward_pass():

@@ -22,6 +22,10 @@ tensors of the same shapes). One process per workload times, in turn:
            distance`)
   cifar10  project S-IntroVAE, plain S-IntroVAE (configs/cifar10_soft_introvae.flags with the
            reference network 32x32x3, filters 64,128,256, z 128, batch 64)
+  --compare_extra adds 2d steps with their speed ratio to the default project step:
+           project:as_introvae:xla_off (--as_distance_xla=off: plain TF ops for the AS-
+           Distance's pair terms), project:soft_introvae:unfused and project:as_introvae:
+           unfused (--fuse_passes=off).
 Interleaving: every step is built and traced first; then each ROUND runs one window of W steps
 of every step in that order (A B C D A B C D ...), in the same process (same thread pools),
 seconds apart, so that drift and outside load hit all steps alike; warm-up rounds are dropped.
@@ -167,6 +171,12 @@ COMPARE_SCHEDULE = {
     "full": {"2d": (3, 10, 50), "cifar10": (1, 3, 3)},
     "quick": {"2d": (1, 5, 20), "cifar10": (1, 2, 1)},
 }
+# Extra 2-D steps of the comparison (--compare_extra): label -> config changes.
+EXTRA_STEPS = {
+    "project:as_introvae:xla_off": dict(as_distance_xla="off"),
+    "project:soft_introvae:unfused": dict(fuse_passes="off"),
+    "project:as_introvae:unfused": dict(fuse_passes="off"),
+}
 THREAD_STEPS = ("project:soft_introvae", "plain:soft_introvae")
 # CPU flags (/proc/cpuinfo) behind the vector extensions printed with the numbers.
 CPU_EXTENSIONS = (("AVX2", ("avx2",)), ("FMA", ("fma",)), ("AVX-512", ("avx512f",)),
@@ -189,6 +199,8 @@ def define_flags():
                    "plain hand-written ones (see the module doc).")
   d.DEFINE_list("compare_workloads", list(COMPARE_STEPS), "Workloads of the comparison: "
                 f"{', '.join(COMPARE_STEPS)}.")
+  d.DEFINE_list("compare_extra", [], "2-D comparison: more steps timed interleaved with the "
+                f"others, with their ratio to the default project step: {', '.join(EXTRA_STEPS)}.")
   d.DEFINE_list("compare_threads", [], "Thread settings (inter x intra, 0 = TF default) "
                 "compared interleaved on the 2-D S-IntroVAE steps, e.g. 2x1,1x2,0x0; the "
                 "first is the baseline. Empty: no thread comparison.")
@@ -278,8 +290,8 @@ def _apply_variant(variant):
   if "no_nan_check" in parts:
     base.IntrospectiveVAE._record_non_finite = lambda self, step, logs: None
   if "no_grad_norms" in parts:
-    def apply(self, optimizer, grads, variables, name):
-      del name
+    def apply(self, optimizer, grads, variables, name, loss=None):
+      del name, loss
       optimizer.apply_gradients(zip(grads, variables))
     base.IntrospectiveVAE._apply = apply
   if "closed_form_kl" in parts:
@@ -636,12 +648,15 @@ def _compare_config(job, method):
   return config
 
 
-def _project_runner(tf, job, method):
+def _project_runner(tf, job, method, option=None):
   """The project's step as training runs it: `model.train_function(iterator)` once per step,
-  what `model.fit` calls per step (steps_per_execution 1), on the real input pipeline."""
+  what `model.fit` calls per step (steps_per_execution 1), on the real input pipeline.
+  `option`: the config changes of `EXTRA_STEPS["project:<method>:<option>"]`."""
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
   config = _compare_config(job, method)
+  if option:
+    config = config.replace(**EXTRA_STEPS[f"project:{method}:{option}"])
   spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
   model = run_lib.build_model(config, spec, tf.distribute.get_strategy())
   model.vae_phase = False
@@ -659,13 +674,14 @@ def _project_runner(tf, job, method):
   return run, flops, config.batch_size
 
 
-def _plain_runner(tf, job, method):
+def _plain_runner(tf, job, method, option=None):
   """`build_plain_step` on the same networks (`run_lib.build_networks`, same initialization)
   and the same optimizers (the config's Adam variant, learning-rate schedule and decoder EMA),
   fed by the same input pipeline in a Python loop."""
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import losses  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
+  del option
   config = _compare_config(job, method)
   if method == "as_introvae" and (config.as_kernel, config.as_squash, config.as_reduction_encoder,
                                   config.as_reduction_decoder, config.anneal,
@@ -716,10 +732,11 @@ def run_compare_job(job):
   import keras  # pylint: disable=import-outside-toplevel
   runners = {}
   for label in job["steps"]:
-    kind, method = label.split(":")
+    kind, method, *option = label.split(":")
     keras.utils.set_random_seed(0)
     t0 = time.perf_counter()
-    runners[label] = {"project": _project_runner, "plain": _plain_runner}[kind](tf, job, method)
+    runners[label] = {"project": _project_runner, "plain": _plain_runner}[kind](tf, job, method,
+                                                                               *option)
     runners[label] += (time.perf_counter() - t0,)
   times = {label: [] for label in job["steps"]}
   cpu_times = {label: [] for label in job["steps"]}
@@ -899,7 +916,10 @@ def paired_ratios(times_a, times_b):
 
 STEP_NAMES = {"project:soft_introvae": "project S-IntroVAE", "plain:soft_introvae":
               "plain S-IntroVAE", "project:as_introvae": "project AS-IntroVAE",
-              "plain:as_introvae": "plain AS-IntroVAE"}
+              "plain:as_introvae": "plain AS-IntroVAE",
+              "project:as_introvae:xla_off": "project AS-IntroVAE, --as_distance_xla=off",
+              "project:soft_introvae:unfused": "project S-IntroVAE, --fuse_passes=off",
+              "project:as_introvae:unfused": "project AS-IntroVAE, --fuse_passes=off"}
 # (workload, A, B, what the ratio is, target): speed A / speed B = time B / time A.
 COMPARE_RATIOS = (
     ("2d", "project:soft_introvae", "plain:soft_introvae", "2-D S-IntroVAE, project / plain "
@@ -908,6 +928,12 @@ COMPARE_RATIOS = (
      "(speed)", ""),
     ("cifar10", "project:soft_introvae", "plain:soft_introvae", "CIFAR-10 S-IntroVAE, project "
      "/ plain (speed)", ">= 1.0"),
+    ("2d", "project:as_introvae", "project:as_introvae:xla_off", "2-D AS-IntroVAE, project, "
+     "--as_distance_xla auto / off (speed)", ""),
+    ("2d", "project:soft_introvae", "project:soft_introvae:unfused", "2-D S-IntroVAE, project, "
+     "--fuse_passes auto / off (speed)", ""),
+    ("2d", "project:as_introvae", "project:as_introvae:unfused", "2-D AS-IntroVAE, project, "
+     "--fuse_passes auto / off (speed)", ""),
 )
 # (workload, AS step, S step, what, target): time AS / time S.
 AS_OVER_S = (
@@ -1198,6 +1224,10 @@ def main(argv):
     if w not in COMPARE_STEPS:
       raise app.UsageError(f"--compare_workloads: unknown {w!r}; allowed: "
                            f"{', '.join(COMPARE_STEPS)}")
+  for label in FLAGS.compare_extra:
+    if label and label not in EXTRA_STEPS:
+      raise app.UsageError(f"--compare_extra: unknown {label!r}; allowed: "
+                           f"{', '.join(EXTRA_STEPS)}")
   try:
     thread_settings = [parse_threads(t) for t in FLAGS.compare_threads if t]
   except ValueError as e:
@@ -1242,7 +1272,10 @@ def main(argv):
   if compare_workloads:
     for workload in compare_workloads:
       warmup, windows, steps = _compare_schedule(workload, quick)
-      job = dict(kind="compare", workload=workload, steps=list(COMPARE_STEPS[workload]),
+      steps_of = list(COMPARE_STEPS[workload])
+      if workload == "2d":
+        steps_of += [label for label in FLAGS.compare_extra if label]
+      job = dict(kind="compare", workload=workload, steps=steps_of,
                  warmup=warmup, windows=windows, window_steps=steps, flops=True,
                  tiny=FLAGS.tiny, **threads)
       matmul_for(job)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from as_introvae_tf import losses
+from as_introvae_tf.hparams import AS_XLA_MODES
 from as_introvae_tf import methods
 from as_introvae_tf.methods import soft_introvae
 
@@ -28,6 +29,35 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
   tensorboard_hparams = ("as_kernel", "as_squash", "anneal")
   bar_metrics = ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "as_distance")
 
+  def __init__(self, *args, as_distance_xla="auto", **kwargs):
+    """`as_distance_xla`: one of `hparams.AS_XLA_MODES`, whether the AS-Distance's pair terms
+    run as one XLA-compiled function inside the (uncompiled) step (`losses.as_distance`'s
+    `xla`): "on", "off", or "auto" = on, except with op determinism on a machine with a GPU
+    (XLA's GPU reductions are not promised deterministic there).
+
+    Raises:
+      ValueError: an unknown `as_distance_xla`.
+    """
+    super().__init__(*args, **kwargs)
+    if as_distance_xla not in AS_XLA_MODES:
+      raise ValueError(f"as_distance_xla must be one of {AS_XLA_MODES}; "
+                       f"got {as_distance_xla!r}")
+    self.as_distance_xla = as_distance_xla
+
+  @classmethod
+  def extra_model_kwargs(cls, config, spec):
+    return {**super().extra_model_kwargs(config, spec),
+            "as_distance_xla": getattr(config, "as_distance_xla", "auto")}
+
+  @property
+  def xla_as_distance(self):
+    """Whether `_as_distance` uses the XLA-compiled pair terms (see `__init__`)."""
+    if self.as_distance_xla == "auto":
+      from tensorflow.python.framework import config as tf_config  # pylint: disable=import-outside-toplevel
+      return not (tf_config.is_op_determinism_enabled()
+                  and tf.config.list_logical_devices("GPU"))
+    return self.as_distance_xla == "on"
+
   def _squash(self, mu, logvar):
     if self.hparams.as_squash == "tanh":
       return tf.tanh(mu), tf.tanh(logvar)
@@ -45,7 +75,8 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
   def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
     g = self._gather_live
     return losses.as_distance(g(mu_r), g(logvar_r), g(mu_f), g(logvar_f),
-                              kernel=self.hparams.as_kernel, reduction=reduction)
+                              kernel=self.hparams.as_kernel, reduction=reduction,
+                              xla=self.xla_as_distance)
 
   def _encoder_as_term(self, as_e, exp_rec, exp_fake, c):
     """`sg(d loss_E / dAS) * AS`: the AS-Distance enters every example's expELBO exponent, so
