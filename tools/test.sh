@@ -6,5 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
+# One code style (pyproject.toml [tool.ruff]): `ruff format .` fixes what the first line finds.
+ruff format --check --quiet . || { echo "error: files above are not formatted: run 'ruff format .'" >&2; exit 1; }
+ruff check --quiet .
 export TF_CPP_MIN_LOG_LEVEL=2
 python -m pytest -q -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
