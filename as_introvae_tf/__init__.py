@@ -16,11 +16,13 @@ __version__ = "0.1.0"
 def load(path, decoder="ema", checkpoint=None):
   """Loads a trained model for inference: see `as_introvae_tf.api.load`."""
   from as_introvae_tf import api  # pylint: disable=import-outside-toplevel
+
   return api.load(path, decoder=decoder, checkpoint=checkpoint)
 
 
 def __getattr__(name):
   if name == "train":  # the submodule, callable: as_introvae_tf.train(config, **overrides)
     import importlib  # pylint: disable=import-outside-toplevel
+
     return importlib.import_module("as_introvae_tf.train")
   raise AttributeError(f"module 'as_introvae_tf' has no attribute {name!r}")

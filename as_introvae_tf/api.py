@@ -45,8 +45,20 @@ class TrainedModel:
       image interpolation raise then.
   """
 
-  def __init__(self, *, method, dataset, z_dim, example_shape, step, source, path,
-               decode_fn, encode_fn=None, batch_size=256):
+  def __init__(
+    self,
+    *,
+    method,
+    dataset,
+    z_dim,
+    example_shape,
+    step,
+    source,
+    path,
+    decode_fn,
+    encode_fn=None,
+    batch_size=256,
+  ):
     self.method, self.dataset = method, dataset
     self.z_dim = int(z_dim)
     self.example_shape = tuple(int(d) for d in example_shape)
@@ -60,18 +72,22 @@ class TrainedModel:
     return len(self.example_shape) == 3
 
   def __repr__(self):
-    return (f"TrainedModel(method={self.method!r}, dataset={self.dataset!r}, "
-            f"z_dim={self.z_dim}, example_shape={self.example_shape}, step={self.step}, "
-            f"source={self.source!r})")
+    return (
+      f"TrainedModel(method={self.method!r}, dataset={self.dataset!r}, "
+      f"z_dim={self.z_dim}, example_shape={self.example_shape}, step={self.step}, "
+      f"source={self.source!r})"
+    )
 
   # --- checks --------------------------------------------------------------------------------
 
   def _examples(self, x, name="images"):
     x = np.asarray(x, np.float32)
     if x.shape[1:] != self.example_shape:
-      raise ValueError(f"{name} must have shape [N, {', '.join(map(str, self.example_shape))}] "
-                       f"(float32{', pixels in [0, 1]' if self.is_image else ''}); got "
-                       f"{list(x.shape)}")
+      raise ValueError(
+        f"{name} must have shape [N, {', '.join(map(str, self.example_shape))}] "
+        f"(float32{', pixels in [0, 1]' if self.is_image else ''}); got "
+        f"{list(x.shape)}"
+      )
     return x
 
   def _latents(self, z):
@@ -82,13 +98,15 @@ class TrainedModel:
 
   def _need_encoder(self, what):
     if not self.has_encoder:
-      raise ValueError(f"{what} needs an encoder, and a {self.method} model has none (its "
-                       "encoder network is a critic)")
+      raise ValueError(
+        f"{what} needs an encoder, and a {self.method} model has none (its "
+        "encoder network is a critic)"
+      )
 
   def _batched(self, fn, x, empty):
     if len(x) == 0:  # (some TF kernels reject empty batches)
       return empty
-    parts = [fn(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+    parts = [fn(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
     if isinstance(parts[0], tuple):
       return tuple(np.concatenate(p) for p in zip(*parts))
     return np.concatenate(parts)
@@ -98,8 +116,9 @@ class TrainedModel:
   def decode(self, z):
     """Latent codes float `[N, z_dim]` -> examples float32 `[N, *example_shape]` (images
     clipped to [0, 1]). Raises ValueError naming the expected shape."""
-    return self._batched(self._decode_fn, self._latents(z),
-                         np.zeros((0, *self.example_shape), np.float32))
+    return self._batched(
+      self._decode_fn, self._latents(z), np.zeros((0, *self.example_shape), np.float32)
+    )
 
   def sample(self, n, seed=None):
     """`n` samples from the prior: decode(z) with z ~ N(0, I) drawn by
@@ -144,8 +163,7 @@ class TrainedModel:
     if single:
       a, b = a[None], b[None]
     if a.shape != b.shape:
-      raise ValueError(f"a and b must have the same shape; got {list(a.shape)} and "
-                       f"{list(b.shape)}")
+      raise ValueError(f"a and b must have the same shape; got {list(a.shape)} and {list(b.shape)}")
     if latent:
       za, zb = self._latents(a), self._latents(b)
     else:
@@ -158,13 +176,15 @@ class TrainedModel:
 
 # === Loading ==================================================================================
 
+
 def _is_export_version(path):
   return os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
 def _latest_version(path):
-  versions = [int(d) for d in os.listdir(path)
-              if d.isdigit() and _is_export_version(os.path.join(path, d))]
+  versions = [
+    int(d) for d in os.listdir(path) if d.isdigit() and _is_export_version(os.path.join(path, d))
+  ]
   return os.path.join(path, str(max(versions))) if versions else None
 
 
@@ -191,22 +211,25 @@ def load(path, decoder="ema", checkpoint=None):
   if decoder not in DECODERS:
     raise ValueError(f"decoder must be one of {DECODERS}; got {decoder!r}")
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"{path} does not exist (expected a training workdir or an export "
-                            "directory)")
+    raise FileNotFoundError(
+      f"{path} does not exist (expected a training workdir or an export directory)"
+    )
   if os.path.isfile(os.path.join(path, "config.json")):
     return _load_workdir(path, decoder, checkpoint)
   version = path if _is_export_version(path) else _latest_version(path)
   if version is not None:
     return _load_export(version)
   raise FileNotFoundError(
-      f"{path} is neither a training workdir (no config.json) nor an export (no "
-      "saved_model.pb in it or in a numbered version folder): train with as-introvae-train "
-      "--workdir=PATH or export with as-introvae-export")
+    f"{path} is neither a training workdir (no config.json) nor an export (no "
+    "saved_model.pb in it or in a numbered version folder): train with as-introvae-train "
+    "--workdir=PATH or export with as-introvae-export"
+  )
 
 
 def _example_shape(config, workdir):
   """The run's example shape without reading its data, where the workdir or config tell it."""
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
   try:
     with open(os.path.join(workdir, "metrics_train.json")) as f:
       shape = json.load(f).get("example_shape")
@@ -218,8 +241,9 @@ def _example_shape(config, workdir):
     return (2,)
   if config.image_size and config.channels:
     return (config.image_size, config.image_size, config.channels)
-  spec = data.parse_dataset(config.dataset, config.image_size, config.channels,
-                            data_dir=config.data_dir)
+  spec = data.parse_dataset(
+    config.dataset, config.image_size, config.channels, data_dir=config.data_dir
+  )
   return tuple(spec.shape)
 
 
@@ -231,6 +255,7 @@ def _checkpoint_step(prefix):
 
 def _load_workdir(workdir, decoder, checkpoint):
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+
   tf = cli.import_tensorflow()
   from as_introvae_tf import config as config_lib  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
@@ -241,9 +266,11 @@ def _load_workdir(workdir, decoder, checkpoint):
   if checkpoint is None:
     checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
     if checkpoint is None:
-      raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints yet: train longer (a "
-                              "checkpoint is written every --checkpoint_every_steps and at the "
-                              "end)")
+      raise FileNotFoundError(
+        f"no checkpoint in {workdir}/checkpoints yet: train longer (a "
+        "checkpoint is written every --checkpoint_every_steps and at the "
+        "end)"
+      )
   shape = _example_shape(config, workdir)
   spec = data.DatasetSpec("2d" if len(shape) == 1 else "image", config.dataset, shape)
   has_encoder = methods.get(config.method).has_inference_encoder
@@ -259,8 +286,10 @@ def _load_workdir(workdir, decoder, checkpoint):
     status.assert_existing_objects_matched()
     status.expect_partial()
   except (AssertionError, ValueError, tf.errors.OpError) as e:
-    raise ValueError(f"checkpoint {checkpoint} does not match {workdir}/config.json: "
-                     f"{str(e).splitlines()[0][:300]}") from None
+    raise ValueError(
+      f"checkpoint {checkpoint} does not match {workdir}/config.json: "
+      f"{str(e).splitlines()[0][:300]}"
+    ) from None
   sampler = items.get("ema_decoder") if decoder == "ema" else None
   sampler = sampler or raw_decoder
   clip = len(shape) == 3
@@ -282,22 +311,31 @@ def _load_workdir(workdir, decoder, checkpoint):
     mu, logvar = encode_tf(tf.constant(x))
     return mu.numpy(), logvar.numpy()
 
-  return TrainedModel(method=config.method, dataset=config.dataset, z_dim=config.z_dim,
-                      example_shape=shape, step=_checkpoint_step(checkpoint), source="workdir",
-                      path=checkpoint, decode_fn=decode_fn,
-                      encode_fn=encode_fn if has_encoder else None)
+  return TrainedModel(
+    method=config.method,
+    dataset=config.dataset,
+    z_dim=config.z_dim,
+    example_shape=shape,
+    step=_checkpoint_step(checkpoint),
+    source="workdir",
+    path=checkpoint,
+    decode_fn=decode_fn,
+    encode_fn=encode_fn if has_encoder else None,
+  )
 
 
 def _load_export(version_dir):
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+
   tf = cli.import_tensorflow()
   card_path = os.path.join(version_dir, "model_card.json")
   try:
     with open(card_path) as f:
       card = json.load(f)
   except (OSError, ValueError) as e:
-    raise FileNotFoundError(f"{card_path} is missing or unreadable ({e}): is {version_dir} an "
-                            "as-introvae-export output?") from None
+    raise FileNotFoundError(
+      f"{card_path} is missing or unreadable ({e}): is {version_dir} an as-introvae-export output?"
+    ) from None
   loaded = tf.saved_model.load(version_dir)
   has_encoder = hasattr(loaded, "encode")
 
@@ -308,9 +346,18 @@ def _load_export(version_dir):
     out = loaded.encode(tf.constant(x))
     return out["mu"].numpy(), out["logvar"].numpy()
 
-  model = TrainedModel(method=card["method"], dataset=card["dataset"], z_dim=card["z_dim"],
-                       example_shape=card["example_shape"], step=card["training_step"],
-                       source="export", path=version_dir, decode_fn=decode_fn,
-                       encode_fn=encode_fn if has_encoder else None)
-  model._saved_model = loaded  # keeps the functions' variables alive  pylint: disable=protected-access
+  model = TrainedModel(
+    method=card["method"],
+    dataset=card["dataset"],
+    z_dim=card["z_dim"],
+    example_shape=card["example_shape"],
+    step=card["training_step"],
+    source="export",
+    path=version_dir,
+    decode_fn=decode_fn,
+    encode_fn=encode_fn if has_encoder else None,
+  )
+  model._saved_model = (
+    loaded  # keeps the functions' variables alive  pylint: disable=protected-access
+  )
   return model

@@ -102,13 +102,16 @@ def verify(prefix):
 
 def run_info(config, example_shape, run_id):
   """The JSON text stored in every checkpoint of a run (see the module docstring)."""
-  return json.dumps({
+  return json.dumps(
+    {
       "method": config.method,
       "architecture": {k: _jsonable(getattr(config, k)) for k in config_lib.ARCHITECTURE_KEYS},
       "example_shape": [int(d) for d in example_shape],
       "run_id": run_id,
       "workdir": os.path.abspath(config.workdir) if config.workdir else None,
-  }, sort_keys=True)
+    },
+    sort_keys=True,
+  )
 
 
 def _jsonable(value):
@@ -139,17 +142,28 @@ def mismatch(info, config, run_id=None):
     return None
   problems = []
   if info.get("method") != config.method:
-    problems.append(f"it was written by a --method={info.get('method')} run, config.json says "
-                    f"--method={config.method}")
+    problems.append(
+      f"it was written by a --method={info.get('method')} run, config.json says "
+      f"--method={config.method}"
+    )
   arch = info.get("architecture", {})
-  changed = [k for k in config_lib.ARCHITECTURE_KEYS if k != "method" and k in arch
-             and arch[k] != _jsonable(getattr(config, k))]
+  changed = [
+    k
+    for k in config_lib.ARCHITECTURE_KEYS
+    if k != "method" and k in arch and arch[k] != _jsonable(getattr(config, k))
+  ]
   if changed:
-    problems.append("its architecture differs: " + ", ".join(
-        f"--{k}={arch[k]!r} (config.json: {_jsonable(getattr(config, k))!r})" for k in changed))
+    problems.append(
+      "its architecture differs: "
+      + ", ".join(
+        f"--{k}={arch[k]!r} (config.json: {_jsonable(getattr(config, k))!r})" for k in changed
+      )
+    )
   if not problems and run_id and info.get("run_id") and info["run_id"] != run_id:
-    problems.append(f"it belongs to another run (run id {info['run_id']}, written in "
-                    f"{info.get('workdir')}; this workdir's run id is {run_id})")
+    problems.append(
+      f"it belongs to another run (run id {info['run_id']}, written in "
+      f"{info.get('workdir')}; this workdir's run id is {run_id})"
+    )
   return "; ".join(problems) or None
 
 
@@ -212,9 +226,13 @@ def rebuild_index(directory, prefix):
   """
   now = time.time()
   checkpoint_management.update_checkpoint_state_internal(
-      directory, model_checkpoint_path=prefix, all_model_checkpoint_paths=[prefix],
-      all_model_checkpoint_timestamps=[now - 1.0], last_preserved_timestamp=now,
-      save_relative_paths=True)
+    directory,
+    model_checkpoint_path=prefix,
+    all_model_checkpoint_paths=[prefix],
+    all_model_checkpoint_timestamps=[now - 1.0],
+    last_preserved_timestamp=now,
+    save_relative_paths=True,
+  )
 
 
 def choose_for_training(directory, config, run_id=None, log=logging.warning):
@@ -245,29 +263,37 @@ def choose_for_training(directory, config, run_id=None, log=logging.warning):
   if chosen is None:
     details = "; ".join(f"{short_name(p)}: {why}" for p, why in damaged.items())
     raise CheckpointError(
-        f"{directory} holds checkpoint files but none of them restores ({details}). Nothing "
-        "was deleted or overwritten. Restore a copy of the checkpoints, or use a new --workdir "
-        "to start over.")
+      f"{directory} holds checkpoint files but none of them restores ({details}). Nothing "
+      "was deleted or overwritten. Restore a copy of the checkpoints, or use a new --workdir "
+      "to start over."
+    )
   problem = mismatch(read_run_info(chosen.prefix), config, run_id)
   if problem:
     raise CheckpointError(
-        f"{chosen.prefix} is not a checkpoint of this run: {problem}. Nothing was changed. "
-        "Use the --workdir of that run, or move the checkpoint away.")
+      f"{chosen.prefix} is not a checkpoint of this run: {problem}. Nothing was changed. "
+      "Use the --workdir of that run, or move the checkpoint away."
+    )
   for prefix, why in damaged.items():
     target = _move_aside(directory, prefix)
-    log(f"Checkpoint {short_name(prefix)} is damaged ({why}); moved its files to {target} "
-        f"and resuming from the newest intact checkpoint {short_name(chosen.prefix)} (step "
-        f"{chosen.step}). Checkpoints kept: {_listing(found, damaged)}.")
+    log(
+      f"Checkpoint {short_name(prefix)} is damaged ({why}); moved its files to {target} "
+      f"and resuming from the newest intact checkpoint {short_name(chosen.prefix)} (step "
+      f"{chosen.step}). Checkpoints kept: {_listing(found, damaged)}."
+    )
   if index_problem or damaged or _index_latest(state, directory) != chosen.prefix:
     if index_problem:
-      log(f"{index_problem}; checkpoints found: "
-          f"{', '.join(short_name(f.prefix) for f in found)}. Rebuilt the index from the "
-          f"newest one that restores: {short_name(chosen.prefix)} (step {chosen.step}). No "
-          "checkpoint will be deleted by this run except those it writes itself.")
+      log(
+        f"{index_problem}; checkpoints found: "
+        f"{', '.join(short_name(f.prefix) for f in found)}. Rebuilt the index from the "
+        f"newest one that restores: {short_name(chosen.prefix)} (step {chosen.step}). No "
+        "checkpoint will be deleted by this run except those it writes itself."
+      )
     elif not damaged:
-      log(f"The index file in {directory} names "
-          f"{short_name(_index_latest(state, directory))} but {short_name(chosen.prefix)} is "
-          "newer and intact: continuing from it.")
+      log(
+        f"The index file in {directory} names "
+        f"{short_name(_index_latest(state, directory))} but {short_name(chosen.prefix)} is "
+        "newer and intact: continuing from it."
+      )
     rebuild_index(directory, chosen.prefix)
   return chosen.prefix
 
@@ -294,27 +320,36 @@ def choose_for_reading(directory, checkpoint=None, log=logging.warning):
     scope = on_disk(os.path.dirname(prefix))
     if not any(f.prefix == prefix for f in scope):
       raise CheckpointError(
-          f"--checkpoint={checkpoint} is not a checkpoint prefix (no {checkpoint}.index); "
-          f"give e.g. {os.path.join(directory, CHECKPOINT_NAME)}-1000. Checkpoints in "
-          f"{os.path.dirname(prefix)}: {_listing(scope, {})}")
+        f"--checkpoint={checkpoint} is not a checkpoint prefix (no {checkpoint}.index); "
+        f"give e.g. {os.path.join(directory, CHECKPOINT_NAME)}-1000. Checkpoints in "
+        f"{os.path.dirname(prefix)}: {_listing(scope, {})}"
+      )
   else:
     if not found:
-      raise CheckpointError(f"no checkpoint in {directory}: the run has not saved one yet "
-                            "(train it first)")
+      raise CheckpointError(
+        f"no checkpoint in {directory}: the run has not saved one yet (train it first)"
+      )
     state, index_problem = read_index(directory)
     prefix = found[-1].prefix
     if index_problem:
       log(f"{index_problem}; reading the newest checkpoint found, {short_name(prefix)}")
     elif _index_latest(state, directory) != prefix:
-      log(f"the index in {directory} names {short_name(_index_latest(state, directory))}; "
-          f"reading the newest checkpoint found, {short_name(prefix)}")
+      log(
+        f"the index in {directory} names {short_name(_index_latest(state, directory))}; "
+        f"reading the newest checkpoint found, {short_name(prefix)}"
+      )
     scope = found
   problem = verify(prefix)
   if problem is not None:
     others = [f for f in scope if f.prefix != prefix and verify(f.prefix) is None]
-    hint = (f" Pass --checkpoint={others[-1].prefix} to use the newest intact one (training "
-            "again falls back to it by itself)." if others else "")
+    hint = (
+      f" Pass --checkpoint={others[-1].prefix} to use the newest intact one (training "
+      "again falls back to it by itself)."
+      if others
+      else ""
+    )
     raise CheckpointError(
-        f"checkpoint {prefix} is damaged ({problem}). Intact checkpoints: "
-        f"{', '.join(short_name(f.prefix) for f in others) or 'none'}.{hint}")
+      f"checkpoint {prefix} is damaged ({problem}). Intact checkpoints: "
+      f"{', '.join(short_name(f.prefix) for f in others) or 'none'}.{hint}"
+    )
   return prefix

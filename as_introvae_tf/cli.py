@@ -19,12 +19,13 @@ import tempfile
 SHOW_TF_LOGS_ENV = "AS_INTROVAE_TF_LOGS"
 
 _NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IW]\d{4} "  # C++ INFO/WARNING lines of the start-up
-    r"|E\d{4} .*(cuda_platform|cuda_dnn|cuda_fft|cuda_blas|cuda_executor|cuda_diagnostics)"
-    r"\.cc:\d+\]"  # no GPU or no CUDA libraries: expected on a CPU machine
-    r"|To enable the following instructions: .*rebuild TensorFlow"
-    r"|WARNING: Logging before InitGoogleLogging)")
+  r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+  r"|[IW]\d{4} "  # C++ INFO/WARNING lines of the start-up
+  r"|E\d{4} .*(cuda_platform|cuda_dnn|cuda_fft|cuda_blas|cuda_executor|cuda_diagnostics)"
+  r"\.cc:\d+\]"  # no GPU or no CUDA libraries: expected on a CPU machine
+  r"|To enable the following instructions: .*rebuild TensorFlow"
+  r"|WARNING: Logging before InitGoogleLogging)"
+)
 
 
 def filter_startup_noise(text):
@@ -80,6 +81,7 @@ def import_tensorflow():
   with quiet_native_stderr(enabled=not show_tf_logs()):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     import keras  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+
     tf.config.list_physical_devices()
   return tf
 
@@ -88,6 +90,7 @@ def quiet_absl_logging(flag_values):
   """absl INFO lines (TensorFlow's checkpoint chatter, our own bookkeeping) would cut through
   the progress bar: show WARNING and above unless `--verbosity` was given."""
   from absl import logging  # pylint: disable=import-outside-toplevel
+
   if "verbosity" in flag_values and not flag_values["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
 
@@ -97,6 +100,7 @@ def run_main(main, usage, argv=None):
   becomes absl's usage text (unless `__main__` has its own docstring), TensorFlow is imported
   with its start-up notices hidden first."""
   from absl import app  # pylint: disable=import-outside-toplevel
+
   main_module = sys.modules.get("__main__")
   if main_module is not None and not main_module.__doc__:
     main_module.__doc__ = usage  # absl's --help prints it as the usage

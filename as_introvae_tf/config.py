@@ -74,9 +74,18 @@ def _settings():
   for section in hparams.SECTIONS:
     for field in dataclasses.fields(section):
       meta = field.metadata
-      out.append(Setting(hparams.flag_name(field), field.type, field.default, meta["help"],
-                         meta.get("choices"), meta.get("source"),
-                         hparams.group_of(section, field), field))
+      out.append(
+        Setting(
+          hparams.flag_name(field),
+          field.type,
+          field.default,
+          meta["help"],
+          meta.get("choices"),
+          meta.get("source"),
+          hparams.group_of(section, field),
+          field,
+        )
+      )
   names = [s.name for s in out]
   duplicated = sorted({n for n in names if names.count(n) > 1})
   if duplicated:
@@ -87,8 +96,13 @@ def _settings():
 SETTINGS = _settings()
 """Every training setting, in the order of `hparams.SECTIONS`."""
 
-_DEFINE = {"bool": "DEFINE_boolean", "int": "DEFINE_integer", "float": "DEFINE_float",
-           "str": "DEFINE_string", "tuple": "DEFINE_list"}
+_DEFINE = {
+  "bool": "DEFINE_boolean",
+  "int": "DEFINE_integer",
+  "float": "DEFINE_float",
+  "str": "DEFINE_string",
+  "tuple": "DEFINE_list",
+}
 
 
 def define_flags(flag_values=FLAGS):
@@ -120,8 +134,9 @@ class _ExperimentConfigMethods:
       try:
         values[s.name] = tuple(int(v) for v in raw)
       except ValueError:
-        raise ConfigError(f"--{s.name} must be a comma-separated list of integers, "
-                          f"got {','.join(raw)!r}") from None
+        raise ConfigError(
+          f"--{s.name} must be a comma-separated list of integers, got {','.join(raw)!r}"
+        ) from None
     return cls(**values)
 
   def replace(self, **changes):
@@ -142,90 +157,139 @@ class _ExperimentConfigMethods:
     Returns:
       self, for chaining.
     """
+
     def need(cond, message):
       if not cond:
         raise ConfigError(message)
 
     for s in SETTINGS:
       value = getattr(self, s.name)
-      need(s.choices is None or value in s.choices,
-           f"--{s.name} must be one of {', '.join(s.choices or ())}; got {value!r}")
-    need(bool(self.workdir), "--workdir is required: the directory for checkpoints, "
-         "TensorBoard logs and samples")
-    for name in ("train_steps", "batch_size", "z_dim", "num_hidden", "num_layers",
-                 "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-                 "image_every_steps", "steps_per_execution"):
+      need(
+        s.choices is None or value in s.choices,
+        f"--{s.name} must be one of {', '.join(s.choices or ())}; got {value!r}",
+      )
+    need(
+      bool(self.workdir),
+      "--workdir is required: the directory for checkpoints, TensorBoard logs and samples",
+    )
+    for name in (
+      "train_steps",
+      "batch_size",
+      "z_dim",
+      "num_hidden",
+      "num_layers",
+      "log_every_steps",
+      "checkpoint_every_steps",
+      "keep_checkpoints",
+      "image_every_steps",
+      "steps_per_execution",
+    ):
       value = getattr(self, name)
-      need(isinstance(value, int) and value > 0, f"--{name} must be a positive integer; "
-           f"got {value!r}")
+      need(
+        isinstance(value, int) and value > 0, f"--{name} must be a positive integer; got {value!r}"
+      )
     for name in ("inter_op_threads", "intra_op_threads"):
       value = getattr(self, name)
       need(value >= 0, f"--{name} must be >= 0 (0 = TensorFlow's default); got {value}")
     for name in ("image_size", "channels"):
       value = getattr(self, name)
       need(value is None or value > 0, f"--{name} must be a positive integer; got {value!r}")
-    need(self.channels is None or self.channels in (1, 3, 4),
-         f"--channels must be 1 (grey), 3 (RGB) or 4 (RGBA); got {self.channels}")
-    need(self.filters is None or (len(self.filters) > 0 and min(self.filters) > 0),
-         f"--filters must be positive integers, e.g. 64,128; got {self.filters}")
+    need(
+      self.channels is None or self.channels in (1, 3, 4),
+      f"--channels must be 1 (grey), 3 (RGB) or 4 (RGBA); got {self.channels}",
+    )
+    need(
+      self.filters is None or (len(self.filters) > 0 and min(self.filters) > 0),
+      f"--filters must be positive integers, e.g. 64,128; got {self.filters}",
+    )
     need(self.lr > 0, f"--lr must be > 0; got {self.lr}")
     need(0 < self.lr_gamma <= 1, f"--lr_gamma must be in (0, 1]; got {self.lr_gamma}")
-    need(list(self.lr_milestones) == sorted(set(self.lr_milestones))
-         and all(m > 0 for m in self.lr_milestones),
-         f"--lr_milestones must be increasing positive steps; got {self.lr_milestones}")
+    need(
+      list(self.lr_milestones) == sorted(set(self.lr_milestones))
+      and all(m > 0 for m in self.lr_milestones),
+      f"--lr_milestones must be increasing positive steps; got {self.lr_milestones}",
+    )
     for name in ("beta_rec", "beta_kl", "beta_neg", "margin", "introvae_alpha"):
       value = getattr(self, name)
       need(value >= 0, f"--{name} must be >= 0; got {value}")
-    need(self.gamma_r > 0, f"--gamma_r must be > 0 (S-IntroVAE uses 1e-8; 0 is known to "
-         f"hurt); got {self.gamma_r}")
-    need(0 <= self.num_vae <= self.train_steps,
-         f"--num_vae must be in [0, --train_steps={self.train_steps}]; got {self.num_vae}")
+    need(
+      self.gamma_r > 0,
+      f"--gamma_r must be > 0 (S-IntroVAE uses 1e-8; 0 is known to hurt); got {self.gamma_r}",
+    )
+    need(
+      0 <= self.num_vae <= self.train_steps,
+      f"--num_vae must be in [0, --train_steps={self.train_steps}]; got {self.num_vae}",
+    )
     need(0 <= self.ema_decay < 1, f"--ema_decay must be in [0, 1); got {self.ema_decay}")
     for name in ("adam_beta1", "adam_beta2"):
       value = getattr(self, name)
       need(0 <= value < 1, f"--{name} must be in [0, 1); got {value}")
-    for name in ("avae_alpha", "avae_beta", "avae_gamma", "avae_eta", "pid_ki", "pid_kp",
-                 "pid_kd", "gp_lambda"):
+    for name in (
+      "avae_alpha",
+      "avae_beta",
+      "avae_gamma",
+      "avae_eta",
+      "pid_ki",
+      "pid_kp",
+      "pid_kd",
+      "gp_lambda",
+    ):
       value = getattr(self, name)
       need(value >= 0, f"--{name} must be >= 0; got {value}")
-    need(isinstance(self.n_critic, int) and self.n_critic > 0,
-         f"--n_critic must be a positive integer; got {self.n_critic!r}")
+    need(
+      isinstance(self.n_critic, int) and self.n_critic > 0,
+      f"--n_critic must be a positive integer; got {self.n_critic!r}",
+    )
     if self.method == "wgan_gp":
-      need(self.num_vae == 0, f"--method=wgan_gp has no VAE warm-up: --num_vae must be 0; "
-           f"got {self.num_vae}")
-      need(self.batch_size % (self.n_critic * (num_replicas or 1)) == 0,
-           f"--batch_size={self.batch_size} must be divisible by --n_critic={self.n_critic} "
-           f"x the number of replicas ({num_replicas or 1}) for --method=wgan_gp (each critic "
-           "update takes one slice of the batch)")
+      need(
+        self.num_vae == 0,
+        f"--method=wgan_gp has no VAE warm-up: --num_vae must be 0; got {self.num_vae}",
+      )
+      need(
+        self.batch_size % (self.n_critic * (num_replicas or 1)) == 0,
+        f"--batch_size={self.batch_size} must be divisible by --n_critic={self.n_critic} "
+        f"x the number of replicas ({num_replicas or 1}) for --method=wgan_gp (each critic "
+        "update takes one slice of the batch)",
+      )
     need(self.adam_epsilon > 0, f"--adam_epsilon must be > 0; got {self.adam_epsilon}")
-    need(isinstance(self.max_consecutive_skips, int) and self.max_consecutive_skips > 0,
-         f"--max_consecutive_skips must be a positive integer; got "
-         f"{self.max_consecutive_skips!r}")
+    need(
+      isinstance(self.max_consecutive_skips, int) and self.max_consecutive_skips > 0,
+      f"--max_consecutive_skips must be a positive integer; got {self.max_consecutive_skips!r}",
+    )
     spe = self.steps_per_execution
     if isinstance(spe, int) and spe > 1:
       # Keras runs whole executions: the callbacks (logs, checkpoints, the switch from the
       # VAE warm-up, the stop at --train_steps) only see every spe-th step.
       for name in ("log_every_steps", "train_steps", "num_vae"):
-        need(getattr(self, name) % spe == 0,
-             f"--{name}={getattr(self, name)} must be a multiple of --steps_per_execution="
-             f"{spe}: logs, checkpoints, the end of the VAE warm-up and the end of training "
-             "happen between executions")
+        need(
+          getattr(self, name) % spe == 0,
+          f"--{name}={getattr(self, name)} must be a multiple of --steps_per_execution="
+          f"{spe}: logs, checkpoints, the end of the VAE warm-up and the end of training "
+          "happen between executions",
+        )
     if num_replicas is not None:
-      need(self.batch_size % num_replicas == 0,
-           f"--batch_size={self.batch_size} must be divisible by the number of replicas "
-           f"({num_replicas}) of --strategy={self.strategy}")
+      need(
+        self.batch_size % num_replicas == 0,
+        f"--batch_size={self.batch_size} must be divisible by the number of replicas "
+        f"({num_replicas}) of --strategy={self.strategy}",
+      )
     if self.jit_compile:
-      need(self.strategy == "default" and (num_replicas or 1) == 1,
-           "--jit_compile needs --strategy=default (Keras does not use XLA under "
-           "tf.distribute)")
+      need(
+        self.strategy == "default" and (num_replicas or 1) == 1,
+        "--jit_compile needs --strategy=default (Keras does not use XLA under tf.distribute)",
+      )
     return self
 
 
 ExperimentConfig = dataclasses.make_dataclass(
-    "ExperimentConfig",
-    [(s.name, s.type, dataclasses.field(default=s.default, metadata=s.field.metadata))
-     for s in SETTINGS],
-    bases=(_ExperimentConfigMethods,), frozen=True)
+  "ExperimentConfig",
+  [
+    (s.name, s.type, dataclasses.field(default=s.default, metadata=s.field.metadata))
+    for s in SETTINGS
+  ],
+  bases=(_ExperimentConfigMethods,),
+  frozen=True,
+)
 ExperimentConfig.__module__ = __name__
 ExperimentConfig.__doc__ = """Everything a run needs: one field per setting of `hparams.py`, named
 as its flag (see `define_flags`); `dataclasses.replace`-able, frozen, saved as config.json."""
@@ -266,14 +330,19 @@ def configs_dir():
   for candidate in (os.path.join(here, "configs"), os.path.join(os.path.dirname(here), "configs")):
     if os.path.isfile(os.path.join(candidate, "base.flags")):
       return candidate
-  raise FileNotFoundError(f"the packaged configs are missing (no base.flags in {here}/configs "
-                          "or beside the package): reinstall as_introvae_tf")
+  raise FileNotFoundError(
+    f"the packaged configs are missing (no base.flags in {here}/configs "
+    "or beside the package): reinstall as_introvae_tf"
+  )
 
 
 def list_configs():
   """Names of the packaged configs (without `.flags`), sorted; `base` is only an include."""
-  return sorted(f[:-len(".flags")] for f in os.listdir(configs_dir())
-                if f.endswith(".flags") and f != "base.flags")
+  return sorted(
+    f[: -len(".flags")]
+    for f in os.listdir(configs_dir())
+    if f.endswith(".flags") and f != "base.flags"
+  )
 
 
 def config_path(name):
@@ -332,8 +401,9 @@ def resolve_flagfile(path, including=None):
     available = f"; packaged configs: {', '.join(list_configs())}"
   except FileNotFoundError:
     available = ""
-  raise flags.Error(f"--flagfile={path}: file not found (looked for "
-                    f"{', '.join(dict.fromkeys(tried))}){available}")
+  raise flags.Error(
+    f"--flagfile={path}: file not found (looked for {', '.join(dict.fromkeys(tried))}){available}"
+  )
 
 
 def _flagfile_lines(path, stack):
@@ -395,8 +465,9 @@ def expand_flagfiles(argv):
 
 # === Help ====================================================================================
 
-FLAG_GROUPS = tuple((group, tuple(s.name for s in SETTINGS if s.group == group))
-                    for group in hparams.GROUPS)
+FLAG_GROUPS = tuple(
+  (group, tuple(s.name for s in SETTINGS if s.group == group)) for group in hparams.GROUPS
+)
 """The training flags by concern, in the order `--help` lists them (every flag exactly once)."""
 
 FLAG_SOURCES = {s.name: s.source for s in SETTINGS if s.source}
@@ -450,8 +521,10 @@ def load_config(workdir):
   """
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: --workdir={workdir} is not a training run "
-                            "directory (run as_introvae_tf.train first)")
+    raise FileNotFoundError(
+      f"{path} not found: --workdir={workdir} is not a training run "
+      "directory (run as_introvae_tf.train first)"
+    )
   with open(path) as f:
     values = json.load(f)
   known = {f.name for f in dataclasses.fields(ExperimentConfig)}
@@ -459,6 +532,14 @@ def load_config(workdir):
   return ExperimentConfig(**values)
 
 
-ARCHITECTURE_KEYS = ("method", "dataset", "z_dim", "image_size", "channels", "filters",
-                     "num_hidden", "num_layers")
+ARCHITECTURE_KEYS = (
+  "method",
+  "dataset",
+  "z_dim",
+  "image_size",
+  "channels",
+  "filters",
+  "num_hidden",
+  "num_layers",
+)
 """Fields that must not change when a run is resumed from its checkpoint."""

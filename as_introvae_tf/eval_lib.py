@@ -94,9 +94,12 @@ class EvalOptions:
     def need(cond, message):
       if not cond:
         raise config_lib.ConfigError(message)
+
     need(self.split in data.SPLITS, f"--split must be one of {data.SPLITS}; got {self.split!r}")
-    need(self.num_samples is None or self.num_samples >= 2,
-         f"--num_samples must be >= 2; got {self.num_samples}")
+    need(
+      self.num_samples is None or self.num_samples >= 2,
+      f"--num_samples must be >= 2; got {self.num_samples}",
+    )
     need(self.eval_draws >= 1, f"--eval_draws must be >= 1; got {self.eval_draws}")
     for name in ("batch_size", "grid_points", "gnelbo_points", "kid_subsets", "kid_subset_size"):
       need(getattr(self, name) >= 1, f"--{name} must be >= 1; got {getattr(self, name)}")
@@ -111,6 +114,7 @@ def _mean_std(values):
 def _figure_png(fig, path):
   """Saves a matplotlib figure as PNG; returns the float32 `[H, W, 3]` image."""
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   buf = io.BytesIO()
   fig.savefig(buf, format="png")
   plt.close(fig)
@@ -131,8 +135,10 @@ def density_figure(xx, yy, density, path, title=None, size_px=480):
     float32 `[size_px, size_px, 3]` image in [0, 1].
   """
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   dpi = 80
   fig, ax = plt.subplots(figsize=(size_px / dpi, size_px / dpi), dpi=dpi)
   ax.pcolormesh(xx, yy, density, cmap=plt.cm.jet, shading="auto", rasterized=True)
@@ -168,9 +174,11 @@ def _latent_metrics(mus, logvars):
   per_dim = metrics.kl_per_dimension(mu, logvar)
   variance = metrics.posterior_mean_variance(mu)
   scalars = {"active_units": metrics.active_units(mu), "kl_posterior": float(per_dim.sum())}
-  details = {"kl_per_dimension": [float(v) for v in per_dim],
-             "posterior_mean_variance": [float(v) for v in variance],
-             "latent_examples": int(len(mu))}
+  details = {
+    "kl_per_dimension": [float(v) for v in per_dim],
+    "posterior_mean_variance": [float(v) for v in variance],
+    "latent_examples": int(len(mu)),
+  }
   return scalars, details
 
 
@@ -185,6 +193,7 @@ def score_fn_2d(model):
   Returns:
     callable float32 `[b, 2]` -> float32 numpy `[b]`.
   """
+
   @tf.function(reduce_retracing=True)
   def score(x):
     mu, logvar = model.encoder(x, training=False)
@@ -209,8 +218,10 @@ def evaluate_2d(run, options, outdir, log=print):
   if has_encoder:
     score = score_fn_2d(model)
     xx, yy, grid = metrics.setup_grid(plot_range, options.grid_points)
-    log(f"scoring the {options.grid_points}x{options.grid_points} grid on [-{plot_range}, "
-        f"{plot_range}]^2")
+    log(
+      f"scoring the {options.grid_points}x{options.grid_points} grid on [-{plot_range}, "
+      f"{plot_range}]^2"
+    )
     grid_scores = metrics.batched_scores(score, grid)
 
   draws = {k: [] for k in ("kl", "jsd", "gnelbo", "kl_floor", "jsd_floor")}
@@ -231,54 +242,70 @@ def evaluate_2d(run, options, outdir, log=print):
     data_jsd, samples_jsd = data.sample_2d(name, n, rng), model_points(n)
     draws["jsd"].append(metrics.histogram_jsd(data_jsd, samples_jsd, plot_range))
     # The metrics' floor: the data generator against a fresh draw of itself.
-    draws["kl_floor"].append(metrics.histogram_kl(data_kl, data.sample_2d(name, n, rng),
-                                                  plot_range))
-    draws["jsd_floor"].append(metrics.histogram_jsd(data_jsd, data.sample_2d(name, n, rng),
-                                                    plot_range))
+    draws["kl_floor"].append(
+      metrics.histogram_kl(data_kl, data.sample_2d(name, n, rng), plot_range)
+    )
+    draws["jsd_floor"].append(
+      metrics.histogram_jsd(data_jsd, data.sample_2d(name, n, rng), plot_range)
+    )
     if name == "8gaussians":
       coverage.append(metrics.mode_coverage_8gaussians(samples_kl))
     if has_encoder:
       gn_data = data.sample_2d(name, options.gnelbo_points, rng)
-      draws["gnelbo"].append(metrics.grid_normalized_elbo_from_scores(
-          metrics.batched_scores(score, gn_data), grid_scores))
+      draws["gnelbo"].append(
+        metrics.grid_normalized_elbo_from_scores(
+          metrics.batched_scores(score, gn_data), grid_scores
+        )
+      )
       if d == 0:
         mu, logvar = _encode(model, gn_data)
         mus.append(mu.numpy())
         logvars.append(logvar.numpy())
-    log(f"draw {d + 1}/{options.eval_draws}: kl {draws['kl'][-1]:.4f} jsd {draws['jsd'][-1]:.4f}"
-        + (f" gnelbo {draws['gnelbo'][-1]:.4g}" if has_encoder else ""))
+    log(
+      f"draw {d + 1}/{options.eval_draws}: kl {draws['kl'][-1]:.4f} jsd {draws['jsd'][-1]:.4f}"
+      + (f" gnelbo {draws['gnelbo'][-1]:.4g}" if has_encoder else "")
+    )
 
   scalars = {}
   for key, values in draws.items():
     scalars[key], scalars[f"{key}_std"] = _mean_std(values)
-  details = {"draws": {k: [float(v) for v in vals] for k, vals in draws.items()},
-             "plot_range": plot_range, "samples_per_histogram": n,
-             "gnelbo_data_points": options.gnelbo_points, "grid_points": options.grid_points}
+  details = {
+    "draws": {k: [float(v) for v in vals] for k, vals in draws.items()},
+    "plot_range": plot_range,
+    "samples_per_histogram": n,
+    "gnelbo_data_points": options.gnelbo_points,
+    "grid_points": options.grid_points,
+  }
   if coverage:
     scalars["modes_covered"] = float(np.mean([c["modes_covered"] for c in coverage]))
-    scalars["high_quality_fraction"] = float(np.mean([c["high_quality_fraction"]
-                                                      for c in coverage]))
+    scalars["high_quality_fraction"] = float(
+      np.mean([c["high_quality_fraction"] for c in coverage])
+    )
     details["mode_counts"] = [c["mode_counts"] for c in coverage]
   if has_encoder:
     latent, latent_details = _latent_metrics(mus, logvars)
     scalars.update(latent)
     details.update(latent_details)
   else:
-    details["notes"] = ["no inference encoder (the encoder is a critic): no gnELBO, density "
-                        "or latent metrics"]
+    details["notes"] = [
+      "no inference encoder (the encoder is a critic): no gnELBO, density or latent metrics"
+    ]
 
   rng = np.random.default_rng([options.seed, 10**6])
   pictures = {
-      "samples_over_data": visualize.scatter_2d(
-          run_lib.sample(model, 2048), data.sample_2d(name, 2048, rng), plot_range=plot_range,
-          title=f"{model.method}: samples over data"),
+    "samples_over_data": visualize.scatter_2d(
+      run_lib.sample(model, 2048),
+      data.sample_2d(name, 2048, rng),
+      plot_range=plot_range,
+      title=f"{model.method}: samples over data",
+    ),
   }
-  visualize.save_png(os.path.join(outdir, "samples_over_data.png"),
-                     pictures["samples_over_data"])
+  visualize.save_png(os.path.join(outdir, "samples_over_data.png"), pictures["samples_over_data"])
   if has_encoder:
     density = np.exp(-grid_scores).reshape(options.grid_points, options.grid_points)
-    pictures["density"] = density_figure(xx, yy, density, os.path.join(outdir, "density.png"),
-                                         title=f"{model.method}: exp(-e(x))")
+    pictures["density"] = density_figure(
+      xx, yy, density, os.path.join(outdir, "density.png"), title=f"{model.method}: exp(-e(x))"
+    )
   return scalars, details, pictures
 
 
@@ -293,8 +320,10 @@ def _feature_nets(run, options, log):
   if choice is None:
     net = feature_nets.get_default_feature_net(run.spec, log=log)
     if net is None:
-      notes.append(f"no domain feature net: {run.spec.kind} data has no labels to train one "
-                   "(pass --feature_net=PATH)")
+      notes.append(
+        f"no domain feature net: {run.spec.kind} data has no labels to train one "
+        "(pass --feature_net=PATH)"
+      )
     else:
       nets.append(net)
   elif str(choice).lower() != "none":
@@ -309,7 +338,7 @@ def _feature_nets(run, options, log):
 def _interpolation_grid(model, images, rows=8, steps=8):
   """Rows `[x_a, D(mu_a + t (mu_b - mu_a)) for t in linspace(0, 1, steps), x_b]`."""
   rows = min(rows, len(images) // 2)
-  a, b = images[:rows], images[rows:2 * rows]
+  a, b = images[:rows], images[rows : 2 * rows]
   mu_a, _ = _encode(model, a)
   mu_b, _ = _encode(model, b)
   cells = []
@@ -339,8 +368,16 @@ def held_out_dataset(spec, options, batch, bad_images="fail", data_dir=None):
   Returns:
     tf.data.Dataset of float32 [batch, H, W, C] in [0, 1] (last batch may be smaller).
   """
-  return data.build_dataset(spec, options.split, batch, seed=options.seed, shuffle=True,
-                            repeat=False, bad_images=bad_images, data_dir=data_dir)
+  return data.build_dataset(
+    spec,
+    options.split,
+    batch,
+    seed=options.seed,
+    shuffle=True,
+    repeat=False,
+    bad_images=bad_images,
+    data_dir=data_dir,
+  )
 
 
 def evaluate_images(run, options, outdir, log=print):
@@ -351,23 +388,26 @@ def evaluate_images(run, options, outdir, log=print):
   """
   model, spec, config = run.model, run.spec, run.config
   n = options.num_samples or DEFAULT_IMAGE_SAMPLES
-  available = data.count_examples(spec, options.split, bad_images=config.bad_images,
-                                  data_dir=config.data_dir)
+  available = data.count_examples(
+    spec, options.split, bad_images=config.bad_images, data_dir=config.data_dir
+  )
   batch = min(options.batch_size, n, max(available, 1))  # a split smaller than a batch
   nets, notes = _feature_nets(run, options, log)
-  ds = held_out_dataset(spec, options, batch, bad_images=config.bad_images,
-                        data_dir=config.data_dir)
+  ds = held_out_dataset(
+    spec, options, batch, bad_images=config.bad_images, data_dir=config.data_dir
+  )
   has_encoder = getattr(model, "has_inference_encoder", True)
   if not has_encoder:
-    notes.append("no inference encoder (the encoder is a critic): no reconstruction or "
-                 "latent metrics")
+    notes.append(
+      "no inference encoder (the encoder is a critic): no reconstruction or latent metrics"
+    )
   per_image = {"psnr": [], "ssim": [], "mse": []}
   mus, logvars = [], []
   real_features = {net.name: [] for net in nets}
   shown = ([], [])  # the first 32 real images and reconstructions, for the pictures
   count = 0
   for x in ds:
-    x = x.numpy()[:n - count]
+    x = x.numpy()[: n - count]
     rec = x
     if has_encoder:
       mu, logvar = _encode(model, x)
@@ -380,14 +420,16 @@ def evaluate_images(run, options, outdir, log=print):
     for net in nets:
       real_features[net.name].append(net.features(x, options.batch_size))
     if len(shown[0]) < 32:
-      shown[0].extend(x[:32 - len(shown[0])])
-      shown[1].extend(rec[:32 - len(shown[1])])
+      shown[0].extend(x[: 32 - len(shown[0])])
+      shown[1].extend(rec[: 32 - len(shown[1])])
     count += len(x)
     if count >= n:
       break
   if count < 2:
-    raise ValueError(f"the {options.split!r} split of {config.dataset} gave {count} image(s) in "
-                     f"batches of {batch}; need at least 2")
+    raise ValueError(
+      f"the {options.split!r} split of {config.dataset} gave {count} image(s) in "
+      f"batches of {batch}; need at least 2"
+    )
   if count < n:
     notes.append(f"{options.split} split has {count} images (< --num_samples={n}): used all")
   log(f"reconstructed {count} {options.split} images")
@@ -405,8 +447,9 @@ def evaluate_images(run, options, outdir, log=print):
     real = np.concatenate(real_features[net.name])
     fake = np.concatenate(sample_features[net.name])
     scalars[f"fid_{net.name}"] = metrics.fid_from_features(real, fake)
-    kid, kid_std = metrics.kid_from_features(real, fake, options.kid_subsets,
-                                             options.kid_subset_size, seed=options.seed)
+    kid, kid_std = metrics.kid_from_features(
+      real, fake, options.kid_subsets, options.kid_subset_size, seed=options.seed
+    )
     scalars[f"kid_{net.name}"] = kid
     scalars[f"kid_{net.name}_std"] = kid_std
     details["feature_nets"][net.name] = {"path": net.path, "feature_dim": int(real.shape[1])}
@@ -420,9 +463,12 @@ def evaluate_images(run, options, outdir, log=print):
   real, rec = np.stack(shown[0]), np.stack(shown[1])
   columns = min(8, len(real))
   k = min(32, len(real)) // columns * columns
-  pairs = np.concatenate([
-      np.stack([real[i:i + columns], rec[i:i + columns]]).reshape(-1, *real.shape[1:])
-      for i in range(0, k, columns)])
+  pairs = np.concatenate(
+    [
+      np.stack([real[i : i + columns], rec[i : i + columns]]).reshape(-1, *real.shape[1:])
+      for i in range(0, k, columns)
+    ]
+  )
   samples = run_lib.sample(model, 64)
   pictures = {"samples": visualize.image_grid(samples, columns=8)}
   if has_encoder:
@@ -441,8 +487,9 @@ def evaluate_images(run, options, outdir, log=print):
 
 def format_table(result):
   """A short text table of `result["metrics"]`."""
-  lines = [f"{result['method']} on {result['dataset']} at step {result['step']} "
-           f"({result['workdir']})"]
+  lines = [
+    f"{result['method']} on {result['dataset']} at step {result['step']} ({result['workdir']})"
+  ]
   width = max(len(k) for k in result["metrics"]) if result["metrics"] else 0
   for key, value in result["metrics"].items():
     text = f"{value:.6g}" if isinstance(value, float) else str(value)
@@ -496,25 +543,24 @@ def evaluate(workdir, options=None, log=print):
   outdir = os.path.join(workdir, "eval")
   os.makedirs(outdir, exist_ok=True)
   step = int(model.step.numpy())
-  log(f"evaluating {config.method} on {config.dataset} at step {step} "
-      f"({run.restored})")
+  log(f"evaluating {config.method} on {config.dataset} at step {step} ({run.restored})")
   if spec.kind == "2d":
     scalars, details, pictures = evaluate_2d(run, options, outdir, log)
   else:
     scalars, details, pictures = evaluate_images(run, options, outdir, log)
   result = {
-      "workdir": workdir,
-      "method": config.method,
-      "dataset": config.dataset,
-      "step": step,
-      "eval_version": EVAL_VERSION,
-      "checkpoint": run.restored,
-      "config_changes": workdir_lib.RunRecord.load(workdir).changes(),
-      "sampling_decoder": "ema_decoder" if model.ema_decoder is not None else "decoder",
-      "options": dataclasses.asdict(options),
-      "metrics": scalars,
-      "details": details,
-      "pictures": {name: os.path.join(outdir, f"{name}.png") for name in pictures},
+    "workdir": workdir,
+    "method": config.method,
+    "dataset": config.dataset,
+    "step": step,
+    "eval_version": EVAL_VERSION,
+    "checkpoint": run.restored,
+    "config_changes": workdir_lib.RunRecord.load(workdir).changes(),
+    "sampling_decoder": "ema_decoder" if model.ema_decoder is not None else "decoder",
+    "options": dataclasses.asdict(options),
+    "metrics": scalars,
+    "details": details,
+    "pictures": {name: os.path.join(outdir, f"{name}.png") for name in pictures},
   }
   path = os.path.join(outdir, "metrics.json")
   with open(path + ".tmp", "w") as f:

@@ -31,27 +31,58 @@ def define_flags(flag_values=flags.FLAGS):
   """Defines the export flags in `flag_values` (idempotent; tests pass a fresh FlagValues)."""
   if "export_dir" in flag_values:
     return
-  flags.DEFINE_string("workdir", None, "Training run directory (config.json, checkpoints/).",
-                      flag_values=flag_values)
-  flags.DEFINE_string("export_dir", None, "BASE/MODEL_NAME: TF Serving's model base path; the "
-                      "export goes to BASE/MODEL_NAME/VERSION/.", flag_values=flag_values)
-  flags.DEFINE_list("format", list(FORMATS), "What to write: saved_model, onnx (both by "
-                    "default; ONNX = the decoder, opset 17).", flag_values=flag_values)
-  flags.DEFINE_enum("weights", "ema", ["ema", "raw"], "Decoder weights: ema (the moving "
-                    "average used for sampling) or raw (the trained decoder).",
-                    flag_values=flag_values)
-  flags.DEFINE_integer("version", None, "Version directory (integer >= 1); default: the next "
-                       "free one. An existing version is never overwritten.",
-                       flag_values=flag_values)
-  flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (e.g. WORKDIR/checkpoints/"
-                      "ckpt-1000) or directory; default: the latest in WORKDIR/checkpoints.",
-                      flag_values=flag_values)
-  flags.DEFINE_integer("max_batch", MAX_BATCH, "The most examples (seeds, codes, images) one "
-                       "call of a signature accepts; more is refused inside the graph with an "
-                       "INVALID_ARGUMENT error naming the limit.", flag_values=flag_values)
-  flags.DEFINE_boolean("onnx_generate", False, "Also try to convert `generate` (seeds -> "
-                       "images) to ONNX; tf2onnx 1.17 cannot (stateless RNG ops), the reason "
-                       "is recorded in model_card.json.", flag_values=flag_values)
+  flags.DEFINE_string(
+    "workdir", None, "Training run directory (config.json, checkpoints/).", flag_values=flag_values
+  )
+  flags.DEFINE_string(
+    "export_dir",
+    None,
+    "BASE/MODEL_NAME: TF Serving's model base path; the export goes to BASE/MODEL_NAME/VERSION/.",
+    flag_values=flag_values,
+  )
+  flags.DEFINE_list(
+    "format",
+    list(FORMATS),
+    "What to write: saved_model, onnx (both by default; ONNX = the decoder, opset 17).",
+    flag_values=flag_values,
+  )
+  flags.DEFINE_enum(
+    "weights",
+    "ema",
+    ["ema", "raw"],
+    "Decoder weights: ema (the moving average used for sampling) or raw (the trained decoder).",
+    flag_values=flag_values,
+  )
+  flags.DEFINE_integer(
+    "version",
+    None,
+    "Version directory (integer >= 1); default: the next "
+    "free one. An existing version is never overwritten.",
+    flag_values=flag_values,
+  )
+  flags.DEFINE_string(
+    "checkpoint",
+    None,
+    "Checkpoint prefix (e.g. WORKDIR/checkpoints/"
+    "ckpt-1000) or directory; default: the latest in WORKDIR/checkpoints.",
+    flag_values=flag_values,
+  )
+  flags.DEFINE_integer(
+    "max_batch",
+    MAX_BATCH,
+    "The most examples (seeds, codes, images) one "
+    "call of a signature accepts; more is refused inside the graph with an "
+    "INVALID_ARGUMENT error naming the limit.",
+    flag_values=flag_values,
+  )
+  flags.DEFINE_boolean(
+    "onnx_generate",
+    False,
+    "Also try to convert `generate` (seeds -> "
+    "images) to ONNX; tf2onnx 1.17 cannot (stateless RNG ops), the reason "
+    "is recorded in model_card.json.",
+    flag_values=flag_values,
+  )
 
 
 define_flags()
@@ -70,10 +101,18 @@ def main(argv, flag_values=flags.FLAGS):
   if "verbosity" in fv and not fv["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TF/tf2onnx INFO chatter; --verbosity=0 shows it
   from as_introvae_tf import export_lib  # pylint: disable=import-outside-toplevel
+
   try:
     result = export_lib.export_run(
-        fv.workdir, fv.export_dir, formats=fv.format, weights=fv.weights, version=fv.version,
-        checkpoint=fv.checkpoint, onnx_generate=fv.onnx_generate, max_batch=fv.max_batch)
+      fv.workdir,
+      fv.export_dir,
+      formats=fv.format,
+      weights=fv.weights,
+      version=fv.version,
+      checkpoint=fv.checkpoint,
+      onnx_generate=fv.onnx_generate,
+      max_batch=fv.max_batch,
+    )
   except export_lib.ExportError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
@@ -84,6 +123,7 @@ def main(argv, flag_values=flags.FLAGS):
 def run(argv=None):
   """Console-script entry point (and `python -m`): TensorFlow's start-up notices hidden."""
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+
   cli.run_main(main, __doc__, argv)
 
 

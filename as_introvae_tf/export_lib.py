@@ -67,8 +67,14 @@ from as_introvae_tf import precision
 from as_introvae_tf import run as run_lib
 from as_introvae_tf import workdir as workdir_lib
 from as_introvae_tf.serving.signatures import (  # noqa: F401  (also export_lib.<name>)
-    MAX_BATCH, SEED_RULE, SIGNATURES_2D, SIGNATURES_IMAGE, ServingFunctions, seeds_to_z,
-    seeds_to_z_numpy)
+  MAX_BATCH,
+  SEED_RULE,
+  SIGNATURES_2D,
+  SIGNATURES_IMAGE,
+  ServingFunctions,
+  seeds_to_z,
+  seeds_to_z_numpy,
+)
 
 FORMATS = ("saved_model", "onnx")
 WEIGHTS = ("ema", "raw")
@@ -78,9 +84,10 @@ ONNX_DECODER_FILE = "decoder.onnx"
 ONNX_GENERATE_FILE = "generate.onnx"
 MODEL_CARD_FILE = "model_card.json"
 ONNX_GENERATE_UNSUPPORTED = (
-    "generate is not exported to ONNX: tf2onnx 1.17 has no ONNX mapping for "
-    "StatelessRandomGetKeyCounter/StatelessRandomNormalV2; compute z from the seeds "
-    "(export_lib.seeds_to_z_numpy) and run decoder.onnx")
+  "generate is not exported to ONNX: tf2onnx 1.17 has no ONNX mapping for "
+  "StatelessRandomGetKeyCounter/StatelessRandomNormalV2; compute z from the seeds "
+  "(export_lib.seeds_to_z_numpy) and run decoder.onnx"
+)
 
 
 class ExportError(Exception):
@@ -105,6 +112,7 @@ class ExportResult:
 
 
 # === Restoring a run ==========================================================================
+
 
 def _short(error, limit=400):
   """The first line of an exception message, shortened (TF messages can print whole tensors)."""
@@ -134,8 +142,9 @@ def resolve_checkpoint(workdir, checkpoint=None):
   directory = os.path.join(workdir, "checkpoints")
   if checkpoint is None and not checkpoints_lib.on_disk(directory):
     raise ExportError(
-        f"no checkpoint in {directory}: --workdir={workdir} has not saved one yet (train "
-        f"it with python -m as_introvae_tf.train --workdir={workdir}, or pass --checkpoint)")
+      f"no checkpoint in {directory}: --workdir={workdir} has not saved one yet (train "
+      f"it with python -m as_introvae_tf.train --workdir={workdir}, or pass --checkpoint)"
+    )
   try:
     return checkpoints_lib.choose_for_reading(directory, checkpoint)
   except checkpoints_lib.CheckpointError as e:
@@ -175,14 +184,14 @@ def restore_run(workdir, checkpoint=None):
     run = run_lib.restore_run(workdir, path)
   except run_lib.CheckpointMismatchError as e:
     raise ExportError(
-        f"checkpoint {path} does not match the architecture in {workdir}/config.json "
-        f"({_architecture(saved_config)}): {e.reason}. Was config.json edited, or the "
-        "checkpoint taken from another run?") from None
+      f"checkpoint {path} does not match the architecture in {workdir}/config.json "
+      f"({_architecture(saved_config)}): {e.reason}. Was config.json edited, or the "
+      "checkpoint taken from another run?"
+    ) from None
   except checkpoints_lib.CheckpointError as e:
     raise ExportError(str(e)) from None
   except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
-    raise ExportError(f"cannot rebuild the model from {workdir}/config.json: {_short(e)}") \
-        from None
+    raise ExportError(f"cannot rebuild the model from {workdir}/config.json: {_short(e)}") from None
   return run, saved_config, path
 
 
@@ -201,8 +210,10 @@ def ema_decoder_weights(model):
   optimizer = precision.unwrap(model.decoder_optimizer)
   averages = getattr(optimizer, "_model_variables_moving_average", None)
   if model.ema_decoder is None or not averages:
-    raise ExportError("the run has no EMA of the decoder weights (it was trained with "
-                      "--ema_decay=0): use --weights=raw")
+    raise ExportError(
+      "the run has no EMA of the decoder weights (it was trained with "
+      "--ema_decay=0): use --weights=raw"
+    )
   by_id = {id(v): a for v, a in zip(optimizer._trainable_variables, averages)}  # pylint: disable=protected-access
   missing = [v.path for v in model.decoder.trainable_variables if id(v) not in by_id]
   if missing:
@@ -220,8 +231,9 @@ def ema_decoder_is_synced(model, atol=1e-6):
   expected = ema_decoder_weights(model)
   trainable = {id(v) for v in model.decoder.trainable_variables}
   for source, target, value in zip(model.decoder.weights, model.ema_decoder.weights, expected):
-    if id(source) in trainable and (target.shape != value.shape or
-                                    np.abs(target.numpy() - value).max() > atol):
+    if id(source) in trainable and (
+      target.shape != value.shape or np.abs(target.numpy() - value).max() > atol
+    ):
       return False
   return len(model.decoder.weights) == len(model.ema_decoder.weights)
 
@@ -249,9 +261,11 @@ def decoder_for_export(model, weights="ema"):
     return model.decoder, "decoder (raw trained weights)"
   if ema_decoder_is_synced(model):
     return model.ema_decoder, "ema_decoder of the checkpoint (EMA weights, own BatchNorm stats)"
-  logging.warning("The checkpoint's ema_decoder does not hold the optimizer's EMA (saved "
-                  "without prepare_for_inference); exporting the EMA weights with the "
-                  "decoder's BatchNorm statistics")
+  logging.warning(
+    "The checkpoint's ema_decoder does not hold the optimizer's EMA (saved "
+    "without prepare_for_inference); exporting the EMA weights with the "
+    "decoder's BatchNorm statistics"
+  )
   decoder = keras.models.clone_model(model.decoder)
   decoder.set_weights(ema_decoder_weights(model))
   decoder.trainable = False
@@ -259,6 +273,7 @@ def decoder_for_export(model, weights="ema"):
 
 
 # === Writers ==================================================================================
+
 
 def build_archive(functions):
   """A `keras.export.ExportArchive` with every signature of `functions` (inference mode).
@@ -282,13 +297,21 @@ def signature_defs(functions):
   """{name: {"inputs": {..}, "outputs": {..}}} with dtype/shape of each named tensor (JSON)."""
   image_out = tf.TensorSpec([None, *functions.example_shape], tf.float32)
   z_out = tf.TensorSpec([None, functions.z_dim], tf.float32)
-  outputs = {"serving_default": {"images": image_out}, "generate": {"images": image_out},
-             "decode": {"images": image_out}, "encode": {"mu": z_out, "logvar": z_out},
-             "reconstruct": {"images": image_out},
-             "generate_png": {"png_bytes": tf.TensorSpec([None], tf.string)}}
-  return {name: {"inputs": {s.name: _spec_json(s) for s in signature},
-                 "outputs": {k: _spec_json(v) for k, v in outputs[name].items()}}
-          for name, signature in functions.input_signatures().items()}
+  outputs = {
+    "serving_default": {"images": image_out},
+    "generate": {"images": image_out},
+    "decode": {"images": image_out},
+    "encode": {"mu": z_out, "logvar": z_out},
+    "reconstruct": {"images": image_out},
+    "generate_png": {"png_bytes": tf.TensorSpec([None], tf.string)},
+  }
+  return {
+    name: {
+      "inputs": {s.name: _spec_json(s) for s in signature},
+      "outputs": {k: _spec_json(v) for k, v in outputs[name].items()},
+    }
+    for name, signature in functions.input_signatures().items()
+  }
 
 
 def _rename_onnx_io(model_proto, input_name, output_name):
@@ -329,19 +352,23 @@ def export_onnx_decoder(functions, path, opset=ONNX_OPSET, metadata=None):
   try:
     model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
   except Exception as e:  # pylint: disable=broad-except
-    raise ExportError(f"tf2onnx {tf2onnx.__version__} could not convert the decoder to ONNX "
-                      f"opset {opset}: {_short(e)}") from None
+    raise ExportError(
+      f"tf2onnx {tf2onnx.__version__} could not convert the decoder to ONNX "
+      f"opset {opset}: {_short(e)}"
+    ) from None
   model_proto = _rename_onnx_io(model_proto, "z", "images")
   if metadata:
     onnx.helper.set_model_props(model_proto, {k: str(v) for k, v in metadata.items()})
   onnx.checker.check_model(model_proto)
   with open(path, "wb") as f:
     f.write(model_proto.SerializeToString())
-  info = {"file": os.path.basename(path), "opset": opset, "converter": "tf2onnx "
-          f"{tf2onnx.__version__} (convert.from_function)",
-          "inputs": {"z": {"dtype": "float32", "shape": [None, functions.z_dim]}},
-          "outputs": {"images": {"dtype": "float32",
-                                 "shape": [None, *functions.example_shape]}}}
+  info = {
+    "file": os.path.basename(path),
+    "opset": opset,
+    "converter": f"tf2onnx {tf2onnx.__version__} (convert.from_function)",
+    "inputs": {"z": {"dtype": "float32", "shape": [None, functions.z_dim]}},
+    "outputs": {"images": {"dtype": "float32", "shape": [None, *functions.example_shape]}},
+  }
   info["parity_max_abs_diff"] = _onnx_parity(functions, path)
   return info
 
@@ -374,24 +401,30 @@ def try_export_onnx_generate(functions, path, opset=ONNX_OPSET):
   signature = [tf.TensorSpec([None], tf.int64, name="seeds")]
   fn = tf.function(functions.generate, input_signature=signature, autograph=False)
   try:
-    tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset,
-                                  output_path=path)
+    tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset, output_path=path)
     import onnxruntime as ort  # pylint: disable=import-outside-toplevel
+
     ort.InferenceSession(path, providers=["CPUExecutionProvider"])
   except Exception as e:  # pylint: disable=broad-except
     if os.path.exists(path):
       os.remove(path)
     return False, f"{ONNX_GENERATE_UNSUPPORTED} ({_short(e, 200)})"
-  return True, {"file": os.path.basename(path), "opset": opset,
-                "inputs": {"seeds": {"dtype": "int64", "shape": [None]}}}
+  return True, {
+    "file": os.path.basename(path),
+    "opset": opset,
+    "inputs": {"seeds": {"dtype": "int64", "shape": [None]}},
+  }
 
 
 def existing_versions(model_dir):
   """Sorted integer versions (numeric subdirectories) in BASE/MODEL_NAME."""
   if not os.path.isdir(model_dir):
     return []
-  return sorted(int(d) for d in os.listdir(model_dir)
-                if re.fullmatch(r"\d+", d) and os.path.isdir(os.path.join(model_dir, d)))
+  return sorted(
+    int(d)
+    for d in os.listdir(model_dir)
+    if re.fullmatch(r"\d+", d) and os.path.isdir(os.path.join(model_dir, d))
+  )
 
 
 def next_version(model_dir):
@@ -404,9 +437,15 @@ def next_version(model_dir):
 def _versions():
   import tf2onnx  # pylint: disable=import-outside-toplevel
   import onnx  # pylint: disable=import-outside-toplevel
-  return {"tensorflow": tf.__version__, "keras": keras.__version__,
-          "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
-          "numpy": np.__version__, "python": platform.python_version()}
+
+  return {
+    "tensorflow": tf.__version__,
+    "keras": keras.__version__,
+    "tf2onnx": tf2onnx.__version__,
+    "onnx": onnx.__version__,
+    "numpy": np.__version__,
+    "python": platform.python_version(),
+  }
 
 
 def check_formats(formats):
@@ -418,13 +457,23 @@ def check_formats(formats):
   formats = tuple(dict.fromkeys(f.strip() for f in formats if f.strip()))
   unknown = [f for f in formats if f not in FORMATS]
   if unknown or not formats:
-    raise ExportError(f"--format must be a comma-separated subset of {','.join(FORMATS)}; "
-                      f"got {','.join(unknown) or 'nothing'}")
+    raise ExportError(
+      f"--format must be a comma-separated subset of {','.join(FORMATS)}; "
+      f"got {','.join(unknown) or 'nothing'}"
+    )
   return formats
 
 
-def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None,
-               checkpoint=None, onnx_generate=False, max_batch=MAX_BATCH):
+def export_run(
+  workdir,
+  export_dir,
+  formats=FORMATS,
+  weights="ema",
+  version=None,
+  checkpoint=None,
+  onnx_generate=False,
+  max_batch=MAX_BATCH,
+):
   """Exports a trained run into EXPORT_DIR/VERSION (see the module docstring).
 
   Args:
@@ -449,8 +498,7 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
       (the hidden temporary version folder is removed on every failure).
   """
   formats = check_formats(formats)
-  if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) \
-      or max_batch < 1:
+  if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
     raise ExportError(f"--max_batch must be an integer >= 1; got {max_batch!r}")
   if weights not in WEIGHTS:
     raise ExportError(f"--weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
@@ -467,14 +515,17 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
     version = next_version(model_dir)
   version_dir = os.path.join(model_dir, str(version))
   if os.path.exists(version_dir):
-    raise ExportError(f"{version_dir} already exists: TF Serving versions are immutable; "
-                      f"omit --version to write version {next_version(model_dir)}, or remove it")
+    raise ExportError(
+      f"{version_dir} already exists: TF Serving versions are immutable; "
+      f"omit --version to write version {next_version(model_dir)}, or remove it"
+    )
 
   run, saved_config, checkpoint_path = restore_run(workdir, checkpoint)
   model, spec = run.model, run.spec
   decoder, weights_source = decoder_for_export(model, weights)
-  functions = ServingFunctions(model.encoder, decoder, spec.shape,
-                               getattr(model, "has_inference_encoder", True), max_batch)
+  functions = ServingFunctions(
+    model.encoder, decoder, spec.shape, getattr(model, "has_inference_encoder", True), max_batch
+  )
   names = list(functions.input_signatures())
   step = int(model.step.numpy())
 
@@ -488,35 +539,37 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
     raise ExportError(f"cannot create the export folder {tmp_dir}: {_os_reason(e)}") from None
   files = []
   card = {
-      "name": os.path.basename(model_dir.rstrip(os.sep)),
-      "version": version,
-      "method": saved_config.method,
-      "dataset": saved_config.dataset,
-      "kind": "image" if functions.is_image else "2d",
-      "example_shape": list(functions.example_shape),
-      "z_dim": functions.z_dim,
-      "training_step": step,
-      "checkpoint": os.path.abspath(checkpoint_path),
-      "weights": weights,
-      "weights_source": weights_source,
-      "ema_decay": saved_config.ema_decay,
-      "hyperparameters": saved_config.to_dict(),
-      # Flags changed when the run was resumed: [{"step", "flag", "old", "new"}] (the
-      # hyperparameters above are the ones it was started with; workdir.RunRecord).
-      "config_changes": workdir_lib.RunRecord.load(workdir).changes(),
-      "export_time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec="seconds"),
-      "versions": _versions(),
-      "formats": list(formats),
-      "signatures": names if "saved_model" in formats else [],
-      "signature_defs": signature_defs(functions) if "saved_model" in formats else {},
-      "seeds_to_z": SEED_RULE,
-      "max_batch": functions.max_batch,
-      "input_checks": ("every signature: N <= max_batch; encode/reconstruct: finite "
-                       + ("pixels in [0, 1]" if functions.is_image else "points")
-                       + "; decode: finite z (INVALID_ARGUMENT otherwise)"),
-      "output_range": ("images clipped to [0, 1], float32 NHWC" if functions.is_image
-                       else "2-D points, unclipped"),
+    "name": os.path.basename(model_dir.rstrip(os.sep)),
+    "version": version,
+    "method": saved_config.method,
+    "dataset": saved_config.dataset,
+    "kind": "image" if functions.is_image else "2d",
+    "example_shape": list(functions.example_shape),
+    "z_dim": functions.z_dim,
+    "training_step": step,
+    "checkpoint": os.path.abspath(checkpoint_path),
+    "weights": weights,
+    "weights_source": weights_source,
+    "ema_decay": saved_config.ema_decay,
+    "hyperparameters": saved_config.to_dict(),
+    # Flags changed when the run was resumed: [{"step", "flag", "old", "new"}] (the
+    # hyperparameters above are the ones it was started with; workdir.RunRecord).
+    "config_changes": workdir_lib.RunRecord.load(workdir).changes(),
+    "export_time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "versions": _versions(),
+    "formats": list(formats),
+    "signatures": names if "saved_model" in formats else [],
+    "signature_defs": signature_defs(functions) if "saved_model" in formats else {},
+    "seeds_to_z": SEED_RULE,
+    "max_batch": functions.max_batch,
+    "input_checks": (
+      "every signature: N <= max_batch; encode/reconstruct: finite "
+      + ("pixels in [0, 1]" if functions.is_image else "points")
+      + "; decode: finite z (INVALID_ARGUMENT otherwise)"
+    ),
+    "output_range": (
+      "images clipped to [0, 1], float32 NHWC" if functions.is_image else "2-D points, unclipped"
+    ),
   }
   try:
     if "saved_model" in formats:
@@ -524,9 +577,16 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
       files += ["saved_model.pb", "variables/"]
     if "onnx" in formats:
       card["onnx"] = export_onnx_decoder(
-          functions, os.path.join(tmp_dir, ONNX_DECODER_FILE),
-          metadata={"z_dim": functions.z_dim, "example_shape": list(functions.example_shape),
-                    "seeds_to_z": SEED_RULE, "weights": weights, "training_step": step})
+        functions,
+        os.path.join(tmp_dir, ONNX_DECODER_FILE),
+        metadata={
+          "z_dim": functions.z_dim,
+          "example_shape": list(functions.example_shape),
+          "seeds_to_z": SEED_RULE,
+          "weights": weights,
+          "training_step": step,
+        },
+      )
       files.append(ONNX_DECODER_FILE)
       if onnx_generate:
         ok, info = try_export_onnx_generate(functions, os.path.join(tmp_dir, ONNX_GENERATE_FILE))
@@ -542,11 +602,13 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
       raise ExportError(f"{version_dir} appeared during the export (another exporter?)")
     os.rename(tmp_dir, version_dir)
   except OSError as e:  # disk full, read-only, quota: one line, nothing left behind
-    raise ExportError(f"cannot write the export to {tmp_dir} (for {version_dir}): "
-                      f"{_os_reason(e)}") from None
+    raise ExportError(
+      f"cannot write the export to {tmp_dir} (for {version_dir}): {_os_reason(e)}"
+    ) from None
   except tf.errors.OpError as e:  # TF's own file writes (SavedModel variables)
-    raise ExportError(f"cannot write the export to {tmp_dir} (for {version_dir}): "
-                      f"{_short(e)}") from None
+    raise ExportError(
+      f"cannot write the export to {tmp_dir} (for {version_dir}): {_short(e)}"
+    ) from None
   finally:
     shutil.rmtree(tmp_dir, ignore_errors=True)
   logging.info("Exported %s (step %d, %s weights) to %s", workdir, step, weights, version_dir)
@@ -556,14 +618,18 @@ def export_run(workdir, export_dir, formats=FORMATS, weights="ema", version=None
 def describe(result):
   """A short human-readable summary of an `ExportResult` (printed by the CLI)."""
   card = result.model_card
-  lines = [f"Exported {card['method']} / {card['dataset']} (step {card['training_step']}, "
-           f"{card['weights']} weights) to {result.version_dir}",
-           f"  files: {', '.join(result.files)}"]
+  lines = [
+    f"Exported {card['method']} / {card['dataset']} (step {card['training_step']}, "
+    f"{card['weights']} weights) to {result.version_dir}",
+    f"  files: {', '.join(result.files)}",
+  ]
   if card["signatures"]:
     lines.append(f"  signatures: {', '.join(card['signatures'])}")
   if "onnx" in card:
-    lines.append(f"  onnx: {card['onnx']['file']} (opset {card['onnx']['opset']}, z -> images, "
-                 f"max |onnx - tf| = {card['onnx']['parity_max_abs_diff']})")
+    lines.append(
+      f"  onnx: {card['onnx']['file']} (opset {card['onnx']['opset']}, z -> images, "
+      f"max |onnx - tf| = {card['onnx']['parity_max_abs_diff']})"
+    )
   return "\n".join(lines)
 
 

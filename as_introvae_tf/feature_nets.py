@@ -67,7 +67,7 @@ class FeatureNet:
     images = np.asarray(images, np.float32)
     out = []
     for i in range(0, len(images), batch_size):
-      x = adapt_images(images[i:i + batch_size], self.input_shape)
+      x = adapt_images(images[i : i + batch_size], self.input_shape)
       if self.preprocess is not None:
         x = self.preprocess(x)
       out.append(np.asarray(self.model(x, training=False), np.float64))
@@ -120,8 +120,7 @@ def inception_preprocess(images):
     x = tf.tile(x, [1, 1, 1, 3])
   if x.shape[1] != INCEPTION_SIZE or x.shape[2] != INCEPTION_SIZE:
     x = tf.image.resize(x, [INCEPTION_SIZE, INCEPTION_SIZE], method="bilinear")
-  return keras.applications.inception_v3.preprocess_input(
-      tf.clip_by_value(x, 0.0, 1.0) * 255.0)
+  return keras.applications.inception_v3.preprocess_input(tf.clip_by_value(x, 0.0, 1.0) * 255.0)
 
 
 def load_inception(weights):
@@ -139,10 +138,16 @@ def load_inception(weights):
   """
   weights = os.path.abspath(os.path.expanduser(str(weights)))
   if not os.path.isfile(weights):
-    raise FileNotFoundError(f"--inception_weights={weights}: no such file (InceptionV3 weights "
-                            "cannot be downloaded here; copy the Keras notop .h5 file over)")
-  model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=weights,
-                                         input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
+    raise FileNotFoundError(
+      f"--inception_weights={weights}: no such file (InceptionV3 weights "
+      "cannot be downloaded here; copy the Keras notop .h5 file over)"
+    )
+  model = keras.applications.InceptionV3(
+    include_top=False,
+    pooling="avg",
+    weights=weights,
+    input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
+  )
   # Images are adapted to 3 channels at their own size; inception_preprocess resizes to 299.
   return FeatureNet("inception", model, (None, None, 3), inception_preprocess, weights)
 
@@ -152,8 +157,18 @@ def load_inception(weights):
 # ---------------------------------------------------------------------------------------------
 
 
-FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
-                         "shirt", "sneaker", "bag", "ankle boot")
+FASHION_MNIST_CLASSES = (
+  "t-shirt/top",
+  "trouser",
+  "pullover",
+  "dress",
+  "coat",
+  "sandal",
+  "shirt",
+  "sneaker",
+  "bag",
+  "ankle boot",
+)
 """Names of the labels of `data.load_fashion_mnist_labels` (the IDX reader of `data/idx.py`)."""
 
 load_fashion_mnist_labels = data.load_fashion_mnist_labels
@@ -165,8 +180,9 @@ def _folder_labels(root, split, files):
   for f in files:
     rel = os.path.relpath(f, base).split(os.sep)
     if len(rel) < 2:
-      raise ValueError(f"{f} is not in a class folder: a feature network needs labels, i.e. "
-                       f"{base}/<class>/<image>")
+      raise ValueError(
+        f"{f} is not in a class folder: a feature network needs labels, i.e. {base}/<class>/<image>"
+      )
     classes.append(rel[0])
   names = sorted(set(classes))
   if len(names) < 2:
@@ -179,10 +195,12 @@ def _decode_files(files, shape):
   size, _, channels = shape
 
   def load(path):
-    img = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False,
-                             dtype=tf.float32)
-    img = adapt_images(tf.ensure_shape(img, [None, None, channels])[None],
-                       (size, size, channels))[0]
+    img = tf.io.decode_image(
+      tf.io.read_file(path), channels=channels, expand_animations=False, dtype=tf.float32
+    )
+    img = adapt_images(tf.ensure_shape(img, [None, None, channels])[None], (size, size, channels))[
+      0
+    ]
     return tf.cast(tf.round(img * 255.0), tf.uint8)
 
   if not files:
@@ -207,8 +225,9 @@ def load_labeled(spec, split):
   if spec.kind == "fashion_mnist":
     images = np.asarray(data.load_fashion_mnist(split))[..., None]
     if tuple(spec.shape) != (28, 28, 1):
-      images = np.asarray(tf.cast(tf.round(adapt_images(images / 255.0, spec.shape) * 255.0),
-                                  tf.uint8))
+      images = np.asarray(
+        tf.cast(tf.round(adapt_images(images / 255.0, spec.shape) * 255.0), tf.uint8)
+      )
     return images, load_fashion_mnist_labels(split).astype(np.int32), FASHION_MNIST_CLASSES
   if spec.kind == "folder":
     files = data.list_image_files(spec.name, split)
@@ -216,9 +235,11 @@ def load_labeled(spec, split):
     files = [f for f in files if f not in bad]
     labels, names = _folder_labels(spec.name, split, files)
     return _decode_files(files, spec.shape), labels, names
-  raise ValueError(f"no class labels for a {spec.kind} dataset ({spec.name}); a feature network "
-                   "can be trained on fashion_mnist or an image folder with class subfolders "
-                   "(e.g. cifar10); pass --feature_net=PATH to use one trained elsewhere")
+  raise ValueError(
+    f"no class labels for a {spec.kind} dataset ({spec.name}); a feature network "
+    "can be trained on fashion_mnist or an image folder with class subfolders "
+    "(e.g. cifar10); pass --feature_net=PATH to use one trained elsewhere"
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,6 +256,7 @@ def dataset_key(spec):
     if os.path.abspath(spec.name) == str(data.shared_data_dir() / "cifar10"):
       return "cifar10"
     import hashlib  # pylint: disable=import-outside-toplevel
+
     digest = hashlib.sha1(os.path.abspath(spec.name).encode()).hexdigest()[:8]
     base = re.sub(r"[^A-Za-z0-9_]+", "_", os.path.basename(spec.name.rstrip("/"))) or "folder"
     return f"folder_{base}_{digest}"
@@ -288,8 +310,18 @@ def build_classifier(input_shape, num_classes, name, feature_dim=128):
   return keras.Model(inputs, outputs, name=name)
 
 
-def train_feature_net(dataset, out, *, epochs=2, max_steps=None, batch_size=128, lr=1e-3,
-                      seed=0, eval_examples=None, log=print):
+def train_feature_net(
+  dataset,
+  out,
+  *,
+  epochs=2,
+  max_steps=None,
+  batch_size=128,
+  lr=1e-3,
+  seed=0,
+  eval_examples=None,
+  log=print,
+):
   """Trains the small CNN classifier on a dataset's labels and saves it as `.keras`.
 
   Measured on 2 shared CPU cores, 2 epochs: Fashion-MNIST 45-70 s, 89% test accuracy;
@@ -317,20 +349,26 @@ def train_feature_net(dataset, out, *, epochs=2, max_steps=None, batch_size=128,
   key = dataset_key(spec)
   keras.utils.set_random_seed(seed)
   model = build_classifier(spec.shape, len(classes), net_name(key))
-  model.compile(optimizer=keras.optimizers.Adam(lr),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"])
-  ds = (tf.data.Dataset.from_tensor_slices((images, labels))
-        .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-        .map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
-             num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+  model.compile(
+    optimizer=keras.optimizers.Adam(lr),
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    metrics=["accuracy"],
+  )
+  ds = (
+    tf.data.Dataset.from_tensor_slices((images, labels))
+    .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    .map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
+    .batch(batch_size)
+    .prefetch(tf.data.AUTOTUNE)
+  )
   steps_per_epoch = int(np.ceil(len(images) / batch_size))
   if max_steps is not None:
     ds = ds.repeat().take(int(max_steps))
     epochs, steps_per_epoch = 1, int(max_steps)
-  log(f"training feature net {model.name} on {dataset} ({len(images)} images, "
-      f"{len(classes)} classes, {epochs} epoch(s) of {steps_per_epoch} steps)")
+  log(
+    f"training feature net {model.name} on {dataset} ({len(images)} images, "
+    f"{len(classes)} classes, {epochs} epoch(s) of {steps_per_epoch} steps)"
+  )
   model.fit(ds, epochs=epochs, shuffle=False, verbose=0)
   test_images, test_labels, _ = load_labeled(spec, "test")
   if eval_examples is not None:
@@ -338,19 +376,29 @@ def train_feature_net(dataset, out, *, epochs=2, max_steps=None, batch_size=128,
   logits = model.predict(test_images.astype(np.float32) / 255.0, batch_size=500, verbose=0)
   accuracy = float(np.mean(np.argmax(logits, axis=1) == test_labels))
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  tmp = out[:-len(".keras")] + f".tmp{os.getpid()}.keras"
+  tmp = out[: -len(".keras")] + f".tmp{os.getpid()}.keras"
   model.save(tmp)
   os.replace(tmp, out)
-  info = dict(name=model.name, dataset=dataset, dataset_key=key, input_shape=list(spec.shape),
-              num_classes=len(classes), classes=list(classes), feature_layer=FEATURE_LAYER,
-              feature_dim=int(model.get_layer(FEATURE_LAYER).units),
-              steps=int(epochs * steps_per_epoch), test_accuracy=accuracy,
-              test_examples=int(len(test_labels)), seconds=round(time.time() - start, 1),
-              path=os.path.abspath(out))
+  info = dict(
+    name=model.name,
+    dataset=dataset,
+    dataset_key=key,
+    input_shape=list(spec.shape),
+    num_classes=len(classes),
+    classes=list(classes),
+    feature_layer=FEATURE_LAYER,
+    feature_dim=int(model.get_layer(FEATURE_LAYER).units),
+    steps=int(epochs * steps_per_epoch),
+    test_accuracy=accuracy,
+    test_examples=int(len(test_labels)),
+    seconds=round(time.time() - start, 1),
+    path=os.path.abspath(out),
+  )
   with open(out + ".json", "w") as f:
     json.dump(info, f, indent=2)
-  log(f"saved {out}: test accuracy {accuracy:.4f} after {info['steps']} steps "
-      f"({info['seconds']} s)")
+  log(
+    f"saved {out}: test accuracy {accuracy:.4f} after {info['steps']} steps ({info['seconds']} s)"
+  )
   return info
 
 
@@ -364,8 +412,9 @@ def load_feature_net(path):
   """
   path = os.path.abspath(os.path.expanduser(str(path)))
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"--feature_net={path}: no such file (train one with "
-                            "tools/train_feature_net.py)")
+    raise FileNotFoundError(
+      f"--feature_net={path}: no such file (train one with tools/train_feature_net.py)"
+    )
   model = keras.saving.load_model(path, compile=False)
   names = [layer.name for layer in model.layers]
   layer = model.get_layer(FEATURE_LAYER) if FEATURE_LAYER in names else model.layers[-2]
@@ -373,8 +422,7 @@ def load_feature_net(path):
   name = re.sub(r"[^A-Za-z0-9_]+", "_", model.name)
   if name.startswith("inception"):
     name += "_net"
-  return FeatureNet(name, extractor, tuple(int(d) for d in model.inputs[0].shape[1:]), None,
-                    path)
+  return FeatureNet(name, extractor, tuple(int(d) for d in model.inputs[0].shape[1:]), None, path)
 
 
 def get_default_feature_net(spec, log=print, **train_kwargs):
@@ -389,7 +437,9 @@ def get_default_feature_net(spec, log=print, **train_kwargs):
   path = default_feature_net_path(key)
   if not path.exists():
     dataset = "fashion_mnist" if key == "fashion_mnist" else f"folder:{spec.name}"
-    log(f"No feature net for {key} at {path}: training one now (about a minute on a CPU; "
-        f"tools/train_feature_net.py does the same)")
+    log(
+      f"No feature net for {key} at {path}: training one now (about a minute on a CPU; "
+      f"tools/train_feature_net.py does the same)"
+    )
     train_feature_net(dataset, str(path), log=log, **train_kwargs)
   return load_feature_net(path)

@@ -74,8 +74,9 @@ def histogram_density(points, plot_range, bins=HIST_BINS):
     raise ValueError(f"points must be [N, 2], got shape {points.shape}")
   r = float(plot_range)
   with np.errstate(invalid="ignore", divide="ignore"):
-    hist, _, _ = np.histogram2d(points[:, 0], points[:, 1], bins=bins, density=True,
-                                range=[[-r, r], [-r, r]])
+    hist, _, _ = np.histogram2d(
+      points[:, 0], points[:, 1], bins=bins, density=True, range=[[-r, r], [-r, r]]
+    )
   return hist
 
 
@@ -128,8 +129,7 @@ def histogram_jsd_from_densities(p, q):
   p = np.asarray(p, np.float64)
   q = np.asarray(q, np.float64)
   m = 0.5 * (p + q)
-  return 0.5 * (kl_div_batchmean(np.log(p + LOG_EPS), m) +
-                kl_div_batchmean(np.log(q + LOG_EPS), m))
+  return 0.5 * (kl_div_batchmean(np.log(p + LOG_EPS), m) + kl_div_batchmean(np.log(q + LOG_EPS), m))
 
 
 def histogram_kl(data_points, model_points, plot_range, bins=HIST_BINS):
@@ -203,8 +203,10 @@ def batched_scores(score_fn, points, batch=8192):
     float64 `[N]`.
   """
   points = np.asarray(points, np.float32)
-  out = [np.asarray(score_fn(points[i:i + batch]), np.float64).reshape(-1)
-         for i in range(0, len(points), batch)]
+  out = [
+    np.asarray(score_fn(points[i : i + batch]), np.float64).reshape(-1)
+    for i in range(0, len(points), batch)
+  ]
   return np.concatenate(out) if out else np.zeros([0], np.float64)
 
 
@@ -223,8 +225,7 @@ def grid_normalized_elbo_from_scores(data_scores, grid_scores):
   return float(data_scores.mean() / (grid_scores.sum() + data_scores.sum()))
 
 
-def grid_normalized_elbo(score_fn, data_points, plot_range, grid_points=GRID_POINTS,
-                         batch=8192):
+def grid_normalized_elbo(score_fn, data_points, plot_range, grid_points=GRID_POINTS, batch=8192):
   """The S-IntroVAE grid-normalized ELBO (gnELBO).
 
   Source: reference `calculate_elbo_with_grid` with `beta_kl = beta_recon = 1` and
@@ -245,8 +246,9 @@ def grid_normalized_elbo(score_fn, data_points, plot_range, grid_points=GRID_POI
     float; lower is better.
   """
   _, _, grid = setup_grid(plot_range, grid_points)
-  return grid_normalized_elbo_from_scores(batched_scores(score_fn, data_points, batch),
-                                          batched_scores(score_fn, grid, batch))
+  return grid_normalized_elbo_from_scores(
+    batched_scores(score_fn, data_points, batch), batched_scores(score_fn, grid, batch)
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,8 +260,9 @@ def eight_gaussians_modes():
   """The 8 mode centres of `data.sample_2d("8gaussians")`: 2 * the 8 unit directions (axes,
   then diagonals, the reference's order) divided by 1.414. float64 `[8, 2]`."""
   d = 1.0 / np.sqrt(2.0)
-  unit = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)],
-                  np.float64)
+  unit = np.array(
+    [(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)], np.float64
+  )
   return EIGHT_GAUSSIANS_SCALE * unit / EIGHT_GAUSSIANS_DIVISOR
 
 
@@ -290,9 +293,9 @@ def mode_coverage_8gaussians(points, num_std=3.0, min_samples=1):
   good = dist[np.arange(len(points)), nearest] <= num_std * EIGHT_GAUSSIANS_STD
   counts = np.bincount(nearest[good], minlength=len(centres))
   return {
-      "modes_covered": int(np.sum(counts >= min_samples)),
-      "high_quality_fraction": float(good.mean()) if len(points) else 0.0,
-      "mode_counts": [int(c) for c in counts],
+    "modes_covered": int(np.sum(counts >= min_samples)),
+    "high_quality_fraction": float(good.mean()) if len(points) else 0.0,
+    "mode_counts": [int(c) for c in counts],
   }
 
 
@@ -324,10 +327,14 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
   mu2 = np.atleast_1d(np.asarray(mu2, np.float64))
   sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
   sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
-  if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or \
-      sigma1.shape != (mu1.shape[0], mu1.shape[0]):
-    raise ValueError(f"shapes disagree: mu {mu1.shape} / {mu2.shape}, sigma {sigma1.shape} / "
-                     f"{sigma2.shape}")
+  if (
+    mu1.shape != mu2.shape
+    or sigma1.shape != sigma2.shape
+    or sigma1.shape != (mu1.shape[0], mu1.shape[0])
+  ):
+    raise ValueError(
+      f"shapes disagree: mu {mu1.shape} / {mu2.shape}, sigma {sigma1.shape} / {sigma2.shape}"
+    )
   diff = mu1 - mu2
   with warnings.catch_warnings():  # singular products are handled below, as pytorch-fid does
     warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
@@ -337,8 +344,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
       covmean = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
   if np.iscomplexobj(covmean):
     if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-      raise ValueError(f"sqrtm has a significant imaginary part: "
-                       f"{np.max(np.abs(covmean.imag))}")
+      raise ValueError(f"sqrtm has a significant imaginary part: {np.max(np.abs(covmean.imag))}")
     covmean = covmean.real
   return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
@@ -399,8 +405,9 @@ def mmd2_unbiased(k_xx, k_yy, k_xy):
   return float(sum_xx + sum_yy - 2.0 * k_xy.mean())
 
 
-def kid_from_features(features1, features2, num_subsets=100, subset_size=1000, degree=3,
-                      gamma=None, coef0=1.0, seed=0):
+def kid_from_features(
+  features1, features2, num_subsets=100, subset_size=1000, degree=3, gamma=None, coef0=1.0, seed=0
+):
   """Kernel Inception Distance (or any feature network's KID) between two feature sets.
 
   Binkowski et al. 2018 ("Demystifying MMD GANs"), as their reference code
@@ -429,9 +436,13 @@ def kid_from_features(features1, features2, num_subsets=100, subset_size=1000, d
   for _ in range(int(num_subsets)):
     x = f1[rng.choice(len(f1), size, replace=False)]
     y = f2[rng.choice(len(f2), size, replace=False)]
-    values.append(mmd2_unbiased(polynomial_kernel(x, x, degree, gamma, coef0),
-                                polynomial_kernel(y, y, degree, gamma, coef0),
-                                polynomial_kernel(x, y, degree, gamma, coef0)))
+    values.append(
+      mmd2_unbiased(
+        polynomial_kernel(x, x, degree, gamma, coef0),
+        polynomial_kernel(y, y, degree, gamma, coef0),
+        polynomial_kernel(x, y, degree, gamma, coef0),
+      )
+    )
   values = np.asarray(values)
   return float(values.mean()), float(values.std())
 

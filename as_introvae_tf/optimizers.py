@@ -31,12 +31,19 @@ class TorchAdam(keras.optimizers.Adam):
     ValueError: `amsgrad=True` (not ported).
   """
 
-  def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-               name="torch_adam", **kwargs):
+  def __init__(
+    self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, name="torch_adam", **kwargs
+  ):
     if kwargs.get("amsgrad"):
       raise ValueError("TorchAdam does not implement amsgrad")
-    super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
-                     epsilon=epsilon, name=name, **kwargs)
+    super().__init__(
+      learning_rate=learning_rate,
+      beta_1=beta_1,
+      beta_2=beta_2,
+      epsilon=epsilon,
+      name=name,
+      **kwargs,
+    )
 
   def update_step(self, gradient, variable, learning_rate):
     lr = ops.cast(learning_rate, variable.dtype)

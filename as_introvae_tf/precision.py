@@ -34,7 +34,7 @@ from as_introvae_tf import config as config_lib
 POLICIES = config_lib.MIXED_PRECISION
 """Values of `--mixed_precision`: none, mixed_float16, mixed_bfloat16."""
 
-INITIAL_LOSS_SCALE = 2.0 ** 15
+INITIAL_LOSS_SCALE = 2.0**15
 """Keras' default initial dynamic loss scale."""
 
 
@@ -51,8 +51,9 @@ def layer_dtype(mixed_precision):
     ValueError: an unknown value (the message lists `POLICIES`).
   """
   if mixed_precision not in POLICIES:
-    raise ValueError(f"mixed_precision must be one of {', '.join(POLICIES)}; "
-                     f"got {mixed_precision!r}")
+    raise ValueError(
+      f"mixed_precision must be one of {', '.join(POLICIES)}; got {mixed_precision!r}"
+    )
   return None if mixed_precision == "none" else mixed_precision
 
 

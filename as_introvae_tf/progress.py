@@ -25,7 +25,6 @@ from as_introvae_tf import methods
 MODES = ("bar", "lines", "silent")
 
 
-
 def mode_for(verbose, stream=None):
   """`--verbose` -> a mode: "1" bar, "2" lines, "0" silent, "auto": bar on a terminal, else
   lines."""
@@ -93,8 +92,9 @@ class RunProgress(keras.callbacks.Callback):
     stream: where to write (default sys.stdout).
   """
 
-  def __init__(self, total_steps, start_step, method, mode="bar", every=100,
-               steps_per_execution=1, stream=None):
+  def __init__(
+    self, total_steps, start_step, method, mode="bar", every=100, steps_per_execution=1, stream=None
+  ):
     super().__init__()
     if mode not in MODES:
       raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
@@ -114,8 +114,9 @@ class RunProgress(keras.callbacks.Callback):
     now = time.time()
     self.rate = _Rate(self.start_step, now)
     if self.mode == "bar":
-      self.bar = _RunProgbar(self.total, self.start_step, verbose=1,
-                             stateful_metrics=set(self.keys), unit_name="step")
+      self.bar = _RunProgbar(
+        self.total, self.start_step, verbose=1, stateful_metrics=set(self.keys), unit_name="step"
+      )
       self.bar.update(self.step)
 
   def on_train_batch_end(self, batch, logs=None):
@@ -146,8 +147,10 @@ class RunProgress(keras.callbacks.Callback):
     seconds = self.rate.seconds_per_step(self.step, now) if self.rate else 0.0
     text = f"step {self.step}/{self.total} ({100.0 * self.step / self.total:.0f}%)"
     if seconds > 0:
-      text += (f" - {1.0 / seconds:.2f} steps/s - ETA "
-               f"{format_duration(seconds * (self.total - self.step))}")
+      text += (
+        f" - {1.0 / seconds:.2f} steps/s - ETA "
+        f"{format_duration(seconds * (self.total - self.step))}"
+      )
     for k, v in self.values.items():
       text += f" - {k}: {v:.4g}"
     return text

@@ -77,16 +77,23 @@ def learning_rate(config):
   """
   if not config.lr_milestones:
     return config.lr
-  values = [config.lr * config.lr_gamma ** k for k in range(len(config.lr_milestones) + 1)]
+  values = [config.lr * config.lr_gamma**k for k in range(len(config.lr_milestones) + 1)]
   return keras.optimizers.schedules.PiecewiseConstantDecay(
-      [m - 1 for m in config.lr_milestones], values)
+    [m - 1 for m in config.lr_milestones], values
+  )
 
 
 def adam(config, learning_rate, **kwargs):
   """Adam with the run's variant, betas and epsilon (`--adam_variant`, `--adam_beta1/2`,
   `--adam_epsilon`; `optimizers.adam`)."""
-  return optimizers.adam(config.adam_variant, learning_rate, beta_1=config.adam_beta1,
-                         beta_2=config.adam_beta2, epsilon=config.adam_epsilon, **kwargs)
+  return optimizers.adam(
+    config.adam_variant,
+    learning_rate,
+    beta_1=config.adam_beta1,
+    beta_2=config.adam_beta2,
+    epsilon=config.adam_epsilon,
+    **kwargs,
+  )
 
 
 def build_encoder(config, spec, name="encoder"):
@@ -99,10 +106,12 @@ def build_decoder(config, spec, name="decoder"):
   return _build_network(config, spec, "decoder", name)
 
 
-_BUILDERS = {("2d", "encoder"): networks.build_mlp_encoder,
-             ("2d", "decoder"): networks.build_mlp_decoder,
-             ("image", "encoder"): networks.build_image_encoder,
-             ("image", "decoder"): networks.build_image_decoder}
+_BUILDERS = {
+  ("2d", "encoder"): networks.build_mlp_encoder,
+  ("2d", "decoder"): networks.build_mlp_decoder,
+  ("image", "encoder"): networks.build_image_encoder,
+  ("image", "decoder"): networks.build_image_decoder,
+}
 
 
 def _build_network(config, spec, part, name):
@@ -112,11 +121,19 @@ def _build_network(config, spec, part, name):
   dtype = precision.layer_dtype(config.mixed_precision)
   build = _BUILDERS[("2d" if spec.kind == "2d" else "image", part)]
   if spec.kind == "2d":
-    return build(x_dim=spec.shape[0], z_dim=config.z_dim, num_hidden=config.num_hidden,
-                 num_layers=config.num_layers, name=name, dtype=dtype, init=config.init)
+    return build(
+      x_dim=spec.shape[0],
+      z_dim=config.z_dim,
+      num_hidden=config.num_hidden,
+      num_layers=config.num_layers,
+      name=name,
+      dtype=dtype,
+      init=config.init,
+    )
   height, _, channels = spec.shape
-  return build(height, channels, config.z_dim, filters=config.filters, name=name, dtype=dtype,
-               init=config.init)
+  return build(
+    height, channels, config.z_dim, filters=config.filters, name=name, dtype=dtype, init=config.init
+  )
 
 
 def build_networks(config, spec):
@@ -144,22 +161,41 @@ def build_model(config, spec, strategy):
       ema_decoder.trainable = False
     extra = cls.extra_model_kwargs(config, spec)
     model = cls(
-        encoder, decoder, ema_decoder=ema_decoder, example_shape=spec.shape,
-        global_batch_size=config.batch_size,
-        hparams=hparams.LossHParams.from_config(config), total_steps=config.train_steps,
-        num_vae=config.num_vae, seed=config.seed, nan_policy=config.nan_policy,
-        fuse_passes=config.fuse_passes, name=config.method, **extra)
+      encoder,
+      decoder,
+      ema_decoder=ema_decoder,
+      example_shape=spec.shape,
+      global_batch_size=config.batch_size,
+      hparams=hparams.LossHParams.from_config(config),
+      total_steps=config.train_steps,
+      num_vae=config.num_vae,
+      seed=config.seed,
+      nan_policy=config.nan_policy,
+      fuse_passes=config.fuse_passes,
+      name=config.method,
+      **extra,
+    )
     encoder_optimizer = adam(config, learning_rate(config))
-    decoder_optimizer = adam(config, learning_rate(config), use_ema=config.ema_decay > 0,
-                             ema_momentum=config.ema_decay or 0.99)
+    decoder_optimizer = adam(
+      config,
+      learning_rate(config),
+      use_ema=config.ema_decay > 0,
+      ema_momentum=config.ema_decay or 0.99,
+    )
     extra_optimizers = cls.extra_optimizers(config, learning_rate(config))
     encoder_optimizer, decoder_optimizer = (
-        precision.wrap(o, config.mixed_precision) for o in (encoder_optimizer, decoder_optimizer))
-    extra_optimizers = {k: precision.wrap(o, config.mixed_precision)
-                        for k, o in extra_optimizers.items()}
-    model.compile(encoder_optimizer, decoder_optimizer, jit_compile=config.jit_compile,
-                  steps_per_execution=config.steps_per_execution,
-                  **extra_optimizers)
+      precision.wrap(o, config.mixed_precision) for o in (encoder_optimizer, decoder_optimizer)
+    )
+    extra_optimizers = {
+      k: precision.wrap(o, config.mixed_precision) for k, o in extra_optimizers.items()
+    }
+    model.compile(
+      encoder_optimizer,
+      decoder_optimizer,
+      jit_compile=config.jit_compile,
+      steps_per_execution=config.steps_per_execution,
+      **extra_optimizers,
+    )
   return model
 
 
@@ -173,14 +209,18 @@ def make_checkpoint(model, run_info=None):
   a float32 model: evaluation and export build one) and `<name>_loss_scale` = the wrapper
   (its dynamic scale and growth counter, and the inner optimizer again, stored once).
   """
-  items = dict(encoder=model.encoder, decoder=model.decoder,
-               encoder_optimizer=model.encoder_optimizer,
-               decoder_optimizer=model.decoder_optimizer)
+  items = dict(
+    encoder=model.encoder,
+    decoder=model.decoder,
+    encoder_optimizer=model.encoder_optimizer,
+    decoder_optimizer=model.decoder_optimizer,
+  )
   if model.ema_decoder is not None:
     items["ema_decoder"] = model.ema_decoder
   # --nan_policy=skip_batch counters (a resumed run goes on counting)
-  items["skips"] = tf.train.Checkpoint(skipped_batches=model.skipped_batches,
-                                       consecutive_skipped=model.consecutive_skipped)
+  items["skips"] = tf.train.Checkpoint(
+    skipped_batches=model.skipped_batches, consecutive_skipped=model.consecutive_skipped
+  )
   items.update(model.extra_checkpoint_items())
   for name, item in list(items.items()):
     if precision.is_loss_scaled(item):
@@ -203,8 +243,9 @@ def restore_checkpoint(run, prefix):
   model = run.model
   reader = tf.train.load_checkpoint(prefix)
   checkpoint = run.checkpoint
-  if run.run_info is not None and (checkpoints_lib.RUN_INFO_KEY
-                                   not in reader.get_variable_to_shape_map()):
+  if run.run_info is not None and (
+    checkpoints_lib.RUN_INFO_KEY not in reader.get_variable_to_shape_map()
+  ):
     checkpoint = make_checkpoint(model)  # the same objects, without run_info
   info = run.run_info.numpy() if run.run_info is not None else None
   status = checkpoint.restore(prefix)
@@ -215,8 +256,11 @@ def restore_checkpoint(run, prefix):
   if info is not None:
     run.run_info.assign(info)  # this workdir's path and run id, in the next checkpoints
   if not run.config.lr_milestones:  # a constant --lr given now wins over the checkpointed one
-    for item in [model.encoder_optimizer, model.decoder_optimizer,
-                 *model.extra_checkpoint_items().values()]:
+    for item in [
+      model.encoder_optimizer,
+      model.decoder_optimizer,
+      *model.extra_checkpoint_items().values(),
+    ]:
       if isinstance(item, keras.optimizers.Optimizer):
         item.learning_rate = run.config.lr
   run.restored = prefix
@@ -246,8 +290,9 @@ def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=No
   config.validate()
   strategy = strategy or distribute.get_strategy(config.strategy)
   config.validate(num_replicas=strategy.num_replicas_in_sync)
-  spec = data.parse_dataset(config.dataset, config.image_size, config.channels,
-                            data_dir=config.data_dir)
+  spec = data.parse_dataset(
+    config.dataset, config.image_size, config.channels, data_dir=config.data_dir
+  )
   if spec.kind != "2d" and config.filters is None:
     try:
       networks.default_filters(spec.shape[0])
@@ -256,19 +301,23 @@ def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=No
   keras.utils.set_random_seed(config.seed)
   model = build_model(config, spec, strategy)
   run_info = tf.Variable(
-      checkpoints_lib.run_info(config, spec.shape, run_id or uuid.uuid4().hex[:16]),
-      dtype=tf.string, trainable=False, name="run_info")
+    checkpoints_lib.run_info(config, spec.shape, run_id or uuid.uuid4().hex[:16]),
+    dtype=tf.string,
+    trainable=False,
+    name="run_info",
+  )
   checkpoint = make_checkpoint(model, run_info)
   directory = os.path.join(config.workdir, "checkpoints")
   if not distribute.is_chief(strategy):
-    directory = os.path.join(config.workdir, "tmp_worker_checkpoints",
-                             str(strategy.cluster_resolver.task_id))
+    directory = os.path.join(
+      config.workdir, "tmp_worker_checkpoints", str(strategy.cluster_resolver.task_id)
+    )
   prefix = None
   if restore:
-    prefix = checkpoints_lib.choose_for_training(directory, config,
-                                                 run_id if check_run_id else None)
-  manager = tf.train.CheckpointManager(checkpoint, directory,
-                                       max_to_keep=config.keep_checkpoints)
+    prefix = checkpoints_lib.choose_for_training(
+      directory, config, run_id if check_run_id else None
+    )
+  manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=config.keep_checkpoints)
   run = Run(config, strategy, spec, model, checkpoint, manager, run_info=run_info)
   if prefix is not None:
     restore_checkpoint(run, prefix)
@@ -306,20 +355,30 @@ def restore_run(workdir, checkpoint=None, log=None):
   config = config_lib.load_config(workdir)
   directory = os.path.join(workdir, "checkpoints")
   if checkpoint is None and not checkpoints_lib.on_disk(directory):
-    raise FileNotFoundError(f"no checkpoint in {directory}: --workdir={workdir} has not saved a "
-                            "checkpoint yet (train it first)")
+    raise FileNotFoundError(
+      f"no checkpoint in {directory}: --workdir={workdir} has not saved a "
+      "checkpoint yet (train it first)"
+    )
   prefix = checkpoints_lib.choose_for_reading(directory, checkpoint, log=log)
   info = checkpoints_lib.read_run_info(prefix)
   problem = checkpoints_lib.mismatch(info, config)
   if problem:
     raise checkpoints_lib.CheckpointError(
-        f"{prefix} does not belong to the run in {workdir}/config.json: {problem}")
+      f"{prefix} does not belong to the run in {workdir}/config.json: {problem}"
+    )
   run_id = workdir_lib.RunRecord.load(workdir).run_id
   if info and run_id and info.get("run_id") != run_id:
-    log(f"{prefix} was written by another run (run id {info.get('run_id')}, in "
-        f"{info.get('workdir')}) with the same method and architecture")
-  config = config.replace(workdir=workdir, strategy="default", jit_compile=False,
-                          steps_per_execution=1, mixed_precision="none")
+    log(
+      f"{prefix} was written by another run (run id {info.get('run_id')}, in "
+      f"{info.get('workdir')}) with the same method and architecture"
+    )
+  config = config.replace(
+    workdir=workdir,
+    strategy="default",
+    jit_compile=False,
+    steps_per_execution=1,
+    mixed_precision="none",
+  )
   run = build_run(config, restore=False, run_id=info and info.get("run_id"))
   try:
     restore_checkpoint(run, prefix)
@@ -336,8 +395,9 @@ def restore_run(workdir, checkpoint=None, log=None):
       gc.collect()
     finally:
       logger.setLevel(level)
-    raise CheckpointMismatchError(f"{prefix} does not match the model rebuilt from "
-                                  f"{workdir}/config.json: {reason}", reason) from None
+    raise CheckpointMismatchError(
+      f"{prefix} does not match the model rebuilt from {workdir}/config.json: {reason}", reason
+    ) from None
   return run
 
 

@@ -38,6 +38,7 @@ def apply_threading(config):
   no longer change: the settings are skipped there.
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   try:
@@ -76,19 +77,24 @@ def train(config=None, /, **overrides):
   elif isinstance(config, (str, os.PathLike)):
     config = config_lib.from_flagfile(os.fspath(config))
   elif not isinstance(config, config_lib.ExperimentConfig):
-    raise TypeError("config must be an ExperimentConfig, a dict, a flagfile path or None; got "
-                    f"{type(config).__name__}")
+    raise TypeError(
+      "config must be an ExperimentConfig, a dict, a flagfile path or None; got "
+      f"{type(config).__name__}"
+    )
   known = {f for f in config.to_dict()}
   unknown = sorted(set(overrides) - known)
   if unknown:
-    raise config_lib.ConfigError(f"unknown flag(s) {', '.join(unknown)}; see "
-                                 "as-introvae-train --help")
+    raise config_lib.ConfigError(
+      f"unknown flag(s) {', '.join(unknown)}; see as-introvae-train --help"
+    )
   overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
   config = config.replace(**overrides).validate()
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+
   cli.import_tensorflow()
   apply_threading(config)
   from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+
   result = train_lib.train_and_evaluate(config)
   return {**result, "workdir": config.workdir}
 
@@ -97,8 +103,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+
   cli.quiet_absl_logging(flags.FLAGS)
   from as_introvae_tf import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+
   config = None
   try:
     config = config_lib.ExperimentConfig.from_flags(flags.FLAGS).validate()
@@ -107,6 +115,7 @@ def main(argv):
     return 1
   cli.import_tensorflow()
   from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+
   try:
     apply_threading(config)
     result = train_lib.train_and_evaluate(config)
@@ -115,15 +124,26 @@ def main(argv):
     print(f"stopped: {e}", file=sys.stderr)
     return e.exit_status  # 143 (SIGTERM) or 130 (SIGINT), as the shell reports signals
   except KeyboardInterrupt:  # a second Ctrl-C during the stop
-    print("aborted by a second Ctrl-C: the last checkpoint written is kept"
-          + (f" in {config.workdir}/checkpoints" if config else ""), file=sys.stderr)
+    print(
+      "aborted by a second Ctrl-C: the last checkpoint written is kept"
+      + (f" in {config.workdir}/checkpoints" if config else ""),
+      file=sys.stderr,
+    )
     return 130
-  except (config_lib.ConfigError, FileNotFoundError, train_lib.TrainingDivergedError,
-          train_lib.CheckpointWriteError, workdir_lib.WorkdirLockedError, ValueError) as e:
+  except (
+    config_lib.ConfigError,
+    FileNotFoundError,
+    train_lib.TrainingDivergedError,
+    train_lib.CheckpointWriteError,
+    workdir_lib.WorkdirLockedError,
+    ValueError,
+  ) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(f"Trained to step {result['step']}; samples: {result['samples_png']}; "
-        f"TensorBoard: tensorboard --logdir {config.workdir}/tensorboard")
+  print(
+    f"Trained to step {result['step']}; samples: {result['samples_png']}; "
+    f"TensorBoard: tensorboard --logdir {config.workdir}/tensorboard"
+  )
   return 0
 
 
@@ -136,10 +156,12 @@ def print_help(argv, flag_values=flags.FLAGS, stream=None):
     flag_values(rest)
   except flags.Error:
     pass  # show the help anyway; the bad flag is reported when training is started
-  stream.write(USAGE.strip() + "\n" + config_lib.format_help(flag_values) + "\n\n"
-               "--helpfull lists every flag, absl's own (--verbosity, ...) too. "
-               f"Packaged configs (--flagfile=configs/NAME.flags): "
-               f"{', '.join(config_lib.list_configs())}\n")
+  stream.write(
+    USAGE.strip() + "\n" + config_lib.format_help(flag_values) + "\n\n"
+    "--helpfull lists every flag, absl's own (--verbosity, ...) too. "
+    f"Packaged configs (--flagfile=configs/NAME.flags): "
+    f"{', '.join(config_lib.list_configs())}\n"
+  )
 
 
 def parse_flags(argv, flag_values=flags.FLAGS):

@@ -84,8 +84,9 @@ def _check_workdir_writable(workdir):
     os.remove(probe)
   except OSError as e:
     raise config_lib.ConfigError(
-        f"--workdir={workdir} is not writable ({e.strerror}): choose a directory where "
-        "checkpoints and logs can be written") from None
+      f"--workdir={workdir} is not writable ({e.strerror}): choose a directory where "
+      "checkpoints and logs can be written"
+    ) from None
 
 
 def _check_resume_compatible(config, workdir, previous=None):
@@ -99,19 +100,21 @@ def _check_resume_compatible(config, workdir, previous=None):
     if not os.path.exists(os.path.join(workdir, "config.json")):
       return
     previous = config_lib.load_config(workdir)
-  changed = [k for k in config_lib.ARCHITECTURE_KEYS
-             if getattr(previous, k) != getattr(config, k)]
+  changed = [k for k in config_lib.ARCHITECTURE_KEYS if getattr(previous, k) != getattr(config, k)]
   if (previous.ema_decay > 0) != (config.ema_decay > 0):  # the EMA decoder is checkpointed
     changed.append("ema_decay")
-  if (precision.needs_loss_scaling(config.mixed_precision)
-      and not precision.needs_loss_scaling(previous.mixed_precision)):
+  if precision.needs_loss_scaling(config.mixed_precision) and not precision.needs_loss_scaling(
+    previous.mixed_precision
+  ):
     changed.append("mixed_precision")  # the checkpoint has no loss-scale state to restore
   if changed:
-    details = ", ".join(f"--{k}={getattr(previous, k)!r} (now {getattr(config, k)!r})"
-                        for k in changed)
+    details = ", ".join(
+      f"--{k}={getattr(previous, k)!r} (now {getattr(config, k)!r})" for k in changed
+    )
     raise config_lib.ConfigError(
-        f"--workdir={workdir} holds a run with a different architecture: {details}. "
-        "Use a new --workdir, or the same flags to resume.")
+      f"--workdir={workdir} holds a run with a different architecture: {details}. "
+      "Use a new --workdir, or the same flags to resume."
+    )
 
 
 def _fixed_batch(spec, config, num):
@@ -119,8 +122,16 @@ def _fixed_batch(spec, config, num):
   fewer), or fresh 2-D data points."""
   if spec.kind == "2d":
     return data.sample_2d(spec.name, 2048, np.random.default_rng(config.seed + 1))
-  ds = data.build_dataset(spec, "test", 1, seed=config.seed, shuffle=False, repeat=False,
-                          bad_images=config.bad_images, data_dir=config.data_dir)
+  ds = data.build_dataset(
+    spec,
+    "test",
+    1,
+    seed=config.seed,
+    shuffle=False,
+    repeat=False,
+    bad_images=config.bad_images,
+    data_dir=config.data_dir,
+  )
   images = [b.numpy() for b in ds.take(num)]
   if not images:
     raise ValueError(f"--dataset={config.dataset}: the test split has no readable image")
@@ -133,11 +144,19 @@ def _calibration_batches(spec, config, num_batches=8, batch_size=64):
   if spec.kind == "2d":
     rng = np.random.default_rng(config.seed + 2)
     return [data.sample_2d(spec.name, batch_size, rng) for _ in range(num_batches)]
-  available = data.count_examples(spec, "train", bad_images=config.bad_images,
-                                  data_dir=config.data_dir)
-  ds = data.build_dataset(spec, "train", min(batch_size, available), seed=config.seed + 2,
-                          shuffle=True, repeat=True, bad_images=config.bad_images,
-                          data_dir=config.data_dir)
+  available = data.count_examples(
+    spec, "train", bad_images=config.bad_images, data_dir=config.data_dir
+  )
+  ds = data.build_dataset(
+    spec,
+    "train",
+    min(batch_size, available),
+    seed=config.seed + 2,
+    shuffle=True,
+    repeat=True,
+    bad_images=config.bad_images,
+    data_dir=config.data_dir,
+  )
   return [b.numpy() for b in ds.take(num_batches)]
 
 
@@ -146,13 +165,15 @@ def _check_enough_data(spec, config):
   one --batch_size."""
   if spec.kind == "2d":
     return
-  available = data.count_examples(spec, "train", bad_images=config.bad_images,
-                                   data_dir=config.data_dir)
+  available = data.count_examples(
+    spec, "train", bad_images=config.bad_images, data_dir=config.data_dir
+  )
   if available < config.batch_size:
     raise ValueError(
-        f"--dataset={config.dataset} has {available} training image(s), fewer than one batch "
-        f"of --batch_size={config.batch_size}: lower --batch_size to at most {available} or "
-        "add images")
+      f"--dataset={config.dataset} has {available} training image(s), fewer than one batch "
+      f"of --batch_size={config.batch_size}: lower --batch_size to at most {available} or "
+      "add images"
+    )
 
 
 def render_samples(model, spec, fixed):
@@ -160,8 +181,11 @@ def render_samples(model, spec, fixed):
   if spec.kind == "2d":
     points = run_lib.sample(model, 2048)
     limit = data.two_d_range(spec.name)
-    return {"samples": visualize.scatter_2d(points, fixed, plot_range=limit,
-                                            title=f"{model.method}: samples over data")}
+    return {
+      "samples": visualize.scatter_2d(
+        points, fixed, plot_range=limit, title=f"{model.method}: samples over data"
+      )
+    }
   n = min(len(fixed), 32)
   real = fixed[:n]
   columns = int(math.ceil(math.sqrt(SAMPLE_GRID_SIZE)))
@@ -169,8 +193,9 @@ def render_samples(model, spec, fixed):
   if getattr(model, "has_inference_encoder", True):  # WGAN-GP: the encoder is a critic
     rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
     pictures["reconstruction"] = visualize.image_grid(rec, columns=8)
-  pictures["samples"] = visualize.image_grid(run_lib.sample(model, SAMPLE_GRID_SIZE),
-                                             columns=columns)
+  pictures["samples"] = visualize.image_grid(
+    run_lib.sample(model, SAMPLE_GRID_SIZE), columns=columns
+  )
   if "reconstruction" in pictures:
     pictures["real_vs_reconstruction"] = visualize.pair_grid(real, rec, columns=8)
   return pictures
@@ -183,12 +208,28 @@ PNG_FILES = {"samples": "samples.png", "real_vs_reconstruction": "reconstruction
 def write_pngs(workdir, pictures):
   """Writes the `PNG_FILES` pictures into `workdir` (each file replaced atomically, so a viewer
   never sees a half-written one). Returns {name: path}."""
-  return {name: visualize.save_png(os.path.join(workdir, file), pictures[name])
-          for name, file in PNG_FILES.items() if name in pictures}
+  return {
+    name: visualize.save_png(os.path.join(workdir, file), pictures[name])
+    for name, file in PNG_FILES.items()
+    if name in pictures
+  }
 
 
-HPARAM_KEYS = ("method", "dataset", "z_dim", "batch_size", "train_steps", "num_vae", "lr",
-               "seed", "ema_decay", "beta_rec", "beta_kl", "beta_neg", "gamma_r")
+HPARAM_KEYS = (
+  "method",
+  "dataset",
+  "z_dim",
+  "batch_size",
+  "train_steps",
+  "num_vae",
+  "lr",
+  "seed",
+  "ema_decay",
+  "beta_rec",
+  "beta_kl",
+  "beta_neg",
+  "gamma_r",
+)
 
 
 def hparams_of(config):
@@ -206,6 +247,7 @@ def write_hparams(config, logdir):
   method, betas, ... and, as metrics, the last values of the scalars in `logdir`'s subfolders
   (`train/*`, and `eval/*` once evaluated), so `tensorboard --logdir runs` compares runs."""
   from tensorboard.plugins.hparams import api as hp  # pylint: disable=import-outside-toplevel
+
   writer = tf.summary.create_file_writer(logdir)
   with writer.as_default():
     hp.hparams(hparams_of(config), trial_id=os.path.basename(os.path.abspath(config.workdir)))
@@ -219,8 +261,9 @@ class TrainingMonitor(keras.callbacks.Callback):
   a single `tf.function` with no host synchronisation.
   """
 
-  def __init__(self, run, writer, fixed, calibration, chief, progress=None,
-               before_first_save=None, stop=None):
+  def __init__(
+    self, run, writer, fixed, calibration, chief, progress=None, before_first_save=None, stop=None
+  ):
     super().__init__()
     self.progress = progress
     self.run, self.writer, self.fixed, self.chief = run, writer, fixed, chief
@@ -266,14 +309,23 @@ class TrainingMonitor(keras.callbacks.Callback):
     if config.nan_policy == "skip_batch":
       skipped = int(model.skipped_batches.numpy())
       if skipped > self.skipped:
-        logging.warning("--nan_policy=skip_batch: skipped %d batch(es) with NaN/inf losses or "
-                        "gradients up to step %d (%d in all)", skipped - self.skipped, step,
-                        skipped)
+        logging.warning(
+          "--nan_policy=skip_batch: skipped %d batch(es) with NaN/inf losses or "
+          "gradients up to step %d (%d in all)",
+          skipped - self.skipped,
+          step,
+          skipped,
+        )
       self.skipped = skipped
       in_a_row = int(model.consecutive_skipped.numpy())
       if in_a_row >= config.max_consecutive_skips:
-        self.diverged = (step, [f"every batch of the last {in_a_row} "
-                                f"(--max_consecutive_skips={config.max_consecutive_skips})"])
+        self.diverged = (
+          step,
+          [
+            f"every batch of the last {in_a_row} "
+            f"(--max_consecutive_skips={config.max_consecutive_skips})"
+          ],
+        )
         model.stop_training = True
         return
     if self.chief:
@@ -316,9 +368,10 @@ class TrainingMonitor(keras.callbacks.Callback):
     except (OSError, tf.errors.OpError) as e:
       previous = self.run.manager.latest_checkpoint or "none"
       raise CheckpointWriteError(
-          f"Could not write the checkpoint of step {step} to {self.run.manager.directory} "
-          f"({e}). Is the disk full or the directory read-only? The previous checkpoint is "
-          f"intact: {previous}.") from e
+        f"Could not write the checkpoint of step {step} to {self.run.manager.directory} "
+        f"({e}). Is the disk full or the directory read-only? The previous checkpoint is "
+        f"intact: {previous}."
+      ) from e
     self.last_saved = step
     if self.progress is not None and self.chief:
       self.progress.message(f"step {step}: saved checkpoint {self.run.manager.latest_checkpoint}")
@@ -346,8 +399,11 @@ class _StopOnSignals:
       os.kill(os.getpid(), signum)
       return
     self.received = signum
-    logging.warning("Received %s: finishing the current step, then writing a checkpoint "
-                    "(send it again to abort at once)", signal.Signals(signum).name)
+    logging.warning(
+      "Received %s: finishing the current step, then writing a checkpoint "
+      "(send it again to abort at once)",
+      signal.Signals(signum).name,
+    )
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -377,8 +433,11 @@ def _set_aside_unused_record(workdir):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
       os.replace(path, path + suffix)
-      logging.warning("%s is from a run that wrote no checkpoint: renamed it to %s; this "
-                      "run starts afresh", path, path + suffix)
+      logging.warning(
+        "%s is from a run that wrote no checkpoint: renamed it to %s; this run starts afresh",
+        path,
+        path + suffix,
+      )
 
 
 def train_and_evaluate(config):
@@ -418,31 +477,47 @@ def _train_locked(config, strategy, stop):
   if has_checkpoints:
     _check_resume_compatible(config, workdir, record.effective_config())
   run_id = record.new_run_id(config)
-  run = run_lib.build_run(config, run_id=run_id, check_run_id=record.run_id is not None,
-                  strategy=strategy)
+  run = run_lib.build_run(
+    config, run_id=run_id, check_run_id=record.run_id is not None, strategy=strategy
+  )
   model, spec = run.model, run.spec
   chief = distribute.is_chief(strategy)
   start = int(model.step.numpy())
   _check_enough_data(spec, config)
   if config.method != "vae" and config.num_vae >= config.train_steps:
-    logging.warning("--num_vae=%d >= --train_steps=%d: the whole run is plain-VAE warm-up; "
-                    "lower --num_vae to train %s", config.num_vae, config.train_steps,
-                    config.method)
-  logging.info("method=%s dataset=%s example_shape=%s replicas=%d start_step=%d",
-               config.method, config.dataset, spec.shape, strategy.num_replicas_in_sync, start)
+    logging.warning(
+      "--num_vae=%d >= --train_steps=%d: the whole run is plain-VAE warm-up; "
+      "lower --num_vae to train %s",
+      config.num_vae,
+      config.train_steps,
+      config.method,
+    )
+  logging.info(
+    "method=%s dataset=%s example_shape=%s replicas=%d start_step=%d",
+    config.method,
+    config.dataset,
+    spec.shape,
+    strategy.num_replicas_in_sync,
+    start,
+  )
   mode = progress_lib.mode_for(config.verbose) if chief else "silent"
   if mode != "silent":
     shape = "x".join(str(d) for d in spec.shape)
-    what = (f"resuming at step {start} of {config.train_steps}" if start
-            else f"{config.train_steps} steps")
-    print(f"{config.method} on {config.dataset} ({shape}), {what}, "
-          f"{strategy.num_replicas_in_sync} replica(s); workdir {workdir}", flush=True)
+    what = (
+      f"resuming at step {start} of {config.train_steps}"
+      if start
+      else f"{config.train_steps} steps"
+    )
+    print(
+      f"{config.method} on {config.dataset} ({shape}), {what}, "
+      f"{strategy.num_replicas_in_sync} replica(s); workdir {workdir}",
+      flush=True,
+    )
   fixed = _fixed_batch(spec, config, 64)
   calibration = _calibration_batches(spec, config)
   logdir = os.path.join(workdir, "tensorboard", "train")
   if not chief:  # only the chief writes summaries; the others write to a scratch directory
-    logdir = os.path.join(workdir, "tmp_worker_tensorboard",
-                          str(strategy.cluster_resolver.task_id))
+    logdir = os.path.join(workdir, "tmp_worker_tensorboard", str(strategy.cluster_resolver.task_id))
   writer = tf.summary.create_file_writer(logdir)
   if chief and start == 0:
     with writer.as_default(step=0):
@@ -451,33 +526,55 @@ def _train_locked(config, strategy, stop):
   if chief:
     write_hparams(config, os.path.join(workdir, "tensorboard"))
 
-  bar = progress_lib.RunProgress(config.train_steps, start, config.method, mode=mode,
-                                 every=config.log_every_steps,
-                                 steps_per_execution=config.steps_per_execution)
+  bar = progress_lib.RunProgress(
+    config.train_steps,
+    start,
+    config.method,
+    mode=mode,
+    every=config.log_every_steps,
+    steps_per_execution=config.steps_per_execution,
+  )
 
   def commit_record(_):
     if chief:
       changes = record.commit(config, start, run_id)
       for c in changes:
-        logging.warning("Resumed at step %d with --%s=%r (was %r); recorded in %s", start,
-                        c["flag"], c["new"], c["old"],
-                        os.path.join(workdir, workdir_lib.HISTORY_FILE))
+        logging.warning(
+          "Resumed at step %d with --%s=%r (was %r); recorded in %s",
+          start,
+          c["flag"],
+          c["new"],
+          c["old"],
+          os.path.join(workdir, workdir_lib.HISTORY_FILE),
+        )
 
-  monitor = TrainingMonitor(run, writer, fixed, calibration, chief, progress=bar,
-                            before_first_save=commit_record, stop=stop)
+  monitor = TrainingMonitor(
+    run, writer, fixed, calibration, chief, progress=bar, before_first_save=commit_record, stop=stop
+  )
   last_metrics = {}
   if start < config.train_steps and stop.received is None:
     model.vae_phase = start < config.num_vae
     model.make_train_function(force=True)
-    ds = data.build_dataset(spec, "train", config.batch_size, seed=config.seed,
-                            bad_images=config.bad_images, data_dir=config.data_dir)
+    ds = data.build_dataset(
+      spec,
+      "train",
+      config.batch_size,
+      seed=config.seed,
+      bad_images=config.bad_images,
+      data_dir=config.data_dir,
+    )
     if start:
       ds = ds.skip(start)  # the data order continues where the checkpointed run stopped
     window = config.log_every_steps
-    history = model.fit(ds, initial_epoch=start // window,
-                        epochs=int(math.ceil(config.train_steps / window)),
-                        steps_per_epoch=window, callbacks=[bar, monitor], verbose=0,
-                        shuffle=False)  # the dataset is shuffled (seeded) by data/pipeline.py
+    history = model.fit(
+      ds,
+      initial_epoch=start // window,
+      epochs=int(math.ceil(config.train_steps / window)),
+      steps_per_epoch=window,
+      callbacks=[bar, monitor],
+      verbose=0,
+      shuffle=False,
+    )  # the dataset is shuffled (seeded) by data/pipeline.py
     last_metrics = {k: float(v[-1]) for k, v in history.history.items() if v}
     if monitor.diverged:
       step, terms = monitor.diverged
@@ -486,15 +583,21 @@ def _train_locked(config, strategy, stop):
   if final_step > start and monitor.last_saved != final_step:
     monitor.save(final_step)
   if stop.received is not None:
-    raise TrainingInterrupted(_interrupted_message(config, stop.received, start, final_step,
-                                                   run.manager), stop.received, final_step)
+    raise TrainingInterrupted(
+      _interrupted_message(config, stop.received, start, final_step, run.manager),
+      stop.received,
+      final_step,
+    )
   monitor.prepare(final_step)
   samples_png = os.path.join(workdir, "samples.png")
   if chief:
     write_pngs(workdir, render_samples(model, spec, fixed))
     with open(os.path.join(workdir, "metrics_train.json"), "w") as f:
-      json.dump({"step": final_step, "metrics": last_metrics,
-                 "example_shape": list(spec.shape)}, f, indent=2)
+      json.dump(
+        {"step": final_step, "metrics": last_metrics, "example_shape": list(spec.shape)},
+        f,
+        indent=2,
+      )
   logging.info("Done at step %d; samples in %s", final_step, samples_png)
   return {"step": final_step, "metrics": last_metrics, "samples_png": samples_png}
 
@@ -504,23 +607,28 @@ def _interrupted_message(config, signum, start, step, manager):
   if step > start:
     saved = f"checkpoint {manager.latest_checkpoint} written"
   else:
-    saved = (f"no step was trained, the last checkpoint is "
-             f"{manager.latest_checkpoint or 'none'}")
-  return (f"Stopped by {name} at step {step} of --train_steps={config.train_steps} ({saved}). "
-          f"Run the same command again to resume from step {step}.")
+    saved = f"no step was trained, the last checkpoint is {manager.latest_checkpoint or 'none'}"
+  return (
+    f"Stopped by {name} at step {step} of --train_steps={config.train_steps} ({saved}). "
+    f"Run the same command again to resume from step {step}."
+  )
 
 
 def _divergence_message(config, step, terms, manager):
   kept = manager.latest_checkpoint or "none (no checkpoint was written before)"
   precision_hint = ""
   if config.mixed_precision == "mixed_float16":
-    precision_hint = (" With --mixed_precision=mixed_float16, any value beyond float16's range "
-                      "(65504) inside the networks becomes inf/NaN (e.g. a posterior sample of "
-                      "a reconstruction with a large log-variance): mixed_bfloat16 has "
-                      "float32's range.")
-  return (f"Training stopped: non-finite values (NaN/inf) at step {step} in: "
-          f"{', '.join(terms)}. Hyper-parameters: beta_rec={config.beta_rec}, "
-          f"beta_kl={config.beta_kl}, beta_neg={config.beta_neg}, lr={config.lr}. "
-          f"{methods.get(config.method).divergence_hint}{precision_hint} The bad state was not "
-          f"saved; the last good checkpoint is kept: {kept}. Running the same command again "
-          "resumes from it.")
+    precision_hint = (
+      " With --mixed_precision=mixed_float16, any value beyond float16's range "
+      "(65504) inside the networks becomes inf/NaN (e.g. a posterior sample of "
+      "a reconstruction with a large log-variance): mixed_bfloat16 has "
+      "float32's range."
+    )
+  return (
+    f"Training stopped: non-finite values (NaN/inf) at step {step} in: "
+    f"{', '.join(terms)}. Hyper-parameters: beta_rec={config.beta_rec}, "
+    f"beta_kl={config.beta_kl}, beta_neg={config.beta_neg}, lr={config.lr}. "
+    f"{methods.get(config.method).divergence_hint}{precision_hint} The bad state was not "
+    f"saved; the last good checkpoint is kept: {kept}. Running the same command again "
+    "resumes from it."
+  )

@@ -29,7 +29,7 @@ def image_grid(images, columns=None):
   grid = np.zeros((rows * h, columns * w, c), np.float32)
   for i in range(n):
     r, col = divmod(i, columns)
-    grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = images[i]
+    grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = images[i]
   return grid
 
 
@@ -49,12 +49,13 @@ def pair_grid(real, reconstructed, columns=8):
   real = np.asarray(real, np.float32)
   reconstructed = np.asarray(reconstructed, np.float32)
   if real.shape != reconstructed.shape:
-    raise ValueError(f"pair_grid: real {real.shape} and reconstructed {reconstructed.shape} "
-                     "differ in shape")
+    raise ValueError(
+      f"pair_grid: real {real.shape} and reconstructed {reconstructed.shape} differ in shape"
+    )
   cells = []
   for start in range(0, len(real), columns):
     for batch in (real, reconstructed):
-      row = batch[start:start + columns]
+      row = batch[start : start + columns]
       pad = np.zeros((columns - len(row), *real.shape[1:]), np.float32)
       cells.append(np.concatenate([row, pad]))
   return image_grid(np.concatenate(cells), columns=columns)
@@ -87,6 +88,7 @@ def scatter_2d(points, data_points=None, plot_range=2.0, title=None, size_px=480
     float32 numpy `[size_px, size_px, 3]` RGB image in [0, 1].
   """
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 

@@ -78,8 +78,10 @@ class WorkdirLock:
   def describe(owner):
     if not owner:
       return "an unknown process"
-    return (f"PID {owner.get('pid')} on host {owner.get('host')} (started "
-            f"{owner.get('started')}: {owner.get('command', '')})").replace(": )", ")")
+    return (
+      f"PID {owner.get('pid')} on host {owner.get('host')} (started "
+      f"{owner.get('started')}: {owner.get('command', '')})"
+    ).replace(": )", ")")
 
   def read_owner(self):
     try:
@@ -100,10 +102,11 @@ class WorkdirLock:
           raise
         owner = self.read_owner()
         raise WorkdirLockedError(
-            f"--workdir={os.path.dirname(self.path)} is in use by another training process: "
-            f"{self.describe(owner)} (lock file {self.path}). Wait for it to finish or stop "
-            "it, or use another --workdir. Two processes on one workdir would mix their "
-            "checkpoints.") from None
+          f"--workdir={os.path.dirname(self.path)} is in use by another training process: "
+          f"{self.describe(owner)} (lock file {self.path}). Wait for it to finish or stop "
+          "it, or use another --workdir. Two processes on one workdir would mix their "
+          "checkpoints."
+        ) from None
       # The file may have been removed (a release) between open and flock: lock the live one.
       try:
         same = os.path.samestat(os.fstat(fd), os.stat(self.path))
@@ -121,15 +124,24 @@ class WorkdirLock:
       except ValueError:
         previous = {"command": text.strip()[:200]}
     if previous:
-      alive = (previous.get("host") == socket.gethostname()
-               and isinstance(previous.get("pid"), int) and _pid_alive(previous["pid"])
-               and previous["pid"] != os.getpid())
+      alive = (
+        previous.get("host") == socket.gethostname()
+        and isinstance(previous.get("pid"), int)
+        and _pid_alive(previous["pid"])
+        and previous["pid"] != os.getpid()
+      )
       logging.warning(
-          "Taking over the stale lock %s of %s, which %s; its last checkpoint is resumed "
-          "as usual.", self.path, self.describe(previous),
-          "no longer holds it" if alive else "is no longer running")
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
-             "command": " ".join(sys.argv)[:500]}
+        "Taking over the stale lock %s of %s, which %s; its last checkpoint is resumed as usual.",
+        self.path,
+        self.describe(previous),
+        "no longer holds it" if alive else "is no longer running",
+      )
+    owner = {
+      "host": socket.gethostname(),
+      "pid": os.getpid(),
+      "started": _now(),
+      "command": " ".join(sys.argv)[:500],
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(owner).encode("utf-8"), 0)
     os.fsync(fd)
@@ -222,8 +234,11 @@ class RunRecord:
     if previous is None:
       return []
     old, new = previous.to_dict(), config.to_dict()
-    return [{"flag": k, "old": _value(old[k]), "new": _value(new[k])} for k in new
-            if k not in UNRECORDED_FLAGS and _value(old.get(k)) != _value(new[k])]
+    return [
+      {"flag": k, "old": _value(old[k]), "new": _value(new[k])}
+      for k in new
+      if k not in UNRECORDED_FLAGS and _value(old.get(k)) != _value(new[k])
+    ]
 
   def commit(self, config, step, run_id):
     """Records a segment that is about to write its first checkpoint.
@@ -235,9 +250,15 @@ class RunRecord:
     if self.original is None:
       config_lib.save_config(config, self.workdir)
       self.original = config
-    segment = {"segment": len(self.segments), "step": int(step), "time": _now(),
-               "host": socket.gethostname(), "pid": os.getpid(), "run_id": run_id,
-               "changes": changes}
+    segment = {
+      "segment": len(self.segments),
+      "step": int(step),
+      "time": _now(),
+      "host": socket.gethostname(),
+      "pid": os.getpid(),
+      "run_id": run_id,
+      "changes": changes,
+    }
     with open(os.path.join(self.workdir, HISTORY_FILE), "a", encoding="utf-8") as f:
       f.write(json.dumps(segment, sort_keys=True) + "\n")
       f.flush()

@@ -20,30 +20,38 @@ from as_introvae_tf import visualize
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="runs/quickstart")
-  parser.add_argument("--train_steps", type=int, default=None,
-                      help="default: the config's 1500 (the first 1200 are VAE warm-up)")
+  parser.add_argument(
+    "--train_steps",
+    type=int,
+    default=None,
+    help="default: the config's 1500 (the first 1200 are VAE warm-up)",
+  )
   args = parser.parse_args()
 
   overrides = {"workdir": args.workdir}
   if args.train_steps:
-    overrides.update(train_steps=args.train_steps,
-                     num_vae=min(1200, args.train_steps * 4 // 5),
-                     lr_milestones=(max(1, min(1200, args.train_steps * 4 // 5)),))
+    overrides.update(
+      train_steps=args.train_steps,
+      num_vae=min(1200, args.train_steps * 4 // 5),
+      lr_milestones=(max(1, min(1200, args.train_steps * 4 // 5)),),
+    )
   result = as_introvae_tf.train("configs/quickstart.flags", **overrides)
   print(f"trained to step {result['step']}: {result['metrics']}")
 
-  model = as_introvae_tf.load(args.workdir)          # or an export directory
-  samples = model.sample(16, seed=0)                  # float32 [16, 28, 28, 1] in [0, 1]
+  model = as_introvae_tf.load(args.workdir)  # or an export directory
+  samples = model.sample(16, seed=0)  # float32 [16, 28, 28, 1] in [0, 1]
   path = os.path.join(args.workdir, "example_samples.png")
   visualize.save_png(path, visualize.image_grid(samples, columns=4))
   print(f"{model}: 16 samples {samples.shape} -> {path}")
 
-  frames = model.interpolate(samples[0], samples[1], steps=8)   # [8, 28, 28, 1]
+  frames = model.interpolate(samples[0], samples[1], steps=8)  # [8, 28, 28, 1]
   path = os.path.join(args.workdir, "example_interpolation.png")
   visualize.save_png(path, visualize.image_grid(frames, columns=8))
-  mu, logvar = model.encode(samples[:2])              # [2, z_dim] each
-  print(f"interpolation {frames.shape} -> {path}; |mu_a - mu_b| = "
-        f"{float(np.linalg.norm(mu[0] - mu[1])):.2f}")
+  mu, logvar = model.encode(samples[:2])  # [2, z_dim] each
+  print(
+    f"interpolation {frames.shape} -> {path}; |mu_a - mu_b| = "
+    f"{float(np.linalg.norm(mu[0] - mu[1])):.2f}"
+  )
 
 
 if __name__ == "__main__":

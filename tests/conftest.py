@@ -12,29 +12,29 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-)
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
 def pytest_addoption(parser):
-    parser.addoption(
-        "--run_large", action="store_true", default=False,
-        help="also run tests marked large (long trainings, subprocess runs)",
-    )
+  parser.addoption(
+    "--run_large",
+    action="store_true",
+    default=False,
+    help="also run tests marked large (long trainings, subprocess runs)",
+  )
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "large: slow test, run only with --run_large")
+  config.addinivalue_line("markers", "large: slow test, run only with --run_large")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run_large"):
-        return
-    skip = pytest.mark.skip(reason="large test: pass --run_large to run it")
-    for item in items:
-        if "large" in item.keywords:
-            item.add_marker(skip)
+  if config.getoption("--run_large"):
+    return
+  skip = pytest.mark.skip(reason="large test: pass --run_large to run it")
+  for item in items:
+    if "large" in item.keywords:
+      item.add_marker(skip)
 
 
 _TWO_REPLICAS = []

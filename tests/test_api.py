@@ -15,10 +15,25 @@ from as_introvae_tf import run as run_lib
 
 
 def _two_d(workdir, **overrides):
-  values = dict(method="as_introvae", dataset="8gaussians", workdir=str(workdir), z_dim=2,
-                num_hidden=8, num_layers=1, batch_size=32, train_steps=4, num_vae=2,
-                log_every_steps=2, checkpoint_every_steps=4, image_every_steps=100,
-                beta_kl=0.3, beta_rec=0.2, beta_neg=0.9, ema_decay=0.9, verbose="0")
+  values = dict(
+    method="as_introvae",
+    dataset="8gaussians",
+    workdir=str(workdir),
+    z_dim=2,
+    num_hidden=8,
+    num_layers=1,
+    batch_size=32,
+    train_steps=4,
+    num_vae=2,
+    log_every_steps=2,
+    checkpoint_every_steps=4,
+    image_every_steps=100,
+    beta_kl=0.3,
+    beta_rec=0.2,
+    beta_neg=0.9,
+    ema_decay=0.9,
+    verbose="0",
+  )
   values.update(overrides)
   return values
 
@@ -29,9 +44,18 @@ def trained(tmp_path_factory):
   root = tmp_path_factory.mktemp("api")
   workdir = root / "run"
   result = as_introvae_tf.train(
-      "configs/quickstart.flags", workdir=str(workdir), train_steps=2, num_vae=1,
-      batch_size=8, filters=[4, 8], z_dim=4, log_every_steps=2, checkpoint_every_steps=2,
-      image_every_steps=2, verbose="0")
+    "configs/quickstart.flags",
+    workdir=str(workdir),
+    train_steps=2,
+    num_vae=1,
+    batch_size=8,
+    filters=[4, 8],
+    z_dim=4,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=2,
+    verbose="0",
+  )
   export = export_lib.export_run(str(workdir), str(root / "export"), formats=["saved_model"])
   return result, workdir, root / "export", export
 
@@ -52,7 +76,12 @@ def test_workdir_model_samples_encodes_decodes_and_interpolates(trained):
   _, workdir, _, _ = trained
   model = as_introvae_tf.load(str(workdir))
   assert (model.method, model.z_dim, model.example_shape, model.step, model.source) == (
-      "as_introvae", 4, (28, 28, 1), 2, "workdir")
+    "as_introvae",
+    4,
+    (28, 28, 1),
+    2,
+    "workdir",
+  )
   x = model.sample(5, seed=1)
   assert x.shape == (5, 28, 28, 1) and x.dtype == np.float32
   assert 0.0 <= x.min() and x.max() <= 1.0
@@ -69,8 +98,11 @@ def test_workdir_model_samples_encodes_decodes_and_interpolates(trained):
   np.testing.assert_allclose(frames[-1], rec[1], atol=1e-5)
   assert model.interpolate(x[:2], x[2:4], steps=3).shape == (2, 3, 28, 28, 1)
   z = np.stack([np.zeros(4), np.ones(4)]).astype(np.float32)
-  np.testing.assert_allclose(model.interpolate(z[0], z[1], steps=3, latent=True)[1],
-                             model.decode(np.full((1, 4), 0.5, np.float32))[0], atol=1e-5)
+  np.testing.assert_allclose(
+    model.interpolate(z[0], z[1], steps=3, latent=True)[1],
+    model.decode(np.full((1, 4), 0.5, np.float32))[0],
+    atol=1e-5,
+  )
   with pytest.raises(ValueError, match=r"images must have shape \[N, 28, 28, 1\]"):
     model.encode(np.zeros((2, 32, 32, 3)))
   with pytest.raises(ValueError, match=r"z must have shape \[N, 4\]"):
@@ -110,8 +142,9 @@ def test_load_uses_the_checkpointed_ema_decoder_or_the_raw_one(tmp_path):
 
 def test_wgan_gp_model_samples_but_has_no_encoder(tmp_path):
   workdir = tmp_path / "wgan"
-  as_introvae_tf.train(_two_d(workdir, method="wgan_gp", num_vae=0, batch_size=10, n_critic=5,
-                              ema_decay=0.0))
+  as_introvae_tf.train(
+    _two_d(workdir, method="wgan_gp", num_vae=0, batch_size=10, n_critic=5, ema_decay=0.0)
+  )
   model = as_introvae_tf.load(str(workdir))
   assert model.sample(3, seed=0).shape == (3, 2) and not model.has_encoder
   with pytest.raises(ValueError, match="encode needs an encoder"):
@@ -133,12 +166,16 @@ def test_load_names_what_it_expected(tmp_path):
 def test_importing_the_package_defines_no_flags_and_imports_no_tensorflow():
   import subprocess
   import sys
-  code = ("import sys, as_introvae_tf as a; from absl import flags; "
-          "assert 'tensorflow' not in sys.modules; assert 'method' not in flags.FLAGS; "
-          "assert callable(a.load); print('ok')")
+
+  code = (
+    "import sys, as_introvae_tf as a; from absl import flags; "
+    "assert 'tensorflow' not in sys.modules; assert 'method' not in flags.FLAGS; "
+    "assert callable(a.load); print('ok')"
+  )
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                        text=True, timeout=60)
+  proc = subprocess.run(
+    [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+  )
   assert proc.stdout.strip() == "ok", proc.stderr
   assert tf.__version__  # (this process has TensorFlow; the child did not need it)
 
@@ -147,12 +184,21 @@ def test_importing_the_package_defines_no_flags_and_imports_no_tensorflow():
 def test_the_example_script_trains_loads_samples_and_interpolates(tmp_path):
   import subprocess
   import sys
+
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.run(
-      [sys.executable, os.path.join(root, "examples", "quickstart.py"),
-       f"--workdir={tmp_path / 'q'}", "--train_steps=5"],
-      cwd=tmp_path, capture_output=True, text=True, timeout=900,
-      env=dict(os.environ, PYTHONPATH=root))
+    [
+      sys.executable,
+      os.path.join(root, "examples", "quickstart.py"),
+      f"--workdir={tmp_path / 'q'}",
+      "--train_steps=5",
+    ],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env=dict(os.environ, PYTHONPATH=root),
+  )
   assert proc.returncode == 0, proc.stderr
   assert "16 samples (16, 28, 28, 1)" in proc.stdout
   assert "interpolation (8, 28, 28, 1)" in proc.stdout

@@ -30,21 +30,32 @@ def _mlp(name, kind, z_dim=2):
   return build(z_dim=z_dim, num_hidden=16, num_layers=1, name=name)
 
 
-def _build(method, strategy, lr=(0.05, 0.05, 0.05), avae_hparams=None, n_critic=2,
-           gp_lambda=10.0):
+def _build(method, strategy, lr=(0.05, 0.05, 0.05), avae_hparams=None, n_critic=2, gp_lambda=10.0):
   """A tiny 2-D model compiled with SGD (encoder/critic, decoder, discriminator)."""
   with strategy.scope():
     encoder, decoder = _mlp("encoder", "encoder"), _mlp("decoder", "decoder")
     common = dict(example_shape=(2,), global_batch_size=GLOBAL_BATCH, seed=SEED)
     if method == "avae":
-      model = methods.get("avae")(encoder, decoder, discriminator_encoder=_mlp("d_enc", "encoder"),
-                                  discriminator_decoder=_mlp("d_dec", "decoder"),
-                                  avae_hparams=avae_hparams, **common)
-      model.compile(keras.optimizers.SGD(lr[0]), keras.optimizers.SGD(lr[1]),
-                    discriminator_optimizer=keras.optimizers.SGD(lr[2]))
+      model = methods.get("avae")(
+        encoder,
+        decoder,
+        discriminator_encoder=_mlp("d_enc", "encoder"),
+        discriminator_decoder=_mlp("d_dec", "decoder"),
+        avae_hparams=avae_hparams,
+        **common,
+      )
+      model.compile(
+        keras.optimizers.SGD(lr[0]),
+        keras.optimizers.SGD(lr[1]),
+        discriminator_optimizer=keras.optimizers.SGD(lr[2]),
+      )
     else:
-      model = methods.get("wgan_gp")(encoder, decoder, wgan_hparams=hparams.WGANGPHParams(
-          gp_lambda=gp_lambda, n_critic=n_critic), **common)
+      model = methods.get("wgan_gp")(
+        encoder,
+        decoder,
+        wgan_hparams=hparams.WGANGPHParams(gp_lambda=gp_lambda, n_critic=n_critic),
+        **common,
+      )
       model.compile(keras.optimizers.SGD(lr[0]), keras.optimizers.SGD(lr[1]))
   return model
 
@@ -89,24 +100,37 @@ def _all_weights(model):
 def test_avae_loss_terms_match_numpy():
   x = RNG.uniform(size=(3, 4, 5, 2)).astype(np.float32)
   y = RNG.uniform(size=(3, 4, 5, 2)).astype(np.float32)
-  want = [sum(abs(float(a) - float(b)) for a, b in zip(x[i].ravel(), y[i].ravel())) / 40.0
-          for i in range(3)]
+  want = [
+    sum(abs(float(a) - float(b)) for a, b in zip(x[i].ravel(), y[i].ravel())) / 40.0
+    for i in range(3)
+  ]
   np.testing.assert_allclose(losses.l1_error(x, y).numpy(), want, rtol=1e-6)
-  l_n, l_s, l_e, l_d, l_g, l_v = (np.array(v, np.float32) for v in (
-      [2.0, 3.5], [0.2, 0.1], [0.4, 0.05], [0.3, 0.6], [0.25, 0.1], [0.5, 0.2]))
+  l_n, l_s, l_e, l_d, l_g, l_v = (
+    np.array(v, np.float32)
+    for v in ([2.0, 3.5], [0.2, 0.1], [0.4, 0.05], [0.3, 0.6], [0.25, 0.1], [0.5, 0.2])
+  )
   a, b, g, eta, k = 0.3, 0.1, 0.1, 0.5, 0.25
-  np.testing.assert_allclose(losses.avae_encoder_loss(l_n, l_s, l_e, beta=b, gamma=g),
-                             [2.0 + 0.02 + 0.04, 3.5 + 0.01 + 0.005], rtol=1e-6)
   np.testing.assert_allclose(
-      losses.avae_generator_loss(l_g, l_v, l_s, l_e, alpha=a, beta=b, gamma=g),
-      [0.25 + 0.15 + 0.02 + 0.04, 0.1 + 0.06 + 0.01 + 0.005], rtol=1e-6)
+    losses.avae_encoder_loss(l_n, l_s, l_e, beta=b, gamma=g),
+    [2.0 + 0.02 + 0.04, 3.5 + 0.01 + 0.005],
+    rtol=1e-6,
+  )
   np.testing.assert_allclose(
-      losses.avae_discriminator_loss(l_d, l_g, l_v, k=k, alpha=a),
-      [0.3 - 0.25 * (0.25 + 0.15), 0.6 - 0.25 * (0.1 + 0.06)], rtol=1e-6)
-  np.testing.assert_allclose(losses.avae_balance_error(l_d, l_g, l_v, eta=eta, alpha=a),
-                             [0.15 - 0.4, 0.3 - 0.16], rtol=1e-6)
-  np.testing.assert_allclose(losses.avae_convergence(l_d, l_g, l_v, eta=eta, alpha=a),
-                             [0.3 + 0.25, 0.6 + 0.14], rtol=1e-6)
+    losses.avae_generator_loss(l_g, l_v, l_s, l_e, alpha=a, beta=b, gamma=g),
+    [0.25 + 0.15 + 0.02 + 0.04, 0.1 + 0.06 + 0.01 + 0.005],
+    rtol=1e-6,
+  )
+  np.testing.assert_allclose(
+    losses.avae_discriminator_loss(l_d, l_g, l_v, k=k, alpha=a),
+    [0.3 - 0.25 * (0.25 + 0.15), 0.6 - 0.25 * (0.1 + 0.06)],
+    rtol=1e-6,
+  )
+  np.testing.assert_allclose(
+    losses.avae_balance_error(l_d, l_g, l_v, eta=eta, alpha=a), [0.15 - 0.4, 0.3 - 0.16], rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    losses.avae_convergence(l_d, l_g, l_v, eta=eta, alpha=a), [0.3 + 0.25, 0.6 + 0.14], rtol=1e-6
+  )
 
 
 def test_pid_update_follows_a_hand_computed_sequence():
@@ -125,15 +149,17 @@ def test_pid_update_follows_a_hand_computed_sequence():
   assert float(losses.pid_update(0.99, 0.5, 0.0, 0.0, **gains)) == 1.0
   assert float(losses.pid_update(0.01, -0.5, 0.0, 0.0, **gains)) == 0.0
   np.testing.assert_allclose(
-      float(losses.pid_update(0.01, -0.5, 0.0, 0.0, clip=False, **gains)), -0.04, rtol=1e-5)
+    float(losses.pid_update(0.01, -0.5, 0.0, 0.0, clip=False, **gains)), -0.04, rtol=1e-5
+  )
 
 
 def test_wasserstein_losses_interpolation_and_penalty_match_numpy():
   real, fake = np.array([1.0, -2.0], np.float32), np.array([0.5, 3.0], np.float32)
   np.testing.assert_allclose(losses.wasserstein_critic_loss(real, fake), [-0.5, 5.0])
   np.testing.assert_allclose(losses.wasserstein_generator_loss(fake), [-0.5, -3.0])
-  np.testing.assert_allclose(losses.gradient_penalty(np.array([0.0, 1.0, 3.0], np.float32)),
-                             [1.0, 0.0, 4.0])
+  np.testing.assert_allclose(
+    losses.gradient_penalty(np.array([0.0, 1.0, 3.0], np.float32)), [1.0, 0.0, 4.0]
+  )
   xr = RNG.normal(size=(3, 2, 2, 1)).astype(np.float32)
   xf = RNG.normal(size=(3, 2, 2, 1)).astype(np.float32)
   eps = np.array([0.0, 0.25, 1.0], np.float32)
@@ -145,8 +171,9 @@ def _one_sided_differences(critic, x, h):
   """Forward and backward differences of each example's score along each input coordinate,
   each of shape (batch, num_coordinates), in float64 from float32 scores."""
   flat = x.astype(np.float64).reshape(len(x), -1)
-  score = lambda v: critic(tf.constant(v.reshape(x.shape), tf.float32)).numpy().astype(
-      np.float64).reshape(len(x))
+  score = lambda v: (
+    critic(tf.constant(v.reshape(x.shape), tf.float32)).numpy().astype(np.float64).reshape(len(x))
+  )
   at = score(flat)
   forward, backward = np.zeros_like(flat), np.zeros_like(flat)
   for c in range(flat.shape[1]):
@@ -195,20 +222,26 @@ def test_gradient_penalty_norm_matches_finite_differences_and_forward_mode():
   mlp = _build("wgan_gp", tf.distribute.get_strategy())
   x = rng.normal(size=(5, 2)).astype(np.float32)
   _assert_matches_finite_differences(mlp.critic, x, rtol=2e-3, h=1e-3)
-  np.testing.assert_allclose(losses.critic_input_gradient_norm(mlp.critic, tf.constant(x)),
-                             _forward_mode_norms(mlp.critic, x), rtol=1e-5)
+  np.testing.assert_allclose(
+    losses.critic_input_gradient_norm(mlp.critic, tf.constant(x)),
+    _forward_mode_norms(mlp.critic, x),
+    rtol=1e-5,
+  )
 
   encoder = networks.build_image_encoder(8, 1, 2, filters=(4,))
   decoder = networks.build_image_decoder(8, 1, 2, filters=(4,))
-  image = methods.get("wgan_gp")(encoder, decoder, example_shape=(8, 8, 1), global_batch_size=10,
-                                 seed=0)
+  image = methods.get("wgan_gp")(
+    encoder, decoder, example_shape=(8, 8, 1), global_batch_size=10, seed=0
+  )
   x = rng.uniform(size=(3, 8, 8, 1)).astype(np.float32)
-  np.testing.assert_allclose(losses.critic_input_gradient_norm(image.critic, tf.constant(x)),
-                             _forward_mode_norms(image.critic, x), rtol=1e-5)
+  np.testing.assert_allclose(
+    losses.critic_input_gradient_norm(image.critic, tf.constant(x)),
+    _forward_mode_norms(image.critic, x),
+    rtol=1e-5,
+  )
   # Inference-mode critic: an example's score does not depend on the rest of the batch.
   other = np.concatenate([x[:1], rng.uniform(size=(4, 8, 8, 1)).astype(np.float32)])
-  np.testing.assert_allclose(image.critic(other).numpy()[0], image.critic(x).numpy()[0],
-                             rtol=1e-6)
+  np.testing.assert_allclose(image.critic(other).numpy()[0], image.critic(x).numpy()[0], rtol=1e-6)
 
 
 # --- AVAE step -------------------------------------------------------------------------------
@@ -223,8 +256,7 @@ def test_avae_step_terms_and_updates_match_an_independent_computation():
   model.e_prev.assign(0.05)
   model.e_prev2.assign(-0.02)
   x = _batch(4)
-  nets = [model.encoder, model.decoder, model.discriminator_encoder,
-          model.discriminator_decoder]
+  nets = [model.encoder, model.decoder, model.discriminator_encoder, model.discriminator_decoder]
   before = [[v.numpy() for v in n.trainable_variables] for n in nets]
   enc_w, dec_w, de_w, dd_w = before
 
@@ -235,9 +267,14 @@ def test_avae_step_terms_and_updates_match_an_independent_computation():
   x_g = _np_mlp(z_g, dec_w)
   code = [_np_mlp(t, de_w, split=True)[0] for t in (x, x_v, x_g)]
   l1 = lambda a, b: np.abs(a - b).mean(axis=1)  # noqa: E731
-  want = {"l_e": l1(x, x_v), "l_n": -0.5 * np.sum(1 + lv - mu ** 2 - np.exp(lv), axis=1),
-          "l_s": l1(code[0], code[1]), "l_d": l1(x, _np_mlp(code[0], dd_w)),
-          "l_v": l1(x_v, _np_mlp(code[1], dd_w)), "l_g": l1(x_g, _np_mlp(code[2], dd_w))}
+  want = {
+    "l_e": l1(x, x_v),
+    "l_n": -0.5 * np.sum(1 + lv - mu**2 - np.exp(lv), axis=1),
+    "l_s": l1(code[0], code[1]),
+    "l_d": l1(x, _np_mlp(code[0], dd_w)),
+    "l_v": l1(x_v, _np_mlp(code[1], dd_w)),
+    "l_g": l1(x_g, _np_mlp(code[2], dd_w)),
+  }
   m = {k: v.mean() for k, v in want.items()}
   e_t = 0.5 * m["l_d"] - (m["l_g"] + 0.3 * m["l_v"])
   k_t = 0.3 + 0.1 * e_t + 0.05 * (e_t - 0.05) + 0.02 * (e_t - 0.1 - 0.02)
@@ -259,14 +296,20 @@ def test_avae_step_terms_and_updates_match_an_independent_computation():
     c_x, c_v, c_g = (tf_mlp(t, tv[2], True)[0] for t in (x, t_xv, t_xg))
     t_l1 = lambda a, b: tf.reduce_mean(tf.abs(a - b), axis=1)  # noqa: E731
     l_e, l_s = t_l1(x, t_xv), t_l1(c_x, c_v)
-    l_n = -0.5 * tf.reduce_sum(1 + t_lv - t_mu ** 2 - tf.exp(t_lv), axis=1)
-    l_d, l_v, l_g = t_l1(x, tf_mlp(c_x, tv[3])), t_l1(t_xv, tf_mlp(c_v, tv[3])), t_l1(
-        t_xg, tf_mlp(c_g, tv[3]))
+    l_n = -0.5 * tf.reduce_sum(1 + t_lv - t_mu**2 - tf.exp(t_lv), axis=1)
+    l_d, l_v, l_g = (
+      t_l1(x, tf_mlp(c_x, tv[3])),
+      t_l1(t_xv, tf_mlp(c_v, tv[3])),
+      t_l1(t_xg, tf_mlp(c_g, tv[3])),
+    )
     loss_enc = tf.reduce_mean(l_n + 0.1 * l_s + 0.1 * l_e)
     loss_gen = tf.reduce_mean(l_g + 0.3 * l_v + 0.1 * l_s + 0.1 * l_e)
     loss_dis = tf.reduce_mean(l_d - 0.3 * (l_g + 0.3 * l_v))
-  grads = [tape.gradient(loss_enc, tv[0]), tape.gradient(loss_gen, tv[1]),
-           tape.gradient(loss_dis, tv[2] + tv[3])]
+  grads = [
+    tape.gradient(loss_enc, tv[0]),
+    tape.gradient(loss_gen, tv[1]),
+    tape.gradient(loss_dis, tv[2] + tv[3]),
+  ]
 
   hist = _fit(model, x)
   for name, value in m.items():
@@ -277,8 +320,9 @@ def test_avae_step_terms_and_updates_match_an_independent_computation():
   np.testing.assert_allclose(model.e_prev.numpy(), e_t, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(model.e_prev2.numpy(), 0.05, rtol=1e-6)
   np.testing.assert_allclose(hist["convergence"][-1], m["l_d"] + abs(e_t), rtol=1e-4)
-  np.testing.assert_allclose(hist["loss_discriminator"][-1],
-                             m["l_d"] - 0.3 * (m["l_g"] + 0.3 * m["l_v"]), rtol=1e-4)
+  np.testing.assert_allclose(
+    hist["loss_discriminator"][-1], m["l_d"] - 0.3 * (m["l_g"] + 0.3 * m["l_v"]), rtol=1e-4
+  )
   after = [[v.numpy() for v in n.trainable_variables] for n in nets]
   moved = [after[0], after[1], after[2] + after[3]]
   start = [before[0], before[1], before[2] + before[3]]
@@ -297,8 +341,7 @@ def test_avae_pid_state_follows_the_reported_errors_over_steps():
     e1, e2 = e, e1
     np.testing.assert_allclose(reported_k, k, rtol=1e-5, atol=1e-7)
   np.testing.assert_allclose(model.k_t.numpy(), k, rtol=1e-5, atol=1e-7)
-  np.testing.assert_allclose([model.e_prev.numpy(), model.e_prev2.numpy()], [e1, e2],
-                             rtol=1e-6)
+  np.testing.assert_allclose([model.e_prev.numpy(), model.e_prev2.numpy()], [e1, e2], rtol=1e-6)
   assert abs(k) > 1e-3
 
 
@@ -309,8 +352,7 @@ def test_wgan_gp_critic_update_equals_the_gradient_of_the_reference_formula():
   """n_critic = 1, SGD(lr=1) on the critic, generator frozen: the critic moves by minus the
   gradient of mean f(G(z)) - mean f(x) + lambda mean (||grad f(x_hat)|| - 1)^2 (gan_toy.py),
   with x_hat = eps x + (1 - eps) G(z), written out plainly with the same noise."""
-  model = _build("wgan_gp", tf.distribute.get_strategy(), lr=(1.0, 0.0), n_critic=1,
-                 gp_lambda=3.0)
+  model = _build("wgan_gp", tf.distribute.get_strategy(), lr=(1.0, 0.0), n_critic=1, gp_lambda=3.0)
   x = tf.constant(_batch(6))
   c_vars = model.critic_variables()
   before = [tf.identity(v) for v in c_vars]
@@ -327,8 +369,11 @@ def test_wgan_gp_critic_update_equals_the_gradient_of_the_reference_formula():
       inner.watch(interpolates)
       d_hat = critic(interpolates)
     slopes = tf.sqrt(tf.reduce_sum(tf.square(inner.gradient(d_hat, interpolates)), axis=1))
-    cost = (tf.reduce_mean(critic(fake)) - tf.reduce_mean(critic(x))
-            + 3.0 * tf.reduce_mean((slopes - 1.0) ** 2))
+    cost = (
+      tf.reduce_mean(critic(fake))
+      - tf.reduce_mean(critic(x))
+      + 3.0 * tf.reduce_mean((slopes - 1.0) ** 2)
+    )
   grads = tape.gradient(cost, c_vars)
   hist = _fit(model, x.numpy())
   np.testing.assert_allclose(hist["loss_critic"][-1], cost.numpy(), rtol=1e-4)
@@ -344,8 +389,9 @@ def test_wgan_gp_step_counts_generator_updates_and_rejects_a_bad_batch():
   assert all(np.isfinite(v[-1]) for v in hist.values())
   assert int(model.step.numpy()) == 2
   assert int(model.encoder_optimizer.iterations.numpy()) == 8
-  assert any(not np.allclose(a, b.numpy())
-             for a, b in zip(gen_before, model.decoder.trainable_variables))
+  assert any(
+    not np.allclose(a, b.numpy()) for a, b in zip(gen_before, model.decoder.trainable_variables)
+  )
   with pytest.raises(ValueError, match="multiple of n_critic"):
     _build("wgan_gp", tf.distribute.get_strategy(), n_critic=3)
 
@@ -366,8 +412,7 @@ def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
     np.testing.assert_allclose(w1, w2, atol=1e-5)
   for name in h1:
     if not name.startswith("grad_norm"):  # per-replica partial gradients
-      np.testing.assert_allclose(h1[name][-1], h2[name][-1], rtol=1e-4, atol=1e-5,
-                                 err_msg=name)
+      np.testing.assert_allclose(h1[name][-1], h2[name][-1], rtol=1e-4, atol=1e-5, err_msg=name)
   if method == "avae":
     np.testing.assert_allclose(m1.k_t.numpy(), m2.k_t.numpy(), rtol=1e-5)
     assert m1.k_t.numpy() > 0
@@ -386,10 +431,22 @@ def _scalar_tags(logdir):
 
 
 def _two_d_config(workdir, method, **overrides):
-  values = dict(method=method, dataset="8gaussians", workdir=str(workdir), z_dim=2,
-                num_hidden=16, num_layers=1, batch_size=20, train_steps=4, log_every_steps=2,
-                checkpoint_every_steps=2, image_every_steps=4, ema_decay=0.0, n_critic=2,
-                verbose="0")
+  values = dict(
+    method=method,
+    dataset="8gaussians",
+    workdir=str(workdir),
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=20,
+    train_steps=4,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=4,
+    ema_decay=0.0,
+    n_critic=2,
+    verbose="0",
+  )
   values.update(overrides)
   return config_lib.ExperimentConfig(**values)
 
@@ -397,9 +454,20 @@ def _two_d_config(workdir, method, **overrides):
 @pytest.mark.parametrize("method", ["avae", "wgan_gp"])
 def test_fashion_mnist_run_with_tiny_filters(tmp_path, method):
   config = config_lib.ExperimentConfig(
-      method=method, dataset="fashion_mnist", workdir=str(tmp_path), filters=(4, 8), z_dim=4,
-      batch_size=10, train_steps=2, log_every_steps=2, checkpoint_every_steps=2,
-      image_every_steps=2, ema_decay=0.9, n_critic=2, verbose="0")
+    method=method,
+    dataset="fashion_mnist",
+    workdir=str(tmp_path),
+    filters=(4, 8),
+    z_dim=4,
+    batch_size=10,
+    train_steps=2,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=2,
+    ema_decay=0.9,
+    n_critic=2,
+    verbose="0",
+  )
   result = train_lib.train_and_evaluate(config)
   assert result["step"] == 2
   assert all(np.isfinite(v) for v in result["metrics"].values())
@@ -411,10 +479,22 @@ def test_fashion_mnist_run_with_tiny_filters(tmp_path, method):
 
 
 TAGS = {
-    "avae": {"train/k_t", "train/e_t", "train/convergence", "train/l_d", "train/l_g",
-             "train/loss_discriminator", "train/grad_norm_discriminator"},
-    "wgan_gp": {"train/wasserstein", "train/gradient_penalty", "train/loss_critic",
-                "train/loss_generator", "train/grad_norm_critic"},
+  "avae": {
+    "train/k_t",
+    "train/e_t",
+    "train/convergence",
+    "train/l_d",
+    "train/l_g",
+    "train/loss_discriminator",
+    "train/grad_norm_discriminator",
+  },
+  "wgan_gp": {
+    "train/wasserstein",
+    "train/gradient_penalty",
+    "train/loss_critic",
+    "train/loss_generator",
+    "train/grad_norm_critic",
+  },
 }
 
 
@@ -442,8 +522,9 @@ def test_two_d_run_logs_and_resumes_like_an_uninterrupted_run(tmp_path, method):
   assert int(a.step.numpy()) == int(b.step.numpy()) == 4
 
   def state(m):
-    extra = ([m.k_t, m.e_prev, m.e_prev2] + m.discriminator_optimizer.variables
-             if method == "avae" else [])
+    extra = (
+      [m.k_t, m.e_prev, m.e_prev2] + m.discriminator_optimizer.variables if method == "avae" else []
+    )
     return _variables(m) + m.encoder_optimizer.variables + m.decoder_optimizer.variables + extra
 
   for va, vb in zip(state(a), state(b)):

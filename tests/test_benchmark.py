@@ -19,8 +19,9 @@ from as_introvae_tf import methods
 from as_introvae_tf import networks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("benchmark",
-                                               os.path.join(ROOT, "tools", "benchmark.py"))
+_spec = importlib.util.spec_from_file_location(
+  "benchmark", os.path.join(ROOT, "tools", "benchmark.py")
+)
 benchmark = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(benchmark)
 
@@ -32,7 +33,7 @@ def test_graph_flops_counts_the_matmuls_that_run_and_skips_dead_ones():
   @tf.function
   def f(x):
     tf.matmul(x, tf.ones([32, 1000]))  # its result is unused: pruned, not counted
-    y = tf.matmul(x, w)                 # 2 * 64 * 32 * 16
+    y = tf.matmul(x, w)  # 2 * 64 * 32 * 16
     v.assign(tf.matmul(tf.transpose(y), y))  # a variable update: 2 * 16 * 64 * 16
     return tf.reduce_sum(y)
 
@@ -45,8 +46,9 @@ def test_graph_flops_counts_the_matmuls_that_run_and_skips_dead_ones():
 def test_reference_step_trains_the_mlps_with_finite_losses():
   keras.utils.set_random_seed(0)
   hp = dict(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9)
-  step, enc, dec = benchmark.build_reference_step(tf, keras, networks, hp, batch_size=32,
-                                                  num_hidden=16, num_layers=1)
+  step, enc, dec = benchmark.build_reference_step(
+    tf, keras, networks, hp, batch_size=32, num_hidden=16, num_layers=1
+  )
   before = [w.numpy().copy() for w in enc.weights + dec.weights]
   x = tf.random.normal([32, 2])
   for _ in range(2):
@@ -60,9 +62,22 @@ def test_reference_step_trains_the_mlps_with_finite_losses():
 def test_reference_only_run_writes_json_and_a_table(tmp_path):
   out = tmp_path / "bench.json"
   proc = subprocess.run(
-      [sys.executable, "tools/benchmark.py", "--reference_step_only", "--tf_defaults=false",
-       "--trace=false", "--warmup_windows=1", "--windows=1", "--window_steps=3",
-       f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "tools/benchmark.py",
+      "--reference_step_only",
+      "--tf_defaults=false",
+      "--trace=false",
+      "--warmup_windows=1",
+      "--windows=1",
+      "--window_steps=3",
+      f"--out={out}",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "| soft_introvae |" in proc.stdout and "| reference" in proc.stdout
   results = json.loads(out.read_text())
@@ -84,17 +99,27 @@ def _project_and_plain(method, kind):
   gradient difference shows in the weights), the 2-D AS-IntroVAE config's loss options."""
   batch, z_dim = (32, 2) if kind == "mlp" else (4, 4)
   if kind == "mlp":
-    build = lambda: (networks.build_mlp_encoder(z_dim=z_dim, num_hidden=16, num_layers=2),
-                     networks.build_mlp_decoder(z_dim=z_dim, num_hidden=16, num_layers=2))
+    build = lambda: (
+      networks.build_mlp_encoder(z_dim=z_dim, num_hidden=16, num_layers=2),
+      networks.build_mlp_decoder(z_dim=z_dim, num_hidden=16, num_layers=2),
+    )
     shape = (2,)
   else:
-    build = lambda: networks.build_networks("image", image_size=8, image_channels=3,
-                                            z_dim=z_dim, filters=(4, 8))
+    build = lambda: networks.build_networks(
+      "image", image_size=8, image_channels=3, z_dim=z_dim, filters=(4, 8)
+    )
     shape = (8, 8, 3)
-  hp = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, as_kernel="product",
-                           as_squash="none", as_reduction_encoder="mean",
-                           as_reduction_decoder="mean", as_decoder_kl_squashed=False,
-                           anneal="linear")
+  hp = hparams.LossHParams(
+    beta_rec=0.2,
+    beta_kl=0.3,
+    beta_neg=0.9,
+    as_kernel="product",
+    as_squash="none",
+    as_reduction_encoder="mean",
+    as_reduction_decoder="mean",
+    as_decoder_kl_squashed=False,
+    anneal="linear",
+  )
   keras.utils.set_random_seed(0)
   enc, dec = build()
   for w in enc.weights + dec.weights:  # larger weights: rec and fake posteriors that differ
@@ -102,8 +127,9 @@ def _project_and_plain(method, kind):
   head = enc.get_layer("fc_out" if kind == "mlp" else "fc")
   head.bias.assign(tf.concat([head.bias[:z_dim], tf.fill([z_dim], -4.0)], 0))  # small
   # variances: a large AS-Distance, whose terms then weigh in the losses and the gradients
-  model = methods.get(method)(enc, dec, example_shape=shape, global_batch_size=batch,
-                              hparams=hp, total_steps=10, seed=3)
+  model = methods.get(method)(
+    enc, dec, example_shape=shape, global_batch_size=batch, hparams=hp, total_steps=10, seed=3
+  )
   model.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
   model.vae_phase = False
   model.make_train_function(force=True)
@@ -116,9 +142,14 @@ def _project_and_plain(method, kind):
   return model, (plain_enc, plain_dec, opt_e, opt_d), hp, batch, z_dim, shape
 
 
-@pytest.mark.parametrize("method,kind", [
-    ("soft_introvae", "mlp"), ("as_introvae", "mlp"),
-    pytest.param("soft_introvae", "image", marks=pytest.mark.large)])
+@pytest.mark.parametrize(
+  "method,kind",
+  [
+    ("soft_introvae", "mlp"),
+    ("as_introvae", "mlp"),
+    pytest.param("soft_introvae", "image", marks=pytest.mark.large),
+  ],
+)
 def test_plain_step_gives_the_project_steps_losses_and_updates(method, kind):
   model, (enc, dec, opt_e, opt_d), hp, batch, z_dim, shape = _project_and_plain(method, kind)
   rng = np.random.default_rng(1)
@@ -133,10 +164,19 @@ def test_plain_step_gives_the_project_steps_losses_and_updates(method, kind):
     project_logs.append({k: float(v) for k, v in model.train_function(it).items()})
   table = tf.stack(noise)
   step = benchmark.build_plain_step(
-      tf, enc, dec, opt_e, opt_d, dict(beta_rec=hp.beta_rec, beta_kl=hp.beta_kl,
-                                       beta_neg=hp.beta_neg),
-      batch, z_dim, 1.0 / np.prod(shape), as_introvae=method == "as_introvae", total_steps=10,
-      noise=lambda: tf.unstack(tf.gather(table, opt_e.iterations)))
+    tf,
+    enc,
+    dec,
+    opt_e,
+    opt_d,
+    dict(beta_rec=hp.beta_rec, beta_kl=hp.beta_kl, beta_neg=hp.beta_neg),
+    batch,
+    z_dim,
+    1.0 / np.prod(shape),
+    as_introvae=method == "as_introvae",
+    total_steps=10,
+    noise=lambda: tf.unstack(tf.gather(table, opt_e.iterations)),
+  )
   for logs in project_logs:
     loss_e, loss_d = step(tf.constant(x))
     # the project logs running means over its steps: step 2's value = 2 * mean - step 1's
@@ -146,19 +186,26 @@ def test_plain_step_gives_the_project_steps_losses_and_updates(method, kind):
     np.testing.assert_allclose(loss_d.numpy(), logs["loss_decoder"], rtol=1e-4)
   if method == "as_introvae":
     assert project_logs[0]["as_distance"] > 0.02  # the AS-Distance weighs in
-  for a, b in zip(model.encoder.trainable_weights + model.decoder.trainable_weights,
-                  enc.trainable_weights + dec.trainable_weights):
+  for a, b in zip(
+    model.encoder.trainable_weights + model.decoder.trainable_weights,
+    enc.trainable_weights + dec.trainable_weights,
+  ):
     np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.name)
 
 
 def test_plain_as_distance_and_its_gradient_equal_the_projects():
   from as_introvae_tf import losses  # pylint: disable=import-outside-toplevel
+
   rng = np.random.default_rng(2)
-  args = [tf.constant(rng.normal(loc=m, scale=s, size=(16, 2)), tf.float32)  # mu, logvar
-          for m, s in ((0.0, 1.0), (-2.0, 0.3), (1.0, 1.0), (-2.0, 0.3))]
+  args = [
+    tf.constant(rng.normal(loc=m, scale=s, size=(16, 2)), tf.float32)  # mu, logvar
+    for m, s in ((0.0, 1.0), (-2.0, 0.3), (1.0, 1.0), (-2.0, 0.3))
+  ]
   values, grads = [], []
-  for fn in (lambda *a: losses.as_distance(*a, kernel="product", reduction="mean"),
-             lambda *a: benchmark.plain_product_as_distance(tf, *a)):
+  for fn in (
+    lambda *a: losses.as_distance(*a, kernel="product", reduction="mean"),
+    lambda *a: benchmark.plain_product_as_distance(tf, *a),
+  ):
     with tf.GradientTape() as tape:
       tape.watch(args)
       values.append(fn(*args))
@@ -175,8 +222,16 @@ def test_plain_as_distance_and_its_gradient_equal_the_projects():
 @pytest.fixture(scope="module")
 def compare_2d():
   """A real comparison job on the 2-D steps at tiny sizes, run in this process."""
-  job = dict(kind="compare", workload="2d", steps=list(benchmark.COMPARE_STEPS["2d"]),
-             warmup=1, windows=3, window_steps=2, flops=True, tiny=True)
+  job = dict(
+    kind="compare",
+    workload="2d",
+    steps=list(benchmark.COMPARE_STEPS["2d"]),
+    warmup=1,
+    windows=3,
+    window_steps=2,
+    flops=True,
+    tiny=True,
+  )
   row = benchmark.run_compare_job(job)
   row["job"] = job
   matmul = benchmark.run_matmul_job(dict(n=64, reps=2))
@@ -202,8 +257,9 @@ def test_compare_job_times_every_step_interleaved(compare_2d):
 
 def test_compare_markdown_reports_each_pair_and_the_as_over_s_ratio(compare_2d):
   row, matmul = compare_2d
-  machine = dict(processor="test CPU", cpu_count=2,
-                 extensions=benchmark.cpu_extensions("flags : fpu avx2 fma"))
+  machine = dict(
+    processor="test CPU", cpu_count=2, extensions=benchmark.cpu_extensions("flags : fpu avx2 fma")
+  )
   results = dict(machine=machine, matmul={"0x0": matmul}, compare=[row], rows=[])
   text = benchmark.markdown(results)
   assert text.startswith("CPU: test CPU, 2 logical CPUs; AVX2 yes, FMA yes, AVX-512 no")
@@ -213,10 +269,14 @@ def test_compare_markdown_reports_each_pair_and_the_as_over_s_ratio(compare_2d):
   times = {k: v["window_times_s"] for k, v in steps.items()}
   soft = benchmark.paired_ratios(times["project:soft_introvae"], times["plain:soft_introvae"])
   as_s = benchmark.paired_ratios(times["project:soft_introvae"], times["project:as_introvae"])
-  assert (f"| 2-D S-IntroVAE, project / plain (speed) | {soft[0]:.2f}x ({soft[1]:.2f}-"
-          f"{soft[2]:.2f}) | >= 1.1 |") in text
-  assert (f"| 2-D AS-IntroVAE / S-IntroVAE, project (time) | {as_s[0]:.2f}x ({as_s[1]:.2f}-"
-          f"{as_s[2]:.2f}) | <= 1.15 |") in text
+  assert (
+    f"| 2-D S-IntroVAE, project / plain (speed) | {soft[0]:.2f}x ({soft[1]:.2f}-"
+    f"{soft[2]:.2f}) | >= 1.1 |"
+  ) in text
+  assert (
+    f"| 2-D AS-IntroVAE / S-IntroVAE, project (time) | {as_s[0]:.2f}x ({as_s[1]:.2f}-"
+    f"{as_s[2]:.2f}) | <= 1.15 |"
+  ) in text
   assert "CIFAR-10" not in text  # no image job, no image ratio
 
 
@@ -224,20 +284,28 @@ def test_threads_markdown_compares_each_setting_with_the_first_of_its_round(comp
   row, _ = compare_2d
   steps = {k: row["steps"][k] for k in benchmark.THREAD_STEPS}
   faster = {k: dict(v, steps_per_s=2 * v["steps_per_s"]) for k, v in steps.items()}
-  rows = [dict(job=dict(inter=2, intra=1, round=0), steps=steps),
-          dict(job=dict(inter=0, intra=0, round=0), steps=faster),
-          dict(job=dict(inter=2, intra=1, round=1), steps=faster),
-          dict(job=dict(inter=0, intra=0, round=1), steps=faster)]
+  rows = [
+    dict(job=dict(inter=2, intra=1, round=0), steps=steps),
+    dict(job=dict(inter=0, intra=0, round=0), steps=faster),
+    dict(job=dict(inter=2, intra=1, round=1), steps=faster),
+    dict(job=dict(inter=0, intra=0, round=1), steps=faster),
+  ]
   text = "\n".join(benchmark.threads_markdown(dict(threads=rows, matmul={})))
   assert "| 0x0 | 0 |" in text and "| 2.00x | 2.00x |" in text.split("| 0x0 | 0 |")[1]
-  assert "| 0x0 | 1.00-2.00x | 1.00-2.00x |" in text   # round 0: 2x, round 1: 1x
+  assert "| 0x0 | 1.00-2.00x | 1.00-2.00x |" in text  # round 0: 2x, round 1: 1x
   assert "| 2x1 | 1.00-1.00x | 1.00-1.00x |" in text
 
 
 def test_cpu_extensions_thread_settings_and_paired_ratios():
   ext = benchmark.cpu_extensions("processor : 0\nflags : fpu sse avx2 fma avx512f avx512_bf16\n")
-  assert ext == {"AVX2": True, "FMA": True, "AVX-512": True, "AVX512-BF16": True,
-                 "AVX512-FP16": False, "AMX": False}
+  assert ext == {
+    "AVX2": True,
+    "FMA": True,
+    "AVX-512": True,
+    "AVX512-BF16": True,
+    "AVX512-FP16": False,
+    "AMX": False,
+  }
   assert benchmark.cpu_extensions("flags : avx2 amx_tile amx_bf16")["AMX"]
   assert benchmark.cpu_extensions("model name : something") == {}
   assert benchmark.parse_threads("2x1") == (2, 1) and benchmark.parse_threads("0X0") == (0, 0)
@@ -252,10 +320,24 @@ def test_cpu_extensions_thread_settings_and_paired_ratios():
 def test_tiny_comparison_and_thread_run_end_to_end(tmp_path):
   out = tmp_path / "bench.json"
   proc = subprocess.run(
-      [sys.executable, "tools/benchmark.py", "--tiny", "--compare_workloads=2d",
-       "--compare_threads=1x1,0x0", "--thread_rounds=1", "--table=false",
-       "--warmup_windows=1", "--windows=1", "--window_steps=2", f"--out={out}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=900)
+    [
+      sys.executable,
+      "tools/benchmark.py",
+      "--tiny",
+      "--compare_workloads=2d",
+      "--compare_threads=1x1,0x0",
+      "--thread_rounds=1",
+      "--table=false",
+      "--warmup_windows=1",
+      "--windows=1",
+      "--window_steps=2",
+      f"--out={out}",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "\nCPU: " in proc.stdout and "project / plain (speed)" in proc.stdout
   assert "Thread settings" in proc.stdout and "| 0x0 | 0 |" in proc.stdout

@@ -20,19 +20,20 @@ def _parse(*args):
 
 
 def test_there_is_a_config_per_paper_setting():
-  names = {os.path.basename(p)[:-len(".flags")] for p in CONFIGS}
+  names = {os.path.basename(p)[: -len(".flags")] for p in CONFIGS}
   for ds in ("8gaussians", "2spirals", "checkerboard", "rings", "fashion_mnist", "cifar10"):
     for method in config_lib.METHODS:
       assert f"{ds}_{method}" in names
   assert {"quickstart", "base", "celeba128_as_introvae", "celeba256_as_introvae"} <= names
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if not p.endswith("base.flags")],
-                         ids=os.path.basename)
+@pytest.mark.parametrize(
+  "path", [p for p in CONFIGS if not p.endswith("base.flags")], ids=os.path.basename
+)
 def test_every_flagfile_parses_validates_and_says_where_its_values_come_from(path, monkeypatch):
   monkeypatch.chdir(ROOT)  # flagfiles include configs/base.flags relative to the repo root
   config = _parse(f"--flagfile={path}").validate(num_replicas=1)
-  name = os.path.basename(path)[:-len(".flags")]
+  name = os.path.basename(path)[: -len(".flags")]
   if name != "quickstart":
     dataset, method = config.dataset, config.method
     assert name.endswith(method) and method in config_lib.METHODS
@@ -47,7 +48,9 @@ def test_command_line_overrides_the_flagfile(monkeypatch):
   assert config.train_steps == 2000 and config.beta_neg == 0.9
 
 
-@pytest.mark.parametrize("args,flag", [
+@pytest.mark.parametrize(
+  "args,flag",
+  [
     (["--batch_size=0"], "--batch_size"),
     (["--train_steps=-5"], "--train_steps"),
     (["--z_dim=0"], "--z_dim"),
@@ -59,7 +62,8 @@ def test_command_line_overrides_the_flagfile(monkeypatch):
     (["--lr_milestones=300,200"], "--lr_milestones"),
     (["--beta_neg=-1"], "--beta_neg"),
     (["--image_size=0"], "--image_size"),
-])
+  ],
+)
 def test_bad_values_name_the_flag(args, flag):
   config = _parse("--workdir=/tmp/x", *args)
   with pytest.raises(config_lib.ConfigError, match=flag):
@@ -78,8 +82,9 @@ def test_workdir_is_required():
 
 
 def test_unknown_method_is_rejected_by_absl_with_the_allowed_values():
-  with pytest.raises(flags.IllegalFlagValueError,
-                     match="method.*vae\\|introvae\\|soft_introvae\\|as_introvae"):
+  with pytest.raises(
+    flags.IllegalFlagValueError, match="method.*vae\\|introvae\\|soft_introvae\\|as_introvae"
+  ):
     _parse("--method=gan")
 
 

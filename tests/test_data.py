@@ -16,15 +16,15 @@ from as_introvae_tf import data
 
 CIFAR_DIR = data.shared_data_dir() / "cifar10"
 FMNIST_FILES = [
-    os.path.join(data.FASHION_MNIST_DIR, f"{p}-images-idx3-ubyte.gz") for p in ("train", "t10k")
+  os.path.join(data.FASHION_MNIST_DIR, f"{p}-images-idx3-ubyte.gz") for p in ("train", "t10k")
 ]
 
 needs_cifar = pytest.mark.skipif(
-    not (CIFAR_DIR / "test").is_dir(), reason=f"CIFAR-10 image folder {CIFAR_DIR} is missing"
+  not (CIFAR_DIR / "test").is_dir(), reason=f"CIFAR-10 image folder {CIFAR_DIR} is missing"
 )
 needs_fmnist = pytest.mark.skipif(
-    not all(os.path.isfile(f) for f in FMNIST_FILES),
-    reason="Fashion-MNIST IDX files missing: apt-get install -y dataset-fashion-mnist",
+  not all(os.path.isfile(f) for f in FMNIST_FILES),
+  reason="Fashion-MNIST IDX files missing: apt-get install -y dataset-fashion-mnist",
 )
 
 
@@ -86,8 +86,9 @@ def test_sample_2d_shape_dtype_seeding(name, num):
 @pytest.mark.parametrize("name", data.TWO_D_DATASETS)
 def test_tf_port_matches_numpy_port(name):
   n = 200_000
-  _assert_same_distribution(_draw("numpy", name, n, 0), _draw("tf", name, n, 0),
-                            data.two_d_range(name), bins=32)
+  _assert_same_distribution(
+    _draw("numpy", name, n, 0), _draw("tf", name, n, 0), data.two_d_range(name), bins=32
+  )
 
 
 def test_sample_2d_bad_input():
@@ -155,8 +156,9 @@ def test_rings_matches_reference(impl):
     np.testing.assert_allclose(np.mean(r[ring == k]), radii[k], atol=0.02)
   # Noise N(0, 0.08^2) per coordinate: the tangential residual of the outer ring.
   outer = x[ring == 0]
-  tangential = (outer[:, 0] * -np.sin(np.arctan2(outer[:, 1], outer[:, 0]))
-                + outer[:, 1] * np.cos(np.arctan2(outer[:, 1], outer[:, 0])))
+  tangential = outer[:, 0] * -np.sin(np.arctan2(outer[:, 1], outer[:, 0])) + outer[:, 1] * np.cos(
+    np.arctan2(outer[:, 1], outer[:, 0])
+  )
   assert abs(tangential.mean()) < 0.005
   np.testing.assert_allclose(np.std(r[ring == 0] - radii[0]), 0.08, rtol=0.05)
 
@@ -190,7 +192,7 @@ def test_2spirals_matches_reference(impl):
   n = 200_000
   x = _draw(impl, "2spirals", n, 7)
   # First half is one arm, second half its point reflection.
-  a, b = x[: n // 2], -x[n // 2:]
+  a, b = x[: n // 2], -x[n // 2 :]
   for q in (0.05, 0.25, 0.5, 0.75, 0.95):
     np.testing.assert_allclose(np.quantile(a, q, axis=0), np.quantile(b, q, axis=0), atol=0.03)
   np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=0.01)
@@ -229,7 +231,7 @@ def test_two_d_pipeline_fresh_seeded_batches(name):
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "   ", "mnist2", "8gaussian", "folder:", "tfds:", "cifar1000", "Folder", None, 3]
+  "bad", ["", "   ", "mnist2", "8gaussian", "folder:", "tfds:", "cifar1000", "Folder", None, 3]
 )
 def test_bad_dataset_strings(bad):
   with pytest.raises(ValueError, match="--dataset"):
@@ -254,7 +256,8 @@ def test_parse_dataset_specs(tmp_path):
     data.parse_dataset("rings", 32, None)
   assert data.parse_dataset("fashion_mnist", None, None).shape == (28, 28, 1)
   assert data.parse_dataset("fashion_mnist", 32, 3) == data.DatasetSpec(
-      "fashion_mnist", "fashion_mnist", (32, 32, 3))
+    "fashion_mnist", "fashion_mnist", (32, 32, 3)
+  )
   missing = tmp_path / "nowhere"
   with pytest.raises(FileNotFoundError, match=str(missing)):
     data.parse_dataset(f"folder:{missing}", 32, 3)
@@ -343,10 +346,10 @@ def test_fashion_mnist_idx_parsing_and_errors(tmp_path):
     data.load_fashion_mnist("test", path=tmp_path / "missing")
 
   cases = {
-      "magic": gzip.compress(_idx_bytes(imgs.reshape(5, 784))),   # idx2, not idx3
-      "short": gzip.compress(_idx_bytes(imgs)[:-100]),             # size mismatch
-      "gzip": gzip.compress(_idx_bytes(imgs))[:200],               # truncated gzip stream
-      "noise": b"not an idx file at all",
+    "magic": gzip.compress(_idx_bytes(imgs.reshape(5, 784))),  # idx2, not idx3
+    "short": gzip.compress(_idx_bytes(imgs)[:-100]),  # size mismatch
+    "gzip": gzip.compress(_idx_bytes(imgs))[:200],  # truncated gzip stream
+    "noise": b"not an idx file at all",
   }
   for label, payload in cases.items():
     d = tmp_path / label
@@ -378,8 +381,9 @@ def test_cifar10_folder_pipeline():
   b0 = _first(data.build_dataset(spec, "test", 4, seed=0, shuffle=False))
   np.testing.assert_allclose(b0[0], ref, atol=1e-6)
 
-  grey = _first(data.build_dataset(data.parse_dataset("cifar10", None, 1), "test", 4, seed=0,
-                                   shuffle=False))
+  grey = _first(
+    data.build_dataset(data.parse_dataset("cifar10", None, 1), "test", 4, seed=0, shuffle=False)
+  )
   assert grey.shape == (4, 32, 32, 1)
   np.testing.assert_allclose(grey[0], tf.image.rgb_to_grayscale(ref).numpy(), atol=1e-5)
 
@@ -435,18 +439,20 @@ def test_bad_images_skip_counts_and_converts(tmp_path, caplog):
   _make_mixed_folder(tmp_path)
   spec = data.parse_dataset(f"folder:{tmp_path}", 32, 3)
   with caplog.at_level(logging.WARNING, logger="as_introvae_tf.data"):
-    ds = data.build_dataset(spec, "train", 1, seed=0, bad_images="skip", shuffle=False,
-                            repeat=False)
+    ds = data.build_dataset(
+      spec, "train", 1, seed=0, bad_images="skip", shuffle=False, repeat=False
+    )
   warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-  assert any("skipped 2 unreadable" in w and "truncated.jpg" in w and "text.jpg" in w
-             for w in warnings), warnings
+  assert any(
+    "skipped 2 unreadable" in w and "truncated.jpg" in w and "text.jpg" in w for w in warnings
+  ), warnings
   batches = [x.numpy()[0] for x in ds]
   # Sorted good files: a/rgb0..3.jpg, b/big.png, b/grey.png, b/rgba.png, b/tiny.jpg.
   assert len(batches) == 8
   for x in batches:
     assert x.shape == (32, 32, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
   big, grey, rgba = batches[4], batches[5], batches[6]
-  np.testing.assert_array_equal(grey[..., 0], grey[..., 1])       # grey tiled to RGB
+  np.testing.assert_array_equal(grey[..., 0], grey[..., 1])  # grey tiled to RGB
   np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
   src = np.asarray(Image.open(tmp_path / "train" / "b" / "rgba.png"))
   np.testing.assert_allclose(rgba, src[..., :3] / 255.0, atol=1e-6)  # alpha dropped
@@ -518,8 +524,7 @@ def test_empty_and_missing_folders(tmp_path):
     data.parse_dataset(f"folder:{empty}", None, None)  # needs an image for the shape
   missing = tmp_path / "missing"
   with pytest.raises(FileNotFoundError, match=str(missing)):
-    data.build_dataset(data.DatasetSpec("folder", str(missing), (32, 32, 3)), "train", 4,
-                       seed=0)
+    data.build_dataset(data.DatasetSpec("folder", str(missing), (32, 32, 3)), "train", 4, seed=0)
 
 
 def test_folder_of_only_bad_files(tmp_path):

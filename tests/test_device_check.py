@@ -8,16 +8,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_device_check_dry_run_times_every_row_and_writes_json_and_table(tmp_path):
-  proc = subprocess.run(["bash", "tools/device_check.sh", "--cpu_dry_run", "--out",
-                         str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+    ["bash", "tools/device_check.sh", "--cpu_dry_run", "--out", str(tmp_path)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
   report = json.loads((tmp_path / "device_check.json").read_text())
   rows = report["rows"]
-  labels = {(r["job"]["kind"], r["job"]["mixed_precision"], r["job"]["jit"],
-             r["job"]["replicas"]) for r in rows}
-  assert {("image", "none", False, 1), ("image", "mixed_float16", False, 1),
-          ("image", "mixed_bfloat16", False, 1), ("image", "none", True, 1),
-          ("image", "none", False, 2), ("2d", "none", False, 1)} <= labels
+  labels = {
+    (r["job"]["kind"], r["job"]["mixed_precision"], r["job"]["jit"], r["job"]["replicas"])
+    for r in rows
+  }
+  assert {
+    ("image", "none", False, 1),
+    ("image", "mixed_float16", False, 1),
+    ("image", "mixed_bfloat16", False, 1),
+    ("image", "none", True, 1),
+    ("image", "none", False, 2),
+    ("2d", "none", False, 1),
+  } <= labels
   for row in rows:
     assert row["result"]["steps_per_s"] > 0, row
   table = (tmp_path / "device_check.md").read_text()
@@ -26,6 +38,11 @@ def test_device_check_dry_run_times_every_row_and_writes_json_and_table(tmp_path
 
 
 def test_device_check_names_an_unknown_argument():
-  proc = subprocess.run(["bash", "tools/device_check.sh", "--gpu=7"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=60)
+  proc = subprocess.run(
+    ["bash", "tools/device_check.sh", "--gpu=7"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=60,
+  )
   assert proc.returncode == 2 and "--gpu=7" in proc.stderr

@@ -33,8 +33,9 @@ def _tags(logdir):
 def tiny_feature_net(tmp_path_factory):
   """A Fashion-MNIST feature net trained for 1 step with the tool's library function."""
   path = tmp_path_factory.mktemp("feature_net") / "fashion_mnist.keras"
-  info = feature_nets.train_feature_net("fashion_mnist", str(path), max_steps=1, batch_size=32,
-                                        eval_examples=200, log=lambda *_: None)
+  info = feature_nets.train_feature_net(
+    "fashion_mnist", str(path), max_steps=1, batch_size=32, eval_examples=200, log=lambda *_: None
+  )
   assert info["name"] == "fmnist_cnn" and info["steps"] == 1
   assert 0.0 <= info["test_accuracy"] <= 1.0
   assert json.load(open(str(path) + ".json"))["input_shape"] == [28, 28, 1]
@@ -64,9 +65,8 @@ def test_default_feature_net_is_taken_from_the_cache(tiny_feature_net, tmp_path,
   shutil.copy(tiny_feature_net, path)
   messages = []
   net = feature_nets.get_default_feature_net(spec, log=messages.append)
-  assert net.name == "fmnist_cnn" and not messages   # found: nothing trained
-  assert feature_nets.get_default_feature_net(data.parse_dataset("8gaussians", None, None)) \
-      is None
+  assert net.name == "fmnist_cnn" and not messages  # found: nothing trained
+  assert feature_nets.get_default_feature_net(data.parse_dataset("8gaussians", None, None)) is None
 
 
 def test_fashion_mnist_labels_align_with_images():
@@ -102,8 +102,11 @@ def test_held_out_subset_is_a_seeded_uniform_sample_not_the_first_class_folders(
     for name in sorted(os.listdir(source / cls))[:6]:
       shutil.copy(source / cls / name, tmp_path / "test" / cls / name)
   spec = data.parse_dataset(f"folder:{tmp_path}", None, None)
-  in_file_order = np.concatenate(list(data.build_dataset(
-      spec, "test", 6, seed=0, shuffle=False, repeat=False).as_numpy_iterator()))
+  in_file_order = np.concatenate(
+    list(
+      data.build_dataset(spec, "test", 6, seed=0, shuffle=False, repeat=False).as_numpy_iterator()
+    )
+  )
   assert np.abs(in_file_order[:6] - in_file_order[6:]).mean() > 0.05  # distinct images
 
   def file_index_of_each(seed):
@@ -135,6 +138,7 @@ def test_missing_inception_weights_file_is_named(tmp_path):
 def test_inception_from_a_weights_file(tmp_path):
   # Random weights (about 8 s here): checks loading from a file and the preprocessing wiring.
   import keras  # pylint: disable=import-outside-toplevel
+
   model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None)
   path = str(tmp_path / "random_inception.weights.h5")
   model.save_weights(path)
@@ -152,16 +156,41 @@ def test_inception_from_a_weights_file(tmp_path):
 
 def test_evaluate_a_tiny_2d_run(tmp_path):
   config = config_lib.ExperimentConfig(
-      method="soft_introvae", dataset="8gaussians", workdir=str(tmp_path), z_dim=2,
-      num_hidden=16, num_layers=1, batch_size=64, train_steps=4, num_vae=2, log_every_steps=2,
-      checkpoint_every_steps=4, image_every_steps=4, beta_kl=0.3, beta_rec=0.2, beta_neg=0.9,
-      ema_decay=0.0, verbose="0")
+    method="soft_introvae",
+    dataset="8gaussians",
+    workdir=str(tmp_path),
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=64,
+    train_steps=4,
+    num_vae=2,
+    log_every_steps=2,
+    checkpoint_every_steps=4,
+    image_every_steps=4,
+    beta_kl=0.3,
+    beta_rec=0.2,
+    beta_neg=0.9,
+    ema_decay=0.0,
+    verbose="0",
+  )
   train_lib.train_and_evaluate(config)
-  options = eval_lib.EvalOptions(num_samples=500, eval_draws=2, grid_points=64,
-                                 gnelbo_points=256)
+  options = eval_lib.EvalOptions(num_samples=500, eval_draws=2, grid_points=64, gnelbo_points=256)
   result = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
-  expected = {"kl", "kl_std", "jsd", "jsd_std", "gnelbo", "gnelbo_std", "kl_floor", "jsd_floor",
-              "modes_covered", "high_quality_fraction", "active_units", "kl_posterior"}
+  expected = {
+    "kl",
+    "kl_std",
+    "jsd",
+    "jsd_std",
+    "gnelbo",
+    "gnelbo_std",
+    "kl_floor",
+    "jsd_floor",
+    "modes_covered",
+    "high_quality_fraction",
+    "active_units",
+    "kl_posterior",
+  }
   assert expected <= set(result["metrics"])
   saved = json.load(open(tmp_path / "eval" / "metrics.json"))
   assert saved["metrics"] == pytest.approx(result["metrics"])
@@ -182,16 +211,37 @@ def test_evaluate_a_tiny_2d_run(tmp_path):
 
 def test_evaluate_a_tiny_image_run(tmp_path, tiny_feature_net):
   config = config_lib.ExperimentConfig(
-      method="as_introvae", dataset="fashion_mnist", workdir=str(tmp_path), filters=(4, 8),
-      z_dim=4, batch_size=8, train_steps=2, num_vae=1, log_every_steps=2,
-      checkpoint_every_steps=2, image_every_steps=2, beta_neg=8.0, ema_decay=0.9, verbose="0")
+    method="as_introvae",
+    dataset="fashion_mnist",
+    workdir=str(tmp_path),
+    filters=(4, 8),
+    z_dim=4,
+    batch_size=8,
+    train_steps=2,
+    num_vae=1,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=2,
+    beta_neg=8.0,
+    ema_decay=0.9,
+    verbose="0",
+  )
   train_lib.train_and_evaluate(config)
-  options = eval_lib.EvalOptions(num_samples=48, batch_size=16, feature_net=tiny_feature_net,
-                                 kid_subsets=5, kid_subset_size=32)
+  options = eval_lib.EvalOptions(
+    num_samples=48, batch_size=16, feature_net=tiny_feature_net, kid_subsets=5, kid_subset_size=32
+  )
   result = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
   m = result["metrics"]
-  assert {"psnr", "ssim", "mse", "fid_fmnist_cnn", "kid_fmnist_cnn", "kid_fmnist_cnn_std",
-          "active_units", "kl_posterior"} <= set(m)
+  assert {
+    "psnr",
+    "ssim",
+    "mse",
+    "fid_fmnist_cnn",
+    "kid_fmnist_cnn",
+    "kid_fmnist_cnn_std",
+    "active_units",
+    "kl_posterior",
+  } <= set(m)
   assert "fid_inception" not in m
   assert 0 < m["mse"] < 1 and -1 <= m["ssim"] <= 1 and m["psnr"] > 0
   assert m["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / m["mse"])), rel=0.3)
@@ -199,8 +249,11 @@ def test_evaluate_a_tiny_image_run(tmp_path, tiny_feature_net):
   saved = json.load(open(tmp_path / "eval" / "metrics.json"))
   assert saved["details"]["num_images"] == 48 and saved["sampling_decoder"] == "ema_decoder"
   assert any("fid_inception skipped" in n for n in saved["details"]["notes"])
-  shapes = {"pairs": (8 * 28, 8 * 28, 1), "samples": (8 * 28, 8 * 28, 1),
-            "interpolations": (8 * 28, 10 * 28, 1)}
+  shapes = {
+    "pairs": (8 * 28, 8 * 28, 1),
+    "samples": (8 * 28, 8 * 28, 1),
+    "interpolations": (8 * 28, 10 * 28, 1),
+  }
   for name, shape in shapes.items():
     image = tf.io.decode_png(tf.io.read_file(str(tmp_path / "eval" / f"{name}.png"))).numpy()
     assert image.shape == shape, name
@@ -211,8 +264,9 @@ def test_evaluate_a_tiny_image_run(tmp_path, tiny_feature_net):
 def test_workdir_without_a_checkpoint_is_refused(tmp_path):
   with pytest.raises(FileNotFoundError, match="config.json"):
     eval_lib.evaluate(str(tmp_path))
-  config_lib.save_config(config_lib.ExperimentConfig(dataset="8gaussians",
-                                                     workdir=str(tmp_path)), str(tmp_path))
+  config_lib.save_config(
+    config_lib.ExperimentConfig(dataset="8gaussians", workdir=str(tmp_path)), str(tmp_path)
+  )
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     eval_lib.evaluate(str(tmp_path))
   with pytest.raises(config_lib.ConfigError, match="--eval_draws"):
@@ -221,8 +275,12 @@ def test_workdir_without_a_checkpoint_is_refused(tmp_path):
 
 def test_command_line_exits_1_on_a_bad_workdir(tmp_path):
   proc = subprocess.run(
-      [sys.executable, "-m", "as_introvae_tf.evaluate", f"--workdir={tmp_path / 'none'}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=120)
+    [sys.executable, "-m", "as_introvae_tf.evaluate", f"--workdir={tmp_path / 'none'}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 1
   assert "does not exist" in proc.stderr
   assert not os.path.exists(tmp_path / "none")
@@ -231,12 +289,23 @@ def test_command_line_exits_1_on_a_bad_workdir(tmp_path):
 def test_evaluate_a_model_without_inference_encoder_skips_encoder_metrics(tmp_path):
   """WGAN-GP's encoder is a critic: no gnELBO, density, reconstruction or latent metrics."""
   config = config_lib.ExperimentConfig(
-      method="wgan_gp", dataset="8gaussians", workdir=str(tmp_path), z_dim=2, num_hidden=16,
-      num_layers=1, batch_size=40, train_steps=2, num_vae=0, log_every_steps=2,
-      checkpoint_every_steps=2, image_every_steps=2, ema_decay=0.0, verbose="0")
+    method="wgan_gp",
+    dataset="8gaussians",
+    workdir=str(tmp_path),
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=40,
+    train_steps=2,
+    num_vae=0,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=2,
+    ema_decay=0.0,
+    verbose="0",
+  )
   train_lib.train_and_evaluate(config)
-  options = eval_lib.EvalOptions(num_samples=500, eval_draws=1, grid_points=64,
-                                 gnelbo_points=256)
+  options = eval_lib.EvalOptions(num_samples=500, eval_draws=1, grid_points=64, gnelbo_points=256)
   result = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
   assert {"kl", "jsd", "modes_covered"} <= set(result["metrics"])
   assert not {"gnelbo", "active_units", "kl_posterior"} & set(result["metrics"])

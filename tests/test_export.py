@@ -38,6 +38,7 @@ SEEDS = [0, 5, 11, 2**40 + 3]
 
 # === Tiny trained runs ========================================================================
 
+
 def _no_pictures(model, spec, fixed):
   del model, spec, fixed
   return {"samples": np.zeros([4, 4, 1], np.float32)}
@@ -45,9 +46,17 @@ def _no_pictures(model, spec, fixed):
 
 def _train(workdir, **overrides):
   """Trains a tiny run with train_lib.train_and_evaluate (TensorBoard pictures stubbed out)."""
-  values = dict(method="vae", train_steps=4, log_every_steps=2, checkpoint_every_steps=2,
-                image_every_steps=1000, ema_decay=0.5, lr=1e-2, verbose="0",
-                workdir=str(workdir))
+  values = dict(
+    method="vae",
+    train_steps=4,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=1000,
+    ema_decay=0.5,
+    lr=1e-2,
+    verbose="0",
+    workdir=str(workdir),
+  )
   values.update(overrides)
   config = config_lib.ExperimentConfig(**values)
   with pytest.MonkeyPatch.context() as mp:
@@ -58,14 +67,25 @@ def _train(workdir, **overrides):
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
-  return _train(tmp_path_factory.mktemp("image_run"), dataset="fashion_mnist", filters=(8, 16),
-                z_dim=Z_DIM, batch_size=8)
+  return _train(
+    tmp_path_factory.mktemp("image_run"),
+    dataset="fashion_mnist",
+    filters=(8, 16),
+    z_dim=Z_DIM,
+    batch_size=8,
+  )
 
 
 @pytest.fixture(scope="module")
 def run_2d(tmp_path_factory):
-  return _train(tmp_path_factory.mktemp("run_2d"), dataset="8gaussians", z_dim=2,
-                batch_size=64, num_hidden=16, num_layers=1)
+  return _train(
+    tmp_path_factory.mktemp("run_2d"),
+    dataset="8gaussians",
+    z_dim=2,
+    batch_size=64,
+    num_hidden=16,
+    num_layers=1,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +102,9 @@ def image_export(image_run, exports):
 
 @pytest.fixture(scope="module")
 def raw_export(image_run, exports):
-  result = export_lib.export_run(image_run, os.path.join(exports, "fm_raw"), weights="raw",
-                                 formats=["saved_model"])
+  result = export_lib.export_run(
+    image_run, os.path.join(exports, "fm_raw"), weights="raw", formats=["saved_model"]
+  )
   return result, tf.saved_model.load(result.version_dir)
 
 
@@ -96,8 +117,7 @@ def in_memory(image_run):
 
 
 def _z_per_seed(seeds, z_dim):
-  return np.stack([tf.random.stateless_normal([z_dim], seed=[int(s), 0]).numpy()
-                   for s in seeds])
+  return np.stack([tf.random.stateless_normal([z_dim], seed=[int(s), 0]).numpy() for s in seeds])
 
 
 def _images(n, seed=0):
@@ -109,6 +129,7 @@ def _call(loaded, signature, **inputs):
 
 
 # === SavedModel ===============================================================================
+
 
 def test_layout_model_card_and_next_version(image_export, exports, image_run):
   result, _ = image_export
@@ -126,7 +147,8 @@ def test_layout_model_card_and_next_version(image_export, exports, image_run):
   assert card["hyperparameters"]["workdir"] == image_run
   assert card["signatures"] == list(export_lib.SIGNATURES_IMAGE)
   assert card["signature_defs"]["decode"]["inputs"] == {
-      "z": {"dtype": "float32", "shape": [None, Z_DIM]}}
+    "z": {"dtype": "float32", "shape": [None, Z_DIM]}
+  }
   assert card["onnx"]["opset"] == export_lib.ONNX_OPSET
   assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", card["export_time_utc"])
   assert {"tensorflow", "keras", "tf2onnx"} <= set(card["versions"])
@@ -152,8 +174,11 @@ def test_every_signature_matches_the_in_memory_model(image_export, in_memory):
   got = _call(loaded, "encode", images=tf.constant(x))
   np.testing.assert_allclose(got["mu"], mu, atol=1e-5)
   np.testing.assert_allclose(got["logvar"], logvar, atol=1e-5)
-  np.testing.assert_allclose(_call(loaded, "reconstruct", images=tf.constant(x))["images"],
-                             np.clip(ema(mu, training=False).numpy(), 0, 1), atol=1e-5)
+  np.testing.assert_allclose(
+    _call(loaded, "reconstruct", images=tf.constant(x))["images"],
+    np.clip(ema(mu, training=False).numpy(), 0, 1),
+    atol=1e-5,
+  )
   png = _call(loaded, "generate_png", seeds=seeds)["png_bytes"]
   assert png.shape == (len(SEEDS),) and png[0][:8] == b"\x89PNG\r\n\x1a\n"
   pixels = np.stack([tf.io.decode_png(p).numpy() for p in png]).astype(np.int32)
@@ -166,20 +191,23 @@ def test_ema_and_raw_weights_are_the_chosen_decoders(image_export, raw_export, i
   ema_out = _call(image_export[1], "decode", z=z)["images"]
   raw_out = _call(raw_export[1], "decode", z=z)["images"]
   np.testing.assert_allclose(
-      raw_out, np.clip(in_memory.decoder(z, training=False).numpy(), 0, 1), atol=1e-5)
+    raw_out, np.clip(in_memory.decoder(z, training=False).numpy(), 0, 1), atol=1e-5
+  )
   assert np.abs(ema_out - raw_out).max() > 1e-3  # lr 1e-2, EMA 0.5: clearly different decoders
   assert raw_export[0].model_card["weights"] == "raw"
   # The checkpoint's ema_decoder holds the restored optimizer EMA (not zeros, not the decoder).
   assert export_lib.ema_decoder_is_synced(in_memory)
   assert image_export[0].model_card["weights_source"].startswith("ema_decoder of the checkpoint")
-  for variable, value in zip(in_memory.decoder.weights,
-                             export_lib.ema_decoder_weights(in_memory)):
+  for variable, value in zip(in_memory.decoder.weights, export_lib.ema_decoder_weights(in_memory)):
     if variable.path.endswith("kernel"):
       assert np.abs(value).max() > 0, variable.path
   # The encoder is the trained one in both.
   x = tf.constant(_images(2))
-  np.testing.assert_allclose(_call(image_export[1], "encode", images=x)["mu"],
-                             _call(raw_export[1], "encode", images=x)["mu"], atol=1e-6)
+  np.testing.assert_allclose(
+    _call(image_export[1], "encode", images=x)["mu"],
+    _call(raw_export[1], "encode", images=x)["mu"],
+    atol=1e-6,
+  )
 
 
 def test_same_seed_same_image_across_calls_batches_and_reloads(image_export):
@@ -195,24 +223,31 @@ def test_same_seed_same_image_across_calls_batches_and_reloads(image_export):
   assert np.abs(other[0] - first[1]).max() > 1e-4
   # The in-graph z rule is exactly the documented per-seed stateless draw.
   np.testing.assert_array_equal(
-      tf.function(lambda s: export_lib.seeds_to_z(s, Z_DIM))(seeds).numpy(),
-      _z_per_seed(SEEDS, Z_DIM))
-  np.testing.assert_array_equal(export_lib.seeds_to_z_numpy(SEEDS, Z_DIM),
-                                _z_per_seed(SEEDS, Z_DIM))
+    tf.function(lambda s: export_lib.seeds_to_z(s, Z_DIM))(seeds).numpy(), _z_per_seed(SEEDS, Z_DIM)
+  )
+  np.testing.assert_array_equal(
+    export_lib.seeds_to_z_numpy(SEEDS, Z_DIM), _z_per_seed(SEEDS, Z_DIM)
+  )
 
 
-@pytest.mark.parametrize("signature,inputs,expected,spec", [
+@pytest.mark.parametrize(
+  "signature,inputs,expected,spec",
+  [
     ("decode", {"z": tf.zeros([2, Z_DIM + 1])}, "[?,4]", "(None, 4)"),
     ("encode", {"images": tf.zeros([2, 27, 28, 1])}, "[?,28,28,1]", "(None, 28, 28, 1)"),
     ("reconstruct", {"images": tf.zeros([2, 28, 28, 3])}, "[?,28,28,1]", "(None, 28, 28, 1)"),
     ("generate", {"seeds": tf.zeros([2, 1], tf.int64)}, "[?]", "(None,)"),
-])
-def test_signatures_reject_wrong_shapes_naming_the_expected_one(image_export, signature,
-                                                                inputs, expected, spec):
+  ],
+)
+def test_signatures_reject_wrong_shapes_naming_the_expected_one(
+  image_export, signature, inputs, expected, spec
+):
   _, loaded = image_export
   # Signature functions (what TF Serving runs): tf.ensure_shape's InvalidArgumentError.
-  with pytest.raises(tf.errors.InvalidArgumentError,
-                     match=re.escape(f"is not compatible with expected shape {expected}")):
+  with pytest.raises(
+    tf.errors.InvalidArgumentError,
+    match=re.escape(f"is not compatible with expected shape {expected}"),
+  ):
     loaded.signatures[signature](**inputs)
   # The restored endpoint functions refuse them before running, with TF's binding error.
   with pytest.raises(TypeError, match=re.escape(f"TensorSpec(shape={spec}")):
@@ -222,10 +257,14 @@ def test_signatures_reject_wrong_shapes_naming_the_expected_one(image_export, si
 def test_saved_model_cli_lists_the_signatures(image_export):
   result, _ = image_export
   cli = shutil.which("saved_model_cli")
-  command = ([cli] if cli else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"])
-  out = subprocess.run(command + ["show", "--all", "--dir", result.version_dir],
-                       capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  command = [cli] if cli else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+  out = subprocess.run(
+    command + ["show", "--all", "--dir", result.version_dir],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   for name in export_lib.SIGNATURES_IMAGE:
     assert f"signature_def['{name}']" in out.stdout
@@ -238,41 +277,50 @@ def test_saved_model_cli_lists_the_signatures(image_export):
 
 # === ONNX =====================================================================================
 
+
 def test_onnx_decoder_matches_the_saved_model(image_export):
   import onnx
   import onnxruntime as ort
+
   result, loaded = image_export
   path = os.path.join(result.version_dir, "decoder.onnx")
   proto = onnx.load(path)
   assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [
-      export_lib.ONNX_OPSET]
+    export_lib.ONNX_OPSET
+  ]
   session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
   assert [i.name for i in session.get_inputs()] == ["z"]
   assert [o.name for o in session.get_outputs()] == ["images"]
   assert session.get_inputs()[0].shape[1] == Z_DIM
-  z = np.concatenate([export_lib.seeds_to_z_numpy(SEEDS, Z_DIM),
-                      np.random.default_rng(2).normal(size=(12, Z_DIM)).astype(np.float32)])
+  z = np.concatenate(
+    [
+      export_lib.seeds_to_z_numpy(SEEDS, Z_DIM),
+      np.random.default_rng(2).normal(size=(12, Z_DIM)).astype(np.float32),
+    ]
+  )
   onnx_out = session.run(["images"], {"z": z})[0]
   tf_out = _call(loaded, "decode", z=tf.constant(z))["images"]
   assert np.abs(onnx_out - tf_out).max() <= 1e-5
   # An ONNX client reproduces `generate` by computing z from the seeds itself.
   generated = _call(loaded, "generate", seeds=tf.constant(SEEDS, tf.int64))["images"]
-  assert np.abs(onnx_out[:len(SEEDS)] - generated).max() <= 1e-5
+  assert np.abs(onnx_out[: len(SEEDS)] - generated).max() <= 1e-5
   assert result.model_card["onnx"]["parity_max_abs_diff"] <= 1e-5
 
 
 def test_checkpoint_flag_exports_the_named_step_and_onnx_only(image_run, exports):
   ckpt = os.path.join(image_run, "checkpoints", "ckpt-2")
-  result = export_lib.export_run(image_run, os.path.join(exports, "fm_step2"),
-                                 formats=["onnx"], checkpoint=ckpt, version=7)
+  result = export_lib.export_run(
+    image_run, os.path.join(exports, "fm_step2"), formats=["onnx"], checkpoint=ckpt, version=7
+  )
   assert result.version == 7 and result.model_card["training_step"] == 2
   assert result.model_card["checkpoint"] == ckpt and result.model_card["signatures"] == []
   assert sorted(os.listdir(result.version_dir)) == ["decoder.onnx", "model_card.json"]
 
 
 def test_onnx_generate_attempt_is_reported_not_fatal(image_run, exports):
-  result = export_lib.export_run(image_run, os.path.join(exports, "fm_gen"), formats=["onnx"],
-                                 onnx_generate=True)
+  result = export_lib.export_run(
+    image_run, os.path.join(exports, "fm_gen"), formats=["onnx"], onnx_generate=True
+  )
   note = result.model_card["onnx_generate"]
   if isinstance(note, str):  # tf2onnx 1.17: stateless RNG ops have no ONNX mapping.
     assert "StatelessRandom" in note
@@ -282,6 +330,7 @@ def test_onnx_generate_attempt_is_reported_not_fatal(image_run, exports):
 
 
 # === REST (TF Serving's documented JSON API, emulated over the loaded SavedModel) ============
+
 
 def _json_value(name, array):
   if name.endswith("_bytes"):
@@ -308,20 +357,21 @@ def tf_serving_rest_predict(loaded, body):
     inputs = body["inputs"]
     columns = inputs if isinstance(inputs, dict) else {next(iter(specs)): inputs}
   try:
-    outputs = signature(**{name: tf.constant(value, dtype=specs[name].dtype)
-                           for name, value in columns.items()})
+    outputs = signature(
+      **{name: tf.constant(value, dtype=specs[name].dtype) for name, value in columns.items()}
+    )
   except (tf.errors.OpError, TypeError, ValueError) as e:
     return {"error": str(e).strip()}
   outputs = {k: v.numpy() for k, v in outputs.items()}
   if "instances" in body:
     if len(outputs) == 1:
-      (name, value), = outputs.items()
+      ((name, value),) = outputs.items()
       return {"predictions": _json_value(name, value)}
     n = len(next(iter(outputs.values())))
     columns = {k: _json_value(k, v) for k, v in outputs.items()}
     return {"predictions": [{k: columns[k][i] for k in columns} for i in range(n)]}
   if len(outputs) == 1:
-    (name, value), = outputs.items()
+    ((name, value),) = outputs.items()
     return {"outputs": _json_value(name, value)}
   return {"outputs": {k: _json_value(k, v) for k, v in outputs.items()}}
 
@@ -350,19 +400,22 @@ def test_rest_multi_output_and_error_answers(image_export):
   _, loaded = image_export
   x = _images(2)
   want = _call(loaded, "encode", images=tf.constant(x))
-  rows = _over_the_wire(tf_serving_rest_predict(
-      loaded, {"signature_name": "encode", "instances": x.tolist()}))
+  rows = _over_the_wire(
+    tf_serving_rest_predict(loaded, {"signature_name": "encode", "instances": x.tolist()})
+  )
   assert set(rows["predictions"][0]) == {"mu", "logvar"}
-  columns = _over_the_wire(tf_serving_rest_predict(
-      loaded, {"signature_name": "encode", "inputs": {"images": x.tolist()}}))
+  columns = _over_the_wire(
+    tf_serving_rest_predict(loaded, {"signature_name": "encode", "inputs": {"images": x.tolist()}})
+  )
   for answer in (rows, columns):
     outputs = serving_client.parse_rest_outputs(answer)
     for k in ("mu", "logvar"):
       np.testing.assert_allclose(outputs[k], want[k], atol=1e-6)
     with pytest.raises(serving_client.ServingError, match="choose one"):
       serving_client.parse_rest_response(answer)
-    np.testing.assert_allclose(serving_client.parse_rest_response(answer, output="mu"),
-                               want["mu"], atol=1e-6)
+    np.testing.assert_allclose(
+      serving_client.parse_rest_response(answer, output="mu"), want["mu"], atol=1e-6
+    )
   bad = tf_serving_rest_predict(loaded, {"signature_name": "decode", "inputs": [[0.0] * 5]})
   with pytest.raises(serving_client.ServingError, match=re.escape("[?,4]")):
     serving_client.parse_rest_response(bad)
@@ -377,7 +430,6 @@ class _FakeTFServing:
     fake = self
 
     class Handler(http.server.BaseHTTPRequestHandler):
-
       def log_message(self, *args):  # keep test output quiet
         pass
 
@@ -412,12 +464,16 @@ class _FakeTFServing:
 
 def test_the_client_imports_neither_tensorflow_nor_the_training_code():
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  code = ("import sys, as_introvae_tf.serving.client; print(sorted(m for m in sys.modules "
-          "if m.startswith(('tensorflow', 'keras', 'as_introvae_tf'))))")
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       cwd=repo).stdout
-  assert out.strip() == str(["as_introvae_tf", "as_introvae_tf.serving",
-                             "as_introvae_tf.serving.client"])
+  code = (
+    "import sys, as_introvae_tf.serving.client; print(sorted(m for m in sys.modules "
+    "if m.startswith(('tensorflow', 'keras', 'as_introvae_tf'))))"
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo
+  ).stdout
+  assert out.strip() == str(
+    ["as_introvae_tf", "as_introvae_tf.serving", "as_introvae_tf.serving.client"]
+  )
 
 
 def _client(argv):
@@ -427,27 +483,39 @@ def _client(argv):
   return serving_client.main(["serving_client"], fv)
 
 
-@pytest.mark.parametrize("form,signature", [("instances", "serving_default"),
-                                            ("inputs", "generate_png")])
+@pytest.mark.parametrize(
+  "form,signature", [("instances", "serving_default"), ("inputs", "generate_png")]
+)
 def test_client_over_http_writes_the_grid(image_export, tmp_path, capsys, form, signature):
   _, loaded = image_export
   out = tmp_path / "grid.png"
   with _FakeTFServing({"fm": loaded}) as server:
-    rc = _client([f"--url={server.url}", "--model=fm", "--num=6", f"--out={out}",
-                  f"--format={form}", f"--signature={signature}", "--seed_start=3"])
+    rc = _client(
+      [
+        f"--url={server.url}",
+        "--model=fm",
+        "--num=6",
+        f"--out={out}",
+        f"--format={form}",
+        f"--signature={signature}",
+        "--seed_start=3",
+      ]
+    )
     assert rc == 0, capsys.readouterr().err
     rc = _client([f"--url={server.url}", "--model=nope", "--num=2", f"--out={out}"])
     assert rc == 1 and "Servable not found" in capsys.readouterr().err
   grid = tf.io.decode_png(tf.io.read_file(str(out))).numpy().astype(np.float32) / 255
-  want = visualize.image_grid(_call(loaded, "generate", seeds=tf.range(3, 9, dtype=tf.int64))
-                              ["images"])
+  want = visualize.image_grid(
+    _call(loaded, "generate", seeds=tf.range(3, 9, dtype=tf.int64))["images"]
+  )
   assert grid.shape == want.shape == (2 * 28, 3 * 28, 1)  # 6 images: 2 rows x 3
   assert np.abs(grid - want).max() <= 1 / 255 + 1e-6
 
 
 def test_client_over_grpc(image_export, tmp_path):
-  pytest.importorskip("tensorflow_serving.apis",
-                      reason="tensorflow-serving-api not installed: gRPC path not tested")
+  pytest.importorskip(
+    "tensorflow_serving.apis", reason="tensorflow-serving-api not installed: gRPC path not tested"
+  )
   import grpc
   from tensorflow_serving.apis import predict_pb2
   from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -455,7 +523,6 @@ def test_client_over_grpc(image_export, tmp_path):
   _, loaded = image_export
 
   class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-
     def Predict(self, request, context):  # noqa: N802
       if request.model_spec.name != "fm":
         context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found: {request.model_spec.name}")
@@ -476,13 +543,15 @@ def test_client_over_grpc(image_export, tmp_path):
     want = _call(loaded, "generate", seeds=tf.constant(SEEDS, tf.int64))["images"]
     got = serving_client.fetch_samples(SEEDS, model="fm", grpc_target=target)
     np.testing.assert_allclose(got, want, atol=1e-6)
-    png = serving_client.fetch_samples(SEEDS, model="fm", grpc_target=target,
-                                       signature="generate_png")
+    png = serving_client.fetch_samples(
+      SEEDS, model="fm", grpc_target=target, signature="generate_png"
+    )
     np.testing.assert_allclose(png, want, atol=0.5 / 255 + 1e-6)
     with pytest.raises(serving_client.ServingError, match="NOT_FOUND"):
       serving_client.fetch_samples([1], model="other", grpc_target=target)
-    assert _client([f"--grpc={target}", "--model=fm", "--num=4",
-                    f"--out={tmp_path / 'g.png'}"]) == 0
+    assert (
+      _client([f"--grpc={target}", "--model=fm", "--num=4", f"--out={tmp_path / 'g.png'}"]) == 0
+    )
     assert (tmp_path / "g.png").exists()
   finally:
     server.stop(None)
@@ -490,8 +559,10 @@ def test_client_over_grpc(image_export, tmp_path):
 
 # === 2-D runs =================================================================================
 
+
 def test_2d_export_returns_raw_points_and_onnx_matches(run_2d, exports, tmp_path):
   import onnxruntime as ort
+
   result = export_lib.export_run(run_2d, os.path.join(exports, "gauss"))
   loaded = tf.saved_model.load(result.version_dir)
   assert set(loaded.signatures) == set(export_lib.SIGNATURES_2D)
@@ -503,18 +574,27 @@ def test_2d_export_returns_raw_points_and_onnx_matches(run_2d, exports, tmp_path
   np.testing.assert_allclose(got, want, atol=1e-5)
   x = np.array([[3.0, -2.5], [0.1, 0.2]], np.float32)
   mu = run.model.encoder(x, training=False)[0].numpy()
-  np.testing.assert_allclose(_call(loaded, "reconstruct", images=tf.constant(x))["images"],
-                             run.model.ema_decoder(mu, training=False).numpy(), atol=1e-5)
-  session = ort.InferenceSession(os.path.join(result.version_dir, "decoder.onnx"),
-                                 providers=["CPUExecutionProvider"])
+  np.testing.assert_allclose(
+    _call(loaded, "reconstruct", images=tf.constant(x))["images"],
+    run.model.ema_decoder(mu, training=False).numpy(),
+    atol=1e-5,
+  )
+  session = ort.InferenceSession(
+    os.path.join(result.version_dir, "decoder.onnx"), providers=["CPUExecutionProvider"]
+  )
   assert np.abs(session.run(["images"], {"z": z})[0] - got).max() <= 1e-5
   with _FakeTFServing({"gauss": loaded}) as server:
-    assert _client([f"--url={server.url}", "--model=gauss", "--num=64",
-                    f"--out={tmp_path / 'points.png'}"]) == 0
+    assert (
+      _client(
+        [f"--url={server.url}", "--model=gauss", "--num=64", f"--out={tmp_path / 'points.png'}"]
+      )
+      == 0
+    )
   assert (tmp_path / "points.png").exists()
 
 
 # === Bad input: clear errors, exit status 1, no traceback ====================================
+
 
 def _export(argv):
   fv = flags.FlagValues()
@@ -543,62 +623,116 @@ def _expect_error(capsys, argv, *needles):
 
 
 def test_no_config_json(tmp_path, capsys):
-  _expect_error(capsys, [f"--workdir={tmp_path}", f"--export_dir={tmp_path / 'out'}"],
-                "config.json not found", "not a training run directory")
+  _expect_error(
+    capsys,
+    [f"--workdir={tmp_path}", f"--export_dir={tmp_path / 'out'}"],
+    "config.json not found",
+    "not a training run directory",
+  )
   assert not (tmp_path / "out").exists()
 
 
 def test_no_checkpoint(image_run, tmp_path, capsys):
   shutil.copy(os.path.join(image_run, "config.json"), tmp_path)
-  _expect_error(capsys, [f"--workdir={tmp_path}", f"--export_dir={tmp_path / 'out'}"],
-                "no checkpoint in", "checkpoints")
-  _expect_error(capsys, [f"--workdir={image_run}", f"--export_dir={tmp_path / 'out'}",
-                         f"--checkpoint={tmp_path / 'ckpt-9'}"], "is not a checkpoint prefix")
+  _expect_error(
+    capsys,
+    [f"--workdir={tmp_path}", f"--export_dir={tmp_path / 'out'}"],
+    "no checkpoint in",
+    "checkpoints",
+  )
+  _expect_error(
+    capsys,
+    [
+      f"--workdir={image_run}",
+      f"--export_dir={tmp_path / 'out'}",
+      f"--checkpoint={tmp_path / 'ckpt-9'}",
+    ],
+    "is not a checkpoint prefix",
+  )
 
 
 def test_unknown_format_and_missing_flags(image_run, tmp_path, capsys):
-  _expect_error(capsys, [f"--workdir={image_run}", f"--export_dir={tmp_path / 'out'}",
-                         "--format=saved_model,tflite"], "--format", "tflite", "onnx")
+  _expect_error(
+    capsys,
+    [f"--workdir={image_run}", f"--export_dir={tmp_path / 'out'}", "--format=saved_model,tflite"],
+    "--format",
+    "tflite",
+    "onnx",
+  )
   _expect_error(capsys, [f"--export_dir={tmp_path / 'out'}"], "--workdir is required")
-  _expect_error(capsys, [f"--workdir={image_run}", f"--export_dir={tmp_path / 'out'}",
-                         "--version=0"], "--version must be an integer >= 1")
+  _expect_error(
+    capsys,
+    [f"--workdir={image_run}", f"--export_dir={tmp_path / 'out'}", "--version=0"],
+    "--version must be an integer >= 1",
+  )
 
 
 def test_existing_version_is_never_overwritten(image_export, image_run, exports, capsys):
   result, _ = image_export
   before = os.path.getmtime(os.path.join(result.version_dir, "saved_model.pb"))
-  _expect_error(capsys, [f"--workdir={image_run}", f"--export_dir={os.path.join(exports, 'fm')}",
-                         "--version=1"], "already exists", "omit --version")
+  _expect_error(
+    capsys,
+    [f"--workdir={image_run}", f"--export_dir={os.path.join(exports, 'fm')}", "--version=1"],
+    "already exists",
+    "omit --version",
+  )
   assert os.path.getmtime(os.path.join(result.version_dir, "saved_model.pb")) == before
 
 
 def test_checkpoint_from_another_architecture(image_run, tmp_path, capsys):
   workdir = _copy_run(image_run, tmp_path, z_dim=Z_DIM + 1)
-  _expect_error(capsys, [f"--workdir={workdir}", f"--export_dir={tmp_path / 'out'}"],
-                "its architecture differs", f"--z_dim={Z_DIM} (config.json: {Z_DIM + 1})")
+  _expect_error(
+    capsys,
+    [f"--workdir={workdir}", f"--export_dir={tmp_path / 'out'}"],
+    "its architecture differs",
+    f"--z_dim={Z_DIM} (config.json: {Z_DIM + 1})",
+  )
   assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 
 def test_ema_weights_of_a_run_without_ema(image_run, tmp_path, capsys):
   # A run trained with --ema_decay=0 has no EMA (its step-0 checkpoint suffices here).
-  config = config_lib.load_config(image_run).replace(workdir=str(tmp_path / "no_ema"),
-                                                     ema_decay=0.0)
+  config = config_lib.load_config(image_run).replace(
+    workdir=str(tmp_path / "no_ema"), ema_decay=0.0
+  )
   config_lib.save_config(config, config.workdir)
   run = run_lib.build_run(config, restore=False)
   run.manager.save(checkpoint_number=0)
-  _expect_error(capsys, [f"--workdir={config.workdir}", f"--export_dir={tmp_path / 'out'}"],
-                "--ema_decay=0", "use --weights=raw")
-  assert _export([f"--workdir={config.workdir}", f"--export_dir={tmp_path / 'out'}",
-                  "--weights=raw", "--format=onnx"]) == 0
+  _expect_error(
+    capsys,
+    [f"--workdir={config.workdir}", f"--export_dir={tmp_path / 'out'}"],
+    "--ema_decay=0",
+    "use --weights=raw",
+  )
+  assert (
+    _export(
+      [
+        f"--workdir={config.workdir}",
+        f"--export_dir={tmp_path / 'out'}",
+        "--weights=raw",
+        "--format=onnx",
+      ]
+    )
+    == 0
+  )
   assert "Exported vae" in capsys.readouterr().out
 
 
 def test_command_line_exit_status_without_traceback(tmp_path):
   out = subprocess.run(
-      [sys.executable, "-m", "as_introvae_tf.export", f"--workdir={tmp_path}",
-       f"--export_dir={tmp_path / 'out'}"], capture_output=True, text=True, timeout=120,
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    [
+      sys.executable,
+      "-m",
+      "as_introvae_tf.export",
+      f"--workdir={tmp_path}",
+      f"--export_dir={tmp_path / 'out'}",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+  )
   assert out.returncode == 1
   assert "Traceback" not in out.stderr
   assert "error:" in out.stderr and "config.json not found" in out.stderr
@@ -610,17 +744,40 @@ def test_command_line_export_and_client_end_to_end(image_run, tmp_path):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   model_dir = tmp_path / "exports" / "fm"
   for expected in ("1", "2"):
-    out = subprocess.run([sys.executable, "-m", "as_introvae_tf.export",
-                          f"--workdir={image_run}", f"--export_dir={model_dir}"],
-                         capture_output=True, text=True, timeout=300, cwd=repo, env=env)
+    out = subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "as_introvae_tf.export",
+        f"--workdir={image_run}",
+        f"--export_dir={model_dir}",
+      ],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      cwd=repo,
+      env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"to {model_dir / expected}" in out.stdout
   loaded = tf.saved_model.load(str(model_dir / "2"))
   with _FakeTFServing({"fm": loaded}) as server:
-    out = subprocess.run([sys.executable, "-m", "as_introvae_tf.serving.client",
-                          f"--url={server.url}", "--model=fm", "--num=16",
-                          f"--out={tmp_path / 'grid.png'}"],
-                         capture_output=True, text=True, timeout=300, cwd=repo, env=env)
+    out = subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "as_introvae_tf.serving.client",
+        f"--url={server.url}",
+        "--model=fm",
+        "--num=16",
+        f"--out={tmp_path / 'grid.png'}",
+      ],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      cwd=repo,
+      env=env,
+    )
   assert out.returncode == 0, out.stderr[-3000:]
   assert (tmp_path / "grid.png").exists()
 
@@ -640,9 +797,18 @@ def test_unsynced_ema_decoder_falls_back_to_the_optimizer_ema(image_run):
 
 def test_a_generator_without_inference_encoder_exports_generate_and_decode_only(tmp_path):
   """WGAN-GP: its encoder is a critic, so there is no encode/reconstruct signature."""
-  workdir = _train(tmp_path / "wgan", method="wgan_gp", dataset="8gaussians", z_dim=2,
-                   num_hidden=16, num_layers=1, batch_size=40, train_steps=2, num_vae=0,
-                   ema_decay=0.0)
+  workdir = _train(
+    tmp_path / "wgan",
+    method="wgan_gp",
+    dataset="8gaussians",
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=40,
+    train_steps=2,
+    num_vae=0,
+    ema_decay=0.0,
+  )
   result = export_lib.export_run(workdir, str(tmp_path / "exports" / "wgan"), weights="raw")
   loaded = tf.saved_model.load(result.version_dir)
   assert set(loaded.signatures) == {"serving_default", "generate", "decode"}

@@ -36,11 +36,27 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _config(workdir, **overrides):
-  values = dict(method="as_introvae", dataset="8gaussians", workdir=str(workdir), z_dim=2,
-                num_hidden=16, num_layers=1, batch_size=64, train_steps=4, num_vae=1,
-                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=100,
-                keep_checkpoints=5, beta_kl=0.3, beta_rec=0.2, beta_neg=0.9,
-                as_kernel="product", ema_decay=0.0, verbose="0")
+  values = dict(
+    method="as_introvae",
+    dataset="8gaussians",
+    workdir=str(workdir),
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=64,
+    train_steps=4,
+    num_vae=1,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=100,
+    keep_checkpoints=5,
+    beta_kl=0.3,
+    beta_rec=0.2,
+    beta_neg=0.9,
+    as_kernel="product",
+    ema_decay=0.0,
+    verbose="0",
+  )
   values.update(overrides)
   return config_lib.ExperimentConfig(**values)
 
@@ -80,7 +96,9 @@ def _data_file(prefix):
 
 
 def _bytes(prefix):
-  return {suffix: open(prefix + suffix, "rb").read() for suffix in (".index", ".data-00000-of-00001")}
+  return {
+    suffix: open(prefix + suffix, "rb").read() for suffix in (".index", ".data-00000-of-00001")
+  }
 
 
 def _history(workdir):
@@ -90,9 +108,9 @@ def _history(workdir):
 
 # === The `checkpoint` index file ==============================================================
 
+
 @pytest.mark.parametrize("damage", ["missing", "empty", "garbled", "names_a_missing_checkpoint"])
-def test_broken_index_resumes_from_the_newest_checkpoint_and_deletes_none(run_copy, damage,
-                                                                          caplog):
+def test_broken_index_resumes_from_the_newest_checkpoint_and_deletes_none(run_copy, damage, caplog):
   """What training restores (`build_run`, as `train_and_evaluate` calls it) and what its
   CheckpointManager deletes afterwards (`--keep_checkpoints=1`)."""
   index = run_copy / "checkpoints" / "checkpoint"
@@ -127,11 +145,12 @@ def test_broken_index_end_to_end_training_continues(run_copy):
 
 # === A damaged newest checkpoint ==============================================================
 
+
 def _damage(prefix, how):
   data = _data_file(prefix)
   if how == "truncated_data":
     raw = open(data, "rb").read()
-    open(data, "wb").write(raw[:len(raw) // 2])
+    open(data, "wb").write(raw[: len(raw) // 2])
   elif how == "corrupted_data":
     raw = bytearray(open(data, "rb").read())
     for i in range(64, len(raw), 97):
@@ -139,7 +158,7 @@ def _damage(prefix, how):
     open(data, "wb").write(bytes(raw))
   elif how == "truncated_index":
     raw = open(prefix + ".index", "rb").read()
-    open(prefix + ".index", "wb").write(raw[:len(raw) // 2])
+    open(prefix + ".index", "wb").write(raw[: len(raw) // 2])
   elif how == "missing_data":
     os.remove(data)
   elif how == "missing_index":
@@ -167,9 +186,9 @@ def test_damaged_newest_checkpoint_training_falls_back_with_a_warning(run_copy, 
 
 
 @pytest.mark.parametrize("how", ["truncated_index", "missing_data", "corrupted_data"])
-def test_damaged_newest_checkpoint_evaluate_and_export_name_it_and_the_intact_ones(run_copy,
-                                                                                   how,
-                                                                                   tmp_path):
+def test_damaged_newest_checkpoint_evaluate_and_export_name_it_and_the_intact_ones(
+  run_copy, how, tmp_path
+):
   _damage(_ckpt(run_copy, 4), how)
   with pytest.raises(checkpoints_lib.CheckpointError) as info:
     run_lib.restore_run(run_copy)
@@ -192,18 +211,31 @@ def test_no_intact_checkpoint_stops_training_and_keeps_the_files(run_copy):
   with pytest.raises(checkpoints_lib.CheckpointError, match="none of them restores.*ckpt-4"):
     _train(_config(run_copy, train_steps=6))
   assert sorted(os.listdir(run_copy / "checkpoints")) == [
-      "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
-      "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+    "checkpoint",
+    "ckpt-2.data-00000-of-00001",
+    "ckpt-2.index",
+    "ckpt-4.data-00000-of-00001",
+    "ckpt-4.index",
+  ]
 
 
 # === Checkpoints of another method or run =====================================================
+
 
 @pytest.fixture(scope="module")
 def other_runs(tmp_path_factory):
   """Newest checkpoints of a VAE run and of a second AS-IntroVAE run (same flags)."""
   base = tmp_path_factory.mktemp("other")
-  _train(_config(base / "vae", method="vae", num_vae=0, train_steps=6,
-                 checkpoint_every_steps=6, log_every_steps=6))
+  _train(
+    _config(
+      base / "vae",
+      method="vae",
+      num_vae=0,
+      train_steps=6,
+      checkpoint_every_steps=6,
+      log_every_steps=6,
+    )
+  )
   _train(_config(base / "twin", train_steps=6, checkpoint_every_steps=6, log_every_steps=6))
   return {"vae": base / "vae", "twin": base / "twin"}
 
@@ -213,9 +245,9 @@ def _plant(source, workdir, step=6):
     shutil.copy(_ckpt(source, step) + suffix, _ckpt(workdir, step) + suffix)
 
 
-def test_checkpoint_of_another_method_is_refused_by_train_evaluate_and_export(run_copy,
-                                                                             other_runs,
-                                                                             tmp_path):
+def test_checkpoint_of_another_method_is_refused_by_train_evaluate_and_export(
+  run_copy, other_runs, tmp_path
+):
   _plant(other_runs["vae"], run_copy)
   with pytest.raises(checkpoints_lib.CheckpointError, match="--method=vae run"):
     run_lib.restore_run(run_copy)
@@ -234,6 +266,7 @@ def test_checkpoint_of_another_run_is_refused_by_training(run_copy, other_runs):
 
 # === The run's record =========================================================================
 
+
 def test_resume_with_other_flags_keeps_config_json_and_records_the_changes(run_copy, tmp_path):
   original = (run_copy / "config.json").read_text()
   _train(_config(run_copy, train_steps=6, seed=1, batch_size=32, adam_beta1=0.5))
@@ -242,21 +275,27 @@ def test_resume_with_other_flags_keeps_config_json_and_records_the_changes(run_c
   assert (run_copy / "config.json").read_text() == original
   changes = workdir_lib.RunRecord.load(str(run_copy)).changes()
   key = lambda c: (c["step"], c["flag"])  # noqa: E731
-  assert sorted(changes, key=key) == sorted([
+  assert sorted(changes, key=key) == sorted(
+    [
       {"step": 4, "flag": "train_steps", "old": 4, "new": 6},
       {"step": 4, "flag": "batch_size", "old": 64, "new": 32},
       {"step": 4, "flag": "seed", "old": 0, "new": 1},
       {"step": 4, "flag": "adam_beta1", "old": 0.9, "new": 0.5},
       {"step": 6, "flag": "train_steps", "old": 6, "new": 8},
-      {"step": 6, "flag": "lr", "old": 2e-4, "new": 1e-3}], key=key)
-  result = export_lib.export_run(str(run_copy), str(tmp_path / "exports"),
-                                 formats=["saved_model"], weights="raw")
+      {"step": 6, "flag": "lr", "old": 2e-4, "new": 1e-3},
+    ],
+    key=key,
+  )
+  result = export_lib.export_run(
+    str(run_copy), str(tmp_path / "exports"), formats=["saved_model"], weights="raw"
+  )
   card = result.model_card
   assert card["hyperparameters"]["seed"] == 0 and card["training_step"] == 8
   assert {"step": 6, "flag": "lr", "old": 2e-4, "new": 1e-3} in card["config_changes"]
 
 
 # === A run that fails before its first step ===================================================
+
 
 def test_run_that_fails_before_its_first_step_does_not_bind_the_workdir(tmp_path, monkeypatch):
   workdir = tmp_path / "run"
@@ -286,11 +325,15 @@ def test_config_json_without_a_checkpoint_does_not_refuse_the_next_run(tmp_path)
 
 # === The workdir lock =========================================================================
 
+
 def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(run_copy, caplog):
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()
-  (run_copy / workdir_lib.LOCK_FILE).write_text(json.dumps(
-      {"host": socket.gethostname(), "pid": dead.pid, "started": "2026-01-01T00:00:00+00:00"}))
+  (run_copy / workdir_lib.LOCK_FILE).write_text(
+    json.dumps(
+      {"host": socket.gethostname(), "pid": dead.pid, "started": "2026-01-01T00:00:00+00:00"}
+    )
+  )
   caplog.set_level(logging.WARNING)
   assert _train(_config(run_copy, train_steps=6))["step"] == 6
   assert f"PID {dead.pid}" in caplog.text and "stale lock" in caplog.text
@@ -304,11 +347,19 @@ def test_lock_in_one_process_refuses_a_second_at_once(tmp_path):
     owner = json.loads((workdir / workdir_lib.LOCK_FILE).read_text())
     assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
     assert owner["started"] and lock.owner == owner
-    script = ("import sys; from as_introvae_tf import workdir as w\n"
-              "try:\n  w.WorkdirLock(sys.argv[1]).acquire()\n"
-              "except w.WorkdirLockedError as e:\n  print(e); sys.exit(3)\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(workdir)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=60)
+    script = (
+      "import sys; from as_introvae_tf import workdir as w\n"
+      "try:\n  w.WorkdirLock(sys.argv[1]).acquire()\n"
+      "except w.WorkdirLockedError as e:\n  print(e); sys.exit(3)\n"
+    )
+    proc = subprocess.run(
+      [sys.executable, "-c", script, str(workdir)],
+      cwd=ROOT,
+      env=ENV,
+      capture_output=True,
+      text=True,
+      timeout=60,
+    )
     assert proc.returncode == 3, proc.stderr
     assert f"PID {os.getpid()} on host {socket.gethostname()}" in proc.stdout
   assert not os.path.exists(workdir / workdir_lib.LOCK_FILE)
@@ -333,23 +384,47 @@ STEPS = 80
 
 def _cli(workdir, steps=STEPS):
   """The command line of `_config(workdir, train_steps=steps, log_every_steps=5, ...)`."""
-  return [sys.executable, "-m", "as_introvae_tf.train", "--method=as_introvae",
-          "--dataset=8gaussians", f"--workdir={workdir}", "--z_dim=2", "--num_hidden=16",
-          "--num_layers=1", "--batch_size=64", f"--train_steps={steps}", "--num_vae=1",
-          "--log_every_steps=5", "--checkpoint_every_steps=1000", "--image_every_steps=1000",
-          "--keep_checkpoints=5", "--beta_kl=0.3", "--beta_rec=0.2", "--beta_neg=0.9",
-          "--as_kernel=product", "--ema_decay=0", "--verbose=2"]
+  return [
+    sys.executable,
+    "-m",
+    "as_introvae_tf.train",
+    "--method=as_introvae",
+    "--dataset=8gaussians",
+    f"--workdir={workdir}",
+    "--z_dim=2",
+    "--num_hidden=16",
+    "--num_layers=1",
+    "--batch_size=64",
+    f"--train_steps={steps}",
+    "--num_vae=1",
+    "--log_every_steps=5",
+    "--checkpoint_every_steps=1000",
+    "--image_every_steps=1000",
+    "--keep_checkpoints=5",
+    "--beta_kl=0.3",
+    "--beta_rec=0.2",
+    "--beta_neg=0.9",
+    "--as_kernel=product",
+    "--ema_decay=0",
+    "--verbose=2",
+  ]
 
 
 def _cli_config(workdir, steps=STEPS):
-  return _config(workdir, train_steps=steps, log_every_steps=5, checkpoint_every_steps=1000,
-                 image_every_steps=1000)
+  return _config(
+    workdir,
+    train_steps=steps,
+    log_every_steps=5,
+    checkpoint_every_steps=1000,
+    image_every_steps=1000,
+  )
 
 
 def _start_and_wait_for_training(workdir):
   """Starts the CLI and returns once it has finished its first log window (step 5)."""
-  proc = subprocess.Popen(_cli(workdir), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+    _cli(workdir), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   deadline = time.time() + 180
   for line in proc.stdout:  # --verbose=2: "step 5/40 (12%) - ..." at the end of each window
     if re.match(r"^step \d+/\d+ ", line) or time.time() > deadline:
@@ -384,7 +459,8 @@ def test_second_process_is_refused_and_sigint_stops_with_a_checkpoint(tmp_path):
 
 
 def test_sigterm_mid_run_saves_the_step_reached_and_the_resumed_run_equals_an_uninterrupted_one(
-    tmp_path):
+  tmp_path,
+):
   workdir = tmp_path / "interrupted"
   proc = _start_and_wait_for_training(workdir)
   time.sleep(np.random.default_rng().uniform(0.0, 0.3))  # anywhere in a window
@@ -401,24 +477,33 @@ def test_sigterm_mid_run_saves_the_step_reached_and_the_resumed_run_equals_an_un
   _train(_cli_config(tmp_path / "straight"))
   a = run_lib.build_run(_cli_config(tmp_path / "straight")).model
   b = run_lib.build_run(_cli_config(workdir)).model
-  for va, vb in zip(a.encoder.weights + a.decoder.weights + a.encoder_optimizer.variables
-                    + a.decoder_optimizer.variables,
-                    b.encoder.weights + b.decoder.weights + b.encoder_optimizer.variables
-                    + b.decoder_optimizer.variables):
+  for va, vb in zip(
+    a.encoder.weights
+    + a.decoder.weights
+    + a.encoder_optimizer.variables
+    + a.decoder_optimizer.variables,
+    b.encoder.weights
+    + b.decoder.weights
+    + b.encoder_optimizer.variables
+    + b.decoder_optimizer.variables,
+  ):
     np.testing.assert_array_equal(va.numpy(), vb.numpy())
 
 
 # === Small and odd image folders ==============================================================
 
 CIFAR_DIR = os.path.join(ROOT, "..", "shared", "data", "cifar10")
-needs_cifar = pytest.mark.skipif(not os.path.isdir(os.path.join(CIFAR_DIR, "train", "dog")),
-                                 reason="CIFAR-10 JPEGs missing in ../shared/data/cifar10")
+needs_cifar = pytest.mark.skipif(
+  not os.path.isdir(os.path.join(CIFAR_DIR, "train", "dog")),
+  reason="CIFAR-10 JPEGs missing in ../shared/data/cifar10",
+)
 
 
 @pytest.fixture(autouse=True)
 def _private_check_cache(tmp_path_factory, monkeypatch):
   """Keep find_bad_images' on-disk cache out of the user's ~/.cache during tests."""
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
   monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("check_cache")))
 
 
@@ -428,10 +513,23 @@ def _jpegs(n, cls="dog"):
 
 
 def _image_config(workdir, folder, **overrides):
-  values = dict(method="vae", dataset=f"folder:{folder}", workdir=str(workdir),
-                filters=(4, 8), z_dim=4, batch_size=4, train_steps=2, num_vae=0,
-                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=100,
-                keep_checkpoints=5, ema_decay=0.9, image_size=8, verbose="0")
+  values = dict(
+    method="vae",
+    dataset=f"folder:{folder}",
+    workdir=str(workdir),
+    filters=(4, 8),
+    z_dim=4,
+    batch_size=4,
+    train_steps=2,
+    num_vae=0,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=100,
+    keep_checkpoints=5,
+    ema_decay=0.9,
+    image_size=8,
+    verbose="0",
+  )
   values.update(overrides)
   return config_lib.ExperimentConfig(**values)
 
@@ -445,12 +543,12 @@ def test_ten_images_with_batch_4_train_evaluate_and_export(tmp_path):
   workdir = tmp_path / "run"
   result = _train(_image_config(workdir, folder))
   assert result["step"] == 2
-  evaluation = eval_lib.evaluate(str(workdir), eval_lib.EvalOptions(feature_net="none"),
-                                 log=lambda text: None)
+  evaluation = eval_lib.evaluate(
+    str(workdir), eval_lib.EvalOptions(feature_net="none"), log=lambda text: None
+  )
   assert evaluation["details"]["num_images"] == 10
   assert np.isfinite(evaluation["metrics"]["psnr"])
-  exported = export_lib.export_run(str(workdir), str(tmp_path / "exports"),
-                                   formats=["saved_model"])
+  exported = export_lib.export_run(str(workdir), str(tmp_path / "exports"), formats=["saved_model"])
   assert exported.model_card["example_shape"] == [8, 8, 3]
 
 
@@ -461,8 +559,11 @@ def test_too_little_data_for_the_batch_is_named_with_the_numbers_and_binds_nothi
   for i, f in enumerate(_jpegs(3)):
     shutil.copy(f, folder / f"{i}.jpg")
   workdir = tmp_path / "run"
-  with pytest.raises(ValueError, match=r"has 3 training image\(s\), fewer than one batch of "
-                                       r"--batch_size=4: lower --batch_size to at most 3"):
+  with pytest.raises(
+    ValueError,
+    match=r"has 3 training image\(s\), fewer than one batch of "
+    r"--batch_size=4: lower --batch_size to at most 3",
+  ):
     train_lib.train_and_evaluate(_image_config(workdir, folder))
   assert not os.path.exists(workdir / "config.json")
   # The corrected command, with another architecture too, is not refused.
@@ -471,10 +572,10 @@ def test_too_little_data_for_the_batch_is_named_with_the_numbers_and_binds_nothi
 
 
 @needs_cifar
-def test_channels_come_from_the_flag_or_the_majority_and_every_image_is_converted(tmp_path,
-                                                                                 caplog):
+def test_channels_come_from_the_flag_or_the_majority_and_every_image_is_converted(tmp_path, caplog):
   from PIL import Image  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
   folder = tmp_path / "mixed"
   folder.mkdir()
   sources = _jpegs(6)
@@ -497,6 +598,7 @@ def test_channels_come_from_the_flag_or_the_majority_and_every_image_is_converte
 @needs_cifar
 def test_symlinked_folders_that_loop_count_each_image_once(tmp_path):
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
   root = tmp_path / "root"
   (root / "a").mkdir(parents=True)
   for i, f in enumerate(_jpegs(3)):
@@ -518,12 +620,24 @@ def small_export(tmp_path_factory):
   --max_batch=4."""
   base = tmp_path_factory.mktemp("serving")
   config = config_lib.ExperimentConfig(
-      method="vae", dataset="fashion_mnist", workdir=str(base / "run"), filters=(4, 8),
-      z_dim=4, batch_size=8, train_steps=2, num_vae=0, log_every_steps=2,
-      checkpoint_every_steps=2, image_every_steps=100, ema_decay=0.5, verbose="0")
+    method="vae",
+    dataset="fashion_mnist",
+    workdir=str(base / "run"),
+    filters=(4, 8),
+    z_dim=4,
+    batch_size=8,
+    train_steps=2,
+    num_vae=0,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=100,
+    ema_decay=0.5,
+    verbose="0",
+  )
   _train(config)
-  result = export_lib.export_run(str(base / "run"), str(base / "exports" / "fm"),
-                                 formats=["saved_model"], max_batch=MAX_BATCH)
+  result = export_lib.export_run(
+    str(base / "run"), str(base / "exports" / "fm"), formats=["saved_model"], max_batch=MAX_BATCH
+  )
   return result, tf.saved_model.load(result.version_dir)
 
 
@@ -539,19 +653,23 @@ def test_max_batch_is_checked_inside_every_signature(small_export):
   result, loaded = small_export
   assert result.model_card["max_batch"] == MAX_BATCH
   seeds = tf.range(MAX_BATCH + 1, dtype=tf.int64)
-  calls = {"serving_default": dict(seeds=seeds), "generate": dict(seeds=seeds),
-           "generate_png": dict(seeds=seeds), "decode": dict(z=tf.zeros([MAX_BATCH + 1, 4])),
-           "encode": dict(images=_pixels(MAX_BATCH + 1)),
-           "reconstruct": dict(images=_pixels(MAX_BATCH + 1))}
+  calls = {
+    "serving_default": dict(seeds=seeds),
+    "generate": dict(seeds=seeds),
+    "generate_png": dict(seeds=seeds),
+    "decode": dict(z=tf.zeros([MAX_BATCH + 1, 4])),
+    "encode": dict(images=_pixels(MAX_BATCH + 1)),
+    "reconstruct": dict(images=_pixels(MAX_BATCH + 1)),
+  }
   for name, inputs in calls.items():
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=f"at most max_batch={MAX_BATCH} examples per request"):
+    with pytest.raises(
+      tf.errors.InvalidArgumentError, match=f"at most max_batch={MAX_BATCH} examples per request"
+    ):
       loaded.signatures[name](**inputs)
   assert _sig(loaded, "generate", seeds=seeds[:MAX_BATCH])["images"].shape == (4, 28, 28, 1)
 
 
-def test_encode_and_reconstruct_reject_pixels_outside_0_1_and_nan_decode_rejects_nan(
-    small_export):
+def test_encode_and_reconstruct_reject_pixels_outside_0_1_and_nan_decode_rejects_nan(small_export):
   _, loaded = small_export
   bad_inputs = {"above 1": _pixels(2, 0.0, 255.0), "below 0": _pixels(2, -1.0, 0.5)}
   nan = _pixels(2)
@@ -582,16 +700,17 @@ def test_empty_requests_return_empty_batches(small_export):
 
 def _client(argv):
   from absl import flags  # pylint: disable=import-outside-toplevel
+
   # pylint: disable-next=import-outside-toplevel
   from as_introvae_tf.serving import client as serving_client
+
   fv = flags.FlagValues()
   serving_client.define_flags(fv)
   fv(["serving_client"] + argv)
   return serving_client.main(["serving_client"], fv)
 
 
-def test_client_refuses_more_than_max_batch_before_building_anything(monkeypatch, capsys,
-                                                                     tmp_path):
+def test_client_refuses_more_than_max_batch_before_building_anything(monkeypatch, capsys, tmp_path):
   # pylint: disable-next=import-outside-toplevel
   from as_introvae_tf.serving import client as serving_client
 
@@ -614,6 +733,7 @@ def test_client_refuses_more_than_max_batch_before_building_anything(monkeypatch
 def _export_cli(argv):
   from absl import flags  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import export as export_cli  # pylint: disable=import-outside-toplevel
+
   fv = flags.FlagValues()
   export_cli.define_flags(fv)
   fv(["export"] + argv)
@@ -621,10 +741,11 @@ def _export_cli(argv):
 
 
 @pytest.mark.parametrize("failure", ["export_dir_under_a_file", "read_only", "disk_full"])
-def test_export_io_failures_give_one_line_and_leave_no_temporary_folder(small_export, failure,
-                                                                        tmp_path, monkeypatch,
-                                                                        capsys):
+def test_export_io_failures_give_one_line_and_leave_no_temporary_folder(
+  small_export, failure, tmp_path, monkeypatch, capsys
+):
   import errno  # pylint: disable=import-outside-toplevel
+
   result, _ = small_export
   workdir = os.path.dirname(result.model_card["checkpoint"]).rsplit(os.sep, 1)[0]
   export_dir = tmp_path / "exports" / "fm"
@@ -642,6 +763,7 @@ def test_export_io_failures_give_one_line_and_leave_no_temporary_folder(small_ex
     monkeypatch.setattr(os, "makedirs", read_only)
     needle = "Read-only file system"
   else:
+
     class FullDisk:
       def write_out(self, filepath, **kwargs):
         del kwargs
@@ -650,8 +772,7 @@ def test_export_io_failures_give_one_line_and_leave_no_temporary_folder(small_ex
 
     monkeypatch.setattr(export_lib, "build_archive", lambda functions: FullDisk())
     needle = "No space left on device"
-  rc = _export_cli([f"--workdir={workdir}", f"--export_dir={export_dir}",
-                    "--format=saved_model"])
+  rc = _export_cli([f"--workdir={workdir}", f"--export_dir={export_dir}", "--format=saved_model"])
   err = capsys.readouterr().err
   assert rc == 1, err
   assert err.startswith("error: ") and needle in err and "Traceback" not in err, err

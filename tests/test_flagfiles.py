@@ -45,15 +45,24 @@ def _settings(path):
 
 def _layer_of(path):
   """The dataset layer a per-method flagfile includes (None for e.g. quickstart)."""
-  includes = [line.split("=", 1)[1] for line in _flag_lines(path)
-              if line.startswith("--flagfile=configs/data/")]
+  includes = [
+    line.split("=", 1)[1]
+    for line in _flag_lines(path)
+    if line.startswith("--flagfile=configs/data/")
+  ]
   assert len(includes) <= 1, path
   return os.path.join(ROOT, includes[0]) if includes else None
 
 
 def test_there_are_dataset_layers_and_every_one_is_used():
-  assert {os.path.basename(p)[:-len(".flags")] for p in LAYERS} >= {
-      "8gaussians", "2spirals", "checkerboard", "rings", "fashion_mnist", "cifar10"}
+  assert {os.path.basename(p)[: -len(".flags")] for p in LAYERS} >= {
+    "8gaussians",
+    "2spirals",
+    "checkerboard",
+    "rings",
+    "fashion_mnist",
+    "cifar10",
+  }
   used = {_layer_of(p) for p in CONFIGS}
   assert set(LAYERS) <= used
 
@@ -70,8 +79,8 @@ def test_every_flagfile_parses(path, monkeypatch):
 @pytest.mark.parametrize("path", [p for p in CONFIGS if _layer_of(p)], ids=os.path.basename)
 def test_a_per_method_flagfile_takes_its_data_lines_from_its_dataset_layer(path):
   layer = _layer_of(path)
-  name = os.path.basename(path)[:-len(".flags")]
-  assert name.startswith(os.path.basename(layer)[:-len(".flags")] + "_")
+  name = os.path.basename(path)[: -len(".flags")]
+  assert name.startswith(os.path.basename(layer)[: -len(".flags")] + "_")
   lines = _flag_lines(path)
   assert lines[:2] == [BASE_INCLUDE, f"--flagfile={os.path.relpath(layer, ROOT)}"]
   own, data = _settings(path), _settings(layer)

@@ -12,8 +12,16 @@ from as_introvae_tf import methods
 from as_introvae_tf import networks
 
 BATCH = 32
-HP = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, margin=2.0, as_kernel="product",
-                         as_squash="none", as_reduction_encoder="mean", anneal="linear")
+HP = hparams.LossHParams(
+  beta_rec=0.2,
+  beta_kl=0.3,
+  beta_neg=0.9,
+  margin=2.0,
+  as_kernel="product",
+  as_squash="none",
+  as_reduction_encoder="mean",
+  anneal="linear",
+)
 
 
 def _model(method, fuse, weights=None):
@@ -22,8 +30,16 @@ def _model(method, fuse, weights=None):
   if weights is not None:
     encoder.set_weights(weights[0])
     decoder.set_weights(weights[1])
-  model = methods.get(method)(encoder, decoder, example_shape=(2,), global_batch_size=BATCH,
-                              hparams=HP, total_steps=10, seed=5, fuse_passes=fuse)
+  model = methods.get(method)(
+    encoder,
+    decoder,
+    example_shape=(2,),
+    global_batch_size=BATCH,
+    hparams=HP,
+    total_steps=10,
+    seed=5,
+    fuse_passes=fuse,
+  )
   model.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
   return model
 
@@ -32,31 +48,37 @@ def _model(method, fuse, weights=None):
 def test_fused_and_separate_passes_give_the_same_steps(method):
   keras.utils.set_random_seed(0)
   separate = _model(method, "off")
-  fused = _model(method, "on", weights=(separate.encoder.get_weights(),
-                                        separate.decoder.get_weights()))
+  fused = _model(
+    method, "on", weights=(separate.encoder.get_weights(), separate.decoder.get_weights())
+  )
   assert fused.fused_passes and not separate.fused_passes
   start = [w.copy() for w in separate.encoder.get_weights()]
   x = data.sample_2d("8gaussians", BATCH, np.random.default_rng(1)).astype(np.float32)
   ds = tf.data.Dataset.from_tensors(x).repeat()
   logs = [m.fit(ds, steps_per_epoch=3, epochs=1, verbose=0).history for m in (separate, fused)]
   for name in logs[0]:
-    np.testing.assert_allclose(logs[1][name], logs[0][name], rtol=1e-5, atol=1e-6,
-                               err_msg=name)
-  for a, b in zip(separate.encoder.weights + separate.decoder.weights,
-                  fused.encoder.weights + fused.decoder.weights):
+    np.testing.assert_allclose(logs[1][name], logs[0][name], rtol=1e-5, atol=1e-6, err_msg=name)
+  for a, b in zip(
+    separate.encoder.weights + separate.decoder.weights,
+    fused.encoder.weights + fused.decoder.weights,
+  ):
     np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
-  assert any(not np.allclose(w0, w.numpy()) for w0, w in  # the steps did train
-             zip(start, fused.encoder.weights))
+  assert any(
+    not np.allclose(w0, w.numpy())
+    for w0, w in zip(start, fused.encoder.weights)  # the steps did train
+  )
 
 
 def test_auto_fuses_only_networks_without_batchnorm():
   mlp = _model("soft_introvae", "auto")
   assert mlp.fused_passes
-  encoder, decoder = networks.build_networks("image", image_size=16, image_channels=1, z_dim=4,
-                                             filters=(4, 8))
+  encoder, decoder = networks.build_networks(
+    "image", image_size=16, image_channels=1, z_dim=4, filters=(4, 8)
+  )
   soft_introvae = methods.get("soft_introvae")
   image = soft_introvae(encoder, decoder, example_shape=(16, 16, 1), global_batch_size=4)
   assert not image.fused_passes
   with pytest.raises(ValueError, match="fuse_passes"):
-    soft_introvae(encoder, decoder, example_shape=(16, 16, 1), global_batch_size=4,
-                  fuse_passes="maybe")
+    soft_introvae(
+      encoder, decoder, example_shape=(16, 16, 1), global_batch_size=4, fuse_passes="maybe"
+    )

@@ -27,7 +27,7 @@ def _np(*shape, scale=1.0):
 
 def np_calc_kl(logvar, mu):
   """Reference `calc_kl(logvar, mu, reduce='none')`."""
-  return -0.5 * np.sum(1 + logvar - mu ** 2 - np.exp(logvar), axis=1)
+  return -0.5 * np.sum(1 + logvar - mu**2 - np.exp(logvar), axis=1)
 
 
 def np_rec(x, y):
@@ -67,7 +67,7 @@ def test_reparameterize():
 def test_input_scale():
   assert losses.input_scale((2,)) == 0.5  # the 2-D reference's dim_scale
   assert losses.input_scale((28, 28, 1)) == 1 / 784
-  assert losses.input_scale((32, 32, 3)) == 1 / (3 * 32 ** 2)  # scale = 1/(ch*image_size**2)
+  assert losses.input_scale((32, 32, 3)) == 1 / (3 * 32**2)  # scale = 1/(ch*image_size**2)
 
 
 def test_soft_introvae_encoder_loss_matches_reference_batch_formula():
@@ -79,14 +79,17 @@ def test_soft_introvae_encoder_loss_matches_reference_batch_formula():
   rr = [np.abs(_np(b)) * 3 for _ in range(2)]
   kls = [np.abs(_np(b)) for _ in range(2)]
   expected_exp = [np.mean(np.exp(-2 * s * (beta_rec * r + beta_neg * k))) for r, k in zip(rr, kls)]
-  expected = (s * (beta_rec * rec_real.mean() + beta_kl * kl_real.mean())
-              + 0.25 * (expected_exp[0] + expected_exp[1]))
-  e = [losses.exp_elbo(r, k, scale=s, beta_rec=beta_rec, beta_neg=beta_neg)
-       for r, k in zip(rr, kls)]
+  expected = s * (beta_rec * rec_real.mean() + beta_kl * kl_real.mean()) + 0.25 * (
+    expected_exp[0] + expected_exp[1]
+  )
+  e = [
+    losses.exp_elbo(r, k, scale=s, beta_rec=beta_rec, beta_neg=beta_neg) for r, k in zip(rr, kls)
+  ]
   for got_e, want in zip(e, expected_exp):
     np.testing.assert_allclose(np.mean(got_e), want, rtol=1e-5)
   per_example = losses.soft_introvae_encoder_loss(
-      rec_real, kl_real, e[0], e[1], scale=s, beta_rec=beta_rec, beta_kl=beta_kl)
+    rec_real, kl_real, e[0], e[1], scale=s, beta_rec=beta_rec, beta_kl=beta_kl
+  )
   assert per_example.shape == (b,)
   np.testing.assert_allclose(np.mean(per_example), expected, rtol=1e-5)
 
@@ -97,10 +100,14 @@ def test_soft_introvae_decoder_loss_matches_reference_batch_formula():
   b, s, beta_rec, beta_kl, gamma_r = 4, 0.5, 0.2, 0.3, 1e-8
   terms = [np.abs(_np(b)) * 3 for _ in range(5)]
   rec_real, kl_rec, kl_fake, rr_rec, rr_fake = terms
-  expected = s * (beta_rec * rec_real.mean() + 0.5 * beta_kl * (kl_fake.mean() + kl_rec.mean())
-                  + gamma_r * 0.5 * beta_rec * (rr_rec.mean() + rr_fake.mean()))
-  got = losses.soft_introvae_decoder_loss(*terms, scale=s, beta_rec=beta_rec, beta_kl=beta_kl,
-                                          gamma_r=gamma_r)
+  expected = s * (
+    beta_rec * rec_real.mean()
+    + 0.5 * beta_kl * (kl_fake.mean() + kl_rec.mean())
+    + gamma_r * 0.5 * beta_rec * (rr_rec.mean() + rr_fake.mean())
+  )
+  got = losses.soft_introvae_decoder_loss(
+    *terms, scale=s, beta_rec=beta_rec, beta_kl=beta_kl, gamma_r=gamma_r
+  )
   np.testing.assert_allclose(np.mean(got), expected, rtol=1e-5)
 
 
@@ -116,8 +123,9 @@ def test_introvae_losses_hinge():
   m, alpha = 5.0, 0.25
   # Hand values: [m - kl]^+ = (4, 0) for rec and (0, 1) for fake.
   want_e = 1.0 * kl_real + alpha * np.array([4.0 + 0.0, 0.0 + 1.0]) + 0.5 * rec_real
-  got_e = losses.introvae_encoder_loss(rec_real, kl_real, kl_rec, kl_fake, margin=m, alpha=alpha,
-                                       beta_rec=0.5, beta_kl=1.0)
+  got_e = losses.introvae_encoder_loss(
+    rec_real, kl_real, kl_rec, kl_fake, margin=m, alpha=alpha, beta_rec=0.5, beta_kl=1.0
+  )
   np.testing.assert_allclose(got_e, want_e, rtol=1e-6)
   got_d = losses.introvae_decoder_loss(rec_real, kl_rec, kl_fake, alpha=alpha, beta_rec=0.5)
   np.testing.assert_allclose(got_d, alpha * (kl_rec + kl_fake) + 0.5 * rec_real, rtol=1e-6)
@@ -173,13 +181,24 @@ def test_as_distance_per_dim_matches_reference_gaussian_distance(reduction):
 
 def np_product_mmd(mu_a, var_a, mu_b, var_b, reduction):
   """Squared MMD with k(a, b) = N(mu_a; mu_b, S_a + S_b), from SciPy densities (float64)."""
+
   def k(mu1, v1, mu2, v2):
-    return np.array([[scipy.stats.multivariate_normal.pdf(mu1[i], mean=mu2[j],
-                                                          cov=np.diag(v1[i] + v2[j]))
-                      for j in range(len(mu2))] for i in range(len(mu1))])
+    return np.array(
+      [
+        [
+          scipy.stats.multivariate_normal.pdf(mu1[i], mean=mu2[j], cov=np.diag(v1[i] + v2[j]))
+          for j in range(len(mu2))
+        ]
+        for i in range(len(mu1))
+      ]
+    )
+
   red = np.mean if reduction == "mean" else np.sum
-  return red(k(mu_a, var_a, mu_a, var_a)) + red(k(mu_b, var_b, mu_b, var_b)) - 2 * red(
-      k(mu_a, var_a, mu_b, var_b))
+  return (
+    red(k(mu_a, var_a, mu_a, var_a))
+    + red(k(mu_b, var_b, mu_b, var_b))
+    - 2 * red(k(mu_a, var_a, mu_b, var_b))
+  )
 
 
 @pytest.mark.parametrize("dim,reduction", [(2, "mean"), (2, "sum"), (6, "mean")])
@@ -187,8 +206,13 @@ def test_as_distance_product_matches_scipy(dim, reduction):
   mu_a, lv_a = _np(4, dim, scale=0.5), _np(4, dim, scale=0.3) - 1.0
   mu_b, lv_b = _np(3, dim, scale=0.5) + 0.3, _np(3, dim, scale=0.3) - 1.0
   got = losses.as_distance(mu_a, lv_a, mu_b, lv_b, kernel="product", reduction=reduction)
-  want = np_product_mmd(mu_a.astype(np.float64), np.exp(lv_a.astype(np.float64)),
-                        mu_b.astype(np.float64), np.exp(lv_b.astype(np.float64)), reduction)
+  want = np_product_mmd(
+    mu_a.astype(np.float64),
+    np.exp(lv_a.astype(np.float64)),
+    mu_b.astype(np.float64),
+    np.exp(lv_b.astype(np.float64)),
+    reduction,
+  )
   np.testing.assert_allclose(float(got), want, rtol=2e-4)
   if reduction == "mean":
     assert float(got) >= 0.0  # a squared MMD with a positive-definite kernel
@@ -223,24 +247,41 @@ def _autodiff_as_distance(mu_a, lv_a, mu_b, lv_b, kernel, reduction):
     k = losses._per_dim_kernel  # pylint: disable=protected-access
     return red(k(mu_a, va, mu_a, va)) + red(k(mu_b, vb, mu_b, vb)) - 2 * red(k(mu_a, va, mu_b, vb))
   lk = losses._product_log_kernel  # pylint: disable=protected-access
-  return (red(tf.exp(lk(mu_a, va, mu_a, va))) + red(tf.exp(lk(mu_b, vb, mu_b, vb)))
-          - 2 * red(tf.exp(lk(mu_a, va, mu_b, vb))))
+  return (
+    red(tf.exp(lk(mu_a, va, mu_a, va)))
+    + red(tf.exp(lk(mu_b, vb, mu_b, vb)))
+    - 2 * red(tf.exp(lk(mu_a, va, mu_b, vb)))
+  )
 
 
-@pytest.mark.parametrize("kernel,reduction,dim", [
-    ("per_dim", "mean", 3), ("per_dim", "sum", 2), ("product", "mean", 2),
-    ("product", "sum", 2), ("product", "mean", 6)])
+@pytest.mark.parametrize(
+  "kernel,reduction,dim",
+  [
+    ("per_dim", "mean", 3),
+    ("per_dim", "sum", 2),
+    ("product", "mean", 2),
+    ("product", "sum", 2),
+    ("product", "mean", 6),
+  ],
+)
 def test_as_distance_fused_gradient_equals_autodiff_of_the_plain_kernel(kernel, reduction, dim):
   """The hand-written gradient of the fused kernel blocks against TF's autodiff of the plain
   expressions, for every input (including a batch passed on both sides of a block)."""
-  args = [tf.constant(_np(5, dim, scale=0.5)), tf.constant(_np(5, dim, scale=0.3) - 0.5),
-          tf.constant(_np(4, dim, scale=0.5) + 0.2), tf.constant(_np(4, dim, scale=0.3) - 0.5)]
+  args = [
+    tf.constant(_np(5, dim, scale=0.5)),
+    tf.constant(_np(5, dim, scale=0.3) - 0.5),
+    tf.constant(_np(4, dim, scale=0.5) + 0.2),
+    tf.constant(_np(4, dim, scale=0.3) - 0.5),
+  ]
   grads = {}
   for name, fn in (("fused", losses.as_distance), ("autodiff", _autodiff_as_distance)):
     with tf.GradientTape() as tape:
       tape.watch(args)
-      value = (fn(*args, kernel=kernel, reduction=reduction) if name == "fused"
-               else fn(*args, kernel, reduction))
+      value = (
+        fn(*args, kernel=kernel, reduction=reduction)
+        if name == "fused"
+        else fn(*args, kernel, reduction)
+      )
     grads[name] = (float(value), tape.gradient(value, args))
   np.testing.assert_allclose(grads["fused"][0], grads["autodiff"][0], rtol=1e-5)
   for g_fused, g_auto in zip(grads["fused"][1], grads["autodiff"][1]):
@@ -258,8 +299,12 @@ def test_as_distance_xla_equals_the_plain_blocks(kernel, reduction, dim, same):
   traced step as in training: equal to float32 rounding, relative to the magnitude of the
   blocks (the AS-Distance itself is a difference of them)."""
   n_a, n_b = 64, 48
-  args = [tf.constant(_np(n_a, dim, scale=0.7)), tf.constant(_np(n_a, dim, scale=0.3) - 0.5),
-          tf.constant(_np(n_b, dim, scale=0.7) + 0.2), tf.constant(_np(n_b, dim, scale=0.3) - 0.5)]
+  args = [
+    tf.constant(_np(n_a, dim, scale=0.7)),
+    tf.constant(_np(n_a, dim, scale=0.3) - 0.5),
+    tf.constant(_np(n_b, dim, scale=0.7) + 0.2),
+    tf.constant(_np(n_b, dim, scale=0.3) - 0.5),
+  ]
   if same:  # one batch on both sides (the symmetric blocks only)
     args[2], args[3] = args[0], args[1]
 
@@ -275,14 +320,22 @@ def test_as_distance_xla_equals_the_plain_blocks(kernel, reduction, dim, same):
   with tf.GradientTape() as tape:  # the blocks' sum: the magnitude of values and gradients
     tape.watch(args)
     va, vb = tf.exp(args[1]), tf.exp(args[3])
-    block = functools.partial(losses._kernel_block, kernel=kernel, reduction=reduction,  # pylint: disable=protected-access
-                              log_shift=tf.constant(0.0))
-    magnitude = (block(args[0], va, args[0], va) + block(args[2], vb, args[2], vb)
-                 + 2.0 * block(args[0], va, args[2], vb))
+    block = functools.partial(
+      losses._kernel_block,
+      kernel=kernel,
+      reduction=reduction,  # pylint: disable=protected-access
+      log_shift=tf.constant(0.0),
+    )
+    magnitude = (
+      block(args[0], va, args[0], va)
+      + block(args[2], vb, args[2], vb)
+      + 2.0 * block(args[0], va, args[2], vb)
+    )
   magnitude_grads = tape.gradient(magnitude, args)
   assert float(magnitude) > 0
-  np.testing.assert_allclose(float(xla_value), float(plain_value), rtol=0,
-                             atol=2e-6 * float(magnitude))
+  np.testing.assert_allclose(
+    float(xla_value), float(plain_value), rtol=0, atol=2e-6 * float(magnitude)
+  )
   for g_xla, g_plain, g_mag in zip(xla_grads, plain_grads, magnitude_grads):
     scale = float(np.abs(g_mag.numpy()).max())
     assert scale > 0

@@ -18,11 +18,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_every_method_file_registers_its_class_under_its_name():
   folder = os.path.join(ROOT, "as_introvae_tf", "methods")
-  files = sorted(f[:-3] for f in os.listdir(folder)
-                 if f.endswith(".py") and not f.startswith("_") and f != "base.py")
+  files = sorted(
+    f[:-3]
+    for f in os.listdir(folder)
+    if f.endswith(".py") and not f.startswith("_") and f != "base.py"
+  )
   assert sorted(methods.names()) == files
-  assert methods.names() == ("vae", "introvae", "soft_introvae", "as_introvae", "avae",
-                             "wgan_gp")
+  assert methods.names() == ("vae", "introvae", "soft_introvae", "as_introvae", "avae", "wgan_gp")
   assert config_lib.METHODS == methods.names()
   for name, cls in methods.all_methods().items():
     assert cls.method == name and issubclass(cls, base.IntrospectiveVAE)
@@ -68,27 +70,33 @@ def test_every_setting_is_declared_once_with_help_and_generates_its_flag():
 
 
 def test_sections_read_their_values_from_a_config_under_their_flag_names():
-  config = config_lib.ExperimentConfig(avae_alpha=0.7, avae_clip_k=False, pid_kd=3.0,
-                                       beta_neg=9.0, n_critic=2)
-  assert hparams.AVAEHParams.from_config(config) == hparams.AVAEHParams(alpha=0.7, clip_k=False,
-                                                                        pid_kd=3.0)
+  config = config_lib.ExperimentConfig(
+    avae_alpha=0.7, avae_clip_k=False, pid_kd=3.0, beta_neg=9.0, n_critic=2
+  )
+  assert hparams.AVAEHParams.from_config(config) == hparams.AVAEHParams(
+    alpha=0.7, clip_k=False, pid_kd=3.0
+  )
   assert hparams.LossHParams.from_config(config).beta_neg == 9.0
   assert hparams.WGANGPHParams.from_config(config).n_critic == 2
 
 
 def test_an_enum_setting_outside_its_values_is_named():
   config = config_lib.ExperimentConfig(workdir="/tmp/w", as_kernel="gauss")
-  with pytest.raises(config_lib.ConfigError,
-                     match="--as_kernel must be one of product, per_dim; got 'gauss'"):
+  with pytest.raises(
+    config_lib.ConfigError, match="--as_kernel must be one of product, per_dim; got 'gauss'"
+  ):
     config.validate()
 
 
 def test_config_and_the_method_names_need_no_tensorflow():
-  code = ("import sys; from as_introvae_tf import config, methods; "
-          "assert methods.names() and config.ExperimentConfig().validate.__name__; "
-          "assert 'tensorflow' not in sys.modules; print('ok')")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                        timeout=60)
+  code = (
+    "import sys; from as_introvae_tf import config, methods; "
+    "assert methods.names() and config.ExperimentConfig().validate.__name__; "
+    "assert 'tensorflow' not in sys.modules; print('ok')"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+  )
   assert proc.stdout.strip() == "ok", proc.stderr
 
 

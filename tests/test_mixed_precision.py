@@ -46,10 +46,25 @@ GRAD_NORM_RTOL = 5e-2
 
 
 def _config(method="soft_introvae", **overrides):
-  values = dict(method=method, dataset="8gaussians", workdir="/tmp/as_introvae_mp_unused",
-                z_dim=2, num_hidden=16, num_layers=1, batch_size=BATCH, train_steps=100,
-                beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, margin=2.0, as_kernel="product",
-                ema_decay=0.9, n_critic=2, seed=0, verbose="0")
+  values = dict(
+    method=method,
+    dataset="8gaussians",
+    workdir="/tmp/as_introvae_mp_unused",
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=BATCH,
+    train_steps=100,
+    beta_rec=0.2,
+    beta_kl=0.3,
+    beta_neg=0.9,
+    margin=2.0,
+    as_kernel="product",
+    ema_decay=0.9,
+    n_critic=2,
+    seed=0,
+    verbose="0",
+  )
   values.update(overrides)
   return config_lib.ExperimentConfig(**values)
 
@@ -72,7 +87,8 @@ def _weights(model):
 
 def _optimizers(model):
   return [model.encoder_optimizer, model.decoder_optimizer] + (
-      [model.discriminator_optimizer] if hasattr(model, "discriminator_optimizer") else [])
+    [model.discriminator_optimizer] if hasattr(model, "discriminator_optimizer") else []
+  )
 
 
 def _set_lr(model, lr):
@@ -150,8 +166,7 @@ def test_every_method_trains_with_16_bit_compute_and_float32_terms(method, polic
   model = _build(_config(method, mixed_precision=policy))
   for v, w in zip(_weights(model), weights32):
     v.assign(w)
-  assert all(precision.is_loss_scaled(o) == (policy == "mixed_float16")
-             for o in _optimizers(model))
+  assert all(precision.is_loss_scaled(o) == (policy == "mixed_float16") for o in _optimizers(model))
   _check_dtypes(model, policy)
   seen = _spy_on_terms(model)
   _set_lr(model, 0.0)
@@ -160,13 +175,18 @@ def test_every_method_trains_with_16_bit_compute_and_float32_terms(method, polic
   _assert_close_to_float32(logs, logs32, policy)
   scales = {k: v for k, v in logs.items() if k.startswith("loss_scale_")}
   if policy == "mixed_float16":
-    assert set(scales) == {"loss_scale_" + k[len("grad_norm_"):] for k in logs32
-                           if k.startswith("grad_norm_")}
-    optimizers = dict(encoder=model.encoder_optimizer, critic=model.encoder_optimizer,
-                      decoder=model.decoder_optimizer, generator=model.decoder_optimizer,
-                      discriminator=getattr(model, "discriminator_optimizer", None))
+    assert set(scales) == {
+      "loss_scale_" + k[len("grad_norm_") :] for k in logs32 if k.startswith("grad_norm_")
+    }
+    optimizers = dict(
+      encoder=model.encoder_optimizer,
+      critic=model.encoder_optimizer,
+      decoder=model.decoder_optimizer,
+      generator=model.decoder_optimizer,
+      discriminator=getattr(model, "discriminator_optimizer", None),
+    )
     for name, value in scales.items():  # WGAN-GP's critic starts with an overflow or two
-      scale = float(optimizers[name[len("loss_scale_"):]].dynamic_scale.numpy())
+      scale = float(optimizers[name[len("loss_scale_") :]].dynamic_scale.numpy())
       assert value == scale and 1 < scale <= precision.INITIAL_LOSS_SCALE, (name, value)
   else:
     assert not scales
@@ -180,8 +200,14 @@ def test_every_method_trains_with_16_bit_compute_and_float32_terms(method, polic
 def test_image_networks_on_fashion_mnist():
   """The residual networks (convolutions, BatchNorm, pooling) in 16 bits on real images, both
   policies against float32 from the same weights."""
-  common = dict(dataset="fashion_mnist", filters=(4, 8), z_dim=4, batch_size=8, beta_neg=8.0,
-                as_kernel="per_dim")
+  common = dict(
+    dataset="fashion_mnist",
+    filters=(4, 8),
+    z_dim=4,
+    batch_size=8,
+    beta_neg=8.0,
+    as_kernel="per_dim",
+  )
   spec = data.parse_dataset("fashion_mnist", None, None)
   images = next(iter(data.build_dataset(spec, "test", 8, seed=0, shuffle=False))).numpy()[None]
   reference = _build(_config("as_introvae", **common))
@@ -208,22 +234,25 @@ def test_image_networks_on_fashion_mnist():
 @pytest.fixture
 def no_pictures(monkeypatch):
   """Training runs without the matplotlib scatter plots (not what these tests look at)."""
-  monkeypatch.setattr(train_lib, "render_samples",
-                      lambda model, spec, fixed: {"samples": np.zeros([4, 4, 1], np.float32)})
+  monkeypatch.setattr(
+    train_lib,
+    "render_samples",
+    lambda model, spec, fixed: {"samples": np.zeros([4, 4, 1], np.float32)},
+  )
 
 
 def test_an_overflowing_step_is_skipped_and_training_goes_on(monkeypatch):
   """A loss scale of 2^40 makes the float16 backward pass overflow: the first updates are
   skipped (weights unchanged, scale halved each time, the step still counted), none of it is
   recorded as a divergence, and once the scale is low enough training proceeds."""
-  monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0 ** 40)
+  monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0**40)
   model = _build(_config("as_introvae", mixed_precision="mixed_float16"))
   before = [v.numpy() for v in _weights(model)]
   logs = _fit(model, _batches(1), 1)
   for v, b in zip(_weights(model), before):
     np.testing.assert_array_equal(v.numpy(), b)
   for optimizer in _optimizers(model):
-    assert float(optimizer.dynamic_scale.numpy()) == 2.0 ** 39
+    assert float(optimizer.dynamic_scale.numpy()) == 2.0**39
     assert int(optimizer.iterations.numpy()) == 1
   assert model.non_finite_report() is None
   assert all(np.isfinite(v) for v in logs.values()), logs
@@ -233,20 +262,28 @@ def test_an_overflowing_step_is_skipped_and_training_goes_on(monkeypatch):
   assert int(model.step.numpy()) == 41 and model.non_finite_report() is None
   assert all(np.isfinite(v) for v in logs.values()), logs
   scale = float(model.encoder_optimizer.dynamic_scale.numpy())
-  assert scale <= 2.0 ** 30  # at least ten more overflows were skipped on the way down
+  assert scale <= 2.0**30  # at least ten more overflows were skipped on the way down
   assert 0 < logs["grad_norm_encoder"] < 100  # unscaled norms of the applied updates
   for v, b in zip(model.encoder.weights + model.decoder.weights, before):
     assert not np.array_equal(v.numpy(), b)
 
 
 def test_overflows_in_a_real_training_run_do_not_stop_it(no_pictures, tmp_path, monkeypatch):
-  monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0 ** 40)
-  config = _config("soft_introvae", mixed_precision="mixed_float16", workdir=str(tmp_path),
-                   batch_size=64, train_steps=8, log_every_steps=4, checkpoint_every_steps=4,
-                   image_every_steps=100, num_vae=2)
+  monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0**40)
+  config = _config(
+    "soft_introvae",
+    mixed_precision="mixed_float16",
+    workdir=str(tmp_path),
+    batch_size=64,
+    train_steps=8,
+    log_every_steps=4,
+    checkpoint_every_steps=4,
+    image_every_steps=100,
+    num_vae=2,
+  )
   result = train_lib.train_and_evaluate(config)
   assert result["step"] == 8 and all(np.isfinite(v) for v in result["metrics"].values())
-  assert result["metrics"]["loss_scale_encoder"] <= 2.0 ** 34
+  assert result["metrics"]["loss_scale_encoder"] <= 2.0**34
 
 
 def test_a_nan_loss_term_still_stops_training(no_pictures, tmp_path):
@@ -257,11 +294,21 @@ def test_a_nan_loss_term_still_stops_training(no_pictures, tmp_path):
   step, terms = model.non_finite_report()
   assert step == 0 and {"rec", "loss_encoder", "loss_decoder"} <= set(terms), terms
 
-  config = _config("soft_introvae", mixed_precision="mixed_float16", workdir=str(tmp_path),
-                   batch_size=64, train_steps=40, log_every_steps=4, checkpoint_every_steps=4,
-                   image_every_steps=100, lr=1e30)
-  with pytest.raises(train_lib.TrainingDivergedError,
-                     match="non-finite values .NaN/inf. at(.|\n)*mixed_bfloat16 has float32's"):
+  config = _config(
+    "soft_introvae",
+    mixed_precision="mixed_float16",
+    workdir=str(tmp_path),
+    batch_size=64,
+    train_steps=40,
+    log_every_steps=4,
+    checkpoint_every_steps=4,
+    image_every_steps=100,
+    lr=1e30,
+  )
+  with pytest.raises(
+    train_lib.TrainingDivergedError,
+    match="non-finite values .NaN/inf. at(.|\n)*mixed_bfloat16 has float32's",
+  ):
     train_lib.train_and_evaluate(config)
 
 
@@ -274,8 +321,14 @@ def _step_with_gradients(strategy, model, bad_replica):
   def replica_fn():
     ctx = tf.distribute.get_replica_context()
     replica = ctx.replica_id_in_sync_group
-    grads = [tf.where(tf.equal(replica, bad_replica), float("nan"),
-                      tf.cast(replica + 1, tf.float32) * tf.ones_like(v)) for v in variables]
+    grads = [
+      tf.where(
+        tf.equal(replica, bad_replica),
+        float("nan"),
+        tf.cast(replica + 1, tf.float32) * tf.ones_like(v),
+      )
+      for v in variables
+    ]
     model._grad_norms, model._overflow, model._loss_scales = {}, {}, {}
     step = tf.identity(model.step)
     model._apply(model.encoder_optimizer, grads, variables, "encoder")
@@ -303,8 +356,9 @@ def test_replicas_skip_together_when_one_overflows(two_replicas):
   norms = _step_with_gradients(two_replicas, model, bad_replica=-1)
   assert all(not np.array_equal(v.numpy(), b) for v, b in zip(model.encoder.weights, before))
   n = sum(int(np.prod(v.shape)) for v in model.encoder.trainable_variables)
-  np.testing.assert_allclose(np.array(norms, np.float64), np.sqrt(n) * np.array([1, 2]) / 2 ** 14,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    np.array(norms, np.float64), np.sqrt(n) * np.array([1, 2]) / 2**14, rtol=1e-6
+  )
 
   optimizer.dynamic_scale.assign(1.0)
   _step_with_gradients(two_replicas, model, bad_replica=0)
@@ -319,18 +373,33 @@ def _build_sgd(config, strategy, lr=0.05):
   with strategy.scope():
     encoder, decoder = run_lib.build_networks(config, spec)
     model = methods.get(config.method)(
-        encoder, decoder, example_shape=spec.shape, global_batch_size=config.batch_size,
-        hparams=hparams.LossHParams(beta_rec=config.beta_rec, beta_kl=config.beta_kl,
-                                    beta_neg=config.beta_neg, as_kernel=config.as_kernel),
-        total_steps=config.train_steps, seed=config.seed)
-    model.compile(*(precision.wrap(keras.optimizers.SGD(lr), config.mixed_precision)
-                    for _ in range(2)))
+      encoder,
+      decoder,
+      example_shape=spec.shape,
+      global_batch_size=config.batch_size,
+      hparams=hparams.LossHParams(
+        beta_rec=config.beta_rec,
+        beta_kl=config.beta_kl,
+        beta_neg=config.beta_neg,
+        as_kernel=config.as_kernel,
+      ),
+      total_steps=config.train_steps,
+      seed=config.seed,
+    )
+    model.compile(
+      *(precision.wrap(keras.optimizers.SGD(lr), config.mixed_precision) for _ in range(2))
+    )
   return model
 
 
-@pytest.mark.parametrize("method,policy", [("soft_introvae", "mixed_float16"),
-                                           ("as_introvae", "mixed_float16"),
-                                           ("as_introvae", "mixed_bfloat16")])
+@pytest.mark.parametrize(
+  "method,policy",
+  [
+    ("soft_introvae", "mixed_float16"),
+    ("as_introvae", "mixed_float16"),
+    ("as_introvae", "mixed_bfloat16"),
+  ],
+)
 def test_one_and_two_replicas_agree(method, policy, two_replicas):
   """Same global batch and initial weights, SGD: 2 replicas give the weights of 1 replica up to
   the 16-bit rounding of each replica's partial weight gradients (measured after 3 steps of
@@ -346,17 +415,25 @@ def test_one_and_two_replicas_agree(method, policy, two_replicas):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=atol)
   for name in logs1:
     if not name.startswith("grad_norm"):  # per-replica norms: partial sums
-      np.testing.assert_allclose(logs1[name], logs2[name], rtol=TOLERANCE[policy][0],
-                                 atol=TOLERANCE[policy][1], err_msg=name)
+      np.testing.assert_allclose(
+        logs1[name], logs2[name], rtol=TOLERANCE[policy][0], atol=TOLERANCE[policy][1], err_msg=name
+      )
 
 
 # === Checkpoints, evaluation and export of a mixed-precision run ===============================
 
 
 def _train_config(workdir, **overrides):
-  values = dict(workdir=str(workdir), batch_size=64, train_steps=6, num_vae=1,
-                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=100,
-                mixed_precision="mixed_float16")
+  values = dict(
+    workdir=str(workdir),
+    batch_size=64,
+    train_steps=6,
+    num_vae=1,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=100,
+    mixed_precision="mixed_float16",
+  )
   values.update(overrides)
   return _config("as_introvae", **values)
 
@@ -364,31 +441,36 @@ def _train_config(workdir, **overrides):
 def test_resume_restores_the_loss_scale(no_pictures, tmp_path, monkeypatch):
   """mixed_float16: 6 steps straight equal 2 steps + 4 resumed, bit for bit, loss scales and
   their growth counters included (a start at 2^40 makes the scales move during the run)."""
-  monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0 ** 40)
+  monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0**40)
   straight = _train_config(tmp_path / "straight")
   train_lib.train_and_evaluate(straight)
   resumed = _train_config(tmp_path / "resumed", train_steps=2)
   train_lib.train_and_evaluate(resumed)
   at_2 = run_lib.build_run(resumed).model
   scale_2 = float(at_2.decoder_optimizer.dynamic_scale.numpy())
-  assert int(at_2.step.numpy()) == 2 and scale_2 <= 2.0 ** 38  # two overflows at least
+  assert int(at_2.step.numpy()) == 2 and scale_2 <= 2.0**38  # two overflows at least
   reader = tf.train.load_checkpoint(str(tmp_path / "resumed" / "checkpoints"))
-  assert reader.get_tensor(
-      "decoder_optimizer_loss_scale/dynamic_scale/.ATTRIBUTES/VARIABLE_VALUE") == scale_2
+  assert (
+    reader.get_tensor("decoder_optimizer_loss_scale/dynamic_scale/.ATTRIBUTES/VARIABLE_VALUE")
+    == scale_2
+  )
   train_lib.train_and_evaluate(resumed.replace(train_steps=6))
 
   a = run_lib.build_run(straight).model
   b = run_lib.build_run(resumed.replace(train_steps=6)).model
   assert int(a.step.numpy()) == int(b.step.numpy()) == 6
   scales = [float(o.dynamic_scale.numpy()) for o in _optimizers(a)]
-  assert all(s < 2.0 ** 40 for s in scales)
-  for va, vb in zip(_weights(a) + [v for o in _optimizers(a) for v in o.variables],
-                    _weights(b) + [v for o in _optimizers(b) for v in o.variables]):
+  assert all(s < 2.0**40 for s in scales)
+  for va, vb in zip(
+    _weights(a) + [v for o in _optimizers(a) for v in o.variables],
+    _weights(b) + [v for o in _optimizers(b) for v in o.variables],
+  ):
     np.testing.assert_array_equal(va.numpy(), vb.numpy(), err_msg=va.path)
 
 
-def test_a_mixed_float16_run_resumes_in_another_precision_but_not_the_reverse(no_pictures,
-                                                                              tmp_path):
+def test_a_mixed_float16_run_resumes_in_another_precision_but_not_the_reverse(
+  no_pictures, tmp_path
+):
   config = _train_config(tmp_path / "fp16", train_steps=2)
   train_lib.train_and_evaluate(config)
   result = train_lib.train_and_evaluate(config.replace(train_steps=4, mixed_precision="none"))
@@ -396,8 +478,9 @@ def test_a_mixed_float16_run_resumes_in_another_precision_but_not_the_reverse(no
 
   plain = _train_config(tmp_path / "plain", train_steps=2, mixed_precision="mixed_bfloat16")
   train_lib.train_and_evaluate(plain)
-  with pytest.raises(config_lib.ConfigError, match="--mixed_precision='mixed_bfloat16' .now "
-                     "'mixed_float16'."):
+  with pytest.raises(
+    config_lib.ConfigError, match="--mixed_precision='mixed_bfloat16' .now 'mixed_float16'."
+  ):
     train_lib.train_and_evaluate(plain.replace(train_steps=4, mixed_precision="mixed_float16"))
 
 
@@ -423,8 +506,7 @@ def test_evaluation_of_a_mixed_precision_run_is_float32(mixed_run):
   x = data.sample_2d("8gaussians", 8, np.random.default_rng(0))
   mu, logvar = model.encoder(x, training=False)
   assert mu.dtype == logvar.dtype == model.decoder(mu).dtype == tf.float32
-  options = eval_lib.EvalOptions(num_samples=500, eval_draws=1, grid_points=64,
-                                 gnelbo_points=256)
+  options = eval_lib.EvalOptions(num_samples=500, eval_draws=1, grid_points=64, gnelbo_points=256)
   result = eval_lib.evaluate(mixed_run, options, log=lambda *_: None)
   assert all(np.isfinite(v) for v in result["metrics"].values()), result["metrics"]
 
@@ -440,15 +522,18 @@ def test_export_of_a_mixed_precision_run_is_float32(mixed_run, tmp_path):
   run = run_lib.restore_run(mixed_run)
   x = data.sample_2d("8gaussians", 8, np.random.default_rng(1))
   z = np.random.default_rng(2).standard_normal((8, 2)).astype(np.float32)
-  outputs = {"decode": loaded.signatures["decode"](z=tf.constant(z)),
-             "encode": loaded.signatures["encode"](images=tf.constant(x)),
-             "reconstruct": loaded.signatures["reconstruct"](images=tf.constant(x)),
-             "generate": loaded.signatures["generate"](seeds=tf.constant([1, 2], tf.int64))}
+  outputs = {
+    "decode": loaded.signatures["decode"](z=tf.constant(z)),
+    "encode": loaded.signatures["encode"](images=tf.constant(x)),
+    "reconstruct": loaded.signatures["reconstruct"](images=tf.constant(x)),
+    "generate": loaded.signatures["generate"](seeds=tf.constant([1, 2], tf.int64)),
+  }
   for name, out in outputs.items():
     assert all(v.dtype == tf.float32 for v in out.values()), name
   mu, _ = run.model.encoder(x, training=False)
   np.testing.assert_allclose(outputs["encode"]["mu"].numpy(), mu.numpy(), atol=1e-6)
   import onnx  # pylint: disable=import-outside-toplevel
+
   graph = onnx.load(os.path.join(result.version_dir, export_lib.ONNX_DECODER_FILE)).graph
   float32 = onnx.TensorProto.FLOAT
   assert [i.type.tensor_type.elem_type for i in graph.input] == [float32]
@@ -470,9 +555,10 @@ def test_mixed_precision_flag_values():
   assert _parse().mixed_precision == "none"
   for value in config_lib.MIXED_PRECISION:
     assert _parse(f"--mixed_precision={value}").validate().mixed_precision == value
-  with pytest.raises(config_lib.ConfigError,
-                     match="--mixed_precision must be one of none, mixed_float16, "
-                           "mixed_bfloat16; got 'float16'"):
+  with pytest.raises(
+    config_lib.ConfigError,
+    match="--mixed_precision must be one of none, mixed_float16, mixed_bfloat16; got 'float16'",
+  ):
     _parse().replace(mixed_precision="float16").validate()
   with pytest.raises(flags.IllegalFlagValueError, match="none\\|mixed_float16\\|mixed_bfloat16"):
     _parse("--mixed_precision=fp16")
@@ -506,8 +592,10 @@ def noise_table(monkeypatch):
   monkeypatch.setattr(base.IntrospectiveVAE, "_normal", normal)
 
 
-@pytest.mark.parametrize("method,policy", [("soft_introvae", "none"), ("as_introvae", "none"),
-                                           ("as_introvae", "mixed_float16")])
+@pytest.mark.parametrize(
+  "method,policy",
+  [("soft_introvae", "none"), ("as_introvae", "none"), ("as_introvae", "mixed_float16")],
+)
 def test_jit_compile_gives_the_same_steps(method, policy, noise_table):
   """3 Adam steps (lr 1e-3) with and without XLA from the same weights, data and noise. XLA
   fuses element-wise ops and has its own exp/log/tanh, so results differ in the last bits.
@@ -526,8 +614,9 @@ def test_jit_compile_gives_the_same_steps(method, policy, noise_table):
   for a, b in zip(_weights(plain), _weights(xla)):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
   for name, value in logs_plain.items():
-    np.testing.assert_allclose(logs_xla[name], value, rtol=rtol_terms, atol=atol_terms,
-                               err_msg=name)
+    np.testing.assert_allclose(
+      logs_xla[name], value, rtol=rtol_terms, atol=atol_terms, err_msg=name
+    )
   assert xla.non_finite_report() is None
 
 
@@ -555,14 +644,22 @@ def test_steps_per_execution_gives_the_same_run(no_pictures, tmp_path):
   checkpoints, logs at the same steps, and the switch from the VAE warm-up at the same step."""
   runs = {}
   for k in (1, 2, 4):
-    config = _config("soft_introvae", workdir=str(tmp_path / f"spe{k}"), batch_size=64,
-                     train_steps=12, num_vae=4, log_every_steps=4, checkpoint_every_steps=8,
-                     image_every_steps=100, ema_decay=0.0, steps_per_execution=k)
+    config = _config(
+      "soft_introvae",
+      workdir=str(tmp_path / f"spe{k}"),
+      batch_size=64,
+      train_steps=12,
+      num_vae=4,
+      log_every_steps=4,
+      checkpoint_every_steps=8,
+      image_every_steps=100,
+      ema_decay=0.0,
+      steps_per_execution=k,
+    )
     result = train_lib.train_and_evaluate(config)
     assert result["step"] == 12
     state = tf.train.get_checkpoint_state(str(tmp_path / f"spe{k}" / "checkpoints"))
-    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-8",
-                                                                               "ckpt-12"]
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-8", "ckpt-12"]
     logdir = str(tmp_path / f"spe{k}" / "tensorboard" / "train")
     assert _event_steps(logdir, "train/rec") == [4, 8, 12]
     assert _event_steps(logdir, "train/kl_fake") == [8, 12]  # introspective from step 4 on
@@ -576,6 +673,7 @@ def test_steps_per_execution_gives_the_same_run(no_pictures, tmp_path):
 def test_steps_per_execution_must_divide_the_step_counts(name):
   config = _config(steps_per_execution=4, log_every_steps=8, train_steps=16, num_vae=4)
   config.validate()
-  with pytest.raises(config_lib.ConfigError,
-                     match=f"--{name}=6 must be a multiple of --steps_per_execution=4"):
+  with pytest.raises(
+    config_lib.ConfigError, match=f"--{name}=6 must be a multiple of --steps_per_execution=4"
+  ):
     config.replace(**{name: 6}).validate()

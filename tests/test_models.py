@@ -13,27 +13,47 @@ from as_introvae_tf import networks
 
 GLOBAL_BATCH = 16
 METHODS = ["vae", "introvae", "soft_introvae", "as_introvae"]
-HPARAMS = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, margin=2.0,
-                              as_kernel="product", as_squash="none",
-                              as_reduction_encoder="mean", anneal="linear")
+HPARAMS = hparams.LossHParams(
+  beta_rec=0.2,
+  beta_kl=0.3,
+  beta_neg=0.9,
+  margin=2.0,
+  as_kernel="product",
+  as_squash="none",
+  as_reduction_encoder="mean",
+  anneal="linear",
+)
 
 
 def _two_d_batch(seed=0):
   return data.sample_2d("8gaussians", GLOBAL_BATCH, np.random.default_rng(seed))
 
 
-def _build(method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, total=4,
-           **model_kwargs):
+def _build(
+  method, strategy, hparams=HPARAMS, lr_e=0.05, lr_d=0.05, ema=False, total=4, **model_kwargs
+):
   with strategy.scope():
     encoder = networks.build_mlp_encoder(z_dim=2, num_hidden=16, num_layers=1)
     decoder = networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1)
-    ema_decoder = (networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1,
-                                              name="ema_decoder") if ema else None)
-    model = methods.get(method)(encoder, decoder, ema_decoder=ema_decoder,
-                                example_shape=(2,), global_batch_size=GLOBAL_BATCH,
-                                hparams=hparams, total_steps=total, seed=3, **model_kwargs)
-    model.compile(keras.optimizers.SGD(lr_e),
-                  keras.optimizers.SGD(lr_d, use_ema=ema, ema_momentum=0.5))
+    ema_decoder = (
+      networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1, name="ema_decoder")
+      if ema
+      else None
+    )
+    model = methods.get(method)(
+      encoder,
+      decoder,
+      ema_decoder=ema_decoder,
+      example_shape=(2,),
+      global_batch_size=GLOBAL_BATCH,
+      hparams=hparams,
+      total_steps=total,
+      seed=3,
+      **model_kwargs,
+    )
+    model.compile(
+      keras.optimizers.SGD(lr_e), keras.optimizers.SGD(lr_d, use_ema=ema, ema_momentum=0.5)
+    )
   return model
 
 
@@ -75,8 +95,9 @@ def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
   assert two.num_replicas_in_sync == 2
   m1 = _build(method, one)
   m2 = _build(method, two)
-  for src, dst in zip(m1.encoder.weights + m1.decoder.weights,
-                      m2.encoder.weights + m2.decoder.weights):
+  for src, dst in zip(
+    m1.encoder.weights + m1.decoder.weights, m2.encoder.weights + m2.decoder.weights
+  ):
     dst.assign(src.numpy())
   batch = _two_d_batch(1)
   h1 = _fit(m1, batch, steps=2)
@@ -103,23 +124,32 @@ def test_each_replica_reports_its_own_gradient_norm(two_replicas):
     return model._grad_norms["grad_norm_encoder"]
 
   norms = two_replicas.experimental_local_results(
-      tf.function(lambda: two_replicas.run(replica_fn))())
+    tf.function(lambda: two_replicas.run(replica_fn))()
+  )
   n = sum(int(np.prod(v.shape)) for v in variables)
-  np.testing.assert_allclose(np.array(norms, np.float64), np.sqrt(n) * np.array([1, 2]),
-                             rtol=1e-6)
+  np.testing.assert_allclose(np.array(norms, np.float64), np.sqrt(n) * np.array([1, 2]), rtol=1e-6)
 
 
-def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_replicas(
-    two_replicas):
+def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_replicas(two_replicas):
   """With the reference per_dim kernel and sum reduction (the AS term inside every example's
   exponent), 2 replicas still match 1; a tighter check of the encoder-phase slope term."""
-  hp = hparams.LossHParams(beta_rec=0.2, beta_kl=0.3, beta_neg=5.0, as_kernel="per_dim",
-                           as_squash="tanh", as_reduction_encoder="sum", anneal="tanh")
+  hp = hparams.LossHParams(
+    beta_rec=0.2,
+    beta_kl=0.3,
+    beta_neg=5.0,
+    as_kernel="per_dim",
+    as_squash="tanh",
+    as_reduction_encoder="sum",
+    anneal="tanh",
+  )
   one, two = tf.distribute.get_strategy(), two_replicas
-  m1, m2 = _build("as_introvae", one, hparams=hp, total=100), _build("as_introvae", two,
-                                                                     hparams=hp, total=100)
-  for src, dst in zip(m1.encoder.weights + m1.decoder.weights,
-                      m2.encoder.weights + m2.decoder.weights):
+  m1, m2 = (
+    _build("as_introvae", one, hparams=hp, total=100),
+    _build("as_introvae", two, hparams=hp, total=100),
+  )
+  for src, dst in zip(
+    m1.encoder.weights + m1.decoder.weights, m2.encoder.weights + m2.decoder.weights
+  ):
     dst.assign(src.numpy())
   batch = _two_d_batch(2)
   _fit(m1, batch, steps=1)  # one step (c = 0: the AS term at full weight), tolerance 1e-5
@@ -128,22 +158,42 @@ def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_rep
     np.testing.assert_allclose(w1, w2, atol=1e-5)
 
 
-@pytest.mark.parametrize("hparams", [HPARAMS, hparams.LossHParams(
-    beta_rec=0.2, beta_kl=0.3, beta_neg=5.0, as_kernel="per_dim", as_squash="tanh",
-    as_reduction_encoder="sum", anneal="tanh")], ids=["product_mean", "per_dim_sum"])
+@pytest.mark.parametrize(
+  "hparams",
+  [
+    HPARAMS,
+    hparams.LossHParams(
+      beta_rec=0.2,
+      beta_kl=0.3,
+      beta_neg=5.0,
+      as_kernel="per_dim",
+      as_squash="tanh",
+      as_reduction_encoder="sum",
+      anneal="tanh",
+    ),
+  ],
+  ids=["product_mean", "per_dim_sum"],
+)
 def test_as_introvae_xla_as_distance_matches_the_plain_one_on_1_and_2_replicas(
-    hparams, two_replicas):
+  hparams, two_replicas
+):
   """`as_distance_xla`: two AS-IntroVAE steps with the XLA-compiled AS-Distance, on 1 and on 2
   replicas (MirroredStrategy), equal the steps with plain TF ops on 1 replica."""
   one = tf.distribute.get_strategy()
-  built = {name: _build("as_introvae", strategy, hparams=hparams, total=100,
-                        as_distance_xla=mode)
-           for name, strategy, mode in (("plain", one, "off"), ("xla", one, "on"),
-                                        ("xla_2", two_replicas, "on"))}
+  built = {
+    name: _build("as_introvae", strategy, hparams=hparams, total=100, as_distance_xla=mode)
+    for name, strategy, mode in (
+      ("plain", one, "off"),
+      ("xla", one, "on"),
+      ("xla_2", two_replicas, "on"),
+    )
+  }
   assert not built["plain"].xla_as_distance and built["xla_2"].xla_as_distance
   for model in (built["xla"], built["xla_2"]):
-    for src, dst in zip(built["plain"].encoder.weights + built["plain"].decoder.weights,
-                        model.encoder.weights + model.decoder.weights):
+    for src, dst in zip(
+      built["plain"].encoder.weights + built["plain"].decoder.weights,
+      model.encoder.weights + model.decoder.weights,
+    ):
       dst.assign(src.numpy())
   batch = _two_d_batch(3)
   history = {name: _fit(model, batch, steps=2) for name, model in built.items()}
@@ -158,8 +208,13 @@ def test_as_introvae_xla_as_distance_matches_the_plain_one_on_1_and_2_replicas(
       # rounding (summation order) moves it by ~1e-4, and exp(-5 AS) in the expELBOs by ~3e-4
       # relative. The weights above agree to 1e-5.
       atol = 2e-4 if key == "as_distance" else 1e-5
-      np.testing.assert_allclose(history[name][key][-1], history["plain"][key][-1],
-                                 rtol=1e-3, atol=atol, err_msg=f"{name}: {key}")
+      np.testing.assert_allclose(
+        history[name][key][-1],
+        history["plain"][key][-1],
+        rtol=1e-3,
+        atol=atol,
+        err_msg=f"{name}: {key}",
+      )
 
 
 def test_as_distance_xla_rejects_unknown_modes():
@@ -182,7 +237,7 @@ def test_soft_introvae_step_matches_an_independent_numpy_forward_pass():
     return np.split(h, 2, axis=1) if out_split else h
 
   def kl(mu, lv):
-    return -0.5 * np.sum(1 + lv - mu ** 2 - np.exp(lv), axis=1)
+    return -0.5 * np.sum(1 + lv - mu**2 - np.exp(lv), axis=1)
 
   def noise(k):
     return tf.random.stateless_normal([GLOBAL_BATCH, 2], seed=[3, k]).numpy()
@@ -198,8 +253,11 @@ def test_soft_introvae_step_matches_an_independent_numpy_forward_pass():
   for x_s, k in ((x_r, 2), (x_f, 3)):
     m_s, l_s = mlp(x_s, enc_w, True)
     y_s = mlp(m_s + np.exp(0.5 * l_s) * noise(k), dec_w)
-    exps.append(np.exp(-2 * s * (hp.beta_rec * np.sum((x_s - y_s) ** 2, 1)
-                                 + hp.beta_neg * kl(m_s, l_s))).mean())
+    exps.append(
+      np.exp(
+        -2 * s * (hp.beta_rec * np.sum((x_s - y_s) ** 2, 1) + hp.beta_neg * kl(m_s, l_s))
+      ).mean()
+    )
   np.testing.assert_allclose(hist["rec"][-1], rec.mean(), rtol=1e-4)
   np.testing.assert_allclose(hist["kl_real"][-1], kl(mu, lv).mean(), rtol=1e-4)
   np.testing.assert_allclose(hist["exp_elbo_rec"][-1], exps[0], rtol=1e-4)
@@ -256,12 +314,20 @@ def test_non_finite_losses_are_recorded_with_the_step_and_the_terms():
 def test_as_introvae_encoder_update_equals_the_gradient_of_the_reference_formula():
   """One SGD step (lr 1, decoder frozen) must move the encoder by minus the gradient of the
   AS-IntroVAE encoder loss written plainly from the reference (A_VAE.py), AS term live."""
-  hp = hparams.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, as_kernel="per_dim",
-                           as_squash="tanh", as_reduction_encoder="sum", anneal="tanh",
-                           rec_target_grad=True)
+  hp = hparams.LossHParams(
+    beta_rec=0.5,
+    beta_kl=0.7,
+    beta_neg=3.0,
+    as_kernel="per_dim",
+    as_squash="tanh",
+    as_reduction_encoder="sum",
+    anneal="tanh",
+    rec_target_grad=True,
+  )
   total = 10
-  model = _build("as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=1.0, lr_d=0.0,
-                 total=total)
+  model = _build(
+    "as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=1.0, lr_d=0.0, total=total
+  )
   x = tf.constant(_two_d_batch(5))
   before = [tf.identity(v) for v in model.encoder.trainable_variables]
 
@@ -276,15 +342,16 @@ def test_as_introvae_encoder_update_equals_the_gradient_of_the_reference_formula
     z = real_mu + tf.exp(0.5 * real_logvar) * noise(1)
     rec = dec(z)
     loss_rec = tf.reduce_mean(tf.reduce_sum((x - rec) ** 2, 1))
-    loss_kl = tf.reduce_mean(-0.5 * tf.reduce_sum(
-        1 + real_logvar - real_mu ** 2 - tf.exp(real_logvar), 1))
+    loss_kl = tf.reduce_mean(
+      -0.5 * tf.reduce_sum(1 + real_logvar - real_mu**2 - tf.exp(real_logvar), 1)
+    )
     rec_mu, rec_logvar = enc(tf.stop_gradient(rec))
     rec_rec = dec(rec_mu + tf.exp(0.5 * rec_logvar) * noise(2))
     fake_mu, fake_logvar = enc(tf.stop_gradient(fake))
     rec_fake = dec(fake_mu + tf.exp(0.5 * fake_logvar) * noise(3))
-    kl_rec = -0.5 * tf.reduce_sum(1 + rec_logvar - rec_mu ** 2 - tf.exp(rec_logvar), 1)
-    kl_fake = -0.5 * tf.reduce_sum(1 + fake_logvar - fake_mu ** 2 - tf.exp(fake_logvar), 1)
-    rr = tf.reduce_sum((rec - rec_rec) ** 2, 1)   # reference: target `rec` not detached
+    kl_rec = -0.5 * tf.reduce_sum(1 + rec_logvar - rec_mu**2 - tf.exp(rec_logvar), 1)
+    kl_fake = -0.5 * tf.reduce_sum(1 + fake_logvar - fake_mu**2 - tf.exp(fake_logvar), 1)
+    rr = tf.reduce_sum((rec - rec_rec) ** 2, 1)  # reference: target `rec` not detached
     rf = tf.reduce_sum((fake - rec_fake) ** 2, 1)
     ma, la, mb, lb = tf.tanh(rec_mu), tf.tanh(rec_logvar), tf.tanh(fake_mu), tf.tanh(fake_logvar)
 
@@ -294,25 +361,39 @@ def test_as_introvae_encoder_update_equals_the_gradient_of_the_reference_formula
 
     va, vb = tf.exp(la), tf.exp(lb)
     dis = red(ma, va, ma, va) + red(mb, vb, mb, vb) - 2 * red(ma, va, mb, vb)
-    e_rec = tf.reduce_mean(tf.exp(-2 * s * (hp.beta_rec * rr + hp.beta_neg * (c * kl_rec + (1 - c) * dis))))
-    e_fake = tf.reduce_mean(tf.exp(-2 * s * (hp.beta_rec * rf + hp.beta_neg * (c * kl_fake + (1 - c) * dis))))
+    e_rec = tf.reduce_mean(
+      tf.exp(-2 * s * (hp.beta_rec * rr + hp.beta_neg * (c * kl_rec + (1 - c) * dis)))
+    )
+    e_fake = tf.reduce_mean(
+      tf.exp(-2 * s * (hp.beta_rec * rf + hp.beta_neg * (c * kl_fake + (1 - c) * dis)))
+    )
     loss_e = s * (hp.beta_rec * loss_rec + hp.beta_kl * loss_kl) + 0.25 * (e_rec + e_fake)
   grads = tape.gradient(loss_e, enc.trainable_variables)
   _fit(model, x.numpy())
   for b, g, v in zip(before, grads, model.encoder.trainable_variables):
     # float32: tolerance relative to the tensor's gradient scale (the sums differ in order)
-    np.testing.assert_allclose((b - v).numpy(), g.numpy(), rtol=2e-3,
-                               atol=1e-3 * float(np.abs(g.numpy()).max()) + 1e-7)
+    np.testing.assert_allclose(
+      (b - v).numpy(), g.numpy(), rtol=2e-3, atol=1e-3 * float(np.abs(g.numpy()).max()) + 1e-7
+    )
 
 
 def test_as_introvae_decoder_update_equals_the_gradient_of_the_reference_formula():
   """Same for the decoder phase (lr_e = 0 so the encoder is the one the decoder phase sees):
   reference lossD with tanh-squashed KL and mean-reduced AS-Distance, `gamma_r` term."""
-  hp = hparams.LossHParams(beta_rec=0.5, beta_kl=0.7, beta_neg=3.0, gamma_r=1e-2,
-                           as_kernel="per_dim", as_squash="tanh", as_reduction_decoder="mean",
-                           as_decoder_kl_squashed=True, anneal="linear")
-  model = _build("as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=0.0, lr_d=1.0,
-                 total=10)
+  hp = hparams.LossHParams(
+    beta_rec=0.5,
+    beta_kl=0.7,
+    beta_neg=3.0,
+    gamma_r=1e-2,
+    as_kernel="per_dim",
+    as_squash="tanh",
+    as_reduction_decoder="mean",
+    as_decoder_kl_squashed=True,
+    anneal="linear",
+  )
+  model = _build(
+    "as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=0.0, lr_d=1.0, total=10
+  )
   x = tf.constant(_two_d_batch(6))
   before = [tf.identity(v) for v in model.decoder.trainable_variables]
   model.encoder_optimizer.iterations.assign(1)  # step 1 of T = 10: c = 5 / 10 = 0.5
@@ -321,7 +402,7 @@ def test_as_introvae_decoder_update_equals_the_gradient_of_the_reference_formula
     return tf.random.stateless_normal([GLOBAL_BATCH, 2], seed=[3, 16 + k])
 
   def kl(mu, lv):
-    return -0.5 * tf.reduce_sum(1 + lv - mu ** 2 - tf.exp(lv), 1)
+    return -0.5 * tf.reduce_sum(1 + lv - mu**2 - tf.exp(lv), 1)
 
   def red(m1, v1, m2, v2):  # reduce_with_choice(..., 'mean')
     v = v1[:, None, :] + v2[None, :, :]
@@ -344,13 +425,17 @@ def test_as_introvae_decoder_update_equals_the_gradient_of_the_reference_formula
     ma, la, mb, lb = tf.tanh(rec_mu), tf.tanh(rec_logvar), tf.tanh(fake_mu), tf.tanh(fake_logvar)
     va, vb = tf.exp(la), tf.exp(lb)
     dis = red(ma, va, ma, va) + red(mb, vb, mb, vb) - 2 * red(ma, va, mb, vb)
-    loss_d = s * (loss_rec * hp.beta_rec
-                  + (c * (tf.reduce_mean(kl(ma, la)) + tf.reduce_mean(kl(mb, lb)))
-                     + (1 - c) * dis) * 0.5 * hp.beta_kl
-                  + hp.gamma_r * 0.5 * hp.beta_rec * (loss_rec_rec + loss_fake_rec))
+    loss_d = s * (
+      loss_rec * hp.beta_rec
+      + (c * (tf.reduce_mean(kl(ma, la)) + tf.reduce_mean(kl(mb, lb))) + (1 - c) * dis)
+      * 0.5
+      * hp.beta_kl
+      + hp.gamma_r * 0.5 * hp.beta_rec * (loss_rec_rec + loss_fake_rec)
+    )
   grads = tape.gradient(loss_d, dec.trainable_variables)
   _fit(model, x.numpy())
   for b, g, v in zip(before, grads, model.decoder.trainable_variables):
     # float32: tolerance relative to the tensor's gradient scale (the sums differ in order)
-    np.testing.assert_allclose((b - v).numpy(), g.numpy(), rtol=2e-3,
-                               atol=1e-3 * float(np.abs(g.numpy()).max()) + 1e-7)
+    np.testing.assert_allclose(
+      (b - v).numpy(), g.numpy(), rtol=2e-3, atol=1e-3 * float(np.abs(g.numpy()).max()) + 1e-7
+    )

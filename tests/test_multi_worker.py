@@ -16,7 +16,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from as_introvae_tf import config as config_lib
@@ -25,6 +24,7 @@ from as_introvae_tf import run as run_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
 TIMEOUT_S = 240
+
 
 def _free_ports(n):
   socks = []
@@ -40,13 +40,32 @@ def _free_ports(n):
 
 
 def _command(workdir):
-  return [sys.executable, "-m", "as_introvae_tf.train", "--strategy=multi_worker",
-          "--method=soft_introvae", "--dataset=8gaussians", f"--workdir={workdir}",
-          "--z_dim=2", "--num_hidden=16", "--num_layers=1", "--batch_size=32",
-          f"--train_steps={STEPS}", "--num_vae=2", "--beta_kl=0.3", "--beta_rec=0.2",
-          "--beta_neg=0.9", "--ema_decay=0.9", "--log_every_steps=3",
-          "--checkpoint_every_steps=3", "--keep_checkpoints=5", "--image_every_steps=1000",
-          "--inter_op_threads=2", "--intra_op_threads=1", "--verbose=2"]
+  return [
+    sys.executable,
+    "-m",
+    "as_introvae_tf.train",
+    "--strategy=multi_worker",
+    "--method=soft_introvae",
+    "--dataset=8gaussians",
+    f"--workdir={workdir}",
+    "--z_dim=2",
+    "--num_hidden=16",
+    "--num_layers=1",
+    "--batch_size=32",
+    f"--train_steps={STEPS}",
+    "--num_vae=2",
+    "--beta_kl=0.3",
+    "--beta_rec=0.2",
+    "--beta_neg=0.9",
+    "--ema_decay=0.9",
+    "--log_every_steps=3",
+    "--checkpoint_every_steps=3",
+    "--keep_checkpoints=5",
+    "--image_every_steps=1000",
+    "--inter_op_threads=2",
+    "--intra_op_threads=1",
+    "--verbose=2",
+  ]
 
 
 def _run_workers(workdir, logdir):
@@ -60,16 +79,17 @@ def _run_workers(workdir, logdir):
   procs, files = [], []
   try:
     for index in range(2):
-      env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                 TF_CONFIG=json.dumps({"cluster": cluster,
-                                       "task": {"type": "worker", "index": index}}))
+      env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+      )
       out = open(logdir / f"worker{index}.out", "w+")
       err = open(logdir / f"worker{index}.err", "w+")
       files.append((out, err))
       # Output to files, not pipes: a full pipe of one worker would block it inside a
       # collective and hang the other.
-      procs.append(subprocess.Popen(_command(workdir), cwd=ROOT, env=env, stdout=out,
-                                    stderr=err))
+      procs.append(subprocess.Popen(_command(workdir), cwd=ROOT, env=env, stdout=out, stderr=err))
     deadline = time.time() + TIMEOUT_S
     while time.time() < deadline and any(p.poll() is None for p in procs):
       if any(p.poll() not in (None, 0) for p in procs):
@@ -93,8 +113,11 @@ def _run_workers(workdir, logdir):
 
 def _checkpoint_tensors(path):
   reader = tf.train.load_checkpoint(path)
-  return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
-          if not key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+  return {
+    key: reader.get_tensor(key)
+    for key in reader.get_variable_to_shape_map()
+    if not key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")
+  }
 
 
 def test_two_workers_train_in_sync_and_only_the_chief_writes_the_shared_outputs(tmp_path):
@@ -113,8 +136,9 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes_the_shared_outputs(
   chief_dir = workdir / "checkpoints"
   worker_dir = workdir / "tmp_worker_checkpoints" / "1"
   steps = list(range(3, STEPS + 1, 3))
-  expected = {"checkpoint"} | {f"ckpt-{s}.{ext}" for s in steps
-                               for ext in ("index", "data-00000-of-00001")}
+  expected = {"checkpoint"} | {
+    f"ckpt-{s}.{ext}" for s in steps for ext in ("index", "data-00000-of-00001")
+  }
   assert set(os.listdir(chief_dir)) == expected
   assert set(os.listdir(worker_dir)) == expected
   assert os.listdir(workdir / "tmp_worker_checkpoints") == ["1"]  # the chief never goes there
@@ -136,8 +160,14 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes_the_shared_outputs(
     run = run_lib.build_run(config, restore=False)
     run.checkpoint.restore(path).assert_existing_objects_matched()
     assert int(run.model.step.numpy()) == STEPS
-    weights.append([v.numpy() for v in run.model.encoder.weights + run.model.decoder.weights
-                    + run.model.ema_decoder.weights])
+    weights.append(
+      [
+        v.numpy()
+        for v in run.model.encoder.weights
+        + run.model.decoder.weights
+        + run.model.ema_decoder.weights
+      ]
+    )
   for a, b in zip(*weights):
     np.testing.assert_array_equal(a, b)
   chief_tensors, worker_tensors = _checkpoint_tensors(chief_path), _checkpoint_tensors(worker_path)
@@ -147,5 +177,6 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes_the_shared_outputs(
     np.testing.assert_array_equal(chief_tensors[key], worker_tensors[key], err_msg=key)
   # ... and training really moved the weights away from their initial values.
   initial = run_lib.build_run(config, restore=False).model
-  assert not np.array_equal(initial.decoder.weights[0].numpy(), weights[0][len(
-      initial.encoder.weights)])
+  assert not np.array_equal(
+    initial.decoder.weights[0].numpy(), weights[0][len(initial.encoder.weights)]
+  )

@@ -20,11 +20,28 @@ BATCH = 16
 
 
 def _config(workdir, method="as_introvae", **overrides):
-  values = dict(method=method, dataset="8gaussians", workdir=str(workdir), z_dim=2,
-                num_hidden=16, num_layers=1, batch_size=BATCH, train_steps=8, num_vae=0,
-                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=100,
-                beta_kl=0.3, beta_rec=0.2, beta_neg=0.9, as_kernel="product", ema_decay=0.9,
-                nan_policy="skip_batch", n_critic=2, verbose="0")
+  values = dict(
+    method=method,
+    dataset="8gaussians",
+    workdir=str(workdir),
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=BATCH,
+    train_steps=8,
+    num_vae=0,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=100,
+    beta_kl=0.3,
+    beta_rec=0.2,
+    beta_neg=0.9,
+    as_kernel="product",
+    ema_decay=0.9,
+    nan_policy="skip_batch",
+    n_critic=2,
+    verbose="0",
+  )
   values.update(overrides)
   return config_lib.ExperimentConfig(**values)
 
@@ -105,8 +122,9 @@ def test_a_bad_decoder_phase_skips_only_the_decoder_update(monkeypatch):
   patched.set_weights(reference.get_weights())
   _fit(reference, good)
   finite = losses.soft_introvae_decoder_loss
-  monkeypatch.setattr(losses, "soft_introvae_decoder_loss",
-                      lambda *a, **k: finite(*a, **k) * np.float32("nan"))
+  monkeypatch.setattr(
+    losses, "soft_introvae_decoder_loss", lambda *a, **k: finite(*a, **k) * np.float32("nan")
+  )
   dec_before = [v.numpy() for v in patched.decoder.weights]
   _fit(patched, good)
   for a, b in zip(reference.encoder.weights, patched.encoder.weights):
@@ -142,8 +160,7 @@ def _inject_nan_at(index, monkeypatch):
 
   def with_a_nan_batch(*args, **kwargs):
     ds = build(*args, **kwargs)
-    return ds.enumerate().map(
-        lambda i, x: tf.where(i == index, x * np.float32("nan"), x))
+    return ds.enumerate().map(lambda i, x: tf.where(i == index, x * np.float32("nan"), x))
 
   monkeypatch.setattr(train_lib.data, "build_dataset", with_a_nan_batch)
 
@@ -178,10 +195,13 @@ def test_too_many_skips_in_a_row_stop_and_keep_the_last_good_checkpoint(tmp_path
   assert all(np.isfinite(w).all() for w in _state(run.model))
 
 
-@pytest.mark.parametrize("overrides,flag", [
+@pytest.mark.parametrize(
+  "overrides,flag",
+  [
     (dict(nan_policy="ignore"), "--nan_policy"),
     (dict(max_consecutive_skips=0), "--max_consecutive_skips"),
-])
+  ],
+)
 def test_bad_nan_policy_flags_are_named(overrides, flag):
   with pytest.raises(config_lib.ConfigError, match=flag):
     _config("/unused", **overrides).validate()
@@ -190,7 +210,8 @@ def test_bad_nan_policy_flags_are_named(overrides, flag):
 def test_models_reject_an_unknown_policy():
   with pytest.raises(ValueError, match="nan_policy"):
     _model("vae", tf.distribute.get_strategy()).__class__(
-        None, None, example_shape=(2,), global_batch_size=2, nan_policy="ignore")
+      None, None, example_shape=(2,), global_batch_size=2, nan_policy="ignore"
+    )
 
 
 def test_policies_agree_between_config_and_models():
@@ -203,13 +224,14 @@ def test_skip_batch_under_loss_scaling(replicas, two_replicas, monkeypatch):
   (it halves the scale; not a skipped batch), while a NaN batch is skipped whole: weights,
   moments and loss scales unchanged, the step counted."""
   from as_introvae_tf import precision  # pylint: disable=import-outside-toplevel
-  monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0 ** 40)
+
+  monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0**40)
   strategy = two_replicas if replicas == 2 else tf.distribute.get_strategy()
   model = _model("soft_introvae", strategy, mixed_precision="mixed_float16")
   good = _batch(3)
   _fit(model, good)
   assert int(model.skipped_batches.numpy()) == 0
-  assert float(model.encoder_optimizer.dynamic_scale.numpy()) == 2.0 ** 39  # overflow seen
+  assert float(model.encoder_optimizer.dynamic_scale.numpy()) == 2.0**39  # overflow seen
   before, scales = _state(model), [float(o.dynamic_scale.numpy()) for o in _optimizers(model)]
   bad = good.copy()
   bad[1, 0] = np.nan

@@ -31,6 +31,7 @@ def test_pyproject_dependencies_match_requirements_txt():
   assert project["name"] == "as-introvae-tf"
   assert project["requires-python"] == ">=3.10"
   import as_introvae_tf
+
   assert project["version"] == as_introvae_tf.__version__
   extras = project["optional-dependencies"]
   assert {"serving", "dev"} <= set(extras)
@@ -54,8 +55,7 @@ def test_configs_are_packaged_with_the_code():
   tool = _pyproject()["tool"]["setuptools"]
   assert tool["package-dir"]["as_introvae_tf.configs"] == "configs"
   assert "as_introvae_tf.configs" in tool["packages"]
-  assert _pyproject()["tool"]["setuptools"]["package-data"]["as_introvae_tf.configs"] == [
-      "*.flags"]
+  assert _pyproject()["tool"]["setuptools"]["package-data"]["as_introvae_tf.configs"] == ["*.flags"]
   assert os.path.samefile(config_lib.configs_dir(), os.path.join(ROOT, "configs"))
   assert "quickstart" in config_lib.list_configs() and "base" not in config_lib.list_configs()
   assert config_lib.config_path("quickstart").endswith(os.path.join("configs", "quickstart.flags"))
@@ -79,7 +79,8 @@ def test_packaged_flagfiles_and_their_include_resolve_from_any_folder(tmp_path, 
 def test_a_configs_folder_in_the_working_directory_wins(tmp_path, monkeypatch):
   (tmp_path / "configs").mkdir()
   (tmp_path / "configs" / "quickstart.flags").write_text(
-      "# mine\n--flagfile=configs/base.flags\n--z_dim=5\n")
+    "# mine\n--flagfile=configs/base.flags\n--z_dim=5\n"
+  )
   (tmp_path / "configs" / "base.flags").write_text("--seed=42\n")
   monkeypatch.chdir(tmp_path)
   config = config_lib.from_flagfile("configs/quickstart.flags")
@@ -93,10 +94,26 @@ def test_expand_flagfiles_keeps_order_and_finds_relative_includes(tmp_path, monk
   (folder / "outer.flags").write_text("--flagfile=inner.flags\n--seed=2\n")
   monkeypatch.chdir(tmp_path)
   argv = config_lib.expand_flagfiles(
-      ["prog", "--z_dim=9", "--flagfile", str(folder / "outer.flags"), "--lr=0.1", "--",
-       "--flagfile=x"])
-  assert argv == ["prog", "--z_dim=9", "--z_dim=3", "--seed=1", "--seed=2", "--lr=0.1", "--",
-                  "--flagfile=x"]
+    [
+      "prog",
+      "--z_dim=9",
+      "--flagfile",
+      str(folder / "outer.flags"),
+      "--lr=0.1",
+      "--",
+      "--flagfile=x",
+    ]
+  )
+  assert argv == [
+    "prog",
+    "--z_dim=9",
+    "--z_dim=3",
+    "--seed=1",
+    "--seed=2",
+    "--lr=0.1",
+    "--",
+    "--flagfile=x",
+  ]
   (folder / "loop.flags").write_text(f"--flagfile={folder / 'loop.flags'}\n")
   with pytest.raises(flags.Error, match="circular"):
     config_lib.expand_flagfiles(["prog", f"--flagfile={folder / 'loop.flags'}"])
@@ -109,27 +126,49 @@ def test_every_training_flag_is_in_exactly_one_help_group():
   assert len(grouped) == len(set(grouped))
   assert set(grouped) == set(fv)
   assert [g for g, _ in config_lib.FLAG_GROUPS] == [
-      "Method and losses", "Data", "Network", "Training", "Distribution and precision",
-      "Bookkeeping"]
+    "Method and losses",
+    "Data",
+    "Network",
+    "Training",
+    "Distribution and precision",
+    "Bookkeeping",
+  ]
   assert set(config_lib.FLAG_SOURCES) <= set(grouped)
 
 
 def test_help_lists_beta_neg_with_its_default_and_source_from_another_folder(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT)
   proc = subprocess.run(
-      [sys.executable, "-m", "as_introvae_tf.train", "--flagfile=configs/quickstart.flags",
-       "--beta_neg=300", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-      env=env)
+    [
+      sys.executable,
+      "-m",
+      "as_introvae_tf.train",
+      "--flagfile=configs/quickstart.flags",
+      "--beta_neg=300",
+      "--help",
+    ],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env=env,
+  )
   assert proc.returncode == 0, proc.stderr
   out = proc.stdout
   assert out.splitlines()[0].startswith("Trains an introspective VAE")
   assert "as-introvae-train --flagfile=configs/quickstart.flags" in out
   assert "intentionally short" not in out
-  for group in ("Method and losses:", "Data:", "Network:", "Training:",
-                "Distribution and precision:", "Bookkeeping:"):
+  for group in (
+    "Method and losses:",
+    "Data:",
+    "Network:",
+    "Training:",
+    "Distribution and precision:",
+    "Bookkeeping:",
+  ):
     assert f"\n{group}\n" in out
-  block = out[out.index("  --beta_neg\n"):]
-  block = block[:block.index("\n  --", 5)]
+  block = out[out.index("  --beta_neg\n") :]
+  block = block[: block.index("\n  --", 5)]
   assert re.search(r"default: 256\.0; source: reference image settings", block)
   assert "now: 300.0" in block
   assert out.index("Method and losses:") < out.index("--beta_neg") < out.index("Data:")
@@ -138,8 +177,14 @@ def test_help_lists_beta_neg_with_its_default_and_source_from_another_folder(tmp
 
 def test_helpfull_keeps_absls_full_list(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT)
-  proc = subprocess.run([sys.executable, "-m", "as_introvae_tf.train", "--helpfull"],
-                        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+  proc = subprocess.run(
+    [sys.executable, "-m", "as_introvae_tf.train", "--helpfull"],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env=env,
+  )
   assert proc.returncode == 0, proc.stderr
   assert "--beta_neg" in proc.stdout and "--verbosity" in proc.stdout
   assert "as-introvae-train --flagfile=configs/quickstart.flags" in proc.stdout
@@ -151,9 +196,12 @@ def test_license_and_citation():
   assert "Apache License" in text and "Version 2.0, January 2004" in text
   with open(os.path.join(ROOT, "README.md")) as f:
     readme = f.read()
-  citation = readme[readme.index("## Citation"):]
-  for title in ("AS-IntroVAE", "Soft-IntroVAE", "IntroVAE: Introspective Variational "
-                "Autoencoders for Photographic Image Synthesis"):
+  citation = readme[readme.index("## Citation") :]
+  for title in (
+    "AS-IntroVAE",
+    "Soft-IntroVAE",
+    "IntroVAE: Introspective Variational Autoencoders for Photographic Image Synthesis",
+  ):
     assert title in citation
   with open(os.path.join(ROOT, "CITATION.cff")) as f:
     cff = f.read()
@@ -166,11 +214,27 @@ def test_training_command_runs_the_packaged_quickstart_from_another_folder(tmp_p
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
   proc = subprocess.run(
-      [sys.executable, "-m", "as_introvae_tf.train", "--flagfile=configs/quickstart.flags",
-       "--workdir=q", "--train_steps=2", "--num_vae=1", "--batch_size=8", "--filters=4,8",
-       "--z_dim=4", "--log_every_steps=1", "--checkpoint_every_steps=2",
-       "--image_every_steps=2"],
-      cwd=elsewhere, capture_output=True, text=True, timeout=600, env=env)
+    [
+      sys.executable,
+      "-m",
+      "as_introvae_tf.train",
+      "--flagfile=configs/quickstart.flags",
+      "--workdir=q",
+      "--train_steps=2",
+      "--num_vae=1",
+      "--batch_size=8",
+      "--filters=4,8",
+      "--z_dim=4",
+      "--log_every_steps=1",
+      "--checkpoint_every_steps=2",
+      "--image_every_steps=2",
+    ],
+    cwd=elsewhere,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=env,
+  )
   assert proc.returncode == 0, proc.stderr
   lines = proc.stdout.splitlines()
   assert lines[0].startswith("as_introvae on fashion_mnist (28x28x1), 2 steps")
@@ -184,8 +248,13 @@ def test_training_command_runs_the_packaged_quickstart_from_another_folder(tmp_p
   assert (elsewhere / "q" / "reconstructions.png").exists()
   # The README's Python one-liner on the result
   proc = subprocess.run(
-      [sys.executable, "-c", "import as_introvae_tf as a; m=a.load('q'); print(m.sample(4).shape)"],
-      cwd=elsewhere, capture_output=True, text=True, timeout=300, env=env)
+    [sys.executable, "-c", "import as_introvae_tf as a; m=a.load('q'); print(m.sample(4).shape)"],
+    cwd=elsewhere,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=env,
+  )
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.strip() == "(4, 28, 28, 1)"
   assert "oneDNN" not in proc.stderr

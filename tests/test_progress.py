@@ -24,6 +24,7 @@ def clock(monkeypatch):
   monkeypatch.setattr(progress.time, "time", c)
   # keras' Progbar reads the clock through its own module
   import keras.src.utils.progbar as progbar_module
+
   monkeypatch.setattr(progbar_module.time, "time", c)
   return c
 
@@ -32,6 +33,7 @@ def test_mode_follows_verbose_and_the_terminal():
   class Tty(io.StringIO):
     def isatty(self):
       return True
+
   assert progress.mode_for("auto", Tty()) == "bar"
   assert progress.mode_for("auto", io.StringIO()) == "lines"
   assert [progress.mode_for(v) for v in ("0", "1", "2")] == ["silent", "bar", "lines"]
@@ -45,17 +47,37 @@ def test_format_duration():
 
 def test_lines_mode_counts_the_whole_run_from_a_resumed_step_and_excludes_the_first_step(clock):
   out = io.StringIO()
-  p = progress.RunProgress(total_steps=1000, start_step=400, method="as_introvae", mode="lines",
-                           every=100, stream=out)
+  p = progress.RunProgress(
+    total_steps=1000, start_step=400, method="as_introvae", mode="lines", every=100, stream=out
+  )
   p.on_train_begin()
   clock.now += 30.0  # the first step compiles: slow, and left out of the rate
   p.on_train_batch_end(0, {"loss": 5.0, "rec": 3.0, "kl_real": 2.0})
   for i in range(1, 100):
     clock.now += 0.5  # then 2 steps/s
-    p.on_train_batch_end(i, {"loss_encoder": 1.0, "loss_decoder": 2.0, "rec": 3.0,
-                             "kl_real": 4.0, "as_distance": 0.5, "exp_elbo_fake": 9.0})
-  p.on_epoch_end(0, {"loss_encoder": 1.5, "loss_decoder": 2.5, "rec": 3.5, "kl_real": 4.5,
-                     "as_distance": 0.25, "exp_elbo_fake": 9.0, "grad_norm_encoder": 1.0})
+    p.on_train_batch_end(
+      i,
+      {
+        "loss_encoder": 1.0,
+        "loss_decoder": 2.0,
+        "rec": 3.0,
+        "kl_real": 4.0,
+        "as_distance": 0.5,
+        "exp_elbo_fake": 9.0,
+      },
+    )
+  p.on_epoch_end(
+    0,
+    {
+      "loss_encoder": 1.5,
+      "loss_decoder": 2.5,
+      "rec": 3.5,
+      "kl_real": 4.5,
+      "as_distance": 0.25,
+      "exp_elbo_fake": 9.0,
+      "grad_norm_encoder": 1.0,
+    },
+  )
   line = out.getvalue().strip()
   assert line.startswith("step 500/1000 (50%) - 2.00 steps/s - ETA 4:10")
   assert "as_distance: 0.25" in line and "rec: 3.5" in line and "loss_encoder: 1.5" in line
@@ -67,16 +89,18 @@ def test_lines_mode_counts_the_whole_run_from_a_resumed_step_and_excludes_the_fi
 
 
 def test_bar_mode_draws_one_bar_over_the_run_with_eta_and_speed(clock, capsys):
-  p = progress.RunProgress(total_steps=200, start_step=0, method="soft_introvae", mode="bar",
-                           every=50)
+  p = progress.RunProgress(
+    total_steps=200, start_step=0, method="soft_introvae", mode="bar", every=50
+  )
   p.on_train_begin()
   for i in range(100):
     clock.now += 0.1 if i else 5.0
     p.on_train_batch_end(i, {"loss": 1.0, "rec": 2.0, "kl_real": 3.0})
   for i in range(100, 150):
     clock.now += 0.1
-    p.on_train_batch_end(i, {"loss_encoder": 1.0, "loss_decoder": 2.0, "rec": 2.0,
-                             "kl_real": 3.0, "diff_kl": 7.0})
+    p.on_train_batch_end(
+      i, {"loss_encoder": 1.0, "loss_decoder": 2.0, "rec": 2.0, "kl_real": 3.0, "diff_kl": 7.0}
+    )
   p.message("step 150: saved checkpoint ckpt-150")
   out = capsys.readouterr().out
   plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out)

@@ -23,8 +23,11 @@ GLOBAL_BATCH = 16
 
 
 def _layers_with_kernels(model):
-  return [layer for layer in model._flatten_layers()  # pylint: disable=protected-access
-          if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+  return [
+    layer
+    for layer in model._flatten_layers()  # pylint: disable=protected-access
+    if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))
+  ]
 
 
 def _fan_in(kernel):
@@ -33,9 +36,13 @@ def _fan_in(kernel):
 
 def _reference_networks(init):
   keras.utils.set_random_seed(0)
-  return [networks.build_mlp_encoder(init=init), networks.build_mlp_decoder(init=init),
-          *networks.build_networks("image", image_size=28, image_channels=1, z_dim=8,
-                                   filters=(8, 16), init=init)]
+  return [
+    networks.build_mlp_encoder(init=init),
+    networks.build_mlp_decoder(init=init),
+    *networks.build_networks(
+      "image", image_size=28, image_channels=1, z_dim=8, filters=(8, 16), init=init
+    ),
+  ]
 
 
 def test_torch_init_draws_weights_and_biases_uniform_in_one_over_sqrt_fan_in():
@@ -51,7 +58,9 @@ def test_torch_init_draws_weights_and_biases_uniform_in_one_over_sqrt_fan_in():
         assert np.abs(values).max() <= bound * (1 + 1e-6), layer.name
         if values.size >= 200:  # enough draws for a distribution test
           assert stats.kstest(values, stats.uniform(-bound, 2 * bound).cdf).pvalue > 1e-4, (
-              layer.name, values.size)
+            layer.name,
+            values.size,
+          )
           assert np.abs(values).max() > 0.9 * bound, layer.name
       if layer.use_bias:
         assert np.abs(layer.bias.numpy()).max() > 0, layer.name  # biases are not zero
@@ -102,7 +111,11 @@ def test_defaults_follow_the_reference():
     assert flag_values[name].default == getattr(config, name), name
   values = config_lib.from_flagfile("configs/8gaussians_soft_introvae.flags")
   assert (values.init, values.rec_target_grad, values.warmup_loss, values.adam_epsilon) == (
-      "torch", True, "reference", 1e-8)
+    "torch",
+    True,
+    "reference",
+    1e-8,
+  )
 
 
 def test_multistep_lr_decays_at_the_milestone_iteration_itself():
@@ -117,8 +130,12 @@ def test_multistep_lr_decays_at_the_milestone_iteration_itself():
 
 def test_every_optimizer_uses_the_reference_epsilon(tmp_path):
   config = config_lib.from_flagfile(
-      "configs/8gaussians_soft_introvae.flags", f"--workdir={tmp_path}", "--num_hidden=8",
-      "--num_layers=1", "--batch_size=8")
+    "configs/8gaussians_soft_introvae.flags",
+    f"--workdir={tmp_path}",
+    "--num_hidden=8",
+    "--num_layers=1",
+    "--batch_size=8",
+  )
   run = run_lib.build_run(config, restore=False)
   for optimizer in (run.model.encoder_optimizer, run.model.decoder_optimizer):
     assert optimizer.epsilon == 1e-8
@@ -130,13 +147,21 @@ def test_every_optimizer_uses_the_reference_epsilon(tmp_path):
 
 # --- Gradients against the reference formulas -----------------------------------------------
 
+
 def _build(method, hparams, lr_e, lr_d, total=10, num_vae=0):
   keras.utils.set_random_seed(1)
   encoder = networks.build_mlp_encoder(z_dim=2, num_hidden=16, num_layers=1)
   decoder = networks.build_mlp_decoder(z_dim=2, num_hidden=16, num_layers=1)
-  model = methods.get(method)(encoder, decoder, example_shape=(2,),
-                              global_batch_size=GLOBAL_BATCH, hparams=hparams,
-                              total_steps=total, num_vae=num_vae, seed=3)
+  model = methods.get(method)(
+    encoder,
+    decoder,
+    example_shape=(2,),
+    global_batch_size=GLOBAL_BATCH,
+    hparams=hparams,
+    total_steps=total,
+    num_vae=num_vae,
+    seed=3,
+  )
   model.compile(keras.optimizers.SGD(lr_e), keras.optimizers.SGD(lr_d))
   return model
 
@@ -147,8 +172,7 @@ def _fit(model, batch):
 
 
 def _batch(seed):
-  return data.sample_2d("8gaussians", GLOBAL_BATCH, np.random.default_rng(seed)).astype(
-      np.float32)
+  return data.sample_2d("8gaussians", GLOBAL_BATCH, np.random.default_rng(seed)).astype(np.float32)
 
 
 def _noise(k):
@@ -156,7 +180,7 @@ def _noise(k):
 
 
 def _kl(mu, lv):
-  return -0.5 * tf.reduce_sum(1 + lv - mu ** 2 - tf.exp(lv), 1)
+  return -0.5 * tf.reduce_sum(1 + lv - mu**2 - tf.exp(lv), 1)
 
 
 def _soft_introvae_encoder_loss(enc, dec, x, hp, detach_target):
@@ -174,17 +198,20 @@ def _soft_introvae_encoder_loss(enc, dec, x, hp, detach_target):
   target = tf.stop_gradient(rec) if detach_target else rec
   loss_rec_rec = tf.reduce_sum((target - rec_rec) ** 2, 1)
   loss_fake_rec = tf.reduce_sum((fake - rec_fake) ** 2, 1)
-  exp_rec = tf.reduce_mean(tf.exp(-2 * s * (hp.beta_rec * loss_rec_rec
-                                            + hp.beta_neg * _kl(rec_mu, rec_lv))))
-  exp_fake = tf.reduce_mean(tf.exp(-2 * s * (hp.beta_rec * loss_fake_rec
-                                             + hp.beta_neg * _kl(fake_mu, fake_lv))))
+  exp_rec = tf.reduce_mean(
+    tf.exp(-2 * s * (hp.beta_rec * loss_rec_rec + hp.beta_neg * _kl(rec_mu, rec_lv)))
+  )
+  exp_fake = tf.reduce_mean(
+    tf.exp(-2 * s * (hp.beta_rec * loss_fake_rec + hp.beta_neg * _kl(fake_mu, fake_lv)))
+  )
   return s * (hp.beta_rec * loss_rec + hp.beta_kl * loss_kl) + 0.25 * (exp_rec + exp_fake)
 
 
 def _assert_update_is_gradient(before, after, grads):
   for b, v, g in zip(before, after, grads):
-    np.testing.assert_allclose((b - v.numpy()), g.numpy(), rtol=2e-3,
-                               atol=1e-3 * float(np.abs(g.numpy()).max()) + 1e-7)
+    np.testing.assert_allclose(
+      (b - v.numpy()), g.numpy(), rtol=2e-3, atol=1e-3 * float(np.abs(g.numpy()).max()) + 1e-7
+    )
 
 
 @pytest.mark.parametrize("rec_target_grad", [True, False])
@@ -192,8 +219,7 @@ def test_soft_introvae_encoder_update_follows_the_reference_target_gradient(rec_
   """Default (True): the encoder's gradient includes the path through the target x_r of
   rec(x_r, D(z_r)), as the reference's undetached `rec`; False: sg(x_r). The two written-out
   gradients differ, so the test tells them apart."""
-  hp = hparams.LossHParams(beta_rec=1.0, beta_kl=0.3, beta_neg=0.9,
-                           rec_target_grad=rec_target_grad)
+  hp = hparams.LossHParams(beta_rec=1.0, beta_kl=0.3, beta_neg=0.9, rec_target_grad=rec_target_grad)
   model = _build("soft_introvae", hp, lr_e=1.0, lr_d=0.0)
   x = tf.constant(_batch(5))
   enc, dec = model.encoder, model.decoder
@@ -222,8 +248,9 @@ def test_warmup_step_minimizes_the_reference_elbo_without_the_scale(warmup_loss,
   with tf.GradientTape() as tape:
     mu, lv = model.encoder(x)
     rec = model.decoder(mu + tf.exp(0.5 * lv) * _noise(1))
-    loss = (hp.beta_rec * tf.reduce_mean(tf.reduce_sum((x - rec) ** 2, 1))
-            + hp.beta_kl * tf.reduce_mean(_kl(mu, lv)))
+    loss = hp.beta_rec * tf.reduce_mean(
+      tf.reduce_sum((x - rec) ** 2, 1)
+    ) + hp.beta_kl * tf.reduce_mean(_kl(mu, lv))
   grads = [scale * g for g in tape.gradient(loss, variables)]
   hist = _fit(model, x.numpy())
   np.testing.assert_allclose(hist["loss"][-1], scale * float(loss), rtol=1e-5)
@@ -236,14 +263,21 @@ def test_vae_method_keeps_the_scaled_elbo():
   x = tf.constant(_batch(8))
   mu, lv = model.encoder(x)
   rec = model.decoder(mu + tf.exp(0.5 * lv) * _noise(1))
-  want = 0.5 * (0.2 * tf.reduce_mean(tf.reduce_sum((x - rec) ** 2, 1))
-                + 0.3 * tf.reduce_mean(_kl(mu, lv)))
+  want = 0.5 * (
+    0.2 * tf.reduce_mean(tf.reduce_sum((x - rec) ** 2, 1)) + 0.3 * tf.reduce_mean(_kl(mu, lv))
+  )
   np.testing.assert_allclose(_fit(model, x.numpy())["loss"][-1], float(want), rtol=1e-5)
 
 
-@pytest.mark.parametrize("origin, step, want", [
-    ("start", 2, 5 * 2 / 20), ("start", 6, 1.0),
-    ("warmup_end", 2, 0.0), ("warmup_end", 6, 5 * 2 / 16)])
+@pytest.mark.parametrize(
+  "origin, step, want",
+  [
+    ("start", 2, 5 * 2 / 20),
+    ("start", 6, 1.0),
+    ("warmup_end", 2, 0.0),
+    ("warmup_end", 6, 5 * 2 / 16),
+  ],
+)
 def test_annealing_counts_from_the_first_iteration_by_default(origin, step, want):
   """as-introvae.md eq. 9 and A_VAE.py: c = min(5 i / T, 1), i over the whole run."""
   hp = hparams.LossHParams(anneal="linear", anneal_origin=origin)
@@ -254,6 +288,7 @@ def test_annealing_counts_from_the_first_iteration_by_default(origin, step, want
 
 # --- Adam as PyTorch computes it -------------------------------------------------------------
 
+
 def _torch_adam_numpy(params, grads_per_step, lr, b1, b2, eps, lr_at=None):
   """`torch.optim.Adam` (single-tensor path, amsgrad off, no weight decay) in NumPy float64."""
   p = params.astype(np.float64).copy()
@@ -262,8 +297,8 @@ def _torch_adam_numpy(params, grads_per_step, lr, b1, b2, eps, lr_at=None):
   for t, g in enumerate(grads_per_step, start=1):
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
-    step_size = (lr_at(t - 1) if lr_at else lr) / (1 - b1 ** t)
-    denom = np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps
+    step_size = (lr_at(t - 1) if lr_at else lr) / (1 - b1**t)
+    denom = np.sqrt(v) / np.sqrt(1 - b2**t) + eps
     p = p - step_size * m / denom
   return p
 
@@ -296,7 +331,8 @@ def test_run_optimizers_are_torch_adam_with_the_multistep_schedule():
   grads = [np.full(6, 0.5 * k, np.float32) for k in range(1, 5)]
   for g in grads:
     opt.apply_gradients([(tf.constant(g), var)])
-  want = _torch_adam_numpy(start, grads, 1e-2, 0.9, 0.999, 1e-8,
-                           lr_at=lambda it: 1e-2 * (0.1 if it >= 2 else 1.0))
+  want = _torch_adam_numpy(
+    start, grads, 1e-2, 0.9, 0.999, 1e-8, lr_at=lambda it: 1e-2 * (0.1 if it >= 2 else 1.0)
+  )
   np.testing.assert_allclose(var.numpy(), want, rtol=1e-5)
   assert isinstance(opt, optimizers.TorchAdam)

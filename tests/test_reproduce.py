@@ -9,17 +9,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(args, timeout=600, env=None):
-  proc = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True,
-                        timeout=timeout, env=env)
+  proc = subprocess.run(
+    [sys.executable] + args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout
 
 
 def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_path):
   out = tmp_path / "c1.md"
-  args = ["tools/reproduce_2d.py", "--table=c1c3", "--settings=C1", "--methods=as_introvae",
-          "--seeds=0,1", "--train_steps=4", "--eval_draws=1", f"--workroot={tmp_path}",
-          f"--out={out}", f"--results_dir={tmp_path / 'results'}"]
+  args = [
+    "tools/reproduce_2d.py",
+    "--table=c1c3",
+    "--settings=C1",
+    "--methods=as_introvae",
+    "--seeds=0,1",
+    "--train_steps=4",
+    "--eval_draws=1",
+    f"--workroot={tmp_path}",
+    f"--out={out}",
+    f"--results_dir={tmp_path / 'results'}",
+  ]
   stdout = _run(args)
   table = out.read_text()
   assert "Budget: 4 training steps per run (reference: 30000), seeds 0,1" in table
@@ -27,13 +37,16 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   assert len(row) == 1 and "+-" in row[0] and "KL 3.4" in row[0]  # the paper's number
   saved = json.loads((tmp_path / "c1.md.json").read_text())
   kls = [r["kl"] for r in saved["results"]["C1/as_introvae"]]
-  per_run = [json.loads((tmp_path / "c1c3" / "C1_as_introvae" / f"4_seed{s}" / "eval" /
-                         "metrics.json").read_text())["metrics"]["kl"] for s in (0, 1)]
+  per_run = [
+    json.loads(
+      (tmp_path / "c1c3" / "C1_as_introvae" / f"4_seed{s}" / "eval" / "metrics.json").read_text()
+    )["metrics"]["kl"]
+    for s in (0, 1)
+  ]
   assert kls == per_run
   assert stdout.count("C1 as_introvae seed") == 2
   # one result file per run, with what a reader needs to trust and redo it
-  result = json.loads((tmp_path / "results" / "c1c3" / "C1_as_introvae_4_seed1.json")
-                      .read_text())
+  result = json.loads((tmp_path / "results" / "c1c3" / "C1_as_introvae_4_seed1.json").read_text())
   assert result["metrics"]["kl"] == kls[1] and result["seed"] == 1
   assert result["train_steps"] == 4 and result["flagfile"] == "configs/8gaussians_as_introvae.flags"
   assert result["flags_changed"]["beta_rec"] == 0.1 and result["flags_changed"]["seed"] == 1
@@ -46,8 +59,9 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   assert not (tmp_path / "c1c3").exists()
   # the README block is replaced by the table, the rest kept
   readme = tmp_path / "README.md"
-  readme.write_text("intro\n<!-- BEGIN reproduce_2d c1c3 4 -->\nold\n"
-                    "<!-- END reproduce_2d c1c3 4 -->\nrest\n")
+  readme.write_text(
+    "intro\n<!-- BEGIN reproduce_2d c1c3 4 -->\nold\n<!-- END reproduce_2d c1c3 4 -->\nrest\n"
+  )
   _run(args + ["--assemble_only", f"--readme={readme}"])
   text = readme.read_text()
   assert text.startswith("intro\n") and text.endswith("rest\n") and "old" not in text
@@ -55,48 +69,79 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
 
 
 def test_reproduce_2d_variant_needs_a_tag_and_writes_its_own_results(tmp_path):
-  base = ["tools/reproduce_2d.py", "--table=datasets", "--datasets=8gaussians",
-          "--methods=soft_introvae", "--seeds=0", "--train_steps=3", "--eval_draws=1",
-          f"--workroot={tmp_path}", f"--results_dir={tmp_path / 'results'}"]
-  proc = subprocess.run([sys.executable] + base + ["--overrides=init=keras"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300)
+  base = [
+    "tools/reproduce_2d.py",
+    "--table=datasets",
+    "--datasets=8gaussians",
+    "--methods=soft_introvae",
+    "--seeds=0",
+    "--train_steps=3",
+    "--eval_draws=1",
+    f"--workroot={tmp_path}",
+    f"--results_dir={tmp_path / 'results'}",
+  ]
+  proc = subprocess.run(
+    [sys.executable] + base + ["--overrides=init=keras"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode != 0 and "--tag" in proc.stderr
   _run(base + ["--overrides=init=keras,rec_target_grad=false", "--tag=oldinit"])
-  result = json.loads((tmp_path / "results" / "datasets" /
-                       "8gaussians_soft_introvae_oldinit_3_seed0.json").read_text())
+  result = json.loads(
+    (
+      tmp_path / "results" / "datasets" / "8gaussians_soft_introvae_oldinit_3_seed0.json"
+    ).read_text()
+  )
   assert result["tag"] == "oldinit"
   assert result["flags_changed"]["init"] == "keras"
   assert result["flags_changed"]["rec_target_grad"] is False
 
 
 def test_reproduce_2d_names_an_unknown_setting(tmp_path):
-  proc = subprocess.run([sys.executable, "tools/reproduce_2d.py", "--settings=C9",
-                         f"--workroot={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
-                        timeout=300)
+  proc = subprocess.run(
+    [sys.executable, "tools/reproduce_2d.py", "--settings=C9", f"--workroot={tmp_path}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode != 0 and "--settings" in proc.stderr
 
 
 def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path):
   # A one-step feature net in a private cache: the test must not train (or read) the real one.
   from as_introvae_tf import feature_nets  # pylint: disable=import-outside-toplevel
+
   cache = tmp_path / "cache"
-  feature_nets.train_feature_net("fashion_mnist", str(cache / "feature_nets" /
-                                                      "fashion_mnist.keras"),
-                                 max_steps=1, batch_size=32)
+  feature_nets.train_feature_net(
+    "fashion_mnist", str(cache / "feature_nets" / "fashion_mnist.keras"), max_steps=1, batch_size=32
+  )
   env = dict(os.environ, **{feature_nets.CACHE_DIR_ENV: str(cache)})
   out = tmp_path / "images.md"
-  _run(["tools/reproduce_images.py", "--datasets=fashion_mnist", "--train_steps=2",
-        "--num_samples=64", "--batch_size=16", f"--workroot={tmp_path}", f"--out={out}"],
-       env=env)
+  _run(
+    [
+      "tools/reproduce_images.py",
+      "--datasets=fashion_mnist",
+      "--train_steps=2",
+      "--num_samples=64",
+      "--batch_size=16",
+      f"--workroot={tmp_path}",
+      f"--out={out}",
+    ],
+    env=env,
+  )
   table = out.read_text()
   assert "Budget: 2 training steps per run" in table and "filters 16,32" in table
   for method in ("soft_introvae", "as_introvae"):
-    row = [line for line in table.splitlines()
-           if line.startswith(f"| fashion_mnist | {method} |")]
+    row = [line for line in table.splitlines() if line.startswith(f"| fashion_mnist | {method} |")]
     assert len(row) == 1
-    config = json.loads((tmp_path / f"fashion_mnist_{method}" / "seed0" / "config.json")
-                        .read_text())
+    config = json.loads(
+      (tmp_path / f"fashion_mnist_{method}" / "seed0" / "config.json").read_text()
+    )
     assert (config["train_steps"], config["batch_size"], config["filters"]) == (2, 16, [16, 32])
-    metrics = json.loads((tmp_path / f"fashion_mnist_{method}" / "seed0" / "eval" /
-                          "metrics.json").read_text())["metrics"]
+    metrics = json.loads(
+      (tmp_path / f"fashion_mnist_{method}" / "seed0" / "eval" / "metrics.json").read_text()
+    )["metrics"]
     assert f"{metrics['psnr']:.3f}" in row[0] and "fid_fmnist_cnn" in table

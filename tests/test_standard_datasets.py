@@ -31,6 +31,7 @@ def no_debian_files(monkeypatch, tmp_path):
 def _dummy_mnist(data_dir):
   """TFDS's own test dataset (random 28x28x1 images), generated locally, no network."""
   from tensorflow_datasets import testing
+
   testing.DummyMnist(data_dir=str(data_dir)).download_and_prepare()
 
 
@@ -46,12 +47,15 @@ def test_network_probe_answers_for_an_open_and_a_closed_port():
   assert not data.network_available(("127.0.0.1", port), timeout=2)
 
 
-@pytest.mark.skipif(not os.path.isdir(data.FASHION_MNIST_DIR),
-                    reason="the Debian package dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+  not os.path.isdir(data.FASHION_MNIST_DIR),
+  reason="the Debian package dataset-fashion-mnist is not installed",
+)
 def test_fashion_mnist_uses_the_debian_files_without_the_network(monkeypatch):
   monkeypatch.setattr(data.standard, "network_available", _no_network_call)
   assert data.parse_dataset("fashion_mnist", None, None) == data.DatasetSpec(
-      "fashion_mnist", "fashion_mnist", (28, 28, 1))
+    "fashion_mnist", "fashion_mnist", (28, 28, 1)
+  )
 
 
 def test_offline_and_nothing_on_disk_names_what_to_get(tmp_path, offline, no_debian_files):
@@ -65,8 +69,7 @@ def test_offline_and_nothing_on_disk_names_what_to_get(tmp_path, offline, no_deb
     data.parse_dataset("celeb_a", 64, 3, data_dir=str(tmp_path))
 
 
-def test_a_prepared_tfds_folder_is_used_without_the_network(tmp_path, monkeypatch,
-                                                              no_debian_files):
+def test_a_prepared_tfds_folder_is_used_without_the_network(tmp_path, monkeypatch, no_debian_files):
   _dummy_mnist(tmp_path)
   monkeypatch.setitem(data.STANDARD_DATASETS, "mnist", "dummy_mnist")
   monkeypatch.setattr(data.standard, "network_available", _no_network_call)
@@ -86,9 +89,9 @@ def test_download_path_reports_a_failed_download(tmp_path, monkeypatch, no_debia
     raise ConnectionError("Failed to resolve 'storage.googleapis.com'")
 
   from tensorflow_datasets.core.download import download_manager
+
   monkeypatch.setattr(download_manager.DownloadManager, "download", failing_download)
-  monkeypatch.setattr(download_manager.DownloadManager, "download_and_extract",
-                      failing_download)
+  monkeypatch.setattr(download_manager.DownloadManager, "download_and_extract", failing_download)
   with pytest.raises(FileNotFoundError) as err:
     data.parse_dataset("mnist", None, None, data_dir=str(tmp_path))
   assert calls  # the real TFDS download was tried, and failed at the network
@@ -125,8 +128,10 @@ def test_cifar10_falls_back_to_the_shared_folder_offline(tmp_path, monkeypatch):
 
 
 def test_cifar10_without_the_shared_folder_needs_no_folder_outside_the_package(
-    tmp_path, monkeypatch, offline):
+  tmp_path, monkeypatch, offline
+):
   monkeypatch.setenv(data.SHARED_DATA_ENV, str(tmp_path / "no_shared_data"))
-  with pytest.raises(FileNotFoundError, match="--dataset cifar10: no cifar10 data .*"
-                                              "tfds.builder\\('cifar10'\\)"):
+  with pytest.raises(
+    FileNotFoundError, match="--dataset cifar10: no cifar10 data .*tfds.builder\\('cifar10'\\)"
+  ):
     data.parse_dataset("cifar10", None, None, data_dir=str(tmp_path))

@@ -18,10 +18,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tiny_image_config(workdir, **overrides):
-  values = dict(method="as_introvae", dataset="fashion_mnist", workdir=str(workdir),
-                filters=(4, 8), z_dim=4, batch_size=8, train_steps=4, num_vae=1,
-                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=2,
-                keep_checkpoints=5, beta_neg=8.0, ema_decay=0.9, verbose="0")
+  values = dict(
+    method="as_introvae",
+    dataset="fashion_mnist",
+    workdir=str(workdir),
+    filters=(4, 8),
+    z_dim=4,
+    batch_size=8,
+    train_steps=4,
+    num_vae=1,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=2,
+    keep_checkpoints=5,
+    beta_neg=8.0,
+    ema_decay=0.9,
+    verbose="0",
+  )
   values.update(overrides)
   return config_lib.ExperimentConfig(**values)
 
@@ -36,7 +49,8 @@ def _scalar_tags(logdir):
 
 
 def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resumes(
-    tmp_path, monkeypatch):
+  tmp_path, monkeypatch
+):
   written = []
   original = train_lib.write_pngs
 
@@ -60,8 +74,15 @@ def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resum
   assert ckpts.model_checkpoint_path.endswith("ckpt-4")
   assert [os.path.basename(p) for p in ckpts.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4"]
   tags = _scalar_tags(str(tmp_path / "tensorboard" / "train"))
-  assert {"train/rec", "train/kl_real", "train/as_distance", "train/c", "images/samples",
-          "images/reconstruction", "images/real"} <= tags
+  assert {
+    "train/rec",
+    "train/kl_real",
+    "train/as_distance",
+    "train/c",
+    "images/samples",
+    "images/reconstruction",
+    "images/real",
+  } <= tags
   image = tf.io.decode_png(tf.io.read_file(result["samples_png"])).numpy()
   assert image.shape == (8 * 28, 8 * 28, 1)
   assert os.path.exists(tmp_path / "config.json")
@@ -77,25 +98,43 @@ def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resum
   assert longer["step"] == 6
   ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
   assert ckpts.model_checkpoint_path.endswith("ckpt-6")
-  assert any(not np.allclose(a, b.numpy())
-             for a, b in zip(restored, run_lib.build_run(config).model.decoder.weights))
+  assert any(
+    not np.allclose(a, b.numpy())
+    for a, b in zip(restored, run_lib.build_run(config).model.decoder.weights)
+  )
 
 
 def test_resume_with_another_architecture_is_refused(tmp_path):
-  train_lib.train_and_evaluate(_tiny_image_config(tmp_path, train_steps=2, method="vae",
-                                                  num_vae=0))
+  train_lib.train_and_evaluate(_tiny_image_config(tmp_path, train_steps=2, method="vae", num_vae=0))
   with pytest.raises(config_lib.ConfigError, match="--z_dim=4 .now 6."):
-    train_lib.train_and_evaluate(_tiny_image_config(tmp_path, train_steps=2, method="vae",
-                                                    num_vae=0, z_dim=6))
+    train_lib.train_and_evaluate(
+      _tiny_image_config(tmp_path, train_steps=2, method="vae", num_vae=0, z_dim=6)
+    )
 
 
 @pytest.mark.parametrize("method", ["vae", "introvae", "soft_introvae", "as_introvae"])
 def test_two_d_run_every_method(tmp_path, method):
   config = config_lib.ExperimentConfig(
-      method=method, dataset="8gaussians", workdir=str(tmp_path), z_dim=2, num_hidden=16,
-      num_layers=1, batch_size=64, train_steps=4, num_vae=2 if method != "vae" else 0,
-      log_every_steps=2, checkpoint_every_steps=2, image_every_steps=4, beta_kl=0.3,
-      beta_rec=0.2, beta_neg=0.9, margin=2.0, as_kernel="product", ema_decay=0.0, verbose="0")
+    method=method,
+    dataset="8gaussians",
+    workdir=str(tmp_path),
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=64,
+    train_steps=4,
+    num_vae=2 if method != "vae" else 0,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=4,
+    beta_kl=0.3,
+    beta_rec=0.2,
+    beta_neg=0.9,
+    margin=2.0,
+    as_kernel="product",
+    ema_decay=0.0,
+    verbose="0",
+  )
   result = train_lib.train_and_evaluate(config)
   assert result["step"] == 4
   assert all(np.isfinite(v) for v in result["metrics"].values())
@@ -110,9 +149,19 @@ def test_image_size_without_a_channel_table_names_the_flag(tmp_path):
 
 def test_command_line_stops_before_any_work_on_a_bad_flag(tmp_path):
   proc = subprocess.run(
-      [sys.executable, "-m", "as_introvae_tf.train", "--flagfile=configs/quickstart.flags",
-       f"--workdir={tmp_path}", "--batch_size=0"],
-      cwd=ROOT, capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      "-m",
+      "as_introvae_tf.train",
+      "--flagfile=configs/quickstart.flags",
+      f"--workdir={tmp_path}",
+      "--batch_size=0",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 1
   assert "--batch_size must be a positive integer" in proc.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
@@ -120,18 +169,43 @@ def test_command_line_stops_before_any_work_on_a_bad_flag(tmp_path):
 
 def test_command_line_rejects_a_missing_flagfile(tmp_path):
   proc = subprocess.run(
-      [sys.executable, "-m", "as_introvae_tf.train", "--flagfile=configs/nope.flags",
-       f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      "-m",
+      "as_introvae_tf.train",
+      "--flagfile=configs/nope.flags",
+      f"--workdir={tmp_path}",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode != 0
   assert "nope.flags" in proc.stderr
 
 
 def _two_d_config(workdir, **overrides):
-  values = dict(method="as_introvae", dataset="8gaussians", workdir=str(workdir), z_dim=2,
-                num_hidden=16, num_layers=1, batch_size=64, train_steps=4, num_vae=1,
-                log_every_steps=2, checkpoint_every_steps=2, image_every_steps=100,
-                beta_kl=0.3, beta_rec=0.2, beta_neg=0.9, as_kernel="product", ema_decay=0.0,
-                verbose="0")
+  values = dict(
+    method="as_introvae",
+    dataset="8gaussians",
+    workdir=str(workdir),
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=64,
+    train_steps=4,
+    num_vae=1,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    image_every_steps=100,
+    beta_kl=0.3,
+    beta_rec=0.2,
+    beta_neg=0.9,
+    as_kernel="product",
+    ema_decay=0.0,
+    verbose="0",
+  )
   values.update(overrides)
   return config_lib.ExperimentConfig(**values)
 
@@ -148,8 +222,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   a = run_lib.build_run(straight).model
   b = run_lib.build_run(resumed.replace(train_steps=6)).model
   assert int(a.step.numpy()) == int(b.step.numpy()) == 6
-  for va, vb in zip(a.encoder.weights + a.decoder.weights + a.encoder_optimizer.variables,
-                    b.encoder.weights + b.decoder.weights + b.encoder_optimizer.variables):
+  for va, vb in zip(
+    a.encoder.weights + a.decoder.weights + a.encoder_optimizer.variables,
+    b.encoder.weights + b.decoder.weights + b.encoder_optimizer.variables,
+  ):
     np.testing.assert_array_equal(va.numpy(), vb.numpy())
 
 
@@ -194,12 +270,29 @@ def test_failed_checkpoint_write_says_so_and_keeps_the_previous_one(tmp_path, mo
 
 
 def _train_command(workdir, steps):
-  return [sys.executable, "-m", "as_introvae_tf.train", "--method=soft_introvae",
-          "--dataset=8gaussians", f"--workdir={workdir}", "--z_dim=2", "--num_hidden=32",
-          "--num_layers=1", "--batch_size=64", f"--train_steps={steps}", "--num_vae=5",
-          "--beta_kl=0.3", "--beta_rec=0.2", "--beta_neg=0.9", "--ema_decay=0.99",
-          "--log_every_steps=5", "--checkpoint_every_steps=5", "--keep_checkpoints=100",
-          "--image_every_steps=1000", "--verbose=2"]
+  return [
+    sys.executable,
+    "-m",
+    "as_introvae_tf.train",
+    "--method=soft_introvae",
+    "--dataset=8gaussians",
+    f"--workdir={workdir}",
+    "--z_dim=2",
+    "--num_hidden=32",
+    "--num_layers=1",
+    "--batch_size=64",
+    f"--train_steps={steps}",
+    "--num_vae=5",
+    "--beta_kl=0.3",
+    "--beta_rec=0.2",
+    "--beta_neg=0.9",
+    "--ema_decay=0.99",
+    "--log_every_steps=5",
+    "--checkpoint_every_steps=5",
+    "--keep_checkpoints=100",
+    "--image_every_steps=1000",
+    "--verbose=2",
+  ]
 
 
 def _latest_step(workdir):
@@ -217,8 +310,13 @@ def test_sigkill_at_any_moment_then_resume_reaches_the_end_with_intact_checkpoin
   reached = []
   for _ in range(3):
     before = _latest_step(workdir)
-    proc = subprocess.Popen(_train_command(workdir, steps), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+      _train_command(workdir, steps),
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while _latest_step(workdir) <= before and proc.poll() is None and time.time() < deadline:
       time.sleep(0.1)  # wait for a new checkpoint: the run is really training
@@ -227,8 +325,9 @@ def test_sigkill_at_any_moment_then_resume_reaches_the_end_with_intact_checkpoin
     proc.wait()
     reached.append(_latest_step(workdir))
   assert 0 < reached[0] < reached[-1] < steps, reached  # progress survived every kill
-  proc = subprocess.run(_train_command(workdir, steps), cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+    _train_command(workdir, steps), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert f"Trained to step {steps}" in proc.stdout
   state = tf.train.get_checkpoint_state(str(workdir / "checkpoints"))
@@ -240,17 +339,16 @@ def test_sigkill_at_any_moment_then_resume_reaches_the_end_with_intact_checkpoin
     assert int(run.model.step.numpy()) == int(path.rsplit("-", 1)[1])
 
 
-
 def _check_hparams(workdir, config):
   """The run's HParams (TensorBoard's HParams plugin) in WORKDIR/tensorboard."""
   from tensorboard.plugins.hparams import plugin_data_pb2
+
   hparams = None
   for path in glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*")):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
         if value.tag == "_hparams_/session_start_info":
-          data = plugin_data_pb2.HParamsPluginData.FromString(
-              value.metadata.plugin_data.content)
+          data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
           hparams = data.session_start_info.hparams
   assert hparams is not None
   assert hparams["method"].string_value == config.method == "as_introvae"

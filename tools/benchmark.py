@@ -146,45 +146,82 @@ from absl import flags  # noqa: E402
 
 METHODS = ("vae", "introvae", "soft_introvae", "as_introvae")
 WORKLOADS = {
-    "2d": dict(config="8gaussians", dataset="8gaussians", batch_size=512, z_dim=2,
-               num_hidden=256, num_layers=3, label="2-D MLP 3x256, z 2"),
-    "fashion_mnist": dict(config="fashion_mnist", dataset="fashion_mnist", batch_size=128,
-                          z_dim=32, filters=(64, 128), image_size=28, channels=1,
-                          label="Fashion-MNIST (64,128), z 32"),
-    "cifar10": dict(config="cifar10", dataset="cifar10", batch_size=64, z_dim=128,
-                    filters=(64, 128, 256), image_size=32, channels=3,
-                    label="CIFAR-10 (64,128,256), z 128"),
+  "2d": dict(
+    config="8gaussians",
+    dataset="8gaussians",
+    batch_size=512,
+    z_dim=2,
+    num_hidden=256,
+    num_layers=3,
+    label="2-D MLP 3x256, z 2",
+  ),
+  "fashion_mnist": dict(
+    config="fashion_mnist",
+    dataset="fashion_mnist",
+    batch_size=128,
+    z_dim=32,
+    filters=(64, 128),
+    image_size=28,
+    channels=1,
+    label="Fashion-MNIST (64,128), z 32",
+  ),
+  "cifar10": dict(
+    config="cifar10",
+    dataset="cifar10",
+    batch_size=64,
+    z_dim=128,
+    filters=(64, 128, 256),
+    image_size=32,
+    channels=3,
+    label="CIFAR-10 (64,128,256), z 128",
+  ),
 }
 # (warm-up windows, timed windows, steps per window, pipeline batches)
 SCHEDULE = {
-    "full": {"2d": (4, 7, 50, 300), "image": (1, 3, 3, 30), "replicas": (2, 5, 30, 0)},
-    "quick": {"2d": (1, 3, 20, 100), "image": (1, 1, 1, 10), "replicas": (1, 2, 10, 0)},
+  "full": {"2d": (4, 7, 50, 300), "image": (1, 3, 3, 30), "replicas": (2, 5, 30, 0)},
+  "quick": {"2d": (1, 3, 20, 100), "image": (1, 1, 1, 10), "replicas": (1, 2, 10, 0)},
 }
 # The interleaved comparison: per workload, the steps timed window by window in one process.
 COMPARE_STEPS = {
-    "2d": ("project:soft_introvae", "plain:soft_introvae", "project:as_introvae",
-           "plain:as_introvae"),
-    "cifar10": ("project:soft_introvae", "plain:soft_introvae"),
+  "2d": (
+    "project:soft_introvae",
+    "plain:soft_introvae",
+    "project:as_introvae",
+    "plain:as_introvae",
+  ),
+  "cifar10": ("project:soft_introvae", "plain:soft_introvae"),
 }
 # (warm-up rounds, timed rounds, steps per window)
 COMPARE_SCHEDULE = {
-    "full": {"2d": (3, 10, 50), "cifar10": (1, 3, 3)},
-    "quick": {"2d": (1, 5, 20), "cifar10": (1, 2, 1)},
+  "full": {"2d": (3, 10, 50), "cifar10": (1, 3, 3)},
+  "quick": {"2d": (1, 5, 20), "cifar10": (1, 2, 1)},
 }
 # Extra 2-D steps of the comparison (--compare_extra): label -> config changes.
 EXTRA_STEPS = {
-    "project:as_introvae:xla_off": dict(as_distance_xla="off"),
-    "project:soft_introvae:unfused": dict(fuse_passes="off"),
-    "project:as_introvae:unfused": dict(fuse_passes="off"),
+  "project:as_introvae:xla_off": dict(as_distance_xla="off"),
+  "project:soft_introvae:unfused": dict(fuse_passes="off"),
+  "project:as_introvae:unfused": dict(fuse_passes="off"),
 }
 THREAD_STEPS = ("project:soft_introvae", "plain:soft_introvae")
 # CPU flags (/proc/cpuinfo) behind the vector extensions printed with the numbers.
-CPU_EXTENSIONS = (("AVX2", ("avx2",)), ("FMA", ("fma",)), ("AVX-512", ("avx512f",)),
-                  ("AVX512-BF16", ("avx512_bf16",)), ("AVX512-FP16", ("avx512_fp16",)),
-                  ("AMX", ("amx_tile", "amx_bf16", "amx_int8")))
+CPU_EXTENSIONS = (
+  ("AVX2", ("avx2",)),
+  ("FMA", ("fma",)),
+  ("AVX-512", ("avx512f",)),
+  ("AVX512-BF16", ("avx512_bf16",)),
+  ("AVX512-FP16", ("avx512_fp16",)),
+  ("AMX", ("amx_tile", "amx_bf16", "amx_int8")),
+)
 PRECISIONS = ("none", "mixed_bfloat16", "mixed_float16")
-VARIANTS = ("no_trackers", "no_nan_check", "no_grad_norms", "closed_form_kl", "lean", "spe10",
-            "jit")
+VARIANTS = (
+  "no_trackers",
+  "no_nan_check",
+  "no_grad_norms",
+  "closed_form_kl",
+  "lean",
+  "spe10",
+  "jit",
+)
 MATMUL_N = 1024
 RESULT_PREFIX = "BENCHMARK_RESULT "
 
@@ -195,47 +232,99 @@ def define_flags():
   """The command-line flags (defined only when run as a script, so tests can import this)."""
   d = flags
   d.DEFINE_boolean("quick", False, "Short run (< 5 min on the 2-core VM): see the module doc.")
-  d.DEFINE_boolean("compare", True, "The interleaved comparison of the project's steps with "
-                   "plain hand-written ones (see the module doc).")
-  d.DEFINE_list("compare_workloads", list(COMPARE_STEPS), "Workloads of the comparison: "
-                f"{', '.join(COMPARE_STEPS)}.")
-  d.DEFINE_list("compare_extra", [], "2-D comparison: more steps timed interleaved with the "
-                f"others, with their ratio to the default project step: {', '.join(EXTRA_STEPS)}.")
-  d.DEFINE_list("compare_threads", [], "Thread settings (inter x intra, 0 = TF default) "
-                "compared interleaved on the 2-D S-IntroVAE steps, e.g. 2x1,1x2,0x0; the "
-                "first is the baseline. Empty: no thread comparison.")
-  d.DEFINE_integer("thread_rounds", 2, "Rounds of --compare_threads (each round runs every "
-                   "setting once, in the listed order, each in a fresh process).")
-  d.DEFINE_boolean("table", None, "The per-method table through model.fit (and replicas, TF "
-                   "defaults, reference row, variants, trace) (default: on; off with --quick).")
-  d.DEFINE_boolean("tiny", False, "Tests only: the comparison at tiny sizes (meaningless "
-                   "numbers, seconds per job).")
+  d.DEFINE_boolean(
+    "compare",
+    True,
+    "The interleaved comparison of the project's steps with "
+    "plain hand-written ones (see the module doc).",
+  )
+  d.DEFINE_list(
+    "compare_workloads",
+    list(COMPARE_STEPS),
+    f"Workloads of the comparison: {', '.join(COMPARE_STEPS)}.",
+  )
+  d.DEFINE_list(
+    "compare_extra",
+    [],
+    "2-D comparison: more steps timed interleaved with the "
+    f"others, with their ratio to the default project step: {', '.join(EXTRA_STEPS)}.",
+  )
+  d.DEFINE_list(
+    "compare_threads",
+    [],
+    "Thread settings (inter x intra, 0 = TF default) "
+    "compared interleaved on the 2-D S-IntroVAE steps, e.g. 2x1,1x2,0x0; the "
+    "first is the baseline. Empty: no thread comparison.",
+  )
+  d.DEFINE_integer(
+    "thread_rounds",
+    2,
+    "Rounds of --compare_threads (each round runs every "
+    "setting once, in the listed order, each in a fresh process).",
+  )
+  d.DEFINE_boolean(
+    "table",
+    None,
+    "The per-method table through model.fit (and replicas, TF "
+    "defaults, reference row, variants, trace) (default: on; off with --quick).",
+  )
+  d.DEFINE_boolean(
+    "tiny",
+    False,
+    "Tests only: the comparison at tiny sizes (meaningless numbers, seconds per job).",
+  )
   d.DEFINE_list("methods", list(METHODS), "Methods timed on the 2-D workload.")
-  d.DEFINE_list("image_methods", None, "Methods timed on the image workloads (default: "
-                "--methods; with --quick: as_introvae only).")
+  d.DEFINE_list(
+    "image_methods",
+    None,
+    "Methods timed on the image workloads (default: --methods; with --quick: as_introvae only).",
+  )
   d.DEFINE_list("workloads", list(WORKLOADS), "Workloads: 2d, fashion_mnist, cifar10.")
-  d.DEFINE_list("replicas", ["1", "2", "4"], "MirroredStrategy over this many logical CPU "
-                "devices (2-D S-IntroVAE); empty to skip.")
+  d.DEFINE_list(
+    "replicas",
+    ["1", "2", "4"],
+    "MirroredStrategy over this many logical CPU devices (2-D S-IntroVAE); empty to skip.",
+  )
   d.DEFINE_integer("inter_op_threads", 2, "TF inter-op threads (0 = TF default).")
   d.DEFINE_integer("intra_op_threads", 1, "TF intra-op threads (0 = TF default).")
-  d.DEFINE_boolean("tf_defaults", True, "Also time the 2-D S-IntroVAE with TensorFlow's "
-                   "default thread pools.")
-  d.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (rows without a "
-                   "strategy).")
-  d.DEFINE_list("mixed_precision", ["none"], "Precision policies timed for every row: none, "
-                "mixed_bfloat16, mixed_float16 (--mixed_precision of the training command).")
+  d.DEFINE_boolean(
+    "tf_defaults", True, "Also time the 2-D S-IntroVAE with TensorFlow's default thread pools."
+  )
+  d.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (rows without a strategy).")
+  d.DEFINE_list(
+    "mixed_precision",
+    ["none"],
+    "Precision policies timed for every row: none, "
+    "mixed_bfloat16, mixed_float16 (--mixed_precision of the training command).",
+  )
   d.DEFINE_boolean("compare_jit", False, "Time every row without and with --jit_compile.")
-  d.DEFINE_integer("rounds", 1, "Repeat the grid of precisions (x XLA) this many times, "
-                   "interleaved, to compare them under the same outside load.")
+  d.DEFINE_integer(
+    "rounds",
+    1,
+    "Repeat the grid of precisions (x XLA) this many times, "
+    "interleaved, to compare them under the same outside load.",
+  )
   d.DEFINE_integer("steps_per_execution", 1, "Keras steps_per_execution.")
-  d.DEFINE_boolean("reference_step", True, "Also time the minimal plain tf.function "
-                   "S-IntroVAE step (2-D).")
-  d.DEFINE_boolean("reference_step_only", False, "Time only the matmul bound, the reference "
-                   "step and the project's 2-D S-IntroVAE.")
-  d.DEFINE_list("variants", None, f"Ablations of the 2-D S-IntroVAE step: {', '.join(VARIANTS)}"
-                " (default: all; none with --quick).")
-  d.DEFINE_boolean("trace", None, "Profile a few 2-D S-IntroVAE steps (project and "
-                   "reference): time per op type (default: on; off with --quick).")
+  d.DEFINE_boolean(
+    "reference_step", True, "Also time the minimal plain tf.function S-IntroVAE step (2-D)."
+  )
+  d.DEFINE_boolean(
+    "reference_step_only",
+    False,
+    "Time only the matmul bound, the reference step and the project's 2-D S-IntroVAE.",
+  )
+  d.DEFINE_list(
+    "variants",
+    None,
+    f"Ablations of the 2-D S-IntroVAE step: {', '.join(VARIANTS)}"
+    " (default: all; none with --quick).",
+  )
+  d.DEFINE_boolean(
+    "trace",
+    None,
+    "Profile a few 2-D S-IntroVAE steps (project and "
+    "reference): time per op type (default: on; off with --quick).",
+  )
   d.DEFINE_integer("windows", None, "Timed windows (overrides the schedule).")
   d.DEFINE_integer("window_steps", None, "Steps per window (overrides the schedule).")
   d.DEFINE_integer("warmup_windows", None, "Warm-up windows (overrides the schedule).")
@@ -252,6 +341,7 @@ def define_flags():
 def _setup_tf(job):
   """Thread pools and logical devices, before TensorFlow runs anything."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   if job.get("inter"):
     tf.config.threading.set_inter_op_parallelism_threads(job["inter"])
   if job.get("intra"):
@@ -260,22 +350,41 @@ def _setup_tf(job):
   if replicas:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+      cpu, [tf.config.LogicalDeviceConfiguration()] * replicas
+    )
   return tf
 
 
 def _job_config(job):
   """The method's own flagfile for the workload's dataset, resized to the workload."""
   from as_introvae_tf import config as config_lib  # pylint: disable=import-outside-toplevel
+
   workload = WORKLOADS[job["workload"]]
   config = config_lib.from_flagfile(f"configs/{workload['config']}_{job['method']}.flags")
-  changes = {k: workload[k] for k in ("dataset", "batch_size", "z_dim", "num_hidden",
-                                      "num_layers", "filters", "image_size", "channels")
-             if k in workload}
-  return config.replace(workdir="/tmp/as_introvae_benchmark_unused", strategy="default",
-                        train_steps=10**6, num_vae=0, jit_compile=bool(job.get("jit")),
-                        steps_per_execution=job.get("spe", 1),
-                        mixed_precision=job.get("mixed_precision", "none"), **changes)
+  changes = {
+    k: workload[k]
+    for k in (
+      "dataset",
+      "batch_size",
+      "z_dim",
+      "num_hidden",
+      "num_layers",
+      "filters",
+      "image_size",
+      "channels",
+    )
+    if k in workload
+  }
+  return config.replace(
+    workdir="/tmp/as_introvae_benchmark_unused",
+    strategy="default",
+    train_steps=10**6,
+    num_vae=0,
+    jit_compile=bool(job.get("jit")),
+    steps_per_execution=job.get("spe", 1),
+    mixed_precision=job.get("mixed_precision", "none"),
+    **changes,
+  )
 
 
 def _apply_variant(variant):
@@ -283,20 +392,26 @@ def _apply_variant(variant):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import losses  # pylint: disable=import-outside-toplevel
   from as_introvae_tf.methods import base  # pylint: disable=import-outside-toplevel
+
   parts = {"lean": ("no_trackers", "no_nan_check", "no_grad_norms", "closed_form_kl")}.get(
-      variant, (variant,))
+    variant, (variant,)
+  )
   if "no_trackers" in parts:
     base.IntrospectiveVAE._report = lambda self, trackers, values: dict(values)
   if "no_nan_check" in parts:
     base.IntrospectiveVAE._record_non_finite = lambda self, step, logs: None
   if "no_grad_norms" in parts:
+
     def apply(self, optimizer, grads, variables, name, loss=None):
       del name, loss
       optimizer.apply_gradients(zip(grads, variables))
+
     base.IntrospectiveVAE._apply = apply
   if "closed_form_kl" in parts:
+
     def kl(mu, logvar):
       return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar), axis=-1)
+
     losses.gaussian_kl = kl
 
 
@@ -319,6 +434,7 @@ def graph_flops(graph):
   """{"matmul_conv": FLOPs of MatMul/Conv ops that run, "total": all registered FLOPs,
   "ops": op count of the graph, "live_ops": ops that run}."""
   from tensorflow.python.framework import ops as tf_ops  # pylint: disable=import-outside-toplevel
+
   live = _live_ops(graph)
   total = heavy = 0
   for op in live:
@@ -330,13 +446,18 @@ def graph_flops(graph):
       total += int(value)
       if "MatMul" in op.type or op.type.startswith("Conv"):
         heavy += int(value)
-  return {"matmul_conv": heavy, "total": total, "ops": len(graph.get_operations()),
-          "live_ops": len(live)}
+  return {
+    "matmul_conv": heavy,
+    "total": total,
+    "ops": len(graph.get_operations()),
+    "live_ops": len(live),
+  }
 
 
 def _step_flops(tf, model, batch_shape):
   concrete = tf.function(model.train_step).get_concrete_function(
-      tf.TensorSpec(batch_shape, tf.float32))
+    tf.TensorSpec(batch_shape, tf.float32)
+  )
   return graph_flops(concrete.graph)
 
 
@@ -356,14 +477,18 @@ def _pipeline_rate(ds, batches, batch_size):
 def _window_stats(times, cpu_times, window_steps, batch_size):
   """Median window -> steps/s etc.; `cpu_times`: process CPU seconds (all threads) per window."""
   import numpy as np  # pylint: disable=import-outside-toplevel
+
   times = np.asarray(times, dtype=np.float64)
   med = float(np.median(times))
-  return {"steps_per_s": window_steps / med, "examples_per_s": window_steps * batch_size / med,
-          "step_ms": 1e3 * med / window_steps,
-          "cpu_ms_per_step": 1e3 * float(np.median(cpu_times)) / window_steps,
-          "steps_per_s_min": window_steps / float(times.max()),
-          "steps_per_s_max": window_steps / float(times.min()),
-          "window_times_s": [round(float(t), 4) for t in times]}
+  return {
+    "steps_per_s": window_steps / med,
+    "examples_per_s": window_steps * batch_size / med,
+    "step_ms": 1e3 * med / window_steps,
+    "cpu_ms_per_step": 1e3 * float(np.median(cpu_times)) / window_steps,
+    "steps_per_s_min": window_steps / float(times.max()),
+    "steps_per_s_max": window_steps / float(times.min()),
+    "window_times_s": [round(float(t), 4) for t in times],
+  }
 
 
 def _profile_op_types(tf, run_steps, steps, logdir):
@@ -371,6 +496,7 @@ def _profile_op_types(tf, run_steps, steps, logdir):
   import glob  # pylint: disable=import-outside-toplevel
   import shutil  # pylint: disable=import-outside-toplevel
   from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # pylint: disable=import-outside-toplevel
+
   shutil.rmtree(logdir, ignore_errors=True)
   tf.profiler.experimental.start(logdir)
   start = time.perf_counter()
@@ -391,21 +517,23 @@ def _profile_op_types(tf, run_steps, steps, logdir):
   busy = sum(by_type.values())
   top = sorted(by_type.items(), key=lambda kv: -kv[1])
   matmul = sum(v for k, v in by_type.items() if "MatMul" in k or k.startswith("Conv"))
-  return {"profiled_wall_ms_per_step": 1e3 * wall / steps,
-          "busy_ms_per_step": busy / 1e3 / steps,
-          "matmul_share_of_busy": matmul / busy if busy else None,
-          "top_op_types_ms_per_step": [(k, round(v / 1e3 / steps, 3)) for k, v in top[:10]]}
+  return {
+    "profiled_wall_ms_per_step": 1e3 * wall / steps,
+    "busy_ms_per_step": busy / 1e3 / steps,
+    "matmul_share_of_busy": matmul / busy if busy else None,
+    "top_op_types_ms_per_step": [(k, round(v / 1e3 / steps, 3)) for k, v in top[:10]],
+  }
 
 
 def _timer_callback(keras, times, cpu_times):
   class WindowTimer(keras.callbacks.Callback):
-
     def on_epoch_begin(self, epoch, logs=None):
       self.start, self.cpu = time.perf_counter(), time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
       times.append(time.perf_counter() - self.start)
       cpu_times.append(time.process_time() - self.cpu)
+
   return WindowTimer()
 
 
@@ -414,6 +542,7 @@ def run_train_job(job):
   import keras  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
+
   if job.get("variant"):
     _apply_variant(job["variant"])
   config = _job_config(job)
@@ -435,22 +564,31 @@ def run_train_job(job):
     result["flops"] = _step_flops(tf, model, [config.batch_size, *spec.shape])
     result["flops_trace_s"] = time.perf_counter() - t0
   if job.get("pipeline_batches"):
-    result["pipeline_examples_per_s"] = _pipeline_rate(ds, job["pipeline_batches"],
-                                                       config.batch_size)
+    result["pipeline_examples_per_s"] = _pipeline_rate(
+      ds, job["pipeline_batches"], config.batch_size
+    )
   times, cpu_times = [], []
   warmup, windows, window_steps = job["warmup"], job["windows"], job["window_steps"]
   t0 = time.perf_counter()
-  model.fit(ds, epochs=warmup + windows, steps_per_epoch=window_steps, verbose=0,
-            callbacks=[_timer_callback(keras, times, cpu_times)], shuffle=False)
+  model.fit(
+    ds,
+    epochs=warmup + windows,
+    steps_per_epoch=window_steps,
+    verbose=0,
+    callbacks=[_timer_callback(keras, times, cpu_times)],
+    shuffle=False,
+  )
   result["fit_s"] = time.perf_counter() - t0
   result["warmup_window_times_s"] = [round(t, 4) for t in times[:warmup]]
-  result.update(_window_stats(times[warmup:], cpu_times[warmup:], window_steps,
-                              config.batch_size))
+  result.update(_window_stats(times[warmup:], cpu_times[warmup:], window_steps, config.batch_size))
   if job.get("trace_steps"):
     n = job["trace_steps"]
     result["trace"] = _profile_op_types(
-        tf, lambda: model.fit(ds, epochs=1, steps_per_epoch=n, verbose=0, shuffle=False), n,
-        os.path.join("/tmp", f"as_introvae_benchmark_trace_{os.getpid()}"))
+      tf,
+      lambda: model.fit(ds, epochs=1, steps_per_epoch=n, verbose=0, shuffle=False),
+      n,
+      os.path.join("/tmp", f"as_introvae_benchmark_trace_{os.getpid()}"),
+    )
   result["non_finite"] = model.non_finite_report()
   return result
 
@@ -469,18 +607,33 @@ def plain_product_as_distance(tf, mu_a, logvar_a, mu_b, logvar_b):
   var_a, var_b = tf.exp(logvar_a), tf.exp(logvar_b)
 
   def block(m1, v1, m2, v2):
-    var = v1[:, None, :] + v2[None, :, :]                    # [N1, N2, D]
+    var = v1[:, None, :] + v2[None, :, :]  # [N1, N2, D]
     diff = m1[:, None, :] - m2[None, :, :]
-    log_k = -0.5 * tf.reduce_sum(tf.math.log(2.0 * math.pi * var) + tf.square(diff) / var,
-                                 axis=-1)
+    log_k = -0.5 * tf.reduce_sum(tf.math.log(2.0 * math.pi * var) + tf.square(diff) / var, axis=-1)
     return tf.reduce_mean(tf.exp(log_k))
 
-  return (block(mu_a, var_a, mu_a, var_a) + block(mu_b, var_b, mu_b, var_b)
-          - 2.0 * block(mu_a, var_a, mu_b, var_b))
+  return (
+    block(mu_a, var_a, mu_a, var_a)
+    + block(mu_b, var_b, mu_b, var_b)
+    - 2.0 * block(mu_a, var_a, mu_b, var_b)
+  )
 
 
-def build_plain_step(tf, enc, dec, opt_e, opt_d, hp, batch_size, z_dim, scale, *,
-                     as_introvae=False, total_steps=1, noise=None):
+def build_plain_step(
+  tf,
+  enc,
+  dec,
+  opt_e,
+  opt_d,
+  hp,
+  batch_size,
+  z_dim,
+  scale,
+  *,
+  as_introvae=False,
+  total_steps=1,
+  noise=None,
+):
   """A plain hand-written `tf.function` S-IntroVAE (or AS-IntroVAE) step on given networks.
 
   The reference's training loop written out directly (`train_soft_intro_vae*.py`; AS-IntroVAE
@@ -509,6 +662,7 @@ def build_plain_step(tf, enc, dec, opt_e, opt_d, hp, batch_size, z_dim, scale, *
   gamma_r = hp.get("gamma_r", 1e-8)
   target_grad = hp.get("rec_target_grad", True)
   if noise is None:
+
     def noise():
       return [tf.random.normal([batch_size, z_dim]) for _ in range(6)]
 
@@ -546,37 +700,53 @@ def build_plain_step(tf, enc, dec, opt_e, opt_d, hp, batch_size, z_dim, scale, *
         kl_f = c * kl_f + (1.0 - c) * as_e
       exp_rec = tf.exp(-2.0 * scale * (beta_rec * rr + beta_neg * kl_r))
       exp_fake = tf.exp(-2.0 * scale * (beta_rec * rf + beta_neg * kl_f))
-      loss_e = tf.reduce_mean(scale * (beta_rec * rec_real + beta_kl * kl_real)
-                              + 0.25 * (exp_rec + exp_fake))
-    opt_e.apply_gradients(zip(tape.gradient(loss_e, enc.trainable_variables),
-                              enc.trainable_variables))
+      loss_e = tf.reduce_mean(
+        scale * (beta_rec * rec_real + beta_kl * kl_real) + 0.25 * (exp_rec + exp_fake)
+      )
+    opt_e.apply_gradients(
+      zip(tape.gradient(loss_e, enc.trainable_variables), enc.trainable_variables)
+    )
     with tf.GradientTape() as tape:  # decoder (the encoder frozen: only D is updated)
       fake = dec(z_p, training=True)
       x_r = dec(tf.stop_gradient(z), training=True)
       rec_real = rec(x, x_r)
       mu_r, logvar_r = enc(x_r, training=True)
       mu_f, logvar_f = enc(fake, training=True)
-      rr = rec(tf.stop_gradient(x_r),
-               dec(tf.stop_gradient(sample(mu_r, logvar_r, eps_r_d)), training=True))
-      rf = rec(tf.stop_gradient(fake),
-               dec(tf.stop_gradient(sample(mu_f, logvar_f, eps_f_d)), training=True))
+      rr = rec(
+        tf.stop_gradient(x_r), dec(tf.stop_gradient(sample(mu_r, logvar_r, eps_r_d)), training=True)
+      )
+      rf = rec(
+        tf.stop_gradient(fake),
+        dec(tf.stop_gradient(sample(mu_f, logvar_f, eps_f_d)), training=True),
+      )
       kl_r, kl_f = kl(mu_r, logvar_r), kl(mu_f, logvar_f)
       if as_introvae:
         kl_r, kl_f = c * kl_r, c * kl_f
-      loss_d = tf.reduce_mean(scale * (beta_rec * rec_real + 0.5 * beta_kl * (kl_r + kl_f)
-                                       + gamma_r * 0.5 * beta_rec * (rr + rf)))
+      loss_d = tf.reduce_mean(
+        scale
+        * (
+          beta_rec * rec_real + 0.5 * beta_kl * (kl_r + kl_f) + gamma_r * 0.5 * beta_rec * (rr + rf)
+        )
+      )
       if as_introvae:
-        loss_d += scale * 0.5 * beta_kl * (1.0 - c) * plain_product_as_distance(
-            tf, mu_r, logvar_r, mu_f, logvar_f)
-    opt_d.apply_gradients(zip(tape.gradient(loss_d, dec.trainable_variables),
-                              dec.trainable_variables))
+        loss_d += (
+          scale
+          * 0.5
+          * beta_kl
+          * (1.0 - c)
+          * plain_product_as_distance(tf, mu_r, logvar_r, mu_f, logvar_f)
+        )
+    opt_d.apply_gradients(
+      zip(tape.gradient(loss_d, dec.trainable_variables), dec.trainable_variables)
+    )
     return loss_e, loss_d
 
   return step
 
 
-def build_reference_step(tf, keras, networks, hp, batch_size, z_dim=2, num_hidden=256,
-                         num_layers=3, lr=2e-4):
+def build_reference_step(
+  tf, keras, networks, hp, batch_size, z_dim=2, num_hidden=256, num_layers=3, lr=2e-4
+):
   """`build_plain_step` on fresh 2-D MLPs (`networks.build_mlp_*`) with two Keras Adams
   (S-IntroVAE's 2-D reference training loop, `train_soft_intro_vae_2d.py`).
 
@@ -598,6 +768,7 @@ def run_reference_job(job):
   import keras  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import networks  # pylint: disable=import-outside-toplevel
+
   config = _job_config(dict(job, method="soft_introvae", workload="2d"))
   hp = {k: getattr(config, k) for k in ("beta_rec", "beta_kl", "beta_neg")}
   keras.utils.set_random_seed(0)
@@ -606,8 +777,9 @@ def run_reference_job(job):
   spec = data.parse_dataset(config.dataset, None, None)
   ds = data.build_dataset(spec, "train", batch, seed=0)
   it = iter(ds)
-  result = {"flops": graph_flops(step.get_concrete_function(
-      tf.TensorSpec([batch, 2], tf.float32)).graph)}
+  result = {
+    "flops": graph_flops(step.get_concrete_function(tf.TensorSpec([batch, 2], tf.float32)).graph)
+  }
 
   def run(n):
     out = None
@@ -621,20 +793,22 @@ def run_reference_job(job):
     loss = run(job["window_steps"])
     times.append(time.perf_counter() - start)
     cpu_times.append(time.process_time() - cpu)
-  result["warmup_window_times_s"] = [round(t, 4) for t in times[:job["warmup"]]]
-  result.update(_window_stats(times[job["warmup"]:], cpu_times[job["warmup"]:],
-                              job["window_steps"], batch))
+  result["warmup_window_times_s"] = [round(t, 4) for t in times[: job["warmup"]]]
+  result.update(
+    _window_stats(times[job["warmup"] :], cpu_times[job["warmup"] :], job["window_steps"], batch)
+  )
   result["final_loss_e"] = loss
   if job.get("trace_steps"):
     n = job["trace_steps"]
     result["trace"] = _profile_op_types(
-        tf, lambda: run(n), n, os.path.join("/tmp", f"as_introvae_benchmark_trace_{os.getpid()}"))
+      tf, lambda: run(n), n, os.path.join("/tmp", f"as_introvae_benchmark_trace_{os.getpid()}")
+    )
   return result
 
 
 TINY_SIZES = {
-    "2d": dict(batch_size=32, num_hidden=16, num_layers=1),
-    "cifar10": dict(batch_size=4, image_size=16, filters=(8, 16), z_dim=8),
+  "2d": dict(batch_size=32, num_hidden=16, num_layers=1),
+  "cifar10": dict(batch_size=4, image_size=16, filters=(8, 16), z_dim=8),
 }
 """`--tiny` (tests only): sizes at which a comparison job runs in seconds; its numbers mean
 nothing."""
@@ -654,6 +828,7 @@ def _project_runner(tf, job, method, option=None):
   `option`: the config changes of `EXTRA_STEPS["project:<method>:<option>"]`."""
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
+
   config = _compare_config(job, method)
   if option:
     config = config.replace(**EXTRA_STEPS[f"project:{method}:{option}"])
@@ -681,28 +856,47 @@ def _plain_runner(tf, job, method, option=None):
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import losses  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
+
   del option
   config = _compare_config(job, method)
-  if method == "as_introvae" and (config.as_kernel, config.as_squash, config.as_reduction_encoder,
-                                  config.as_reduction_decoder, config.anneal,
-                                  config.anneal_origin) != ("product", "none", "mean", "mean",
-                                                            "linear", "start"):
-    raise ValueError("the plain AS-IntroVAE step implements the 2-D config's options only "
-                     "(product kernel, no squash, mean reductions, linear annealing from the "
-                     f"start); {config.dataset} uses others")
+  if method == "as_introvae" and (
+    config.as_kernel,
+    config.as_squash,
+    config.as_reduction_encoder,
+    config.as_reduction_decoder,
+    config.anneal,
+    config.anneal_origin,
+  ) != ("product", "none", "mean", "mean", "linear", "start"):
+    raise ValueError(
+      "the plain AS-IntroVAE step implements the 2-D config's options only "
+      "(product kernel, no squash, mean reductions, linear annealing from the "
+      f"start); {config.dataset} uses others"
+    )
   spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
   enc, dec = run_lib.build_networks(config, spec)
   lr = run_lib.learning_rate(config)
   opt_e = run_lib.adam(config, lr)
-  opt_d = run_lib.adam(config, lr, use_ema=config.ema_decay > 0,
-                       ema_momentum=config.ema_decay or 0.99)
+  opt_d = run_lib.adam(
+    config, lr, use_ema=config.ema_decay > 0, ema_momentum=config.ema_decay or 0.99
+  )
   opt_e.build(enc.trainable_variables)
   opt_d.build(dec.trainable_variables)
-  hp = {k: getattr(config, k) for k in ("beta_rec", "beta_kl", "beta_neg", "gamma_r",
-                                        "rec_target_grad")}
-  step = build_plain_step(tf, enc, dec, opt_e, opt_d, hp, config.batch_size, config.z_dim,
-                          losses.input_scale(spec.shape), as_introvae=method == "as_introvae",
-                          total_steps=config.train_steps)
+  hp = {
+    k: getattr(config, k) for k in ("beta_rec", "beta_kl", "beta_neg", "gamma_r", "rec_target_grad")
+  }
+  step = build_plain_step(
+    tf,
+    enc,
+    dec,
+    opt_e,
+    opt_d,
+    hp,
+    config.batch_size,
+    config.z_dim,
+    losses.input_scale(spec.shape),
+    as_introvae=method == "as_introvae",
+    total_steps=config.train_steps,
+  )
   it = iter(data.build_dataset(spec, "train", config.batch_size, seed=config.seed))
 
   def run(n):
@@ -713,8 +907,9 @@ def _plain_runner(tf, job, method, option=None):
 
   flops = None
   if job.get("flops"):
-    flops = graph_flops(step.get_concrete_function(
-        tf.TensorSpec([config.batch_size, *spec.shape], tf.float32)).graph)
+    flops = graph_flops(
+      step.get_concrete_function(tf.TensorSpec([config.batch_size, *spec.shape], tf.float32)).graph
+    )
   return run, flops, config.batch_size
 
 
@@ -730,13 +925,15 @@ def run_compare_job(job):
   """
   tf = _setup_tf(job)
   import keras  # pylint: disable=import-outside-toplevel
+
   runners = {}
   for label in job["steps"]:
     kind, method, *option = label.split(":")
     keras.utils.set_random_seed(0)
     t0 = time.perf_counter()
-    runners[label] = {"project": _project_runner, "plain": _plain_runner}[kind](tf, job, method,
-                                                                               *option)
+    runners[label] = {"project": _project_runner, "plain": _plain_runner}[kind](
+      tf, job, method, *option
+    )
     runners[label] += (time.perf_counter() - t0,)
   times = {label: [] for label in job["steps"]}
   cpu_times = {label: [] for label in job["steps"]}
@@ -750,10 +947,16 @@ def run_compare_job(job):
   warmup = job["warmup"]
   steps = {}
   for label, (_, flops, batch, build_s) in runners.items():
-    row = _window_stats(times[label][warmup:], cpu_times[label][warmup:], job["window_steps"],
-                        batch)
-    row.update(flops=flops, batch_size=batch, build_s=build_s, final_loss_e=last_loss[label],
-               warmup_window_times_s=[round(t, 4) for t in times[label][:warmup]])
+    row = _window_stats(
+      times[label][warmup:], cpu_times[label][warmup:], job["window_steps"], batch
+    )
+    row.update(
+      flops=flops,
+      batch_size=batch,
+      build_s=build_s,
+      final_loss_e=last_loss[label],
+      warmup_window_times_s=[round(t, 4) for t in times[label][:warmup]],
+    )
     steps[label] = row
   return {"steps": steps}
 
@@ -763,6 +966,7 @@ def run_matmul_job(job):
   independent ones in one tf.function (what the inter-op pool can overlap)."""
   tf = _setup_tf(job)
   import numpy as np  # pylint: disable=import-outside-toplevel
+
   n = job.get("n", MATMUL_N)
   a, b, c, d = (tf.random.normal([n, n], seed=k) for k in range(4))
   one = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
@@ -776,8 +980,8 @@ def run_matmul_job(job):
       fn().numpy()
       times.append(time.perf_counter() - start)
     # The best call: the capacity of the cores (other processes only ever slow a call down).
-    out[f"{name}_gflops"] = count * 2 * n ** 3 / float(np.min(times)) / 1e9
-    out[f"{name}_gflops_median"] = count * 2 * n ** 3 / float(np.median(times)) / 1e9
+    out[f"{name}_gflops"] = count * 2 * n**3 / float(np.min(times)) / 1e9
+    out[f"{name}_gflops_median"] = count * 2 * n**3 / float(np.median(times)) / 1e9
   out["gflops"] = max(out["one_matmul_gflops"], out["two_matmuls_gflops"])
   return out
 
@@ -787,14 +991,23 @@ def run_job(job):
   load = os.getloadavg()[0]
   start = time.perf_counter()
   kind = job["kind"]
-  result = {"train": run_train_job, "reference": run_reference_job,
-            "matmul": run_matmul_job, "compare": run_compare_job}[kind](job)
+  result = {
+    "train": run_train_job,
+    "reference": run_reference_job,
+    "matmul": run_matmul_job,
+    "compare": run_compare_job,
+  }[kind](job)
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  result.update(job=job, load_1min_before=load, load_1min_after=os.getloadavg()[0],
-                wall_s=time.perf_counter() - start,
-                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
-                intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads())
+
+  result.update(
+    job=job,
+    load_1min_before=load,
+    load_1min_after=os.getloadavg()[0],
+    wall_s=time.perf_counter() - start,
+    peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+    intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+  )
   return result
 
 
@@ -829,8 +1042,14 @@ def _spawn(job, timeout):
   cmd = [sys.executable, os.path.abspath(__file__), f"--job={json.dumps(job)}"]
   start, busy, own = time.perf_counter(), _busy_cpu_s(), _children_cpu_s()
   try:
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    proc = subprocess.run(
+      cmd,
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
   except subprocess.TimeoutExpired:
     return {"job": job, "error": f"timed out after {timeout} s"}
   wall = time.perf_counter() - start
@@ -839,11 +1058,14 @@ def _spawn(job, timeout):
     other = max(0.0, (_busy_cpu_s() - busy - (_children_cpu_s() - own)) / wall)
   for line in reversed(proc.stdout.splitlines()):
     if line.startswith(RESULT_PREFIX):
-      result = json.loads(line[len(RESULT_PREFIX):])
+      result = json.loads(line[len(RESULT_PREFIX) :])
       result.update(process_s=wall, other_cores=other)
       return result
-  return {"job": job, "error": f"exit {proc.returncode}: {proc.stderr[-1500:]}",
-          "other_cores": other}
+  return {
+    "job": job,
+    "error": f"exit {proc.returncode}: {proc.stderr[-1500:]}",
+    "other_cores": other,
+  }
 
 
 def _schedule(workload, quick):
@@ -868,7 +1090,7 @@ def _compare_schedule(workload, quick):
 
 
 def parse_threads(text):
-  """"AxB" -> (inter-op threads A, intra-op threads B); 0 = TensorFlow's default.
+  """ "AxB" -> (inter-op threads A, intra-op threads B); 0 = TensorFlow's default.
 
   Raises:
     ValueError: not two non-negative integers joined by "x".
@@ -900,47 +1122,93 @@ def describe_cpu(machine):
   """One line: the CPU model, its logical CPUs and which vector extensions it has."""
   ext = machine.get("extensions") or {}
   listed = ", ".join(f"{name} {'yes' if has else 'no'}" for name, has in ext.items())
-  return (f"CPU: {machine['processor']}, {machine['cpu_count']} logical CPUs; "
-          f"{listed or 'vector extensions unknown (no /proc/cpuinfo flags)'}")
+  return (
+    f"CPU: {machine['processor']}, {machine['cpu_count']} logical CPUs; "
+    f"{listed or 'vector extensions unknown (no /proc/cpuinfo flags)'}"
+  )
 
 
 def paired_ratios(times_a, times_b):
   """Round-by-round ratios `times_b[r] / times_a[r]` of two interleaved steps' window times
   (each pair of windows taken seconds apart): (median, min, max), or None if empty."""
   import numpy as np  # pylint: disable=import-outside-toplevel
+
   ratios = [b / a for a, b in zip(times_a, times_b) if a > 0]
   if not ratios:
     return None
   return float(np.median(ratios)), float(min(ratios)), float(max(ratios))
 
 
-STEP_NAMES = {"project:soft_introvae": "project S-IntroVAE", "plain:soft_introvae":
-              "plain S-IntroVAE", "project:as_introvae": "project AS-IntroVAE",
-              "plain:as_introvae": "plain AS-IntroVAE",
-              "project:as_introvae:xla_off": "project AS-IntroVAE, --as_distance_xla=off",
-              "project:soft_introvae:unfused": "project S-IntroVAE, --fuse_passes=off",
-              "project:as_introvae:unfused": "project AS-IntroVAE, --fuse_passes=off"}
+STEP_NAMES = {
+  "project:soft_introvae": "project S-IntroVAE",
+  "plain:soft_introvae": "plain S-IntroVAE",
+  "project:as_introvae": "project AS-IntroVAE",
+  "plain:as_introvae": "plain AS-IntroVAE",
+  "project:as_introvae:xla_off": "project AS-IntroVAE, --as_distance_xla=off",
+  "project:soft_introvae:unfused": "project S-IntroVAE, --fuse_passes=off",
+  "project:as_introvae:unfused": "project AS-IntroVAE, --fuse_passes=off",
+}
 # (workload, A, B, what the ratio is, target): speed A / speed B = time B / time A.
 COMPARE_RATIOS = (
-    ("2d", "project:soft_introvae", "plain:soft_introvae", "2-D S-IntroVAE, project / plain "
-     "(speed)", ">= 1.1"),
-    ("2d", "project:as_introvae", "plain:as_introvae", "2-D AS-IntroVAE, project / plain "
-     "(speed)", ""),
-    ("cifar10", "project:soft_introvae", "plain:soft_introvae", "CIFAR-10 S-IntroVAE, project "
-     "/ plain (speed)", ">= 1.0"),
-    ("2d", "project:as_introvae", "project:as_introvae:xla_off", "2-D AS-IntroVAE, project, "
-     "--as_distance_xla auto / off (speed)", ""),
-    ("2d", "project:soft_introvae", "project:soft_introvae:unfused", "2-D S-IntroVAE, project, "
-     "--fuse_passes auto / off (speed)", ""),
-    ("2d", "project:as_introvae", "project:as_introvae:unfused", "2-D AS-IntroVAE, project, "
-     "--fuse_passes auto / off (speed)", ""),
+  (
+    "2d",
+    "project:soft_introvae",
+    "plain:soft_introvae",
+    "2-D S-IntroVAE, project / plain (speed)",
+    ">= 1.1",
+  ),
+  (
+    "2d",
+    "project:as_introvae",
+    "plain:as_introvae",
+    "2-D AS-IntroVAE, project / plain (speed)",
+    "",
+  ),
+  (
+    "cifar10",
+    "project:soft_introvae",
+    "plain:soft_introvae",
+    "CIFAR-10 S-IntroVAE, project / plain (speed)",
+    ">= 1.0",
+  ),
+  (
+    "2d",
+    "project:as_introvae",
+    "project:as_introvae:xla_off",
+    "2-D AS-IntroVAE, project, --as_distance_xla auto / off (speed)",
+    "",
+  ),
+  (
+    "2d",
+    "project:soft_introvae",
+    "project:soft_introvae:unfused",
+    "2-D S-IntroVAE, project, --fuse_passes auto / off (speed)",
+    "",
+  ),
+  (
+    "2d",
+    "project:as_introvae",
+    "project:as_introvae:unfused",
+    "2-D AS-IntroVAE, project, --fuse_passes auto / off (speed)",
+    "",
+  ),
 )
 # (workload, AS step, S step, what, target): time AS / time S.
 AS_OVER_S = (
-    ("2d", "project:as_introvae", "project:soft_introvae", "2-D AS-IntroVAE / S-IntroVAE, "
-     "project (time)", "<= 1.15"),
-    ("2d", "plain:as_introvae", "plain:soft_introvae", "2-D AS-IntroVAE / S-IntroVAE, plain "
-     "(time)", ""),
+  (
+    "2d",
+    "project:as_introvae",
+    "project:soft_introvae",
+    "2-D AS-IntroVAE / S-IntroVAE, project (time)",
+    "<= 1.15",
+  ),
+  (
+    "2d",
+    "plain:as_introvae",
+    "plain:soft_introvae",
+    "2-D AS-IntroVAE / S-IntroVAE, plain (time)",
+    "",
+  ),
 )
 
 
@@ -951,11 +1219,14 @@ def compare_markdown(results):
   if not rows:
     return []
   matmul = results.get("matmul", {})
-  lines = ["Interleaved comparison (one process per workload; every round runs one window of "
-           "each step in turn, A B A B ...; medians of the timed windows):", "",
-           "| workload | step | batch | threads | steps/s (min-max) | ms/step | CPU ms/step | "
-           "GFLOP/step | % of bound (bound steps/s) | other cores |",
-           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+  lines = [
+    "Interleaved comparison (one process per workload; every round runs one window of "
+    "each step in turn, A B A B ...; medians of the timed windows):",
+    "",
+    "| workload | step | batch | threads | steps/s (min-max) | ms/step | CPU ms/step | "
+    "GFLOP/step | % of bound (bound steps/s) | other cores |",
+    "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+  ]
   by_workload = {}
   for row in rows:
     job = row["job"]
@@ -968,14 +1239,20 @@ def compare_markdown(results):
       bound, frac = _bound(step, matmul.get(_thread_key(job)))
       flops = (step.get("flops") or {}).get("matmul_conv")
       lines.append(
-          f"| {label} | {STEP_NAMES.get(name, name)} | {step['batch_size']} | "
-          f"{_thread_key(job)} | {step['steps_per_s']:.2f} ({step['steps_per_s_min']:.2f}-"
-          f"{step['steps_per_s_max']:.2f}) | {step['step_ms']:.1f} | "
-          f"{step['cpu_ms_per_step']:.0f} | {_fmt(flops and flops / 1e9, '.2f')} | "
-          f"{_fmt(frac and 100 * frac, '.0f')}% ({_fmt(bound, '.1f')}) | "
-          f"{_fmt(row.get('other_cores'), '.2f')} |")
-  lines += ["", "Ratios, round by round (median, min-max over the timed rounds):", "",
-            "| ratio | median (min-max) | target |", "|---|---:|---|"]
+        f"| {label} | {STEP_NAMES.get(name, name)} | {step['batch_size']} | "
+        f"{_thread_key(job)} | {step['steps_per_s']:.2f} ({step['steps_per_s_min']:.2f}-"
+        f"{step['steps_per_s_max']:.2f}) | {step['step_ms']:.1f} | "
+        f"{step['cpu_ms_per_step']:.0f} | {_fmt(flops and flops / 1e9, '.2f')} | "
+        f"{_fmt(frac and 100 * frac, '.0f')}% ({_fmt(bound, '.1f')}) | "
+        f"{_fmt(row.get('other_cores'), '.2f')} |"
+      )
+  lines += [
+    "",
+    "Ratios, round by round (median, min-max over the timed rounds):",
+    "",
+    "| ratio | median (min-max) | target |",
+    "|---|---:|---|",
+  ]
   for workload, a, b, what, target in COMPARE_RATIOS + AS_OVER_S:
     steps = by_workload.get(workload)
     if not steps or a not in steps or b not in steps:
@@ -1001,12 +1278,16 @@ def threads_markdown(results):
   for row in rows:
     if "error" not in row and _thread_key(row["job"]) == base_key:
       base[row["job"]["round"]] = row["steps"]
-  lines = ["", f"Thread settings (inter x intra; 0 = TF default), interleaved: each round runs "
-           f"every setting once in a fresh process; speed against {base_key} in the same "
-           "round (> 1: faster):", "",
-           "| threads | round | project S-IntroVAE steps/s | plain S-IntroVAE steps/s | "
-           f"project vs {base_key} | plain vs {base_key} | matmul GFLOP/s | other cores |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+  lines = [
+    "",
+    f"Thread settings (inter x intra; 0 = TF default), interleaved: each round runs "
+    f"every setting once in a fresh process; speed against {base_key} in the same "
+    "round (> 1: faster):",
+    "",
+    "| threads | round | project S-IntroVAE steps/s | plain S-IntroVAE steps/s | "
+    f"project vs {base_key} | plain vs {base_key} | matmul GFLOP/s | other cores |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|",
+  ]
   summary = {}
   for row in rows:
     job = row["job"]
@@ -1022,15 +1303,22 @@ def threads_markdown(results):
       if ratio is not None:
         summary.setdefault((key, label), []).append(ratio)
     gflops = (matmul.get(key) or {}).get("gflops")
-    lines.append(f"| {key} | {job['round']} | "
-                 f"{row['steps'][THREAD_STEPS[0]]['steps_per_s']:.2f} | "
-                 f"{row['steps'][THREAD_STEPS[1]]['steps_per_s']:.2f} | "
-                 f"{_fmt(cells[0], '.2f')}x | {_fmt(cells[1], '.2f')}x | "
-                 f"{_fmt(gflops, '.1f')} | {_fmt(row.get('other_cores'), '.2f')} |")
+    lines.append(
+      f"| {key} | {job['round']} | "
+      f"{row['steps'][THREAD_STEPS[0]]['steps_per_s']:.2f} | "
+      f"{row['steps'][THREAD_STEPS[1]]['steps_per_s']:.2f} | "
+      f"{_fmt(cells[0], '.2f')}x | {_fmt(cells[1], '.2f')}x | "
+      f"{_fmt(gflops, '.1f')} | {_fmt(row.get('other_cores'), '.2f')} |"
+    )
   keys = list(dict.fromkeys(k for k, _ in summary))
   if keys:
-    lines += ["", f"Per setting, over the rounds (min-max of the same-round ratios to "
-              f"{base_key}):", "", "| threads | project | plain |", "|---|---:|---:|"]
+    lines += [
+      "",
+      f"Per setting, over the rounds (min-max of the same-round ratios to {base_key}):",
+      "",
+      "| threads | project | plain |",
+      "|---|---:|---:|",
+    ]
     for key in keys:
       cells = []
       for label in THREAD_STEPS:
@@ -1063,8 +1351,10 @@ def _threads(row):
 def markdown(results):
   matmul = results["matmul"]
   lines = [describe_cpu(results["machine"]), ""]
-  lines.append("Matmul throughput (float32 %dx%d, GFLOP/s, best of 20 calls; bound = the faster "
-               "of 1 matmul and 2 independent matmuls):" % (MATMUL_N, MATMUL_N))
+  lines.append(
+    "Matmul throughput (float32 %dx%d, GFLOP/s, best of 20 calls; bound = the faster "
+    "of 1 matmul and 2 independent matmuls):" % (MATMUL_N, MATMUL_N)
+  )
   lines.append("")
   lines.append("| threads (inter x intra) | 1 matmul | 2 independent | bound used |")
   lines.append("|---|---:|---:|---:|")
@@ -1072,8 +1362,10 @@ def markdown(results):
     if "error" in m:
       lines.append(f"| {key} | error: {m['error'][:80]} | | |")
       continue
-    lines.append(f"| {key} | {m['one_matmul_gflops']:.1f} | {m['two_matmuls_gflops']:.1f} | "
-                 f"{m['gflops']:.1f} |")
+    lines.append(
+      f"| {key} | {m['one_matmul_gflops']:.1f} | {m['two_matmuls_gflops']:.1f} | "
+      f"{m['gflops']:.1f} |"
+    )
   lines.append("")
   compare = compare_markdown(results)
   if compare:
@@ -1083,85 +1375,112 @@ def markdown(results):
     return "\n".join(lines).rstrip()
   if compare or results.get("threads"):
     lines += ["", "Per method, through model.fit (each row a fresh process):", ""]
-  lines.append("| method | workload | batch | threads | steps/s (min-max) | examples/s | "
-               "ms/step | CPU ms/step | GFLOP/step | % of bound (bound steps/s) | "
-               "input ex/s (x training) | peak RSS MiB | load | other cores |")
+  lines.append(
+    "| method | workload | batch | threads | steps/s (min-max) | examples/s | "
+    "ms/step | CPU ms/step | GFLOP/step | % of bound (bound steps/s) | "
+    "input ex/s (x training) | peak RSS MiB | load | other cores |"
+  )
   lines.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
   for row in results["rows"]:
     job = row["job"]
     name = job.get("label") or job.get("method", "")
     workload = WORKLOADS[job.get("workload", "2d")]
     if "error" in row:
-      lines.append(f"| {name} | {workload['label']} | {workload['batch_size']} | | error: "
-                   f"{row['error'][-200:]!r} | | | | | | | | | |")
+      lines.append(
+        f"| {name} | {workload['label']} | {workload['batch_size']} | | error: "
+        f"{row['error'][-200:]!r} | | | | | | | | | |"
+      )
       continue
     bound, frac = _bound(row, matmul.get(_thread_key(job)))
     pipe = row.get("pipeline_examples_per_s")
     ratio = pipe / row["examples_per_s"] if pipe else None
     flops = (row.get("flops") or {}).get("matmul_conv")
     lines.append(
-        f"| {name} | {workload['label']} | {workload['batch_size']} | {_threads(row)} | "
-        f"{row['steps_per_s']:.2f} ({row['steps_per_s_min']:.2f}-{row['steps_per_s_max']:.2f})"
-        f" | {row['examples_per_s']:.0f} | {row['step_ms']:.1f} | "
-        f"{row['cpu_ms_per_step']:.0f} | {_fmt(flops and flops / 1e9, '.2f')} | "
-        f"{_fmt(frac and 100 * frac, '.0f')}% ({_fmt(bound, '.1f')}) | "
-        f"{_fmt(pipe, '.0f')} ({_fmt(ratio, '.0f')}x) | {row['peak_rss_mib']:.0f} | "
-        f"{row['load_1min_before']:.2f} | {_fmt(row.get('other_cores'), '.2f')} |")
+      f"| {name} | {workload['label']} | {workload['batch_size']} | {_threads(row)} | "
+      f"{row['steps_per_s']:.2f} ({row['steps_per_s_min']:.2f}-{row['steps_per_s_max']:.2f})"
+      f" | {row['examples_per_s']:.0f} | {row['step_ms']:.1f} | "
+      f"{row['cpu_ms_per_step']:.0f} | {_fmt(flops and flops / 1e9, '.2f')} | "
+      f"{_fmt(frac and 100 * frac, '.0f')}% ({_fmt(bound, '.1f')}) | "
+      f"{_fmt(pipe, '.0f')} ({_fmt(ratio, '.0f')}x) | {row['peak_rss_mib']:.0f} | "
+      f"{row['load_1min_before']:.2f} | {_fmt(row.get('other_cores'), '.2f')} |"
+    )
   lines += _relative_table(results["rows"])
   if results.get("replicas"):
     lines.append("")
-    lines.append("MirroredStrategy over N LOGICAL CPU devices, 2-D S-IntroVAE, global batch 512 "
-                 "(all replicas share the same 2 cores: strategy overhead, not speed-up):")
+    lines.append(
+      "MirroredStrategy over N LOGICAL CPU devices, 2-D S-IntroVAE, global batch 512 "
+      "(all replicas share the same 2 cores: strategy overhead, not speed-up):"
+    )
     lines.append("")
-    lines.append("| replicas | steps/s (min-max) | examples/s | CPU ms/step | vs 1 replica | "
-                 "peak RSS MiB | load | other cores |")
+    lines.append(
+      "| replicas | steps/s (min-max) | examples/s | CPU ms/step | vs 1 replica | "
+      "peak RSS MiB | load | other cores |"
+    )
     lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    base = next((r["steps_per_s"] for r in results["replicas"]
-                 if r["job"].get("replicas") == 1 and "steps_per_s" in r), None)
+    base = next(
+      (
+        r["steps_per_s"]
+        for r in results["replicas"]
+        if r["job"].get("replicas") == 1 and "steps_per_s" in r
+      ),
+      None,
+    )
     for row in results["replicas"]:
       if "error" in row:
         lines.append(f"| {row['job']['replicas']} | error: {row['error'][-200:]!r} | | | | | | |")
         continue
       rel = row["steps_per_s"] / base if base else None
-      lines.append(f"| {row['job']['replicas']} | {row['steps_per_s']:.2f} "
-                   f"({row['steps_per_s_min']:.2f}-{row['steps_per_s_max']:.2f}) | "
-                   f"{row['examples_per_s']:.0f} | {row['cpu_ms_per_step']:.0f} | "
-                   f"{_fmt(rel, '.2f')}x | "
-                   f"{row['peak_rss_mib']:.0f} | {row['load_1min_before']:.2f} | "
-                   f"{_fmt(row.get('other_cores'), '.2f')} |")
+      lines.append(
+        f"| {row['job']['replicas']} | {row['steps_per_s']:.2f} "
+        f"({row['steps_per_s_min']:.2f}-{row['steps_per_s_max']:.2f}) | "
+        f"{row['examples_per_s']:.0f} | {row['cpu_ms_per_step']:.0f} | "
+        f"{_fmt(rel, '.2f')}x | "
+        f"{row['peak_rss_mib']:.0f} | {row['load_1min_before']:.2f} | "
+        f"{_fmt(row.get('other_cores'), '.2f')} |"
+      )
   if results.get("variants"):
     lines.append("")
-    lines.append("Ablations of the project's 2-D S-IntroVAE step (same process setup, parts "
-                 "patched out in the subprocess):")
+    lines.append(
+      "Ablations of the project's 2-D S-IntroVAE step (same process setup, parts "
+      "patched out in the subprocess):"
+    )
     lines.append("")
-    lines.append("| variant | steps/s (min-max) | ms/step | CPU ms/step | graph ops (run) | "
-                 "load | other cores |")
+    lines.append(
+      "| variant | steps/s (min-max) | ms/step | CPU ms/step | graph ops (run) | "
+      "load | other cores |"
+    )
     lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for row in results["variants"]:
       if "error" in row:
         lines.append(f"| {row['job'].get('label')} | error: {row['error'][-200:]!r} | | | | | |")
         continue
       ops = row.get("flops") or {}
-      lines.append(f"| {row['job'].get('label')} | {row['steps_per_s']:.2f} "
-                   f"({row['steps_per_s_min']:.2f}-{row['steps_per_s_max']:.2f}) | "
-                   f"{row['step_ms']:.1f} | {row['cpu_ms_per_step']:.0f} | "
-                   f"{ops.get('ops', '-')} ({ops.get('live_ops', '-')})"
-                   f" | {row['load_1min_before']:.2f} | {_fmt(row.get('other_cores'), '.2f')} |")
+      lines.append(
+        f"| {row['job'].get('label')} | {row['steps_per_s']:.2f} "
+        f"({row['steps_per_s_min']:.2f}-{row['steps_per_s_max']:.2f}) | "
+        f"{row['step_ms']:.1f} | {row['cpu_ms_per_step']:.0f} | "
+        f"{ops.get('ops', '-')} ({ops.get('live_ops', '-')})"
+        f" | {row['load_1min_before']:.2f} | {_fmt(row.get('other_cores'), '.2f')} |"
+      )
   if results.get("traces"):
     lines.append("")
     lines.append("Profiled steps (tf.profiler, framework_op_stats; profiling slows small ops):")
     lines.append("")
-    lines.append("| step | wall ms/step (profiled) | busy ms/step (both threads) | MatMul share "
-                 "| top op types (self ms/step) |")
+    lines.append(
+      "| step | wall ms/step (profiled) | busy ms/step (both threads) | MatMul share "
+      "| top op types (self ms/step) |"
+    )
     lines.append("|---|---:|---:|---:|---|")
     for label, tr in results["traces"].items():
       if not tr or "error" in tr:
         lines.append(f"| {label} | error | | | |")
         continue
       top = ", ".join(f"{k} {v:.2f}" for k, v in tr["top_op_types_ms_per_step"][:6])
-      lines.append(f"| {label} | {tr['profiled_wall_ms_per_step']:.1f} | "
-                   f"{tr['busy_ms_per_step']:.1f} | "
-                   f"{100 * tr['matmul_share_of_busy']:.0f}% | {top} |")
+      lines.append(
+        f"| {label} | {tr['profiled_wall_ms_per_step']:.1f} | "
+        f"{tr['busy_ms_per_step']:.1f} | "
+        f"{100 * tr['matmul_share_of_busy']:.0f}% | {top} |"
+      )
   return "\n".join(lines)
 
 
@@ -1171,23 +1490,32 @@ def _relative_table(rows):
   timed = [r for r in rows if "round" in r["job"] and "steps_per_s" in r]
   if not timed:
     return []
-  base = {(r["job"]["method"], r["job"]["workload"], r["job"]["round"]): r for r in timed
-          if r["job"].get("mixed_precision") == "none" and not r["job"].get("jit")}
-  lines = ["", "Precision and XLA against float32 without XLA, same method, workload and round "
-           "(steps/s ratio > 1: faster; CPU ms/step ratio < 1: less CPU):", "",
-           "| method | workload | precision | XLA | round | steps/s | CPU ms/step | "
-           "vs float32: steps/s | vs float32: CPU ms | other cores |",
-           "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+  base = {
+    (r["job"]["method"], r["job"]["workload"], r["job"]["round"]): r
+    for r in timed
+    if r["job"].get("mixed_precision") == "none" and not r["job"].get("jit")
+  }
+  lines = [
+    "",
+    "Precision and XLA against float32 without XLA, same method, workload and round "
+    "(steps/s ratio > 1: faster; CPU ms/step ratio < 1: less CPU):",
+    "",
+    "| method | workload | precision | XLA | round | steps/s | CPU ms/step | "
+    "vs float32: steps/s | vs float32: CPU ms | other cores |",
+    "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+  ]
   for r in timed:
     job = r["job"]
     b = base.get((job["method"], job["workload"], job["round"]))
     speed = r["steps_per_s"] / b["steps_per_s"] if b else None
     cpu = r["cpu_ms_per_step"] / b["cpu_ms_per_step"] if b else None
-    lines.append(f"| {job['method']} | {WORKLOADS[job['workload']]['label']} | "
-                 f"{job['mixed_precision']} | {'yes' if job.get('jit') else 'no'} | "
-                 f"{job['round']} | {r['steps_per_s']:.2f} | {r['cpu_ms_per_step']:.0f} | "
-                 f"{_fmt(speed, '.2f')}x | {_fmt(cpu, '.2f')}x | "
-                 f"{_fmt(r.get('other_cores'), '.2f')} |")
+    lines.append(
+      f"| {job['method']} | {WORKLOADS[job['workload']]['label']} | "
+      f"{job['mixed_precision']} | {'yes' if job.get('jit') else 'no'} | "
+      f"{job['round']} | {r['steps_per_s']:.2f} | {r['cpu_ms_per_step']:.0f} | "
+      f"{_fmt(speed, '.2f')}x | {_fmt(cpu, '.2f')}x | "
+      f"{_fmt(r.get('other_cores'), '.2f')} |"
+    )
   return lines
 
 
@@ -1222,12 +1550,12 @@ def main(argv):
   compare_workloads = [w for w in FLAGS.compare_workloads if w] if FLAGS.compare else []
   for w in compare_workloads:
     if w not in COMPARE_STEPS:
-      raise app.UsageError(f"--compare_workloads: unknown {w!r}; allowed: "
-                           f"{', '.join(COMPARE_STEPS)}")
+      raise app.UsageError(
+        f"--compare_workloads: unknown {w!r}; allowed: {', '.join(COMPARE_STEPS)}"
+      )
   for label in FLAGS.compare_extra:
     if label and label not in EXTRA_STEPS:
-      raise app.UsageError(f"--compare_extra: unknown {label!r}; allowed: "
-                           f"{', '.join(EXTRA_STEPS)}")
+      raise app.UsageError(f"--compare_extra: unknown {label!r}; allowed: {', '.join(EXTRA_STEPS)}")
   try:
     thread_settings = [parse_threads(t) for t in FLAGS.compare_threads if t]
   except ValueError as e:
@@ -1239,27 +1567,45 @@ def main(argv):
   timeout = FLAGS.job_timeout_s
   started = time.time()
   busy_start, own_start = _busy_cpu_s(), _children_cpu_s()
-  results = {"command": " ".join(["python", "tools/benchmark.py"] + sys.argv[1:]),
-             "quick": quick, "load_1min_start": os.getloadavg()[0],
-             "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                         "processor": _cpu_model(), "extensions": cpu_extensions()},
-             "matmul": {}, "compare": [], "threads": [], "rows": [], "replicas": [],
-             "variants": [], "traces": {}}
+  results = {
+    "command": " ".join(["python", "tools/benchmark.py"] + sys.argv[1:]),
+    "quick": quick,
+    "load_1min_start": os.getloadavg()[0],
+    "machine": {
+      "platform": platform.platform(),
+      "cpu_count": os.cpu_count(),
+      "processor": _cpu_model(),
+      "extensions": cpu_extensions(),
+    },
+    "matmul": {},
+    "compare": [],
+    "threads": [],
+    "rows": [],
+    "replicas": [],
+    "variants": [],
+    "traces": {},
+  }
 
   def log(message):
-    print(f"[{time.time() - started:6.0f} s, load {os.getloadavg()[0]:.2f}] {message}",
-          file=sys.stderr, flush=True)
+    print(
+      f"[{time.time() - started:6.0f} s, load {os.getloadavg()[0]:.2f}] {message}",
+      file=sys.stderr,
+      flush=True,
+    )
 
   def matmul_for(job):
     key = _thread_key(job)
     if key not in results["matmul"]:
       log(f"matmul throughput, threads {key}")
-      results["matmul"][key] = _spawn(dict(kind="matmul", inter=job.get("inter", 0),
-                                           intra=job.get("intra", 0)), timeout)
+      results["matmul"][key] = _spawn(
+        dict(kind="matmul", inter=job.get("inter", 0), intra=job.get("intra", 0)), timeout
+      )
 
   def train(job, into):
-    log(f"{job.get('label') or job['method']} / {job['workload']} "
-        f"{'replicas=%d' % job['replicas'] if job.get('replicas') else ''}")
+    log(
+      f"{job.get('label') or job['method']} / {job['workload']} "
+      f"{'replicas=%d' % job['replicas'] if job.get('replicas') else ''}"
+    )
     matmul_for(job)
     row = _spawn(job, timeout)
     if "error" in row:
@@ -1275,22 +1621,39 @@ def main(argv):
       steps_of = list(COMPARE_STEPS[workload])
       if workload == "2d":
         steps_of += [label for label in FLAGS.compare_extra if label]
-      job = dict(kind="compare", workload=workload, steps=steps_of,
-                 warmup=warmup, windows=windows, window_steps=steps, flops=True,
-                 tiny=FLAGS.tiny, **threads)
+      job = dict(
+        kind="compare",
+        workload=workload,
+        steps=steps_of,
+        warmup=warmup,
+        windows=windows,
+        window_steps=steps,
+        flops=True,
+        tiny=FLAGS.tiny,
+        **threads,
+      )
       matmul_for(job)
       log(f"interleaved comparison / {workload}: {', '.join(job['steps'])}")
       row = _spawn(job, timeout)
-      log(f"  ERROR {row['error'][-300:]}" if "error" in row
-          else f"  done ({row['wall_s']:.0f} s)")
+      log(f"  ERROR {row['error'][-300:]}" if "error" in row else f"  done ({row['wall_s']:.0f} s)")
       results["compare"].append(row)
   if thread_settings:
     warmup, windows, steps = _compare_schedule("2d", quick)
     for rnd in range(max(1, FLAGS.thread_rounds)):
       for inter, intra in thread_settings:
-        job = dict(kind="compare", workload="2d", steps=list(THREAD_STEPS), warmup=warmup,
-                   windows=windows, window_steps=steps, flops=False, tiny=FLAGS.tiny,
-                   inter=inter, intra=intra, round=rnd)
+        job = dict(
+          kind="compare",
+          workload="2d",
+          steps=list(THREAD_STEPS),
+          warmup=warmup,
+          windows=windows,
+          window_steps=steps,
+          flops=False,
+          tiny=FLAGS.tiny,
+          inter=inter,
+          intra=intra,
+          round=rnd,
+        )
         matmul_for(job)
         log(f"threads {inter}x{intra}, round {rnd}")
         row = _spawn(job, timeout)
@@ -1311,16 +1674,25 @@ def main(argv):
     grid = [(r, p, j) for r in range(max(1, FLAGS.rounds)) for p in policies for j in jits]
     for workload in workloads:
       schedule = _schedule(workload, quick)
-      for method in (methods if workload == "2d" else image_methods):
+      for method in methods if workload == "2d" else image_methods:
         for rnd, policy, jit in grid:
           first = (rnd, policy, jit) == grid[0]
-          job = dict(kind="train", method=method, workload=workload, flops=rnd == 0,
-                     jit=jit, spe=FLAGS.steps_per_execution, **threads, **schedule)
+          job = dict(
+            kind="train",
+            method=method,
+            workload=workload,
+            flops=rnd == 0,
+            jit=jit,
+            spe=FLAGS.steps_per_execution,
+            **threads,
+            **schedule,
+          )
           if not first:
             job["pipeline_batches"] = 0
           if len(grid) > 1:
-            job.update(mixed_precision=policy, round=rnd,
-                       label=f"{method}, {policy}{', XLA' if jit else ''}")
+            job.update(
+              mixed_precision=policy, round=rnd, label=f"{method}, {policy}{', XLA' if jit else ''}"
+            )
           if trace and workload == "2d" and method == "soft_introvae" and first:
             job["trace_steps"] = trace_steps
           row = train(job, results["rows"])
@@ -1328,29 +1700,72 @@ def main(argv):
             base_row = row
           if "trace" in row:
             results["traces"]["project soft_introvae (fit)"] = row.pop("trace")
-        if (workload == "2d" and method == "soft_introvae" and FLAGS.tf_defaults
-            and any(threads.values())):
-          job = dict(kind="train", method=method, workload=workload, jit=FLAGS.jit_compile,
-                     spe=FLAGS.steps_per_execution, **threads, **schedule)
-          default_row = train(dict(job, inter=0, intra=0, pipeline_batches=0, trace_steps=0,
-                                   flops=False, label="soft_introvae, TF default threads"),
-                              results["rows"])
+        if (
+          workload == "2d"
+          and method == "soft_introvae"
+          and FLAGS.tf_defaults
+          and any(threads.values())
+        ):
+          job = dict(
+            kind="train",
+            method=method,
+            workload=workload,
+            jit=FLAGS.jit_compile,
+            spe=FLAGS.steps_per_execution,
+            **threads,
+            **schedule,
+          )
+          default_row = train(
+            dict(
+              job,
+              inter=0,
+              intra=0,
+              pipeline_batches=0,
+              trace_steps=0,
+              flops=False,
+              label="soft_introvae, TF default threads",
+            ),
+            results["rows"],
+          )
           default_row.setdefault("flops", base_row.get("flops"))  # the same graph
     if do_reference:
       schedule = _schedule("2d", quick)
-      job = dict(kind="reference", workload="2d", method="soft_introvae",
-                 label="reference: minimal tf.function S-IntroVAE step", **threads, **schedule,
-                 trace_steps=trace_steps if trace else 0)
+      job = dict(
+        kind="reference",
+        workload="2d",
+        method="soft_introvae",
+        label="reference: minimal tf.function S-IntroVAE step",
+        **threads,
+        **schedule,
+        trace_steps=trace_steps if trace else 0,
+      )
       row = train(job, results["rows"])
       if "trace" in row:
         results["traces"]["reference minimal step"] = row.pop("trace")
     for n in replicas:
-      train(dict(kind="train", method="soft_introvae", workload="2d", replicas=n, **threads,
-                 **_schedule("replicas", quick)), results["replicas"])
+      train(
+        dict(
+          kind="train",
+          method="soft_introvae",
+          workload="2d",
+          replicas=n,
+          **threads,
+          **_schedule("replicas", quick),
+        ),
+        results["replicas"],
+      )
     schedule = _schedule("2d", quick)
     for variant in variants:
-      job = dict(kind="train", method="soft_introvae", workload="2d", variant=variant,
-                 label=variant, flops=True, **threads, **dict(schedule, pipeline_batches=0))
+      job = dict(
+        kind="train",
+        method="soft_introvae",
+        workload="2d",
+        variant=variant,
+        label=variant,
+        flops=True,
+        **threads,
+        **dict(schedule, pipeline_batches=0),
+      )
       if variant == "spe10":
         job.update(spe=10, window_steps=-(-schedule["window_steps"] // 10) * 10)
       if variant == "jit":
@@ -1359,18 +1774,25 @@ def main(argv):
 
   results["load_1min_end"] = os.getloadavg()[0]
   results["total_s"] = time.time() - started
-  results["other_cores_mean"] = None if busy_start is None else max(0.0, (
-      _busy_cpu_s() - busy_start - (_children_cpu_s() - own_start)) / results["total_s"])
+  results["other_cores_mean"] = (
+    None
+    if busy_start is None
+    else max(
+      0.0, (_busy_cpu_s() - busy_start - (_children_cpu_s() - own_start)) / results["total_s"]
+    )
+  )
   table = markdown(results)
   results["markdown"] = table
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   with open(FLAGS.out, "w") as f:
     json.dump(results, f, indent=2, default=str)
-  print(f"{results['command']}\nLoad average (1 min) "
-        f"{results['load_1min_start']:.2f} at start, {results['load_1min_end']:.2f} at end "
-        f"(it counts the benchmark's own threads); other processes kept "
-        f"{_fmt(results['other_cores_mean'], '.2f')} cores busy on average; "
-        f"{results['total_s']:.0f} s\n")
+  print(
+    f"{results['command']}\nLoad average (1 min) "
+    f"{results['load_1min_start']:.2f} at start, {results['load_1min_end']:.2f} at end "
+    f"(it counts the benchmark's own threads); other processes kept "
+    f"{_fmt(results['other_cores_mean'], '.2f')} cores busy on average; "
+    f"{results['total_s']:.0f} s\n"
+  )
   print(table)
   print(f"\nJSON: {FLAGS.out}")
   return 0

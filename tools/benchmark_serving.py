@@ -27,13 +27,19 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_VERSION_DIR = flags.DEFINE_string("version_dir", None, "Exported version directory "
-                                   "(BASE/MODEL_NAME/VERSION with saved_model.pb, decoder.onnx).")
+_VERSION_DIR = flags.DEFINE_string(
+  "version_dir",
+  None,
+  "Exported version directory (BASE/MODEL_NAME/VERSION with saved_model.pb, decoder.onnx).",
+)
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "64"], "Batch sizes.")
 _ITERS = flags.DEFINE_integer("iters", 200, "Timed calls per (engine, batch size).")
 _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed calls first.")
-_JSON_OUT = flags.DEFINE_string("json_out", None, "Where to write the JSON; default "
-                                "VERSION_DIR/../benchmark_serving.json (beside the versions).")
+_JSON_OUT = flags.DEFINE_string(
+  "json_out",
+  None,
+  "Where to write the JSON; default VERSION_DIR/../benchmark_serving.json (beside the versions).",
+)
 
 
 def time_calls(fn, iters, warmup):
@@ -49,19 +55,24 @@ def time_calls(fn, iters, warmup):
 
 
 def summarize(engine, batch, times):
-  return {"engine": engine, "batch": batch, "iters": len(times),
-          "p50_ms": float(np.percentile(times, 50) * 1e3),
-          "p99_ms": float(np.percentile(times, 99) * 1e3),
-          "mean_ms": float(times.mean() * 1e3),
-          "samples_per_s": float(batch * len(times) / times.sum())}
+  return {
+    "engine": engine,
+    "batch": batch,
+    "iters": len(times),
+    "p50_ms": float(np.percentile(times, 50) * 1e3),
+    "p99_ms": float(np.percentile(times, 99) * 1e3),
+    "mean_ms": float(times.mean() * 1e3),
+    "samples_per_s": float(batch * len(times) / times.sum()),
+  }
 
 
 def markdown(rows):
-  lines = ["| engine | batch | p50 ms | p99 ms | samples/s |",
-           "|---|---:|---:|---:|---:|"]
+  lines = ["| engine | batch | p50 ms | p99 ms | samples/s |", "|---|---:|---:|---:|---:|"]
   for r in rows:
-    lines.append(f"| {r['engine']} | {r['batch']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                 f"{r['samples_per_s']:.0f} |")
+    lines.append(
+      f"| {r['engine']} | {r['batch']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+      f"{r['samples_per_s']:.0f} |"
+    )
   return "\n".join(lines)
 
 
@@ -91,31 +102,58 @@ def main(argv):
     seeds = tf.constant(seeds_np)
     z_np = export_lib.seeds_to_z_numpy(seeds_np, z_dim)
     z = tf.constant(z_np)
-    rows.append(summarize("SavedModel generate (seeds -> images)", batch, time_calls(
-        lambda: generate(seeds=seeds)["images"].numpy(), _ITERS.value, _WARMUP.value)))
-    rows.append(summarize("SavedModel decode (z -> images)", batch, time_calls(
-        lambda: decode(z=z)["images"].numpy(), _ITERS.value, _WARMUP.value)))
+    rows.append(
+      summarize(
+        "SavedModel generate (seeds -> images)",
+        batch,
+        time_calls(lambda: generate(seeds=seeds)["images"].numpy(), _ITERS.value, _WARMUP.value),
+      )
+    )
+    rows.append(
+      summarize(
+        "SavedModel decode (z -> images)",
+        batch,
+        time_calls(lambda: decode(z=z)["images"].numpy(), _ITERS.value, _WARMUP.value),
+      )
+    )
     if session is not None:
-      rows.append(summarize("ONNX decoder, onnxruntime (z -> images)", batch, time_calls(
-          lambda: session.run(["images"], {"z": z_np}), _ITERS.value, _WARMUP.value)))
+      rows.append(
+        summarize(
+          "ONNX decoder, onnxruntime (z -> images)",
+          batch,
+          time_calls(lambda: session.run(["images"], {"z": z_np}), _ITERS.value, _WARMUP.value),
+        )
+      )
 
-  info = {"version_dir": os.path.abspath(version_dir),
-          "model": {k: card[k] for k in ("method", "dataset", "example_shape", "z_dim",
-                                         "training_step", "weights")},
-          "filters": card["hyperparameters"].get("filters"),
-          "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                      "cpu_count": os.cpu_count(),
-                      "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-                      "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()},
-          "versions": {"tensorflow": tf.__version__, "onnxruntime": ort.__version__},
-          "iters": _ITERS.value, "warmup": _WARMUP.value, "results": rows}
-  json_out = _JSON_OUT.value or os.path.join(os.path.dirname(os.path.abspath(version_dir)),
-                                             "benchmark_serving.json")
+  info = {
+    "version_dir": os.path.abspath(version_dir),
+    "model": {
+      k: card[k]
+      for k in ("method", "dataset", "example_shape", "z_dim", "training_step", "weights")
+    },
+    "filters": card["hyperparameters"].get("filters"),
+    "machine": {
+      "platform": platform.platform(),
+      "processor": platform.processor(),
+      "cpu_count": os.cpu_count(),
+      "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+      "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    },
+    "versions": {"tensorflow": tf.__version__, "onnxruntime": ort.__version__},
+    "iters": _ITERS.value,
+    "warmup": _WARMUP.value,
+    "results": rows,
+  }
+  json_out = _JSON_OUT.value or os.path.join(
+    os.path.dirname(os.path.abspath(version_dir)), "benchmark_serving.json"
+  )
   with open(json_out, "w") as f:
     json.dump(info, f, indent=2)
-  print(f"Model: {card['method']} {card['dataset']} {card['example_shape']} z_dim={z_dim} "
-        f"filters={info['filters']}; {os.cpu_count()} CPUs; TF {tf.__version__}, onnxruntime "
-        f"{ort.__version__}; {_ITERS.value} timed calls after {_WARMUP.value} warm-up\n")
+  print(
+    f"Model: {card['method']} {card['dataset']} {card['example_shape']} z_dim={z_dim} "
+    f"filters={info['filters']}; {os.cpu_count()} CPUs; TF {tf.__version__}, onnxruntime "
+    f"{ort.__version__}; {_ITERS.value} timed calls after {_WARMUP.value} warm-up\n"
+  )
   print(markdown(rows))
   print(f"\nJSON: {json_out}")
   return 0

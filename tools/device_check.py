@@ -47,10 +47,22 @@ _JOB = flags.DEFINE_string("job", None, "Internal: run one row (JSON), print its
 
 RESULT_PREFIX = "DEVICE_CHECK_RESULT "
 IMAGE_WORKLOADS = {
-    "cifar10": dict(flagfile="configs/cifar10_as_introvae.flags", image_size=32, channels=3,
-                    filters=(64, 128, 256), z_dim=128, batch_size=32),
-    "celeba128": dict(flagfile="configs/celeba128_as_introvae.flags", image_size=128,
-                      channels=3, filters=(64, 128, 256, 512, 512), z_dim=256, batch_size=16),
+  "cifar10": dict(
+    flagfile="configs/cifar10_as_introvae.flags",
+    image_size=32,
+    channels=3,
+    filters=(64, 128, 256),
+    z_dim=128,
+    batch_size=32,
+  ),
+  "celeba128": dict(
+    flagfile="configs/celeba128_as_introvae.flags",
+    image_size=128,
+    channels=3,
+    filters=(64, 128, 256, 512, 512),
+    z_dim=256,
+    batch_size=16,
+  ),
 }
 DRY_IMAGE = dict(image_size=16, filters=(4, 8), z_dim=4, batch_size=4)
 
@@ -61,22 +73,52 @@ def plan(dry_run, num_gpus):
   # The dry run tests the path: one image workload, one 2-D batch size.
   workloads = list(IMAGE_WORKLOADS)[:1] if dry_run else list(IMAGE_WORKLOADS)
   for name in workloads:
-    for precision, jit in (("none", False), ("mixed_float16", False),
-                           ("mixed_bfloat16", False), ("none", True)):
-      jobs.append(dict(kind="image", workload=name, method="as_introvae",
-                       mixed_precision=precision, jit=jit, replicas=1))
+    for precision, jit in (
+      ("none", False),
+      ("mixed_float16", False),
+      ("mixed_bfloat16", False),
+      ("none", True),
+    ):
+      jobs.append(
+        dict(
+          kind="image",
+          workload=name,
+          method="as_introvae",
+          mixed_precision=precision,
+          jit=jit,
+          replicas=1,
+        )
+      )
     if num_gpus > 1 or dry_run:
-      jobs.append(dict(kind="image", workload=name, method="as_introvae",
-                       mixed_precision="none", jit=False, replicas=max(num_gpus, 2)))
+      jobs.append(
+        dict(
+          kind="image",
+          workload=name,
+          method="as_introvae",
+          mixed_precision="none",
+          jit=False,
+          replicas=max(num_gpus, 2),
+        )
+      )
   for method in ("soft_introvae", "as_introvae"):
     for batch in (512,) if dry_run else (512, 8192):
-      jobs.append(dict(kind="2d", workload="8gaussians", method=method, batch_size=batch,
-                       mixed_precision="none", jit=False, replicas=1))
+      jobs.append(
+        dict(
+          kind="2d",
+          workload="8gaussians",
+          method=method,
+          batch_size=batch,
+          mixed_precision="none",
+          jit=False,
+          replicas=1,
+        )
+      )
   return jobs
 
 
 def _config(job, dry_run):
   from as_introvae_tf import config as config_lib  # pylint: disable=import-outside-toplevel
+
   if job["kind"] == "2d":
     config = config_lib.from_flagfile(f"configs/8gaussians_{job['method']}.flags")
     changes = dict(batch_size=job["batch_size"] if not dry_run else 64)
@@ -89,25 +131,34 @@ def _config(job, dry_run):
       workload.update(DRY_IMAGE)
     changes = dict(workload)
     changes["batch_size"] = workload["batch_size"] * job["replicas"]
-  return config.replace(workdir="/tmp/as_introvae_device_check_unused", train_steps=10**6,
-                        num_vae=0, jit_compile=job["jit"],
-                        mixed_precision=job["mixed_precision"],
-                        strategy="mirrored" if job["replicas"] > 1 else "default",
-                        inter_op_threads=0, intra_op_threads=0, **changes)
+  return config.replace(
+    workdir="/tmp/as_introvae_device_check_unused",
+    train_steps=10**6,
+    num_vae=0,
+    jit_compile=job["jit"],
+    mixed_precision=job["mixed_precision"],
+    strategy="mirrored" if job["replicas"] > 1 else "default",
+    inter_op_threads=0,
+    intra_op_threads=0,
+    **changes,
+  )
 
 
 def _split_cpu(replicas):
   """Splits the CPU into `replicas` logical devices (before TensorFlow initialises them)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   cpu = tf.config.list_physical_devices("CPU")[0]
   if len(tf.config.get_logical_device_configuration(cpu) or []) < replicas:
     tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+      cpu, [tf.config.LogicalDeviceConfiguration()] * replicas
+    )
 
 
 def run_job(job, dry_run, windows, window_steps):
   """Times one row in this process; returns a dict."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   if dry_run and job["replicas"] > 1:
     try:
       _split_cpu(job["replicas"])
@@ -117,10 +168,14 @@ def run_job(job, dry_run, windows, window_steps):
   import numpy as np  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
+
   config = _config(job, dry_run)
   if job["replicas"] > 1:
-    devices = ([f"/cpu:{i}" for i in range(job["replicas"])] if dry_run
-               else [d.name for d in tf.config.list_logical_devices("GPU")])
+    devices = (
+      [f"/cpu:{i}" for i in range(job["replicas"])]
+      if dry_run
+      else [d.name for d in tf.config.list_logical_devices("GPU")]
+    )
     strategy = tf.distribute.MirroredStrategy(devices)
   else:
     strategy = tf.distribute.get_strategy()
@@ -139,7 +194,6 @@ def run_job(job, dry_run, windows, window_steps):
   times = []
 
   class Timer(keras.callbacks.Callback):
-
     def on_epoch_begin(self, epoch, logs=None):
       self.start = time.perf_counter()
 
@@ -147,30 +201,45 @@ def run_job(job, dry_run, windows, window_steps):
       times.append(time.perf_counter() - self.start)
 
   warmup = 1
-  model.fit(ds, epochs=warmup + windows, steps_per_epoch=window_steps, verbose=0,
-            callbacks=[Timer()], shuffle=False)
+  model.fit(
+    ds,
+    epochs=warmup + windows,
+    steps_per_epoch=window_steps,
+    verbose=0,
+    callbacks=[Timer()],
+    shuffle=False,
+  )
   median = float(np.median(times[warmup:]))
-  return {"steps_per_s": window_steps / median, "examples_per_s":
-          window_steps * config.batch_size / median, "global_batch": config.batch_size,
-          "window_times_s": [round(t, 4) for t in times],
-          "non_finite": model.non_finite_report()}
+  return {
+    "steps_per_s": window_steps / median,
+    "examples_per_s": window_steps * config.batch_size / median,
+    "global_batch": config.batch_size,
+    "window_times_s": [round(t, 4) for t in times],
+    "non_finite": model.non_finite_report(),
+  }
 
 
 def environment():
   """Devices, driver and versions."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   env = {"tensorflow": tf.__version__, "gpus": [], "cpu": "unknown"}
   try:
-    out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                          "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+      ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+      capture_output=True,
+      text=True,
+      timeout=30,
+    )
     env["gpus"] = [line.strip() for line in out.stdout.splitlines() if line.strip()]
   except (OSError, subprocess.SubprocessError):
     pass
   env["tf_gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
   try:
     with open("/proc/cpuinfo") as f:
-      env["cpu"] = next(line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name"))
+      env["cpu"] = next(
+        line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+      )
   except (OSError, StopIteration):
     pass
   return env
@@ -188,17 +257,23 @@ def _label(job):
 
 def markdown(env, rows, dry_run):
   device = "; ".join(env["gpus"]) or ("CPU dry run: " + env["cpu"] if dry_run else "no GPU")
-  lines = [f"Device: {device}. TensorFlow {env['tensorflow']}. Synthetic inputs; steps/s = "
-           "steps per window / median window time after one warm-up window.", "",
-           "| row | global batch | steps/s | examples/s | note |", "|---|---|---|---|---|"]
+  lines = [
+    f"Device: {device}. TensorFlow {env['tensorflow']}. Synthetic inputs; steps/s = "
+    "steps per window / median window time after one warm-up window.",
+    "",
+    "| row | global batch | steps/s | examples/s | note |",
+    "|---|---|---|---|---|",
+  ]
   for row in rows:
     r = row["result"]
     if "error" in r:
       lines.append(f"| {_label(row['job'])} | | | | failed: {r['error'][:120]} |")
       continue
     note = f"non-finite at {r['non_finite']}" if r.get("non_finite") else ""
-    lines.append(f"| {_label(row['job'])} | {r['global_batch']} | {r['steps_per_s']:.2f} | "
-                 f"{r['examples_per_s']:.0f} | {note} |")
+    lines.append(
+      f"| {_label(row['job'])} | {r['global_batch']} | {r['steps_per_s']:.2f} | "
+      f"{r['examples_per_s']:.0f} | {note} |"
+    )
   return "\n".join(lines) + "\n"
 
 
@@ -212,8 +287,11 @@ def main(argv):
   env = environment()
   num_gpus = len(env["tf_gpus"])
   if not num_gpus and not _DRY.value:
-    print("error: no GPU is visible to TensorFlow (tf.config.list_physical_devices('GPU') is "
-          "empty); pass --cpu_dry_run to test the script on a CPU", file=sys.stderr)
+    print(
+      "error: no GPU is visible to TensorFlow (tf.config.list_physical_devices('GPU') is "
+      "empty); pass --cpu_dry_run to test the script on a CPU",
+      file=sys.stderr,
+    )
     sys.exit(2)
   windows, steps = (1, 2) if _DRY.value else (_WINDOWS.value, _WINDOW_STEPS.value)
   rows = []
@@ -230,27 +308,42 @@ def main(argv):
         result = {"error": f"{type(e).__name__}: {e}"}
       result["wall_s"] = round(time.time() - t0, 1)
       rows.append({"job": job, "result": result})
-      print(f"{_label(job)}: " + (f"{result['steps_per_s']:.2f} steps/s"
-                                  if "steps_per_s" in result else result["error"]), flush=True)
+      print(
+        f"{_label(job)}: "
+        + (f"{result['steps_per_s']:.2f} steps/s" if "steps_per_s" in result else result["error"]),
+        flush=True,
+      )
   for job in plan(_DRY.value, num_gpus) if not _DRY.value else []:
-    cmd = [sys.executable, os.path.abspath(__file__), f"--job={json.dumps(job)}",
-           f"--windows={windows}", f"--window_steps={steps}"]
+    cmd = [
+      sys.executable,
+      os.path.abspath(__file__),
+      f"--job={json.dumps(job)}",
+      f"--windows={windows}",
+      f"--window_steps={steps}",
+    ]
     if _DRY.value:
       cmd += ["--cpu_dry_run"]
     env_vars = dict(os.environ, CUDA_VISIBLE_DEVICES="") if _DRY.value else None
     t0 = time.time()
     try:
-      proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                            timeout=_JOB_TIMEOUT.value, env=env_vars)
+      proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=_JOB_TIMEOUT.value, env=env_vars
+      )
       lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
-      result = (json.loads(lines[-1][len(RESULT_PREFIX):]) if lines
-                else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]})
+      result = (
+        json.loads(lines[-1][len(RESULT_PREFIX) :])
+        if lines
+        else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+      )
     except subprocess.TimeoutExpired:
       result = {"error": f"timed out after {_JOB_TIMEOUT.value} s"}
     result["wall_s"] = round(time.time() - t0, 1)
     rows.append({"job": job, "result": result})
-    print(f"{_label(job)}: " + (f"{result['steps_per_s']:.2f} steps/s" if "steps_per_s" in result
-                                else result["error"]), flush=True)
+    print(
+      f"{_label(job)}: "
+      + (f"{result['steps_per_s']:.2f} steps/s" if "steps_per_s" in result else result["error"]),
+      flush=True,
+    )
   os.makedirs(_OUT.value, exist_ok=True)
   with open(os.path.join(_OUT.value, "device_check.json"), "w") as f:
     json.dump({"environment": env, "dry_run": _DRY.value, "rows": rows}, f, indent=2)

@@ -46,48 +46,87 @@ COMBOS = {"C1": (0.3, 0.1, 0.9), "C2": (0.5, 0.1, 0.9), "C3": (0.7, 0.2, 0.9)}
 REFERENCE_STEPS = 30000
 
 PAPER = {  # as-introvae.md Table 1 (KL / JSD); soft-introvae.md Table 2 is added below
-    ("C1", "vae"): "KL 220.2, JSD 110.1", ("C1", "introvae"): "KL 192.4, JSD 56.0",
-    ("C1", "soft_introvae"): "KL 50.2, JSD 16.9", ("C1", "as_introvae"): "KL 3.4, JSD 5.6",
-    ("C2", "vae"): "KL 220.3, JSD 110.0", ("C2", "introvae"): "KL 191.1, JSD 68.0",
-    ("C2", "soft_introvae"): "KL 136.5, JSD 36.6", ("C2", "as_introvae"): "KL 1.3, JSD 4.4",
-    ("C3", "vae"): "KL 220.2, JSD 109.8", ("C3", "introvae"): "KL 64.0, JSD 53.0",
-    ("C3", "soft_introvae"): "KL 46.2, JSD 9.6", ("C3", "as_introvae"): "KL 2.0, JSD 7.1",
+  ("C1", "vae"): "KL 220.2, JSD 110.1",
+  ("C1", "introvae"): "KL 192.4, JSD 56.0",
+  ("C1", "soft_introvae"): "KL 50.2, JSD 16.9",
+  ("C1", "as_introvae"): "KL 3.4, JSD 5.6",
+  ("C2", "vae"): "KL 220.3, JSD 110.0",
+  ("C2", "introvae"): "KL 191.1, JSD 68.0",
+  ("C2", "soft_introvae"): "KL 136.5, JSD 36.6",
+  ("C2", "as_introvae"): "KL 1.3, JSD 4.4",
+  ("C3", "vae"): "KL 220.2, JSD 109.8",
+  ("C3", "introvae"): "KL 64.0, JSD 53.0",
+  ("C3", "soft_introvae"): "KL 46.2, JSD 9.6",
+  ("C3", "as_introvae"): "KL 2.0, JSD 7.1",
 }
 _SOFT_TABLE2 = {  # soft-introvae.md Table 2: gnELBO (1e-7), KL, JSD; 5 seeds, 30000 steps
-    "8gaussians": {"vae": (7.42, 6.72, 16.04), "introvae": (1.29, 2.53, 1.67),
-                   "soft_introvae": (1.25, 1.25, 0.96)},
-    "2spirals": {"vae": (6.19, 9.8, 4.89), "introvae": (5.87, 8.38, 3.58),
-                 "soft_introvae": (5.21, 8.13, 3.37)},
-    "checkerboard": {"vae": (8.53, 20.91, 9.78), "introvae": (8.54, 19.03, 9.07),
-                     "soft_introvae": (4.47, 20.27, 9.06)},
-    "rings": {"vae": (6.4, 13.16, 7.26), "introvae": (7.25, 10.21, 4.24),
-              "soft_introvae": (6.3, 9.18, 4.13)},
+  "8gaussians": {
+    "vae": (7.42, 6.72, 16.04),
+    "introvae": (1.29, 2.53, 1.67),
+    "soft_introvae": (1.25, 1.25, 0.96),
+  },
+  "2spirals": {
+    "vae": (6.19, 9.8, 4.89),
+    "introvae": (5.87, 8.38, 3.58),
+    "soft_introvae": (5.21, 8.13, 3.37),
+  },
+  "checkerboard": {
+    "vae": (8.53, 20.91, 9.78),
+    "introvae": (8.54, 19.03, 9.07),
+    "soft_introvae": (4.47, 20.27, 9.06),
+  },
+  "rings": {
+    "vae": (6.4, 13.16, 7.26),
+    "introvae": (7.25, 10.21, 4.24),
+    "soft_introvae": (6.3, 9.18, 4.13),
+  },
 }  # AS-IntroVAE's paper reports no 2-D set other than 8 Gaussians C1-C3.
-PAPER.update({(d, m): f"KL {kl}, JSD {jsd}, gnELBO {g}"
-              for d, row in _SOFT_TABLE2.items() for m, (g, kl, jsd) in row.items()})
+PAPER.update(
+  {
+    (d, m): f"KL {kl}, JSD {jsd}, gnELBO {g}"
+    for d, row in _SOFT_TABLE2.items()
+    for m, (g, kl, jsd) in row.items()
+  }
+)
 
 _TABLE = flags.DEFINE_enum("table", "c1c3", ["c1c3", "datasets"], "Which table.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds.")
 _STEPS = flags.DEFINE_integer("train_steps", REFERENCE_STEPS, "Training steps per run.")
 _METHODS = flags.DEFINE_list("methods", list(METHODS), "Methods (rows).")
 _DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Datasets (table=datasets).")
-_SETTINGS = flags.DEFINE_list("settings", list(COMBOS), "Hyper-parameter combinations "
-                              "(table=c1c3): C1, C2, C3.")
+_SETTINGS = flags.DEFINE_list(
+  "settings", list(COMBOS), "Hyper-parameter combinations (table=c1c3): C1, C2, C3."
+)
 _DRAWS = flags.DEFINE_integer("eval_draws", 3, "Evaluation draws per trained run.")
 _WORKROOT = flags.DEFINE_string("workroot", "runs/reproduce_2d", "Where the runs go.")
-_RESULTS = flags.DEFINE_string("results_dir", os.path.join(ROOT, "results", "2d"),
-                               "One JSON per finished run (committed to git); runs with a "
-                               "result here are skipped.")
-_OVERRIDES = flags.DEFINE_list("overrides", [], "FLAG=VALUE changes to every run's config "
-                               "(e.g. init=keras,rec_target_grad=false); needs --tag.")
-_TAG = flags.DEFINE_string("tag", "", "Name of a variant (--overrides); part of the result "
-                           "file names and the table's heading.")
-_ASSEMBLE = flags.DEFINE_boolean("assemble_only", False, "Train nothing: build the table from "
-                                 "the result files (cells show how many seeds).")
+_RESULTS = flags.DEFINE_string(
+  "results_dir",
+  os.path.join(ROOT, "results", "2d"),
+  "One JSON per finished run (committed to git); runs with a result here are skipped.",
+)
+_OVERRIDES = flags.DEFINE_list(
+  "overrides",
+  [],
+  "FLAG=VALUE changes to every run's config (e.g. init=keras,rec_target_grad=false); needs --tag.",
+)
+_TAG = flags.DEFINE_string(
+  "tag",
+  "",
+  "Name of a variant (--overrides); part of the result file names and the table's heading.",
+)
+_ASSEMBLE = flags.DEFINE_boolean(
+  "assemble_only",
+  False,
+  "Train nothing: build the table from the result files (cells show how many seeds).",
+)
 _OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/TABLE.md).")
-_README = flags.DEFINE_string("readme", None, "Also replace this file's block "
-                              "`<!-- BEGIN reproduce_2d TABLE STEPS[ TAG] -->` ... "
-                              "`<!-- END reproduce_2d TABLE STEPS[ TAG] -->` by the table.")
+_README = flags.DEFINE_string(
+  "readme",
+  None,
+  "Also replace this file's block "
+  "`<!-- BEGIN reproduce_2d TABLE STEPS[ TAG] -->` ... "
+  "`<!-- END reproduce_2d TABLE STEPS[ TAG] -->` by the table.",
+)
 
 METRIC_KEYS = ("kl", "jsd", "gnelbo", "modes_covered", "high_quality_fraction")
 
@@ -105,8 +144,9 @@ def _parse_overrides(items):
     try:
       out[name] = _typed(name, current, raw)
     except ValueError:
-      raise app.UsageError(f"--overrides: {name} takes a value of type {type(current).__name__}; got "
-                           f"{raw!r}") from None
+      raise app.UsageError(
+        f"--overrides: {name} takes a value of type {type(current).__name__}; got {raw!r}"
+      ) from None
   return out
 
 
@@ -126,11 +166,17 @@ def _typed(name, current, raw):
 def _config(dataset, method, seed, steps, workdir, betas=None, overrides=None):
   config = config_lib.from_flagfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags"))
   ratio = steps / REFERENCE_STEPS
-  changes = dict(seed=seed, train_steps=steps, workdir=workdir, verbose="0",
-                 num_vae=int(round(config.num_vae * ratio)),
-                 lr_milestones=tuple(max(1, int(round(m * ratio))) for m in config.lr_milestones),
-                 log_every_steps=max(1, min(config.log_every_steps, steps // 10 or 1)),
-                 checkpoint_every_steps=max(1, steps // 5), image_every_steps=steps)
+  changes = dict(
+    seed=seed,
+    train_steps=steps,
+    workdir=workdir,
+    verbose="0",
+    num_vae=int(round(config.num_vae * ratio)),
+    lr_milestones=tuple(max(1, int(round(m * ratio))) for m in config.lr_milestones),
+    log_every_steps=max(1, min(config.log_every_steps, steps // 10 or 1)),
+    checkpoint_every_steps=max(1, steps // 5),
+    image_every_steps=steps,
+  )
   if betas is not None:
     changes.update(beta_kl=betas[0], beta_rec=betas[1], beta_neg=betas[2])
   changes.update(overrides or {})
@@ -140,10 +186,12 @@ def _config(dataset, method, seed, steps, workdir, betas=None, overrides=None):
 def _flags_changed(config, dataset, method):
   """{flag: value} where `config` differs from its flagfile (bookkeeping flags left out)."""
   base = config_lib.from_flagfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags"))
-  skip = {"workdir", "verbose", "log_every_steps", "checkpoint_every_steps",
-          "image_every_steps"}
-  return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.to_dict().items()
-          if k not in skip and v != base.to_dict()[k]}
+  skip = {"workdir", "verbose", "log_every_steps", "checkpoint_every_steps", "image_every_steps"}
+  return {
+    k: (list(v) if isinstance(v, tuple) else v)
+    for k, v in config.to_dict().items()
+    if k not in skip and v != base.to_dict()[k]
+  }
 
 
 def _cells():
@@ -151,14 +199,19 @@ def _cells():
     unknown = set(_SETTINGS.value) - set(COMBOS)
     if unknown:
       raise app.UsageError(f"--settings: unknown {sorted(unknown)}; allowed {list(COMBOS)}")
-    return [(combo, "8gaussians", method, COMBOS[combo]) for combo in _SETTINGS.value
-            for method in _METHODS.value]
-  return [(dataset, dataset, method, None) for dataset in _DATASETS.value
-          for method in _METHODS.value]
+    return [
+      (combo, "8gaussians", method, COMBOS[combo])
+      for combo in _SETTINGS.value
+      for method in _METHODS.value
+    ]
+  return [
+    (dataset, dataset, method, None) for dataset in _DATASETS.value for method in _METHODS.value
+  ]
 
 
 def _fmt(values, scale=1.0):
   import numpy as np  # pylint: disable=import-outside-toplevel
+
   v = np.asarray(values, dtype=np.float64) * scale
   return f"{v.mean():.2f} +- {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
@@ -182,12 +235,26 @@ def load_result(path, eval_draws=None):
 
 def _git_commit():
   import subprocess  # pylint: disable=import-outside-toplevel
+
   try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
-                            "as_introvae_tf", "configs", "tools"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+      ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+      [
+        "git",
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "as_introvae_tf",
+        "configs",
+        "tools",
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return "unknown"
   return commit + ("+dirty" if dirty else "")
@@ -216,6 +283,7 @@ def training_wall_seconds(workdir):
   segments of a resumed run, pauses between them included), or None without events."""
   import glob  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   times = []
   for path in glob.glob(os.path.join(workdir, "tensorboard", "train", "events.out.tfevents.*")):
     try:
@@ -230,18 +298,25 @@ def training_wall_seconds(workdir):
 def _write_result(path, config, dataset, method, cell, seed, steps, metrics, train_s, eval_s):
   import datetime  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   result = {
-      "table": _TABLE.value, "cell": cell, "dataset": dataset, "method": method, "seed": seed,
-      "train_steps": steps, "tag": _TAG.value,
-      "flagfile": f"configs/{dataset}_{method}.flags",
-      "flags_changed": _flags_changed(config, dataset, method),
-      "commit": _git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec="seconds"),
-      "cpu": cpu_model(), "tensorflow": tf.__version__,
-      "train_wall_s": None if train_s is None else round(train_s, 1),
-      "eval_wall_s": round(eval_s, 1),
-      "eval_draws": _DRAWS.value,
-      "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+    "table": _TABLE.value,
+    "cell": cell,
+    "dataset": dataset,
+    "method": method,
+    "seed": seed,
+    "train_steps": steps,
+    "tag": _TAG.value,
+    "flagfile": f"configs/{dataset}_{method}.flags",
+    "flags_changed": _flags_changed(config, dataset, method),
+    "commit": _git_commit(),
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "cpu": cpu_model(),
+    "tensorflow": tf.__version__,
+    "train_wall_s": None if train_s is None else round(train_s, 1),
+    "eval_wall_s": round(eval_s, 1),
+    "eval_draws": _DRAWS.value,
+    "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
   }
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "w") as f:
@@ -255,32 +330,44 @@ def _table(results, seeds, steps):
   """Markdown lines of the table over `_cells()` from {cell/method: [result, ...]}."""
   tag = f", variant `{_TAG.value}` ({', '.join(_OVERRIDES.value)})" if _TAG.value else ""
   cpus = sorted({r["cpu"] for rows in results.values() for r in rows})
-  walls = [r["train_wall_s"] for rows in results.values() for r in rows
-           if r.get("train_wall_s")]
-  lines = [f"Budget: {steps} training steps per run (reference: {REFERENCE_STEPS}){tag}, "
-           f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
-           "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7.", ""]
+  walls = [r["train_wall_s"] for rows in results.values() for r in rows if r.get("train_wall_s")]
+  lines = [
+    f"Budget: {steps} training steps per run (reference: {REFERENCE_STEPS}){tag}, "
+    f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
+    "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7.",
+    "",
+  ]
   if cpus:
     lines[0] += f" Measured on {'; '.join(cpus)}"
-    lines[0] += (f"; training took {min(walls) / 60:.0f}-{max(walls) / 60:.0f} min per run "
-                 "(first to last TensorBoard event, with other jobs sharing the cores)."
-                 if walls else ".")
-  lines += [f"| {'setting' if _TABLE.value == 'c1c3' else 'dataset'} | method | KL | JSD | "
-            "gnELBO (1e-7) | modes (of 8) | seeds | paper |",
-            "|---|---|---|---|---|---|---|---|"]
+    lines[0] += (
+      f"; training took {min(walls) / 60:.0f}-{max(walls) / 60:.0f} min per run "
+      "(first to last TensorBoard event, with other jobs sharing the cores)."
+      if walls
+      else "."
+    )
+  lines += [
+    f"| {'setting' if _TABLE.value == 'c1c3' else 'dataset'} | method | KL | JSD | "
+    "gnELBO (1e-7) | modes (of 8) | seeds | paper |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
   for cell, dataset, method, _ in _cells():
     rows = results.get(f"{cell}/{method}", [])
     if not rows:
       lines.append(f"| {cell} | {method} | not run | | | | | {PAPER.get((cell, method), '')} |")
       continue
     ms = [r["metrics"] for r in rows]
-    modes = (_fmt([m["modes_covered"] for m in ms])
-             if dataset == "8gaussians" and all("modes_covered" in m for m in ms) else "")
-    gnelbo = (_fmt([m["gnelbo"] for m in ms], 1e7) if all("gnelbo" in m for m in ms) else "")
+    modes = (
+      _fmt([m["modes_covered"] for m in ms])
+      if dataset == "8gaussians" and all("modes_covered" in m for m in ms)
+      else ""
+    )
+    gnelbo = _fmt([m["gnelbo"] for m in ms], 1e7) if all("gnelbo" in m for m in ms) else ""
     per_seed = ", ".join(f"{r['seed']}: {r['metrics']['kl']:.2f}" for r in rows)
-    lines.append(f"| {cell} | {method} | {_fmt([m['kl'] for m in ms])} | "
-                 f"{_fmt([m['jsd'] for m in ms])} | {gnelbo} | {modes} | "
-                 f"{len(rows)} (KL {per_seed}) | {PAPER.get((cell, method), '')} |")
+    lines.append(
+      f"| {cell} | {method} | {_fmt([m['kl'] for m in ms])} | "
+      f"{_fmt([m['jsd'] for m in ms])} | {gnelbo} | {modes} | "
+      f"{len(rows)} (KL {per_seed}) | {PAPER.get((cell, method), '')} |"
+    )
   return lines
 
 
@@ -294,8 +381,9 @@ def replace_readme_block(path, key, text):
   with open(path) as f:
     content = f.read()
   if begin not in content or end not in content:
-    raise ValueError(f"{path} has no block {begin} ... {end}: add both markers where the "
-                     "table belongs")
+    raise ValueError(
+      f"{path} has no block {begin} ... {end}: add both markers where the table belongs"
+    )
   head, rest = content.split(begin, 1)
   _, tail = rest.split(end, 1)
   with open(path + ".tmp", "w") as f:
@@ -323,22 +411,36 @@ def main(argv):
         # pylint: disable=import-outside-toplevel
         from as_introvae_tf import eval_lib
         from as_introvae_tf import train_lib
+
         # pylint: enable=import-outside-toplevel
         tag = f"_{_TAG.value}" if _TAG.value else ""
-        workdir = os.path.join(_WORKROOT.value, _TABLE.value, f"{cell}_{method}{tag}",
-                               f"{steps}_seed{seed}")
+        workdir = os.path.join(
+          _WORKROOT.value, _TABLE.value, f"{cell}_{method}{tag}", f"{steps}_seed{seed}"
+        )
         config = _config(dataset, method, seed, steps, workdir, betas, overrides)
         train_lib.train_and_evaluate(config)
         t1 = time.time()
         options = eval_lib.EvalOptions(eval_draws=_DRAWS.value)
         metrics = eval_lib.evaluate(workdir, options, log=lambda *a: None)["metrics"]
-        result = _write_result(path, config, dataset, method, cell, seed, steps, metrics,
-                               training_wall_seconds(workdir), time.time() - t1)
+        result = _write_result(
+          path,
+          config,
+          dataset,
+          method,
+          cell,
+          seed,
+          steps,
+          metrics,
+          training_wall_seconds(workdir),
+          time.time() - t1,
+        )
       results.setdefault(f"{cell}/{method}", []).append(result)
       m = result["metrics"]
-      print(f"[{time.time() - start:.0f}s] {cell} {method} seed {seed}: KL {m['kl']:.2f} "
-            f"JSD {m['jsd']:.2f} gnELBO {m.get('gnelbo', float('nan')):.3e} -> {path}",
-            flush=True)
+      print(
+        f"[{time.time() - start:.0f}s] {cell} {method} seed {seed}: KL {m['kl']:.2f} "
+        f"JSD {m['jsd']:.2f} gnELBO {m.get('gnelbo', float('nan')):.3e} -> {path}",
+        flush=True,
+      )
 
   table = "\n".join(_table(results, seeds, steps))
   print(table)
@@ -347,9 +449,16 @@ def main(argv):
   with open(out, "w") as f:
     f.write(table + "\n")
   with open(out + ".json", "w") as f:
-    json.dump({"train_steps": steps, "seeds": seeds, "tag": _TAG.value,
-               "results": {k: [r["metrics"] for r in v] for k, v in results.items()}}, f,
-              indent=2)
+    json.dump(
+      {
+        "train_steps": steps,
+        "seeds": seeds,
+        "tag": _TAG.value,
+        "results": {k: [r["metrics"] for r in v] for k, v in results.items()},
+      },
+      f,
+      indent=2,
+    )
   if _README.value:
     key = " ".join(p for p in ("reproduce_2d", _TABLE.value, str(steps), _TAG.value) if p)
     replace_readme_block(_README.value, key, table)

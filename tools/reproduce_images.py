@@ -43,27 +43,39 @@ BUDGET_FILTERS = {"fashion_mnist": (16, 32), "cifar10": (16, 32, 64)}
 """A quarter of the paper's channels (64,128 and 64,128,256): about 1/16 of the FLOPs."""
 
 PAPER = {  # as-introvae.md Table 3 (PSNR / SSIM / MSE) and Table 2 (FID, Inception)
-    ("fashion_mnist", "soft_introvae"): "MNIST: 20.282 / 0.885 / 0.011; FID 98.84",
-    ("fashion_mnist", "as_introvae"): "MNIST: 21.014 / 0.898 / 0.009; FID 96.16",
-    ("fashion_mnist", "wgan_gp"): "MNIST: FID 139.02",
-    ("cifar10", "soft_introvae"): "19.300 / 0.599 / 0.019; FID 275.20",
-    ("cifar10", "as_introvae"): "19.445 / 0.620 / 0.019; FID 271.69",
-    ("cifar10", "wgan_gp"): "FID 434.11",
+  ("fashion_mnist", "soft_introvae"): "MNIST: 20.282 / 0.885 / 0.011; FID 98.84",
+  ("fashion_mnist", "as_introvae"): "MNIST: 21.014 / 0.898 / 0.009; FID 96.16",
+  ("fashion_mnist", "wgan_gp"): "MNIST: FID 139.02",
+  ("cifar10", "soft_introvae"): "19.300 / 0.599 / 0.019; FID 275.20",
+  ("cifar10", "as_introvae"): "19.445 / 0.620 / 0.019; FID 271.69",
+  ("cifar10", "wgan_gp"): "FID 434.11",
 }
 
 _DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Datasets (table blocks).")
-_METHODS = flags.DEFINE_list("methods", list(METHODS), "Methods (rows): soft_introvae, "
-                             "as_introvae, and optionally wgan_gp, avae, vae, introvae.")
+_METHODS = flags.DEFINE_list(
+  "methods",
+  list(METHODS),
+  "Methods (rows): soft_introvae, as_introvae, and optionally wgan_gp, avae, vae, introvae.",
+)
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Training seeds (mean +- std over seeds).")
 _STEPS = flags.DEFINE_integer("train_steps", 1500, "Training steps per run (every method).")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size of every run (WGAN-GP: per critic "
-                              "iteration, so its batch is this x --n_critic).")
-_FILTERS = flags.DEFINE_list("filters", None, "Encoder/decoder channels for every dataset "
-                             "(default: a quarter of the paper's, see BUDGET_FILTERS).")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 5000, "Test images reconstructed, and "
-                                    "samples generated, per evaluation.")
-_INCEPTION = flags.DEFINE_string("inception_weights", None, "InceptionV3 weights file: adds "
-                                 "the papers' Inception FID.")
+_BATCH = flags.DEFINE_integer(
+  "batch_size",
+  64,
+  "Batch size of every run (WGAN-GP: per critic iteration, so its batch is this x --n_critic).",
+)
+_FILTERS = flags.DEFINE_list(
+  "filters",
+  None,
+  "Encoder/decoder channels for every dataset "
+  "(default: a quarter of the paper's, see BUDGET_FILTERS).",
+)
+_NUM_SAMPLES = flags.DEFINE_integer(
+  "num_samples", 5000, "Test images reconstructed, and samples generated, per evaluation."
+)
+_INCEPTION = flags.DEFINE_string(
+  "inception_weights", None, "InceptionV3 weights file: adds the papers' Inception FID."
+)
 _WORKROOT = flags.DEFINE_string("workroot", "runs/reproduce_images", "Where the runs go.")
 _OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/images.md).")
 
@@ -71,34 +83,48 @@ _OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/
 def _config(dataset, method, seed, workdir):
   config = config_lib.from_flagfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags"))
   steps = _STEPS.value
-  filters = (tuple(int(f) for f in _FILTERS.value) if _FILTERS.value
-             else BUDGET_FILTERS[dataset])
+  filters = tuple(int(f) for f in _FILTERS.value) if _FILTERS.value else BUDGET_FILTERS[dataset]
   batch = _BATCH.value * (config.n_critic if method == "wgan_gp" else 1)
   return config.replace(
-      seed=seed, workdir=workdir, train_steps=steps, batch_size=batch, filters=filters,
-      num_vae=min(config.num_vae, steps // 2), lr_milestones=(), verbose="0",
-      log_every_steps=max(1, min(100, steps // 10)), checkpoint_every_steps=max(1, steps // 3),
-      image_every_steps=steps, nan_policy="skip_batch", inter_op_threads=2,
-      intra_op_threads=1)
+    seed=seed,
+    workdir=workdir,
+    train_steps=steps,
+    batch_size=batch,
+    filters=filters,
+    num_vae=min(config.num_vae, steps // 2),
+    lr_milestones=(),
+    verbose="0",
+    log_every_steps=max(1, min(100, steps // 10)),
+    checkpoint_every_steps=max(1, steps // 3),
+    image_every_steps=steps,
+    nan_policy="skip_batch",
+    inter_op_threads=2,
+    intra_op_threads=1,
+  )
 
 
 def _saved_metrics(workdir, steps, options):
   """An earlier evaluation of the finished run with the same options and evaluation version,
   or None."""
   from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
+
   path = os.path.join(workdir, "eval", "metrics.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
     saved = json.load(f)
-  if (saved.get("step") != steps or saved.get("options") != dataclasses.asdict(options)
-      or saved.get("eval_version") != eval_lib.EVAL_VERSION):
+  if (
+    saved.get("step") != steps
+    or saved.get("options") != dataclasses.asdict(options)
+    or saved.get("eval_version") != eval_lib.EVAL_VERSION
+  ):
     return None
   return saved
 
 
 def _fmt(values, digits):
   import numpy as np  # pylint: disable=import-outside-toplevel
+
   v = np.asarray([x for x in values if x is not None], dtype=np.float64)
   if not len(v):
     return "-"
@@ -112,12 +138,14 @@ def main(argv):
   from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   tf.config.threading.set_inter_op_parallelism_threads(2)
   tf.config.threading.set_intra_op_parallelism_threads(1)
 
   seeds = [int(s) for s in _SEEDS.value]
-  options = eval_lib.EvalOptions(num_samples=_NUM_SAMPLES.value,
-                                 inception_weights=_INCEPTION.value).validate()
+  options = eval_lib.EvalOptions(
+    num_samples=_NUM_SAMPLES.value, inception_weights=_INCEPTION.value
+  ).validate()
   results, budgets = {}, {}
   start = time.time()
   for dataset in _DATASETS.value:
@@ -125,8 +153,9 @@ def main(argv):
       for seed in seeds:
         workdir = os.path.join(_WORKROOT.value, f"{dataset}_{method}", f"seed{seed}")
         config = _config(dataset, method, seed, workdir)
-        budgets[dataset] = (f"filters {','.join(map(str, config.filters))}, z {config.z_dim}, "
-                            f"batch {_BATCH.value}")
+        budgets[dataset] = (
+          f"filters {','.join(map(str, config.filters))}, z {config.z_dim}, batch {_BATCH.value}"
+        )
         saved = _saved_metrics(os.path.abspath(workdir), config.train_steps, options)
         if saved is None:
           t0 = time.time()
@@ -139,30 +168,47 @@ def main(argv):
         metrics = saved["metrics"]
         results.setdefault(f"{dataset}/{method}", []).append(metrics)
         fids = {k: v for k, v in metrics.items() if k.startswith("fid_")}
-        print(f"[{time.time() - start:.0f}s] {dataset} {method} seed {seed}: "
-              + " ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())
-                         if k in ("psnr", "ssim", "mse") or k in fids), flush=True)
+        print(
+          f"[{time.time() - start:.0f}s] {dataset} {method} seed {seed}: "
+          + " ".join(
+            f"{k} {v:.4g}"
+            for k, v in sorted(metrics.items())
+            if k in ("psnr", "ssim", "mse") or k in fids
+          ),
+          flush=True,
+        )
 
-  fid_keys = sorted({k for rows in results.values() for r in rows for k in r
-                     if k.startswith("fid_")})
-  lines = [f"Budget: {_STEPS.value} training steps per run, seeds {','.join(map(str, seeds))}; "
-           + "; ".join(f"{d}: {b}" for d, b in budgets.items())
-           + f". Evaluation: {_NUM_SAMPLES.value} test images and {_NUM_SAMPLES.value} samples "
-           "(EMA decoder where the config has one). fid_<net> is the domain FID of the "
-           "project's feature net, not Inception FID; the paper's numbers are MNIST (not "
-           "Fashion-MNIST) and CIFAR-10 at full budget with Inception FID.", "",
-           "| dataset | method | PSNR (dB) | SSIM | MSE | "
-           + " | ".join(fid_keys) + " | active units | paper (PSNR / SSIM / MSE; FID) |",
-           "|---|---|---|---|---|" + "---|" * len(fid_keys) + "---|---|"]
+  fid_keys = sorted(
+    {k for rows in results.values() for r in rows for k in r if k.startswith("fid_")}
+  )
+  lines = [
+    f"Budget: {_STEPS.value} training steps per run, seeds {','.join(map(str, seeds))}; "
+    + "; ".join(f"{d}: {b}" for d, b in budgets.items())
+    + f". Evaluation: {_NUM_SAMPLES.value} test images and {_NUM_SAMPLES.value} samples "
+    "(EMA decoder where the config has one). fid_<net> is the domain FID of the "
+    "project's feature net, not Inception FID; the paper's numbers are MNIST (not "
+    "Fashion-MNIST) and CIFAR-10 at full budget with Inception FID.",
+    "",
+    "| dataset | method | PSNR (dB) | SSIM | MSE | "
+    + " | ".join(fid_keys)
+    + " | active units | paper (PSNR / SSIM / MSE; FID) |",
+    "|---|---|---|---|---|" + "---|" * len(fid_keys) + "---|---|",
+  ]
   for dataset in _DATASETS.value:
     for method in _METHODS.value:
       rows = results[f"{dataset}/{method}"]
-      cells = [_fmt([r.get("psnr") for r in rows], 3), _fmt([r.get("ssim") for r in rows], 3),
-               _fmt([r.get("mse") for r in rows], 4)]
+      cells = [
+        _fmt([r.get("psnr") for r in rows], 3),
+        _fmt([r.get("ssim") for r in rows], 3),
+        _fmt([r.get("mse") for r in rows], 4),
+      ]
       cells += [_fmt([r.get(k) for r in rows], 2) for k in fid_keys]
       cells.append(_fmt([r.get("active_units") for r in rows], 1))
-      lines.append(f"| {dataset} | {method} | " + " | ".join(cells)
-                   + f" | {PAPER.get((dataset, method), '')} |")
+      lines.append(
+        f"| {dataset} | {method} | "
+        + " | ".join(cells)
+        + f" | {PAPER.get((dataset, method), '')} |"
+      )
   table = "\n".join(lines)
   print(table)
   out = _OUT.value or os.path.join(_WORKROOT.value, "images.md")
@@ -170,8 +216,17 @@ def main(argv):
   with open(out, "w") as f:
     f.write(table + "\n")
   with open(out + ".json", "w") as f:
-    json.dump({"train_steps": _STEPS.value, "seeds": seeds, "budgets": budgets,
-               "num_samples": _NUM_SAMPLES.value, "results": results}, f, indent=2)
+    json.dump(
+      {
+        "train_steps": _STEPS.value,
+        "seeds": seeds,
+        "budgets": budgets,
+        "num_samples": _NUM_SAMPLES.value,
+        "results": results,
+      },
+      f,
+      indent=2,
+    )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_DATASET = flags.DEFINE_string("dataset", "fashion_mnist", "fashion_mnist | cifar10 | "
-                               "folder:PATH (an image folder with class subfolders).")
-_OUT = flags.DEFINE_string("out", None, "Output .keras file (a .json description is written "
-                           "next to it). Default: the cache path evaluate looks for.")
+_DATASET = flags.DEFINE_string(
+  "dataset",
+  "fashion_mnist",
+  "fashion_mnist | cifar10 | folder:PATH (an image folder with class subfolders).",
+)
+_OUT = flags.DEFINE_string(
+  "out",
+  None,
+  "Output .keras file (a .json description is written "
+  "next to it). Default: the cache path evaluate looks for.",
+)
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Passes over the training split.")
 _MAX_STEPS = flags.DEFINE_integer("max_steps", None, "Stop after this many steps (tests).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
@@ -33,6 +40,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import feature_nets  # pylint: disable=import-outside-toplevel
+
   try:
     out = _OUT.value
     if out is None:
@@ -41,8 +49,13 @@ def main(argv):
         raise ValueError(f"--dataset={_DATASET.value} has no class labels")
       out = str(feature_nets.default_feature_net_path(key))
     info = feature_nets.train_feature_net(
-        _DATASET.value, os.path.expanduser(out), epochs=_EPOCHS.value, max_steps=_MAX_STEPS.value,
-        batch_size=_BATCH_SIZE.value, seed=_SEED.value)
+      _DATASET.value,
+      os.path.expanduser(out),
+      epochs=_EPOCHS.value,
+      max_steps=_MAX_STEPS.value,
+      batch_size=_BATCH_SIZE.value,
+      seed=_SEED.value,
+    )
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

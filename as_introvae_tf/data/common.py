@@ -46,8 +46,9 @@ def shared_data_dir() -> pathlib.Path:
 def check_image_size(image_size):
   if image_size is None:
     return None
-  if (isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer))
-      or image_size < 1):
+  if (
+    isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1
+  ):
     raise ValueError(f"--image_size must be a positive integer (or unset), got {image_size!r}")
   return int(image_size)
 

@@ -33,12 +33,12 @@ def read_idx_ubyte(path: str, ndim: int) -> np.ndarray:
   header = 4 + 4 * ndim
   if len(data) < header:
     raise ValueError(f"{path}: IDX header truncated ({len(data)} bytes)")
-  dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+  dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
   expected = header + int(np.prod(dims, dtype=np.int64))
   if len(data) != expected:
     raise ValueError(
-        f"{path}: IDX size mismatch: header says {dims} ({expected} bytes), file has "
-        f"{len(data)} bytes"
+      f"{path}: IDX size mismatch: header says {dims} ({expected} bytes), file has "
+      f"{len(data)} bytes"
     )
   return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
@@ -56,9 +56,9 @@ def _idx_path(directory: str, stem: str) -> str:
   path = _find_idx(directory, stem)
   if path is None:
     raise FileNotFoundError(
-        f"Fashion-MNIST file {os.path.join(directory, stem + '.gz')} not found. Install the "
-        f"Debian package with `{FASHION_MNIST_INSTALL}` (it puts the IDX files in "
-        f"{FASHION_MNIST_DIR})."
+      f"Fashion-MNIST file {os.path.join(directory, stem + '.gz')} not found. Install the "
+      f"Debian package with `{FASHION_MNIST_INSTALL}` (it puts the IDX files in "
+      f"{FASHION_MNIST_DIR})."
     )
   return path
 
@@ -108,8 +108,10 @@ def load_fashion_mnist_labels(split: str, path: str = FASHION_MNIST_DIR) -> np.n
   prefix = "train" if split == "train" else "t10k"
   file = _find_idx(path, f"{prefix}-labels-idx1-ubyte")
   if file is None:
-    raise FileNotFoundError(f"Fashion-MNIST labels {os.path.join(path, prefix)}-labels-idx1-ubyte"
-                            f".gz not found ({FASHION_MNIST_INSTALL})")
+    raise FileNotFoundError(
+      f"Fashion-MNIST labels {os.path.join(path, prefix)}-labels-idx1-ubyte"
+      f".gz not found ({FASHION_MNIST_INSTALL})"
+    )
   return read_idx_ubyte(file, 1)
 
 

@@ -18,13 +18,14 @@ from as_introvae_tf.data.common import check_image_size
 
 
 _ALLOWED_DATASETS = (
-    "8gaussians, 2spirals, checkerboard, rings, " + ", ".join(standard.STANDARD_DATASETS)
-    + ", folder:PATH, tfds:NAME"
+  "8gaussians, 2spirals, checkerboard, rings, "
+  + ", ".join(standard.STANDARD_DATASETS)
+  + ", folder:PATH, tfds:NAME"
 )
 
 
 def parse_dataset(
-    dataset: str, image_size: int | None, channels: int | None, data_dir: str | None = None
+  dataset: str, image_size: int | None, channels: int | None, data_dir: str | None = None
 ) -> DatasetSpec:
   """Parses a ``--dataset`` string (see the package docstring) into a :class:`DatasetSpec`.
 
@@ -49,8 +50,8 @@ def parse_dataset(
   if key in two_d.TWO_D_DATASETS:
     if image_size is not None or channels is not None:
       raise ValueError(
-          f"--image_size/--channels apply to image datasets only; --dataset {text} is 2-D "
-          f"(got --image_size {image_size}, --channels {channels})"
+        f"--image_size/--channels apply to image datasets only; --dataset {text} is 2-D "
+        f"(got --image_size {image_size}, --channels {channels})"
       )
     return DatasetSpec("2d", key, (2,))
 
@@ -59,13 +60,13 @@ def parse_dataset(
     return standard.resolve_standard(key, image_size, channels, data_dir)
 
   if key.startswith("folder:"):
-    path = text[len("folder:"):].strip()
+    path = text[len("folder:") :].strip()
     if not path:
       raise ValueError(f"--dataset folder:PATH needs a path, got {dataset!r}")
     return folders.folder_spec(path, image_size, channels, text)
 
   if key.startswith("tfds:"):
-    name = text[len("tfds:"):].strip()
+    name = text[len("tfds:") :].strip()
     if not name:
       raise ValueError(f"--dataset tfds:NAME needs a TFDS name, got {dataset!r}")
     return standard.tfds_spec(name, image_size, channels, data_dir)
@@ -73,8 +74,9 @@ def parse_dataset(
   raise ValueError(f"--dataset must be one of {_ALLOWED_DATASETS}; got {dataset!r}")
 
 
-def count_examples(spec: DatasetSpec, split: str, *, bad_images: str = "fail",
-                   data_dir=None) -> int:
+def count_examples(
+  spec: DatasetSpec, split: str, *, bad_images: str = "fail", data_dir=None
+) -> int:
   """Examples in a split of an image dataset: readable files of a folder's split (unreadable
   ones are not counted), Fashion-MNIST's 60,000 / 10,000, a TFDS split's size.
 
@@ -94,15 +96,15 @@ def count_examples(spec: DatasetSpec, split: str, *, bad_images: str = "fail",
 
 
 def build_dataset(
-    spec: DatasetSpec,
-    split: str,
-    global_batch_size: int,
-    *,
-    seed: int,
-    shuffle: bool = True,
-    repeat: bool = True,
-    bad_images: str = "fail",
-    data_dir=None,
+  spec: DatasetSpec,
+  split: str,
+  global_batch_size: int,
+  *,
+  seed: int,
+  shuffle: bool = True,
+  repeat: bool = True,
+  bad_images: str = "fail",
+  data_dir=None,
 ) -> tf.data.Dataset:
   """The input pipeline of a :class:`DatasetSpec`: global batches, ``drop_remainder=True``.
 
@@ -128,8 +130,11 @@ def build_dataset(
   """
   if not isinstance(spec, DatasetSpec):
     raise TypeError(f"spec must be a DatasetSpec (see parse_dataset), got {type(spec).__name__}")
-  if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, (int, np.integer)) \
-          or global_batch_size < 1:
+  if (
+    isinstance(global_batch_size, bool)
+    or not isinstance(global_batch_size, (int, np.integer))
+    or global_batch_size < 1
+  ):
     raise ValueError(f"global_batch_size must be a positive integer, got {global_batch_size!r}")
   if bad_images not in BAD_IMAGES_MODES:
     raise ValueError(f"--bad_images must be one of {BAD_IMAGES_MODES}, got {bad_images!r}")
@@ -146,4 +151,5 @@ def build_dataset(
   if spec.kind == "tfds":
     return standard.tfds_dataset(spec, split, batch, seed, shuffle, repeat, data_dir)
   raise ValueError(
-      f"unknown DatasetSpec kind {spec.kind!r}; expected 2d, fashion_mnist, folder, tfds")
+    f"unknown DatasetSpec kind {spec.kind!r}; expected 2d, fashion_mnist, folder, tfds"
+  )

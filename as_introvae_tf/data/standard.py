@@ -19,16 +19,20 @@ from as_introvae_tf.data.common import to_channels
 log = logging.getLogger(__name__)
 
 STANDARD_DATASETS = {
-    "mnist": "mnist",
-    "fashion_mnist": "fashion_mnist",
-    "cifar10": "cifar10",
-    "cifar100": "cifar100",
-    "svhn": "svhn_cropped",
-    "celeb_a": "celeb_a",
+  "mnist": "mnist",
+  "fashion_mnist": "fashion_mnist",
+  "cifar10": "cifar10",
+  "cifar100": "cifar100",
+  "svhn": "svhn_cropped",
+  "celeb_a": "celeb_a",
 }
 """``--dataset`` name -> TensorFlow Datasets name, for the datasets found or downloaded by name."""
-STANDARD_ALIASES = {"fashion-mnist": "fashion_mnist", "fashionmnist": "fashion_mnist",
-                    "celeba": "celeb_a", "svhn_cropped": "svhn"}
+STANDARD_ALIASES = {
+  "fashion-mnist": "fashion_mnist",
+  "fashionmnist": "fashion_mnist",
+  "celeba": "celeb_a",
+  "svhn_cropped": "svhn",
+}
 TFDS_HOST = ("storage.googleapis.com", 443)
 """Where TFDS downloads from (its GCS mirror); probed before a download is tried."""
 
@@ -63,25 +67,32 @@ def download_and_prepare(name: str, data_dir: str | None) -> None:
   """Downloads and prepares TFDS dataset ``name`` into ``data_dir`` (None: the TFDS cache)."""
   import tensorflow_datasets as tfds
 
-  log.warning("downloading %s with TensorFlow Datasets into %s (first use only)", name,
-              data_dir or "the TFDS cache (~/tensorflow_datasets)")
+  log.warning(
+    "downloading %s with TensorFlow Datasets into %s (first use only)",
+    name,
+    data_dir or "the TFDS cache (~/tensorflow_datasets)",
+  )
   tfds.builder(name, data_dir=data_dir).download_and_prepare()
 
 
 def _what_to_get(key: str, tfds_name: str, data_dir) -> str:
   where = data_dir or "~/tensorflow_datasets"
-  text = (f"connect to the internet once so that TensorFlow Datasets can download it into "
-          f"{where}, or prepare it elsewhere (python -c \"import tensorflow_datasets as tfds; "
-          f"tfds.builder('{tfds_name}').download_and_prepare()\") and copy the "
-          f"{tfds_name}/ folder into {where}")
+  text = (
+    f"connect to the internet once so that TensorFlow Datasets can download it into "
+    f"{where}, or prepare it elsewhere (python -c \"import tensorflow_datasets as tfds; "
+    f"tfds.builder('{tfds_name}').download_and_prepare()\") and copy the "
+    f"{tfds_name}/ folder into {where}"
+  )
   if key == "fashion_mnist":
-    text = (f"install the Debian package (sudo {idx.FASHION_MNIST_INSTALL}), or " + text)
+    text = f"install the Debian package (sudo {idx.FASHION_MNIST_INSTALL}), or " + text
   if key == "cifar10":
-    text += (f"; or set ${SHARED_DATA_ENV} to a folder holding "
-             "cifar10/{train,test}/<class>/<image>.jpg")
+    text += (
+      f"; or set ${SHARED_DATA_ENV} to a folder holding cifar10/{{train,test}}/<class>/<image>.jpg"
+    )
   if key == "celeb_a":
-    text += ("; or pass your own image folder with --dataset=folder:PATH (e.g. CelebA's "
-             "img_align_celeba/)")
+    text += (
+      "; or pass your own image folder with --dataset=folder:PATH (e.g. CelebA's img_align_celeba/)"
+    )
   return text
 
 
@@ -105,15 +116,17 @@ def resolve_standard(key, image_size, channels, data_dir=None) -> DatasetSpec:
       return folders.folder_spec(str(root), image_size, channels, "cifar10")
   if not network_available():
     raise FileNotFoundError(
-        f"--dataset {key}: no {key} data on this machine and no network to download it: "
-        + _what_to_get(key, tfds_name, data_dir))
+      f"--dataset {key}: no {key} data on this machine and no network to download it: "
+      + _what_to_get(key, tfds_name, data_dir)
+    )
   try:
     download_and_prepare(tfds_name, data_dir)
   except Exception as e:  # noqa: BLE001  (TFDS raises many kinds: network, disk, checksum)
     raise FileNotFoundError(
-        f"--dataset {key}: downloading {tfds_name} with TensorFlow Datasets failed "
-        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
-        + _what_to_get(key, tfds_name, data_dir)) from e
+      f"--dataset {key}: downloading {tfds_name} with TensorFlow Datasets failed "
+      f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+      + _what_to_get(key, tfds_name, data_dir)
+    ) from e
   return tfds_spec(tfds_name, image_size, channels, data_dir, require_data_dir=False)
 
 
@@ -130,8 +143,8 @@ def tfds_spec(name, image_size, channels, data_dir, require_data_dir=True) -> Da
   features = builder.info.features
   if "image" not in features.keys():
     raise ValueError(
-        f"--dataset tfds:{name}: the dataset has no 'image' feature (features: "
-        f"{sorted(features.keys())})"
+      f"--dataset tfds:{name}: the dataset has no 'image' feature (features: "
+      f"{sorted(features.keys())})"
     )
   shape = tuple(features["image"].shape)
   if image_size is None:
@@ -148,22 +161,26 @@ def tfds_dataset(spec, split, batch, seed, shuffle, repeat, data_dir) -> tf.data
   # A standard dataset found by name (resolve_standard) may sit in the TFDS cache.
   if not data_dir and not tfds_prepared(spec.name, None):
     raise ValueError(
-        f"--dataset tfds:{spec.name} needs --data_dir (a folder with prepared TFDS data)"
+      f"--dataset tfds:{spec.name} needs --data_dir (a folder with prepared TFDS data)"
     )
   import tensorflow_datasets as tfds
 
   try:
     ds = tfds.load(
-        spec.name, split=split, data_dir=data_dir, download=False, shuffle_files=shuffle,
-        read_config=tfds.ReadConfig(shuffle_seed=seed),
+      spec.name,
+      split=split,
+      data_dir=data_dir,
+      download=False,
+      shuffle_files=shuffle,
+      read_config=tfds.ReadConfig(shuffle_seed=seed),
     )
   except tfds.core.registered.DatasetNotFoundError as e:
     raise ValueError(f"--dataset tfds:{spec.name}: TFDS has no dataset {spec.name!r}") from e
   except AssertionError as e:  # tfds: "could not find data in <data_dir>"
     raise FileNotFoundError(
-        f"--dataset tfds:{spec.name}: no prepared data for {spec.name!r} (split {split!r}) in "
-        f"--data_dir {data_dir}; downloads are impossible here, prepare it elsewhere and copy "
-        f"<data_dir>/{spec.name}/ over ({e})"
+      f"--dataset tfds:{spec.name}: no prepared data for {spec.name!r} (split {split!r}) in "
+      f"--data_dir {data_dir}; downloads are impossible here, prepare it elsewhere and copy "
+      f"<data_dir>/{spec.name}/ over ({e})"
     ) from e
   size, _, channels = spec.shape
 

@@ -15,7 +15,7 @@ def canonical_2d(name) -> str:
   key = str(name).strip().lower()
   if key not in TWO_D_DATASETS:
     raise ValueError(
-        f"--dataset {name!r} is not a 2-D dataset; allowed: {', '.join(TWO_D_DATASETS)}"
+      f"--dataset {name!r} is not a 2-D dataset; allowed: {', '.join(TWO_D_DATASETS)}"
     )
   return key
 
@@ -35,7 +35,7 @@ def _gaussian_centres() -> np.ndarray:
   directions, in the reference's order (axes, then diagonals). float64 ``[8, 2]``."""
   d = 1.0 / np.sqrt(2.0)
   unit = np.array(
-      [(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)], dtype=np.float64
+    [(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)], dtype=np.float64
   )
   return 2.0 * unit
 
@@ -109,10 +109,10 @@ def _sample_rings(num: int, rng: np.random.Generator) -> np.ndarray:
 
 
 _SAMPLERS = {
-    "8gaussians": _sample_8gaussians,
-    "2spirals": _sample_2spirals,
-    "checkerboard": _sample_checkerboard,
-    "rings": _sample_rings,
+  "8gaussians": _sample_8gaussians,
+  "2spirals": _sample_2spirals,
+  "checkerboard": _sample_checkerboard,
+  "rings": _sample_rings,
 }
 
 
@@ -211,8 +211,9 @@ def two_d_dataset(name: str, batch: int, seed: int) -> tf.data.Dataset:
   seed = seed % (2**63)
 
   def make(i):
-    return sample_2d_tf(name, batch, tf.stack([tf.constant(seed, tf.int64), i]),
-                        shuffle_rows=name == "2spirals")
+    return sample_2d_tf(
+      name, batch, tf.stack([tf.constant(seed, tf.int64), i]), shuffle_rows=name == "2spirals"
+    )
 
   ds = tf.data.Dataset.counter(dtype=tf.int64).map(make, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)

@@ -134,8 +134,7 @@ def pid_update(k_prev, e_t, e_prev, e_prev2, *, ki, kp, kd, clip=True):
   Returns:
     float32 scalar `k_t`.
   """
-  k_t = (k_prev + ki * e_t + kp * (e_t - e_prev)
-         + kd * (e_t - 2.0 * e_prev + e_prev2))
+  k_t = k_prev + ki * e_t + kp * (e_t - e_prev) + kd * (e_t - 2.0 * e_prev + e_prev2)
   return tf.clip_by_value(k_t, 0.0, 1.0) if clip else k_t
 
 

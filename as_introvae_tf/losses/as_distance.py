@@ -21,6 +21,7 @@ from as_introvae_tf.config import REDUCTIONS
 
 tfd = tfp.distributions
 
+
 def annealing_coefficient(step, total_steps, mode="linear"):
   """The KL weight `c` of AS-IntroVAE; the AS-Distance weight is `1 - c`.
 
@@ -94,24 +95,31 @@ def _kernel_block(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, reduction):
 
   @tf.custom_gradient
   def block(mu_a, var_a, mu_b, var_b):
-    inv = 1.0 / (var_a[:, None, :] + var_b[None, :, :])   # 1 / V          [Na, Nb, D]
-    diff = mu_a[:, None, :] - mu_b[None, :, :]             # d
-    ratio = diff * inv                                      # d / V
-    sq = diff * ratio                                       # d^2 / V
+    inv = 1.0 / (var_a[:, None, :] + var_b[None, :, :])  # 1 / V          [Na, Nb, D]
+    diff = mu_a[:, None, :] - mu_b[None, :, :]  # d
+    ratio = diff * inv  # d / V
+    sq = diff * ratio  # d^2 / V
     if kernel == "per_dim":
-      k = tf.exp(-0.5 * sq) * tf.sqrt(inv)                  # [Na, Nb, D]
+      k = tf.exp(-0.5 * sq) * tf.sqrt(inv)  # [Na, Nb, D]
     else:
-      log_k = (0.5 * tf.reduce_sum(tf.math.log(inv) - sq, axis=-1)
-               - 0.5 * dim * math.log(2.0 * math.pi) - log_shift)
-      k = tf.exp(log_k)[:, :, None]                          # [Na, Nb, 1]
+      log_k = (
+        0.5 * tf.reduce_sum(tf.math.log(inv) - sq, axis=-1)
+        - 0.5 * dim * math.log(2.0 * math.pi)
+        - log_shift
+      )
+      k = tf.exp(log_k)[:, :, None]  # [Na, Nb, 1]
     value = tf.reduce_sum(k) / count
 
     def grad(upstream):
       w = (upstream / count) * k
-      g_mu = w * ratio                                       # d value / d mu_b; -that for mu_a
-      g_var = 0.5 * w * (sq - 1.0) * inv                     # d value / d v_a = d / d v_b
-      return (-tf.reduce_sum(g_mu, axis=1), tf.reduce_sum(g_var, axis=1),
-              tf.reduce_sum(g_mu, axis=0), tf.reduce_sum(g_var, axis=0))
+      g_mu = w * ratio  # d value / d mu_b; -that for mu_a
+      g_var = 0.5 * w * (sq - 1.0) * inv  # d value / d v_a = d / d v_b
+      return (
+        -tf.reduce_sum(g_mu, axis=1),
+        tf.reduce_sum(g_var, axis=1),
+        tf.reduce_sum(g_mu, axis=0),
+        tf.reduce_sum(g_var, axis=0),
+      )
 
     return value, grad
 
@@ -145,20 +153,23 @@ def _blocks_value_and_grads(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, redu
         count *= dim
     else:
       count = tf.constant(1.0)
-    inv = 1.0 / (v_i[:, None, :] + v_j[None, :, :])        # 1 / V          [Ni, Nj, D]
-    diff = m_i[:, None, :] - m_j[None, :, :]               # d
-    ratio = diff * inv                                      # d / V
-    sq = diff * ratio                                       # d^2 / V
+    inv = 1.0 / (v_i[:, None, :] + v_j[None, :, :])  # 1 / V          [Ni, Nj, D]
+    diff = m_i[:, None, :] - m_j[None, :, :]  # d
+    ratio = diff * inv  # d / V
+    sq = diff * ratio  # d^2 / V
     if kernel == "per_dim":
-      k = tf.exp(-0.5 * sq) * tf.sqrt(inv)                  # [Ni, Nj, D]
+      k = tf.exp(-0.5 * sq) * tf.sqrt(inv)  # [Ni, Nj, D]
     else:
-      log_k = (0.5 * tf.reduce_sum(tf.math.log(inv) - sq, axis=-1)
-               - 0.5 * dim * math.log(2.0 * math.pi) - log_shift)
-      k = tf.exp(log_k)[:, :, None]                          # [Ni, Nj, 1]
+      log_k = (
+        0.5 * tf.reduce_sum(tf.math.log(inv) - sq, axis=-1)
+        - 0.5 * dim * math.log(2.0 * math.pi)
+        - log_shift
+      )
+      k = tf.exp(log_k)[:, :, None]  # [Ni, Nj, 1]
     w = (weight / count) * k
     value += tf.reduce_sum(w)
-    g_mu = w * ratio                                         # d / d mu_j; -that for mu_i
-    g_var = 0.5 * w * (sq - 1.0) * inv                       # d / d v_i = d / d v_j
+    g_mu = w * ratio  # d / d mu_j; -that for mu_i
+    g_var = 0.5 * w * (sq - 1.0) * inv  # d / d v_i = d / d v_j
     if i == j:
       grads[2 * i] += -2.0 * tf.reduce_sum(g_mu, axis=1)
       grads[2 * i + 1] += 2.0 * tf.reduce_sum(g_var, axis=1)
@@ -175,8 +186,10 @@ def _xla_blocks(kernel, reduction):
   """`_blocks_value_and_grads` for one kernel and reduction as an XLA-compiled `tf.function`
   (one per process; it compiles once per input shape)."""
   return tf.function(
-      functools.partial(_blocks_value_and_grads, kernel=kernel, reduction=reduction),
-      jit_compile=True, reduce_retracing=True)
+    functools.partial(_blocks_value_and_grads, kernel=kernel, reduction=reduction),
+    jit_compile=True,
+    reduce_retracing=True,
+  )
 
 
 def _xla_as_blocks(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, reduction):
@@ -195,8 +208,7 @@ def _xla_as_blocks(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, reduction):
   return blocks(mu_a, var_a, mu_b, var_b)
 
 
-def as_distance(mu_a, logvar_a, mu_b, logvar_b, *, kernel="per_dim", reduction="mean",
-                xla=False):
+def as_distance(mu_a, logvar_a, mu_b, logvar_b, *, kernel="per_dim", reduction="mean", xla=False):
   """The AS-Distance between two batches of Gaussian posteriors (as-introvae.md eq. 7).
 
   A squared MMD with a kernel on Gaussians:
@@ -241,20 +253,28 @@ def as_distance(mu_a, logvar_a, mu_b, logvar_b, *, kernel="per_dim", reduction="
     zero = tf.constant(0.0)
     if xla:
       return _xla_as_blocks(mu_a, var_a, mu_b, var_b, zero, kernel=kernel, reduction=reduction)
-    return (blocks(mu_a, var_a, mu_a, var_a, zero) + blocks(mu_b, var_b, mu_b, var_b, zero)
-            - 2.0 * blocks(mu_a, var_a, mu_b, var_b, zero))
+    return (
+      blocks(mu_a, var_a, mu_a, var_a, zero)
+      + blocks(mu_b, var_b, mu_b, var_b, zero)
+      - 2.0 * blocks(mu_a, var_a, mu_b, var_b, zero)
+    )
   # product: factor out the largest log-kernel, exp(m) * sum exp(l - m) (exact in value and
   # gradient). By Cauchy-Schwarz (the kernel is positive definite) k(a, b) <=
   # sqrt(k(a, a) k(b, b)), so the largest is on a diagonal: log k(a, a) =
   # -0.5 sum_d log(4 pi v_a,d), found in O(N D) instead of over all pairs.
-  diagonal = -0.5 * tf.reduce_sum(tf.math.log(4.0 * math.pi * tf.concat([var_a, var_b], 0)),
-                                  axis=-1)
+  diagonal = -0.5 * tf.reduce_sum(
+    tf.math.log(4.0 * math.pi * tf.concat([var_a, var_b], 0)), axis=-1
+  )
   m = tf.stop_gradient(tf.reduce_max(diagonal))
   if xla:
-    return tf.exp(m) * _xla_as_blocks(mu_a, var_a, mu_b, var_b, m, kernel=kernel,
-                                      reduction=reduction)
-  total = (blocks(mu_a, var_a, mu_a, var_a, m) + blocks(mu_b, var_b, mu_b, var_b, m)
-           - 2.0 * blocks(mu_a, var_a, mu_b, var_b, m))
+    return tf.exp(m) * _xla_as_blocks(
+      mu_a, var_a, mu_b, var_b, m, kernel=kernel, reduction=reduction
+    )
+  total = (
+    blocks(mu_a, var_a, mu_a, var_a, m)
+    + blocks(mu_b, var_b, mu_b, var_b, m)
+    - 2.0 * blocks(mu_a, var_a, mu_b, var_b, m)
+  )
   return tf.exp(m) * total
 
 

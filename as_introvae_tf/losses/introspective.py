@@ -58,8 +58,7 @@ def posterior(mu, logvar):
 
 def standard_prior(z_dim, dtype=tf.float32):
   """The prior `p(z) = N(0, I)` with event shape `[z_dim]`."""
-  return tfd.Independent(
-      tfd.Normal(loc=tf.zeros([z_dim], dtype), scale=tf.ones([z_dim], dtype)), 1)
+  return tfd.Independent(tfd.Normal(loc=tf.zeros([z_dim], dtype), scale=tf.ones([z_dim], dtype)), 1)
 
 
 def gaussian_kl(mu, logvar):
@@ -131,8 +130,9 @@ def exp_elbo(rec, kl, *, scale, beta_rec, beta_neg, alpha=2.0):
 # ---------------------------------------------------------------------------------------------
 
 
-def soft_introvae_encoder_loss(rec_real, kl_real, exp_elbo_rec, exp_elbo_fake, *, scale,
-                               beta_rec, beta_kl):
+def soft_introvae_encoder_loss(
+  rec_real, kl_real, exp_elbo_rec, exp_elbo_fake, *, scale, beta_rec, beta_kl
+):
   """S-IntroVAE encoder loss per example.
 
   `L_E = s * (beta_rec * rec_real + beta_kl * kl_real) + 0.25 * (exp_elbo_rec + exp_elbo_fake)`
@@ -146,12 +146,12 @@ def soft_introvae_encoder_loss(rec_real, kl_real, exp_elbo_rec, exp_elbo_fake, *
   Returns:
     float32 `[B]`.
   """
-  return (scale * (beta_rec * rec_real + beta_kl * kl_real)
-          + 0.25 * (exp_elbo_rec + exp_elbo_fake))
+  return scale * (beta_rec * rec_real + beta_kl * kl_real) + 0.25 * (exp_elbo_rec + exp_elbo_fake)
 
 
-def soft_introvae_decoder_loss(rec_real, kl_rec, kl_fake, rr_rec, rr_fake, *, scale, beta_rec,
-                               beta_kl, gamma_r):
+def soft_introvae_decoder_loss(
+  rec_real, kl_rec, kl_fake, rr_rec, rr_fake, *, scale, beta_rec, beta_kl, gamma_r
+):
   """S-IntroVAE decoder loss per example.
 
   `L_D = s * (beta_rec * rec_real + 0.5 * beta_kl * (kl_rec + kl_fake)
@@ -166,8 +166,11 @@ def soft_introvae_decoder_loss(rec_real, kl_rec, kl_fake, rr_rec, rr_fake, *, sc
   Returns:
     float32 `[B]`.
   """
-  return scale * (beta_rec * rec_real + 0.5 * beta_kl * (kl_rec + kl_fake)
-                  + gamma_r * 0.5 * beta_rec * (rr_rec + rr_fake))
+  return scale * (
+    beta_rec * rec_real
+    + 0.5 * beta_kl * (kl_rec + kl_fake)
+    + gamma_r * 0.5 * beta_rec * (rr_rec + rr_fake)
+  )
 
 
 def vae_loss(rec, kl, *, scale, beta_rec, beta_kl):
@@ -186,8 +189,7 @@ def vae_loss(rec, kl, *, scale, beta_rec, beta_kl):
 # ---------------------------------------------------------------------------------------------
 
 
-def introvae_encoder_loss(rec_real, kl_real, kl_rec, kl_fake, *, margin, alpha, beta_rec,
-                          beta_kl):
+def introvae_encoder_loss(rec_real, kl_real, kl_rec, kl_fake, *, margin, alpha, beta_rec, beta_kl):
   """IntroVAE encoder loss per example, with the hinge `[m - KL]^+`.
 
   `L_E = beta_kl * kl_real + alpha * (relu(m - kl_rec) + relu(m - kl_fake)) + beta_rec * rec_real`

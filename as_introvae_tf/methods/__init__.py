@@ -34,10 +34,12 @@ def names():
   """The `--method` names: one per method file in this folder (no import), `_LISTED_FIRST`
   first."""
   folder = os.path.dirname(os.path.abspath(__file__))
-  found = {m.name for m in pkgutil.iter_modules([folder])
-           if not m.name.startswith("_") and m.name not in _NOT_METHODS}
-  return (tuple(n for n in _LISTED_FIRST if n in found)
-          + tuple(sorted(found - set(_LISTED_FIRST))))
+  found = {
+    m.name
+    for m in pkgutil.iter_modules([folder])
+    if not m.name.startswith("_") and m.name not in _NOT_METHODS
+  }
+  return tuple(n for n in _LISTED_FIRST if n in found) + tuple(sorted(found - set(_LISTED_FIRST)))
 
 
 def register(name):
@@ -47,17 +49,20 @@ def register(name):
   Raises:
     ValueError: `name` is already registered by another class, or is not the file's name.
   """
+
   def decorate(cls):
     module = cls.__module__.rsplit(".", 1)[-1]
     if module != name:
-      raise ValueError(f"method {name!r} must be defined in methods/{name}.py, not in "
-                       f"{cls.__module__}")
+      raise ValueError(
+        f"method {name!r} must be defined in methods/{name}.py, not in {cls.__module__}"
+      )
     previous = _REGISTRY.get(name)
     if previous is not None and previous.__qualname__ != cls.__qualname__:
       raise ValueError(f"method {name!r} is already registered ({previous.__qualname__})")
     cls.method = name
     _REGISTRY[name] = cls
     return cls
+
   return decorate
 
 

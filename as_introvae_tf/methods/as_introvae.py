@@ -23,9 +23,11 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
   metric_names = soft_introvae.SoftIntroVAE.metric_names + ("as_distance", "c")
   """As S-IntroVAE's, plus `as_distance` = the encoder-phase AS-Distance and `c` = the annealed
   KL weight."""
-  divergence_hint = ("AS-IntroVAE: raise --beta_neg (as for S-IntroVAE, the authors advise "
-                     "values near z_dim or larger), lower --lr, or use the reference AS "
-                     "options (--as_kernel=per_dim --as_squash=tanh).")
+  divergence_hint = (
+    "AS-IntroVAE: raise --beta_neg (as for S-IntroVAE, the authors advise "
+    "values near z_dim or larger), lower --lr, or use the reference AS "
+    "options (--as_kernel=per_dim --as_squash=tanh)."
+  )
   tensorboard_hparams = ("as_kernel", "as_squash", "anneal")
   bar_metrics = ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "as_distance")
 
@@ -40,22 +42,23 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
     """
     super().__init__(*args, **kwargs)
     if as_distance_xla not in AS_XLA_MODES:
-      raise ValueError(f"as_distance_xla must be one of {AS_XLA_MODES}; "
-                       f"got {as_distance_xla!r}")
+      raise ValueError(f"as_distance_xla must be one of {AS_XLA_MODES}; got {as_distance_xla!r}")
     self.as_distance_xla = as_distance_xla
 
   @classmethod
   def extra_model_kwargs(cls, config, spec):
-    return {**super().extra_model_kwargs(config, spec),
-            "as_distance_xla": getattr(config, "as_distance_xla", "auto")}
+    return {
+      **super().extra_model_kwargs(config, spec),
+      "as_distance_xla": getattr(config, "as_distance_xla", "auto"),
+    }
 
   @property
   def xla_as_distance(self):
     """Whether `_as_distance` uses the XLA-compiled pair terms (see `__init__`)."""
     if self.as_distance_xla == "auto":
       from tensorflow.python.framework import config as tf_config  # pylint: disable=import-outside-toplevel
-      return not (tf_config.is_op_determinism_enabled()
-                  and tf.config.list_logical_devices("GPU"))
+
+      return not (tf_config.is_op_determinism_enabled() and tf.config.list_logical_devices("GPU"))
     return self.as_distance_xla == "on"
 
   def _squash(self, mu, logvar):
@@ -74,16 +77,27 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
 
   def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
     g = self._gather_live
-    return losses.as_distance(g(mu_r), g(logvar_r), g(mu_f), g(logvar_f),
-                              kernel=self.hparams.as_kernel, reduction=reduction,
-                              xla=self.xla_as_distance)
+    return losses.as_distance(
+      g(mu_r),
+      g(logvar_r),
+      g(mu_f),
+      g(logvar_f),
+      kernel=self.hparams.as_kernel,
+      reduction=reduction,
+      xla=self.xla_as_distance,
+    )
 
   def _encoder_as_term(self, as_e, exp_rec, exp_fake, c):
     """`sg(d loss_E / dAS) * AS`: the AS-Distance enters every example's expELBO exponent, so
     its gradient is the global-batch mean slope of `0.25 * (exp_rec + exp_fake)` times the
     AS-Distance, whose own slice is live on this replica (exact once replicas are summed)."""
-    return losses.as_encoder_surrogate(as_e, self._global_batch_mean(exp_rec + exp_fake), c=c,
-                                       scale=self.scale, beta_neg=self.hparams.beta_neg)
+    return losses.as_encoder_surrogate(
+      as_e,
+      self._global_batch_mean(exp_rec + exp_fake),
+      c=c,
+      scale=self.scale,
+      beta_neg=self.hparams.beta_neg,
+    )
 
   def _decoder_as_term(self, squashed, c):
     """`s * 0.5 * beta_kl * (1 - c) * AS` (linear in AS: no slope needed)."""
@@ -92,4 +106,3 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
 
   def _as_logs(self, as_distance, c):
     return {"as_distance": as_distance, "c": c}
-

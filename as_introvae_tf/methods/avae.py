@@ -53,29 +53,58 @@ class AVAE(base.IntrospectiveVAE):
     **kwargs: as `base.IntrospectiveVAE`.
   """
 
-  metric_names = ("loss_encoder", "loss_decoder", "loss_discriminator", "l_e", "l_n", "l_s",
-                  "l_d", "l_g", "l_v", "k_t", "e_t", "convergence", "grad_norm_encoder",
-                  "grad_norm_decoder", "grad_norm_discriminator")
+  metric_names = (
+    "loss_encoder",
+    "loss_decoder",
+    "loss_discriminator",
+    "l_e",
+    "l_n",
+    "l_s",
+    "l_d",
+    "l_g",
+    "l_v",
+    "k_t",
+    "e_t",
+    "convergence",
+    "grad_norm_encoder",
+    "grad_norm_decoder",
+    "grad_norm_discriminator",
+  )
   """`loss_encoder` = L_enc (eq. 15), `loss_decoder` = L_gen (eq. 14), `loss_discriminator` =
   L_dis (eq. 13, with k_{t-1}); the terms `l_e`, `l_n` (nats), `l_s`, `l_d`, `l_g`, `l_v` (eq. 2,
   3, 7, 9; batch means); `k_t` after this step's PID update; `e_t` (eq. 11); `convergence` =
   `L_d + |eta L_d - L_g - alpha L_v|`; the gradient norms of E, D and (E', D')."""
   hparams_class = hparams.AVAEHParams
-  divergence_hint = ("AVAE: lower --lr or the PID gains (--pid_ki, --pid_kp, --pid_kd), or keep "
-                     "--avae_clip_k.")
+  divergence_hint = (
+    "AVAE: lower --lr or the PID gains (--pid_ki, --pid_kp, --pid_kd), or keep --avae_clip_k."
+  )
   tensorboard_hparams = ("avae_alpha", "avae_beta", "avae_gamma", "avae_eta")
   bar_metrics = ("loss_encoder", "loss_decoder", "loss_discriminator", "k_t")
 
-  def __init__(self, encoder, decoder, *, discriminator_encoder, discriminator_decoder,
-               avae_hparams=None, **kwargs):
+  def __init__(
+    self,
+    encoder,
+    decoder,
+    *,
+    discriminator_encoder,
+    discriminator_decoder,
+    avae_hparams=None,
+    **kwargs,
+  ):
     super().__init__(encoder, decoder, **kwargs)
     self.discriminator_encoder = discriminator_encoder
     self.discriminator_decoder = discriminator_decoder
     self.avae_hparams = avae_hparams or hparams.AVAEHParams()
 
     def state(name):
-      return tf.Variable(0.0, dtype=tf.float32, trainable=False, name=name,
-                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      return tf.Variable(
+        0.0,
+        dtype=tf.float32,
+        trainable=False,
+        name=name,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+      )
+
     self.k_t = state("k_t")
     self.e_prev = state("e_prev")
     self.e_prev2 = state("e_prev2")
@@ -87,9 +116,10 @@ class AVAE(base.IntrospectiveVAE):
     """The discriminator auto-encoder (E', D': the run's architecture and precision) and
     `AVAEHParams` from the config (call in the scope)."""
     return dict(
-        discriminator_encoder=run_lib.build_encoder(config, spec, "discriminator_encoder"),
-        discriminator_decoder=run_lib.build_decoder(config, spec, "discriminator_decoder"),
-        avae_hparams=cls.hparams_class.from_config(config))
+      discriminator_encoder=run_lib.build_encoder(config, spec, "discriminator_encoder"),
+      discriminator_decoder=run_lib.build_decoder(config, spec, "discriminator_decoder"),
+      avae_hparams=cls.hparams_class.from_config(config),
+    )
 
   @classmethod
   def extra_optimizers(cls, config, learning_rate):
@@ -97,13 +127,16 @@ class AVAE(base.IntrospectiveVAE):
     return dict(discriminator_optimizer=run_lib.adam(config, learning_rate))
 
   def extra_checkpoint_items(self):
-    return dict(discriminator_encoder=self.discriminator_encoder,
-                discriminator_decoder=self.discriminator_decoder,
-                discriminator_optimizer=self.discriminator_optimizer,
-                avae_k_t=self.k_t, avae_e_prev=self.e_prev, avae_e_prev2=self.e_prev2)
+    return dict(
+      discriminator_encoder=self.discriminator_encoder,
+      discriminator_decoder=self.discriminator_decoder,
+      discriminator_optimizer=self.discriminator_optimizer,
+      avae_k_t=self.k_t,
+      avae_e_prev=self.e_prev,
+      avae_e_prev2=self.e_prev2,
+    )
 
-  def compile(self, encoder_optimizer, decoder_optimizer, discriminator_optimizer=None,
-              **kwargs):
+  def compile(self, encoder_optimizer, decoder_optimizer, discriminator_optimizer=None, **kwargs):
     """Compiles with three optimizers: E, D, and the discriminator (E', D') together."""
     if discriminator_optimizer is None:
       raise ValueError("AVAE needs a discriminator_optimizer")
@@ -112,8 +145,10 @@ class AVAE(base.IntrospectiveVAE):
     self.discriminator_optimizer.build(self._discriminator_variables())
 
   def _discriminator_variables(self):
-    return (self.discriminator_encoder.trainable_variables
-            + self.discriminator_decoder.trainable_variables)
+    return (
+      self.discriminator_encoder.trainable_variables
+      + self.discriminator_decoder.trainable_variables
+    )
 
   def _code(self, x):
     """The discriminator's code `E'(x)`, float32 `[B, z_dim]`."""
@@ -137,16 +172,17 @@ class AVAE(base.IntrospectiveVAE):
       x_v = self.decoder(losses.reparameterize(mu, logvar, eps), training=True)
       x_g = self.decoder(z_g, training=True)
       z_d, z_v, z_gen = self._code(x), self._code(x_v), self._code(x_g)
-      l_e = losses.l1_error(x, x_v)                                   # eq. 2
-      l_n = losses.gaussian_kl(mu, logvar)                     # eq. 3
-      l_s = losses.l1_error(z_d, z_v)                                 # eq. 9
+      l_e = losses.l1_error(x, x_v)  # eq. 2
+      l_n = losses.gaussian_kl(mu, logvar)  # eq. 3
+      l_s = losses.l1_error(z_d, z_v)  # eq. 9
       # === Discriminator reconstructions (lines 9-10) ===
-      l_d = losses.l1_error(x, self.discriminator_decoder(z_d, training=True))       # eq. 7
+      l_d = losses.l1_error(x, self.discriminator_decoder(z_d, training=True))  # eq. 7
       l_g = losses.l1_error(x_g, self.discriminator_decoder(z_gen, training=True))
       l_v = losses.l1_error(x_v, self.discriminator_decoder(z_v, training=True))
       per_example_e = losses.avae_encoder_loss(l_n, l_s, l_e, beta=hp.beta, gamma=hp.gamma)
-      per_example_d = losses.avae_generator_loss(l_g, l_v, l_s, l_e, alpha=hp.alpha, beta=hp.beta,
-                                          gamma=hp.gamma)
+      per_example_d = losses.avae_generator_loss(
+        l_g, l_v, l_s, l_e, alpha=hp.alpha, beta=hp.beta, gamma=hp.gamma
+      )
       per_example_a = losses.avae_discriminator_loss(l_d, l_g, l_v, k=k_prev, alpha=hp.alpha)
       loss_e = self._mean(per_example_e)
       loss_d = self._mean(per_example_d)
@@ -157,9 +193,10 @@ class AVAE(base.IntrospectiveVAE):
     del tape
     # skip_batch: the three updates and the PID state come from one pass: all or none.
     self._require_finite(
-        self._finite_checks(loss_e, grads_e, self.encoder_optimizer)
-        + self._finite_checks(loss_d, grads_d, self.decoder_optimizer)
-        + self._finite_checks(loss_a, grads_a, self.discriminator_optimizer))
+      self._finite_checks(loss_e, grads_e, self.encoder_optimizer)
+      + self._finite_checks(loss_d, grads_d, self.decoder_optimizer)
+      + self._finite_checks(loss_a, grads_a, self.discriminator_optimizer)
+    )
 
     # === Update E (line 8) ===
     self._apply(self.encoder_optimizer, grads_e, e_vars, "encoder", loss_e)
@@ -169,8 +206,9 @@ class AVAE(base.IntrospectiveVAE):
     m_d, m_g, m_v = (self._global_batch_mean(t) for t in (l_d, l_g, l_v))
     e_t = losses.avae_balance_error(m_d, m_g, m_v, eta=hp.eta, alpha=hp.alpha)
     e_prev, e_prev2 = tf.identity(self.e_prev), tf.identity(self.e_prev2)
-    k_t = losses.pid_update(k_prev, e_t, e_prev, e_prev2, ki=hp.pid_ki, kp=hp.pid_kp, kd=hp.pid_kd,
-                     clip=hp.clip_k)
+    k_t = losses.pid_update(
+      k_prev, e_t, e_prev, e_prev2, ki=hp.pid_ki, kp=hp.pid_kp, kd=hp.pid_kd, clip=hp.clip_k
+    )
     ok = self._batch_ok  # always True with nan_policy="stop"
     self.k_t.assign(tf.where(ok, k_t, k_prev))
     self.e_prev2.assign(tf.where(ok, e_prev, e_prev2))
@@ -179,11 +217,16 @@ class AVAE(base.IntrospectiveVAE):
     self._apply(self.discriminator_optimizer, grads_a, a_vars, "discriminator", loss_a)
 
     return {
-        "loss_encoder": tf.reduce_mean(per_example_e),
-        "loss_decoder": tf.reduce_mean(per_example_d),
-        "loss_discriminator": tf.reduce_mean(per_example_a),
-        "l_e": tf.reduce_mean(l_e), "l_n": tf.reduce_mean(l_n), "l_s": tf.reduce_mean(l_s),
-        "l_d": tf.reduce_mean(l_d), "l_g": tf.reduce_mean(l_g), "l_v": tf.reduce_mean(l_v),
-        "k_t": k_t, "e_t": e_t,
-        "convergence": losses.avae_convergence(m_d, m_g, m_v, eta=hp.eta, alpha=hp.alpha),
+      "loss_encoder": tf.reduce_mean(per_example_e),
+      "loss_decoder": tf.reduce_mean(per_example_d),
+      "loss_discriminator": tf.reduce_mean(per_example_a),
+      "l_e": tf.reduce_mean(l_e),
+      "l_n": tf.reduce_mean(l_n),
+      "l_s": tf.reduce_mean(l_s),
+      "l_d": tf.reduce_mean(l_d),
+      "l_g": tf.reduce_mean(l_g),
+      "l_v": tf.reduce_mean(l_v),
+      "k_t": k_t,
+      "e_t": e_t,
+      "convergence": losses.avae_convergence(m_d, m_g, m_v, eta=hp.eta, alpha=hp.alpha),
     }

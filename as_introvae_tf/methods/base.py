@@ -130,9 +130,22 @@ class IntrospectiveVAE(keras.Model):
     bit i of `non_finite_terms` = checked_terms[i]."""
     return tuple(sorted(set(self.metric_names) | set(VAE_METRIC_NAMES)))
 
-  def __init__(self, encoder, decoder, *, example_shape, global_batch_size, hparams=None,
-               total_steps=1, num_vae=0, seed=0, ema_decoder=None, nan_policy="stop",
-               fuse_passes="auto", **kwargs):
+  def __init__(
+    self,
+    encoder,
+    decoder,
+    *,
+    example_shape,
+    global_batch_size,
+    hparams=None,
+    total_steps=1,
+    num_vae=0,
+    seed=0,
+    ema_decoder=None,
+    nan_policy="stop",
+    fuse_passes="auto",
+    **kwargs,
+  ):
     super().__init__(**kwargs)
     if nan_policy not in NAN_POLICIES:
       raise ValueError(f"nan_policy must be one of {NAN_POLICIES}; got {nan_policy!r}")
@@ -155,21 +168,38 @@ class IntrospectiveVAE(keras.Model):
     self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
     # The first step whose losses or gradients were NaN/inf (-1: none yet) and which terms.
     self.first_non_finite_step = tf.Variable(
-        -1, dtype=tf.int64, trainable=False, name="first_non_finite_step",
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      -1,
+      dtype=tf.int64,
+      trainable=False,
+      name="first_non_finite_step",
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
     self.non_finite_terms = tf.Variable(
-        0, dtype=tf.int64, trainable=False, name="non_finite_terms",
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      0,
+      dtype=tf.int64,
+      trainable=False,
+      name="non_finite_terms",
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
     # skip_batch: batches skipped so far, and how many in a row up to the last step.
     self.skipped_batches = tf.Variable(
-        0, dtype=tf.int64, trainable=False, name="skipped_batches",
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      0,
+      dtype=tf.int64,
+      trainable=False,
+      name="skipped_batches",
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
     self.consecutive_skipped = tf.Variable(
-        0, dtype=tf.int64, trainable=False, name="consecutive_skipped",
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      0,
+      dtype=tf.int64,
+      trainable=False,
+      name="consecutive_skipped",
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
     self._replica_records = threading.local()
-    self._vae_trackers = {name: self.trackers.get(name) or keras.metrics.Mean(name=name)
-                          for name in VAE_METRIC_NAMES}
+    self._vae_trackers = {
+      name: self.trackers.get(name) or keras.metrics.Mean(name=name) for name in VAE_METRIC_NAMES
+    }
 
   # --- Keras plumbing ------------------------------------------------------------------------
 
@@ -192,9 +222,10 @@ class IntrospectiveVAE(keras.Model):
     for trackers in (self.trackers, self._vae_trackers):
       for name in list(trackers):
         if name.startswith("grad_norm_"):
-          scale_name = "loss_scale_" + name[len("grad_norm_"):]
-          trackers[scale_name] = (self.trackers.get(scale_name)
-                                  or keras.metrics.Mean(name=scale_name))
+          scale_name = "loss_scale_" + name[len("grad_norm_") :]
+          trackers[scale_name] = self.trackers.get(scale_name) or keras.metrics.Mean(
+            name=scale_name
+          )
 
   @property
   def metrics(self):
@@ -221,15 +252,17 @@ class IntrospectiveVAE(keras.Model):
     `ema_decoder`. Call outside `train_step` (cross-replica context) before sampling."""
     if self.ema_decoder is None:
       return
-    averages = getattr(precision.unwrap(self.decoder_optimizer),
-                       "_model_variables_moving_average", None)
+    averages = getattr(
+      precision.unwrap(self.decoder_optimizer), "_model_variables_moving_average", None
+    )
     if averages is None:
       raise ValueError("ema_decoder given but the decoder optimizer has use_ema=False")
     targets = self.ema_decoder.variables
     sources = self.decoder.variables
     if [v.shape for v in targets] != [v.shape for v in sources]:
-      raise ValueError("ema_decoder and decoder have different variables; build both with the "
-                       "same builder")
+      raise ValueError(
+        "ema_decoder and decoder have different variables; build both with the same builder"
+      )
     trainable = {id(v) for v in self.decoder.trainable_variables}
     index = {id(v): i for i, v in enumerate(self.decoder.trainable_variables)}
     for target, source in zip(targets, sources):
@@ -265,8 +298,9 @@ class IntrospectiveVAE(keras.Model):
       eps = tf.random.stateless_normal(tf.shape(mu), seed=[self.seed, 7919 + k])
       latents.append(losses.reparameterize(mu, logvar, eps))
     for decoder in decoders:
-      average_batchnorm(batchnorm_layers(decoder),
-                         [lambda z=z, d=decoder: d(z, training=True) for z in latents])
+      average_batchnorm(
+        batchnorm_layers(decoder), [lambda z=z, d=decoder: d(z, training=True) for z in latents]
+      )
 
   # --- Step helpers ---------------------------------------------------------------------------
 
@@ -284,15 +318,14 @@ class IntrospectiveVAE(keras.Model):
     """Standard normal noise `[local_batch, z_dim]` for this replica, a function of
     (seed, step, index) drawn for the global batch so that it does not depend on the number
     of replicas."""
-    seed = tf.stack([tf.constant(self.seed, tf.int64),
-                     tf.cast(self.step, tf.int64) * 16 + index])
+    seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(self.step, tf.int64) * 16 + index])
     full = tf.random.stateless_normal([self.global_batch_size, self.z_dim], seed=seed)
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
       return full
     local = self.global_batch_size // ctx.num_replicas_in_sync
     start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
-    return full[start:start + local]
+    return full[start : start + local]
 
   def _mean(self, per_example):
     """Global-batch mean of a `[B_local]` term (sum over this replica / global batch)."""
@@ -318,7 +351,7 @@ class IntrospectiveVAE(keras.Model):
     after = self.global_batch_size - start - n
     padded = tf.pad(tf.stop_gradient(t), [[start, after], [0, 0]])
     gathered = ctx.all_reduce(tf.distribute.ReduceOp.SUM, padded)
-    return tf.concat([gathered[:start], t, gathered[start + n:]], axis=0)
+    return tf.concat([gathered[:start], t, gathered[start + n :]], axis=0)
 
   @property
   def fused_passes(self):
@@ -356,11 +389,13 @@ class IntrospectiveVAE(keras.Model):
         ok = tf.math.is_finite(value)
         if weight is not None:
           ok = tf.logical_and(ok, weight > 0)
-        trackers[name].update_state(tf.where(ok, value, 0.0),
-                                    sample_weight=tf.cast(ok, value.dtype))
+        trackers[name].update_state(
+          tf.where(ok, value, 0.0), sample_weight=tf.cast(ok, value.dtype)
+        )
       elif weight is not None:  # a skipped batch (weight 0) leaves the running means as they were
-        trackers[name].update_state(tf.where(weight > 0, value, tf.zeros_like(value)),
-                                    sample_weight=weight)
+        trackers[name].update_state(
+          tf.where(weight > 0, value, tf.zeros_like(value)), sample_weight=weight
+        )
       else:
         trackers[name].update_state(value)
     return {name: tracker.result() for name, tracker in trackers.items()}
@@ -379,11 +414,11 @@ class IntrospectiveVAE(keras.Model):
       ok = self._batch_ok
       self.skipped_batches.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
       self.consecutive_skipped.assign(
-          tf.where(ok, tf.constant(0, tf.int64), self.consecutive_skipped + 1))
+        tf.where(ok, tf.constant(0, tf.int64), self.consecutive_skipped + 1)
+      )
       # Terms that are non-finite although every update of the batch was applied (a log-only
       # term) cannot be skipped: they are recorded, and training stops as with "stop".
-      self._record_non_finite(
-          step, {k: tf.where(ok, v, tf.zeros_like(v)) for k, v in logs.items()})
+      self._record_non_finite(step, {k: tf.where(ok, v, tf.zeros_like(v)) for k, v in logs.items()})
       logs.update(self._loss_scales)
       logs = self._report(trackers, logs, weight=tf.cast(ok, tf.float32))
     else:
@@ -391,8 +426,10 @@ class IntrospectiveVAE(keras.Model):
       logs.update(self._loss_scales)
       logs = self._report(trackers, logs)
     strategy = tf.distribute.get_strategy()
-    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and strategy.extended._in_multi_worker_mode()):  # pylint: disable=protected-access
+    if (
+      isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+      and strategy.extended._in_multi_worker_mode()
+    ):  # pylint: disable=protected-access
       # Keras 3.15.1's fit reduces train_step outputs with reduce(MEAN, v, axis=0) across
       # workers, which fails on scalars (tensorflow/tensorflow#72388): give them a batch axis.
       logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
@@ -405,8 +442,7 @@ class IntrospectiveVAE(keras.Model):
   def _minimize(self, tape, loss, variables, optimizer, name):
     """One update of `variables` by `optimizer` from `d loss / d variables` (`_gradients`),
     recorded as `grad_norm_<name>` (`_apply`)."""
-    self._apply(optimizer, self._gradients(tape, loss, variables, optimizer), variables, name,
-                loss)
+    self._apply(optimizer, self._gradients(tape, loss, variables, optimizer), variables, name, loss)
 
   def _apply(self, optimizer, grads, variables, name, loss=None):
     """Applies one network's gradients and records their global norm (`grad_norm_<name>`).
@@ -439,8 +475,9 @@ class IntrospectiveVAE(keras.Model):
       finite = optimizer.check_finite(grads)
       ctx = tf.distribute.get_replica_context()
       if ctx is not None and ctx.num_replicas_in_sync > 1:
-        bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite),
-                                                                 tf.float32))
+        bad = ctx.all_reduce(
+          tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32)
+        )
         finite = bad == 0
         poison = tf.where(finite, 1.0, float("nan"))
         grads = [None if g is None else g * tf.cast(poison, g.dtype) for g in grads]
@@ -469,8 +506,12 @@ class IntrospectiveVAE(keras.Model):
     """`skip_batch`: the rest of this batch's updates need `tensors` finite on every replica."""
     if not tensors:  # nothing to check, or nan_policy="stop" (`_finite_checks`)
       return
-    bad = tf.cast(tf.logical_not(tf.reduce_all(tf.stack(
-        [tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))), tf.float32)
+    bad = tf.cast(
+      tf.logical_not(
+        tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))
+      ),
+      tf.float32,
+    )
     bad = self._global_sum(bad)
     self._batch_ok = tf.logical_and(self._batch_ok, bad == 0)
 
@@ -480,6 +521,7 @@ class IntrospectiveVAE(keras.Model):
     A gradient norm that is non-finite because a loss-scaled update overflowed (`_overflow`:
     skipped by the optimizer, scale > 1) does not count: that is dynamic loss scaling at work.
     """
+
     def bad_term(name):
       bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(logs[name])))
       if name in self._overflow:
@@ -494,7 +536,8 @@ class IntrospectiveVAE(keras.Model):
     bits = tf.reduce_sum(tf.cast(bad > 0, tf.int64) * weights)
     first = (self.first_non_finite_step < 0) & (bits > 0)
     self.first_non_finite_step.assign(
-        tf.where(first, tf.cast(step, tf.int64), self.first_non_finite_step))
+      tf.where(first, tf.cast(step, tf.int64), self.first_non_finite_step)
+    )
     self.non_finite_terms.assign(tf.where(first, bits, self.non_finite_terms))
 
   def non_finite_report(self):
@@ -526,23 +569,30 @@ class IntrospectiveVAE(keras.Model):
       x_r = self.decoder(losses.reparameterize(mu, logvar, eps), training=True)
       rec = losses.reconstruction_error(x, x_r)
       kl = losses.gaussian_kl(mu, logvar)
-      loss = self._mean(losses.vae_loss(rec, kl, scale=scale, beta_rec=hp.beta_rec,
-                                        beta_kl=hp.beta_kl))
+      loss = self._mean(
+        losses.vae_loss(rec, kl, scale=scale, beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
+      )
     if scaled:
       grads_e = self._gradients(tape, loss, e_vars, self.encoder_optimizer)
       grads_d = self._gradients(tape, loss, d_vars, self.decoder_optimizer)
       del tape
     else:
       grads = tape.gradient(loss, e_vars + d_vars)
-      grads_e, grads_d = grads[:len(e_vars)], grads[len(e_vars):]
+      grads_e, grads_d = grads[: len(e_vars)], grads[len(e_vars) :]
     # skip_batch: one joint update, all or none
-    self._require_finite(self._finite_checks(loss, grads_e, self.encoder_optimizer)
-                         + self._finite_checks(None, grads_d, self.decoder_optimizer))
+    self._require_finite(
+      self._finite_checks(loss, grads_e, self.encoder_optimizer)
+      + self._finite_checks(None, grads_d, self.decoder_optimizer)
+    )
     self._apply(self.encoder_optimizer, grads_e, e_vars, "encoder", loss)
     self._apply(self.decoder_optimizer, grads_d, d_vars, "decoder")
-    return {"loss": tf.reduce_mean(losses.vae_loss(rec, kl, scale=scale,
-                                                   beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)),
-            "rec": tf.reduce_mean(rec), "kl_real": tf.reduce_mean(kl)}
+    return {
+      "loss": tf.reduce_mean(
+        losses.vae_loss(rec, kl, scale=scale, beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
+      ),
+      "rec": tf.reduce_mean(rec),
+      "kl_real": tf.reduce_mean(kl),
+    }
 
   def introspective_step(self, x):
     raise NotImplementedError  # Each method defines its own.
@@ -557,13 +607,12 @@ class IntrospectiveVAE(keras.Model):
       return full
     local = tf.shape(full)[0] // ctx.num_replicas_in_sync
     start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
-    return full[start:start + local]
+    return full[start : start + local]
 
   def _uniform(self, index):
     """U[0, 1) noise `[local_batch]`, drawn for the global batch from (seed, step, index) like
     `_normal` (use indices that `_normal` does not use in the same step)."""
-    seed = tf.stack([tf.constant(self.seed, tf.int64),
-                     tf.cast(self.step, tf.int64) * 16 + index])
+    seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(self.step, tf.int64) * 16 + index])
     return self._replica_slice(tf.random.stateless_uniform([self.global_batch_size], seed=seed))
 
   def _global_batch_mean(self, per_example):
@@ -585,6 +634,7 @@ class IntrospectiveVAE(keras.Model):
   def extra_checkpoint_items(self):
     return {}
 
+
 """`--method` name -> model class."""
 
 
@@ -597,6 +647,7 @@ def _apply_if(ok, optimizer, grads_and_vars):
   taken in cross-replica context and the update re-entered per replica, as Keras'
   `LossScaleOptimizer` skips non-finite steps.
   """
+
   def apply():
     optimizer.apply_gradients(grads_and_vars)
 
@@ -612,7 +663,8 @@ def _apply_if(ok, optimizer, grads_and_vars):
 
     def apply_each():
       distribution.extended.call_for_each_replica(
-          lambda gv: optimizer.apply_gradients(gv), args=(grads_and_vars,))
+        lambda gv: optimizer.apply_gradients(gv), args=(grads_and_vars,)
+      )
 
     tf.cond(ok, apply_each, skip)
 
@@ -620,8 +672,11 @@ def _apply_if(ok, optimizer, grads_and_vars):
 
 
 def batchnorm_layers(network):
-  return [layer for layer in network._flatten_layers()  # pylint: disable=protected-access
-          if isinstance(layer, keras.layers.BatchNormalization)]
+  return [
+    layer
+    for layer in network._flatten_layers()  # pylint: disable=protected-access
+    if isinstance(layer, keras.layers.BatchNormalization)
+  ]
 
 
 def average_batchnorm(layers, calls):

@@ -19,13 +19,21 @@ class IntroVAE(base.IntrospectiveVAE):
   re-weighted `I_VAE.py` of the AS-IntroVAE reference).
   """
 
-  metric_names = ("loss_encoder", "loss_decoder", "rec", "kl_real", "kl_rec", "kl_fake",
-                  "diff_kl") + base.GRAD_NORMS
+  metric_names = (
+    "loss_encoder",
+    "loss_decoder",
+    "rec",
+    "kl_real",
+    "kl_rec",
+    "kl_fake",
+    "diff_kl",
+  ) + base.GRAD_NORMS
   """`kl_*` in nats (`kl_rec`, `kl_fake` of the decoder phase); `diff_kl = kl_fake - kl_real`
   (the reference's diagnostic: negative means the encoder no longer tells fakes from real
   data)."""
-  divergence_hint = ("IntroVAE is sensitive to --margin and --introvae_alpha: lower --lr or "
-                     "change --margin.")
+  divergence_hint = (
+    "IntroVAE is sensitive to --margin and --introvae_alpha: lower --lr or change --margin."
+  )
   tensorboard_hparams = ("margin", "introvae_alpha")
   bar_metrics = ("loss", "loss_encoder", "loss_decoder", "rec", "kl_real", "diff_kl")
 
@@ -46,11 +54,19 @@ class IntroVAE(base.IntrospectiveVAE):
       kl_rec = losses.gaussian_kl(*post_rec)
       kl_fake = losses.gaussian_kl(*post_fake)
       per_example_e = losses.introvae_encoder_loss(
-          rec_real, kl_real, kl_rec, kl_fake, margin=hp.margin, alpha=hp.introvae_alpha,
-          beta_rec=hp.beta_rec, beta_kl=hp.beta_kl)
+        rec_real,
+        kl_real,
+        kl_rec,
+        kl_fake,
+        margin=hp.margin,
+        alpha=hp.introvae_alpha,
+        beta_rec=hp.beta_rec,
+        beta_kl=hp.beta_kl,
+      )
       loss_e = self._mean(per_example_e)
-    self._minimize(tape, loss_e, self.encoder.trainable_variables, self.encoder_optimizer,
-                   "encoder")
+    self._minimize(
+      tape, loss_e, self.encoder.trainable_variables, self.encoder_optimizer, "encoder"
+    )
 
     # === Update D ===
     with tf.GradientTape() as tape:
@@ -60,15 +76,20 @@ class IntroVAE(base.IntrospectiveVAE):
       kl_rec_d = losses.gaussian_kl(*post_rec)
       kl_fake_d = losses.gaussian_kl(*post_fake)
       per_example_d = losses.introvae_decoder_loss(
-          rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec)
+        rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec
+      )
       loss_d = self._mean(per_example_d)
-    self._minimize(tape, loss_d, self.decoder.trainable_variables, self.decoder_optimizer,
-                   "decoder")
+    self._minimize(
+      tape, loss_d, self.decoder.trainable_variables, self.decoder_optimizer, "decoder"
+    )
 
     kl_real_mean, kl_fake_mean = tf.reduce_mean(kl_real), tf.reduce_mean(kl_fake_d)
-    return {"loss_encoder": tf.reduce_mean(per_example_e),
-            "loss_decoder": tf.reduce_mean(per_example_d),
-            "rec": tf.reduce_mean(rec_real), "kl_real": kl_real_mean,
-            "kl_rec": tf.reduce_mean(kl_rec_d), "kl_fake": kl_fake_mean,
-            "diff_kl": kl_fake_mean - kl_real_mean}
-
+    return {
+      "loss_encoder": tf.reduce_mean(per_example_e),
+      "loss_decoder": tf.reduce_mean(per_example_d),
+      "rec": tf.reduce_mean(rec_real),
+      "kl_real": kl_real_mean,
+      "kl_rec": tf.reduce_mean(kl_rec_d),
+      "kl_fake": kl_fake_mean,
+      "diff_kl": kl_fake_mean - kl_real_mean,
+    }

@@ -53,8 +53,16 @@ class WGANGP(base.IntrospectiveVAE):
     **kwargs: as `base.IntrospectiveVAE`.
   """
 
-  metric_names = ("loss_critic", "loss_generator", "wasserstein", "gradient_penalty",
-                  "score_real", "score_fake", "grad_norm_critic", "grad_norm_generator")
+  metric_names = (
+    "loss_critic",
+    "loss_generator",
+    "wasserstein",
+    "gradient_penalty",
+    "score_real",
+    "score_fake",
+    "grad_norm_critic",
+    "grad_norm_generator",
+  )
   """Means over the n_critic critic iterations of a step: `loss_critic` (with the penalty),
   `wasserstein` = mean f(x) - mean f(G(z)) (the critic's Wasserstein estimate),
   `gradient_penalty` = mean (||grad|| - 1)^2 (before lambda), `score_real`, `score_fake`;
@@ -70,8 +78,9 @@ class WGANGP(base.IntrospectiveVAE):
     self.wgan_hparams = wgan_hparams or hparams.WGANGPHParams()
     n = self.wgan_hparams.n_critic
     if n < 1 or self.global_batch_size % n:
-      raise ValueError(f"the global batch ({self.global_batch_size}) must be a positive "
-                       f"multiple of n_critic ({n})")
+      raise ValueError(
+        f"the global batch ({self.global_batch_size}) must be a positive multiple of n_critic ({n})"
+      )
     self.critic_head = critic_head or keras.layers.Dense(1, name="critic_head", dtype="float32")
     if not self.critic_head.built:
       width = sum(int(t.shape[-1]) for t in encoder.outputs)
@@ -82,8 +91,10 @@ class WGANGP(base.IntrospectiveVAE):
   @classmethod
   def extra_model_kwargs(cls, config, spec):
     del spec
-    return dict(critic_head=keras.layers.Dense(1, name="critic_head", dtype="float32"),
-                wgan_hparams=cls.hparams_class.from_config(config))
+    return dict(
+      critic_head=keras.layers.Dense(1, name="critic_head", dtype="float32"),
+      wgan_hparams=cls.hparams_class.from_config(config),
+    )
 
   def extra_checkpoint_items(self):
     return dict(critic_head=self.critic_head)
@@ -124,13 +135,16 @@ class WGANGP(base.IntrospectiveVAE):
     statistics on prior samples `z ~ N(0, I)`, one `[len(batch), z_dim]` draw per batch of
     `batches`. The critic's statistics stay fixed (see the class docstring)."""
     self.sync_ema_decoder()
-    latents = [tf.random.stateless_normal([len(x), self.z_dim], seed=[self.seed, 7919 + k])
-               for k, x in enumerate(batches)]
+    latents = [
+      tf.random.stateless_normal([len(x), self.z_dim], seed=[self.seed, 7919 + k])
+      for k, x in enumerate(batches)
+    ]
     for decoder in (self.decoder, self.ema_decoder):
       if decoder is not None:
         base.average_batchnorm(
-            base.batchnorm_layers(decoder),
-            [lambda z=z, d=decoder: d(z, training=True) for z in latents])
+          base.batchnorm_layers(decoder),
+          [lambda z=z, d=decoder: d(z, training=True) for z in latents],
+        )
 
   # --- The step -----------------------------------------------------------------------------
 
@@ -140,9 +154,11 @@ class WGANGP(base.IntrospectiveVAE):
     ctx = tf.distribute.get_replica_context()
     replicas = ctx.num_replicas_in_sync if ctx is not None else 1
     if self.global_batch_size % (n * replicas):
-      raise ValueError(f"the global batch ({self.global_batch_size}) must be a multiple of "
-                       f"n_critic x replicas ({n} x {replicas}): each replica splits its batch "
-                       "into n_critic slices")
+      raise ValueError(
+        f"the global batch ({self.global_batch_size}) must be a multiple of "
+        f"n_critic x replicas ({n} x {replicas}): each replica splits its batch "
+        "into n_critic slices"
+      )
     slice_batch = self.global_batch_size // n
     z_critic = self._normal(0)
     z_gen = self._normal(1)[0::n]
@@ -153,8 +169,9 @@ class WGANGP(base.IntrospectiveVAE):
     def mean(per_example):
       return tf.nn.compute_average_loss(per_example, global_batch_size=slice_batch)
 
-    sums = {k: 0.0 for k in ("loss_critic", "wasserstein", "gradient_penalty", "score_real",
-                             "score_fake")}
+    sums = {
+      k: 0.0 for k in ("loss_critic", "wasserstein", "gradient_penalty", "score_real", "score_fake")
+    }
     for j in range(n):  # unrolled: n_critic is a small constant
       # === Update the critic (Algorithm 1, lines 2-9), slice j ===
       x_real = x[j::n]
@@ -164,8 +181,9 @@ class WGANGP(base.IntrospectiveVAE):
         score_real = self.critic(x_real)
         score_fake = self.critic(x_fake)
         penalty = losses.gradient_penalty(losses.critic_input_gradient_norm(self.critic, x_hat))
-        per_example_c = (losses.wasserstein_critic_loss(score_real, score_fake)
-                         + hp.gp_lambda * penalty)
+        per_example_c = (
+          losses.wasserstein_critic_loss(score_real, score_fake) + hp.gp_lambda * penalty
+        )
         loss_c = mean(per_example_c)
       self._minimize(tape, loss_c, c_vars, self.encoder_optimizer, "critic")
       sums["loss_critic"] += tf.reduce_mean(per_example_c)
@@ -177,7 +195,8 @@ class WGANGP(base.IntrospectiveVAE):
     # === Update the generator (lines 10-11) ===
     with tf.GradientTape() as tape:
       per_example_g = losses.wasserstein_generator_loss(
-          self.critic(self.decoder(z_gen, training=True)))
+        self.critic(self.decoder(z_gen, training=True))
+      )
       loss_g = mean(per_example_g)
     self._minimize(tape, loss_g, g_vars, self.decoder_optimizer, "generator")
 

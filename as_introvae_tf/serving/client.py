@@ -44,6 +44,7 @@ class ServingError(RuntimeError):
 
 # === Pure request / response helpers ==========================================================
 
+
 def build_rest_request(seeds, form="instances", signature="serving_default"):
   """The JSON body of a REST predict request for a seed-taking signature.
 
@@ -78,8 +79,7 @@ def _decode_b64(value):
 def _to_array(name, value):
   """A JSON value of output `name` as numpy: bytes (object array) for `*_bytes`, else float32."""
   value = _decode_b64(value)
-  if name.endswith("_bytes") or (isinstance(value, list) and value
-                                 and isinstance(value[0], bytes)):
+  if name.endswith("_bytes") or (isinstance(value, list) and value and isinstance(value[0], bytes)):
     array = np.empty(len(value), dtype=object)
     array[:] = value
     return array
@@ -111,13 +111,13 @@ def parse_rest_outputs(response):
     if isinstance(outputs, dict) and not set(outputs) == {"b64"}:
       return {k: _to_array(k, v) for k, v in outputs.items()}
     return {"output": _to_array("output", outputs)}
-  raise ServingError(f"not a predict answer (no 'predictions' or 'outputs'): "
-                     f"{str(response)[:200]}")
+  raise ServingError(f"not a predict answer (no 'predictions' or 'outputs'): {str(response)[:200]}")
 
 
 def decode_pngs(png_bytes):
   """PNG bytes `[N]` -> float32 `[N, H, W, C]` in [0, 1] (all PNGs must share one size)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   images = [tf.io.decode_png(b).numpy() for b in png_bytes]
   if not images:
     return np.zeros([0, 0, 0, 0], np.float32)
@@ -168,6 +168,7 @@ def predict_url(url, model, version=None):
 
 # === Transports ===============================================================================
 
+
 def rest_predict(url, model, body, version=None, timeout=60.0):
   """POSTs `body` to TF Serving's REST predict endpoint; returns the decoded JSON answer.
 
@@ -175,8 +176,11 @@ def rest_predict(url, model, body, version=None, timeout=60.0):
     ServingError: HTTP error (with TF Serving's `error` message) or unreachable server.
   """
   request = urllib.request.Request(
-      predict_url(url, model, version), data=json.dumps(body).encode("utf-8"),
-      headers={"Content-Type": "application/json"}, method="POST")
+    predict_url(url, model, version),
+    data=json.dumps(body).encode("utf-8"),
+    headers={"Content-Type": "application/json"},
+    method="POST",
+  )
   try:
     with urllib.request.urlopen(request, timeout=timeout) as answer:
       return json.loads(answer.read().decode("utf-8"))
@@ -191,8 +195,7 @@ def rest_predict(url, model, body, version=None, timeout=60.0):
     raise ServingError(f"cannot reach {request.full_url}: {e}") from None
 
 
-def grpc_predict(target, model, seeds, signature="serving_default", version=None,
-                 timeout=60.0):
+def grpc_predict(target, model, seeds, signature="serving_default", version=None, timeout=60.0):
   """Predict over gRPC (`tensorflow-serving-api`); returns `{output name: numpy array}`.
 
   Raises:
@@ -204,15 +207,18 @@ def grpc_predict(target, model, seeds, signature="serving_default", version=None
     from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
     from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
   except ImportError as e:
-    raise ServingError(f"--grpc needs the tensorflow-serving-api package ({e}); "
-                       "pip install tensorflow-serving-api==2.21.0, or use REST") from None
+    raise ServingError(
+      f"--grpc needs the tensorflow-serving-api package ({e}); "
+      "pip install tensorflow-serving-api==2.21.0, or use REST"
+    ) from None
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model
   request.model_spec.signature_name = signature
   if version:
     request.model_spec.version.value = int(version)
   request.inputs[SEEDS_INPUT].CopyFrom(
-      tf.make_tensor_proto(np.asarray(seeds, np.int64).reshape(-1), dtype=tf.int64))
+    tf.make_tensor_proto(np.asarray(seeds, np.int64).reshape(-1), dtype=tf.int64)
+  )
   with grpc.insecure_channel(target) as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     try:
@@ -234,6 +240,7 @@ def samples_from_outputs(outputs):
 def render(samples, path):
   """Writes samples as a PNG: `[N, H, W, C]` images as a grid, `[N, 2]` points as a scatter."""
   from as_introvae_tf import visualize  # pylint: disable=import-outside-toplevel
+
   samples = np.asarray(samples, np.float32)
   if samples.ndim == 4:
     picture = visualize.image_grid(samples)
@@ -248,13 +255,25 @@ def render(samples, path):
 def check_batch(num, max_batch=MAX_BATCH):
   """Raises ValueError if `num` seeds exceed `max_batch` (the export's `--max_batch`)."""
   if num > max_batch:
-    raise ValueError(f"{num} samples requested, more than --max_batch={max_batch} per request "
-                     "(the exported model refuses larger batches; ask in several requests, or "
-                     "pass --max_batch as exported)")
+    raise ValueError(
+      f"{num} samples requested, more than --max_batch={max_batch} per request "
+      "(the exported model refuses larger batches; ask in several requests, or "
+      "pass --max_batch as exported)"
+    )
 
 
-def fetch_samples(seeds, *, url=None, model, signature="serving_default", form="instances",
-                  grpc_target=None, version=None, timeout=60.0, max_batch=MAX_BATCH):
+def fetch_samples(
+  seeds,
+  *,
+  url=None,
+  model,
+  signature="serving_default",
+  form="instances",
+  grpc_target=None,
+  version=None,
+  timeout=60.0,
+  max_batch=MAX_BATCH,
+):
   """Samples for `seeds` from TF Serving, over REST (`url`) or gRPC (`grpc_target`).
 
   Args:
@@ -269,11 +288,14 @@ def fetch_samples(seeds, *, url=None, model, signature="serving_default", form="
   """
   check_batch(len(seeds), max_batch)
   if signature not in SEED_SIGNATURES:
-    raise ValueError(f"--signature must be one of {', '.join(SEED_SIGNATURES)} (the client "
-                     f"sends seeds); got {signature!r}")
+    raise ValueError(
+      f"--signature must be one of {', '.join(SEED_SIGNATURES)} (the client "
+      f"sends seeds); got {signature!r}"
+    )
   if grpc_target:
-    return samples_from_outputs(grpc_predict(grpc_target, model, seeds, signature, version,
-                                             timeout))
+    return samples_from_outputs(
+      grpc_predict(grpc_target, model, seeds, signature, version, timeout)
+    )
   if not url:
     raise ValueError("give --url=http://HOST:8501 (REST) or --grpc=HOST:8500")
   body = build_rest_request(seeds, form, signature)
@@ -282,36 +304,53 @@ def fetch_samples(seeds, *, url=None, model, signature="serving_default", form="
 
 # === Command line =============================================================================
 
+
 def define_flags(flag_values=None):
   """Defines the client's flags in `flag_values` (default absl's FLAGS; idempotent)."""
   from absl import flags  # pylint: disable=import-outside-toplevel
+
   fv = flags.FLAGS if flag_values is None else flag_values
   if "model" in fv:
     return
-  flags.DEFINE_string("url", "http://localhost:8501", "TF Serving REST address.",
-                      flag_values=fv)
-  flags.DEFINE_string("model", None, "Model name (the MODEL_NAME of BASE/MODEL_NAME).",
-                      flag_values=fv)
-  flags.DEFINE_integer("version", None, "Model version; default: the one TF Serving serves.",
-                       flag_values=fv)
-  flags.DEFINE_integer("num", 16, "Number of samples (seeds seed_start .. +num-1).",
-                       flag_values=fv)
+  flags.DEFINE_string("url", "http://localhost:8501", "TF Serving REST address.", flag_values=fv)
+  flags.DEFINE_string(
+    "model", None, "Model name (the MODEL_NAME of BASE/MODEL_NAME).", flag_values=fv
+  )
+  flags.DEFINE_integer(
+    "version", None, "Model version; default: the one TF Serving serves.", flag_values=fv
+  )
+  flags.DEFINE_integer("num", 16, "Number of samples (seeds seed_start .. +num-1).", flag_values=fv)
   flags.DEFINE_integer("seed_start", 0, "First seed.", flag_values=fv)
   flags.DEFINE_string("out", "grid.png", "Output PNG.", flag_values=fv)
-  flags.DEFINE_enum("signature", "serving_default", list(SEED_SIGNATURES), "Signature.",
-                    flag_values=fv)
-  flags.DEFINE_enum("format", "instances", list(FORMS), "REST body format: instances (row) "
-                    "or inputs (columnar).", flag_values=fv)
-  flags.DEFINE_string("grpc", None, "HOST:8500: use gRPC instead of REST "
-                      "(needs tensorflow-serving-api).", flag_values=fv)
+  flags.DEFINE_enum(
+    "signature", "serving_default", list(SEED_SIGNATURES), "Signature.", flag_values=fv
+  )
+  flags.DEFINE_enum(
+    "format",
+    "instances",
+    list(FORMS),
+    "REST body format: instances (row) or inputs (columnar).",
+    flag_values=fv,
+  )
+  flags.DEFINE_string(
+    "grpc",
+    None,
+    "HOST:8500: use gRPC instead of REST (needs tensorflow-serving-api).",
+    flag_values=fv,
+  )
   flags.DEFINE_float("timeout", 60.0, "Request timeout in seconds.", flag_values=fv)
-  flags.DEFINE_integer("max_batch", MAX_BATCH, "The export's --max_batch: larger --num is "
-                       "refused before anything is built or sent.", flag_values=fv)
+  flags.DEFINE_integer(
+    "max_batch",
+    MAX_BATCH,
+    "The export's --max_batch: larger --num is refused before anything is built or sent.",
+    flag_values=fv,
+  )
 
 
 def main(argv, flag_values=None):
   """Runs the client from parsed flags; returns the exit status (0 ok, 1 error)."""
   from absl import flags  # pylint: disable=import-outside-toplevel
+
   fv = flags.FLAGS if flag_values is None else flag_values
   if len(argv) > 1:
     print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
@@ -329,20 +368,31 @@ def main(argv, flag_values=None):
     return 1
   seeds = list(range(fv.seed_start, fv.seed_start + fv.num))
   try:
-    samples = fetch_samples(seeds, url=fv.url, model=fv.model, signature=fv.signature,
-                            form=fv.format, grpc_target=fv.grpc, version=fv.version,
-                            timeout=fv.timeout, max_batch=fv.max_batch)
+    samples = fetch_samples(
+      seeds,
+      url=fv.url,
+      model=fv.model,
+      signature=fv.signature,
+      form=fv.format,
+      grpc_target=fv.grpc,
+      version=fv.version,
+      timeout=fv.timeout,
+      max_batch=fv.max_batch,
+    )
     path = render(samples, fv.out)
   except (ServingError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(f"{len(samples)} samples {list(samples.shape[1:])} for seeds {seeds[0]}..{seeds[-1]} "
-        f"from {fv.grpc or fv.url} ({fv.signature}) -> {path}")
+  print(
+    f"{len(samples)} samples {list(samples.shape[1:])} for seeds {seeds[0]}..{seeds[-1]} "
+    f"from {fv.grpc or fv.url} ({fv.signature}) -> {path}"
+  )
   return 0
 
 
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from absl import app  # pylint: disable=import-outside-toplevel
+
   define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

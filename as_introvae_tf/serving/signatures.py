@@ -13,13 +13,20 @@ import tensorflow as tf
 
 from as_introvae_tf.serving import MAX_BATCH
 
-SIGNATURES_IMAGE = ("serving_default", "generate", "decode", "encode", "reconstruct",
-                    "generate_png")
+SIGNATURES_IMAGE = (
+  "serving_default",
+  "generate",
+  "decode",
+  "encode",
+  "reconstruct",
+  "generate_png",
+)
 SIGNATURES_2D = ("serving_default", "generate", "decode", "encode", "reconstruct")
 SEED_RULE = "z = tf.random.stateless_normal([z_dim], seed=[seed, 0]) for each int64 seed"
 
 
 # === Seeds -> latent codes ===================================================================
+
 
 def seeds_to_z(seeds, z_dim):
   """Per-seed standard normal latent codes, vectorized over the batch (graph- or eager-safe).
@@ -34,18 +41,23 @@ def seeds_to_z(seeds, z_dim):
   """
   seeds = tf.cast(seeds, tf.int64)
   return tf.map_fn(
-      lambda s: tf.random.stateless_normal([z_dim], seed=tf.stack([s, tf.zeros_like(s)])),
-      seeds, fn_output_signature=tf.TensorSpec([z_dim], tf.float32))
+    lambda s: tf.random.stateless_normal([z_dim], seed=tf.stack([s, tf.zeros_like(s)])),
+    seeds,
+    fn_output_signature=tf.TensorSpec([z_dim], tf.float32),
+  )
 
 
 def seeds_to_z_numpy(seeds, z_dim):
   """`seeds_to_z` one seed at a time (eager): float32 numpy `[N, z_dim]`, for ONNX clients."""
-  rows = [tf.random.stateless_normal([z_dim], seed=tf.constant([int(s), 0], tf.int64)).numpy()
-          for s in np.asarray(seeds).reshape(-1)]
+  rows = [
+    tf.random.stateless_normal([z_dim], seed=tf.constant([int(s), 0], tf.int64)).numpy()
+    for s in np.asarray(seeds).reshape(-1)
+  ]
   return np.stack(rows).astype(np.float32) if rows else np.zeros([0, z_dim], np.float32)
 
 
 # === The serving functions ====================================================================
+
 
 class ServingFunctions:
   """The exported computations, usable in memory (eager or tf.function) and as endpoints.
@@ -64,8 +76,7 @@ class ServingFunctions:
   N = 0 is valid and returns empty outputs (`[0, *example_shape]`, `[0, z_dim]`, `[0]`).
   """
 
-  def __init__(self, encoder, decoder, example_shape, has_inference_encoder=True,
-               max_batch=None):
+  def __init__(self, encoder, decoder, example_shape, has_inference_encoder=True, max_batch=None):
     self.encoder = encoder
     self.decoder = decoder
     self.example_shape = tuple(int(d) for d in example_shape)
@@ -99,33 +110,53 @@ class ServingFunctions:
     asserts = []
     if "batch" in checks:
       n = tf.shape(x, out_type=tf.int64)[0]
-      asserts.append(tf.debugging.Assert(
+      asserts.append(
+        tf.debugging.Assert(
           n <= self.max_batch,
-          [f"{name}: at most max_batch={self.max_batch} examples per request (split larger "
-           f"batches, or export with a larger --max_batch); got {what} of batch size", n]))
+          [
+            f"{name}: at most max_batch={self.max_batch} examples per request (split larger "
+            f"batches, or export with a larger --max_batch); got {what} of batch size",
+            n,
+          ],
+        )
+      )
     if "finite" in checks:
-      asserts.append(tf.debugging.Assert(
+      asserts.append(
+        tf.debugging.Assert(
           tf.reduce_all(tf.math.is_finite(x)),
-          [f"{name}: {what} must be finite; got NaN or inf values"]))
+          [f"{name}: {what} must be finite; got NaN or inf values"],
+        )
+      )
     if "unit" in checks:
       low, high = tf.reduce_min(x), tf.reduce_max(x)  # +inf / -inf for N = 0: passes
-      asserts.append(tf.debugging.Assert(
+      asserts.append(
+        tf.debugging.Assert(
           tf.logical_and(low >= 0.0, high <= 1.0),
-          [f"{name}: {what} must be float32 pixel values in [0, 1]; got values from", low,
-           "to", high]))
+          [
+            f"{name}: {what} must be float32 pixel values in [0, 1]; got values from",
+            low,
+            "to",
+            high,
+          ],
+        )
+      )
     with tf.control_dependencies(asserts):
       return tf.identity(x)
 
   def _check_images(self, images, name):
-    images = tf.ensure_shape(tf.convert_to_tensor(images, tf.float32),
-                             [None, *self.example_shape])
-    return self._checked(images, name, "images" if self.is_image else "points",
-                         ("batch", "finite", "unit") if self.is_image else ("batch", "finite"))
+    images = tf.ensure_shape(tf.convert_to_tensor(images, tf.float32), [None, *self.example_shape])
+    return self._checked(
+      images,
+      name,
+      "images" if self.is_image else "points",
+      ("batch", "finite", "unit") if self.is_image else ("batch", "finite"),
+    )
 
   def _unless_empty(self, x, fn, empty_shape):
     """fn(x), or zeros of `[0, *empty_shape]` for N = 0 (BatchNorm cannot run on 0 rows)."""
-    return tf.cond(tf.shape(x)[0] > 0, lambda: fn(x),
-                   lambda: tf.zeros([0, *empty_shape], tf.float32))
+    return tf.cond(
+      tf.shape(x)[0] > 0, lambda: fn(x), lambda: tf.zeros([0, *empty_shape], tf.float32)
+    )
 
   def decode_unchecked(self, z):
     """decode without the serving checks (for the ONNX conversion)."""
@@ -139,7 +170,8 @@ class ServingFunctions:
     z = tf.ensure_shape(tf.convert_to_tensor(z, tf.float32), [None, self.z_dim])
     z = self._checked(z, name, "z", ("batch", "finite"))
     images = self._unless_empty(
-        z, lambda v: self._output(self.decoder(v, training=False)), self.example_shape)
+      z, lambda v: self._output(self.decoder(v, training=False)), self.example_shape
+    )
     return {"images": tf.ensure_shape(images, [None, *self.example_shape])}
 
   def generate(self, seeds, name="generate"):
@@ -157,7 +189,8 @@ class ServingFunctions:
     [0, 1]."""
     images = self._check_images(images, "encode")
     both = self._unless_empty(
-        images, lambda x: tf.stack(self.encoder(x, training=False), axis=1), [2, self.z_dim])
+      images, lambda x: tf.stack(self.encoder(x, training=False), axis=1), [2, self.z_dim]
+    )
     return {"mu": both[:, 0], "logvar": both[:, 1]}
 
   def reconstruct(self, images):
@@ -166,8 +199,10 @@ class ServingFunctions:
     Raises (in the graph): as `encode`."""
     images = self._check_images(images, "reconstruct")
     out = self._unless_empty(
-        images, lambda x: self._output(self.decoder(self.encoder(x, training=False)[0],
-                                                    training=False)), self.example_shape)
+      images,
+      lambda x: self._output(self.decoder(self.encoder(x, training=False)[0], training=False)),
+      self.example_shape,
+    )
     return {"images": tf.ensure_shape(out, [None, *self.example_shape])}
 
   def generate_png(self, seeds):
