@@ -204,10 +204,11 @@ def test_as_introvae_xla_as_distance_matches_the_plain_one_on_1_and_2_replicas(
       if key.startswith("grad_norm") and name == "xla_2":
         continue  # per-replica gradient norms: partial sums, not comparable
       # The AS-Distance is a difference of block sums: with per_dim/sum these add up
-      # ~4 * 16^2 * 2 kernel values <= 1.2 (tanh-squashed variances), ~2e3, so float32
-      # rounding (summation order) moves it by ~1e-4, and exp(-5 AS) in the expELBOs by ~3e-4
-      # relative. The weights above agree to 1e-5.
-      atol = 2e-4 if key == "as_distance" else 1e-5
+      # ~4 * 16^2 * 2 kernel values <= 1.2 (tanh-squashed variances), ~2e3, where one float32
+      # ulp is 2.4e-4, so summation order alone moves the difference by a few ulps (seen:
+      # 2.4e-4 on a value of 6e-4), and exp(-5 AS) in the expELBOs by ~1e-3 relative. Allow 4
+      # ulps of the block sums; the weights above agree to 1e-5.
+      atol = 1e-3 if key == "as_distance" else 1e-5
       np.testing.assert_allclose(
         history[name][key][-1],
         history["plain"][key][-1],

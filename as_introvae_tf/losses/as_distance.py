@@ -65,6 +65,40 @@ def _product_log_kernel(mu_a, var_a, mu_b, var_b):
   return kernel.log_prob(mu_a[:, None, :])
 
 
+def _pair_count(mu_a, mu_b, *, kernel, reduction):
+  """The divisor of a kernel block's reduction: `Na * Nb` (times `D` for `per_dim`) for
+  `mean`, 1 for `sum`; float32 scalar."""
+  if reduction != "mean":
+    return tf.constant(1.0)
+  count = tf.cast(tf.shape(mu_a)[0] * tf.shape(mu_b)[0], tf.float32)
+  if kernel == "per_dim":
+    count *= tf.cast(tf.shape(mu_a)[1], tf.float32)
+  return count
+
+
+def _pair_terms(mu_a, var_a, mu_b, var_b, log_shift, *, kernel):
+  """The per-pair terms of a kernel block and of its gradient (see `_kernel_block`).
+
+  Returns:
+    `(k, d / V, d^2 / V, 1 / V)`: the kernel, `[Na, Nb, D]` for `per_dim` or `[Na, Nb, 1]`
+    for `product` (times `exp(-log_shift)`), and the `[Na, Nb, D]` pair terms, with
+    `d = mu_a - mu_b` and `V = v_a + v_b` per dimension.
+  """
+  inv = 1.0 / (var_a[:, None, :] + var_b[None, :, :])  # 1 / V          [Na, Nb, D]
+  diff = mu_a[:, None, :] - mu_b[None, :, :]  # d
+  ratio = diff * inv  # d / V
+  sq = diff * ratio  # d^2 / V
+  if kernel == "per_dim":
+    return tf.exp(-0.5 * sq) * tf.sqrt(inv), ratio, sq, inv  # k: [Na, Nb, D]
+  dim = tf.cast(tf.shape(mu_a)[1], tf.float32)
+  log_k = (
+    0.5 * tf.reduce_sum(tf.math.log(inv) - sq, axis=-1)
+    - 0.5 * dim * math.log(2.0 * math.pi)
+    - log_shift
+  )
+  return tf.exp(log_k)[:, :, None], ratio, sq, inv  # k: [Na, Nb, 1]
+
+
 def _kernel_block(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, reduction):
   """`R_ij k(a_i, b_j)` (times `exp(-log_shift)` for `product`) with a hand-fused gradient.
 
@@ -85,29 +119,11 @@ def _kernel_block(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, reduction):
   Returns:
     float32 scalar.
   """
-  if reduction == "mean":
-    count = tf.cast(tf.shape(mu_a)[0] * tf.shape(mu_b)[0], tf.float32)
-    if kernel == "per_dim":
-      count *= tf.cast(tf.shape(mu_a)[1], tf.float32)
-  else:
-    count = tf.constant(1.0)
-  dim = tf.cast(tf.shape(mu_a)[1], tf.float32)
+  count = _pair_count(mu_a, mu_b, kernel=kernel, reduction=reduction)
 
   @tf.custom_gradient
   def block(mu_a, var_a, mu_b, var_b):
-    inv = 1.0 / (var_a[:, None, :] + var_b[None, :, :])  # 1 / V          [Na, Nb, D]
-    diff = mu_a[:, None, :] - mu_b[None, :, :]  # d
-    ratio = diff * inv  # d / V
-    sq = diff * ratio  # d^2 / V
-    if kernel == "per_dim":
-      k = tf.exp(-0.5 * sq) * tf.sqrt(inv)  # [Na, Nb, D]
-    else:
-      log_k = (
-        0.5 * tf.reduce_sum(tf.math.log(inv) - sq, axis=-1)
-        - 0.5 * dim * math.log(2.0 * math.pi)
-        - log_shift
-      )
-      k = tf.exp(log_k)[:, :, None]  # [Na, Nb, 1]
+    k, ratio, sq, inv = _pair_terms(mu_a, var_a, mu_b, var_b, log_shift, kernel=kernel)
     value = tf.reduce_sum(k) / count
 
     def grad(upstream):
@@ -141,31 +157,13 @@ def _blocks_value_and_grads(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, redu
   Returns:
     (value, (d/dmu_a, d/dvar_a, d/dmu_b, d/dvar_b)), all float32.
   """
-  dim = tf.cast(tf.shape(mu_a)[1], tf.float32)
   pairs = ((mu_a, var_a), (mu_b, var_b))
   value = tf.constant(0.0)
   grads = [tf.zeros_like(mu_a), tf.zeros_like(var_a), tf.zeros_like(mu_b), tf.zeros_like(var_b)]
   for i, j, weight in ((0, 0, 1.0), (1, 1, 1.0), (0, 1, -2.0)):
     (m_i, v_i), (m_j, v_j) = pairs[i], pairs[j]
-    if reduction == "mean":
-      count = tf.cast(tf.shape(m_i)[0] * tf.shape(m_j)[0], tf.float32)
-      if kernel == "per_dim":
-        count *= dim
-    else:
-      count = tf.constant(1.0)
-    inv = 1.0 / (v_i[:, None, :] + v_j[None, :, :])  # 1 / V          [Ni, Nj, D]
-    diff = m_i[:, None, :] - m_j[None, :, :]  # d
-    ratio = diff * inv  # d / V
-    sq = diff * ratio  # d^2 / V
-    if kernel == "per_dim":
-      k = tf.exp(-0.5 * sq) * tf.sqrt(inv)  # [Ni, Nj, D]
-    else:
-      log_k = (
-        0.5 * tf.reduce_sum(tf.math.log(inv) - sq, axis=-1)
-        - 0.5 * dim * math.log(2.0 * math.pi)
-        - log_shift
-      )
-      k = tf.exp(log_k)[:, :, None]  # [Ni, Nj, 1]
+    count = _pair_count(m_i, m_j, kernel=kernel, reduction=reduction)
+    k, ratio, sq, inv = _pair_terms(m_i, v_i, m_j, v_j, log_shift, kernel=kernel)
     w = (weight / count) * k
     value += tf.reduce_sum(w)
     g_mu = w * ratio  # d / d mu_j; -that for mu_i
