@@ -207,12 +207,14 @@ def test_as_introvae_xla_as_distance_matches_the_plain_one_on_1_and_2_replicas(
       # ~4 * 16^2 * 2 kernel values <= 1.2 (tanh-squashed variances), ~2e3, where one float32
       # ulp is 2.4e-4, so summation order alone moves the difference by a few ulps (seen:
       # 2.4e-4 on a value of 6e-4), and exp(-5 AS) in the expELBOs by ~1e-3 relative. Allow 4
-      # ulps of the block sums; the weights above agree to 1e-5.
+      # ulps of the block sums, and 5x that relative in the terms with exp(-5 AS) (seen: 1.2e-3
+      # in exp_elbo_fake); the weights above agree to 1e-5.
       atol = 1e-3 if key == "as_distance" else 1e-5
+      rtol = 5e-3 if key.startswith(("exp_elbo", "loss")) else 1e-3
       np.testing.assert_allclose(
         history[name][key][-1],
         history["plain"][key][-1],
-        rtol=1e-3,
+        rtol=rtol,
         atol=atol,
         err_msg=f"{name}: {key}",
       )
