@@ -28,24 +28,7 @@ def pytest_configure(config):
   config.addinivalue_line("markers", "large: slow test, run only with --run_large")
 
 
-# Files with the longest tests (BUILD.md "Tests": seconds measured on one worker), handed to the
-# pytest-xdist workers first so that no long file starts last and keeps one worker busy alone at
-# the end (longest-first scheduling); the other files follow in their usual order.
-LONG_FILES_FIRST = (
-  "test_reproduce.py",
-  "test_device_check.py",
-  "test_faults.py",
-  "test_train_lib.py",
-  "test_export.py",
-  "test_mixed_precision.py",
-  "test_benchmark.py",
-  "test_packaging.py",
-)
-
-
 def pytest_collection_modifyitems(config, items):
-  rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order kept
   if config.getoption("--run_large"):
     return
   skip = pytest.mark.skip(reason="large test: pass --run_large to run it")
