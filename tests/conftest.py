@@ -28,13 +28,29 @@ def pytest_configure(config):
   config.addinivalue_line("markers", "large: slow test, run only with --run_large")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the `xdist_group` marks
 def pytest_collection_modifyitems(config, items):
+  _group_module_fixture_users(items)
   if config.getoption("--run_large"):
     return
   skip = pytest.mark.skip(reason="large test: pass --run_large to run it")
   for item in items:
     if "large" in item.keywords:
       item.add_marker(skip)
+
+
+def _group_module_fixture_users(items):
+  """Marks each test that uses a module- or package-scoped fixture with its file's
+  `xdist_group`, so that `pytest -n 2 --dist loadgroup` (tools/test.sh) builds that fixture (a
+  trained run, an export) once, on one worker; every other test goes to whichever worker is
+  free, which keeps both cores busy to the end of the run. Without xdist the marks do nothing."""
+  for item in items:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+      continue
+    scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
+    if scopes & {"module", "package"}:
+      item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 _TWO_REPLICAS = []

@@ -24,6 +24,7 @@ _spec = importlib.util.spec_from_file_location(
 )
 benchmark = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(benchmark)
+machine = benchmark.machine_lib  # tools/machine.py, as the tools import it
 
 
 def test_graph_flops_counts_the_matmuls_that_run_and_skips_dead_ones():
@@ -257,10 +258,9 @@ def test_compare_job_times_every_step_interleaved(compare_2d):
 
 def test_compare_markdown_reports_each_pair_and_the_as_over_s_ratio(compare_2d):
   row, matmul = compare_2d
-  machine = dict(
-    processor="test CPU", cpu_count=2, extensions=benchmark.cpu_extensions("flags : fpu avx2 fma")
-  )
-  results = dict(machine=machine, matmul={"0x0": matmul}, compare=[row], rows=[])
+  extensions = machine.cpu_extensions(["fpu", "avx2", "fma"])
+  described = dict(processor="test CPU", cpu_count=2, extensions=extensions)
+  results = dict(machine=described, matmul={"0x0": matmul}, compare=[row], rows=[])
   text = benchmark.markdown(results)
   assert text.startswith("CPU: test CPU, 2 logical CPUs; AVX2 yes, FMA yes, AVX-512 no")
   steps = row["steps"]
@@ -297,7 +297,7 @@ def test_threads_markdown_compares_each_setting_with_the_first_of_its_round(comp
 
 
 def test_cpu_extensions_thread_settings_and_paired_ratios():
-  ext = benchmark.cpu_extensions("processor : 0\nflags : fpu sse avx2 fma avx512f avx512_bf16\n")
+  ext = machine.cpu_extensions("fpu sse avx2 fma avx512f avx512_bf16".split())
   assert ext == {
     "AVX2": True,
     "FMA": True,
@@ -306,8 +306,14 @@ def test_cpu_extensions_thread_settings_and_paired_ratios():
     "AVX512-FP16": False,
     "AMX": False,
   }
-  assert benchmark.cpu_extensions("flags : avx2 amx_tile amx_bf16")["AMX"]
-  assert benchmark.cpu_extensions("model name : something") == {}
+  assert machine.cpu_extensions(["avx2", "amx_tile", "amx_bf16"])["AMX"]
+  assert machine.cpu_extensions([]) == {}
+  assert machine.describe_cpu("X", ext, 2) == "X (AVX2, FMA, AVX-512, AVX512-BF16; 2 logical CPUs)"
+  assert (
+    machine.describe_cpu("X", machine.cpu_extensions(["sse"]), 4) == "X (no AVX2; 4 logical CPUs)"
+  )
+  here = machine.describe_cpu()  # this machine, through py-cpuinfo
+  assert here.endswith(f"; {os.cpu_count()} logical CPUs)") and not here.startswith("unknown")
   assert benchmark.parse_threads("2x1") == (2, 1) and benchmark.parse_threads("0X0") == (0, 0)
   for bad in ("2", "2x", "ax1", "2x1x1", "-1x2"):
     with pytest.raises(ValueError):

@@ -140,9 +140,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+import machine as machine_lib  # noqa: E402  (tools/machine.py)
 
 METHODS = ("vae", "introvae", "soft_introvae", "as_introvae")
 WORKLOADS = {
@@ -203,15 +206,6 @@ EXTRA_STEPS = {
   "project:as_introvae:unfused": dict(fuse_passes="off"),
 }
 THREAD_STEPS = ("project:soft_introvae", "plain:soft_introvae")
-# CPU flags (/proc/cpuinfo) behind the vector extensions printed with the numbers.
-CPU_EXTENSIONS = (
-  ("AVX2", ("avx2",)),
-  ("FMA", ("fma",)),
-  ("AVX-512", ("avx512f",)),
-  ("AVX512-BF16", ("avx512_bf16",)),
-  ("AVX512-FP16", ("avx512_fp16",)),
-  ("AMX", ("amx_tile", "amx_bf16", "amx_int8")),
-)
 PRECISIONS = ("none", "mixed_bfloat16", "mixed_float16")
 VARIANTS = (
   "no_trackers",
@@ -1101,23 +1095,6 @@ def parse_threads(text):
   return int(parts[0]), int(parts[1])
 
 
-def cpu_extensions(cpuinfo=None):
-  """The vector extensions of the CPU: {name: True/False, ...} for `CPU_EXTENSIONS` (AVX2, FMA,
-  AVX-512, AVX512-BF16, AVX512-FP16, AMX), from the first "flags" line of /proc/cpuinfo (or
-  of the text `cpuinfo`); {} where there is none (not Linux/x86)."""
-  if cpuinfo is None:
-    try:
-      with open("/proc/cpuinfo") as f:
-        cpuinfo = f.read()
-    except OSError:
-      return {}
-  for line in cpuinfo.splitlines():
-    if line.startswith("flags"):
-      flags = set(line.split(":", 1)[1].split())
-      return {name: any(flag in flags for flag in needed) for name, needed in CPU_EXTENSIONS}
-  return {}
-
-
 def describe_cpu(machine):
   """One line: the CPU model, its logical CPUs and which vector extensions it has."""
   ext = machine.get("extensions") or {}
@@ -1574,8 +1551,8 @@ def main(argv):
     "machine": {
       "platform": platform.platform(),
       "cpu_count": os.cpu_count(),
-      "processor": _cpu_model(),
-      "extensions": cpu_extensions(),
+      "processor": machine_lib.cpu_model(),
+      "extensions": machine_lib.cpu_extensions(),
     },
     "matmul": {},
     "compare": [],
@@ -1796,17 +1773,6 @@ def main(argv):
   print(table)
   print(f"\nJSON: {FLAGS.out}")
   return 0
-
-
-def _cpu_model():
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 if __name__ == "__main__":

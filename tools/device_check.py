@@ -34,9 +34,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+import machine  # noqa: E402  (tools/machine.py)
 
 _OUT = flags.DEFINE_string("out", os.path.join(ROOT, "runs", "device_check"), "Output folder.")
 _DRY = flags.DEFINE_boolean("cpu_dry_run", False, "Tiny sizes on the CPU: tests the path.")
@@ -64,7 +67,7 @@ IMAGE_WORKLOADS = {
     batch_size=16,
   ),
 }
-DRY_IMAGE = dict(image_size=16, filters=(4, 8), z_dim=4, batch_size=4)
+DRY_IMAGE = dict(image_size=8, filters=(4,), z_dim=4, batch_size=4)
 
 
 def plan(dry_run, num_gpus):
@@ -223,7 +226,7 @@ def environment():
   """Devices, driver and versions."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-  env = {"tensorflow": tf.__version__, "gpus": [], "cpu": "unknown"}
+  env = {"tensorflow": tf.__version__, "gpus": []}
   try:
     out = subprocess.run(
       ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
@@ -235,13 +238,7 @@ def environment():
   except (OSError, subprocess.SubprocessError):
     pass
   env["tf_gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
-  try:
-    with open("/proc/cpuinfo") as f:
-      env["cpu"] = next(
-        line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
-      )
-  except (OSError, StopIteration):
-    pass
+  env["cpu"] = machine.describe_cpu()
   return env
 
 
@@ -277,6 +274,14 @@ def markdown(env, rows, dry_run):
   return "\n".join(lines) + "\n"
 
 
+def _record(rows, job, result, t0):
+  """Appends a finished row (with its wall time since `t0`) to `rows` and prints it."""
+  result["wall_s"] = round(time.time() - t0, 1)
+  rows.append({"job": job, "result": result})
+  done = f"{result['steps_per_s']:.2f} steps/s" if "steps_per_s" in result else result["error"]
+  print(f"{_label(job)}: {done}", flush=True)
+
+
 def main(argv):
   del argv
   if _JOB.value:
@@ -306,13 +311,7 @@ def main(argv):
         result = run_job(job, True, windows, steps)
       except Exception as e:  # noqa: BLE001  (a failed row is reported, the others still run)
         result = {"error": f"{type(e).__name__}: {e}"}
-      result["wall_s"] = round(time.time() - t0, 1)
-      rows.append({"job": job, "result": result})
-      print(
-        f"{_label(job)}: "
-        + (f"{result['steps_per_s']:.2f} steps/s" if "steps_per_s" in result else result["error"]),
-        flush=True,
-      )
+      _record(rows, job, result, t0)
   for job in plan(_DRY.value, num_gpus) if not _DRY.value else []:
     cmd = [
       sys.executable,
@@ -337,13 +336,7 @@ def main(argv):
       )
     except subprocess.TimeoutExpired:
       result = {"error": f"timed out after {_JOB_TIMEOUT.value} s"}
-    result["wall_s"] = round(time.time() - t0, 1)
-    rows.append({"job": job, "result": result})
-    print(
-      f"{_label(job)}: "
-      + (f"{result['steps_per_s']:.2f} steps/s" if "steps_per_s" in result else result["error"]),
-      flush=True,
-    )
+    _record(rows, job, result, t0)
   os.makedirs(_OUT.value, exist_ok=True)
   with open(os.path.join(_OUT.value, "device_check.json"), "w") as f:
     json.dump({"environment": env, "dry_run": _DRY.value, "rows": rows}, f, indent=2)

@@ -37,7 +37,9 @@ from absl import flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
+import machine  # noqa: E402  (tools/machine.py)
 from as_introvae_tf import config as config_lib  # noqa: E402
 
 METHODS = ("vae", "introvae", "soft_introvae", "as_introvae")
@@ -260,24 +262,6 @@ def _git_commit():
   return commit + ("+dirty" if dirty else "")
 
 
-def cpu_model():
-  """The CPU's model name and its vector extensions relevant to TensorFlow's kernels."""
-  name, found = "unknown", []
-  try:
-    with open("/proc/cpuinfo") as f:
-      text = f.read()
-  except OSError:
-    return name
-  for line in text.splitlines():
-    if line.startswith("model name"):
-      name = line.split(":", 1)[1].strip()
-    if line.startswith("flags"):
-      flags_ = set(line.split(":", 1)[1].split())
-      found = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in flags_]
-      break
-  return f"{name} ({', '.join(found) or 'no AVX2'}; {os.cpu_count()} cores)"
-
-
 def training_wall_seconds(workdir):
   """Seconds from the first to the last TensorBoard event of the run in `workdir` (all
   segments of a resumed run, pauses between them included), or None without events."""
@@ -311,7 +295,7 @@ def _write_result(path, config, dataset, method, cell, seed, steps, metrics, tra
     "flags_changed": _flags_changed(config, dataset, method),
     "commit": _git_commit(),
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    "cpu": cpu_model(),
+    "cpu": machine.describe_cpu(),
     "tensorflow": tf.__version__,
     "train_wall_s": None if train_s is None else round(train_s, 1),
     "eval_wall_s": round(eval_s, 1),
