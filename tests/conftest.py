@@ -28,8 +28,40 @@ def pytest_configure(config):
   config.addinivalue_line("markers", "large: slow test, run only with --run_large")
 
 
+_LONGEST_FIRST = (
+  "tests/test_device_check.py::test_device_check_dry_run",
+  "tests/test_reproduce.py::test_reproduce_images",
+  "tests/test_faults.py::test_ten_images_with_batch_4",
+  "tests/test_train_lib.py::test_fashion_mnist_run",
+  "tests/test_train_lib.py::test_sigkill_at_any_moment",
+  "tests/test_reproduce.py::test_reproduce_2d_writes_the_table",
+  "tests/test_packaging.py::test_training_command_runs_the_packaged_quickstart",
+  "tests/test_mixed_precision.py::test_image_networks_on_fashion_mnist",
+  "tests/test_baselines.py::test_two_d_run_logs_and_resumes",
+  "tests/test_reproduce.py::test_reproduce_2d_variant",
+  "tests/test_multi_worker.py::test_two_workers_train_in_sync",
+  "tests/test_faults.py::test_sigterm_mid_run",
+  "tests/test_nan_policy.py::test_a_bad_decoder_phase",
+  "tests/test_mixed_precision.py::test_jit_compile_gives_the_same_steps",
+  "tests/test_fused_passes.py::test_fused_and_separate_passes",
+  "tests/test_models.py::test_as_introvae_xla_as_distance_matches",
+)
+"""The tests that take longest (20-100 s each on a worker; `pytest -n 2 --durations=40`),
+longest first. They are handed out first, so that none starts last and keeps one worker busy
+after the other has finished. A test missing here is only scheduled later; refresh the list
+from `--durations` when the slowest tests change."""
+
+
+def _rank(item):
+  for i, prefix in enumerate(_LONGEST_FIRST):
+    if item.nodeid.startswith(prefix):
+      return i
+  return len(_LONGEST_FIRST)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the `xdist_group` marks
 def pytest_collection_modifyitems(config, items):
+  items.sort(key=_rank)  # stable: the rest keep their order
   _group_module_fixture_users(items)
   if config.getoption("--run_large"):
     return
@@ -43,7 +75,9 @@ def _group_module_fixture_users(items):
   """Marks each test that uses a module- or package-scoped fixture with its file's
   `xdist_group`, so that `pytest -n 2 --dist loadgroup` (tools/test.sh) builds that fixture (a
   trained run, an export) once, on one worker; every other test goes to whichever worker is
-  free, which keeps both cores busy to the end of the run. Without xdist the marks do nothing."""
+  free, which keeps both cores busy to the end of the run. pytest-xdist hands out the groups
+  first (the largest first), then `_LONGEST_FIRST`, then the rest. Without xdist the marks do
+  nothing."""
   for item in items:
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
