@@ -40,7 +40,7 @@ over S-IntroVAE (project: target <= 1.15; plain for comparison). Schedules (warm
 timed rounds, steps per window): 2d 3 + 10 x 50 (--quick 1 + 5 x 20), cifar10 1 + 3 x 3
 (--quick 1 + 2 x 1: one image step takes seconds on a CPU); --warmup_windows, --windows and
 --window_steps override them. The CPU model and its vector extensions (AVX2, FMA, AVX-512,
-AVX512-BF16, AVX512-FP16, AMX: /proc/cpuinfo flags) head the output.
+AVX512-BF16, AVX512-FP16, AMX: the CPU flags, `tools/machine.py`) head the output.
 
 Threads (`--compare_threads=2x1,1x2,0x0`, `--thread_rounds=2`): the 2-D project and plain
 S-IntroVAE steps as above, once per thread setting (inter-op x intra-op; 0 = TF default), each
@@ -1101,7 +1101,7 @@ def describe_cpu(machine):
   listed = ", ".join(f"{name} {'yes' if has else 'no'}" for name, has in ext.items())
   return (
     f"CPU: {machine['processor']}, {machine['cpu_count']} logical CPUs; "
-    f"{listed or 'vector extensions unknown (no /proc/cpuinfo flags)'}"
+    f"{listed or 'vector extensions unknown (no CPU flags)'}"
   )
 
 

@@ -49,7 +49,7 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
   def extra_model_kwargs(cls, config, spec):
     return {
       **super().extra_model_kwargs(config, spec),
-      "as_distance_xla": getattr(config, "as_distance_xla", "auto"),
+      "as_distance_xla": config.as_distance_xla,
     }
 
   @property
