@@ -99,6 +99,28 @@ def test_reproduce_2d_variant_needs_a_tag_and_writes_its_own_results(tmp_path):
   assert result["flags_changed"]["rec_target_grad"] is False
 
 
+def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path):
+  base = [
+    sys.executable,
+    "tools/reproduce_2d.py",
+    "--table=c1c3",
+    "--settings=C1",
+    "--methods=as_introvae",
+    "--assemble_only",  # parses the overrides, trains nothing
+    "--tag=fixed_lr",
+    f"--workroot={tmp_path}",
+    f"--results_dir={tmp_path / 'results'}",
+  ]
+  ok = subprocess.run(
+    base + ["--overrides=lr_milestones=,num_vae=0"], cwd=ROOT, capture_output=True, text=True
+  )
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  bad = subprocess.run(
+    base + ["--overrides=lr_milestones=100:x"], cwd=ROOT, capture_output=True, text=True
+  )
+  assert bad.returncode != 0 and "--overrides: lr_milestones" in bad.stderr
+
+
 def test_reproduce_2d_names_an_unknown_setting(tmp_path):
   proc = subprocess.run(
     [sys.executable, "tools/reproduce_2d.py", "--settings=C9", f"--workroot={tmp_path}"],

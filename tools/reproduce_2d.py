@@ -109,7 +109,9 @@ _RESULTS = flags.DEFINE_string(
 _OVERRIDES = flags.DEFINE_list(
   "overrides",
   [],
-  "FLAG=VALUE changes to every run's config (e.g. init=keras,rec_target_grad=false); needs --tag.",
+  "FLAG=VALUE changes to every run's config (e.g. init=keras,rec_target_grad=false); a list "
+  "flag's integers are joined by ':' (lr_milestones=10000:15000; lr_milestones= for none); "
+  "needs --tag.",
 )
 _TAG = flags.DEFINE_string(
   "tag",
@@ -154,6 +156,8 @@ def _parse_overrides(items):
 
 def _typed(name, current, raw):
   """`raw` (a string) as the type of the config field `name` (current value `current`)."""
+  if isinstance(current, tuple):  # a list of integers: items joined by ":" ("" = empty)
+    return tuple(int(v) for v in raw.split(":") if v.strip())
   if isinstance(current, bool):
     if raw.lower() not in ("true", "false", "1", "0"):
       raise app.UsageError(f"--overrides: {name} takes true or false; got {raw!r}")
