@@ -505,10 +505,9 @@ class RuntimeConfig(Section):
   )
   inter_op_threads: int = setting(
     0,
-    "TensorFlow inter-op threads (0 = TF default). On small "
-    "CPUs 2 inter-op x 1 intra-op thread beat TF's defaults: "
-    "5-15% on an idle 2-core machine, up to 2x when other "
-    "processes share the cores (BUILD.md).",
+    "TensorFlow inter-op threads (0 = TF default). The 2-D configs set 2 inter-op x 1 "
+    "intra-op: on a 2-core CPU without AVX-512 it beat TF's defaults by 5-15% idle (up to 2x "
+    "under load); on one with AVX-512 TF's defaults were 7-34% faster (BUILD.md, Threads).",
   )
   intra_op_threads: int = setting(0, "TensorFlow intra-op threads (0 = TF default).")
 
