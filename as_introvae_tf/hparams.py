@@ -507,7 +507,8 @@ class RuntimeConfig(Section):
     0,
     "TensorFlow inter-op threads (0 = TF default). The 2-D configs set 2 inter-op x 1 "
     "intra-op: on a 2-core CPU without AVX-512 it beat TF's defaults by 5-15% idle (up to 2x "
-    "under load); on one with AVX-512 TF's defaults were 7-34% faster (BUILD.md, Threads).",
+    "under load); on one with AVX-512 TF's defaults were about 7% faster in the one clean "
+    "round measured (BUILD.md, Threads).",
   )
   intra_op_threads: int = setting(0, "TensorFlow intra-op threads (0 = TF default).")
 

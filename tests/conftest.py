@@ -26,6 +26,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "large: slow test, run only with --run_large")
+  # pytest-xdist registers it too; without xdist (a serial run) the mark must still be known.
+  config.addinivalue_line("markers", "xdist_group(name): run on one xdist worker with its group")
 
 
 _LONGEST_FIRST = (
@@ -46,9 +48,9 @@ _LONGEST_FIRST = (
   "tests/test_fused_passes.py::test_fused_and_separate_passes",
   "tests/test_models.py::test_as_introvae_xla_as_distance_matches",
 )
-"""The tests that take longest (20-100 s each on a worker; `pytest -n 2 --durations=40`),
+"""The tests that take longest (20-100 s each on a worker; `pytest -n 3 --durations=40`),
 longest first. They are handed out first, so that none starts last and keeps one worker busy
-after the other has finished. A test missing here is only scheduled later; refresh the list
+after the others have finished. A test missing here is only scheduled later; refresh the list
 from `--durations` when the slowest tests change."""
 
 
@@ -73,9 +75,9 @@ def pytest_collection_modifyitems(config, items):
 
 def _group_module_fixture_users(items):
   """Marks each test that uses a module- or package-scoped fixture with its file's
-  `xdist_group`, so that `pytest -n 2 --dist loadgroup` (tools/test.sh) builds that fixture (a
+  `xdist_group`, so that `pytest -n 3 --dist loadgroup` (tools/test.sh) builds that fixture (a
   trained run, an export) once, on one worker; every other test goes to whichever worker is
-  free, which keeps both cores busy to the end of the run. pytest-xdist hands out the groups
+  free, which keeps the cores busy to the end of the run. pytest-xdist hands out the groups
   first (the largest first), then `_LONGEST_FIRST`, then the rest. Without xdist the marks do
   nothing."""
   for item in items:

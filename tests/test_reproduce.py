@@ -119,6 +119,25 @@ def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path):
     base + ["--overrides=lr_milestones=100:x"], cwd=ROOT, capture_output=True, text=True
   )
   assert bad.returncode != 0 and "--overrides: lr_milestones" in bad.stderr
+  # the values themselves (in a subprocess: the tools define clashing absl flags)
+  code = (
+    "import importlib.util as u; s = u.spec_from_file_location('r', 'tools/reproduce_2d.py'); "
+    "m = u.module_from_spec(s); s.loader.exec_module(m); "
+    "print(m._parse_overrides(['lr_milestones=10000:15000', 'num_vae=0']), "
+    "m._parse_overrides(['lr_milestones=']))"
+  )
+  parsed = subprocess.run(
+    [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+  )
+  assert parsed.stdout.split() == [
+    "{'lr_milestones':",
+    "(10000,",
+    "15000),",
+    "'num_vae':",
+    "0}",
+    "{'lr_milestones':",
+    "()}",
+  ]
 
 
 def test_reproduce_2d_names_an_unknown_setting(tmp_path):

@@ -3,7 +3,8 @@
 `benchmark.py`, `reproduce_2d.py` (each result file's "cpu") and `device_check.py` write the CPU
 beside their numbers, because a time or a thread setting measured on one CPU does not hold on
 another (BUILD.md). The CPU's model and flags come from py-cpuinfo (`cpuinfo.get_cpu_info()`:
-/proc/cpuinfo on Linux, CPUID elsewhere).
+/proc/cpuinfo on Linux, CPUID elsewhere); without py-cpuinfo (a bare GPU image running
+`device_check.sh`) the model is `platform.processor()` and the extensions are unknown.
 
   import machine                 # tools/ is the script's folder, so it is on sys.path
   machine.describe_cpu()         # "AMD EPYC (AVX2, FMA, AVX-512, AVX512-BF16; 2 logical CPUs)"
@@ -29,11 +30,11 @@ flags that mean it)."""
 
 @functools.lru_cache(maxsize=1)
 def _cpu_info():
-  import cpuinfo  # pylint: disable=import-outside-toplevel  (about 1 s: only when asked)
-
   try:
+    import cpuinfo  # pylint: disable=import-outside-toplevel  (about 1 s: only when asked)
+
     return cpuinfo.get_cpu_info()
-  except Exception:  # noqa: BLE001  (an unknown platform: the callers say "unknown")
+  except Exception:  # noqa: BLE001  (not installed, e.g. on a GPU image; or an unknown platform)
     return {}
 
 

@@ -110,8 +110,8 @@ _OVERRIDES = flags.DEFINE_list(
   "overrides",
   [],
   "FLAG=VALUE changes to every run's config (e.g. init=keras,rec_target_grad=false); a list "
-  "flag's integers are joined by ':' (lr_milestones=10000:15000; lr_milestones= for none); "
-  "needs --tag.",
+  "flag's integers are joined by ':' (lr_milestones=10000:15000; lr_milestones= for none). "
+  "Their values are used as given, not scaled to --train_steps. Needs --tag.",
 )
 _TAG = flags.DEFINE_string(
   "tag",
