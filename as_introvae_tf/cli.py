@@ -97,12 +97,12 @@ def quiet_absl_logging(flag_values):
 
 def run_main(main, usage, argv=None):
   """Runs an absl `main(argv) -> exit status` as a console script (and `python -m`): `usage`
-  becomes absl's usage text (unless `__main__` has its own docstring), TensorFlow is imported
-  with its start-up notices hidden first."""
+  becomes absl's usage text (unless `__main__` has its own docstring). TensorFlow is not
+  imported here: `main` checks its flags first, then calls `import_tensorflow()`, so that
+  `--help` and a wrong flag answer at once, and TensorFlow's start-up notices stay hidden."""
   from absl import app  # pylint: disable=import-outside-toplevel
 
   main_module = sys.modules.get("__main__")
   if main_module is not None and not main_module.__doc__:
     main_module.__doc__ = usage  # absl's --help prints it as the usage
-  import_tensorflow()
   app.run(lambda args: sys.exit(main(args)), argv=argv)

@@ -513,19 +513,38 @@ def save_config(config, workdir):
   return path
 
 
-def load_config(workdir):
-  """Reads WORKDIR/config.json back into an `ExperimentConfig`.
+def check_run_directory(workdir):
+  """Checks that `workdir` is a training run directory (it has config.json), without
+  importing TensorFlow, so that the evaluate and export commands name a wrong `--workdir` at
+  once instead of after TensorFlow's start-up (seconds).
 
   Raises:
-    FileNotFoundError: no config.json in `workdir` (not a training run directory).
+    FileNotFoundError: `workdir` does not exist, or has no config.json (the messages that
+      `load_config` and `run.restore_run` give).
   """
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"--workdir={workdir} does not exist")
+  _config_path(workdir)
+
+
+def _config_path(workdir):
+  """WORKDIR/config.json; FileNotFoundError (naming both) when it is missing."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(
       f"{path} not found: --workdir={workdir} is not a training run "
       "directory (run as_introvae_tf.train first)"
     )
-  with open(path) as f:
+  return path
+
+
+def load_config(workdir):
+  """Reads WORKDIR/config.json back into an `ExperimentConfig`.
+
+  Raises:
+    FileNotFoundError: no config.json in `workdir` (not a training run directory).
+  """
+  with open(_config_path(workdir)) as f:
     values = json.load(f)
   known = {f.name for f in dataclasses.fields(ExperimentConfig)}
   values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in known}

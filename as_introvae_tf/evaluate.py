@@ -78,7 +78,14 @@ def main(argv):
   if not _WORKDIR.value:
     print("error: --workdir is required (a training run directory)", file=sys.stderr)
     return 1
+  try:
+    config_lib.check_run_directory(_WORKDIR.value)  # before TensorFlow's start-up
+  except FileNotFoundError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+
+  cli.import_tensorflow()  # its start-up notices hidden
   from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
 
   cli.quiet_absl_logging(flags.FLAGS)

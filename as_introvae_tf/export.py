@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from as_introvae_tf import config as config_lib  # noqa: E402
 from as_introvae_tf.serving import MAX_BATCH  # noqa: E402
 
 FORMATS = ("saved_model", "onnx")
@@ -98,8 +99,16 @@ def main(argv, flag_values=flags.FLAGS):
     if not fv[name].value:
       print(f"error: --{name} is required", file=sys.stderr)
       return 1
+  try:
+    config_lib.check_run_directory(fv.workdir)  # before TensorFlow's start-up
+  except FileNotFoundError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
   if "verbosity" in fv and not fv["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TF/tf2onnx INFO chatter; --verbosity=0 shows it
+  from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+
+  cli.import_tensorflow()  # its start-up notices hidden
   from as_introvae_tf import export_lib  # pylint: disable=import-outside-toplevel
 
   try:

@@ -275,7 +275,14 @@ def test_workdir_without_a_checkpoint_is_refused(tmp_path):
 
 def test_command_line_exits_1_on_a_bad_workdir(tmp_path):
   proc = subprocess.run(
-    [sys.executable, "-m", "as_introvae_tf.evaluate", f"--workdir={tmp_path / 'none'}"],
+    [
+      sys.executable,
+      "-X",
+      "importtime",
+      "-m",
+      "as_introvae_tf.evaluate",
+      f"--workdir={tmp_path / 'none'}",
+    ],
     cwd=ROOT,
     capture_output=True,
     text=True,
@@ -284,6 +291,8 @@ def test_command_line_exits_1_on_a_bad_workdir(tmp_path):
   assert proc.returncode == 1
   assert "does not exist" in proc.stderr
   assert not os.path.exists(tmp_path / "none")
+  # named before TensorFlow's start-up (seconds): the import log has no `tensorflow` line
+  assert not [line for line in proc.stderr.splitlines() if line.endswith("| tensorflow")]
 
 
 def test_evaluate_a_model_without_inference_encoder_skips_encoder_metrics(tmp_path):
