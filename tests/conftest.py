@@ -5,6 +5,7 @@ MirroredStrategy(["/cpu:0", "/cpu:1"]) then runs two real replicas on one CPU
 """
 
 import os
+import resource
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -102,3 +103,31 @@ def two_replicas():
   if not _TWO_REPLICAS:
     _TWO_REPLICAS.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
   return _TWO_REPLICAS[0]
+
+
+_CPU_LOG_ENV = "TEST_CPU_LOG"
+"""`TEST_CPU_LOG=FOLDER bash tools/test.sh` writes each test's CPU seconds (its process and the
+subprocesses it waited for; setup, call and teardown) to FOLDER/cpu_<pid>.tsv, one file per
+worker. Unlike `--durations` (wall time, which on 2 cores under `-n 3` mostly measures what
+the other workers were doing) it stays meaningful with other jobs running. BUILD.md "Tests"
+sums it per file."""
+
+
+def _cpu_seconds():
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  children = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+  folder = os.environ.get(_CPU_LOG_ENV)
+  if not folder:
+    yield
+    return
+  before = _cpu_seconds()
+  yield
+  after = _cpu_seconds()
+  os.makedirs(folder, exist_ok=True)
+  with open(os.path.join(folder, f"cpu_{os.getpid()}.tsv"), "a") as f:
+    f.write(f"{item.nodeid}\t{after[0] - before[0]:.2f}\t{after[1] - before[1]:.2f}\n")
