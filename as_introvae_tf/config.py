@@ -522,6 +522,7 @@ def check_run_directory(workdir):
     FileNotFoundError: `workdir` does not exist, or has no config.json (the messages that
       `load_config` and `run.restore_run` give).
   """
+  workdir = os.path.abspath(os.path.expanduser(str(workdir)))  # as `run.restore_run` does
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"--workdir={workdir} does not exist")
   _config_path(workdir)

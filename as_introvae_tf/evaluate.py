@@ -115,7 +115,8 @@ def main(argv):
 
 
 def _apply_threading(workdir):
-  """The run's CPU thread settings (before TensorFlow runs any op); missing config: no-op."""
+  """The run's CPU thread settings (before TensorFlow runs any op); a missing config.json (the
+  command checks for it first) is a no-op."""
   try:
     config = config_lib.load_config(workdir)
   except FileNotFoundError:

@@ -291,8 +291,11 @@ def test_command_line_exits_1_on_a_bad_workdir(tmp_path):
   assert proc.returncode == 1
   assert "does not exist" in proc.stderr
   assert not os.path.exists(tmp_path / "none")
-  # named before TensorFlow's start-up (seconds): the import log has no `tensorflow` line
-  assert not [line for line in proc.stderr.splitlines() if line.endswith("| tensorflow")]
+  # named before TensorFlow's start-up (seconds): the import log has no `tensorflow` line,
+  # at any nesting depth
+  assert not [
+    line for line in proc.stderr.splitlines() if line.rsplit("|", 1)[-1].strip() == "tensorflow"
+  ]
 
 
 def test_evaluate_a_model_without_inference_encoder_skips_encoder_metrics(tmp_path):
@@ -319,3 +322,15 @@ def test_evaluate_a_model_without_inference_encoder_skips_encoder_metrics(tmp_pa
   assert {"kl", "jsd", "modes_covered"} <= set(result["metrics"])
   assert not {"gnelbo", "active_units", "kl_posterior"} & set(result["metrics"])
   assert "density" not in result["pictures"]
+
+
+def test_the_early_workdir_check_expands_the_home_folder(tmp_path, monkeypatch):
+  """`--workdir=~/run` (the shell leaves `~` after `=` alone) is found, as training finds it."""
+  monkeypatch.setenv("HOME", str(tmp_path))
+  (tmp_path / "run").mkdir()
+  with pytest.raises(FileNotFoundError, match="config.json not found"):
+    config_lib.check_run_directory("~/run")
+  (tmp_path / "run" / "config.json").write_text("{}")
+  config_lib.check_run_directory("~/run")
+  with pytest.raises(FileNotFoundError, match=f"--workdir={tmp_path / 'none'} does not exist"):
+    config_lib.check_run_directory("~/none")

@@ -50,7 +50,7 @@ fi
 
 echo "== GPU-relevant tests"
 set +e
-"$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" "${SELECT[@]}" 2>&1 | tee "$OUT/tests.log" | tail -5
+TEST_CPU_LOG= "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" "${SELECT[@]}" 2>&1 | tee "$OUT/tests.log" | tail -5
 TEST_RC=${PIPESTATUS[0]}
 set -e
 

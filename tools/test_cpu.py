@@ -1,6 +1,6 @@
 """Sums the per-test CPU seconds that `TEST_CPU_LOG=FOLDER bash tools/test.sh` wrote.
 
-  TEST_CPU_LOG=/tmp/cpu bash tools/test.sh
+  TEST_CPU_LOG=/tmp/cpu bash tools/test.sh    # a new or empty folder: the logs are appended to
   python tools/test_cpu.py /tmp/cpu            # per file, then the 25 costliest tests
 
 CPU seconds (user + system, the test's process plus the subprocesses it waited for) add up
