@@ -350,8 +350,7 @@ def restore_run(workdir, checkpoint=None, log=None):
   """
   log = log or logging.warning
   workdir = os.path.abspath(os.path.expanduser(str(workdir)))
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"--workdir={workdir} does not exist")
+  config_lib.check_run_directory(workdir)
   config = config_lib.load_config(workdir)
   directory = os.path.join(workdir, "checkpoints")
   if checkpoint is None and not checkpoints_lib.on_disk(directory):

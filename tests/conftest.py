@@ -106,9 +106,9 @@ def two_replicas():
 
 
 _CPU_LOG_ENV = "TEST_CPU_LOG"
-"""`TEST_CPU_LOG=FOLDER bash tools/test.sh` (a new or empty FOLDER: the files are appended to) writes each test's CPU seconds (its process and the
-subprocesses it waited for; setup, call and teardown) to FOLDER/cpu_<pid>.tsv, one file per
-worker. Unlike `--durations` (wall time, which on 2 cores under `-n 3` mostly measures what
+"""`TEST_CPU_LOG=FOLDER bash tools/test.sh` (a new or empty FOLDER: the files are appended
+to) writes each test's CPU seconds (its process and the subprocesses it waited for; setup,
+call and teardown) to FOLDER/cpu_<pid>.tsv, one file per worker. Unlike `--durations` (wall time, which on 2 cores under `-n 3` mostly measures what
 the other workers were doing) it stays meaningful with other jobs running. BUILD.md "Tests"
 sums it per file."""
 
