@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from as_introvae_tf import metrics
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -26,6 +28,7 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
     "--seeds=0,1",
     "--train_steps=4",
     "--eval_draws=1",
+    "--grid_points=32",  # the gnELBO grid: 1 M points per run at the reference's 1024
     f"--workroot={tmp_path}",
     f"--out={out}",
     f"--results_dir={tmp_path / 'results'}",
@@ -33,6 +36,7 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   stdout = _run(args)
   table = out.read_text()
   assert "Budget: 4 training steps per run (reference: 30000), seeds 0,1" in table
+  assert "on a 32x32 grid (reference 1024x1024: not comparable)" in table
   row = [line for line in table.splitlines() if line.startswith("| C1 | as_introvae |")]
   assert len(row) == 1 and "+-" in row[0] and "KL 3.4" in row[0]  # the paper's number
   saved = json.loads((tmp_path / "c1.md.json").read_text())
@@ -48,6 +52,7 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   # one result file per run, with what a reader needs to trust and redo it
   result = json.loads((tmp_path / "results" / "c1c3" / "C1_as_introvae_4_seed1.json").read_text())
   assert result["metrics"]["kl"] == kls[1] and result["seed"] == 1
+  assert result["grid_points"] == 32
   assert result["train_steps"] == 4 and result["flagfile"] == "configs/8gaussians_as_introvae.flags"
   assert result["flags_changed"]["beta_rec"] == 0.1 and result["flags_changed"]["seed"] == 1
   assert result["flags_changed"]["num_vae"] == 0  # the warm-up scaled to the budget
@@ -77,6 +82,7 @@ def test_reproduce_2d_variant_needs_a_tag_and_writes_its_own_results(tmp_path):
     "--seeds=0",
     "--train_steps=3",
     "--eval_draws=1",
+    "--grid_points=32",
     f"--workroot={tmp_path}",
     f"--results_dir={tmp_path / 'results'}",
   ]
@@ -124,7 +130,7 @@ def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path):
     "import importlib.util as u; s = u.spec_from_file_location('r', 'tools/reproduce_2d.py'); "
     "m = u.module_from_spec(s); s.loader.exec_module(m); "
     "print(m._parse_overrides(['lr_milestones=10000:15000', 'num_vae=0']), "
-    "m._parse_overrides(['lr_milestones=']))"
+    "m._parse_overrides(['lr_milestones=']), m.REFERENCE_GRID_POINTS)"
   )
   parsed = subprocess.run(
     [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
@@ -137,6 +143,7 @@ def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path):
     "0}",
     "{'lr_milestones':",
     "()}",
+    str(metrics.GRID_POINTS),  # the tool's copy of the reference grid (it avoids TensorFlow)
   ]
 
 

@@ -100,6 +100,15 @@ _SETTINGS = flags.DEFINE_list(
   "settings", list(COMBOS), "Hyper-parameter combinations (table=c1c3): C1, C2, C3."
 )
 _DRAWS = flags.DEFINE_integer("eval_draws", 3, "Evaluation draws per trained run.")
+REFERENCE_GRID_POINTS = 1024  # as_introvae_tf.metrics.GRID_POINTS (not imported: TensorFlow)
+_GRID = flags.DEFINE_integer(
+  "grid_points",
+  REFERENCE_GRID_POINTS,
+  "Points per axis of the gnELBO's normalising grid (the reference's 1024: 1 M points scored "
+  "per run). Fewer only to test the script; a result file records it, and a table of results "
+  "with another grid says so.",
+  lower_bound=2,
+)
 _WORKROOT = flags.DEFINE_string("workroot", "runs/reproduce_2d", "Where the runs go.")
 _RESULTS = flags.DEFINE_string(
   "results_dir",
@@ -228,13 +237,16 @@ def result_path(results_dir, table, cell, method, steps, seed, tag=""):
   return os.path.join(results_dir, table, name + ".json")
 
 
-def load_result(path, eval_draws=None):
-  """The result of a finished run, or None (missing, or evaluated with other draws)."""
+def load_result(path, eval_draws=None, grid_points=None):
+  """The result of a finished run, or None (missing, or evaluated with other draws or another
+  gnELBO grid; a file without `grid_points` was evaluated on the reference grid)."""
   if not os.path.exists(path):
     return None
   with open(path) as f:
     saved = json.load(f)
   if eval_draws is not None and saved.get("eval_draws") != eval_draws:
+    return None
+  if grid_points is not None and saved.get("grid_points", REFERENCE_GRID_POINTS) != grid_points:
     return None
   return saved
 
@@ -304,6 +316,7 @@ def _write_result(path, config, dataset, method, cell, seed, steps, metrics, tra
     "train_wall_s": None if train_s is None else round(train_s, 1),
     "eval_wall_s": round(eval_s, 1),
     "eval_draws": _DRAWS.value,
+    "grid_points": _GRID.value,
     "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
   }
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -322,7 +335,13 @@ def _table(results, seeds, steps):
   lines = [
     f"Budget: {steps} training steps per run (reference: {REFERENCE_STEPS}){tag}, "
     f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
-    "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7.",
+    "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7"
+    + (
+      "."
+      if _GRID.value == REFERENCE_GRID_POINTS
+      else f", on a {_GRID.value}x{_GRID.value} grid (reference {REFERENCE_GRID_POINTS}x"
+      f"{REFERENCE_GRID_POINTS}: not comparable)."
+    ),
     "",
   ]
   if cpus:
@@ -392,7 +411,7 @@ def main(argv):
   for cell, dataset, method, betas in cells:
     for seed in seeds:
       path = result_path(_RESULTS.value, _TABLE.value, cell, method, steps, seed, _TAG.value)
-      result = load_result(path, _DRAWS.value)
+      result = load_result(path, _DRAWS.value, _GRID.value)
       if result is None and _ASSEMBLE.value:
         continue
       if result is None:
@@ -408,7 +427,7 @@ def main(argv):
         config = _config(dataset, method, seed, steps, workdir, betas, overrides)
         train_lib.train_and_evaluate(config)
         t1 = time.time()
-        options = eval_lib.EvalOptions(eval_draws=_DRAWS.value)
+        options = eval_lib.EvalOptions(eval_draws=_DRAWS.value, grid_points=_GRID.value)
         metrics = eval_lib.evaluate(workdir, options, log=lambda *a: None)["metrics"]
         result = _write_result(
           path,
