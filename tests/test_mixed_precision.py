@@ -202,7 +202,7 @@ def test_image_networks_on_fashion_mnist():
   policies against float32 from the same weights."""
   common = dict(
     dataset="fashion_mnist",
-    filters=(4, 8),
+    filters=(4,),  # stem (convolution, BatchNorm, pooling), one residual block, head
     z_dim=4,
     batch_size=8,
     beta_neg=8.0,

@@ -223,7 +223,7 @@ def test_training_command_runs_the_packaged_quickstart_from_another_folder(tmp_p
       "--train_steps=2",
       "--num_vae=1",
       "--batch_size=8",
-      "--filters=4,8",
+      "--filters=4",
       "--z_dim=4",
       "--log_every_steps=1",
       "--checkpoint_every_steps=2",

@@ -57,7 +57,7 @@ def test_the_conftest_hook_logs_the_cpu_of_a_test_and_its_subprocesses(
   nodeid, own, children = log.read_text().splitlines()[0].split("\t")
   assert nodeid == request.node.nodeid and float(own) >= 0 and float(children) > 0.05
   summary = _summary(folder)
-  assert summary.returncode == 0 and summary.stdout.startswith("1 tests, ")
+  assert summary.returncode == 0 and summary.stdout.startswith("1 test, ")
 
 
 def test_names_an_empty_or_missing_folder(tmp_path):

@@ -35,7 +35,8 @@ def main(argv):
     return 1
   total = sum(r[0] for r in rows)
   children = sum(r[2] for r in rows)
-  print(f"{len(rows)} tests, {total:.0f} CPU s ({children:.0f} s in subprocesses)\n")
+  noun = "test" if len(rows) == 1 else "tests"
+  print(f"{len(rows)} {noun}, {total:.0f} CPU s ({children:.0f} s in subprocesses)\n")
   per_file = collections.Counter()
   for cpu, _, _, nodeid in rows:
     per_file[nodeid.split("::")[0]] += cpu
