@@ -457,7 +457,7 @@ def test_fashion_mnist_run_with_tiny_filters(tmp_path, method):
     method=method,
     dataset="fashion_mnist",
     workdir=str(tmp_path),
-    filters=(4, 8),
+    filters=(4,),
     z_dim=4,
     batch_size=10,
     train_steps=2,

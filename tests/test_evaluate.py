@@ -214,7 +214,7 @@ def test_evaluate_a_tiny_image_run(tmp_path, tiny_feature_net):
     method="as_introvae",
     dataset="fashion_mnist",
     workdir=str(tmp_path),
-    filters=(4, 8),
+    filters=(4,),
     z_dim=4,
     batch_size=8,
     train_steps=2,
