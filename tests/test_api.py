@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
     train_steps=2,
     num_vae=1,
     batch_size=8,
-    filters=[4, 8],
+    filters=[4],
     z_dim=4,
     log_every_steps=2,
     checkpoint_every_steps=2,
@@ -65,7 +65,7 @@ def test_train_is_the_library_form_of_the_command(trained):
   assert result["step"] == 2 and result["workdir"] == str(workdir)
   assert os.path.exists(result["samples_png"])
   saved = config_lib.load_config(str(workdir))
-  assert saved.filters == (4, 8) and saved.beta_neg == 256 and saved.lr_milestones == (1200,)
+  assert saved.filters == (4,) and saved.beta_neg == 256 and saved.lr_milestones == (1200,)
   with pytest.raises(config_lib.ConfigError, match="unknown flag.*beta_negative"):
     as_introvae_tf.train(config_lib.ExperimentConfig(workdir="/tmp/x"), beta_negative=1.0)
   with pytest.raises(config_lib.ConfigError, match="--workdir is required"):

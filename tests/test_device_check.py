@@ -33,7 +33,7 @@ def test_device_check_dry_run_times_every_row_and_writes_json_and_table(tmp_path
   for row in rows:
     assert row["result"]["steps_per_s"] > 0, row
   table = (tmp_path / "device_check.md").read_text()
-  assert "CPU dry run" in table and "| cifar10 as_introvae, mixed_bfloat16 |" in table
+  assert "CPU dry run" in table and "| cifar10 vae, mixed_bfloat16 |" in table
   assert "passed" in (tmp_path / "tests.log").read_text()
 
 

@@ -22,7 +22,7 @@ def _tiny_image_config(workdir, **overrides):
     method="as_introvae",
     dataset="fashion_mnist",
     workdir=str(workdir),
-    filters=(4, 8),
+    filters=(4,),
     z_dim=4,
     batch_size=8,
     train_steps=4,
@@ -354,4 +354,4 @@ def _check_hparams(workdir, config):
   assert hparams["method"].string_value == config.method == "as_introvae"
   assert hparams["beta_neg"].number_value == config.beta_neg == 8.0
   assert hparams["as_kernel"].string_value == config.as_kernel
-  assert hparams["filters"].string_value == "4,8"
+  assert hparams["filters"].string_value == "4"
