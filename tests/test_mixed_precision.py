@@ -226,6 +226,10 @@ def test_image_networks_on_fashion_mnist():
     _set_lr(model, 2e-4)
     logs = _fit(model, images, 2)
     assert all(np.isfinite(v) for v in logs.values()) and model.non_finite_report() is None
+    # Two scales add the channel-changing blocks (1x1 shortcut) and the pooling/upsampling
+    # between scales: built (not trained) in 16 bits too.
+    two_scales = dict(common, filters=(4, 8))
+    _check_dtypes(_build(_config("as_introvae", mixed_precision=policy, **two_scales)), policy)
 
 
 # === Dynamic loss scaling (mixed_float16) ======================================================

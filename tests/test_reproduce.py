@@ -62,6 +62,27 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   stdout = _run(args)
   assert json.loads((tmp_path / "c1.md.json").read_text()) == saved
   assert not (tmp_path / "c1c3").exists()
+  # a result evaluated on another gnELBO grid is not reused; a file without the field counts
+  # as the reference grid (the files written before --grid_points)
+  reference_grid = [a for a in args if a != "--grid_points=32"] + ["--assemble_only"]
+  _run(reference_grid)
+  assert json.loads((tmp_path / "c1.md.json").read_text())["results"] == {}
+  path = tmp_path / "results" / "c1c3" / "C1_as_introvae_4_seed1.json"
+  path.write_text(json.dumps({k: v for k, v in result.items() if k != "grid_points"}))
+  _run(reference_grid)
+  assert json.loads((tmp_path / "c1.md.json").read_text())["results"] == {
+    "C1/as_introvae": [result["metrics"]]
+  }
+  assert "not comparable" not in (tmp_path / "c1.md").read_text()
+  path.write_text(json.dumps(result))
+  # and the default --results_dir (the committed reference-grid results) is refused
+  refused = subprocess.run(
+    [sys.executable, "tools/reproduce_2d.py", "--grid_points=32", "--assemble_only"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+  )
+  assert refused.returncode != 0 and "--results_dir" in refused.stderr
   # the README block is replaced by the table, the rest kept
   readme = tmp_path / "README.md"
   readme.write_text(
@@ -194,3 +215,20 @@ def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path):
       (tmp_path / f"fashion_mnist_{method}" / "seed0" / "eval" / "metrics.json").read_text()
     )["metrics"]
     assert f"{metrics['psnr']:.3f}" in row[0] and "fid_fmnist_cnn" in table
+
+
+def test_reproduce_images_defaults_to_the_budget_network():
+  """Without --filters every method of a dataset gets BUDGET_FILTERS (a quarter of the paper's
+  channels); in a subprocess, as the tools define clashing absl flags."""
+  code = (
+    "import sys, importlib.util as u; s = u.spec_from_file_location('r', "
+    "'tools/reproduce_images.py'); m = u.module_from_spec(s); s.loader.exec_module(m); "
+    "m.flags.FLAGS(['r']); "
+    "print(m._config('fashion_mnist', 'as_introvae', 0, '/tmp/x').filters, "
+    "m._config('cifar10', 'soft_introvae', 0, '/tmp/x').filters, "
+    "'tensorflow' in sys.modules)"
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+  )
+  assert out.stdout.split() == ["(16,", "32)", "(16,", "32,", "64)", "False"]

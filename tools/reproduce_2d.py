@@ -10,8 +10,10 @@ Each run trains `configs/<dataset>_<method>.flags` with the overrides below in
 `--workroot/<table>/<cell>/seed<k>` (an existing run resumes or is reused), evaluates it with
 `eval_lib.evaluate` (`--eval_draws` evaluation draws per run), and writes one small JSON per
 finished run to `--results_dir` (default `results/2d`): method, dataset, cell, seed, steps,
-every flag that differs from the flagfile, the commit, the CPU, wall times and the metrics.
-A run whose result file exists is skipped, so a table grows a few runs at a time, across
+every flag that differs from the flagfile, the commit, the CPU, wall times, the evaluation
+draws and gnELBO grid, and the metrics. A run whose result file exists with the same
+`--eval_draws` and `--grid_points` is skipped (a file without `grid_points` was evaluated on
+the reference grid), so a table grows a few runs at a time, across
 days and machines; tables are assembled from those files alone (`--assemble_only` trains
 nothing). A smaller `--train_steps` than the reference 30000 scales the warm-up (2000) and the
 learning-rate milestones (10000, 15000) by the same factor; the table states the budget.
@@ -403,6 +405,13 @@ def main(argv):
   overrides = _parse_overrides(_OVERRIDES.value)
   if overrides and not _TAG.value:
     raise app.UsageError("--overrides needs --tag (the variant's name in its result files)")
+  if _GRID.value != REFERENCE_GRID_POINTS and os.path.abspath(_RESULTS.value) == os.path.abspath(
+    _RESULTS.default
+  ):
+    raise app.UsageError(
+      f"--grid_points={_GRID.value} with the default --results_dir would replace the "
+      f"reference-grid ({REFERENCE_GRID_POINTS}) results there: give another --results_dir"
+    )
   seeds = [int(s) for s in _SEEDS.value]
   steps = _STEPS.value
   cells = _cells()
