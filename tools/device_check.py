@@ -19,9 +19,10 @@ steps/s = steps per window / median window time, and examples/s.
 
 Writes `OUT/device_check.json` (environment, every row) and `OUT/device_check.md` (a table
 naming the GPU). `--cpu_dry_run` runs every row on the CPU with tiny sizes and 2-step
-windows (the image rows but float32 with the plain VAE, see `plan`), all in one
-process (the real run gives each row its own), so the whole path but the subprocess launch is
-tested without a GPU (tests/test_device_check.py).
+windows (every image row except the float32 one with the plain VAE, see `plan`), all in one
+process (the real run gives each row its own), so the script's path but the subprocess launch
+is tested without a GPU (tests/test_device_check.py); the AS-IntroVAE image step under XLA and
+on 2 replicas is not (it is tested on the 2-D networks).
 """
 
 from __future__ import annotations
