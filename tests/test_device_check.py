@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,20 +49,16 @@ def test_device_check_names_an_unknown_argument():
   assert proc.returncode == 2 and "--gpu=7" in proc.stderr
 
 
-def test_the_real_run_times_as_introvae_in_every_image_row_and_the_dry_run_in_one():
+def test_the_real_run_times_as_introvae_in_every_image_row_and_the_dry_run_in_one(in_tool):
   """The dry run trades AS-IntroVAE for the plain VAE in its image rows but float32; the GPU
-  run never does (in a subprocess: the tools define absl flags)."""
-  code = (
-    "import json, sys, importlib.util as u; s = u.spec_from_file_location('d', "
-    "'tools/device_check.py'); m = u.module_from_spec(s); s.loader.exec_module(m); "
-    "rows = lambda p: [(j['method'], j['mixed_precision'], j['jit'], j['replicas']) "
-    "for j in p if j['kind'] == 'image']; "
-    "print(json.dumps([rows(m.plan(False, 2)), rows(m.plan(True, 0)), 'tensorflow' in sys.modules]))"
+  run never does."""
+  rows = (
+    "[[(j['method'], j['mixed_precision'], j['jit'], j['replicas']) for j in m.plan(*a) "
+    "if j['kind'] == 'image'] for a in ((False, 2), (True, 0))] + [tf_imported()]"
   )
-  out = subprocess.run(
-    [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+  real, dry, tensorflow = json.loads(
+    in_tool("tools/device_check.py", f"__import__('json').dumps({rows})")
   )
-  real, dry, tensorflow = json.loads(out.stdout)
   assert len(real) == 10 and {r[0] for r in real} == {"as_introvae"}  # 2 networks x 5 rows
   assert [r for r in dry if r[0] == "as_introvae"] == [["as_introvae", "none", False, 1]]
   assert len(dry) == 5 and not tensorflow

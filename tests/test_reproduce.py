@@ -126,7 +126,7 @@ def test_reproduce_2d_variant_needs_a_tag_and_writes_its_own_results(tmp_path):
   assert result["flags_changed"]["rec_target_grad"] is False
 
 
-def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path):
+def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path, in_tool):
   base = [
     sys.executable,
     "tools/reproduce_2d.py",
@@ -146,17 +146,13 @@ def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path):
     base + ["--overrides=lr_milestones=100:x"], cwd=ROOT, capture_output=True, text=True
   )
   assert bad.returncode != 0 and "--overrides: lr_milestones" in bad.stderr
-  # the values themselves (in a subprocess: the tools define clashing absl flags)
-  code = (
-    "import importlib.util as u; s = u.spec_from_file_location('r', 'tools/reproduce_2d.py'); "
-    "m = u.module_from_spec(s); s.loader.exec_module(m); "
-    "print(m._parse_overrides(['lr_milestones=10000:15000', 'num_vae=0']), "
-    "m._parse_overrides(['lr_milestones=']), m.REFERENCE_GRID_POINTS)"
+  # the values themselves
+  parsed = in_tool(
+    "tools/reproduce_2d.py",
+    "m._parse_overrides(['lr_milestones=10000:15000', 'num_vae=0']), "
+    "m._parse_overrides(['lr_milestones=']), m.REFERENCE_GRID_POINTS",
   )
-  parsed = subprocess.run(
-    [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-  )
-  assert parsed.stdout.split() == [
+  assert parsed.split() == [
     "{'lr_milestones':",
     "(10000,",
     "15000),",
@@ -217,18 +213,13 @@ def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path):
     assert f"{metrics['psnr']:.3f}" in row[0] and "fid_fmnist_cnn" in table
 
 
-def test_reproduce_images_defaults_to_the_budget_network():
+def test_reproduce_images_defaults_to_the_budget_network(in_tool):
   """Without --filters every method of a dataset gets BUDGET_FILTERS (a quarter of the paper's
-  channels); in a subprocess, as the tools define clashing absl flags."""
-  code = (
-    "import sys, importlib.util as u; s = u.spec_from_file_location('r', "
-    "'tools/reproduce_images.py'); m = u.module_from_spec(s); s.loader.exec_module(m); "
-    "m.flags.FLAGS(['r']); "
-    "print(m._config('fashion_mnist', 'as_introvae', 0, '/tmp/x').filters, "
-    "m._config('cifar10', 'soft_introvae', 0, '/tmp/x').filters, "
-    "'tensorflow' in sys.modules)"
+  channels)."""
+  out = in_tool(
+    "tools/reproduce_images.py",
+    "m._config('fashion_mnist', 'as_introvae', 0, '/tmp/x').filters, "
+    "m._config('cifar10', 'soft_introvae', 0, '/tmp/x').filters, tf_imported()",
+    parse_flags=True,
   )
-  out = subprocess.run(
-    [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-  )
-  assert out.stdout.split() == ["(16,", "32)", "(16,", "32,", "64)", "False"]
+  assert out == "(16, 32) (16, 32, 64) False"
