@@ -33,26 +33,26 @@ def pytest_configure(config):
 
 _LONGEST_FIRST = (
   "tests/test_device_check.py::test_device_check_dry_run",
-  "tests/test_reproduce.py::test_reproduce_images",
-  "tests/test_faults.py::test_ten_images_with_batch_4",
-  "tests/test_train_lib.py::test_fashion_mnist_run",
   "tests/test_train_lib.py::test_sigkill_at_any_moment",
-  "tests/test_reproduce.py::test_reproduce_2d_writes_the_table",
+  "tests/test_reproduce.py::test_reproduce_images",
   "tests/test_packaging.py::test_training_command_runs_the_packaged_quickstart",
   "tests/test_mixed_precision.py::test_image_networks_on_fashion_mnist",
-  "tests/test_baselines.py::test_two_d_run_logs_and_resumes",
-  "tests/test_reproduce.py::test_reproduce_2d_variant",
   "tests/test_multi_worker.py::test_two_workers_train_in_sync",
+  "tests/test_train_lib.py::test_fashion_mnist_run",
   "tests/test_faults.py::test_sigterm_mid_run",
-  "tests/test_nan_policy.py::test_a_bad_decoder_phase",
+  "tests/test_reproduce.py::test_reproduce_2d_writes_the_table",
+  "tests/test_faults.py::test_ten_images_with_batch_4",
   "tests/test_mixed_precision.py::test_jit_compile_gives_the_same_steps",
-  "tests/test_fused_passes.py::test_fused_and_separate_passes",
+  "tests/test_mixed_precision.py::test_resume_restores_the_loss_scale",
+  "tests/test_faults.py::test_second_process_is_refused",
+  "tests/test_reproduce.py::test_reproduce_2d_variant",
   "tests/test_models.py::test_as_introvae_xla_as_distance_matches",
+  "tests/test_baselines.py::test_two_d_run_logs_and_resumes",
 )
-"""The tests that take longest (20-100 s each on a worker; `pytest -n 3 --durations=40`),
-longest first. They are handed out first, so that none starts last and keeps one worker busy
-after the others have finished. A test missing here is only scheduled later; refresh the list
-from `--durations` when the slowest tests change."""
+"""The tests that cost most (10-60 CPU s each, their subprocesses included: `TEST_CPU_LOG`,
+BUILD.md "Tests"), costliest first. They are handed out first, so that none starts last and
+keeps one worker busy after the others have finished. A test missing here is only scheduled
+later; refresh the list from `python tools/test_cpu.py` when the costliest tests change."""
 
 
 def _rank(item):
@@ -141,9 +141,9 @@ def in_tool():
 _CPU_LOG_ENV = "TEST_CPU_LOG"
 """`TEST_CPU_LOG=FOLDER bash tools/test.sh` (a new or empty FOLDER: the files are appended
 to) writes each test's CPU seconds (its process and the subprocesses it waited for; setup,
-call and teardown) to FOLDER/cpu_<pid>.tsv, one file per worker. Unlike `--durations` (wall time, which on 2 cores under `-n 3` mostly measures what
-the other workers were doing) it stays meaningful with other jobs running. BUILD.md "Tests"
-sums it per file."""
+call and teardown) to FOLDER/cpu_<pid>.tsv, one file per worker. Unlike `--durations` (wall
+time, which on 2 cores under `-n 3` mostly measures what the other workers were doing) it
+stays meaningful with other jobs running. BUILD.md "Tests" sums it per file."""
 
 
 def _cpu_seconds():
