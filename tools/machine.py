@@ -61,3 +61,32 @@ def describe_cpu(model=None, extensions=None, cpu_count=None):
   has = [name for name, present in extensions.items() if present]
   listed = ", ".join(has) if has else ("no AVX2" if extensions else "extensions unknown")
   return f"{model} ({listed}; {cpu_count} logical CPUs)"
+
+
+def git_commit(root):
+  """The commit checked out at `root`, "+dirty" when its package, configs or tools have
+  uncommitted changes; "unknown" without git."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+
+  try:
+    commit = subprocess.run(
+      ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+      [
+        "git",
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "as_introvae_tf",
+        "configs",
+        "tools",
+      ],
+      cwd=root,
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+  return commit + ("+dirty" if dirty else "")

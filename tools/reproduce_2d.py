@@ -253,33 +253,6 @@ def load_result(path, eval_draws=None, grid_points=None):
   return saved
 
 
-def _git_commit():
-  import subprocess  # pylint: disable=import-outside-toplevel
-
-  try:
-    commit = subprocess.run(
-      ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-      [
-        "git",
-        "status",
-        "--porcelain",
-        "--untracked-files=no",
-        "as_introvae_tf",
-        "configs",
-        "tools",
-      ],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      check=True,
-    ).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
-  return commit + ("+dirty" if dirty else "")
-
-
 def training_wall_seconds(workdir):
   """Seconds from the first to the last TensorBoard event of the run in `workdir` (all
   segments of a resumed run, pauses between them included), or None without events."""
@@ -311,7 +284,7 @@ def _write_result(path, config, dataset, method, cell, seed, steps, metrics, tra
     "tag": _TAG.value,
     "flagfile": f"configs/{dataset}_{method}.flags",
     "flags_changed": _flags_changed(config, dataset, method),
-    "commit": _git_commit(),
+    "commit": machine.git_commit(ROOT),
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "cpu": machine.describe_cpu(),
     "tensorflow": tf.__version__,

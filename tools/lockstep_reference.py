@@ -1,0 +1,482 @@
+"""Lock-step check of our 2-D step against the S-IntroVAE reference's, ported to PyTorch.
+
+Our Keras model and a PyTorch port of `train_soft_intro_vae_toy`
+(taldatech/soft-intro-vae-pytorch, soft_intro_vae_2d/train_soft_intro_vae_2d.py: its
+`EncoderSimple`/`DecoderSimple`, `reparameterize`, `calc_reconstruction_loss`, `calc_kl`, the
+`num_vae` loop, the E and D updates of one iteration, `torch.optim.Adam` and `MultiStepLR`) start
+from the same weights (ours, copied into the port), train on the same batches and draw the same
+noise (ours: `stateless_normal(seed=[seed, 16 * step + k])`, handed to the port in the
+reference's places). At every iteration the port is first set to OUR state (weights, Adam's
+moments and step count), then both take one iteration, and the tool compares the updates:
+
+  deviation = ||delta_ours - delta_ref|| / ||delta_ref||    (per network, L2 over all its weights
+                                                             and biases; delta = the iteration's
+                                                             change of the weights)
+
+with the port in float64 as `delta_ref`. Its float32 twin gives the rounding floor of the same
+quantity (`floor`: the port in float32 against the port in float64). The same arithmetic gives a
+deviation near that floor (1e-6 to 1e-4); a term, a gradient path, an optimizer detail or a
+learning-rate boundary that differs gives 1e-2 to 1 at the iterations it touches. The run crosses
+the warm-up's end and both learning-rate milestones (`--num_vae`, `--lr_milestones`, scaled down
+from 2000 and 10000/15000 so that a few hundred iterations cover every phase).
+
+Why step by step: two free-running float32 trajectories of this model separate within tens of
+iterations, even two PyTorch runs whose start differs by 1e-7 relative (measured: 1e-5 after
+one iteration, 3e-3 after 10, 2e-2 after 20; Adam turns rounding in tiny gradients into
+full-size steps). So runs can only be matched one iteration at a time, and two runs with
+different seeds, or on different machines, are different samples of the same process.
+
+The port is written from the reference's lines, with the noise passed in instead of drawn; what
+it cannot check is what both sides take as given: the data sampler and the initialization's
+distribution (tested apart: tests/test_data.py, tests/test_reference_defaults.py), and the
+evaluation (tests/test_metrics.py).
+
+Needs PyTorch (CPU): `pip install torch==2.13.0` (not in requirements.txt; this is a tool).
+
+  python tools/lockstep_reference.py                         # S-IntroVAE, the reference's defaults
+  python tools/lockstep_reference.py --override=rec_target_grad=false --expect=differ
+  python tools/lockstep_reference.py --out=results/reference/lockstep_soft_introvae.json
+
+Prints one line per reported iteration, a summary per phase and a verdict: `match` when in
+every phase, for both networks, the median over iterations of deviation / floor is at most
+`--max_ratio` (2), else `differ`. Exits 1 when the verdict is not the `--expect`ed one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import machine  # noqa: E402  (tools/machine.py)
+
+
+def define_flags():
+  """The command line (defined only when run as a script, so that tests can import it)."""
+  flags.DEFINE_string("flagfile_config", "configs/8gaussians_soft_introvae.flags", "Our config.")
+  flags.DEFINE_integer("steps", 300, "Iterations to run in lock-step.")
+  flags.DEFINE_integer("num_vae", 50, "Warm-up iterations (both sides).")
+  flags.DEFINE_list("lr_milestones", ["150", "250"], "MultiStepLR milestones (both sides).")
+  flags.DEFINE_integer("batch_size", 512, "Batch size (both sides).")
+  flags.DEFINE_integer("num_hidden", 256, "Hidden units of the MLPs (both sides).")
+  flags.DEFINE_integer("seed", 0, "Our seed: weights, noise and batches.")
+  flags.DEFINE_list(
+    "override",
+    [],
+    "FLAG=VALUE changes to OUR side only (e.g. rec_target_grad=false, adam_variant=keras, "
+    "warmup_loss=scaled), to show that the check sees a difference.",
+  )
+  flags.DEFINE_float(
+    "max_ratio",
+    2.0,
+    "Match: in every phase, for both networks, the median over iterations of deviation / float32 "
+    "floor is at most this.",
+  )
+  flags.DEFINE_enum("expect", "match", ["match", "differ"], "The verdict that exits 0.")
+  flags.DEFINE_integer(
+    "report_every", 25, "Print every this many iterations (and at phase changes)."
+  )
+  flags.DEFINE_string("out", "", "Write the result as JSON here.")
+
+
+def reference_port(torch, num_hidden, num_layers, z_dim, x_dim=2):
+  """The reference's `SoftIntroVAESimple` (its encoder and decoder `nn.Sequential`s).
+
+  Returns (encoder, decoder): `nn.Sequential` of Linear/ReLU, the encoder's last Linear giving
+  `2 * z_dim` outputs that `chunk(2, dim=1)` splits into (mu, logvar).
+  """
+  nn = torch.nn
+
+  def mlp(d_in, d_out):
+    layers = [nn.Linear(d_in, num_hidden), nn.ReLU()]
+    for _ in range(num_layers):
+      layers += [nn.Linear(num_hidden, num_hidden), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(num_hidden, d_out))
+
+  return mlp(x_dim, 2 * z_dim), mlp(z_dim, x_dim)
+
+
+class ReferenceStep:
+  """One iteration of `train_soft_intro_vae_toy`, the noise passed in.
+
+  Lines of the reference, in order (`dim_scale` = s = 0.5 for 2-D data, `recon_loss_type` mse):
+    warm-up (it < num_vae): loss = beta_rec * rec + beta_kl * kl, both optimizers step;
+    E: fake = D(noise); z = mu + eps * std; rec = D(z); model(fake.detach()); model(rec.detach());
+       loss_rec_rec = rec(rec, rec_rec) with `rec` NOT detached; expELBOs with exp(-2 s (...));
+       lossE = s (beta_kl kl + beta_rec rec) + 0.25 (exp_elbo_fake + exp_elbo_rec);
+    D: fake = D(noise); rec = D(z.detach()); encode(rec), encode(fake) (encoder frozen, gradient
+       through it); rec_rec = D(z_rec.detach()), rec_fake = D(z_fake.detach());
+       lossD = s (beta_rec rec + 0.5 beta_kl (kl_fake + kl_rec)
+                  + gamma_r 0.5 beta_rec (rec_rec + rec_fake));
+    both MultiStepLR schedulers step once per iteration.
+  """
+
+  def __init__(self, torch, encoder, decoder, lr, milestones, gamma, hp, num_vae):
+    self.torch = torch
+    self.encoder, self.decoder = encoder, decoder
+    optim = torch.optim
+    self.opt_e = optim.Adam(encoder.parameters(), lr=lr)
+    self.opt_d = optim.Adam(decoder.parameters(), lr=lr)
+    self.sched_e = optim.lr_scheduler.MultiStepLR(self.opt_e, milestones=milestones, gamma=gamma)
+    self.sched_d = optim.lr_scheduler.MultiStepLR(self.opt_d, milestones=milestones, gamma=gamma)
+    self.hp, self.num_vae = hp, num_vae
+
+  def encode(self, x):
+    return self.encoder(x).chunk(2, dim=1)
+
+  @staticmethod
+  def rec_loss(x, y, reduction):
+    err = ((y - x) ** 2).sum(1)  # F.mse_loss(reduction='none').sum(1)
+    return err.mean() if reduction == "mean" else err
+
+  @staticmethod
+  def kl(logvar, mu, reduce):
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+    return kl.mean() if reduce == "mean" else kl
+
+  def set_grad(self, net, on):
+    for p in net.parameters():
+      p.requires_grad = on
+
+  def __call__(self, it, x, noise):
+    hp, s = self.hp, 0.5
+    if it < self.num_vae:
+      self.set_grad(self.encoder, True)
+      self.set_grad(self.decoder, True)
+      mu, logvar = self.encode(x)
+      rec = self.decoder(mu + noise["eps"] * self.torch.exp(0.5 * logvar))
+      loss = hp["beta_rec"] * self.rec_loss(x, rec, "mean") + hp["beta_kl"] * self.kl(
+        logvar, mu, "mean"
+      )
+      self.opt_e.zero_grad()
+      self.opt_d.zero_grad()
+      loss.backward()
+      self.opt_e.step()
+      self.opt_d.step()
+    else:
+      # === Update E ===
+      self.set_grad(self.encoder, True)
+      self.set_grad(self.decoder, False)
+      fake = self.decoder(noise["z_p"])
+      real_mu, real_logvar = self.encode(x)
+      z = real_mu + noise["eps"] * self.torch.exp(0.5 * real_logvar)
+      rec = self.decoder(z)
+      loss_rec = self.rec_loss(x, rec, "mean")
+      kl_real = self.kl(real_logvar, real_mu, "mean")
+      fake_mu, fake_logvar = self.encode(fake.detach())
+      rec_fake = self.decoder(fake_mu + noise["eps_f"] * self.torch.exp(0.5 * fake_logvar))
+      rec_mu, rec_logvar = self.encode(rec.detach())
+      rec_rec = self.decoder(rec_mu + noise["eps_r"] * self.torch.exp(0.5 * rec_logvar))
+      fake_kl_e = self.kl(fake_logvar, fake_mu, "none")
+      rec_kl_e = self.kl(rec_logvar, rec_mu, "none")
+      loss_fake_rec = self.rec_loss(fake, rec_fake, "none")
+      loss_rec_rec = self.rec_loss(rec, rec_rec, "none")  # `rec` not detached
+      b_rec, b_neg = hp["beta_rec"], hp["beta_neg"]
+      exp_fake = (-2 * s * (b_rec * loss_fake_rec + b_neg * fake_kl_e)).exp().mean()
+      exp_rec = (-2 * s * (b_rec * loss_rec_rec + b_neg * rec_kl_e)).exp().mean()
+      loss_e = s * (hp["beta_kl"] * kl_real + b_rec * loss_rec) + 0.25 * (exp_fake + exp_rec)
+      self.opt_e.zero_grad()
+      loss_e.backward()
+      self.opt_e.step()
+      # === Update D ===
+      self.set_grad(self.encoder, False)
+      self.set_grad(self.decoder, True)
+      fake = self.decoder(noise["z_p"])
+      rec = self.decoder(z.detach())
+      loss_rec = self.rec_loss(x, rec, "mean")
+      rec_mu, rec_logvar = self.encode(rec)
+      z_rec = rec_mu + noise["eps_r_d"] * self.torch.exp(0.5 * rec_logvar)
+      fake_mu, fake_logvar = self.encode(fake)
+      z_fake = fake_mu + noise["eps_f_d"] * self.torch.exp(0.5 * fake_logvar)
+      rec_rec = self.decoder(z_rec.detach())
+      rec_fake = self.decoder(z_fake.detach())
+      loss_rec_rec = self.rec_loss(rec.detach(), rec_rec, "mean")
+      loss_rec_fake = self.rec_loss(fake.detach(), rec_fake, "mean")
+      fake_kl = self.kl(fake_logvar, fake_mu, "mean")
+      rec_kl = self.kl(rec_logvar, rec_mu, "mean")
+      loss_d = (
+        b_rec * loss_rec
+        + 0.5 * hp["beta_kl"] * (fake_kl + rec_kl)
+        + hp["gamma_r"] * 0.5 * b_rec * (loss_rec_rec + loss_rec_fake)
+      )
+      loss_d = s * loss_d
+      self.opt_d.zero_grad()
+      loss_d.backward()
+      self.opt_d.step()
+    self.sched_e.step()
+    self.sched_d.step()
+
+
+def _dense_layers(keras_net):
+  return [
+    layer for layer in keras_net.layers if layer.weights and "dense" in type(layer).__name__.lower()
+  ]
+
+
+def keras_flat(torch, net):
+  """Our network's weights in the port's parameter order (Linear weight [out, in], bias),
+  float64 [P]."""
+  parts = []
+  for layer in _dense_layers(net):
+    kernel, bias = (w.numpy() for w in layer.weights)
+    parts += [torch.from_numpy(kernel.T.copy()).reshape(-1), torch.from_numpy(bias.copy())]
+  return torch.cat(parts).double()
+
+
+def flat(torch, net):
+  """The port's weights, float64 [P]."""
+  return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).double()
+
+
+def load_our_state(torch, keras_net, keras_opt, torch_net, torch_opt):
+  """Sets the port's weights and Adam state (exp_avg, exp_avg_sq, step) to ours."""
+  linear = [m for m in torch_net if isinstance(m, torch.nn.Linear)]
+  dense = _dense_layers(keras_net)
+  if len(dense) != len(linear):
+    raise ValueError(f"{keras_net.name}: {len(dense)} Dense layers, the port has {len(linear)}")
+  steps = int(keras_opt.iterations.numpy())
+  dtype = linear[0].weight.dtype
+  with torch.no_grad():
+    for d, lin in zip(dense, linear):
+      for var, param in zip(d.weights, (lin.weight, lin.bias)):
+        to_torch = lambda a: torch.from_numpy(a.T.copy() if a.ndim == 2 else a.copy()).to(dtype)  # noqa: E731
+        param.copy_(to_torch(var.numpy()))
+        if steps == 0:
+          torch_opt.state.pop(param, None)
+          continue
+        index = keras_opt._get_variable_index(var)  # pylint: disable=protected-access
+        torch_opt.state[param] = {
+          "step": torch.tensor(float(steps)),
+          "exp_avg": to_torch(keras_opt._momentums[index].numpy()),  # pylint: disable=protected-access
+          "exp_avg_sq": to_torch(keras_opt._velocities[index].numpy()),  # pylint: disable=protected-access
+        }
+
+
+def lockstep(config, reference, steps, report_every=25, log=print):
+  """Runs our model (`config`) and the port (`reference`'s hyper-parameters) in lock-step.
+
+  Args:
+    config: our `ExperimentConfig` (S-IntroVAE on a 2-D dataset).
+    reference: the config whose betas, gamma_r, learning rate, milestones and num_vae the port
+      uses (the same as `config` unless our side has overrides).
+    steps: iterations.
+    report_every: `log` a line every this many iterations and at phase and rate changes.
+    log: where report lines go.
+
+  Returns:
+    One dict per iteration: iteration, phase ("warm-up" / "introspective"), and per network
+    ("encoder", "decoder") the deviation and its float32 floor (module docstring).
+
+  Raises:
+    ValueError: `config` is not S-IntroVAE on a 2-D dataset.
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
+
+  if config.method != "soft_introvae":
+    raise ValueError(f"the port is of S-IntroVAE, not --method={config.method}")
+  spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
+  if spec.kind != "2d":
+    raise ValueError(f"the port is of the 2-D trainer, not --dataset={config.dataset}")
+  milestones = list(reference.lr_milestones)
+  tf.keras.utils.set_random_seed(config.seed)
+  model = run_lib.build_model(config, spec, tf.distribute.get_strategy())
+  hp = dict(
+    beta_rec=reference.beta_rec,
+    beta_kl=reference.beta_kl,
+    beta_neg=reference.beta_neg,
+    gamma_r=reference.gamma_r,
+  )
+  ports = {}
+  for dtype in (torch.float64, torch.float32):
+    enc_t, dec_t = reference_port(torch, config.num_hidden, config.num_layers, config.z_dim)
+    ports[dtype] = ReferenceStep(
+      torch,
+      enc_t.to(dtype),
+      dec_t.to(dtype),
+      reference.lr,
+      milestones,
+      reference.lr_gamma,
+      hp,
+      reference.num_vae,
+    )
+  rng = np.random.default_rng(config.seed)
+  names = {"z_p": 0, "eps": 1, "eps_r": 2, "eps_f": 3, "eps_r_d": 4, "eps_f_d": 5}
+  pairs = (
+    ("encoder", model.encoder, model.encoder_optimizer, "encoder", "opt_e"),
+    ("decoder", model.decoder, model.decoder_optimizer, "decoder", "opt_d"),
+  )
+  model.vae_phase = config.num_vae > 0
+  model.make_train_function(force=True)
+  rows = []
+  for it in range(steps):
+    if model.vae_phase and it >= config.num_vae:
+      model.vae_phase = False
+      model.make_train_function(force=True)
+    x = data.sample_2d(config.dataset, config.batch_size, rng).astype(np.float32)
+    noise = {
+      k: tf.random.stateless_normal(
+        [config.batch_size, config.z_dim], seed=[config.seed, 16 * it + i]
+      ).numpy()
+      for k, i in names.items()
+    }
+    before = {name: keras_flat(torch, net) for name, net, *_ in pairs}
+    deltas = {}
+    for dtype, port in ports.items():
+      for _, net, opt, port_net, port_opt in pairs:
+        load_our_state(torch, net, opt, getattr(port, port_net), getattr(port, port_opt))
+      port(
+        it,
+        torch.from_numpy(x).to(dtype),
+        {k: torch.from_numpy(v).to(dtype) for k, v in noise.items()},
+      )
+      deltas[dtype] = {
+        name: flat(torch, getattr(port, port_net)) - before[name]
+        for name, _, _, port_net, _ in pairs
+      }
+    model.train_on_batch(x)
+    row = {"iteration": it, "phase": "warm-up" if it < config.num_vae else "introspective"}
+    for name, net, *_ in pairs:
+      ref = deltas[torch.float64][name]
+      size = float(torch.linalg.norm(ref)) or 1.0
+      row[name] = float(torch.linalg.norm(keras_flat(torch, net) - before[name] - ref)) / size
+      row[f"{name}_floor"] = float(torch.linalg.norm(deltas[torch.float32][name] - ref)) / size
+    rows.append(row)
+    boundary = it in (config.num_vae - 1, config.num_vae, *[m - 1 for m in milestones], *milestones)
+    if it % report_every == 0 or boundary or it == steps - 1:
+      lr = ports[torch.float64].opt_e.param_groups[0]["lr"]
+      log(
+        f"iteration {it:5d} ({row['phase']}, lr after it {lr:.1e}): deviation encoder "
+        f"{row['encoder']:.1e} (floor {row['encoder_floor']:.1e}), decoder {row['decoder']:.1e}"
+        f" (floor {row['decoder_floor']:.1e})"
+      )
+  return rows
+
+
+def verdict(rows, max_ratio=2.0):
+  """("match" | "differ", the largest median ratio, `by_phase(rows)`): match when in every phase,
+  for both networks, the median over iterations of deviation / floor is <= `max_ratio`."""
+  phases = by_phase(rows)
+  worst = max(p[f"{n}_median_ratio"] for p in phases.values() for n in ("encoder", "decoder"))
+  return ("match" if worst <= max_ratio else "differ"), worst, phases
+
+
+def main(argv):
+  del argv
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import config as config_lib  # pylint: disable=import-outside-toplevel
+
+  torch.set_num_threads(max(1, os.cpu_count() or 1))
+  milestones = [int(m) for m in FLAGS.lr_milestones if m]
+  common = [
+    f"--train_steps={FLAGS.steps}",
+    f"--num_vae={FLAGS.num_vae}",
+    f"--lr_milestones={','.join(map(str, milestones))}",
+    f"--batch_size={FLAGS.batch_size}",
+    f"--num_hidden={FLAGS.num_hidden}",
+    f"--seed={FLAGS.seed}",
+    "--workdir=/tmp/lockstep_unused",
+  ]
+  ours = _bool_flags([f"--{o}" for o in FLAGS.override])
+  config = config_lib.from_flagfile(FLAGS.flagfile_config, *common, *ours)
+  reference = config_lib.from_flagfile(FLAGS.flagfile_config, *common)
+  config.validate()
+  t0 = time.time()
+  rows = lockstep(
+    config, reference, FLAGS.steps, FLAGS.report_every, lambda m: print(m, flush=True)
+  )
+  result, worst, phases = verdict(rows, FLAGS.max_ratio)
+  for phase, p in phases.items():
+    print(
+      f"{phase} ({p['iterations']} iterations): median deviation / floor: encoder "
+      f"{p['encoder_median_ratio']:.2f}, decoder {p['decoder_median_ratio']:.2f}; largest "
+      f"deviation: encoder {p['encoder_max']:.1e} (floor {p['encoder_floor_max']:.1e}), "
+      f"decoder {p['decoder_max']:.1e} (floor {p['decoder_floor_max']:.1e})"
+    )
+  print(
+    f"verdict: {result} (largest median ratio {worst:.2f}, --max_ratio {FLAGS.max_ratio:g}) "
+    f"[{time.time() - t0:.0f} s; {machine.describe_cpu()}]"
+  )
+  if FLAGS.out:
+    record = {
+      "tool": "tools/lockstep_reference.py",
+      "reference": "taldatech/soft-intro-vae-pytorch soft_intro_vae_2d/train_soft_intro_vae_2d.py"
+      " (PyTorch port, noise passed in, float64)",
+      "config": FLAGS.flagfile_config,
+      "steps": FLAGS.steps,
+      "num_vae": config.num_vae,
+      "lr_milestones": milestones,
+      "batch_size": config.batch_size,
+      "num_hidden": config.num_hidden,
+      "seed": config.seed,
+      "override_ours": list(FLAGS.override),
+      "max_ratio": FLAGS.max_ratio,
+      "largest_median_ratio": worst,
+      "verdict": result,
+      "by_phase": phases,
+      "wall_s": round(time.time() - t0, 1),
+      "torch": torch.__version__,
+      "tensorflow": tf.__version__,
+      "cpu": machine.describe_cpu(),
+      "python": platform.python_version(),
+      "commit": machine.git_commit(ROOT),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out, "w") as f:
+      json.dump(record, f, indent=1)
+      f.write("\n")
+  if result != FLAGS.expect:
+    print(f"expected {FLAGS.expect}, got {result}")
+    sys.exit(1)
+
+
+def by_phase(rows):
+  """{phase: iterations, and per network the median of deviation / floor and the largest
+  deviation and floor}."""
+  import statistics  # pylint: disable=import-outside-toplevel
+
+  out = {}
+  for phase in dict.fromkeys(r["phase"] for r in rows):
+    sel = [r for r in rows if r["phase"] == phase]
+    p = out[phase] = {"iterations": len(sel)}
+    for n in ("encoder", "decoder"):
+      p[f"{n}_median_ratio"] = statistics.median(r[n] / max(r[f"{n}_floor"], 1e-30) for r in sel)
+      p[f"{n}_max"] = max(r[n] for r in sel)
+      p[f"{n}_floor_max"] = max(r[f"{n}_floor"] for r in sel)
+  return out
+
+
+def _bool_flags(args):
+  """`--name=false` / `--name=true` for absl boolean flags as `--noname` / `--name`."""
+  out = []
+  for a in args:
+    name, _, value = a[2:].partition("=")
+    if value.lower() in ("false", "true") and name in _BOOL_FLAGS:
+      out.append(f"--{name}" if value.lower() == "true" else f"--no{name}")
+    else:
+      out.append(a)
+  return out
+
+
+_BOOL_FLAGS = ("rec_target_grad", "as_squash", "as_decoder_kl_squashed", "deterministic")
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
