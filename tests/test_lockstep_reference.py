@@ -68,3 +68,27 @@ def test_the_check_sees_a_one_path_difference(tool, override, network, phase):
   verdict, _, phases = tool.verdict(rows)
   assert verdict == "differ"
   assert phases[phase][f"{network}_median_ratio"] > 5.0, phases
+
+
+def test_reference_run_samples_the_data_we_train_on():
+  """tools/reference_2d.py's port of ToyDataset('8Gaussians').next_batch and our sampler: the
+  same 8 centres, each about 1/8 of the points, the same spread around them."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import metrics  # pylint: disable=import-outside-toplevel
+
+  spec = importlib.util.spec_from_file_location(
+    "reference_2d", os.path.join(ROOT, "tools", "reference_2d.py")
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  np.random.seed(0)
+  theirs = module.sample_8gaussians(np, 40000)
+  ours = data.sample_2d("8gaussians", 40000, np.random.default_rng(0))
+  centres = metrics.eight_gaussians_modes()
+  for points in (theirs, ours):
+    d = np.linalg.norm(points[:, None, :] - centres[None], axis=-1)
+    nearest = d.argmin(1)
+    np.testing.assert_allclose(np.bincount(nearest, minlength=8) / len(points), 1 / 8, atol=0.01)
+    np.testing.assert_allclose(d.min(1).std(), 0.02 / 1.414 * 0.655, rtol=0.05)

@@ -1,0 +1,208 @@
+"""The S-IntroVAE reference's 2-D training, run as its script runs it, evaluated as we evaluate ours.
+
+Trains the PyTorch port of `train_soft_intro_vae_toy` (taldatech/soft-intro-vae-pytorch,
+soft_intro_vae_2d/train_soft_intro_vae_2d.py) that tools/lockstep_reference.py checks against
+our step, with what the reference's script takes from PyTorch and NumPy rather than from us:
+
+- weights: PyTorch's default initialization (the `nn.Linear` constructors), after
+  `torch.manual_seed(seed)`;
+- batches: `ToyDataset('8Gaussians', scale=2).next_batch(batch, sig=0.02)`: one of the 8
+  centres per point, N(0, 0.02^2) per coordinate, all divided by 1.414 (NumPy's global RNG
+  after `np.random.seed(seed)`; drawn as one array per batch instead of point by point: the
+  same distribution, another stream);
+- noise: `torch.randn` in the reference's places (the fakes' prior samples and every
+  reparameterization);
+- schedule: Adam(2e-4) for E and D, `MultiStepLR(milestones, 0.1)` stepped every iteration,
+  `num_vae` warm-up iterations of the plain ELBO.
+
+It is then evaluated with `eval_lib.evaluate_2d`'s code path for KL, JSD and modes (`--eval_draws`
+draws of 5000 points, histograms of 100 x 100 bins on [-2, 2]^2, each draw seeded
+`[eval seed, draw]`), so that its numbers compare with ours in results/2d without the
+evaluation's own noise differing (the reference's script evaluates one draw; gnELBO is left
+out here). Both sides are then samples of the same stochastic process if, besides the step,
+the data and initialization distributions agree (tests/test_data.py,
+tests/test_reference_defaults.py).
+
+Needs PyTorch (CPU): `pip install torch==2.13.0`.
+
+  python tools/reference_2d.py --seeds=0,1,2 --train_steps=5000 --num_vae=2000
+
+Writes one JSON per seed to `--results_dir` (default results/2d/reference_port), named
+`8gaussians_<steps>_seed<k>.json`, and skips seeds whose file exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import lockstep_reference  # noqa: E402  (tools/lockstep_reference.py: the port)
+import machine  # noqa: E402  (tools/machine.py)
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line (defined only when run as a script)."""
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds (the reference's `seed`).")
+  flags.DEFINE_integer("train_steps", 30000, "Iterations (the reference's `n_iter`).")
+  flags.DEFINE_integer("num_vae", 2000, "Warm-up iterations.")
+  flags.DEFINE_list("lr_milestones", ["10000", "15000"], "MultiStepLR milestones.")
+  flags.DEFINE_integer("batch_size", 512, "Batch size.")
+  flags.DEFINE_float("beta_kl", 0.3, "beta_kl (the reference's choice for 8Gaussians).")
+  flags.DEFINE_float("beta_rec", 0.2, "beta_rec.")
+  flags.DEFINE_float("beta_neg", 0.9, "beta_neg.")
+  flags.DEFINE_integer("eval_draws", 3, "Evaluation draws (as --eval_draws of evaluate).")
+  flags.DEFINE_integer("eval_seed", 0, "Seed of the evaluation draws (as eval_lib's).")
+  flags.DEFINE_string(
+    "results_dir", os.path.join(ROOT, "results", "2d", "reference_port"), "Where results go."
+  )
+
+
+def sample_8gaussians(np, batch):
+  """`ToyDataset('8Gaussians', scale=2).next_batch(batch, sig=0.02)`, float32 [batch, 2]."""
+  d = 1.0 / np.sqrt(2.0)
+  centres = 2.0 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)])
+  points = np.random.randn(batch, 2) * 0.02 + centres[np.random.randint(0, 8, size=batch)]
+  return (points / 1.414).astype(np.float32)
+
+
+def train(seed, steps, num_vae, milestones, batch, betas, log=print):
+  """Trains the port from the reference's start; returns the decoder (`nn.Sequential`)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+
+  random.seed(seed)
+  np.random.seed(seed)
+  torch.manual_seed(seed)
+  encoder, decoder = lockstep_reference.reference_port(torch, num_hidden=256, num_layers=3, z_dim=2)
+  hp = dict(beta_kl=betas[0], beta_rec=betas[1], beta_neg=betas[2], gamma_r=1e-8)
+  step = lockstep_reference.ReferenceStep(
+    torch, encoder, decoder, 2e-4, list(milestones), 0.1, hp, num_vae
+  )
+  t0 = time.time()
+  for it in range(steps):
+    x = torch.from_numpy(sample_8gaussians(np, batch))
+    if it < num_vae:
+      noise = {"eps": torch.randn(batch, 2)}
+    else:
+      noise = {
+        k: torch.randn(batch, 2) for k in ("z_p", "eps", "eps_f", "eps_r", "eps_r_d", "eps_f_d")
+      }
+    step(it, x, noise)
+    if (it + 1) % 1000 == 0:
+      log(f"seed {seed}: iteration {it + 1}/{steps} ({time.time() - t0:.0f} s)")
+  return decoder
+
+
+def evaluate(decoder, draws, eval_seed):
+  """KL, JSD (mean and std over draws), their data-against-itself floors, and mode coverage,
+  by `eval_lib.evaluate_2d`'s code path."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import metrics  # pylint: disable=import-outside-toplevel
+
+  name, plot_range, n = "8gaussians", data.two_d_range("8gaussians"), metrics.KL_SAMPLES
+  values = {k: [] for k in ("kl", "jsd", "kl_floor", "jsd_floor", "modes_covered")}
+  decoder.eval()
+  for d in range(draws):
+    rng = np.random.default_rng([eval_seed, d])
+
+    def model_points(num, rng=rng):
+      z = rng.standard_normal((num, 2)).astype(np.float32)
+      with torch.no_grad():
+        return decoder(torch.from_numpy(z)).numpy()
+
+    data_kl, samples_kl = data.sample_2d(name, n, rng), model_points(n)
+    values["kl"].append(metrics.histogram_kl(data_kl, samples_kl, plot_range))
+    data_jsd, samples_jsd = data.sample_2d(name, n, rng), model_points(n)
+    values["jsd"].append(metrics.histogram_jsd(data_jsd, samples_jsd, plot_range))
+    values["kl_floor"].append(
+      metrics.histogram_kl(data_kl, data.sample_2d(name, n, rng), plot_range)
+    )
+    values["jsd_floor"].append(
+      metrics.histogram_jsd(data_jsd, data.sample_2d(name, n, rng), plot_range)
+    )
+    values["modes_covered"].append(metrics.mode_coverage_8gaussians(samples_kl)["modes_covered"])
+  out = {}
+  for k, v in values.items():
+    out[k], out[f"{k}_std"] = float(np.mean(v)), float(np.std(v))
+  out["draws"] = {k: [float(x) for x in v] for k, v in values.items()}
+  return out
+
+
+def main(argv):
+  del argv
+  import torch  # pylint: disable=import-outside-toplevel
+
+  torch.set_num_threads(max(1, os.cpu_count() or 1))
+  milestones = [int(m) for m in FLAGS.lr_milestones if m]
+  betas = (FLAGS.beta_kl, FLAGS.beta_rec, FLAGS.beta_neg)
+  os.makedirs(FLAGS.results_dir, exist_ok=True)
+  for seed in (int(s) for s in FLAGS.seeds):
+    path = os.path.join(FLAGS.results_dir, f"8gaussians_{FLAGS.train_steps}_seed{seed}.json")
+    if os.path.exists(path):
+      print(f"seed {seed}: {path} exists, skipped")
+      continue
+    t0 = time.time()
+    decoder = train(
+      seed,
+      FLAGS.train_steps,
+      FLAGS.num_vae,
+      milestones,
+      FLAGS.batch_size,
+      betas,
+      log=lambda m: print(m, flush=True),
+    )
+    train_s = time.time() - t0
+    t0 = time.time()
+    result = evaluate(decoder, FLAGS.eval_draws, FLAGS.eval_seed)
+    record = {
+      "tool": "tools/reference_2d.py",
+      "reference": "taldatech/soft-intro-vae-pytorch soft_intro_vae_2d/train_soft_intro_vae_2d.py"
+      " (PyTorch port of tools/lockstep_reference.py; PyTorch init, ToyDataset sampler, torch.randn)",
+      "dataset": "8gaussians",
+      "seed": seed,
+      "train_steps": FLAGS.train_steps,
+      "num_vae": FLAGS.num_vae,
+      "lr_milestones": milestones,
+      "batch_size": FLAGS.batch_size,
+      "betas_kl_rec_neg": list(betas),
+      "eval_draws": FLAGS.eval_draws,
+      "metrics": {k: v for k, v in result.items() if k != "draws"},
+      "draws": result["draws"],
+      "train_wall_s": round(train_s, 1),
+      "eval_wall_s": round(time.time() - t0, 1),
+      "torch": torch.__version__,
+      "cpu": machine.describe_cpu(),
+      "python": platform.python_version(),
+      "commit": machine.git_commit(ROOT),
+      "date": time.strftime("%Y-%m-%d"),
+    }
+    with open(path, "w") as f:
+      json.dump(record, f, indent=1)
+      f.write("\n")
+    m = record["metrics"]
+    print(
+      f"seed {seed}: KL {m['kl']:.2f} +- {m['kl_std']:.2f}, JSD {m['jsd']:.2f}, modes "
+      f"{m['modes_covered']:.1f} ({train_s:.0f} s training) -> {path}",
+      flush=True,
+    )
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
