@@ -203,6 +203,35 @@ def score_fn_2d(model):
   return lambda x: score(tf.convert_to_tensor(x, tf.float32)).numpy()
 
 
+def sample_metrics_draw(name, model_points, rng, num):
+  """One evaluation draw of the 2-D sample metrics, as the reference computes them.
+
+  KL and JSD (`metrics.histogram_kl`, `metrics.histogram_jsd`, in nats) of `num` model points
+  against `num` fresh data points each (separate draws, as the reference calls
+  `calculate_sample_kl` twice), and their floors: the same data against a fresh draw of the
+  data generator.
+
+  Args:
+    name: a 2-D dataset name (`data.TWO_D_DATASETS`).
+    model_points: `num -> float32 [num, 2]` samples of the model.
+    rng: `np.random.Generator` for the data draws (advanced).
+    num: points per histogram (the reference: 5000).
+
+  Returns:
+    ({"kl", "jsd", "kl_floor", "jsd_floor": float}, the KL draw's model points [num, 2]).
+  """
+  plot_range = data.two_d_range(name)
+  data_kl, samples_kl = data.sample_2d(name, num, rng), model_points(num)
+  data_jsd, samples_jsd = data.sample_2d(name, num, rng), model_points(num)
+  values = {
+    "kl": metrics.histogram_kl(data_kl, samples_kl, plot_range),
+    "jsd": metrics.histogram_jsd(data_jsd, samples_jsd, plot_range),
+    "kl_floor": metrics.histogram_kl(data_kl, data.sample_2d(name, num, rng), plot_range),
+    "jsd_floor": metrics.histogram_jsd(data_jsd, data.sample_2d(name, num, rng), plot_range),
+  }
+  return values, samples_kl
+
+
 def evaluate_2d(run, options, outdir, log=print):
   """2-D metrics and pictures (see the module docstring).
 
@@ -236,18 +265,9 @@ def evaluate_2d(run, options, outdir, log=print):
       z = rng.standard_normal((num, model.z_dim)).astype(np.float32)
       return _decode_prior(model, z, images=False)
 
-    # KL and JSD on separate fresh draws, as the reference calls calculate_sample_kl twice.
-    data_kl, samples_kl = data.sample_2d(name, n, rng), model_points(n)
-    draws["kl"].append(metrics.histogram_kl(data_kl, samples_kl, plot_range))
-    data_jsd, samples_jsd = data.sample_2d(name, n, rng), model_points(n)
-    draws["jsd"].append(metrics.histogram_jsd(data_jsd, samples_jsd, plot_range))
-    # The metrics' floor: the data generator against a fresh draw of itself.
-    draws["kl_floor"].append(
-      metrics.histogram_kl(data_kl, data.sample_2d(name, n, rng), plot_range)
-    )
-    draws["jsd_floor"].append(
-      metrics.histogram_jsd(data_jsd, data.sample_2d(name, n, rng), plot_range)
-    )
+    values, samples_kl = sample_metrics_draw(name, model_points, rng, n)
+    for key, value in values.items():
+      draws[key].append(value)
     if name == "8gaussians":
       coverage.append(metrics.mode_coverage_8gaussians(samples_kl))
     if has_encoder:

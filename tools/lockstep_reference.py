@@ -275,6 +275,67 @@ def load_our_state(torch, keras_net, keras_opt, torch_net, torch_opt):
         }
 
 
+NOISE_INDEX = {"z_p": 0, "eps": 1, "eps_r": 2, "eps_f": 3, "eps_r_d": 4, "eps_f_d": 5}
+"""Our `_normal(k)` index of each noise tensor, by the reference's place: the fakes' prior
+sample, the real data's reparameterization, then the rec and fake ones of the E and D phases."""
+
+
+def _our_model(config):
+  """Our compiled model of `config` (S-IntroVAE on a 2-D dataset), seeded as `build_run` does."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
+
+  if config.method != "soft_introvae":
+    raise ValueError(f"the port is of S-IntroVAE, not --method={config.method}")
+  spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
+  if spec.kind != "2d":
+    raise ValueError(f"the port is of the 2-D trainer, not --dataset={config.dataset}")
+  tf.keras.utils.set_random_seed(config.seed)
+  return run_lib.build_model(config, spec, tf.distribute.get_strategy())
+
+
+def _step_inputs(config, it, rng):
+  """Iteration `it`'s batch (NumPy float32 [B, 2], from `rng`) and our noise {name: [B, z]}."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
+  x = data.sample_2d(config.dataset, config.batch_size, rng).astype(np.float32)
+  shape = [config.batch_size, config.z_dim]
+  noise = {
+    k: tf.random.stateless_normal(shape, seed=[config.seed, 16 * it + i]).numpy()
+    for k, i in NOISE_INDEX.items()
+  }
+  return x, noise
+
+
+def _port(torch, config, reference, dtype=None):
+  """A `ReferenceStep` with the architecture of `config` and the hyper-parameters of
+  `reference` (betas, gamma_r, lr, milestones, gamma, num_vae), in `dtype`."""
+  enc_t, dec_t = reference_port(torch, config.num_hidden, config.num_layers, config.z_dim)
+  if dtype is not None:
+    enc_t, dec_t = enc_t.to(dtype), dec_t.to(dtype)
+  hp = dict(
+    beta_rec=reference.beta_rec,
+    beta_kl=reference.beta_kl,
+    beta_neg=reference.beta_neg,
+    gamma_r=reference.gamma_r,
+  )
+  return ReferenceStep(
+    torch,
+    enc_t,
+    dec_t,
+    reference.lr,
+    list(reference.lr_milestones),
+    reference.lr_gamma,
+    hp,
+    reference.num_vae,
+  )
+
+
 def lockstep(config, reference, steps, report_every=25, log=print):
   """Runs our model (`config`) and the port (`reference`'s hyper-parameters) in lock-step.
 
@@ -294,41 +355,14 @@ def lockstep(config, reference, steps, report_every=25, log=print):
     ValueError: `config` is not S-IntroVAE on a 2-D dataset.
   """
   import numpy as np  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
 
-  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
-
-  if config.method != "soft_introvae":
-    raise ValueError(f"the port is of S-IntroVAE, not --method={config.method}")
-  spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
-  if spec.kind != "2d":
-    raise ValueError(f"the port is of the 2-D trainer, not --dataset={config.dataset}")
+  model = _our_model(config)
   milestones = list(reference.lr_milestones)
-  tf.keras.utils.set_random_seed(config.seed)
-  model = run_lib.build_model(config, spec, tf.distribute.get_strategy())
-  hp = dict(
-    beta_rec=reference.beta_rec,
-    beta_kl=reference.beta_kl,
-    beta_neg=reference.beta_neg,
-    gamma_r=reference.gamma_r,
-  )
-  ports = {}
-  for dtype in (torch.float64, torch.float32):
-    enc_t, dec_t = reference_port(torch, config.num_hidden, config.num_layers, config.z_dim)
-    ports[dtype] = ReferenceStep(
-      torch,
-      enc_t.to(dtype),
-      dec_t.to(dtype),
-      reference.lr,
-      milestones,
-      reference.lr_gamma,
-      hp,
-      reference.num_vae,
-    )
+  ports = {
+    dtype: _port(torch, config, reference, dtype) for dtype in (torch.float64, torch.float32)
+  }
   rng = np.random.default_rng(config.seed)
-  names = {"z_p": 0, "eps": 1, "eps_r": 2, "eps_f": 3, "eps_r_d": 4, "eps_f_d": 5}
   pairs = (
     ("encoder", model.encoder, model.encoder_optimizer, "encoder", "opt_e"),
     ("decoder", model.decoder, model.decoder_optimizer, "decoder", "opt_d"),
@@ -340,13 +374,7 @@ def lockstep(config, reference, steps, report_every=25, log=print):
     if model.vae_phase and it >= config.num_vae:
       model.vae_phase = False
       model.make_train_function(force=True)
-    x = data.sample_2d(config.dataset, config.batch_size, rng).astype(np.float32)
-    noise = {
-      k: tf.random.stateless_normal(
-        [config.batch_size, config.z_dim], seed=[config.seed, 16 * it + i]
-      ).numpy()
-      for k, i in names.items()
-    }
+    x, noise = _step_inputs(config, it, rng)
     before = {name: keras_flat(torch, net) for name, net, *_ in pairs}
     deltas = {}
     for dtype, port in ports.items():
@@ -388,40 +416,18 @@ def separation(config, steps, perturbation=1e-7, log=print):
   distance relative to how far run a has moved).
   """
   import numpy as np  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
 
-  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
-
-  spec = data.parse_dataset(config.dataset, config.image_size, config.channels)
-  tf.keras.utils.set_random_seed(config.seed)
-  model = run_lib.build_model(config, spec, tf.distribute.get_strategy())
-  hp = dict(
-    beta_rec=config.beta_rec,
-    beta_kl=config.beta_kl,
-    beta_neg=config.beta_neg,
-    gamma_r=config.gamma_r,
-  )
+  model = _our_model(config)
   gen = torch.Generator().manual_seed(config.seed)
   runs = []
   for scale in (0.0, perturbation):
-    enc_t, dec_t = reference_port(torch, config.num_hidden, config.num_layers, config.z_dim)
-    step = ReferenceStep(
-      torch,
-      enc_t,
-      dec_t,
-      config.lr,
-      list(config.lr_milestones),
-      config.lr_gamma,
-      hp,
-      config.num_vae,
-    )
-    for keras_net, port_net, opt in (
-      (model.encoder, enc_t, step.opt_e),
-      (model.decoder, dec_t, step.opt_d),
+    step = _port(torch, config, config)
+    for keras_net, keras_opt, port_net, opt in (
+      (model.encoder, model.encoder_optimizer, step.encoder, step.opt_e),
+      (model.decoder, model.decoder_optimizer, step.decoder, step.opt_d),
     ):
-      load_our_state(torch, keras_net, model.encoder_optimizer, port_net, opt)
+      load_our_state(torch, keras_net, keras_opt, port_net, opt)
       with torch.no_grad():
         for p in port_net.parameters():
           p.mul_(1 + scale * torch.randn(p.shape, generator=gen))
@@ -430,15 +436,8 @@ def separation(config, steps, perturbation=1e-7, log=print):
   rng = np.random.default_rng(config.seed)
   out = []
   for it in range(steps):
-    x = torch.from_numpy(data.sample_2d(config.dataset, config.batch_size, rng).astype(np.float32))
-    noise = {
-      k: torch.from_numpy(
-        tf.random.stateless_normal(
-          [config.batch_size, config.z_dim], seed=[config.seed, 16 * it + i]
-        ).numpy()
-      )
-      for i, k in enumerate(("z_p", "eps", "eps_r", "eps_f", "eps_r_d", "eps_f_d"))
-    }
+    x, noise = _step_inputs(config, it, rng)
+    x, noise = torch.from_numpy(x), {k: torch.from_numpy(v) for k, v in noise.items()}
     for step in runs:
       step(it, x, noise)
     a, b = flat(torch, runs[0].decoder), flat(torch, runs[1].decoder)

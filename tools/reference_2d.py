@@ -108,14 +108,14 @@ def train(seed, steps, num_vae, milestones, batch, betas, log=print):
 
 def evaluate(decoder, draws, eval_seed):
   """KL, JSD (mean and std over draws), their data-against-itself floors, and mode coverage,
-  by `eval_lib.evaluate_2d`'s code path."""
+  by `eval_lib.evaluate_2d`'s code path (`eval_lib.sample_metrics_draw`, draw d seeded
+  `[eval_seed, d]`)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
 
-  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import metrics  # pylint: disable=import-outside-toplevel
 
-  name, plot_range, n = "8gaussians", data.two_d_range("8gaussians"), metrics.KL_SAMPLES
   values = {k: [] for k in ("kl", "jsd", "kl_floor", "jsd_floor", "modes_covered")}
   decoder.eval()
   for d in range(draws):
@@ -126,20 +126,16 @@ def evaluate(decoder, draws, eval_seed):
       with torch.no_grad():
         return decoder(torch.from_numpy(z)).numpy()
 
-    data_kl, samples_kl = data.sample_2d(name, n, rng), model_points(n)
-    values["kl"].append(metrics.histogram_kl(data_kl, samples_kl, plot_range))
-    data_jsd, samples_jsd = data.sample_2d(name, n, rng), model_points(n)
-    values["jsd"].append(metrics.histogram_jsd(data_jsd, samples_jsd, plot_range))
-    values["kl_floor"].append(
-      metrics.histogram_kl(data_kl, data.sample_2d(name, n, rng), plot_range)
+    draw, samples = eval_lib.sample_metrics_draw(
+      "8gaussians", model_points, rng, metrics.KL_SAMPLES
     )
-    values["jsd_floor"].append(
-      metrics.histogram_jsd(data_jsd, data.sample_2d(name, n, rng), plot_range)
-    )
-    values["modes_covered"].append(metrics.mode_coverage_8gaussians(samples_kl)["modes_covered"])
+    for key, value in draw.items():
+      values[key].append(value)
+    values["modes_covered"].append(metrics.mode_coverage_8gaussians(samples)["modes_covered"])
   out = {}
   for k, v in values.items():
-    out[k], out[f"{k}_std"] = float(np.mean(v)), float(np.std(v))
+    # mean and sample std, as eval_lib reports them
+    out[k], out[f"{k}_std"] = float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
   out["draws"] = {k: [float(x) for x in v] for k, v in values.items()}
   return out
 
