@@ -223,3 +223,26 @@ def test_reproduce_images_defaults_to_the_budget_network(in_tool):
     parse_flags=True,
   )
   assert out == "(16, 32) (16, 32, 64) False"
+
+
+def test_reference_2d_table_sets_the_reference_runs_beside_ours(tmp_path, in_tool):
+  """tools/reference_2d.py --assemble_only: per budget, the reference runs and ours from their
+  result files, and an exact Mann-Whitney test that separates 3 vs 3 fully at p = 0.1."""
+  ref, ours = tmp_path / "ref", tmp_path / "ours"
+  ref.mkdir()
+  ours.mkdir()
+
+  def write(path, kl):
+    path.write_text(json.dumps({"metrics": {"kl": kl, "jsd": kl / 2, "modes_covered": 8.0}}))
+
+  for seed, kl in enumerate([4.0, 5.0, 6.0]):
+    write(ref / f"8gaussians_5000_seed{seed}.json", kl)
+    write(ours / f"8gaussians_soft_introvae_official5000_5000_seed{seed}.json", kl - 3.0)
+  write(ours / "8gaussians_soft_introvae_official5000_kerasadam_5000_seed0.json", 99.0)
+  table = in_tool("tools/reference_2d.py", f"m.comparison_table({str(ref)!r}, {str(ours)!r})")
+  rows = [line for line in table.splitlines() if line.startswith("| 5000 |")]
+  assert len(rows) == 2, table
+  assert "| 3 | 0: 4.0, 1: 5.0, 2: 6.0 | 5.00 +- 1.00 | 2.50 +- 0.50 | 8.00 +- 0.00 |" in rows[0]
+  assert "0: 1.0, 1: 2.0, 2: 3.0" in rows[1] and "99" not in table  # a variant's file is not ours
+  assert "5000 steps: p = 0.10 (3 vs 3 runs)" in table
+  assert "30000" not in table  # no reference runs at that budget: no rows

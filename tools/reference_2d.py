@@ -29,6 +29,13 @@ Needs PyTorch (CPU): `pip install torch==2.13.0`.
 
 Writes one JSON per seed to `--results_dir` (default results/2d/reference_port), named
 `8gaussians_<steps>_seed<k>.json`, and skips seeds whose file exists.
+
+  python tools/reference_2d.py --assemble_only --readme=README.md
+
+trains nothing: it prints, for each budget with reference runs, the reference runs next to
+ours at the same budget (results/2d/datasets: the `official5000` variant at 5000 steps, the
+reference defaults at 30000) with a two-sided exact Mann-Whitney test of the KLs, and with
+`--readme` replaces the README block `<!-- BEGIN reference_2d -->` ... `<!-- END reference_2d -->`.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import lockstep_reference  # noqa: E402  (tools/lockstep_reference.py: the port)
 import machine  # noqa: E402  (tools/machine.py)
+from readme_block import replace_readme_block  # noqa: E402  (tools/readme_block.py)
 
 FLAGS = flags.FLAGS
 
@@ -67,6 +75,11 @@ def define_flags():
   flags.DEFINE_integer("eval_seed", 0, "Seed of the evaluation draws (as eval_lib's).")
   flags.DEFINE_string(
     "results_dir", os.path.join(ROOT, "results", "2d", "reference_port"), "Where results go."
+  )
+  flags.DEFINE_bool("assemble_only", False, "Train nothing: print the comparison table.")
+  flags.DEFINE_string("readme", "", "With --assemble_only: replace the README's block.")
+  flags.DEFINE_string(
+    "ours_dir", os.path.join(ROOT, "results", "2d", "datasets"), "Our results (reproduce_2d)."
   )
 
 
@@ -140,8 +153,85 @@ def evaluate(decoder, draws, eval_seed):
   return out
 
 
+OURS = {  # budget -> (our result files' prefix, what the row says)
+  5000: (
+    "8gaussians_soft_introvae_official5000_5000_seed",
+    "ours (`--tag=official5000`: 2000 warm-up steps, no decay)",
+  ),
+  30000: ("8gaussians_soft_introvae_30000_seed", "ours (reference defaults)"),
+}
+
+
+def _load(folder, prefix):
+  """{seed: metrics} of the result files `folder/prefix<seed>.json`."""
+  import glob  # pylint: disable=import-outside-toplevel
+
+  out = {}
+  for path in glob.glob(os.path.join(folder, f"{prefix}*.json")):
+    tail = os.path.basename(path)[len(prefix) : -len(".json")]
+    if tail.isdigit():
+      with open(path) as f:
+        out[int(tail)] = json.load(f)["metrics"]
+  return dict(sorted(out.items()))
+
+
+def comparison_table(results_dir, ours_dir):
+  """Markdown: per budget, the reference runs and ours (KL per seed, KL / JSD mean +- sample
+  std, modes) and the exact two-sided Mann-Whitney p of the KLs."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from scipy import stats  # pylint: disable=import-outside-toplevel
+
+  def stat(values):
+    v = np.asarray(values, np.float64)
+    return f"{v.mean():.2f} +- {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+
+  lines = [
+    "| steps | run | seeds | KL per seed | KL | JSD | modes (of 8) |",
+    "|---:|---|---:|---|---|---|---|",
+  ]
+  tests = []
+  for steps, (prefix, label) in OURS.items():
+    ref = _load(results_dir, f"8gaussians_{steps}_seed")
+    if not ref:
+      continue
+    ours = _load(ours_dir, prefix)
+    for name, runs in (("reference (PyTorch port, `tools/reference_2d.py`)", ref), (label, ours)):
+      if not runs:
+        continue
+      kls = [m["kl"] for m in runs.values()]
+      lines.append(
+        f"| {steps} | {name} | {len(runs)} | "
+        + ", ".join(f"{k}: {m['kl']:.1f}" for k, m in runs.items())
+        + f" | {stat(kls)} | {stat([m['jsd'] for m in runs.values()])} | "
+        + f"{stat([m['modes_covered'] for m in runs.values()])} |"
+      )
+    if len(ref) > 1 and len(ours) > 1:
+      p = stats.mannwhitneyu(
+        [m["kl"] for m in ours.values()],
+        [m["kl"] for m in ref.values()],
+        alternative="two-sided",
+        method="exact",
+      ).pvalue
+      tests.append(f"{steps} steps: p = {p:.2f} ({len(ours)} vs {len(ref)} runs)")
+  text = "\n".join(lines)
+  if tests:
+    text += (
+      "\n\nKL of ours against the reference's, exact two-sided Mann-Whitney test: "
+      + "; ".join(tests)
+      + ". KL/JSD: mean of 3 evaluation draws per run (eval_lib's code path for both), then "
+      "mean +- sample std over runs."
+    )
+  return text
+
+
 def main(argv):
   del argv
+  if FLAGS.assemble_only:
+    table = comparison_table(FLAGS.results_dir, FLAGS.ours_dir)
+    print(table)
+    if FLAGS.readme:
+      replace_readme_block(FLAGS.readme, "reference_2d", table)
+    return
   import torch  # pylint: disable=import-outside-toplevel
 
   torch.set_num_threads(max(1, os.cpu_count() or 1))

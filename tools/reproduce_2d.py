@@ -42,6 +42,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import machine  # noqa: E402  (tools/machine.py)
+from readme_block import replace_readme_block  # noqa: E402  (tools/readme_block.py)
 from as_introvae_tf import config as config_lib  # noqa: E402
 
 METHODS = ("vae", "introvae", "soft_introvae", "as_introvae")
@@ -351,26 +352,6 @@ def _table(results, seeds, steps):
       f"{len(rows)} (KL {per_seed}) | {PAPER.get((cell, method), '')} |"
     )
   return lines
-
-
-def replace_readme_block(path, key, text):
-  """Replaces the text between `<!-- BEGIN {key} -->` and `<!-- END {key} -->` in `path`.
-
-  Raises:
-    ValueError: the markers are missing (the message names them).
-  """
-  begin, end = f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
-  with open(path) as f:
-    content = f.read()
-  if begin not in content or end not in content:
-    raise ValueError(
-      f"{path} has no block {begin} ... {end}: add both markers where the table belongs"
-    )
-  head, rest = content.split(begin, 1)
-  _, tail = rest.split(end, 1)
-  with open(path + ".tmp", "w") as f:
-    f.write(f"{head}{begin}\n{text}\n{end}{tail}")
-  os.replace(path + ".tmp", path)
 
 
 def main(argv):

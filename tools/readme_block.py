@@ -1,0 +1,24 @@
+"""Generated blocks of README.md: the text between `<!-- BEGIN key -->` and `<!-- END key -->`
+(written by tools/reproduce_2d.py and tools/reference_2d.py)."""
+
+import os
+
+
+def replace_readme_block(path, key, text):
+  """Replaces the text between `<!-- BEGIN {key} -->` and `<!-- END {key} -->` in `path`.
+
+  Raises:
+    ValueError: the markers are missing (the message names them).
+  """
+  begin, end = f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
+  with open(path) as f:
+    content = f.read()
+  if begin not in content or end not in content:
+    raise ValueError(
+      f"{path} has no block {begin} ... {end}: add both markers where the table belongs"
+    )
+  head, rest = content.split(begin, 1)
+  _, tail = rest.split(end, 1)
+  with open(path + ".tmp", "w") as f:
+    f.write(f"{head}{begin}\n{text}\n{end}{tail}")
+  os.replace(path + ".tmp", path)
