@@ -5,8 +5,8 @@ Our Keras model and a PyTorch port of `train_soft_intro_vae_toy`
 `EncoderSimple`/`DecoderSimple`, `reparameterize`, `calc_reconstruction_loss`, `calc_kl`, the
 `num_vae` loop, the E and D updates of one iteration, `torch.optim.Adam` and `MultiStepLR`) start
 from the same weights (ours, copied into the port), train on the same batches and draw the same
-noise (ours: `stateless_normal(seed=[seed, 16 * step + k])`, handed to the port in the
-reference's places). At every iteration the port is first set to OUR state (weights, Adam's
+noise (our model's own `_normal(k)` at that step, handed to the port in the reference's
+places). At every iteration the port is first set to OUR state (weights, Adam's
 moments and step count), then both take one iteration, and the tool compares the updates:
 
   deviation = ||delta_ours - delta_ref|| / ||delta_ref||    (per network, L2 over all its weights
@@ -26,8 +26,10 @@ from 2000 and 10000/15000 so that a few hundred iterations cover every phase).
 
 Why step by step: two free-running float32 runs of this model separate within tens of
 iterations, even two runs of the port whose starts differ by 1e-7 relative (measured with
-`--separation_steps=300`, same batches and noise: the decoders' distance, relative to how far
-they moved, 3e-5 after one iteration, 2e-3 after 25, 7e-2 after 50, 0.2-0.26 from 100 on).
+`--separation_steps=300`, same batches and noise, AMD EPYC with AVX-512: the decoders' distance,
+relative to how far they moved, 3e-5 after one iteration, 6e-3 after 50, 9e-2 after 100,
+0.16-0.17 from 200 on; when the growth sets in depends on the draw: with the noise of our step
+instead of `torch.randn`, 2e-3 after 25 iterations, 7e-2 after 50, 0.2-0.26 from 100 on).
 So runs can only be matched one iteration at a time; two runs with different seeds, machines or
 libraries are different samples of the same process, and two runs with the same seed but one
 changed choice are not paired samples after the first hundred iterations.
@@ -109,8 +111,10 @@ def define_flags():
 def reference_port(torch, num_hidden, num_layers, z_dim, x_dim=2):
   """The reference's `SoftIntroVAESimple` (its encoder and decoder `nn.Sequential`s).
 
-  Returns (encoder, decoder): `nn.Sequential` of Linear/ReLU, the encoder's last Linear giving
-  `2 * z_dim` outputs that `chunk(2, dim=1)` splits into (mu, logvar).
+  Returns (encoder, decoder): `nn.Sequential` of Linear/ReLU with PyTorch's default
+  initialization: the encoder maps float32 [B, x_dim] to [B, 2 * z_dim], which
+  `chunk(2, dim=1)` splits into (mu, logvar), each [B, z_dim] (logvar the log of the posterior
+  variance); the decoder maps [B, z_dim] to [B, x_dim].
   """
   nn = torch.nn
 
@@ -263,10 +267,13 @@ def load_our_state(torch, keras_net, keras_opt, torch_net, torch_opt):
     raise ValueError(f"{keras_net.name}: {len(dense)} Dense layers, the port has {len(linear)}")
   steps = int(keras_opt.iterations.numpy())
   dtype = linear[0].weight.dtype
+
+  def to_torch(a):  # Keras kernel [in, out] -> Linear weight [out, in]; biases as they are
+    return torch.from_numpy(a.T.copy() if a.ndim == 2 else a.copy()).to(dtype)
+
   with torch.no_grad():
     for d, lin in zip(dense, linear):
       for var, param in zip(d.weights, (lin.weight, lin.bias)):
-        to_torch = lambda a: torch.from_numpy(a.T.copy() if a.ndim == 2 else a.copy()).to(dtype)  # noqa: E731
         param.copy_(to_torch(var.numpy()))
         if steps == 0:
           torch_opt.state.pop(param, None)
@@ -300,20 +307,13 @@ def _our_model(config):
   return run_lib.build_model(config, spec, tf.distribute.get_strategy())
 
 
-def _step_inputs(config, it, rng):
-  """Iteration `it`'s batch (NumPy float32 [B, 2], from `rng`) and our noise {name: [B, z]}."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
-
-  x = data.sample_2d(config.dataset, config.batch_size, rng).astype(np.float32)
-  shape = [config.batch_size, config.z_dim]
-  noise = {
-    k: tf.random.stateless_normal(shape, seed=[config.seed, 16 * it + i]).numpy()
-    for k, i in NOISE_INDEX.items()
-  }
-  return x, noise
+def _our_noise(model, it):
+  """The noise our step draws at iteration `it`, {name: float32 [B, z]}: `model._normal(k)`
+  itself (NOISE_INDEX), read before the step (the model's step counter must be `it`)."""
+  step = int(model.step.numpy())
+  if step != it:
+    raise ValueError(f"our model is at step {step}, not at iteration {it}")
+  return {k: model._normal(i).numpy() for k, i in NOISE_INDEX.items()}  # pylint: disable=protected-access
 
 
 def _port(torch, config, reference, dtype=None):
@@ -361,6 +361,8 @@ def lockstep(config, reference, steps, report_every=25, log=print):
   import numpy as np  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
 
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
   model = _our_model(config)
   milestones = list(reference.lr_milestones)
   ports = {
@@ -378,7 +380,8 @@ def lockstep(config, reference, steps, report_every=25, log=print):
     if model.vae_phase and it >= config.num_vae:
       model.vae_phase = False
       model.make_train_function(force=True)
-    x, noise = _step_inputs(config, it, rng)
+    x = data.sample_2d(config.dataset, config.batch_size, rng).astype(np.float32)
+    noise = _our_noise(model, it)
     before = {name: keras_flat(torch, net) for name, net, *_ in pairs}
     deltas = {}
     for dtype, port in ports.items():
@@ -414,13 +417,16 @@ def lockstep(config, reference, steps, report_every=25, log=print):
 
 def separation(config, steps, perturbation=1e-7, log=print):
   """How fast two free-running float32 runs of the port separate: one from our initial weights,
-  one from the same weights times (1 + perturbation * N(0, 1)); same batches and noise.
+  one from the same weights times (1 + perturbation * N(0, 1)); same batches (our sampler) and
+  the same noise (`torch.randn` from one generator, shared by both runs).
 
   Returns [(iteration, ||theta_a - theta_b|| / ||theta_a - theta_0||)] for the decoder (the
   distance relative to how far run a has moved).
   """
   import numpy as np  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
 
   model = _our_model(config)
   gen = torch.Generator().manual_seed(config.seed)
@@ -440,8 +446,9 @@ def separation(config, steps, perturbation=1e-7, log=print):
   rng = np.random.default_rng(config.seed)
   out = []
   for it in range(steps):
-    x, noise = _step_inputs(config, it, rng)
-    x, noise = torch.from_numpy(x), {k: torch.from_numpy(v) for k, v in noise.items()}
+    x = torch.from_numpy(data.sample_2d(config.dataset, config.batch_size, rng).astype(np.float32))
+    shape = (config.batch_size, config.z_dim)
+    noise = {k: torch.randn(shape, generator=gen) for k in NOISE_INDEX}
     for step in runs:
       step(it, x, noise)
     a, b = flat(torch, runs[0].decoder), flat(torch, runs[1].decoder)
@@ -478,7 +485,7 @@ def main(argv):
     f"--seed={FLAGS.seed}",
     "--workdir=/tmp/lockstep_unused",
   ]
-  ours = _bool_flags([f"--{o}" for o in FLAGS.override])
+  ours = [f"--{o}" for o in FLAGS.override]  # absl takes --name=false for booleans
   config = config_lib.from_flagfile(FLAGS.flagfile_config, *common, *ours)
   reference = config_lib.from_flagfile(FLAGS.flagfile_config, *common)
   config.validate()
@@ -548,20 +555,6 @@ def by_phase(rows):
       p[f"{n}_floor_max"] = max(r[f"{n}_floor"] for r in sel)
   return out
 
-
-def _bool_flags(args):
-  """`--name=false` / `--name=true` for absl boolean flags as `--noname` / `--name`."""
-  out = []
-  for a in args:
-    name, _, value = a[2:].partition("=")
-    if value.lower() in ("false", "true") and name in _BOOL_FLAGS:
-      out.append(f"--{name}" if value.lower() == "true" else f"--no{name}")
-    else:
-      out.append(a)
-  return out
-
-
-_BOOL_FLAGS = ("rec_target_grad", "as_squash", "as_decoder_kl_squashed", "deterministic")
 
 if __name__ == "__main__":
   define_flags()
