@@ -85,7 +85,7 @@ def test_reference_run_samples_the_data_we_train_on():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   np.random.seed(0)
-  theirs = module.sample_8gaussians(np, 40000)
+  theirs = module.sample_8gaussians(40000)
   ours = data.sample_2d("8gaussians", 40000, np.random.default_rng(0))
   centres = metrics.eight_gaussians_modes()
   for points in (theirs, ours):

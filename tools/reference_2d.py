@@ -83,11 +83,18 @@ def define_flags():
   )
 
 
-def sample_8gaussians(np, batch):
-  """`ToyDataset('8Gaussians', scale=2).next_batch(batch, sig=0.02)`, float32 [batch, 2]."""
-  d = 1.0 / np.sqrt(2.0)
-  centres = 2.0 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)])
-  points = np.random.randn(batch, 2) * 0.02 + centres[np.random.randint(0, 8, size=batch)]
+def sample_8gaussians(batch):
+  """`ToyDataset('8Gaussians', scale=2).next_batch(batch, sig=0.02)`: float32 [batch, 2], from
+  NumPy's global RNG as the reference draws it (our sampler's centres, in the reference's
+  order: `data.two_d`)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf.data import two_d  # pylint: disable=import-outside-toplevel
+
+  centres = two_d._gaussian_centres()  # pylint: disable=protected-access
+  points = (
+    np.random.randn(batch, 2) * 0.02 + centres[np.random.randint(0, len(centres), size=batch)]
+  )
   return (points / 1.414).astype(np.float32)
 
 
@@ -106,7 +113,7 @@ def train(seed, steps, num_vae, milestones, batch, betas, log=print):
   )
   t0 = time.time()
   for it in range(steps):
-    x = torch.from_numpy(sample_8gaussians(np, batch))
+    x = torch.from_numpy(sample_8gaussians(batch))
     if it < num_vae:
       noise = {"eps": torch.randn(batch, 2)}
     else:
