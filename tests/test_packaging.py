@@ -221,7 +221,7 @@ def test_training_command_runs_the_packaged_quickstart_from_another_folder(tmp_p
       "--flagfile=configs/quickstart.flags",
       "--workdir=q",
       "--train_steps=2",
-      "--num_vae=1",
+      "--num_vae=2",  # one traced step: the AS-IntroVAE quickstart step is test_api.py's
       "--batch_size=8",
       "--filters=4",
       "--z_dim=4",
