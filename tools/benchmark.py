@@ -99,8 +99,9 @@ Also:
     trackers), no_nan_check (no per-step NaN/inf bookkeeping), no_grad_norms, closed_form_kl
     (the closed form instead of TFP's kl_divergence), lean (all four), spe10
     (steps_per_execution=10), jit (jit_compile=True).
-  * `--trace`: a `tf.profiler.experimental` trace of a few 2-D S-IntroVAE steps (project and
-    reference), self time per op type (TF's framework_op_stats tool), MatMul share.
+  * `--trace`: a `tf.profiler.experimental` trace of a few 2-D steps (the project's
+    S-IntroVAE and AS-IntroVAE, when in --methods, and the reference step), self time per op
+    type (TF's framework_op_stats tool), MatMul share.
   * `--mixed_precision=none,mixed_bfloat16,mixed_float16` and `--compare_jit`: every row of
     the main table is timed for each precision policy and, with `--compare_jit`, without and
     with XLA; `--rounds=N` repeats that grid N times, interleaved (policy by policy, then the
@@ -1670,13 +1671,13 @@ def main(argv):
             job.update(
               mixed_precision=policy, round=rnd, label=f"{method}, {policy}{', XLA' if jit else ''}"
             )
-          if trace and workload == "2d" and method == "soft_introvae" and first:
+          if trace and workload == "2d" and method in ("soft_introvae", "as_introvae") and first:
             job["trace_steps"] = trace_steps
           row = train(job, results["rows"])
           if first:
             base_row = row
           if "trace" in row:
-            results["traces"]["project soft_introvae (fit)"] = row.pop("trace")
+            results["traces"][f"project {method} (fit)"] = row.pop("trace")
         if (
           workload == "2d"
           and method == "soft_introvae"
