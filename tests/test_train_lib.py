@@ -303,7 +303,7 @@ def _latest_step(workdir):
 def test_sigkill_at_any_moment_then_resume_reaches_the_end_with_intact_checkpoints(tmp_path):
   """Kill a real training process twice (at random moments after a new checkpoint, mid-step or
   mid-write), restart it with the same command, and check every checkpoint. (Each killed
-  process costs about 12 CPU s, mostly TensorFlow's start-up: two kills keep the suite's time.)"""
+  process is a new TensorFlow start-up and trace: two kills keep the suite's time.)"""
   workdir = tmp_path / "run"
   steps = 400
   rng = np.random.default_rng(0)
