@@ -206,7 +206,9 @@ def _decode_files(files, shape):
   if not files:
     return np.zeros([0, size, size, channels], np.uint8)
   ds = tf.data.Dataset.from_tensor_slices(files).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-  return np.concatenate(list(ds.batch(1024).as_numpy_iterator()), axis=0)
+  return np.concatenate(
+    list(data.with_pipeline_options(ds.batch(1024)).as_numpy_iterator()), axis=0
+  )
 
 
 def load_labeled(spec, split):
@@ -369,7 +371,7 @@ def train_feature_net(
     f"training feature net {model.name} on {dataset} ({len(images)} images, "
     f"{len(classes)} classes, {epochs} epoch(s) of {steps_per_epoch} steps)"
   )
-  model.fit(ds, epochs=epochs, shuffle=False, verbose=0)
+  model.fit(data.with_pipeline_options(ds), epochs=epochs, shuffle=False, verbose=0)
   test_images, test_labels, _ = load_labeled(spec, "test")
   if eval_examples is not None:
     test_images, test_labels = test_images[:eval_examples], test_labels[:eval_examples]

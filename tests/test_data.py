@@ -566,3 +566,23 @@ def test_tfds_path(tmp_path):
     spec3 = data.parse_dataset("tfds:mnist", 32, 3, data_dir=str(tmp_path))
     b = _first(data.build_dataset(spec3, "train", 4, seed=0, data_dir=str(tmp_path)))
   assert b.shape == (4, 32, 32, 3) and b.dtype == np.float32 and 0 <= b.min() and b.max() <= 1
+
+
+@pytest.mark.parametrize("value,autotune", [("0", False), ("1", None), (None, None)])
+def test_pipeline_autotune_switch_keeps_the_data(value, autotune, monkeypatch):
+  """AS_INTROVAE_DATA_AUTOTUNE=0 turns tf.data's autotuning off (the tests run so); unset or
+  any other value leaves TensorFlow's default. The batches are the same either way."""
+  spec = data.parse_dataset("fashion_mnist", None, None)
+  if value is None:
+    monkeypatch.delenv(data.DATA_AUTOTUNE_ENV, raising=False)
+  else:
+    monkeypatch.setenv(data.DATA_AUTOTUNE_ENV, value)
+  ds = data.build_dataset(spec, "test", 16, seed=3)
+  assert ds.options().autotune.enabled is autotune
+  two_d = data.build_dataset(data.parse_dataset("8gaussians", None, None), "train", 8, seed=1)
+  assert two_d.options().autotune.enabled is autotune
+  monkeypatch.setenv(data.DATA_AUTOTUNE_ENV, "1")
+  tuned = data.build_dataset(spec, "test", 16, seed=3)
+  assert tuned.options().autotune.enabled is None
+  for a, b in zip(ds.take(2), tuned.take(2)):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())

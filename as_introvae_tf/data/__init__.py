@@ -39,10 +39,12 @@ here; to replace one in a test, patch the module that calls it (e.g.
 from as_introvae_tf.data.common import BAD_IMAGES_MODES
 from as_introvae_tf.data.common import CACHE_DIR_ENV
 from as_introvae_tf.data.common import CHANNELS
+from as_introvae_tf.data.common import DATA_AUTOTUNE_ENV
 from as_introvae_tf.data.common import SHARED_DATA_ENV
 from as_introvae_tf.data.common import SPLITS
 from as_introvae_tf.data.common import DatasetSpec
 from as_introvae_tf.data.common import shared_data_dir
+from as_introvae_tf.data.common import with_pipeline_options
 from as_introvae_tf.data.folders import IMAGE_EXTENSIONS
 from as_introvae_tf.data.folders import find_bad_images
 from as_introvae_tf.data.folders import list_image_files
@@ -69,6 +71,7 @@ __all__ = [
   "build_dataset",
   "CACHE_DIR_ENV",
   "CHANNELS",
+  "DATA_AUTOTUNE_ENV",
   "count_examples",
   "DatasetSpec",
   "download_and_prepare",
@@ -92,4 +95,5 @@ __all__ = [
   "tfds_prepared",
   "TWO_D_DATASETS",
   "two_d_range",
+  "with_pipeline_options",
 ]

@@ -16,6 +16,9 @@ BAD_IMAGES_MODES = ("fail", "skip")
 SHARED_DATA_ENV = "AS_INTROVAE_SHARED_DATA"
 # Where find_bad_images keeps its results ("" disables); default $XDG_CACHE_HOME or ~/.cache.
 CACHE_DIR_ENV = "AS_INTROVAE_CACHE_DIR"
+# "0" turns tf.data's model-based autotuning off in every pipeline of the package
+# (`with_pipeline_options`); anything else, or unset, leaves TensorFlow's default (on).
+DATA_AUTOTUNE_ENV = "AS_INTROVAE_DATA_AUTOTUNE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,3 +93,24 @@ def resize_if_needed(img, size: int):
   shape = tf.shape(img)
   same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
   return tf.cond(same, lambda: img, lambda: resize(img, size))
+
+
+def with_pipeline_options(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """``ds`` with the package's ``tf.data.Options``: with ``$AS_INTROVAE_DATA_AUTOTUNE=0``,
+  ``autotune.enabled = False``; otherwise ``ds`` unchanged (TensorFlow's default, autotuning on).
+
+  Why the switch exists (BUILD.md "Tests", measured with TensorFlow 2.21 on 2 cores): with
+  autotuning on, an iterator's destructor waits for the autotuning thread's current sleep,
+  which doubles after every optimisation up to 60 s. When the CPU is busy (other processes on
+  every core) that thread often misses the cancellation, so deleting an iterator that lived a
+  few seconds took 2.4 s instead of 0.3 s in 6 of 12 tries, and in the test suite (three
+  processes on two cores) single tests stalled for 30-80 s with every thread asleep. Off,
+  ``num_parallel_calls=AUTOTUNE`` maps run at the number of cores and ``prefetch(AUTOTUNE)``
+  keeps its own buffer tuning; the data and its order are the same either way. The tests
+  (``tools/test.sh``) run with it off.
+  """
+  if os.environ.get(DATA_AUTOTUNE_ENV, "").strip() != "0":
+    return ds
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.with_options(options)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from as_introvae_tf.data.common import CACHE_DIR_ENV
 from as_introvae_tf.data.common import SPLITS
+from as_introvae_tf.data.common import with_pipeline_options
 from as_introvae_tf.data.common import DatasetSpec
 from as_introvae_tf.data.common import resize_if_needed
 from as_introvae_tf.data.common import to_channels
@@ -153,7 +154,7 @@ def _decode_chunk(paths):
 
 def _surviving_indices(ds: tf.data.Dataset) -> set:
   ok = set()
-  for idx, _ in ds.ignore_errors().prefetch(tf.data.AUTOTUNE):
+  for idx, _ in with_pipeline_options(ds.ignore_errors().prefetch(tf.data.AUTOTUNE)):
     ok.add(int(idx))
   return ok
 

@@ -15,6 +15,7 @@ from as_introvae_tf.data.common import SPLITS
 from as_introvae_tf.data.common import DatasetSpec
 from as_introvae_tf.data.common import check_channels
 from as_introvae_tf.data.common import check_image_size
+from as_introvae_tf.data.common import with_pipeline_options
 
 
 _ALLOWED_DATASETS = (
@@ -138,8 +139,14 @@ def build_dataset(
     raise ValueError(f"global_batch_size must be a positive integer, got {global_batch_size!r}")
   if bad_images not in BAD_IMAGES_MODES:
     raise ValueError(f"--bad_images must be one of {BAD_IMAGES_MODES}, got {bad_images!r}")
-  batch = int(global_batch_size)
-  seed = int(seed)
+  return with_pipeline_options(
+    _build_dataset(
+      spec, split, int(global_batch_size), int(seed), shuffle, repeat, bad_images, data_dir
+    )
+  )
+
+
+def _build_dataset(spec, split, batch, seed, shuffle, repeat, bad_images, data_dir):
   if spec.kind == "2d":
     return two_d.two_d_dataset(two_d.canonical_2d(spec.name), batch, seed)
   if spec.kind != "tfds" and split not in SPLITS:
