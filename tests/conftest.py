@@ -10,7 +10,7 @@ import resource
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # tf.data autotuning off in this process and the subprocesses tests start
 # (as_introvae_tf/data/common.py `with_pipeline_options`): with three pytest workers on two
-# cores, deleting an autotuned iterator stalled single tests for 30-80 s (BUILD.md "Tests").
+# cores, deleting an autotuned iterator stalled single tests for 30-90 s (BUILD.md "Tests").
 os.environ.setdefault("AS_INTROVAE_DATA_AUTOTUNE", "0")
 
 import pytest  # noqa: E402

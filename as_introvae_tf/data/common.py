@@ -99,15 +99,14 @@ def with_pipeline_options(ds: tf.data.Dataset) -> tf.data.Dataset:
   """``ds`` with the package's ``tf.data.Options``: with ``$AS_INTROVAE_DATA_AUTOTUNE=0``,
   ``autotune.enabled = False``; otherwise ``ds`` unchanged (TensorFlow's default, autotuning on).
 
-  Why the switch exists (BUILD.md "Tests", measured with TensorFlow 2.21 on 2 cores): with
-  autotuning on, an iterator's destructor waits for the autotuning thread's current sleep,
-  which doubles after every optimisation up to 60 s. When the CPU is busy (other processes on
-  every core) that thread often misses the cancellation, so deleting an iterator that lived a
-  few seconds took 2.4 s instead of 0.3 s in 6 of 12 tries, and in the test suite (three
-  processes on two cores) single tests stalled for 30-80 s with every thread asleep. Off,
-  ``num_parallel_calls=AUTOTUNE`` maps run at the number of cores and ``prefetch(AUTOTUNE)``
-  keeps its own buffer tuning; the data and its order are the same either way. The tests
-  (``tools/test.sh``) run with it off.
+  Why the switch exists (BUILD.md "Stalls: tf.data autotuning"; TensorFlow 2.21, 2 cores):
+  deleting an iterator waits for its autotuning thread, which sleeps between optimisations
+  for a period that doubles up to 60 s. On a busy CPU (other processes on every core) the
+  deletion often waited for that sleep: 2.4 s instead of 0.3 s in 6 of 12 tries for iterators
+  read for 3 s, and 30-90 s for single tests of the suite (three processes on two cores), with
+  every thread asleep. Off, the ``AUTOTUNE`` parallelism and buffer sizes keep TensorFlow's
+  untuned defaults; the data and their order are the same either way (``tests/test_data.py``).
+  The tests run with it off (``tests/conftest.py``).
   """
   if os.environ.get(DATA_AUTOTUNE_ENV, "").strip() != "0":
     return ds
