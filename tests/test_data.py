@@ -568,6 +568,7 @@ def test_tfds_path(tmp_path):
   assert b.shape == (4, 32, 32, 3) and b.dtype == np.float32 and 0 <= b.min() and b.max() <= 1
 
 
+@needs_fmnist
 @pytest.mark.parametrize("value,autotune", [("0", False), ("1", None), (None, None)])
 def test_pipeline_autotune_switch_keeps_the_data(value, autotune, monkeypatch):
   """AS_INTROVAE_DATA_AUTOTUNE=0 turns tf.data's autotuning off (the tests run so); unset or
