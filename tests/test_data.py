@@ -587,3 +587,5 @@ def test_pipeline_autotune_switch_keeps_the_data(value, autotune, monkeypatch):
   assert tuned.options().autotune.enabled is None
   for a, b in zip(ds.take(2), tuned.take(2)):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+  with pytest.raises(TypeError, match="ds must be a tf.data.Dataset, got list"):
+    data.with_pipeline_options([1, 2])

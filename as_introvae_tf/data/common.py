@@ -107,7 +107,12 @@ def with_pipeline_options(ds: tf.data.Dataset) -> tf.data.Dataset:
   every thread asleep. Off, the ``AUTOTUNE`` parallelism and buffer sizes keep TensorFlow's
   untuned defaults; the data and their order are the same either way (``tests/test_data.py``).
   The tests run with it off (``tests/conftest.py``).
+
+  Raises:
+    TypeError: ``ds`` is not a ``tf.data.Dataset``.
   """
+  if not isinstance(ds, tf.data.Dataset):
+    raise TypeError(f"ds must be a tf.data.Dataset, got {type(ds).__name__}")
   if os.environ.get(DATA_AUTOTUNE_ENV, "").strip() != "0":
     return ds
   options = tf.data.Options()
