@@ -18,6 +18,7 @@ inside the package (`configs_dir()`); `expand_flagfiles` resolves `--flagfile=co
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 import os
 import textwrap
@@ -216,6 +217,20 @@ class _ExperimentConfigMethods:
       self.gamma_r > 0,
       f"--gamma_r must be > 0 (S-IntroVAE uses 1e-8; 0 is known to hurt); got {self.gamma_r}",
     )
+    need(
+      math.isfinite(self.as_scale) and self.as_scale > 0,
+      f"--as_scale must be a finite number > 0 (1 = the mean over pairs); got {self.as_scale}",
+    )
+    need(
+      isinstance(self.anneal_steps, int) and self.anneal_steps >= 0,
+      f"--anneal_steps must be an integer >= 0 (0 = --train_steps); got {self.anneal_steps!r}",
+    )
+    if self.anneal_origin == "warmup_end" and self.anneal_steps:
+      need(
+        self.anneal_steps > self.num_vae,
+        f"--anneal_steps={self.anneal_steps} must exceed --num_vae={self.num_vae} with "
+        "--anneal_origin=warmup_end (T counts the steps after the warm-up)",
+      )
     need(
       0 <= self.num_vae <= self.train_steps,
       f"--num_vae must be in [0, --train_steps={self.train_steps}]; got {self.num_vae}",

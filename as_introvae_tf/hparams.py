@@ -128,7 +128,13 @@ class LossHParams(Section):
       phase, mean in the decoder phase).
     as_decoder_kl_squashed: the reference computes the decoder-phase `kl_rec`, `kl_fake` from
       the squashed values too.
+    as_scale: the factor on the reduced AS-Distance in both phases (eq. 6 and 9 weight it by
+      `1 - c` only, and neither paper nor code normalises it): with `mean` reductions 1 is the
+      MMD estimate, `B*B` the sum over pairs (`B*B*D` for `per_dim`), as the reference's encoder
+      phase.
     anneal: `"linear"` (paper eq. 9) or `"tanh"` (reference code) schedule of `c`.
+    anneal_steps: `T` of the annealing; 0 = `--train_steps`. A shorter run with a longer
+      run's `T` follows that run's `c` up to where it stops (screening).
     anneal_origin: `"start"` (paper eq. 9 and `A_VAE.py`: `i` = the iteration counted from the
       first, warm-up included, `T` = all iterations) or `"warmup_end"` (`i`, `T` count only the
       steps after `num_vae`).
@@ -196,6 +202,14 @@ class LossHParams(Section):
     "Decoder-phase KL of rec/fake from the squashed mu/logvar (reference code: True).",
     source=_AS_REF,
   )
+  as_scale: float = setting(
+    1.0,
+    "Factor on AS-IntroVAE's reduced AS-Distance in both phases (the encoder's expELBO "
+    "exponents and the decoder's AS term): with mean reductions 1 = the mean over pairs (the "
+    "MMD estimate), B*B = the sum over the B x B pairs of the batch (times z_dim for "
+    "--as_kernel=per_dim), as the reference's encoder phase sums.",
+    source="project flag (neither the paper nor the reference code scales it)",
+  )
   anneal: str = setting(
     "tanh",
     "Schedule of c: linear = paper eq. 9, min(5i/T, 1); tanh = "
@@ -211,6 +225,13 @@ class LossHParams(Section):
     "warmup_end = i and T count only the introspective steps after --num_vae.",
     choices=ANNEAL_ORIGINS,
     source="AS-IntroVAE paper eq. 9 and A_VAE.py",
+  )
+  anneal_steps: int = setting(
+    0,
+    "T of AS-IntroVAE's annealing of c (eq. 9); 0 = --train_steps. Screening a long run at "
+    "a shorter budget: --train_steps=8000 --anneal_steps=30000 follows the 30000-step run's "
+    "c until step 8000 (the learning-rate milestones are absolute steps already).",
+    source="project flag (the paper's T is the run's length)",
   )
   rec_target_grad: bool = setting(
     True,

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from as_introvae_tf import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -246,3 +248,45 @@ def test_reference_2d_table_sets_the_reference_runs_beside_ours(tmp_path, in_too
   assert "0: 1.0, 1: 2.0, 2: 3.0" in rows[1] and "99" not in table  # a variant's file is not ours
   assert "5000 steps: p = 0.10 (3 vs 3 runs)" in table
   assert "30000" not in table  # no reference runs at that budget: no rows
+
+
+def test_reproduce_2d_screening_stops_early_on_the_long_runs_schedule(tmp_path):
+  """`--stop_at`: 8 steps of a 40-step run's schedule (warm-up 3 and milestones 13, 20 scaled
+  to 40 steps, the annealing's T = 40), with the training scalars kept in the result file."""
+  base = [
+    "tools/reproduce_2d.py",
+    "--table=c1c3",
+    "--settings=C1",
+    "--methods=as_introvae",
+    "--seeds=0",
+    "--train_steps=40",
+    "--eval_draws=1",
+    "--grid_points=32",
+    "--overrides=as_scale=64,anneal=linear",
+    "--tag=screen",
+    f"--workroot={tmp_path}",
+    f"--out={tmp_path / 'screen.md'}",
+    f"--results_dir={tmp_path / 'results'}",
+  ]
+  _run(base + ["--stop_at=8"])
+  result = json.loads(
+    (tmp_path / "results" / "c1c3" / "C1_as_introvae_screen_8_seed0.json").read_text()
+  )
+  assert result["train_steps"] == 8 and result["schedule_steps"] == 40
+  changed = result["flags_changed"]
+  assert changed["num_vae"] == 3 and changed["lr_milestones"] == [13, 20]
+  assert changed["anneal_steps"] == 40 and changed["as_scale"] == 64.0
+  trajectory = result["trajectory"]
+  assert trajectory["step"] == list(range(1, 9))  # logged every step at this budget
+  # the step-k log is the k-th iteration's (i = k - 1): c = min(5 i / 40, 1), not T = 8's
+  np.testing.assert_allclose(trajectory["c"][3:], [5 * i / 40 for i in range(3, 8)], rtol=1e-3)
+  assert all(0 < f <= 1 for f in trajectory["as_factor"][3:])
+  assert "of a 40-step schedule (screening)" in (tmp_path / "screen.md").read_text()
+  # a run of the same name on another schedule is refused, not replaced
+  refused = subprocess.run(
+    [sys.executable] + [a if a != "--train_steps=40" else "--train_steps=8" for a in base],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+  )
+  assert refused.returncode != 0 and "40-step schedule" in refused.stderr

@@ -97,6 +97,15 @@ PAPER.update(
 _TABLE = flags.DEFINE_enum("table", "c1c3", ["c1c3", "datasets"], "Which table.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds.")
 _STEPS = flags.DEFINE_integer("train_steps", REFERENCE_STEPS, "Training steps per run.")
+_STOP_AT = flags.DEFINE_integer(
+  "stop_at",
+  0,
+  "Screening: stop each run at this step of a --train_steps run's schedule (the warm-up, the "
+  "learning-rate milestones and AS-IntroVAE's annealing T = --anneal_steps stay those of "
+  "--train_steps); 0 = train the whole run. The result files and the table carry this step "
+  "count and the schedule's (`schedule_steps`).",
+  lower_bound=0,
+)
 _METHODS = flags.DEFINE_list("methods", list(METHODS), "Methods (rows).")
 _DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Datasets (table=datasets).")
 _SETTINGS = flags.DEFINE_list(
@@ -181,20 +190,26 @@ def _typed(name, current, raw):
   return raw
 
 
-def _config(dataset, method, seed, steps, workdir, betas=None, overrides=None):
+def _config(dataset, method, seed, steps, workdir, betas=None, overrides=None, stop_at=0):
+  """The run's config: the flagfile's, its warm-up and learning-rate milestones scaled to
+  `steps` (the schedule's length), trained to `stop_at` when given (0: to `steps`), with
+  AS-IntroVAE's annealing T = `steps` then (`--anneal_steps`)."""
   config = config_lib.from_flagfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags"))
   ratio = steps / REFERENCE_STEPS
+  trained = stop_at or steps
   changes = dict(
     seed=seed,
-    train_steps=steps,
+    train_steps=trained,
     workdir=workdir,
     verbose="0",
     num_vae=int(round(config.num_vae * ratio)),
     lr_milestones=tuple(max(1, int(round(m * ratio))) for m in config.lr_milestones),
-    log_every_steps=max(1, min(config.log_every_steps, steps // 10 or 1)),
-    checkpoint_every_steps=max(1, steps // 5),
-    image_every_steps=steps,
+    log_every_steps=max(1, min(config.log_every_steps, trained // 10 or 1)),
+    checkpoint_every_steps=max(1, trained // 5),
+    image_every_steps=trained,
   )
+  if stop_at and method == "as_introvae":
+    changes.update(anneal_steps=steps)
   if betas is not None:
     changes.update(beta_kl=betas[0], beta_rec=betas[1], beta_neg=betas[2])
   changes.update(overrides or {})
@@ -240,13 +255,18 @@ def result_path(results_dir, table, cell, method, steps, seed, tag=""):
   return os.path.join(results_dir, table, name + ".json")
 
 
-def load_result(path, eval_draws=None, grid_points=None):
+def load_result(path, eval_draws=None, grid_points=None, schedule_steps=None):
   """The result of a finished run, or None (missing, or evaluated with other draws or another
-  gnELBO grid; a file without `grid_points` was evaluated on the reference grid)."""
+  gnELBO grid, or trained on another schedule; a file without `grid_points` was evaluated on
+  the reference grid, one without `schedule_steps` trained on its own `train_steps`)."""
   if not os.path.exists(path):
     return None
   with open(path) as f:
     saved = json.load(f)
+  if schedule_steps is not None and saved.get("schedule_steps", saved["train_steps"]) != (
+    schedule_steps
+  ):
+    return None
   if eval_draws is not None and saved.get("eval_draws") != eval_draws:
     return None
   if grid_points is not None and saved.get("grid_points", REFERENCE_GRID_POINTS) != grid_points:
@@ -271,7 +291,58 @@ def training_wall_seconds(workdir):
   return max(times) - min(times) if len(times) > 1 else None
 
 
-def _write_result(path, config, dataset, method, cell, seed, steps, metrics, train_s, eval_s):
+TRAJECTORY = (
+  "rec",
+  "kl_real",
+  "kl_fake",
+  "exp_elbo_rec",
+  "exp_elbo_fake",
+  "grad_norm_encoder",
+  "as_distance",
+  "c",
+  "as_share_rec",
+  "as_share_fake",
+  "as_factor",
+  "learning_rate",
+)
+"""The training scalars a result file keeps at every logged step (those the run logged), so
+that the evidence of how a run trained outlives its workdir."""
+
+
+def training_trajectory(workdir, names=TRAJECTORY):
+  """`{"step": [...], NAME: [...]}`: the TensorBoard scalars `train/NAME` of the run in
+  `workdir` at every step where the first of them was logged (the latest value per step when a
+  resumed run logged a step twice; 4 significant digits); names the run never logged are
+  left out. Empty without events."""
+  import glob  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  values = {}
+  paths = sorted(glob.glob(os.path.join(workdir, "tensorboard", "train", "events.out.tfevents.*")))
+  for path in paths:
+    try:
+      for event in tf.compat.v1.train.summary_iterator(path):
+        for value in event.summary.value:
+          name = value.tag.removeprefix("train/")
+          if name in names:
+            number = (
+              float(tf.make_ndarray(value.tensor))
+              if value.HasField("tensor")
+              else value.simple_value
+            )
+            values.setdefault(name, {})[int(event.step)] = float(f"{number:.4g}")
+    except tf.errors.DataLossError:  # a run killed while writing: keep what was read
+      pass
+  logged = [n for n in names if n in values]
+  if not logged:
+    return {}
+  steps = sorted(values[logged[0]])
+  return {"step": steps, **{n: [values[n].get(k) for k in steps] for n in logged}}
+
+
+def _write_result(
+  path, config, dataset, method, cell, seed, steps, metrics, train_s, eval_s, schedule_steps=None
+):
   import datetime  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -282,6 +353,7 @@ def _write_result(path, config, dataset, method, cell, seed, steps, metrics, tra
     "method": method,
     "seed": seed,
     "train_steps": steps,
+    "schedule_steps": schedule_steps or steps,
     "tag": _TAG.value,
     "flagfile": f"configs/{dataset}_{method}.flags",
     "flags_changed": _flags_changed(config, dataset, method),
@@ -294,6 +366,7 @@ def _write_result(path, config, dataset, method, cell, seed, steps, metrics, tra
     "eval_draws": _DRAWS.value,
     "grid_points": _GRID.value,
     "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+    "trajectory": training_trajectory(config.workdir),
   }
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "w") as f:
@@ -303,13 +376,18 @@ def _write_result(path, config, dataset, method, cell, seed, steps, metrics, tra
   return result
 
 
-def _table(results, seeds, steps):
+def _table(results, seeds, steps, schedule_steps=None):
   """Markdown lines of the table over `_cells()` from {cell/method: [result, ...]}."""
+  schedule = (
+    f" of a {schedule_steps}-step schedule (screening)"
+    if schedule_steps and schedule_steps != steps
+    else ""
+  )
   tag = f", variant `{_TAG.value}` ({', '.join(_OVERRIDES.value)})" if _TAG.value else ""
   cpus = sorted({r["cpu"] for rows in results.values() for r in rows})
   walls = [r["train_wall_s"] for rows in results.values() for r in rows if r.get("train_wall_s")]
   lines = [
-    f"Budget: {steps} training steps per run (reference: {REFERENCE_STEPS}){tag}, "
+    f"Budget: {steps} training steps per run{schedule} (reference: {REFERENCE_STEPS}){tag}, "
     f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
     "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7"
     + (
@@ -367,14 +445,26 @@ def main(argv):
       f"reference-grid ({REFERENCE_GRID_POINTS}) results there: give another --results_dir"
     )
   seeds = [int(s) for s in _SEEDS.value]
-  steps = _STEPS.value
+  schedule_steps = _STEPS.value
+  if _STOP_AT.value and _STOP_AT.value >= schedule_steps:
+    raise app.UsageError(
+      f"--stop_at={_STOP_AT.value} must be below --train_steps={schedule_steps} (the schedule)"
+    )
+  steps = _STOP_AT.value or schedule_steps
   cells = _cells()
   results = {}
   start = time.time()
   for cell, dataset, method, betas in cells:
     for seed in seeds:
       path = result_path(_RESULTS.value, _TABLE.value, cell, method, steps, seed, _TAG.value)
-      result = load_result(path, _DRAWS.value, _GRID.value)
+      result = load_result(path, _DRAWS.value, _GRID.value, schedule_steps)
+      if result is None and load_result(path) is not None:
+        other = load_result(path)
+        if other.get("schedule_steps", other["train_steps"]) != schedule_steps:
+          raise app.UsageError(
+            f"{path} holds a run on a {other.get('schedule_steps', other['train_steps'])}-step "
+            f"schedule, not {schedule_steps}: give this variant its own --tag"
+          )
       if result is None and _ASSEMBLE.value:
         continue
       if result is None:
@@ -387,7 +477,9 @@ def main(argv):
         workdir = os.path.join(
           _WORKROOT.value, _TABLE.value, f"{cell}_{method}{tag}", f"{steps}_seed{seed}"
         )
-        config = _config(dataset, method, seed, steps, workdir, betas, overrides)
+        config = _config(
+          dataset, method, seed, schedule_steps, workdir, betas, overrides, _STOP_AT.value
+        )
         train_lib.train_and_evaluate(config)
         t1 = time.time()
         options = eval_lib.EvalOptions(eval_draws=_DRAWS.value, grid_points=_GRID.value)
@@ -403,6 +495,7 @@ def main(argv):
           metrics,
           training_wall_seconds(workdir),
           time.time() - t1,
+          schedule_steps,
         )
       results.setdefault(f"{cell}/{method}", []).append(result)
       m = result["metrics"]
@@ -412,7 +505,7 @@ def main(argv):
         flush=True,
       )
 
-  table = "\n".join(_table(results, seeds, steps))
+  table = "\n".join(_table(results, seeds, steps, schedule_steps))
   print(table)
   out = _OUT.value or os.path.join(_WORKROOT.value, f"{_TABLE.value}.md")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -20,9 +20,19 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
   (`LossHParams.as_kernel`, `as_squash`, `as_reduction_*`).
   """
 
-  metric_names = soft_introvae.SoftIntroVAE.metric_names + ("as_distance", "c")
-  """As S-IntroVAE's, plus `as_distance` = the encoder-phase AS-Distance and `c` = the annealed
-  KL weight."""
+  metric_names = soft_introvae.SoftIntroVAE.metric_names + (
+    "as_distance",
+    "c",
+    "as_share_rec",
+    "as_share_fake",
+    "as_factor",
+  )
+  """As S-IntroVAE's, plus `as_distance` = the encoder-phase AS-Distance (times `--as_scale`),
+  `c` = the annealed KL weight, and whether the AS-Distance acts on the encoder:
+  `as_share_rec`/`as_share_fake` = its share `(1 - c) AS / (c mean(KL) + (1 - c) AS)` of the
+  divergence in the expELBO exponents of the reconstructions / fakes (in [0, 1]; 0 where both
+  parts are 0), and `as_factor` = `exp(-2 s beta_neg (1 - c) AS)`, the factor it puts on both
+  expELBOs of the encoder loss (in (0, 1]; near 0 switches the adversarial terms off)."""
   divergence_hint = (
     "AS-IntroVAE: raise --beta_neg (as for S-IntroVAE, the authors advise "
     "values near z_dim or larger), lower --lr, or use the reference AS "
@@ -68,16 +78,18 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
 
   def _coefficient(self):
     """`c(i)` of as-introvae.md eq. 9 (`LossHParams.anneal`, `anneal_origin`)."""
+    horizon = self.hparams.anneal_steps or self.total_steps  # T (--anneal_steps, 0 = the run)
     if self.hparams.anneal_origin == "start":
-      i, total = tf.cast(self.step, tf.int64), max(self.total_steps, 1)
+      i, total = tf.cast(self.step, tf.int64), max(horizon, 1)
     else:
       i = tf.maximum(tf.cast(self.step, tf.int64) - self.num_vae, 0)
-      total = max(self.total_steps - self.num_vae, 1)
+      total = max(horizon - self.num_vae, 1)
     return losses.annealing_coefficient(i, total, self.hparams.anneal)
 
   def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
+    """`--as_scale` times the AS-Distance over the global batch (`losses.as_distance`)."""
     g = self._gather_live
-    return losses.as_distance(
+    return self.hparams.as_scale * losses.as_distance(
       g(mu_r),
       g(logvar_r),
       g(mu_f),
@@ -104,5 +116,14 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
     as_d = self._as_distance(*squashed, reduction=self.hparams.as_reduction_decoder)
     return losses.as_decoder_term(as_d, c=c, scale=self.scale, beta_kl=self.hparams.beta_kl)
 
-  def _as_logs(self, as_distance, c):
-    return {"as_distance": as_distance, "c": c}
+  def _as_logs(self, as_distance, c, kl_rec, kl_fake):
+    """The AS metrics (see `metric_names`) from the encoder phase's scaled AS-Distance, `c`
+    and the per-example KLs `[B]` of the reconstructions' and fakes' posteriors."""
+    weighted = (1.0 - c) * as_distance
+    return {
+      "as_distance": as_distance,
+      "c": c,
+      "as_share_rec": tf.math.divide_no_nan(weighted, c * tf.reduce_mean(kl_rec) + weighted),
+      "as_share_fake": tf.math.divide_no_nan(weighted, c * tf.reduce_mean(kl_fake) + weighted),
+      "as_factor": tf.exp(-2.0 * self.scale * self.hparams.beta_neg * weighted),
+    }

@@ -57,8 +57,8 @@ class SoftIntroVAE(base.IntrospectiveVAE):
     del squashed, c
     return 0.0
 
-  def _as_logs(self, as_distance, c):
-    del as_distance, c
+  def _as_logs(self, as_distance, c, kl_rec, kl_fake):
+    del as_distance, c, kl_rec, kl_fake
     return {}
 
   def introspective_step(self, x):
@@ -146,5 +146,5 @@ class SoftIntroVAE(base.IntrospectiveVAE):
       "exp_elbo_rec": tf.reduce_mean(exp_rec),
       "exp_elbo_fake": tf.reduce_mean(exp_fake),
     }
-    logs.update(self._as_logs(as_const, c))
+    logs.update(self._as_logs(as_const, c, kl_rec, kl_fake))
     return logs
