@@ -290,3 +290,41 @@ def test_reproduce_2d_screening_stops_early_on_the_long_runs_schedule(tmp_path):
     text=True,
   )
   assert refused.returncode != 0 and "40-step schedule" in refused.stderr
+
+
+def test_reproduce_2d_basin_check_trains_two_segments(tmp_path):
+  """`--first_segment`: the first steps with other flags, then resumed with the run's own."""
+  base = [
+    "tools/reproduce_2d.py",
+    "--table=datasets",
+    "--datasets=8gaussians",
+    "--methods=soft_introvae",
+    "--seeds=0",
+    "--train_steps=6",
+    "--eval_draws=1",
+    "--grid_points=32",
+    f"--workroot={tmp_path}",
+    f"--out={tmp_path / 'basin.md'}",
+    f"--results_dir={tmp_path / 'results'}",
+  ]
+  refused = subprocess.run(
+    [sys.executable] + base + ["--first_segment=3"], cwd=ROOT, capture_output=True, text=True
+  )
+  assert refused.returncode != 0 and "go together" in refused.stderr
+  _run(base + ["--first_segment=3", "--first_segment_overrides=beta_rec=0.5", "--tag=basin"])
+  result = json.loads(
+    (tmp_path / "results" / "datasets" / "8gaussians_soft_introvae_basin_6_seed0.json").read_text()
+  )
+  assert result["first_segment"] == {"steps": 3, "overrides": ["beta_rec=0.5"]}
+  assert result["trajectory"]["step"][-1] == 6
+  history = [
+    json.loads(line)
+    for line in (
+      tmp_path / "datasets" / "8gaussians_soft_introvae_basin" / "6_seed0" / "config_history.jsonl"
+    )
+    .read_text()
+    .splitlines()
+  ]
+  assert len(history) == 2, history
+  assert {"flag": "beta_rec", "new": 0.2, "old": 0.5} in history[1]["changes"]
+  assert "its first 3 steps with beta_rec=0.5" in (tmp_path / "basin.md").read_text()

@@ -106,6 +106,20 @@ _STOP_AT = flags.DEFINE_integer(
   "count and the schedule's (`schedule_steps`).",
   lower_bound=0,
 )
+_FIRST_SEGMENT = flags.DEFINE_integer(
+  "first_segment",
+  0,
+  "Basin check: train the first N steps with --first_segment_overrides, then resume to the "
+  "end with the run's own config (the workdir's config_history.jsonl records both segments; "
+  "the result file names the first's). 0 = one segment. Needs --tag.",
+  lower_bound=0,
+)
+_FIRST_OVERRIDES = flags.DEFINE_list(
+  "first_segment_overrides",
+  [],
+  "FLAG=VALUE changes for the first --first_segment steps only (e.g. beta_rec=0.2), typed "
+  "as --overrides.",
+)
 _METHODS = flags.DEFINE_list("methods", list(METHODS), "Methods (rows).")
 _DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Datasets (table=datasets).")
 _SETTINGS = flags.DEFINE_list(
@@ -341,7 +355,18 @@ def training_trajectory(workdir, names=TRAJECTORY):
 
 
 def _write_result(
-  path, config, dataset, method, cell, seed, steps, metrics, train_s, eval_s, schedule_steps=None
+  path,
+  config,
+  dataset,
+  method,
+  cell,
+  seed,
+  steps,
+  metrics,
+  train_s,
+  eval_s,
+  schedule_steps=None,
+  first_segment=None,
 ):
   import datetime  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -368,6 +393,8 @@ def _write_result(
     "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
     "trajectory": training_trajectory(config.workdir),
   }
+  if first_segment:
+    result["first_segment"] = first_segment
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
@@ -384,6 +411,11 @@ def _table(results, seeds, steps, schedule_steps=None):
     else ""
   )
   tag = f", variant `{_TAG.value}` ({', '.join(_OVERRIDES.value)})" if _TAG.value else ""
+  if _FIRST_SEGMENT.value:
+    tag += (
+      f", its first {_FIRST_SEGMENT.value} steps with {', '.join(_FIRST_OVERRIDES.value)} "
+      "(basin check)"
+    )
   cpus = sorted({r["cpu"] for rows in results.values() for r in rows})
   walls = [r["train_wall_s"] for rows in results.values() for r in rows if r.get("train_wall_s")]
   lines = [
@@ -437,6 +469,14 @@ def main(argv):
   overrides = _parse_overrides(_OVERRIDES.value)
   if overrides and not _TAG.value:
     raise app.UsageError("--overrides needs --tag (the variant's name in its result files)")
+  first_overrides = _parse_overrides(_FIRST_OVERRIDES.value)
+  if (_FIRST_SEGMENT.value or first_overrides) and not (
+    _TAG.value and _FIRST_SEGMENT.value and first_overrides
+  ):
+    raise app.UsageError(
+      "--first_segment and --first_segment_overrides go together, with --tag (a two-segment "
+      "run is a variant)"
+    )
   if _GRID.value != REFERENCE_GRID_POINTS and os.path.abspath(_RESULTS.value) == os.path.abspath(
     _RESULTS.default
   ):
@@ -451,6 +491,8 @@ def main(argv):
       f"--stop_at={_STOP_AT.value} must be below --train_steps={schedule_steps} (the schedule)"
     )
   steps = _STOP_AT.value or schedule_steps
+  if _FIRST_SEGMENT.value >= steps:
+    raise app.UsageError(f"--first_segment={_FIRST_SEGMENT.value} must be below {steps} steps")
   cells = _cells()
   results = {}
   start = time.time()
@@ -480,6 +522,9 @@ def main(argv):
         config = _config(
           dataset, method, seed, schedule_steps, workdir, betas, overrides, _STOP_AT.value
         )
+        if _FIRST_SEGMENT.value:
+          first = config.replace(train_steps=_FIRST_SEGMENT.value, **first_overrides)
+          train_lib.train_and_evaluate(first)  # returns at once when it is done already
         train_lib.train_and_evaluate(config)
         t1 = time.time()
         options = eval_lib.EvalOptions(eval_draws=_DRAWS.value, grid_points=_GRID.value)
@@ -496,6 +541,9 @@ def main(argv):
           training_wall_seconds(workdir),
           time.time() - t1,
           schedule_steps,
+          {"steps": _FIRST_SEGMENT.value, "overrides": _FIRST_OVERRIDES.value}
+          if _FIRST_SEGMENT.value
+          else None,
         )
       results.setdefault(f"{cell}/{method}", []).append(result)
       m = result["metrics"]
