@@ -1,0 +1,167 @@
+"""The AS-IntroVAE 2-D sweep's stage-1 screen: its table and its decision rules, from the
+result files alone (results/2d/as_introvae_sweep/PLAN.md fixes the rules).
+
+  python tools/as_sweep.py                         # prints the table and the rules' outcome
+  python tools/as_sweep.py --out=results/2d/as_introvae_sweep/SCREEN.md
+
+For each configuration (a result file's `tag`): KL and modes per seed at the stop step, the
+mean KL, and from the training trajectory the medians over the steps in (2000, 6000] of
+`as_share_rec` (the AS-Distance's share of the reconstructions' expELBO exponent) and
+`as_factor` (the factor it puts on the encoder's expELBOs), and the last `rec`. Importable
+without side effects (no flags at import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import statistics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP = os.path.join(ROOT, "results", "2d", "as_introvae_sweep", "c1c3")
+WINDOW = (2000, 6000)  # the introspective steps with c < 1 (T = 30000, linear: c = 1 at 6000)
+COLLAPSED_REC = 1.9  # the data's second moment is 2.0: a decoder that outputs one point
+
+
+def load(pattern=os.path.join(SWEEP, "C1_*_screen_*_seed*.json")):
+  """{tag: [result, ...]} of the screen's result files, seeds in order."""
+  runs = {}
+  for path in sorted(glob.glob(pattern)):
+    with open(path) as f:
+      result = json.load(f)
+    runs.setdefault(result["tag"], []).append(result)
+  for rows in runs.values():
+    rows.sort(key=lambda r: r["seed"])
+  return runs
+
+
+def window_median(result, name, window=WINDOW):
+  """Median of the trajectory's `name` over the logged steps in (window[0], window[1]], or None
+  when the run did not log it there."""
+  t = result.get("trajectory", {})
+  values = [
+    v
+    for step, v in zip(t.get("step", []), t.get(name, []))
+    if window[0] < step <= window[1] and v is not None
+  ]
+  return statistics.median(values) if values else None
+
+
+def summarize(runs):
+  """One row per configuration: the numbers the rules read."""
+  rows = []
+  for tag, results in runs.items():
+    kls = [r["metrics"]["kl"] for r in results]
+    rows.append(
+      {
+        "tag": tag,
+        "method": results[0]["method"],
+        "seeds": [r["seed"] for r in results],
+        "kl": kls,
+        "mean_kl": statistics.fmean(kls),
+        "modes": [r["metrics"].get("modes_covered") for r in results],
+        "share_rec": [window_median(r, "as_share_rec") for r in results],
+        "factor": [window_median(r, "as_factor") for r in results],
+        "last_rec": [(r.get("trajectory", {}).get("rec") or [None])[-1] for r in results],
+      }
+    )
+  return rows
+
+
+def ranked(rows, seeds=(0, 1)):
+  """PLAN.md rule 2: AS-IntroVAE configurations with every seed in `seeds` run, by mean KL;
+  those with fewer than 8 modes on any seed after those with 8 on all."""
+  complete = [r for r in rows if r["method"] == "as_introvae" and set(seeds) <= set(r["seeds"])]
+  return sorted(complete, key=lambda r: (min(r["modes"]) < 8, r["mean_kl"], -sum(r["modes"])))
+
+
+def h1(rows, seeds=(0, 1)):
+  """PLAN.md rule 1: True/False once both end scales have every seed, else None."""
+  by_tag = {r["tag"]: r for r in rows}
+  mean_end, sum_end = by_tag.get("screen_s1_warm"), by_tag.get("screen_s262144_warm")
+  if (
+    not mean_end
+    or not sum_end
+    or not all(set(seeds) <= set(r["seeds"]) for r in (mean_end, sum_end))
+  ):
+    return None
+  return all(s is not None and s < 0.01 for s in mean_end["share_rec"]) and all(
+    f is not None and f < 0.01 for f in sum_end["factor"]
+  )
+
+
+def _fmt(values, spec):
+  return ", ".join("-" if v is None else format(v, spec) for v in values)
+
+
+def table(rows):
+  """Markdown lines of the screen's table, best mean KL first."""
+  lines = [
+    "| configuration | method | seeds | KL per seed | mean KL | modes | AS share (2000-6000] "
+    "| AS factor (2000-6000] | last rec |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in sorted(rows, key=lambda r: r["mean_kl"]):
+    lines.append(
+      f"| {r['tag']} | {r['method']} | {_fmt(r['seeds'], 'd')} | {_fmt(r['kl'], '.1f')} | "
+      f"{r['mean_kl']:.1f} | {_fmt(r['modes'], '.0f')} | {_fmt(r['share_rec'], '.2g')} | "
+      f"{_fmt(r['factor'], '.2g')} | {_fmt(r['last_rec'], '.2f')} |"
+    )
+  return lines
+
+
+def decisions(rows):
+  """The PLAN.md rules' outcome so far, as Markdown lines."""
+  out = []
+  verdict = h1(rows)
+  out.append(
+    "- Rule 1 (H1): "
+    + (
+      "not decidable yet (both end scales need seeds 0 and 1)"
+      if verdict is None
+      else "holds"
+      if verdict
+      else "rejected"
+    )
+  )
+  best = ranked(rows)
+  out.append(
+    "- Rule 2 (to stage 2): "
+    + (
+      ", ".join(r["tag"] for r in best[:2])
+      if best
+      else "not decidable yet (no configuration has seeds 0 and 1)"
+    )
+  )
+  nowarm = [r for r in rows if r["tag"].endswith("_nowarm") and {0, 1} <= set(r["seeds"])]
+  if nowarm:
+    collapsed = all(
+      all(x is not None and x >= COLLAPSED_REC for x in r["last_rec"]) for r in nowarm
+    )
+    out.append(f"- Rule 3 (H3): every complete warm-up-off run collapsed: {collapsed}")
+  passing = [r for r in best if min(r["modes"]) >= 8 and max(r["kl"]) < 20]
+  if best:
+    out.append(
+      "- Rule 4 (screen failure: no configuration with 8 modes and KL < 20 on both seeds): "
+      + ("no, " + ", ".join(r["tag"] for r in passing) if passing else "yes")
+    )
+  return out
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--out", help="also write the Markdown here")
+  parser.add_argument("--pattern", default=os.path.join(SWEEP, "C1_*_screen_*_seed*.json"))
+  args = parser.parse_args(argv)
+  rows = summarize(load(args.pattern))
+  text = "\n".join(table(rows) + [""] + decisions(rows)) + "\n"
+  print(text, end="")
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  main()
