@@ -121,7 +121,8 @@ def histogram_jsd_from_densities(p, q):
   Jensen-Shannon divergence and unbounded; copied exactly so that numbers compare.
 
   Args:
-    p, q: float `[bins, bins]` density histograms (data, model).
+    p: float `[bins, bins]` density histogram of the data.
+    q: float `[bins, bins]` density histogram of the model.
 
   Returns:
     float, >= 0 up to the 1e-14 offset.
@@ -313,8 +314,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
   result with negligible imaginary diagonal (|imag| <= 1e-3) is replaced by its real part.
 
   Args:
-    mu1, mu2: float `[D]` means (scalars allowed for D = 1).
-    sigma1, sigma2: float `[D, D]` covariances (scalars allowed for D = 1: variances).
+    mu1: float `[D]` mean (a scalar allowed for D = 1).
+    mu2: float `[D]` mean (a scalar allowed for D = 1).
+    sigma1: float `[D, D]` covariance (a scalar allowed for D = 1: the variance).
+    sigma2: float `[D, D]` covariance (a scalar allowed for D = 1: the variance).
     eps: diagonal offset for singular products.
 
   Returns:
@@ -420,7 +423,9 @@ def kid_from_features(
     features1: float `[N1, D]`; features2: float `[N2, D]`; N1, N2 >= 2.
     num_subsets: subsets averaged.
     subset_size: points per subset and per set.
-    degree, gamma, coef0: the polynomial kernel (gamma None = 1 / D).
+    degree: the polynomial kernel's degree.
+    gamma: its scale (None = 1 / D).
+    coef0: its offset.
     seed: seed of the subset draws.
 
   Returns:
@@ -467,7 +472,8 @@ def psnr(images, reconstructions):
   Table 3 reports the mean over test images).
 
   Args:
-    images, reconstructions: float `[B, H, W, C]` in [0, 1] (clip decoder outputs first).
+    images: float `[B, H, W, C]` in [0, 1].
+    reconstructions: float `[B, H, W, C]` in [0, 1] (clip decoder outputs first).
 
   Returns:
     float32 numpy `[B]` in dB; inf for identical images.
@@ -483,7 +489,8 @@ def ssim(images, reconstructions, filter_size=11):
   the image and its channels; the window shrinks to the image size for images under 11 pixels.
 
   Args:
-    images, reconstructions: float `[B, H, W, C]` in [0, 1].
+    images: float `[B, H, W, C]` in [0, 1].
+    reconstructions: float `[B, H, W, C]` in [0, 1].
     filter_size: Gaussian window size (capped at min(H, W)).
 
   Returns:
@@ -498,7 +505,8 @@ def mse(images, reconstructions):
   """Per-pixel mean squared error per image (mean over H, W and C).
 
   Args:
-    images, reconstructions: float `[B, H, W, C]` in [0, 1].
+    images: float `[B, H, W, C]` in [0, 1].
+    reconstructions: float `[B, H, W, C]` in [0, 1].
 
   Returns:
     float64 numpy `[B]`, in squared pixel units (pixels in [0, 1]).
@@ -553,7 +561,8 @@ def kl_per_dimension(mu, logvar):
   `losses.gaussian_kl`.
 
   Args:
-    mu, logvar: float `[N, D]`.
+    mu: float `[N, D]`.
+    logvar: float `[N, D]`.
 
   Returns:
     float64 `[D]`, nats.

@@ -43,7 +43,8 @@ def avae_encoder_loss(l_n, l_s, l_e, *, beta, gamma):
     l_n: float32 `[B]`, KL(q(z|x) || N(0, I)) in nats (`L_n`, eq. 3).
     l_s: float32 `[B]`, latent perceptual term `|E'(x) - E'(x_v)|` (eq. 9).
     l_e: float32 `[B]`, VAE reconstruction `|x - x_v|` (eq. 2).
-    beta, gamma: weights (paper: 0.1, 0.1).
+    beta: weight of `L_s` (paper: 0.1).
+    gamma: weight of `L_e` (paper: 0.1).
 
   Returns:
     float32 `[B]`.
@@ -58,8 +59,11 @@ def avae_generator_loss(l_g, l_v, l_s, l_e, *, alpha, beta, gamma):
   Args:
     l_g: float32 `[B]`, the discriminator's reconstruction error of fakes `|x_g - D'(E'(x_g))|`.
     l_v: float32 `[B]`, its reconstruction error of VAE reconstructions `|x_v - D'(E'(x_v))|`.
-    l_s, l_e: as in `avae_encoder_loss`.
-    alpha, beta, gamma: weights (paper: 0.3, 0.1, 0.1).
+    l_s: as in `avae_encoder_loss`.
+    l_e: as in `avae_encoder_loss`.
+    alpha: weight of `L_v` (paper: 0.3).
+    beta: weight of `L_s` (paper: 0.1).
+    gamma: weight of `L_e` (paper: 0.1).
 
   Returns:
     float32 `[B]`.
@@ -73,7 +77,8 @@ def avae_discriminator_loss(l_d, l_g, l_v, *, k, alpha):
 
   Args:
     l_d: float32 `[B]`, the discriminator's reconstruction error of real data `|x - D'(E'(x))|`.
-    l_g, l_v: as in `avae_generator_loss`.
+    l_g: as in `avae_generator_loss`.
+    l_v: as in `avae_generator_loss`.
     k: float32 scalar, the equilibrium weight of the PREVIOUS step, `k_{t-1}`.
     alpha: weight of `L_v` (paper: 0.3).
 
@@ -92,7 +97,9 @@ def avae_balance_error(l_d, l_g, l_v, *, eta, alpha):
   (fakes reconstructed too well) raises `k_t`.
 
   Args:
-    l_d, l_g, l_v: float32 scalars (global-batch means) or `[B]` tensors.
+    l_d: float32 scalar (a global-batch mean) or `[B]` tensor, `L_d`.
+    l_g: the same for `L_g`.
+    l_v: the same for `L_v`.
     eta: the diversity ratio (paper: 0.5).
     alpha: weight of `L_v` (paper: 0.3).
 
@@ -107,7 +114,11 @@ def avae_convergence(l_d, l_g, l_v, *, eta, alpha):
   BEGAN's `M_global`). Lower is better.
 
   Args:
-    l_d, l_g, l_v, eta, alpha: as in `avae_balance_error`.
+    l_d: as in `avae_balance_error`.
+    l_g: as in `avae_balance_error`.
+    l_v: as in `avae_balance_error`.
+    eta: as in `avae_balance_error`.
+    alpha: as in `avae_balance_error`.
 
   Returns:
     float32, the shape of the inputs.
@@ -126,8 +137,12 @@ def pid_update(k_prev, e_t, e_prev, e_prev2, *, ki, kp, kd, clip=True):
 
   Args:
     k_prev: float32 scalar, `k_{t-1}`.
-    e_t, e_prev, e_prev2: float32 scalars, the errors of steps t, t-1, t-2 (`avae_balance_error`).
-    ki, kp, kd: gains (paper: 1e-3, 1e-5, 1e-5).
+    e_t: float32 scalar, the error of step t (`avae_balance_error`).
+    e_prev: the same of step t-1.
+    e_prev2: the same of step t-2.
+    ki: integral gain (paper: 1e-3).
+    kp: proportional gain (paper: 1e-5).
+    kd: derivative gain (paper: 1e-5).
     clip: clip `k_t` to [0, 1] as BEGAN does (the AVAE paper extends BEGAN's equilibrium and
       does not say; `--avae_clip_k`).
 
@@ -143,7 +158,8 @@ def interpolate(x_real, x_fake, eps):
   `x_hat = eps * x_real + (1 - eps) * x_fake` (Gulrajani et al. 2017, Algorithm 1 line 6).
 
   Args:
-    x_real, x_fake: float32 `[B, ...]`, the same shape.
+    x_real: float32 `[B, ...]`.
+    x_fake: float32, the shape of `x_real`.
     eps: float32 `[B]`, one U[0, 1] draw per example.
 
   Returns:
@@ -195,7 +211,8 @@ def wasserstein_critic_loss(score_real, score_fake):
   (Gulrajani et al. 2017, Algorithm 1 line 7; `disc_cost` in the authors' code).
 
   Args:
-    score_real, score_fake: float32 `[B]` critic scores.
+    score_real: float32 `[B]` critic scores of real data.
+    score_fake: float32 `[B]` critic scores of fakes.
 
   Returns:
     float32 `[B]`; its negative batch mean estimates the Wasserstein-1 distance.

@@ -81,7 +81,8 @@ def reparameterize(mu, logvar, eps):
   """`z = mu + exp(0.5 * logvar) * eps` (the reparameterization trick).
 
   Args:
-    mu, logvar: float32 `[B, D]`.
+    mu: float32 `[B, D]`.
+    logvar: float32 `[B, D]`.
     eps: float32 `[B, D]`, standard normal noise (drawn by the caller, so that the step is
       reproducible and independent of the number of replicas).
 
@@ -115,7 +116,8 @@ def exp_elbo(rec, kl, *, scale, beta_rec, beta_neg, alpha=2.0):
     rec: float32 `[B]`, `rec(x_s, D(z_s))`.
     kl: float32 `[B]` (or broadcastable), the KL (or KL/AS mix) in nats.
     scale: `s`, Python float.
-    beta_rec, beta_neg: non-negative weights.
+    beta_rec: non-negative weight of `rec`.
+    beta_neg: non-negative weight of `kl`.
     alpha: the exponent factor, 2 in both papers.
 
   Returns:
@@ -139,9 +141,13 @@ def soft_introvae_encoder_loss(
   (reference `lossE = lossE_real + lossE_fake`); its batch mean is the reference's scalar.
 
   Args:
-    rec_real, kl_real: float32 `[B]`, ELBO terms of the real batch.
-    exp_elbo_rec, exp_elbo_fake: float32 `[B]`, expELBO of the reconstructions and the fakes.
-    scale, beta_rec, beta_kl: see `exp_elbo`.
+    rec_real: float32 `[B]`, the real batch's reconstruction error.
+    kl_real: float32 `[B]`, the real batch's KL.
+    exp_elbo_rec: float32 `[B]`, expELBO of the reconstructions.
+    exp_elbo_fake: float32 `[B]`, expELBO of the fakes.
+    scale: see `exp_elbo`.
+    beta_rec: see `exp_elbo`.
+    beta_kl: see `exp_elbo`.
 
   Returns:
     float32 `[B]`.
@@ -160,8 +166,10 @@ def soft_introvae_decoder_loss(
 
   Args:
     rec_real: float32 `[B]`, `rec(x, D(sg(z)))`.
-    kl_rec, kl_fake: float32 `[B]`, KL of the posteriors of the reconstructions and fakes.
-    rr_rec, rr_fake: float32 `[B]`, `rec(sg(x_s), D(sg(z_s)))`.
+    kl_rec: float32 `[B]`, KL of the posteriors of the reconstructions.
+    kl_fake: float32 `[B]`, KL of the posteriors of the fakes.
+    rr_rec: float32 `[B]`, `rec(sg(x_s), D(sg(z_s)))` of the reconstructions.
+    rr_fake: float32 `[B]`, the same of the fakes.
 
   Returns:
     float32 `[B]`.
@@ -196,8 +204,10 @@ def introvae_encoder_loss(rec_real, kl_real, kl_rec, kl_fake, *, margin, alpha, 
   (IntroVAE Algorithm 1; no `s` scaling, as in the IntroVAE paper).
 
   Args:
-    rec_real, kl_real: float32 `[B]`.
-    kl_rec, kl_fake: float32 `[B]`, KL of the posteriors of `sg(x_r)` and `x_f`, in nats.
+    rec_real: float32 `[B]`.
+    kl_real: float32 `[B]`.
+    kl_rec: float32 `[B]`, KL of the posteriors of `sg(x_r)`, in nats.
+    kl_fake: float32 `[B]`, KL of the posteriors of `x_f`, in nats.
     margin: the hinge margin `m` in nats.
     alpha: weight of the adversarial terms (0.25 in the IntroVAE paper).
 

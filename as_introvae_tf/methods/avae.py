@@ -46,7 +46,8 @@ class AVAE(base.IntrospectiveVAE):
   replica computes the same values (aggregation ONLY_FIRST_REPLICA).
 
   Args:
-    encoder, decoder: the generator VAE (see `base.IntrospectiveVAE`).
+    encoder: the generator VAE's encoder (see `base.IntrospectiveVAE`).
+    decoder: the generator VAE's decoder.
     discriminator_encoder: `keras.Model` `x -> [code, unused]`, each float32 `[B, z_dim]`.
     discriminator_decoder: `keras.Model` `code [B, z_dim] -> x [B, *example_shape]`.
     avae_hparams: `AVAEHParams`.
