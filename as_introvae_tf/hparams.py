@@ -132,18 +132,19 @@ class LossHParams(Section):
     anneal_origin: `"start"` (paper eq. 9 and `A_VAE.py`: `i` = the iteration counted from the
       first, warm-up included, `T` = all iterations) or `"warmup_end"` (`i`, `T` count only the
       steps after `num_vae`).
-    rec_target_grad: True = the reference code (and METHOD.md): the target `x_r` inside
+    rec_target_grad: True = the reference code (`calc_reconstruction_loss(rec, rec_rec)` in
+      `train_soft_intro_vae*.py` and `A_VAE.py`): the target `x_r` inside
       `rec(x_r, D(z_r))` of the encoder's expELBO is not detached, so part of the encoder's
       gradient flows through `x_r = D(z)`; False = `rec(sg(x_r), D(z_r))`.
     warmup_loss: the `num_vae` warm-up's loss: `"reference"` = `beta_rec * rec + beta_kl * kl`
       as the reference trainers (no scale `s`); `"scaled"` = `s * (...)`. The `vae` method's
-      own steps always use `s * (...)` (METHOD.md).
+      own steps always use `s * (...)` (S-IntroVAE, Algorithm 1).
   """
 
   beta_rec: float = setting(
     1.0,
     "Weight of the reconstruction term.",
-    source="reference image settings (../shared/design/METHOD.md)",
+    source="reference image settings (soft_intro_vae/train_soft_intro_vae.py)",
   )
   beta_kl: float = setting(
     1.0, "Weight of the KL term of real data.", source="reference image settings"
@@ -233,7 +234,7 @@ class LossHParams(Section):
 @dataclasses.dataclass(frozen=True)
 class AVAEHParams(Section):
   """Hyper-parameters of `methods.avae.AVAE` (flags `--avae_alpha`, ...; defaults:
-  avae-khan2018.md Sec. 4).
+  Khan et al. 2018, https://arxiv.org/abs/1804.10323, Sec. 4).
 
   Attributes:
     alpha, beta, gamma: weights of `L_v`, `L_s`, `L_e` (0.3, 0.1, 0.1).

@@ -1,9 +1,10 @@
 """Evaluation metrics as pure functions: arrays in, numbers out; no models, no files.
 
-2-D metrics follow the S-IntroVAE reference exactly (soft-introvae.md section 6.1; code:
-taldatech/soft-intro-vae-pytorch, `soft_intro_vae_2d/train_soft_intro_vae_2d.py`,
-`calculate_sample_kl`, `calculate_elbo_with_grid`, `setup_grid`), see
-`../shared/design/METHOD.md` ("Metrics"):
+2-D metrics follow the S-IntroVAE reference exactly (Daniel & Tamar 2021,
+https://arxiv.org/abs/2012.13253, Sec. 6.1; code:
+https://github.com/taldatech/soft-intro-vae-pytorch,
+`soft_intro_vae_2d/train_soft_intro_vae_2d.py`, `calculate_sample_kl`,
+`calculate_elbo_with_grid`, `setup_grid`):
 
 * `histogram_kl` / `histogram_jsd`: 100 x 100 density histograms on `[-R, R]^2`
   (`np.histogram2d(..., density=True)`), compared with PyTorch's
@@ -14,7 +15,8 @@ taldatech/soft-intro-vae-pytorch, `soft_intro_vae_2d/train_soft_intro_vae_2d.py`
   score over a 1024 x 1024 grid plus the data points.
 * `mode_coverage_8gaussians`: modes hit and the fraction of samples near a mode.
 
-Image metrics: `psnr`, `ssim`, `mse` of reconstructions (as-introvae.md Table 3, TensorFlow's
+Image metrics: `psnr`, `ssim`, `mse` of reconstructions (the AS-IntroVAE paper's Table 3,
+https://proceedings.mlr.press/v189/changjie23a.html; TensorFlow's
 `tf.image.psnr/ssim` on images in [0, 1]); `frechet_distance` / `fid_from_features` (Heusel et
 al. 2017, computed as TF-GAN and pytorch-fid do) and `kid_from_features` (Binkowski et al. 2018,
 unbiased MMD^2 with a cubic polynomial kernel) on features of any network.
@@ -149,7 +151,7 @@ def histogram_kl(data_points, model_points, plot_range, bins=HIST_BINS):
     float, `(1/bins) * sum_bins p (log p - log(q + 1e-14))` with p, q the density histograms of
     data and model on `[-R, R]^2`: KL(data || model) scaled by 1 / (bins * bin area). 0 for
     identical histograms; lower is better. The true data generator against itself gives about
-    0.68 on 8gaussians (a floor from sampling noise, METHOD.md).
+    0.68 on 8gaussians (a floor from sampling noise, measured here).
   """
   p = histogram_density(data_points, plot_range, bins)
   q = histogram_density(model_points, plot_range, bins)
@@ -468,8 +470,8 @@ def _image_pair(images, reconstructions):
 def psnr(images, reconstructions):
   """Peak signal-to-noise ratio per image, `tf.image.psnr(max_val=1.0)`.
 
-  `10 log10(1 / MSE)` with the MSE over all pixels and channels of an image (as-introvae.md
-  Table 3 reports the mean over test images).
+  `10 log10(1 / MSE)` with the MSE over all pixels and channels of an image (the AS-IntroVAE
+  paper's Table 3 reports the mean over test images).
 
   Args:
     images: float `[B, H, W, C]` in [0, 1].

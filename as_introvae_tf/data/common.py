@@ -38,7 +38,7 @@ class DatasetSpec:
 
 def shared_data_dir() -> pathlib.Path:
   """The project's shared real-data folder: ``$AS_INTROVAE_SHARED_DATA`` if set, else
-  ``<repo root>/../shared/data`` located from this file."""
+  the ``shared/data`` folder beside the repository root, located from this file."""
   env = os.environ.get(SHARED_DATA_ENV)
   if env:
     return pathlib.Path(env).expanduser().resolve()

@@ -4,16 +4,16 @@ Every function here is pure: tensors in, tensors out, no variables, no randomnes
 terms return float32 `[B]` (batch axis first). Averaging over the GLOBAL batch and the replica
 scaling happen once, in the methods' `train_step` (`methods/base.py`).
 
-Notation follows `../shared/design/METHOD.md`:
+Notation (docs/method.md writes every term out):
 
 * `rec(x, y)`: sum over all pixels/coordinates of `(x - y)^2`.
 * `kl(mu, logvar)`: KL(N(mu, diag(exp(logvar))) || N(0, I)) in nats, via TFP.
 * `s`: the scale 1 / input dimension (S-IntroVAE, Algorithm 1; `scale` in the reference code).
 * expELBO: `exp(alpha * s * ELBO)` with `ELBO = -(beta_rec * rec + beta_neg * kl)`, alpha = 2.
 
-Sources: S-IntroVAE = Daniel & Tamar, CVPR 2021 (soft-introvae.md eq. 4, Algorithm 1) and the
-reference code `taldatech/soft-intro-vae-pytorch`; IntroVAE = Huang et al., NeurIPS 2018
-(Algorithm 1).
+Sources: S-IntroVAE = Daniel & Tamar, CVPR 2021, https://arxiv.org/abs/2012.13253 (eq. 4,
+Algorithm 1), and the reference code https://github.com/taldatech/soft-intro-vae-pytorch;
+IntroVAE = Huang et al., NeurIPS 2018, https://arxiv.org/abs/1807.06358 (Algorithm 1).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def exp_elbo(rec, kl, *, scale, beta_rec, beta_neg, alpha=2.0):
   """expELBO per example: `exp(-alpha * s * (beta_rec * rec + beta_neg * kl))`.
 
   S-IntroVAE eq. 4 with alpha = 2 (the reference's `(-2 * scale * (...)).exp()`); for
-  AS-IntroVAE pass `kl = c * kl_s + (1 - c) * AS` (as-introvae.md eq. 6).
+  AS-IntroVAE pass `kl = c * kl_s + (1 - c) * AS` (the AS-IntroVAE paper's eq. 9).
 
   Args:
     rec: float32 `[B]`, `rec(x_s, D(z_s))`.
@@ -128,7 +128,7 @@ def exp_elbo(rec, kl, *, scale, beta_rec, beta_neg, alpha=2.0):
 
 
 # ---------------------------------------------------------------------------------------------
-# S-IntroVAE (soft-introvae.md eq. 4, Algorithm 1)
+# S-IntroVAE (the S-IntroVAE paper's eq. 4, Algorithm 1)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -184,7 +184,7 @@ def soft_introvae_decoder_loss(
 def vae_loss(rec, kl, *, scale, beta_rec, beta_kl):
   """(Negative, beta-weighted, scaled) ELBO per example: `s * (beta_rec * rec + beta_kl * kl)`.
 
-  The plain VAE and the `num_vae` warm-up of the introspective methods (METHOD.md, VAE).
+  The plain VAE and the `num_vae` warm-up of the introspective methods (docs/method.md, VAE).
 
   Returns:
     float32 `[B]`.
@@ -193,7 +193,7 @@ def vae_loss(rec, kl, *, scale, beta_rec, beta_kl):
 
 
 # ---------------------------------------------------------------------------------------------
-# IntroVAE (Huang et al. 2018, Algorithm 1; soft-introvae.md eq. 2)
+# IntroVAE (Huang et al. 2018, Algorithm 1; the S-IntroVAE paper's eq. 2)
 # ---------------------------------------------------------------------------------------------
 
 
