@@ -118,14 +118,18 @@ class LossHParams(Section):
   as_introvae); the field names are the flag names.
 
   Attributes:
-    beta_rec, beta_kl, beta_neg: ELBO weights (S-IntroVAE Algorithm 1).
+    beta_rec: ELBO weight of the reconstruction error (S-IntroVAE Algorithm 1).
+    beta_kl: ELBO weight of the real data's KL.
+    beta_neg: ELBO weight of the KL of reconstructions and fakes in the encoder's expELBO.
     gamma_r: weight of the fakes' reconstruction in the decoder loss (1e-8, never 0).
-    margin, introvae_alpha: IntroVAE's hinge margin `m` (nats) and adversarial weight.
+    margin: IntroVAE's hinge margin `m` (nats).
+    introvae_alpha: IntroVAE's adversarial weight.
     as_kernel: `"product"` (paper) or `"per_dim"` (reference code).
     as_squash: `"tanh"` (reference code squashes mu and logvar of rec/fake posteriors before
       the AS-Distance) or `"none"`.
-    as_reduction_encoder, as_reduction_decoder: `"sum"`/`"mean"` (reference: sum in the encoder
-      phase, mean in the decoder phase).
+    as_reduction_encoder: `"sum"` (reference code) or `"mean"`: the AS-Distance's reduction
+      over pairs in the encoder phase.
+    as_reduction_decoder: `"sum"` or `"mean"` (reference code) in the decoder phase.
     as_decoder_kl_squashed: the reference computes the decoder-phase `kl_rec`, `kl_fake` from
       the squashed values too.
     anneal: `"linear"` (paper eq. 9) or `"tanh"` (reference code) schedule of `c`.
@@ -237,10 +241,13 @@ class AVAEHParams(Section):
   Khan et al. 2018, https://arxiv.org/abs/1804.10323, Sec. 4).
 
   Attributes:
-    alpha, beta, gamma: weights of `L_v`, `L_s`, `L_e` (0.3, 0.1, 0.1).
+    alpha: weight of `L_v` (0.3).
+    beta: weight of `L_s` (0.1).
+    gamma: weight of `L_e` (0.1).
     eta: the diversity ratio of eq. 10 (0.5).
-    pid_ki, pid_kp, pid_kd: gains lambda_1 (integral), lambda_2 (proportional), lambda_3
-      (differential) of eq. 12 (1e-3, 1e-5, 1e-5).
+    pid_ki: gain lambda_1 (integral) of eq. 12 (1e-3).
+    pid_kp: gain lambda_2 (proportional) of eq. 12 (1e-5).
+    pid_kd: gain lambda_3 (differential) of eq. 12 (1e-5).
     clip_k: clip `k_t` to [0, 1] (BEGAN; the AVAE paper is silent).
   """
 
