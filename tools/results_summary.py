@@ -89,7 +89,7 @@ def summary(results_dir=os.path.join(ROOT, "results", "2d")):
     "mean +- sample std over seeds; modes: of 8 Gaussians' 8, reached by samples. "
     f"Measured on {'; '.join(cpus)}."
   )
-  lines = textwrap.wrap(head, width=96) + [
+  lines = textwrap.wrap(head, width=79) + [
     "",
     "| data | method | seeds | KL | JSD | modes | paper KL / JSD |",
     "|---|---|---|---|---|---|---|",
