@@ -473,7 +473,7 @@ class RuntimeConfig(Section):
     "16-bit compute in the networks' hidden layers, float32 variables, inputs, "
     "outputs and losses (precision.py): mixed_float16 (with dynamic loss scaling) for GPUs "
     "with float16 units, mixed_bfloat16 for TPUs, recent GPUs and CPUs with AVX512-BF16/AMX "
-    "(about 0.65x the CPU time there); on other CPUs both are slower (BUILD.md).",
+    "(about 0.65x the CPU time there); on other CPUs both are slower (docs/benchmark.md).",
     choices=MIXED_PRECISION,
   )
   jit_compile: bool = setting(
@@ -501,7 +501,7 @@ class RuntimeConfig(Section):
     "AS-IntroVAE: compute the AS-Distance's [B, B, D] pair terms (value and "
     "gradients) in one XLA-compiled function inside the normal step, also under "
     "MirroredStrategy (about 3x faster than TF's one-op-at-a-time kernels on a CPU, "
-    "BUILD.md): auto = on, except with --deterministic on a GPU; on; off = plain TF ops. "
+    "docs/benchmark.md): auto = on, except with --deterministic on a GPU; on; off = plain TF ops. "
     "Equal to float32 rounding.",
     choices=AS_XLA_MODES,
   )
@@ -516,7 +516,7 @@ class RuntimeConfig(Section):
     "TensorFlow inter-op threads (0 = TF default). The 2-D configs set 2 inter-op x 1 "
     "intra-op: on a 2-core CPU without AVX-512 it beat TF's defaults by 5-15% idle (up to 2x "
     "under load); on one with AVX-512 TF's defaults were about 7% faster in the one clean "
-    "round measured (BUILD.md, Threads).",
+    "round measured (docs/benchmark.md, Threads).",
   )
   intra_op_threads: int = setting(0, "TensorFlow intra-op threads (0 = TF default).")
 
