@@ -147,8 +147,9 @@ class TrainedModel:
     """Decodes `steps` evenly spaced points on the line from a's to b's latent code.
 
     Args:
-      a, b: two examples (`example_shape`), or two batches `[N, *example_shape]`, encoded to
-        their posterior means; with `latent=True`, latent codes (`[z_dim]` or `[N, z_dim]`).
+      a: one end: an example (`example_shape`) or a batch `[N, *example_shape]`, encoded to
+        its posterior mean; with `latent=True`, a latent code (`[z_dim]` or `[N, z_dim]`).
+      b: the other end, shaped as `a`.
       steps: points including both ends, >= 2.
 
     Returns:

@@ -8,7 +8,7 @@ ready for inference: BatchNorm statistics re-estimated, EMA decoder filled) and 
   WORKDIR/eval/*.png               pictures
   WORKDIR/tensorboard/eval/        scalars `eval/<name>` and the pictures, step = training step
 
-2-D data (S-IntroVAE reference metrics, `metrics.py` and METHOD.md "Metrics"): KL and JSD of
+2-D data (S-IntroVAE reference metrics, `metrics.py` and docs/method.md "Metrics"): KL and JSD of
 100 x 100 histograms of 5000 data vs 5000 decoder samples on `[-R, R]^2`, the grid-normalized
 ELBO on a 1024 x 1024 grid with 12,800 data points, each the mean (and std) of `eval_draws`
 independent draws; mode coverage for 8gaussians; pictures: samples over data and the density

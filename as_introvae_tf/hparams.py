@@ -118,14 +118,18 @@ class LossHParams(Section):
   as_introvae); the field names are the flag names.
 
   Attributes:
-    beta_rec, beta_kl, beta_neg: ELBO weights (S-IntroVAE Algorithm 1).
+    beta_rec: ELBO weight of the reconstruction error (S-IntroVAE Algorithm 1).
+    beta_kl: ELBO weight of the real data's KL.
+    beta_neg: ELBO weight of the KL of reconstructions and fakes in the encoder's expELBO.
     gamma_r: weight of the fakes' reconstruction in the decoder loss (1e-8, never 0).
-    margin, introvae_alpha: IntroVAE's hinge margin `m` (nats) and adversarial weight.
+    margin: IntroVAE's hinge margin `m` (nats).
+    introvae_alpha: IntroVAE's adversarial weight.
     as_kernel: `"product"` (paper) or `"per_dim"` (reference code).
     as_squash: `"tanh"` (reference code squashes mu and logvar of rec/fake posteriors before
       the AS-Distance) or `"none"`.
-    as_reduction_encoder, as_reduction_decoder: `"sum"`/`"mean"` (reference: sum in the encoder
-      phase, mean in the decoder phase).
+    as_reduction_encoder: `"sum"` (reference code) or `"mean"`: the AS-Distance's reduction
+      over pairs in the encoder phase.
+    as_reduction_decoder: `"sum"` or `"mean"` (reference code) in the decoder phase.
     as_decoder_kl_squashed: the reference computes the decoder-phase `kl_rec`, `kl_fake` from
       the squashed values too.
     as_scale: the factor on the reduced AS-Distance in both phases (eq. 6 and 9 weight it by
@@ -138,18 +142,19 @@ class LossHParams(Section):
     anneal_origin: `"start"` (paper eq. 9 and `A_VAE.py`: `i` = the iteration counted from the
       first, warm-up included, `T` = all iterations) or `"warmup_end"` (`i`, `T` count only the
       steps after `num_vae`).
-    rec_target_grad: True = the reference code (and METHOD.md): the target `x_r` inside
+    rec_target_grad: True = the reference code (`calc_reconstruction_loss(rec, rec_rec)` in
+      `train_soft_intro_vae*.py` and `A_VAE.py`): the target `x_r` inside
       `rec(x_r, D(z_r))` of the encoder's expELBO is not detached, so part of the encoder's
       gradient flows through `x_r = D(z)`; False = `rec(sg(x_r), D(z_r))`.
     warmup_loss: the `num_vae` warm-up's loss: `"reference"` = `beta_rec * rec + beta_kl * kl`
       as the reference trainers (no scale `s`); `"scaled"` = `s * (...)`. The `vae` method's
-      own steps always use `s * (...)` (METHOD.md).
+      own steps always use `s * (...)` (S-IntroVAE, Algorithm 1).
   """
 
   beta_rec: float = setting(
     1.0,
     "Weight of the reconstruction term.",
-    source="reference image settings (../shared/design/METHOD.md)",
+    source="reference image settings (soft_intro_vae/train_soft_intro_vae.py)",
   )
   beta_kl: float = setting(
     1.0, "Weight of the KL term of real data.", source="reference image settings"
@@ -254,13 +259,16 @@ class LossHParams(Section):
 @dataclasses.dataclass(frozen=True)
 class AVAEHParams(Section):
   """Hyper-parameters of `methods.avae.AVAE` (flags `--avae_alpha`, ...; defaults:
-  avae-khan2018.md Sec. 4).
+  Khan et al. 2018, https://arxiv.org/abs/1804.10323, Sec. 4).
 
   Attributes:
-    alpha, beta, gamma: weights of `L_v`, `L_s`, `L_e` (0.3, 0.1, 0.1).
+    alpha: weight of `L_v` (0.3).
+    beta: weight of `L_s` (0.1).
+    gamma: weight of `L_e` (0.1).
     eta: the diversity ratio of eq. 10 (0.5).
-    pid_ki, pid_kp, pid_kd: gains lambda_1 (integral), lambda_2 (proportional), lambda_3
-      (differential) of eq. 12 (1e-3, 1e-5, 1e-5).
+    pid_ki: gain lambda_1 (integral) of eq. 12 (1e-3).
+    pid_kp: gain lambda_2 (proportional) of eq. 12 (1e-5).
+    pid_kd: gain lambda_3 (differential) of eq. 12 (1e-5).
     clip_k: clip `k_t` to [0, 1] (BEGAN; the AVAE paper is silent).
   """
 
@@ -486,7 +494,7 @@ class RuntimeConfig(Section):
     "16-bit compute in the networks' hidden layers, float32 variables, inputs, "
     "outputs and losses (precision.py): mixed_float16 (with dynamic loss scaling) for GPUs "
     "with float16 units, mixed_bfloat16 for TPUs, recent GPUs and CPUs with AVX512-BF16/AMX "
-    "(about 0.65x the CPU time there); on other CPUs both are slower (BUILD.md).",
+    "(about 0.65x the CPU time there); on other CPUs both are slower (docs/benchmark.md).",
     choices=MIXED_PRECISION,
   )
   jit_compile: bool = setting(
@@ -514,7 +522,7 @@ class RuntimeConfig(Section):
     "AS-IntroVAE: compute the AS-Distance's [B, B, D] pair terms (value and "
     "gradients) in one XLA-compiled function inside the normal step, also under "
     "MirroredStrategy (about 3x faster than TF's one-op-at-a-time kernels on a CPU, "
-    "BUILD.md): auto = on, except with --deterministic on a GPU; on; off = plain TF ops. "
+    "docs/benchmark.md): auto = on, except with --deterministic on a GPU; on; off = plain TF ops. "
     "Equal to float32 rounding.",
     choices=AS_XLA_MODES,
   )
@@ -529,7 +537,7 @@ class RuntimeConfig(Section):
     "TensorFlow inter-op threads (0 = TF default). The 2-D configs set 2 inter-op x 1 "
     "intra-op: on a 2-core CPU without AVX-512 it beat TF's defaults by 5-15% idle (up to 2x "
     "under load); on one with AVX-512 TF's defaults were about 7% faster in the one clean "
-    "round measured (BUILD.md, Threads).",
+    "round measured (docs/benchmark.md, Threads).",
   )
   intra_op_threads: int = setting(0, "TensorFlow intra-op threads (0 = TF default).")
 

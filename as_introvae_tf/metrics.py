@@ -1,9 +1,10 @@
 """Evaluation metrics as pure functions: arrays in, numbers out; no models, no files.
 
-2-D metrics follow the S-IntroVAE reference exactly (soft-introvae.md section 6.1; code:
-taldatech/soft-intro-vae-pytorch, `soft_intro_vae_2d/train_soft_intro_vae_2d.py`,
-`calculate_sample_kl`, `calculate_elbo_with_grid`, `setup_grid`), see
-`../shared/design/METHOD.md` ("Metrics"):
+2-D metrics follow the S-IntroVAE reference exactly (Daniel & Tamar 2021,
+https://arxiv.org/abs/2012.13253, Sec. 6.1; code:
+https://github.com/taldatech/soft-intro-vae-pytorch,
+`soft_intro_vae_2d/train_soft_intro_vae_2d.py`, `calculate_sample_kl`,
+`calculate_elbo_with_grid`, `setup_grid`):
 
 * `histogram_kl` / `histogram_jsd`: 100 x 100 density histograms on `[-R, R]^2`
   (`np.histogram2d(..., density=True)`), compared with PyTorch's
@@ -14,7 +15,8 @@ taldatech/soft-intro-vae-pytorch, `soft_intro_vae_2d/train_soft_intro_vae_2d.py`
   score over a 1024 x 1024 grid plus the data points.
 * `mode_coverage_8gaussians`: modes hit and the fraction of samples near a mode.
 
-Image metrics: `psnr`, `ssim`, `mse` of reconstructions (as-introvae.md Table 3, TensorFlow's
+Image metrics: `psnr`, `ssim`, `mse` of reconstructions (the AS-IntroVAE paper's Table 3,
+https://proceedings.mlr.press/v189/changjie23a.html; TensorFlow's
 `tf.image.psnr/ssim` on images in [0, 1]); `frechet_distance` / `fid_from_features` (Heusel et
 al. 2017, computed as TF-GAN and pytorch-fid do) and `kid_from_features` (Binkowski et al. 2018,
 unbiased MMD^2 with a cubic polynomial kernel) on features of any network.
@@ -121,7 +123,8 @@ def histogram_jsd_from_densities(p, q):
   Jensen-Shannon divergence and unbounded; copied exactly so that numbers compare.
 
   Args:
-    p, q: float `[bins, bins]` density histograms (data, model).
+    p: float `[bins, bins]` density histogram of the data.
+    q: float `[bins, bins]` density histogram of the model.
 
   Returns:
     float, >= 0 up to the 1e-14 offset.
@@ -148,7 +151,7 @@ def histogram_kl(data_points, model_points, plot_range, bins=HIST_BINS):
     float, `(1/bins) * sum_bins p (log p - log(q + 1e-14))` with p, q the density histograms of
     data and model on `[-R, R]^2`: KL(data || model) scaled by 1 / (bins * bin area). 0 for
     identical histograms; lower is better. The true data generator against itself gives about
-    0.68 on 8gaussians (a floor from sampling noise, METHOD.md).
+    0.68 on 8gaussians (a floor from sampling noise, measured here).
   """
   p = histogram_density(data_points, plot_range, bins)
   q = histogram_density(model_points, plot_range, bins)
@@ -313,8 +316,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
   result with negligible imaginary diagonal (|imag| <= 1e-3) is replaced by its real part.
 
   Args:
-    mu1, mu2: float `[D]` means (scalars allowed for D = 1).
-    sigma1, sigma2: float `[D, D]` covariances (scalars allowed for D = 1: variances).
+    mu1: float `[D]` mean (a scalar allowed for D = 1).
+    mu2: float `[D]` mean (a scalar allowed for D = 1).
+    sigma1: float `[D, D]` covariance (a scalar allowed for D = 1: the variance).
+    sigma2: float `[D, D]` covariance (a scalar allowed for D = 1: the variance).
     eps: diagonal offset for singular products.
 
   Returns:
@@ -420,7 +425,9 @@ def kid_from_features(
     features1: float `[N1, D]`; features2: float `[N2, D]`; N1, N2 >= 2.
     num_subsets: subsets averaged.
     subset_size: points per subset and per set.
-    degree, gamma, coef0: the polynomial kernel (gamma None = 1 / D).
+    degree: the polynomial kernel's degree.
+    gamma: its scale (None = 1 / D).
+    coef0: its offset.
     seed: seed of the subset draws.
 
   Returns:
@@ -463,11 +470,12 @@ def _image_pair(images, reconstructions):
 def psnr(images, reconstructions):
   """Peak signal-to-noise ratio per image, `tf.image.psnr(max_val=1.0)`.
 
-  `10 log10(1 / MSE)` with the MSE over all pixels and channels of an image (as-introvae.md
-  Table 3 reports the mean over test images).
+  `10 log10(1 / MSE)` with the MSE over all pixels and channels of an image (the AS-IntroVAE
+  paper's Table 3 reports the mean over test images).
 
   Args:
-    images, reconstructions: float `[B, H, W, C]` in [0, 1] (clip decoder outputs first).
+    images: float `[B, H, W, C]` in [0, 1].
+    reconstructions: float `[B, H, W, C]` in [0, 1] (clip decoder outputs first).
 
   Returns:
     float32 numpy `[B]` in dB; inf for identical images.
@@ -483,7 +491,8 @@ def ssim(images, reconstructions, filter_size=11):
   the image and its channels; the window shrinks to the image size for images under 11 pixels.
 
   Args:
-    images, reconstructions: float `[B, H, W, C]` in [0, 1].
+    images: float `[B, H, W, C]` in [0, 1].
+    reconstructions: float `[B, H, W, C]` in [0, 1].
     filter_size: Gaussian window size (capped at min(H, W)).
 
   Returns:
@@ -498,7 +507,8 @@ def mse(images, reconstructions):
   """Per-pixel mean squared error per image (mean over H, W and C).
 
   Args:
-    images, reconstructions: float `[B, H, W, C]` in [0, 1].
+    images: float `[B, H, W, C]` in [0, 1].
+    reconstructions: float `[B, H, W, C]` in [0, 1].
 
   Returns:
     float64 numpy `[B]`, in squared pixel units (pixels in [0, 1]).
@@ -553,7 +563,8 @@ def kl_per_dimension(mu, logvar):
   `losses.gaussian_kl`.
 
   Args:
-    mu, logvar: float `[N, D]`.
+    mu: float `[N, D]`.
+    logvar: float `[N, D]`.
 
   Returns:
     float64 `[D]`, nats.

@@ -10,11 +10,19 @@ and WORKDIR/example_interpolation.png (8 steps between two samples' latent codes
 
 import argparse
 import os
+import sys
 
 import numpy as np
 
-import as_introvae_tf
-from as_introvae_tf import visualize
+# `python examples/quickstart.py` puts examples/ on sys.path, not the checkout: run from a
+# checkout without `pip install`, the package is the one beside this folder (an installed one
+# is used when there is no checkout around the script).
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(_CHECKOUT, "as_introvae_tf")) and _CHECKOUT not in sys.path:
+  sys.path.insert(0, _CHECKOUT)
+
+import as_introvae_tf  # noqa: E402
+from as_introvae_tf import visualize  # noqa: E402
 
 
 def main():

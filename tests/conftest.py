@@ -1,7 +1,7 @@
 """Test setup: split the CPU into 2 logical devices before TensorFlow initialises them.
 
-MirroredStrategy(["/cpu:0", "/cpu:1"]) then runs two real replicas on one CPU
-(../shared/design/ECOSYSTEM.md). This must run before anything touches TF devices.
+MirroredStrategy(["/cpu:0", "/cpu:1"]) then runs two real replicas on one CPU.
+This must run before anything touches TF devices.
 """
 
 import os
@@ -10,7 +10,7 @@ import resource
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # tf.data autotuning off in this process and the subprocesses tests start
 # (as_introvae_tf/data/common.py `with_pipeline_options`): with three pytest workers on two
-# cores, deleting an autotuned iterator stalled single tests for 30-90 s (BUILD.md "Tests").
+# cores, deleting an autotuned iterator stalled single tests for 30-90 s (docs/measurements.md).
 os.environ.setdefault("AS_INTROVAE_DATA_AUTOTUNE", "0")
 
 import pytest  # noqa: E402
@@ -54,7 +54,7 @@ _LONGEST_FIRST = (
   "tests/test_baselines.py::test_two_d_run_logs_and_resumes",
 )
 """The tests that cost most (10-60 CPU s each, their subprocesses included: `TEST_CPU_LOG`,
-BUILD.md "Tests"), costliest first. They are handed out first, so that none starts last and
+docs/measurements.md), costliest first. They are handed out first, so that none starts last and
 keeps one worker busy after the others have finished. A test missing here is only scheduled
 later; refresh the list from `python tools/test_cpu.py` when the costliest tests change."""
 
@@ -147,7 +147,7 @@ _CPU_LOG_ENV = "TEST_CPU_LOG"
 to) writes each test's CPU seconds (its process and the subprocesses it waited for; setup,
 call and teardown) to FOLDER/cpu_<pid>.tsv, one file per worker. Unlike `--durations` (wall
 time, which on 2 cores under `-n 3` mostly measures what the other workers were doing) it
-stays meaningful with other jobs running. BUILD.md "Tests" sums it per file."""
+stays meaningful with other jobs running. BUILD.md "The test suite" sums it per file."""
 
 
 def _cpu_seconds():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot GPU check (BUILD.md "GPU check"): installs what is missing, runs the GPU-relevant
+# One-shot GPU check (docs/gpu-check.md): installs what is missing, runs the GPU-relevant
 # tests (mixed precision, --deterministic, XLA), then times the reference networks' training
 # steps (tools/device_check.py) and writes OUT/device_check.json and OUT/device_check.md.
 # Sized to finish within 8 minutes on one GPU.

@@ -2,7 +2,7 @@
 
 `benchmark.py`, `reproduce_2d.py` (each result file's "cpu") and `device_check.py` write the CPU
 beside their numbers, because a time or a thread setting measured on one CPU does not hold on
-another (BUILD.md). The CPU's model and flags come from py-cpuinfo (`cpuinfo.get_cpu_info()`:
+another (docs/benchmark.md). The CPU's model and flags come from py-cpuinfo (`cpuinfo.get_cpu_info()`:
 /proc/cpuinfo on Linux, CPUID elsewhere); without py-cpuinfo (a bare GPU image running
 `device_check.sh`) the model is `platform.processor()` and the extensions are unknown.
 

@@ -1,5 +1,6 @@
-"""Generated blocks of README.md: the text between `<!-- BEGIN key -->` and `<!-- END key -->`
-(written by tools/reproduce_2d.py and tools/reference_2d.py)."""
+"""Generated blocks of a Markdown file (README.md, docs/results.md): the text between
+`<!-- BEGIN key -->` and `<!-- END key -->` (written by tools/reproduce_2d.py,
+tools/reference_2d.py and tools/results_summary.py)."""
 
 import os
 

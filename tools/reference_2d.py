@@ -30,12 +30,12 @@ Needs PyTorch (CPU): `pip install torch==2.13.0`.
 Writes one JSON per seed to `--results_dir` (default results/2d/reference_port), named
 `8gaussians_<steps>_seed<k>.json`, and skips seeds whose file exists.
 
-  python tools/reference_2d.py --assemble_only --readme=README.md
+  python tools/reference_2d.py --assemble_only --readme=docs/results.md
 
 trains nothing: it prints, for each budget with reference runs, the reference runs next to
 ours at the same budget (results/2d/datasets: the `official5000` variant at 5000 steps, the
 reference defaults at 30000) with a two-sided exact Mann-Whitney test of the KLs, and with
-`--readme` replaces the README block `<!-- BEGIN reference_2d -->` ... `<!-- END reference_2d -->`.
+`--readme` replaces the block `<!-- BEGIN reference_2d -->` ... `<!-- END reference_2d -->`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The test command of README.md and CI: installs what is missing, then runs the fast suite
+# The test command of README.md and CI: installs what is missing, checks the style and builds
+# the documentation site, then runs the fast suite
 # (tests marked `large` are skipped; `python -m pytest --run_large` runs them too) on
 # TEST_WORKERS pytest-xdist workers (default 3 on the 2-core CI machine and ours: a third worker
-# fills the moments a worker waits on a subprocess; BUILD.md "Tests"), each test to whichever
+# fills the moments a worker waits on a subprocess; docs/measurements.md), each test to whichever
 # worker is free, except that the tests sharing a module-scoped fixture (a trained
 # run, an export) stay together (`--dist loadgroup`; tests/conftest.py marks them), so it is
 # built once.
@@ -12,5 +13,8 @@ bash tools/setup.sh
 # One code style (pyproject.toml [tool.ruff]): `ruff format .` fixes what the first line finds.
 ruff format --check --quiet . || { echo "error: files above are not formatted: run 'ruff format .'" >&2; exit 1; }
 ruff check --quiet .
+# The reference site (mkdocs.yml): a broken link, a missing page or a docstring that no longer
+# renders fails here.
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet   # into site/ (git-ignored)
 export TF_CPP_MIN_LOG_LEVEL=2
 python -m pytest -q -n "${TEST_WORKERS:-3}" --dist loadgroup "$@"

@@ -15,7 +15,8 @@ What a ``--dataset`` string means (:func:`parse_dataset`):
   2. a prepared TFDS dataset in ``--data_dir`` (default the TFDS cache,
      ``~/tensorflow_datasets``);
   3. ``cifar10`` only: the JPEG folder ``<shared data>/cifar10`` when it exists (this
-     repository's tests: ``$AS_INTROVAE_SHARED_DATA``, else ``<repo root>/../shared/data``);
+     repository's tests: ``$AS_INTROVAE_SHARED_DATA``, else the ``shared/data`` folder beside
+     the repository root);
   4. a TFDS download into ``--data_dir`` when the network answers;
   5. otherwise a ``FileNotFoundError`` naming what to download or install.
 * ``folder:PATH``: an image folder, ``PATH/{train,test}/<class>/<img>``, ``PATH/<class>/<img>`` or

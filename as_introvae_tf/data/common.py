@@ -38,7 +38,7 @@ class DatasetSpec:
 
 def shared_data_dir() -> pathlib.Path:
   """The project's shared real-data folder: ``$AS_INTROVAE_SHARED_DATA`` if set, else
-  ``<repo root>/../shared/data`` located from this file."""
+  the ``shared/data`` folder beside the repository root, located from this file."""
   env = os.environ.get(SHARED_DATA_ENV)
   if env:
     return pathlib.Path(env).expanduser().resolve()
@@ -99,7 +99,7 @@ def with_pipeline_options(ds: tf.data.Dataset) -> tf.data.Dataset:
   """``ds`` with the package's ``tf.data.Options``: with ``$AS_INTROVAE_DATA_AUTOTUNE=0``,
   ``autotune.enabled = False``; otherwise ``ds`` unchanged (TensorFlow's default, autotuning on).
 
-  Why the switch exists (BUILD.md "Stalls: tf.data autotuning"; TensorFlow 2.21, 2 cores):
+  Why the switch exists (docs/measurements.md, "Stalls: tf.data autotuning"; TensorFlow 2.21, 2 cores):
   deleting an iterator waits for its autotuning thread, which sleeps between optimisations
   for a period that doubles up to 60 s. On a busy CPU (other processes on every core) the
   deletion often waited for that sleep: 2.4 s instead of 0.3 s in 6 of 12 tries for iterators

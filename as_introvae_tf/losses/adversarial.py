@@ -2,12 +2,13 @@
 `losses_impl.py` is the model).
 
 * AVAE: Khan, Hayat & Barnes 2018, "Adversarial Training of Variational Auto-encoders for High
-  Fidelity Image Generation" (`../shared/papers/avae-khan2018.md`, eq. 2-15): the normalized L1
+  Fidelity Image Generation" (https://arxiv.org/abs/1804.10323, eq. 2-15): the normalized L1
   errors, the encoder/generator/discriminator losses, the equilibrium error and the PID update
   of `k_t`.
-* WGAN-GP: Gulrajani et al. 2017, "Improved Training of Wasserstein GANs" (Algorithm 1; authors'
-  code `igul222/improved_wgan_training`): interpolates, the gradient penalty, the critic and
-  generator losses.
+* WGAN-GP: Gulrajani et al. 2017, "Improved Training of Wasserstein GANs"
+  (https://arxiv.org/abs/1704.00028, Algorithm 1; authors' code
+  https://github.com/igul222/improved_wgan_training): interpolates, the gradient penalty, the
+  critic and generator losses.
 
 Each function gives its formula and source equation; they return one value per example,
 float32 `[B]`, except the PID update and the balance terms, which act on batch means (scalars).
@@ -21,7 +22,7 @@ import tensorflow as tf
 def l1_error(x, y):
   """Mean absolute error per example: `(1 / |x|) * ||x - y||_1`.
 
-  The normalized L1 distance of avae-khan2018.md eq. 2 (`L_e`), eq. 7 (`L_d`, `L_g`, `L_v`)
+  The normalized L1 distance of eq. 2 (`L_e`), eq. 7 (`L_d`, `L_g`, `L_v`)
   and eq. 9 (`L_s`), where `|x|` is the number of elements of one example.
 
   Args:
@@ -37,13 +38,14 @@ def l1_error(x, y):
 
 
 def avae_encoder_loss(l_n, l_s, l_e, *, beta, gamma):
-  """Encoder loss per example: `L_enc = L_n + beta * L_s + gamma * L_e` (avae-khan2018.md eq. 15).
+  """Encoder loss per example: `L_enc = L_n + beta * L_s + gamma * L_e` (eq. 15).
 
   Args:
     l_n: float32 `[B]`, KL(q(z|x) || N(0, I)) in nats (`L_n`, eq. 3).
     l_s: float32 `[B]`, latent perceptual term `|E'(x) - E'(x_v)|` (eq. 9).
     l_e: float32 `[B]`, VAE reconstruction `|x - x_v|` (eq. 2).
-    beta, gamma: weights (paper: 0.1, 0.1).
+    beta: weight of `L_s` (paper: 0.1).
+    gamma: weight of `L_e` (paper: 0.1).
 
   Returns:
     float32 `[B]`.
@@ -53,13 +55,16 @@ def avae_encoder_loss(l_n, l_s, l_e, *, beta, gamma):
 
 def avae_generator_loss(l_g, l_v, l_s, l_e, *, alpha, beta, gamma):
   """Generator (decoder) loss per example:
-  `L_gen = L_g + alpha * L_v + beta * L_s + gamma * L_e` (avae-khan2018.md eq. 14).
+  `L_gen = L_g + alpha * L_v + beta * L_s + gamma * L_e` (eq. 14).
 
   Args:
     l_g: float32 `[B]`, the discriminator's reconstruction error of fakes `|x_g - D'(E'(x_g))|`.
     l_v: float32 `[B]`, its reconstruction error of VAE reconstructions `|x_v - D'(E'(x_v))|`.
-    l_s, l_e: as in `avae_encoder_loss`.
-    alpha, beta, gamma: weights (paper: 0.3, 0.1, 0.1).
+    l_s: as in `avae_encoder_loss`.
+    l_e: as in `avae_encoder_loss`.
+    alpha: weight of `L_v` (paper: 0.3).
+    beta: weight of `L_s` (paper: 0.1).
+    gamma: weight of `L_e` (paper: 0.1).
 
   Returns:
     float32 `[B]`.
@@ -69,11 +74,12 @@ def avae_generator_loss(l_g, l_v, l_s, l_e, *, alpha, beta, gamma):
 
 def avae_discriminator_loss(l_d, l_g, l_v, *, k, alpha):
   """Discriminator loss per example: `L_dis = L_d - k_{t-1} * (L_g + alpha * L_v)`
-  (avae-khan2018.md eq. 13).
+  (eq. 13).
 
   Args:
     l_d: float32 `[B]`, the discriminator's reconstruction error of real data `|x - D'(E'(x))|`.
-    l_g, l_v: as in `avae_generator_loss`.
+    l_g: as in `avae_generator_loss`.
+    l_v: as in `avae_generator_loss`.
     k: float32 scalar, the equilibrium weight of the PREVIOUS step, `k_{t-1}`.
     alpha: weight of `L_v` (paper: 0.3).
 
@@ -84,7 +90,7 @@ def avae_discriminator_loss(l_d, l_g, l_v, *, k, alpha):
 
 
 def avae_balance_error(l_d, l_g, l_v, *, eta, alpha):
-  """Equilibrium error `e_t = eta * L_d - (L_g + alpha * L_v)` (avae-khan2018.md eq. 11).
+  """Equilibrium error `e_t = eta * L_d - (L_g + alpha * L_v)` (eq. 11).
 
   Eq. 11 is printed `eta L_d - L_g + alpha L_v`; the bracket is restored from eq. 10 (the target
   ratio `eta = (E[L_g] + alpha E[L_v]) / E[L_d]`, at which `e_t = 0`) and from the paper's
@@ -92,7 +98,9 @@ def avae_balance_error(l_d, l_g, l_v, *, eta, alpha):
   (fakes reconstructed too well) raises `k_t`.
 
   Args:
-    l_d, l_g, l_v: float32 scalars (global-batch means) or `[B]` tensors.
+    l_d: float32 scalar (a global-batch mean) or `[B]` tensor, `L_d`.
+    l_g: the same for `L_g`.
+    l_v: the same for `L_v`.
     eta: the diversity ratio (paper: 0.5).
     alpha: weight of `L_v` (paper: 0.3).
 
@@ -103,11 +111,15 @@ def avae_balance_error(l_d, l_g, l_v, *, eta, alpha):
 
 
 def avae_convergence(l_d, l_g, l_v, *, eta, alpha):
-  """Convergence measure `L_d + |eta * L_d - L_g - alpha * L_v|` (avae-khan2018.md Sec. 3.4;
+  """Convergence measure `L_d + |eta * L_d - L_g - alpha * L_v|` (Sec. 3.4;
   BEGAN's `M_global`). Lower is better.
 
   Args:
-    l_d, l_g, l_v, eta, alpha: as in `avae_balance_error`.
+    l_d: as in `avae_balance_error`.
+    l_g: as in `avae_balance_error`.
+    l_v: as in `avae_balance_error`.
+    eta: as in `avae_balance_error`.
+    alpha: as in `avae_balance_error`.
 
   Returns:
     float32, the shape of the inputs.
@@ -116,7 +128,7 @@ def avae_convergence(l_d, l_g, l_v, *, eta, alpha):
 
 
 def pid_update(k_prev, e_t, e_prev, e_prev2, *, ki, kp, kd, clip=True):
-  """The PID update of the equilibrium weight (avae-khan2018.md eq. 12), velocity form:
+  """The PID update of the equilibrium weight (eq. 12), velocity form:
 
     k_t = k_{t-1} + ki * e_t + kp * (e_t - e_{t-1}) + kd * (e_t - 2 e_{t-1} + e_{t-2})
 
@@ -126,8 +138,12 @@ def pid_update(k_prev, e_t, e_prev, e_prev2, *, ki, kp, kd, clip=True):
 
   Args:
     k_prev: float32 scalar, `k_{t-1}`.
-    e_t, e_prev, e_prev2: float32 scalars, the errors of steps t, t-1, t-2 (`avae_balance_error`).
-    ki, kp, kd: gains (paper: 1e-3, 1e-5, 1e-5).
+    e_t: float32 scalar, the error of step t (`avae_balance_error`).
+    e_prev: the same of step t-1.
+    e_prev2: the same of step t-2.
+    ki: integral gain (paper: 1e-3).
+    kp: proportional gain (paper: 1e-5).
+    kd: derivative gain (paper: 1e-5).
     clip: clip `k_t` to [0, 1] as BEGAN does (the AVAE paper extends BEGAN's equilibrium and
       does not say; `--avae_clip_k`).
 
@@ -143,7 +159,8 @@ def interpolate(x_real, x_fake, eps):
   `x_hat = eps * x_real + (1 - eps) * x_fake` (Gulrajani et al. 2017, Algorithm 1 line 6).
 
   Args:
-    x_real, x_fake: float32 `[B, ...]`, the same shape.
+    x_real: float32 `[B, ...]`.
+    x_fake: float32, the shape of `x_real`.
     eps: float32 `[B]`, one U[0, 1] draw per example.
 
   Returns:
@@ -195,7 +212,8 @@ def wasserstein_critic_loss(score_real, score_fake):
   (Gulrajani et al. 2017, Algorithm 1 line 7; `disc_cost` in the authors' code).
 
   Args:
-    score_real, score_fake: float32 `[B]` critic scores.
+    score_real: float32 `[B]` critic scores of real data.
+    score_fake: float32 `[B]` critic scores of fakes.
 
   Returns:
     float32 `[B]`; its negative batch mean estimates the Wasserstein-1 distance.

@@ -4,16 +4,16 @@ Every function here is pure: tensors in, tensors out, no variables, no randomnes
 terms return float32 `[B]` (batch axis first). Averaging over the GLOBAL batch and the replica
 scaling happen once, in the methods' `train_step` (`methods/base.py`).
 
-Notation follows `../shared/design/METHOD.md`:
+Notation (docs/method.md writes every term out):
 
 * `rec(x, y)`: sum over all pixels/coordinates of `(x - y)^2`.
 * `kl(mu, logvar)`: KL(N(mu, diag(exp(logvar))) || N(0, I)) in nats, via TFP.
 * `s`: the scale 1 / input dimension (S-IntroVAE, Algorithm 1; `scale` in the reference code).
 * expELBO: `exp(alpha * s * ELBO)` with `ELBO = -(beta_rec * rec + beta_neg * kl)`, alpha = 2.
 
-Sources: S-IntroVAE = Daniel & Tamar, CVPR 2021 (soft-introvae.md eq. 4, Algorithm 1) and the
-reference code `taldatech/soft-intro-vae-pytorch`; IntroVAE = Huang et al., NeurIPS 2018
-(Algorithm 1).
+Sources: S-IntroVAE = Daniel & Tamar, CVPR 2021, https://arxiv.org/abs/2012.13253 (eq. 4,
+Algorithm 1), and the reference code https://github.com/taldatech/soft-intro-vae-pytorch;
+IntroVAE = Huang et al., NeurIPS 2018, https://arxiv.org/abs/1807.06358 (Algorithm 1).
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def reparameterize(mu, logvar, eps):
   """`z = mu + exp(0.5 * logvar) * eps` (the reparameterization trick).
 
   Args:
-    mu, logvar: float32 `[B, D]`.
+    mu: float32 `[B, D]`.
+    logvar: float32 `[B, D]`.
     eps: float32 `[B, D]`, standard normal noise (drawn by the caller, so that the step is
       reproducible and independent of the number of replicas).
 
@@ -109,13 +110,14 @@ def exp_elbo(rec, kl, *, scale, beta_rec, beta_neg, alpha=2.0):
   """expELBO per example: `exp(-alpha * s * (beta_rec * rec + beta_neg * kl))`.
 
   S-IntroVAE eq. 4 with alpha = 2 (the reference's `(-2 * scale * (...)).exp()`); for
-  AS-IntroVAE pass `kl = c * kl_s + (1 - c) * AS` (as-introvae.md eq. 6).
+  AS-IntroVAE pass `kl = c * kl_s + (1 - c) * AS` (the AS-IntroVAE paper's eq. 9).
 
   Args:
     rec: float32 `[B]`, `rec(x_s, D(z_s))`.
     kl: float32 `[B]` (or broadcastable), the KL (or KL/AS mix) in nats.
     scale: `s`, Python float.
-    beta_rec, beta_neg: non-negative weights.
+    beta_rec: non-negative weight of `rec`.
+    beta_neg: non-negative weight of `kl`.
     alpha: the exponent factor, 2 in both papers.
 
   Returns:
@@ -126,7 +128,7 @@ def exp_elbo(rec, kl, *, scale, beta_rec, beta_neg, alpha=2.0):
 
 
 # ---------------------------------------------------------------------------------------------
-# S-IntroVAE (soft-introvae.md eq. 4, Algorithm 1)
+# S-IntroVAE (the S-IntroVAE paper's eq. 4, Algorithm 1)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -139,9 +141,13 @@ def soft_introvae_encoder_loss(
   (reference `lossE = lossE_real + lossE_fake`); its batch mean is the reference's scalar.
 
   Args:
-    rec_real, kl_real: float32 `[B]`, ELBO terms of the real batch.
-    exp_elbo_rec, exp_elbo_fake: float32 `[B]`, expELBO of the reconstructions and the fakes.
-    scale, beta_rec, beta_kl: see `exp_elbo`.
+    rec_real: float32 `[B]`, the real batch's reconstruction error.
+    kl_real: float32 `[B]`, the real batch's KL.
+    exp_elbo_rec: float32 `[B]`, expELBO of the reconstructions.
+    exp_elbo_fake: float32 `[B]`, expELBO of the fakes.
+    scale: see `exp_elbo`.
+    beta_rec: see `exp_elbo`.
+    beta_kl: see `exp_elbo`.
 
   Returns:
     float32 `[B]`.
@@ -160,8 +166,10 @@ def soft_introvae_decoder_loss(
 
   Args:
     rec_real: float32 `[B]`, `rec(x, D(sg(z)))`.
-    kl_rec, kl_fake: float32 `[B]`, KL of the posteriors of the reconstructions and fakes.
-    rr_rec, rr_fake: float32 `[B]`, `rec(sg(x_s), D(sg(z_s)))`.
+    kl_rec: float32 `[B]`, KL of the posteriors of the reconstructions.
+    kl_fake: float32 `[B]`, KL of the posteriors of the fakes.
+    rr_rec: float32 `[B]`, `rec(sg(x_s), D(sg(z_s)))` of the reconstructions.
+    rr_fake: float32 `[B]`, the same of the fakes.
 
   Returns:
     float32 `[B]`.
@@ -176,7 +184,7 @@ def soft_introvae_decoder_loss(
 def vae_loss(rec, kl, *, scale, beta_rec, beta_kl):
   """(Negative, beta-weighted, scaled) ELBO per example: `s * (beta_rec * rec + beta_kl * kl)`.
 
-  The plain VAE and the `num_vae` warm-up of the introspective methods (METHOD.md, VAE).
+  The plain VAE and the `num_vae` warm-up of the introspective methods (docs/method.md, VAE).
 
   Returns:
     float32 `[B]`.
@@ -185,7 +193,7 @@ def vae_loss(rec, kl, *, scale, beta_rec, beta_kl):
 
 
 # ---------------------------------------------------------------------------------------------
-# IntroVAE (Huang et al. 2018, Algorithm 1; soft-introvae.md eq. 2)
+# IntroVAE (Huang et al. 2018, Algorithm 1; the S-IntroVAE paper's eq. 2)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -196,8 +204,10 @@ def introvae_encoder_loss(rec_real, kl_real, kl_rec, kl_fake, *, margin, alpha, 
   (IntroVAE Algorithm 1; no `s` scaling, as in the IntroVAE paper).
 
   Args:
-    rec_real, kl_real: float32 `[B]`.
-    kl_rec, kl_fake: float32 `[B]`, KL of the posteriors of `sg(x_r)` and `x_f`, in nats.
+    rec_real: float32 `[B]`.
+    kl_real: float32 `[B]`.
+    kl_rec: float32 `[B]`, KL of the posteriors of `sg(x_r)`, in nats.
+    kl_fake: float32 `[B]`, KL of the posteriors of `x_f`, in nats.
     margin: the hinge margin `m` in nats.
     alpha: weight of the adversarial terms (0.25 in the IntroVAE paper).
 

@@ -1,6 +1,6 @@
 """AVAE: an adversarial VAE with an auto-encoder discriminator (Khan, Hayat & Barnes 2018,
 "Adversarial Training of Variational Auto-encoders for High Fidelity Image Generation",
-`../shared/papers/avae-khan2018.md`, eq. 2-15, Algorithm 1).
+https://arxiv.org/abs/1804.10323, eq. 2-15, Algorithm 1).
 
 Generator = the project's VAE (encoder E, decoder D); discriminator = a plain auto-encoder
 (E', D') built by the same network builders. L1 losses normalized by the number of elements;
@@ -46,7 +46,8 @@ class AVAE(base.IntrospectiveVAE):
   replica computes the same values (aggregation ONLY_FIRST_REPLICA).
 
   Args:
-    encoder, decoder: the generator VAE (see `base.IntrospectiveVAE`).
+    encoder: the generator VAE's encoder (see `base.IntrospectiveVAE`).
+    decoder: the generator VAE's decoder.
     discriminator_encoder: `keras.Model` `x -> [code, unused]`, each float32 `[B, z_dim]`.
     discriminator_decoder: `keras.Model` `code [B, z_dim] -> x [B, *example_shape]`.
     avae_hparams: `AVAEHParams`.

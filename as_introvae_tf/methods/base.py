@@ -4,7 +4,8 @@ decoder, two (or more) optimizers and the alternating-update step plumbing.
 A method (`methods/<name>.py`) subclasses `IntrospectiveVAE`, declares `metric_names`,
 `hparams_class` and `divergence_hint`, and writes `introspective_step(x)`, which reads top to
 bottom like its paper's Algorithm 1: "Update E" with one `GradientTape`, then "Update D" with
-another, with `tf.stop_gradient` (`sg`) exactly where `../shared/design/METHOD.md` puts it.
+another, with `tf.stop_gradient` (`sg`) exactly where the paper and the authors' code put it
+(docs/method.md writes each step out).
 Everything else lives here: per-replica records, the NaN/inf policy, loss scaling, the decoder
 EMA, BatchNorm re-estimation, the fused passes, the noise and the global-batch reductions.
 
@@ -551,7 +552,7 @@ class IntrospectiveVAE(keras.Model):
   def vae_step(self, x):
     """One ELBO step on E and D.
 
-    The `vae` method: `L = s * mean(beta_rec * rec + beta_kl * kl)` (METHOD.md). The warm-up
+    The `vae` method: `L = s * mean(beta_rec * rec + beta_kl * kl)`. The warm-up
     of the introspective methods (`vae_phase`) with `warmup_loss="reference"`:
     `L = mean(beta_rec * rec + beta_kl * kl)` (no `s`), as the reference's `num_vae` loop
     (`train_soft_intro_vae_2d.py`: `loss = beta_rec * loss_rec + beta_kl * loss_kl`).

@@ -1,4 +1,4 @@
-"""The plain (beta-)VAE baseline (METHOD.md, VAE): every step is the ELBO step on E and D.
+"""The plain (beta-)VAE baseline (docs/method.md, VAE): every step is the ELBO step on E and D.
 
 `L = s * mean(beta_rec * rec + beta_kl * kl)`, the step the introspective methods also run
 during their `--num_vae` warm-up (`base.IntrospectiveVAE.vae_step`).

@@ -1,6 +1,8 @@
-"""WGAN-GP (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", Algorithm 1;
-authors' code `igul222/improved_wgan_training`, `gan_mnist.py`, `gan_cifar.py`, `gan_toy.py`),
-the comparison row of as-introvae.md Table 2.
+"""WGAN-GP (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs",
+https://arxiv.org/abs/1704.00028, Algorithm 1; authors' code
+https://github.com/igul222/improved_wgan_training, `gan_mnist.py`, `gan_cifar.py`,
+`gan_toy.py`), the comparison row of the AS-IntroVAE paper's Table 2
+(https://proceedings.mlr.press/v189/changjie23a.html).
 
 Generator = the project's decoder; critic = the project's encoder body with a `Dense(1)` head.
 Loss terms: `losses/adversarial.py`.

@@ -1,8 +1,8 @@
 """Asks a TF Serving instance for generated samples and writes them as one PNG grid.
 
-  python -m as_introvae_tf.serving.client --url=http://localhost:8501 --model=fmnist \
-      --num=16 --out=grid.png [--signature=serving_default] [--format=instances|inputs] \
-      [--seed_start=0] [--grpc=localhost:8500]
+    python -m as_introvae_tf.serving.client --url=http://localhost:8501 --model=fmnist \
+        --num=16 --out=grid.png [--signature=serving_default] [--format=instances|inputs] \
+        [--seed_start=0] [--grpc=localhost:8500]
 
 REST (default; standard library only): POST URL/v1/models/MODEL[/versions/V]:predict with the
 seeds `seed_start .. seed_start + num - 1`, either in the row format
