@@ -1,9 +1,9 @@
 """Reproduces the 2-D tables of the papers: KL, JSD, gnELBO, mean +- std over seeds.
 
 Tables:
-  c1c3      as-introvae.md Table 1: 8 Gaussians, VAE / IntroVAE / S-IntroVAE / AS-IntroVAE with
+  c1c3      AS-IntroVAE paper Table 1: 8 Gaussians, VAE / IntroVAE / S-IntroVAE / AS-IntroVAE with
             (beta_kl, beta_rec, beta_neg) = C1 (0.3, 0.1, 0.9), C2 (0.5, 0.1, 0.9), C3 (0.7, 0.2, 0.9)
-  datasets  soft-introvae.md Table 2: the four 2-D sets with the reference hyper-parameters
+  datasets  S-IntroVAE paper Table 2: the four 2-D sets with the reference hyper-parameters
             (configs/<dataset>_<method>.flags)
 
 Each run trains `configs/<dataset>_<method>.flags` with the overrides below in
@@ -22,7 +22,7 @@ its results carry the tag and form their own table.
 
   python tools/reproduce_2d.py --table=datasets --datasets=8gaussians --methods=soft_introvae --seeds=0,1,2
   python tools/reproduce_2d.py --table=c1c3 --methods=soft_introvae,as_introvae --seeds=0
-  python tools/reproduce_2d.py --table=c1c3 --assemble_only --readme=README.md
+  python tools/reproduce_2d.py --table=c1c3 --assemble_only --readme=docs/results.md
 
 Writes a Markdown table to stdout and to `--out` (default WORKROOT/TABLE.md), the raw numbers
 to `--out` + `.json`, and with `--readme` replaces the README block between
@@ -50,7 +50,7 @@ DATASETS = ("8gaussians", "2spirals", "checkerboard", "rings")
 COMBOS = {"C1": (0.3, 0.1, 0.9), "C2": (0.5, 0.1, 0.9), "C3": (0.7, 0.2, 0.9)}
 REFERENCE_STEPS = 30000
 
-PAPER = {  # as-introvae.md Table 1 (KL / JSD); soft-introvae.md Table 2 is added below
+PAPER = {  # AS-IntroVAE paper Table 1 (KL / JSD); S-IntroVAE paper Table 2 is added below
   ("C1", "vae"): "KL 220.2, JSD 110.1",
   ("C1", "introvae"): "KL 192.4, JSD 56.0",
   ("C1", "soft_introvae"): "KL 50.2, JSD 16.9",
@@ -64,7 +64,7 @@ PAPER = {  # as-introvae.md Table 1 (KL / JSD); soft-introvae.md Table 2 is adde
   ("C3", "soft_introvae"): "KL 46.2, JSD 9.6",
   ("C3", "as_introvae"): "KL 2.0, JSD 7.1",
 }
-_SOFT_TABLE2 = {  # soft-introvae.md Table 2: gnELBO (1e-7), KL, JSD; 5 seeds, 30000 steps
+_SOFT_TABLE2 = {  # S-IntroVAE paper Table 2: gnELBO (1e-7), KL, JSD; 5 seeds, 30000 steps
   "8gaussians": {
     "vae": (7.42, 6.72, 16.04),
     "introvae": (1.29, 2.53, 1.67),

@@ -1,9 +1,10 @@
 """AS-IntroVAE's loss terms: the AS-Distance, the annealing of `c`, and the surrogates that
-carry the AS-Distance's gradient into the encoder and decoder losses (as-introvae.md eq. 5-9).
+carry the AS-Distance's gradient into the encoder and decoder losses (AS-IntroVAE eq. 5-9).
 
 Pure functions: tensors in, tensors out, no variables, no randomness. The AS-Distance (a squared
 MMD over the whole batch) returns a scalar. Sources: AS-IntroVAE = Lu et al., ACML 2022
-(as-introvae.md eq. 5-9) and the reference code `LOUEY233/AS-IntroVAE` (`A_VAE.py`, `utils.py`).
+(eq. 5-9, https://proceedings.mlr.press/v189/changjie23a.html) and the reference code
+`LOUEY233/AS-IntroVAE` (`A_VAE.py`, `utils.py`).
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def _xla_as_blocks(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, reduction):
 
 
 def as_distance(mu_a, logvar_a, mu_b, logvar_b, *, kernel="per_dim", reduction="mean", xla=False):
-  """The AS-Distance between two batches of Gaussian posteriors (as-introvae.md eq. 7).
+  """The AS-Distance between two batches of Gaussian posteriors (AS-IntroVAE eq. 7).
 
   A squared MMD with a kernel on Gaussians:
   `AS = R_ij k(a_i, a_j) + R_ij k(b_i, b_j) - 2 R_ij k(a_i, b_j)`, R the reduction.
@@ -235,7 +236,7 @@ def as_distance(mu_a, logvar_a, mu_b, logvar_b, *, kernel="per_dim", reduction="
       function (`_xla_blocks`; the caller's step need not be compiled) instead of
       `_kernel_block`'s TF ops. The same formulas; XLA fuses the elementwise passes, which
       TF's CPU kernels run one by one through memory (about 3x faster on a CPU at
-      B = 512, D = 2; BUILD.md, "Benchmark"). Equal to float32 rounding
+      B = 512, D = 2; docs/benchmark.md). Equal to float32 rounding
       (`test_as_distance_xla_equals_the_plain_blocks`).
 
   Returns:
@@ -304,7 +305,7 @@ def as_encoder_surrogate(as_distance_value, mean_exp_elbo, *, c, scale, beta_neg
 
 
 def as_decoder_term(as_distance_value, *, c, scale, beta_kl):
-  """The decoder-phase AS-Distance term `s * 0.5 * beta_kl * (1 - c) * AS` (as-introvae.md
+  """The decoder-phase AS-Distance term `s * 0.5 * beta_kl * (1 - c) * AS` (AS-IntroVAE
   eq. 6; linear in AS, so its gradient needs no surrogate).
 
   Args:

@@ -1,4 +1,5 @@
-"""AS-IntroVAE (Lu et al., ACML 2022; as-introvae.md eq. 5-9, reference `A_VAE.py`)."""
+"""AS-IntroVAE (Lu et al., ACML 2022, https://proceedings.mlr.press/v189/changjie23a.html; eq. 5-9;
+reference code `LOUEY233/AS-IntroVAE`, `A_VAE.py`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from as_introvae_tf.methods import soft_introvae
 
 @methods.register("as_introvae")
 class ASIntroVAE(soft_introvae.SoftIntroVAE):
-  """AS-IntroVAE (Lu et al., ACML 2022; as-introvae.md eq. 5-9, reference `A_VAE.py`).
+  """AS-IntroVAE (Lu et al., ACML 2022; AS-IntroVAE eq. 5-9, reference `A_VAE.py`).
 
   In both phases the KL of the rec/fake posteriors inside the adversarial terms becomes
   `c * KL + (1 - c) * AS`, with `c` annealed from 0 to 1 over the first fifth of the run
@@ -77,7 +78,7 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
     return mu, logvar
 
   def _coefficient(self):
-    """`c(i)` of as-introvae.md eq. 9 (`LossHParams.anneal`, `anneal_origin`)."""
+    """`c(i)` of AS-IntroVAE eq. 9 (`LossHParams.anneal`, `anneal_origin`)."""
     horizon = self.hparams.anneal_steps or self.total_steps  # T (--anneal_steps, 0 = the run)
     if self.hparams.anneal_origin == "start":
       i, total = tf.cast(self.step, tf.int64), max(horizon, 1)

@@ -1,4 +1,4 @@
-"""S-IntroVAE (Daniel & Tamar, CVPR 2021; soft-introvae.md eq. 4, Algorithm 1)."""
+"""S-IntroVAE (Daniel & Tamar, CVPR 2021; eq. 4, https://arxiv.org/abs/2012.13253, Algorithm 1)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from as_introvae_tf.methods import base
 
 @methods.register("soft_introvae")
 class SoftIntroVAE(base.IntrospectiveVAE):
-  """S-IntroVAE (Daniel & Tamar, CVPR 2021; soft-introvae.md eq. 4, Algorithm 1).
+  """S-IntroVAE (Daniel & Tamar, CVPR 2021; S-IntroVAE eq. 4, Algorithm 1).
 
   AS-IntroVAE subclasses it and replaces the KL of the rec/fake posteriors inside the
   adversarial terms by `c * KL + (1 - c) * AS` through the hooks `_squash`, `_coefficient`,
