@@ -11,6 +11,7 @@ command, callable), `load` is `as_introvae_tf.api.load`.
 """
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "load", "train"]
 
 
 def load(path, decoder="ema", checkpoint=None):

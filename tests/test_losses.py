@@ -7,6 +7,7 @@ where the TF code is vectorised, plus TFP/SciPy where a distribution gives the a
 """
 
 import functools
+import importlib
 import math
 
 import numpy as np
@@ -16,6 +17,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from as_introvae_tf import losses
+
+# The module (the package's `as_distance` is the function of the same name).
+as_distance_lib = importlib.import_module("as_introvae_tf.losses.as_distance")
 
 tfd = tfp.distributions
 RNG = np.random.default_rng(0)
@@ -244,9 +248,9 @@ def _autodiff_as_distance(mu_a, lv_a, mu_b, lv_b, kernel, reduction):
   red = tf.reduce_mean if reduction == "mean" else tf.reduce_sum
   va, vb = tf.exp(lv_a), tf.exp(lv_b)
   if kernel == "per_dim":
-    k = losses._per_dim_kernel  # pylint: disable=protected-access
+    k = as_distance_lib._per_dim_kernel  # pylint: disable=protected-access
     return red(k(mu_a, va, mu_a, va)) + red(k(mu_b, vb, mu_b, vb)) - 2 * red(k(mu_a, va, mu_b, vb))
-  lk = losses._product_log_kernel  # pylint: disable=protected-access
+  lk = as_distance_lib._product_log_kernel  # pylint: disable=protected-access
   return (
     red(tf.exp(lk(mu_a, va, mu_a, va)))
     + red(tf.exp(lk(mu_b, vb, mu_b, vb)))
@@ -321,7 +325,7 @@ def test_as_distance_xla_equals_the_plain_blocks(kernel, reduction, dim, same):
     tape.watch(args)
     va, vb = tf.exp(args[1]), tf.exp(args[3])
     block = functools.partial(
-      losses._kernel_block,
+      as_distance_lib._kernel_block,
       kernel=kernel,
       reduction=reduction,  # pylint: disable=protected-access
       log_shift=tf.constant(0.0),

@@ -258,3 +258,28 @@ def test_training_command_runs_the_packaged_quickstart_from_another_folder(tmp_p
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.strip() == "(4, 28, 28, 1)"
   assert "oneDNN" not in proc.stderr
+
+
+def test_every_package_declares_all_and_leaks_no_module_it_imports():
+  """`__all__` in every package `__init__`, each name defined; `losses` re-exports its modules'
+  `__all__` only (no `tf`, `tfp`, `math` from star imports)."""
+  import importlib
+  import pkgutil
+
+  import as_introvae_tf
+
+  packages = ["as_introvae_tf"] + [
+    f"as_introvae_tf.{info.name}"
+    for info in pkgutil.iter_modules(as_introvae_tf.__path__)
+    if info.ispkg
+  ]
+  assert {"as_introvae_tf.losses", "as_introvae_tf.methods", "as_introvae_tf.data"} <= set(packages)
+  for name in packages:
+    package = importlib.import_module(name)
+    assert isinstance(package.__all__, list), name
+    assert [n for n in package.__all__ if not hasattr(package, n)] == [], name
+  losses = importlib.import_module("as_introvae_tf.losses")
+  assert not {"tf", "tfp", "math", "functools"} & set(vars(losses))
+  for module in ("adversarial", "as_distance", "introspective"):
+    names = importlib.import_module(f"as_introvae_tf.losses.{module}").__all__
+    assert set(names) <= set(losses.__all__), module

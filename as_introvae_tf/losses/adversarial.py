@@ -18,6 +18,21 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+__all__ = [
+  "l1_error",
+  "avae_encoder_loss",
+  "avae_generator_loss",
+  "avae_discriminator_loss",
+  "avae_balance_error",
+  "avae_convergence",
+  "pid_update",
+  "interpolate",
+  "critic_input_gradient_norm",
+  "gradient_penalty",
+  "wasserstein_critic_loss",
+  "wasserstein_generator_loss",
+]
+
 
 def l1_error(x, y):
   """Mean absolute error per example: `(1 / |x|) * ||x - y||_1`.

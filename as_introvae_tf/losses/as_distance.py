@@ -20,6 +20,18 @@ from as_introvae_tf.config import AS_KERNELS
 from as_introvae_tf.hparams import AS_XLA_MODES  # noqa: F401  (losses.AS_XLA_MODES)
 from as_introvae_tf.config import REDUCTIONS
 
+__all__ = [
+  "AS_KERNELS",
+  "AS_XLA_MODES",
+  "ANNEAL_MODES",
+  "REDUCTIONS",
+  "annealing_coefficient",
+  "as_distance",
+  "as_encoder_surrogate",
+  "as_decoder_term",
+]
+
+
 tfd = tfp.distributions
 
 

@@ -23,6 +23,22 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+__all__ = [
+  "reconstruction_error",
+  "posterior",
+  "standard_prior",
+  "gaussian_kl",
+  "reparameterize",
+  "input_scale",
+  "exp_elbo",
+  "soft_introvae_encoder_loss",
+  "soft_introvae_decoder_loss",
+  "vae_loss",
+  "introvae_encoder_loss",
+  "introvae_decoder_loss",
+]
+
+
 tfd = tfp.distributions
 
 

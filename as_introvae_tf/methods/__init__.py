@@ -20,6 +20,8 @@ import importlib
 import os
 import pkgutil
 
+__all__ = ["all_methods", "get", "names", "register"]
+
 _NOT_METHODS = frozenset({"base"})
 """Modules of this package that hold no method."""
 

@@ -9,6 +9,8 @@
   training code (importing this package imports nothing else).
 """
 
+__all__ = ["MAX_BATCH"]
+
 MAX_BATCH = 256
 """Default `--max_batch` of the exporter and the client: the most examples (seeds, codes,
 images) one serving call accepts."""
