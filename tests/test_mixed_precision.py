@@ -620,9 +620,10 @@ def test_jit_compile_gives_the_same_steps(method, policy, noise_table):
   for a, b in zip(_weights(plain), _weights(xla)):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
   for name, value in logs_plain.items():
-    np.testing.assert_allclose(
-      logs_xla[name], value, rtol=rtol_terms, atol=atol_terms, err_msg=name
-    )
+    # The AS-Distance's share of the exponent, w / (c KL + w), carries the AS-Distance's
+    # relative difference times (1 - share): up to 7.8e-4 (measured: 4.3e-4).
+    rtol = max(rtol_terms, 1e-3) if name.startswith("as_share") else rtol_terms
+    np.testing.assert_allclose(logs_xla[name], value, rtol=rtol, atol=atol_terms, err_msg=name)
   assert xla.non_finite_report() is None
 
 

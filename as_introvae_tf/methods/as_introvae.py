@@ -73,12 +73,13 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
     return self.as_distance_xla == "on"
 
   def _squash(self, mu, logvar):
+    """`--as_squash`: the reference code's tanh on the posteriors before the AS-Distance."""
     if self.hparams.as_squash == "tanh":
       return tf.tanh(mu), tf.tanh(logvar)
     return mu, logvar
 
   def _coefficient(self):
-    """`c(i)` of AS-IntroVAE eq. 9 (`LossHParams.anneal`, `anneal_origin`)."""
+    """`c(i)` of eq. 9 (`LossHParams.anneal`, `anneal_origin`, `anneal_steps`)."""
     horizon = self.hparams.anneal_steps or self.total_steps  # T (--anneal_steps, 0 = the run)
     if self.hparams.anneal_origin == "start":
       i, total = tf.cast(self.step, tf.int64), max(horizon, 1)
@@ -100,23 +101,6 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
       xla=self.xla_as_distance,
     )
 
-  def _encoder_as_term(self, as_e, exp_rec, exp_fake, c):
-    """`sg(d loss_E / dAS) * AS`: the AS-Distance enters every example's expELBO exponent, so
-    its gradient is the global-batch mean slope of `0.25 * (exp_rec + exp_fake)` times the
-    AS-Distance, whose own slice is live on this replica (exact once replicas are summed)."""
-    return losses.as_encoder_surrogate(
-      as_e,
-      self._global_batch_mean(exp_rec + exp_fake),
-      c=c,
-      scale=self.scale,
-      beta_neg=self.hparams.beta_neg,
-    )
-
-  def _decoder_as_term(self, squashed, c):
-    """`s * 0.5 * beta_kl * (1 - c) * AS` (linear in AS: no slope needed)."""
-    as_d = self._as_distance(*squashed, reduction=self.hparams.as_reduction_decoder)
-    return losses.as_decoder_term(as_d, c=c, scale=self.scale, beta_kl=self.hparams.beta_kl)
-
   def _as_logs(self, as_distance, c, kl_rec, kl_fake):
     """The AS metrics (see `metric_names`) from the encoder phase's scaled AS-Distance, `c`
     and the per-example KLs `[B]` of the reconstructions' and fakes' posteriors."""
@@ -128,3 +112,64 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
       "as_share_fake": tf.math.divide_no_nan(weighted, c * tf.reduce_mean(kl_fake) + weighted),
       "as_factor": tf.exp(-2.0 * self.scale * self.hparams.beta_neg * weighted),
     }
+
+
+class ASDivergence(soft_introvae.KLDivergence):
+  """AS-IntroVAE's adversarial divergence, eq. 9, in both phases: where S-IntroVAE has the KL
+  of a reconstruction's or fake's posterior, `c * KL + (1 - c) * AS`, with `c` annealed from 0
+  to 1 (`ASIntroVAE._coefficient`) and AS the AS-Distance between the posteriors of the
+  reconstructions and the fakes over the global batch (`ASIntroVAE._as_distance`, after the
+  optional squash; times `--as_scale`).
+
+  * Encoder phase (eq. 6, `A_VAE.py`'s encoder loss): the exponents take
+    `c * KL + (1 - c) * sg(AS)`; the AS-Distance's gradient enters through
+    `losses.as_encoder_surrogate` (`encoder_loss_term`), exact over the global batch.
+  * Decoder phase (eq. 9 with `A_VAE.py`'s weights): the decoder loss's KLs become `c * KL`
+    (of the squashed posteriors with `--as_decoder_kl_squashed`), and
+    `s * 0.5 * beta_kl * (1 - c) * AS` is added once (`losses.as_decoder_term`).
+  """
+
+  def encoder_phase(self, model, posterior_rec, posterior_fake, kl_rec, kl_fake):
+    c = model._coefficient()
+    squashed = model._squash(*posterior_rec) + model._squash(*posterior_fake)
+    as_e = model._as_distance(*squashed, reduction=model.hparams.as_reduction_encoder)
+    as_const = tf.stop_gradient(as_e)
+    return soft_introvae.EncoderDivergence(
+      rec=c * kl_rec + (1.0 - c) * as_const,
+      fake=c * kl_fake + (1.0 - c) * as_const,
+      state=(as_e, c),
+    )
+
+  def encoder_loss_term(self, model, div, exp_rec, exp_fake):
+    """`sg(d loss_E / dAS) * AS`: the AS-Distance enters every example's expELBO exponent, so
+    its gradient is the global-batch mean slope of `0.25 * (exp_rec + exp_fake)` times the
+    AS-Distance, whose own slice is live on this replica (exact once replicas are summed)."""
+    as_e, c = div.state
+    return losses.as_encoder_surrogate(
+      as_e,
+      model._global_batch_mean(exp_rec + exp_fake),
+      c=c,
+      scale=model.scale,
+      beta_neg=model.hparams.beta_neg,
+    )
+
+  def decoder_phase(self, model, posterior_rec, posterior_fake, encoder_div):
+    hp, (_, c) = model.hparams, encoder_div.state  # c(i) of this step, as the encoder's
+    squashed = model._squash(*posterior_rec) + model._squash(*posterior_fake)
+    kl_inputs = squashed if hp.as_decoder_kl_squashed else posterior_rec + posterior_fake
+    kl_rec, kl_fake = losses.gaussian_kl(*kl_inputs[:2]), losses.gaussian_kl(*kl_inputs[2:])
+    as_d = model._as_distance(*squashed, reduction=hp.as_reduction_decoder)
+    return soft_introvae.DecoderDivergence(
+      rec=c * kl_rec,
+      fake=c * kl_fake,
+      loss_term=losses.as_decoder_term(as_d, c=c, scale=model.scale, beta_kl=hp.beta_kl),
+      kl_rec=kl_rec,
+      kl_fake=kl_fake,
+    )
+
+  def logs(self, model, div, kl_rec, kl_fake):
+    as_e, c = div.state
+    return model._as_logs(tf.stop_gradient(as_e), c, kl_rec, kl_fake)
+
+
+ASIntroVAE.divergence_class = ASDivergence
