@@ -379,7 +379,7 @@
   }
 
   async function drawSliderView() {
-    sliderRunning = true;
+    sliderRunning = demo.sliderRunning = true;
     try {
       do {
         sliderPending = false;
@@ -402,7 +402,7 @@
         demo.sliderDraws = (demo.sliderDraws || 0) + 1;
       } while (sliderPending);
     } finally {
-      sliderRunning = false;
+      sliderRunning = demo.sliderRunning = false;
     }
   }
 
