@@ -13,4 +13,6 @@ bash tools/setup.sh
 ruff format --check --quiet . || { echo "error: files above are not formatted: run 'ruff format .'" >&2; exit 1; }
 ruff check --quiet .
 export TF_CPP_MIN_LOG_LEVEL=2
+# tests/test_web.py fails (not skips) without Chromium or onnxruntime-web: setup.sh installs them.
+export AS_INTROVAE_REQUIRE_BROWSER=1
 python -m pytest -q -n "${TEST_WORKERS:-3}" --dist loadgroup "$@"
