@@ -355,7 +355,8 @@ def _edit_card(**fields):
       "onnxruntime-web WebAssembly files",
     ),
     ("no_ort", lambda t: (t / "ort.wasm.min.js").unlink(), "ort.wasm.min.js) did not load"),
-    ("no_onnx", lambda t: (t / "decoder.onnx").unlink(), "Could not load decoder.onnx"),
+    ("no_onnx", lambda t: (t / "decoder.onnx").unlink(), "decoder.onnx could not be loaded"),
+    ("bad_onnx", lambda t: (t / "decoder.onnx").write_bytes(b"x"), "Could not load decoder.onnx"),
   ],
 )
 def test_a_bad_export_folder_shows_a_readable_error(

@@ -134,16 +134,25 @@
     }
     ort.env.wasm.numThreads = 1; // no cross-origin isolation on a plain static server
     ort.env.wasm.wasmPaths = new URL("./", window.location.href).href;
+    let bytes;
     try {
-      session = await ort.InferenceSession.create("decoder.onnx", {
-        executionProviders: ["wasm"],
-      });
+      const response = await fetch("decoder.onnx", { cache: "no-store" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      bytes = new Uint8Array(await response.arrayBuffer());
     } catch (e) {
-      const text = describe(e);
+      throw new Error(
+        `decoder.onnx could not be loaded from beside this page (${describe(e)}). Serve the ` +
+          "web/ folder that `python -m as_introvae_tf.export --web` wrote."
+      );
+    }
+    try {
+      session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+    } catch (e) {
+      const text = describe(e).replace(/\.+$/, "");
       const hint = /wasm|backend|import|fetch|WebAssembly/i.test(text)
         ? " The onnxruntime-web WebAssembly files (ort-wasm-simd-threaded.wasm and .mjs) must " +
           "be in this folder and served over http."
-        : " Is decoder.onnx in this folder and the one the export wrote?";
+        : " Is decoder.onnx the file the export wrote, undamaged?";
       throw new Error(`Could not load decoder.onnx with onnxruntime-web: ${text}.${hint}`);
     }
     if (!session.inputNames.includes("z")) {
