@@ -355,6 +355,8 @@ def _edit_card(**fields):
       "onnxruntime-web WebAssembly files",
     ),
     ("no_ort", lambda t: (t / "ort.wasm.min.js").unlink(), "ort.wasm.min.js) did not load"),
+    ("no_demo_js", lambda t: (t / "demo.js").unlink(), "demo.js did not load"),
+    ("no_seeds_js", lambda t: (t / "seeds.js").unlink(), "seeds.js did not load"),
     ("no_onnx", lambda t: (t / "decoder.onnx").unlink(), "decoder.onnx could not be loaded"),
     ("bad_onnx", lambda t: (t / "decoder.onnx").write_bytes(b"x"), "Could not load decoder.onnx"),
   ],

@@ -28,7 +28,8 @@
   function fail(message) {
     demo.errors.push(message);
     const box = $("error");
-    box.textContent = message;
+    // (index.html may have named a script file that did not load already)
+    box.textContent = box.textContent ? `${box.textContent}\n${message}` : message;
     box.hidden = false;
     $("demo").hidden = true;
     setStatus("error", "The demo cannot run:");
