@@ -24,7 +24,7 @@ from as_introvae_tf import export_lib
 from as_introvae_tf.serving import signatures
 from as_introvae_tf.serving import web
 
-from test_export import _train  # the tiny runs of the export tests
+from test_export import _export, _train  # the tiny runs and the export CLI of the export tests
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -61,18 +61,24 @@ def _ort_web_or_missing():
 
 
 @pytest.fixture(scope="module")
-def image_export(tmp_path_factory):
-  """ExportResult of a tiny Fashion-MNIST run (z_dim 4), ONNX + web demo."""
+def image_run(tmp_path_factory):
+  """A tiny Fashion-MNIST run (z_dim 4)."""
   _ort_web_or_missing()
-  workdir = _train(
+  return _train(
     tmp_path_factory.mktemp("image_run"),
     dataset="fashion_mnist",
     filters=(8, 16),
     z_dim=Z_DIM,
     batch_size=8,
   )
-  out = tmp_path_factory.mktemp("exports")
-  return export_lib.export_run(workdir, str(out / "fm"), formats=["onnx"], web=True)
+
+
+@pytest.fixture(scope="module")
+def image_export(image_run, tmp_path_factory):
+  """The version folder of `python -m as_introvae_tf.export --format=onnx --web` of it."""
+  out = tmp_path_factory.mktemp("exports") / "fm"
+  assert _export([f"--workdir={image_run}", f"--export_dir={out}", "--format=onnx", "--web"]) == 0
+  return str(out / "1")
 
 
 @pytest.fixture(scope="module")
@@ -230,21 +236,26 @@ def test_web_flag_errors_name_the_fix(tmp_path, monkeypatch):
     web.write_web_demo(str(tmp_path))
 
 
-def test_export_writes_the_page_beside_the_decoder(image_export, capsys):
-  web_dir = os.path.join(image_export.version_dir, "web")
-  assert "web/" in image_export.files
+def test_export_writes_the_page_beside_the_decoder(image_export, image_run, tmp_path, capsys):
+  web_dir = os.path.join(image_export, "web")
   expected = set(web.PAGE_FILES + web.ORT_WEB_FILES + web.EXPORT_FILES)
   assert set(os.listdir(web_dir)) == expected
+  with open(os.path.join(image_export, "model_card.json")) as f:
+    assert json.load(f)["web_demo"].startswith("web/index.html")
+  out = tmp_path / "e"
+  assert _export([f"--workdir={image_run}", f"--export_dir={out}", "--format=saved_model", "--web"])
+  assert "error: --web needs the ONNX decoder: add onnx to --format" in capsys.readouterr().err
+  assert not out.exists()
   for name in web.EXPORT_FILES:
     with open(os.path.join(web_dir, name), "rb") as a:
-      with open(os.path.join(image_export.version_dir, name), "rb") as b:
+      with open(os.path.join(image_export, name), "rb") as b:
         assert a.read() == b.read(), name
   with open(os.path.join(web_dir, "index.html")) as f:
     html = f.read()
   assert "http://" not in html.replace("http://127.0.0.1", "") and "https://" not in html
-  assert web.main(["--version_dir", image_export.version_dir]) == 0  # exists: kept
+  assert web.main(["--version_dir", image_export]) == 0  # exists: kept
   assert "python -m http.server -d" in capsys.readouterr().out
-  assert web.main(["--version_dir", image_export.version_dir, "--overwrite"]) == 0
+  assert web.main(["--version_dir", image_export, "--overwrite"]) == 0
   assert set(os.listdir(web_dir)) == expected
 
 
@@ -252,7 +263,7 @@ def test_export_writes_the_page_beside_the_decoder(image_export, capsys):
 
 
 def test_page_draws_the_samples_of_generate_and_moves_with_the_sliders(image_export, site, browser):
-  version_dir = image_export.version_dir
+  version_dir = image_export
   _, url = _publish(os.path.join(version_dir, "web"), site, "fm")
   assert _open(browser, url) == "ready", browser.find_element("id", "error").text
   # Everything the page loaded came from this server (no CDN, nothing from outside).
@@ -293,7 +304,7 @@ def test_page_draws_the_samples_of_generate_and_moves_with_the_sliders(image_exp
 
 
 def test_inputs_the_page_cannot_handle_show_a_message(image_export, site, browser):
-  _, url = _publish(os.path.join(image_export.version_dir, "web"), site, "fm_inputs")
+  _, url = _publish(os.path.join(image_export, "web"), site, "fm_inputs")
   assert _open(browser, url) == "ready"
   for field, value, form, error, message in (
     (
@@ -364,7 +375,7 @@ def _edit_card(**fields):
 def test_a_bad_export_folder_shows_a_readable_error(
   image_export, site, browser, name, change, message
 ):
-  url = _broken(os.path.join(image_export.version_dir, "web"), site, name, change)
+  url = _broken(os.path.join(image_export, "web"), site, name, change)
   assert _open(browser, url) == "error"
   error = browser.find_element("id", "error")
   assert error.is_displayed() and message in error.text, error.text
