@@ -93,7 +93,7 @@ def export_2d(tmp_path_factory):
     num_layers=1,
   )
   out = tmp_path_factory.mktemp("exports")
-  return export_lib.export_run(workdir, str(out / "g8"), formats=["onnx"], web=True)
+  return export_lib.export_run(workdir, str(out / "g8"), web=True)  # SavedModel too
 
 
 @pytest.fixture(scope="module")
@@ -391,3 +391,9 @@ def test_2d_model_samples_as_a_scatter_plot(export_2d, site, browser):
   assert points.size == 2 * 1000
   expected = _onnx(export_2d.version_dir, signatures.seeds_to_z_numpy(range(1000), 2))
   np.testing.assert_allclose(points.reshape(-1, 2), expected, atol=FLOAT_TOL)
+  # ... and the SavedModel's `generate` signature for the same seeds (the served samples).
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  generate = tf.saved_model.load(export_2d.version_dir).signatures["generate"]
+  served = generate(seeds=tf.range(256, dtype=tf.int64))["images"].numpy()
+  np.testing.assert_allclose(points.reshape(-1, 2)[:256], served, atol=FLOAT_TOL)
