@@ -271,7 +271,7 @@
       ctx.fillRect(px(points[i]) - 1.5, py(points[i + 1]) - 1.5, 3, 3);
     }
     if (marks && marks.points.length) {
-      ctx.strokeStyle = ctx.fillStyle = marks.color || "#d33";
+      ctx.strokeStyle = ctx.fillStyle = marks.color || "#d00";
       if (marks.line) {
         ctx.beginPath();
         for (let i = 0; i + 1 < marks.points.length; i += 2) {
@@ -280,10 +280,13 @@
         }
         ctx.stroke();
       }
+      ctx.lineWidth = 1.5;
       for (let i = 0; i + 1 < marks.points.length; i += 2) {
         ctx.beginPath();
-        ctx.arc(px(marks.points[i]), py(marks.points[i + 1]), 4, 0, 2 * Math.PI);
+        ctx.arc(px(marks.points[i]), py(marks.points[i + 1]), 5, 0, 2 * Math.PI);
         ctx.fill();
+        ctx.strokeStyle = "#fff";
+        ctx.stroke();
       }
     }
   }
