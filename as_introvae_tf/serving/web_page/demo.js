@@ -129,7 +129,7 @@
     if (typeof ort === "undefined") {
       throw new Error(
         "onnxruntime-web (ort.wasm.min.js) did not load: the file is missing from this " +
-          "folder. Write the page again with `python -m as_introvae_tf.serving.web " +
+          "folder or is not onnxruntime-web. Write the page again with `python -m as_introvae_tf.serving.web " +
           "--version_dir=EXPORT/VERSION` after `npm ci` (tools/setup.sh)."
       );
     }
