@@ -335,6 +335,7 @@ def test_inputs_the_page_cannot_handle_show_a_message(image_export, site, browse
       form,
     )
     _wait(browser, f"return document.getElementById('{error}').hidden")
+    _wait(browser, "return document.body.dataset.status === 'ready'")  # redrawn
 
 
 def _broken(web_dir, site, name, change):
