@@ -42,9 +42,9 @@ def _required():
   return bool(os.environ.get("CI")) or os.environ.get("AS_INTROVAE_REQUIRE_BROWSER") == "1"
 
 
-def _missing(what):
+def _missing(what, message=None):
   """Fails (test command, CI) or skips (elsewhere) naming what is missing and the fix."""
-  message = f"{what} is not installed: run `{SETUP}`"
+  message = message or f"{what} is not installed: run `{SETUP}`"
   if _required():
     pytest.fail(message, pytrace=False)
   pytest.skip(message)
@@ -53,8 +53,10 @@ def _missing(what):
 def _ort_web_or_missing():
   try:
     web.check_ort_web()
+    return
   except web.WebDemoError as e:
-    _missing(f"onnxruntime-web ({e})")
+    problem = str(e)  # (failing outside the except block: no chained traceback)
+  _missing("onnxruntime-web", problem)
 
 
 # === Exports and the browser ==================================================================
@@ -116,6 +118,8 @@ def browser():
     from selenium.webdriver.chrome.options import Options  # pylint: disable=import-outside-toplevel
     from selenium.webdriver.chrome.service import Service  # pylint: disable=import-outside-toplevel
   except ImportError:
+    webdriver = None
+  if webdriver is None:
     _missing("selenium (requirements.txt)")
   for path in (CHROMIUM, CHROMEDRIVER):
     if not os.path.exists(path):
