@@ -676,6 +676,9 @@ def describe(result):
       f"  onnx: {card['onnx']['file']} (opset {card['onnx']['opset']}, z -> images, "
       f"max |onnx - tf| = {card['onnx']['parity_max_abs_diff']})"
     )
+  if "web/" in result.files:
+    web_dir = os.path.join(result.version_dir, "web")
+    lines.append(f"  web demo: python -m http.server -d {web_dir}  (then http://localhost:8000/)")
   return "\n".join(lines)
 
 

@@ -389,6 +389,8 @@ def test_a_bad_export_folder_shows_a_readable_error(
 
 
 def test_2d_model_samples_as_a_scatter_plot(export_2d, site, browser):
+  web_dir = os.path.join(export_2d.version_dir, "web")
+  assert f"web demo: python -m http.server -d {web_dir}" in export_lib.describe(export_2d)
   _, url = _publish(os.path.join(export_2d.version_dir, "web"), site, "g8")
   assert _open(browser, url) == "ready", browser.find_element("id", "error").text
   assert browser.execute_script("return demo.plotRange") == 2.0  # 8gaussians: [-2, 2]^2
