@@ -3,10 +3,12 @@
   as-introvae-export --workdir=runs/quickstart --export_dir=exports/quickstart
   python -m as_introvae_tf.export --workdir=runs/fmnist --export_dir=exports/fmnist \
       [--format=saved_model,onnx] [--weights=ema|raw] [--version=N] [--checkpoint=PATH] \
-      [--max_batch=256]
+      [--max_batch=256] [--web]
 
 writes exports/fmnist/VERSION/{saved_model.pb, variables/, decoder.onnx, model_card.json}
-(VERSION = the next free integer unless --version). Serve it with
+(VERSION = the next free integer unless --version); with --web also VERSION/web/, a static
+page that samples and interpolates with decoder.onnx in the browser (as_introvae_tf.serving.web;
+serve it with `python -m http.server -d exports/fmnist/VERSION/web`). Serve it with
   docker run -p 8501:8501 -p 8500:8500 -v $PWD/exports:/models -e MODEL_NAME=fmnist \
       tensorflow/serving:2.21.0
 (see export/README.md). Bad input (no config.json or checkpoint, unknown format, existing
@@ -84,6 +86,14 @@ def define_flags(flag_values=flags.FLAGS):
     "is recorded in model_card.json.",
     flag_values=flag_values,
   )
+  flags.DEFINE_boolean(
+    "web",
+    False,
+    "Also write VERSION/web/: a static page running decoder.onnx in the browser with "
+    "onnxruntime-web (samples, latent sliders, interpolation); needs `npm ci --prefix "
+    "as_introvae_tf/serving/web_page` (tools/setup.sh).",
+    flag_values=flag_values,
+  )
 
 
 define_flags()
@@ -121,6 +131,7 @@ def main(argv, flag_values=flags.FLAGS):
       checkpoint=fv.checkpoint,
       onnx_generate=fv.onnx_generate,
       max_batch=fv.max_batch,
+      web=fv.web,
     )
   except export_lib.ExportError as e:
     print(f"error: {e}", file=sys.stderr)

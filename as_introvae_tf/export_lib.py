@@ -9,6 +9,8 @@
       variables/              (inference mode: BatchNorm uses its moving statistics)
       decoder.onnx            the `decode` signature as ONNX (opset `ONNX_OPSET`)
       model_card.json         what was exported, from which run/step, with which versions
+      web/                    with `web=True` (`--web`): a static page running decoder.onnx
+                              in the browser (`as_introvae_tf.serving.web`)
 
 The version directory is written under a hidden temporary name and renamed into place at the
 end, so a TF Serving instance polling EXPORT_DIR never sees a half-written version.
@@ -464,6 +466,37 @@ def check_formats(formats):
   return formats
 
 
+def _check_web(formats):
+  """Raises ExportError unless the web demo can be written (ONNX exported, files installed)."""
+  from as_introvae_tf.serving import web as web_lib  # pylint: disable=import-outside-toplevel
+
+  if "onnx" not in formats:
+    raise ExportError("--web needs the ONNX decoder: add onnx to --format")
+  try:
+    web_lib.check_ort_web()
+  except web_lib.WebDemoError as e:
+    raise ExportError(f"--web: {e}") from None
+
+
+def _write_web(version_dir):
+  from as_introvae_tf.serving import web as web_lib  # pylint: disable=import-outside-toplevel
+
+  try:
+    web_lib.write_web_demo(version_dir)
+  except web_lib.WebDemoError as e:
+    raise ExportError(f"--web: {e}") from None
+
+
+def _plot_range(dataset):
+  """Half-width of the 2-D data's plot square, or None for a dataset without one."""
+  from as_introvae_tf import data as data_lib  # pylint: disable=import-outside-toplevel
+
+  try:
+    return float(data_lib.two_d_range(dataset))
+  except ValueError:
+    return None
+
+
 def export_run(
   workdir,
   export_dir,
@@ -473,6 +506,7 @@ def export_run(
   checkpoint=None,
   onnx_generate=False,
   max_batch=MAX_BATCH,
+  web=False,
 ):
   """Exports a trained run into EXPORT_DIR/VERSION (see the module docstring).
 
@@ -486,6 +520,8 @@ def export_run(
     onnx_generate: also try converting `generate` to ONNX (fails with tf2onnx 1.17; the reason
       is recorded in the model card, the export goes on).
     max_batch: the most examples one call of a signature accepts (checked in the graph).
+    web: also write the web demo to VERSION/web/ (`serving.web.write_web_demo`; needs "onnx"
+      in `formats` and the pinned onnxruntime-web files, checked before anything is done).
 
   Returns:
     `ExportResult`.
@@ -493,7 +529,8 @@ def export_run(
   Raises:
     ExportError: any bad input (unknown format/weights, bad version, version directory
       exists, missing workdir/config.json/checkpoint, architecture mismatch, no EMA with
-      weights="ema", conversion failure, a damaged checkpoint, a folder that cannot be written:
+      weights="ema", conversion failure, `web` without "onnx" or without the onnxruntime-web
+      files (the message names the `npm ci` command), a damaged checkpoint, a folder that cannot be written:
       disk full, read-only, EXPORT_DIR under a file). Nothing is left in EXPORT_DIR on error
       (the hidden temporary version folder is removed on every failure).
   """
@@ -504,6 +541,8 @@ def export_run(
     raise ExportError(f"--weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
   if not export_dir:
     raise ExportError("--export_dir is required: BASE/MODEL_NAME, e.g. exports/fmnist")
+  if web:
+    _check_web(formats)
   model_dir = os.path.abspath(export_dir)
   if os.path.exists(model_dir) and not os.path.isdir(model_dir):
     raise ExportError(f"--export_dir={export_dir} exists and is not a directory")
@@ -571,6 +610,10 @@ def export_run(
       "images clipped to [0, 1], float32 NHWC" if functions.is_image else "2-D points, unclipped"
     ),
   }
+  if not functions.is_image:  # the square [-R, R]^2 of the data's plots (the web demo's too)
+    card["plot_range"] = _plot_range(saved_config.dataset)
+  if web:
+    card["web_demo"] = "web/index.html (serve web/ over http, e.g. python -m http.server -d web)"
   try:
     if "saved_model" in formats:
       build_archive(functions).write_out(tmp_dir, verbose=False)
@@ -598,6 +641,9 @@ def export_run(
     with open(os.path.join(tmp_dir, MODEL_CARD_FILE), "w") as f:
       json.dump(card, f, indent=2, sort_keys=False)
     files.append(MODEL_CARD_FILE)
+    if web:
+      _write_web(tmp_dir)
+      files.append("web/")
     if os.path.exists(version_dir):
       raise ExportError(f"{version_dir} appeared during the export (another exporter?)")
     os.rename(tmp_dir, version_dir)
@@ -630,6 +676,9 @@ def describe(result):
       f"  onnx: {card['onnx']['file']} (opset {card['onnx']['opset']}, z -> images, "
       f"max |onnx - tf| = {card['onnx']['parity_max_abs_diff']})"
     )
+  if "web/" in result.files:
+    web_dir = os.path.join(result.version_dir, "web")
+    lines.append(f"  web demo: python -m http.server -d {web_dir}  (then http://localhost:8000/)")
   return "\n".join(lines)
 
 

@@ -17,4 +17,6 @@ ruff check --quiet .
 # renders fails here.
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet   # into site/ (git-ignored)
 export TF_CPP_MIN_LOG_LEVEL=2
+# tests/test_web.py fails (not skips) without Chromium or onnxruntime-web: setup.sh installs them.
+export AS_INTROVAE_REQUIRE_BROWSER=1
 python -m pytest -q -n "${TEST_WORKERS:-3}" --dist loadgroup "$@"
