@@ -344,6 +344,12 @@ class DataConfig(Section):
     "(error naming the file) or skip (count and report them).",
     choices=BAD_IMAGES,
   )
+  max_image_pixels: int = setting(
+    50_000_000,
+    "Image folders: most decoded pixels (width x height) per image file; a larger file is "
+    "a bad image (named with its size, before it is decoded; see --bad_images). 50 MP "
+    "takes about 1 GiB while it decodes.",
+  )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,7 @@
 and CIFAR-10 data, broken image folders, and --dataset parsing."""
 
 import gzip
+import json
 import logging
 import os
 import pathlib
@@ -499,8 +500,9 @@ def test_bad_image_check_cache(tmp_path, monkeypatch):
   assert data.find_bad_images(files) == [str(broken)]
   (entry,) = cache.glob("image_check-*.json")
   # Unchanged files: the answer comes from the disk cache (planted here), not from decoding.
-  entry.write_text('{"num_files": 3, "bad": ["planted"]}')
-  data.folders._BAD_IMAGE_CACHE.clear()
+  planted = {"version": 2, "num_files": 3, "bad": {"planted": "why"}, "orientation": {}}
+  entry.write_text(json.dumps(planted))
+  data.folders._SCAN_CACHE.clear()
   assert data.find_bad_images(files) == ["planted"]
   assert data.find_bad_images(files, cache=False) == [str(broken)]
   # A changed file (size/mtime) is checked again.
@@ -508,7 +510,7 @@ def test_bad_image_check_cache(tmp_path, monkeypatch):
   assert data.find_bad_images(files) == []
   # "" disables the disk cache.
   monkeypatch.setenv(data.CACHE_DIR_ENV, "")
-  data.folders._BAD_IMAGE_CACHE.clear()
+  data.folders._SCAN_CACHE.clear()
   assert data.find_bad_images(files) == []
   assert len(list(cache.glob("image_check-*.json"))) == 2
 
