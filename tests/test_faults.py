@@ -610,6 +610,149 @@ def test_symlinked_folders_that_loop_count_each_image_once(tmp_path):
   assert len(files) == 3 and len({os.path.realpath(f) for f in files}) == 3
 
 
+def _blank_png(path, width, height):
+  """A grey PNG of width x height zero pixels, written row by row (a few hundred kB for
+  10000 x 10000; never held in memory here)."""
+  import struct  # pylint: disable=import-outside-toplevel
+  import zlib  # pylint: disable=import-outside-toplevel
+
+  def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+  packer, row, parts = zlib.compressobj(9), b"\0" * (width + 1), []
+  for _ in range(height):
+    parts.append(packer.compress(row))
+  parts.append(packer.flush())
+  header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+  with open(path, "wb") as fh:
+    fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)))
+    fh.write(chunk(b"IEND", b""))
+
+
+def _peak_rss_mib():
+  import resource  # pylint: disable=import-outside-toplevel
+
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@needs_cifar
+def test_huge_image_is_named_with_its_size_before_it_is_decoded(tmp_path):
+  """A 10000 x 10000 PNG (about 100 kB on disk, 2 GB to decode): with the default
+  --max_image_pixels the check names it and its size without decoding it (this process's peak
+  memory does not grow by the 100 MB even its 8-bit pixels would take); skip drops it; a lower
+  limit refuses a normal-sized image, a higher one takes it."""
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
+  folder = tmp_path / "huge"
+  folder.mkdir()
+  for i, f in enumerate(_jpegs(4)):
+    shutil.copy(f, folder / f"{i}.jpg")
+  huge = folder / "poster.png"
+  _blank_png(huge, 10000, 10000)
+  assert os.path.getsize(huge) < 1_000_000
+  spec = data.parse_dataset(f"folder:{folder}", None, None)  # sampled without decoding it
+  assert spec.shape == (32, 32, 3)
+  before = _peak_rss_mib()
+  with pytest.raises(ValueError) as err:
+    data.build_dataset(spec, "train", 2, seed=0)
+  assert _peak_rss_mib() - before < 80
+  message = str(err.value)
+  assert str(huge) in message and "10000x10000 = 100,000,000 pixels" in message
+  assert "--max_image_pixels=50,000,000" in message and "--bad_images skip" in message
+  ds = data.build_dataset(spec, "train", 2, seed=0, bad_images="skip", repeat=False)
+  assert sum(int(b.shape[0]) for b in ds) == 4
+  assert data.count_examples(spec, "train", bad_images="skip") == 4
+  # The limit is a flag: 32 x 32 = 1024 pixels against 1000, then 1024.
+  small = tmp_path / "small"
+  small.mkdir()
+  shutil.copy(_jpegs(1)[0], small / "0.jpg")
+  small_spec = data.parse_dataset(f"folder:{small}", None, None)
+  with pytest.raises(ValueError, match=r"32x32 = 1,024 pixels, more than --max_image_pixels=1,000"):
+    data.build_dataset(small_spec, "train", 1, seed=0, max_image_pixels=1000)
+  ok = data.build_dataset(small_spec, "train", 1, seed=0, max_image_pixels=1024, repeat=False)
+  assert [b.shape for b in ok] == [(1, 32, 32, 3)]
+
+
+@needs_cifar
+def test_skip_pipeline_whose_files_all_go_bad_stops_naming_the_folder(tmp_path):
+  """--bad_images=skip on a folder whose files all break after the check (an infinite,
+  repeated pipeline): it used to drop every batch for ever; now it stops after
+  MAX_CONSECUTIVE_BAD_BATCHES batches in a row with an error naming the folder, at once. A
+  single file going bad only drops its batch."""
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf.data import folders  # pylint: disable=import-outside-toplevel
+
+  folder = tmp_path / "going_bad"
+  folder.mkdir()
+  for i, f in enumerate(_jpegs(6)):
+    shutil.copy(f, folder / f"{i}.jpg")
+  spec = data.parse_dataset(f"folder:{folder}", 16, 3)
+  ds = data.build_dataset(spec, "train", 2, seed=0, bad_images="skip", shuffle=False)
+  (folder / "1.jpg").write_bytes(b"broken after the check")
+  first = [b.numpy() for b in ds.take(6)]  # batches 0-1 and 2-3... : the bad one is dropped
+  assert all(b.shape == (2, 16, 16, 3) for b in first)
+  assert not any(np.allclose(b, 0) for b in first)
+  for i in range(6):
+    (folder / f"{i}.jpg").write_bytes(b"broken after the check")
+  began = time.time()
+  seen = 0
+  with pytest.raises(tf.errors.InvalidArgumentError) as err:
+    for _ in ds:
+      seen += 1
+      assert seen < 1000, "the skip pipeline did not stop"
+  assert time.time() - began < 60
+  message = folders.pipeline_stop_message(err.value)
+  assert message == (
+    f"image folder {folder}: {data.MAX_CONSECUTIVE_BAD_BATCHES} batches in a row failed to "
+    "load (files changed, removed or unreadable since the check at the start): stopping "
+    "instead of skipping for ever; check the folder and run again"
+  )
+  assert folders.pipeline_stop_message(ValueError("other")) is None
+
+
+@needs_cifar
+def test_train_command_prints_the_stopped_folder_in_one_line(tmp_path, monkeypatch, capsys):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import train as train_cli  # pylint: disable=import-outside-toplevel
+
+  stop = "[image folder /data/x: 100 batches in a row failed to load (...): stopping]"
+
+  def going_bad(config):
+    raise tf.errors.InvalidArgumentError(None, None, f"assertion failed: {stop}")
+
+  monkeypatch.setattr(train_lib, "train_and_evaluate", going_bad)
+  config_lib.define_flags()
+  fv = flags.FLAGS
+  argv = ["train", f"--workdir={tmp_path / 'w'}", "--dataset=8gaussians", "--method=vae"]
+  fv.unparse_flags()
+  fv(argv)
+  try:
+    assert train_cli.main(argv[:1]) == 1
+  finally:
+    fv.unparse_flags()
+  err = capsys.readouterr().err
+  assert err.strip() == "error: " + stop[1:-1]
+
+
+@needs_cifar
+def test_folder_of_every_listed_format_trains_with_fail_and_skip(tmp_path):
+  """A folder holding every listed extension (WebP passed the check, then failed in the
+  pipeline: a traceback under fail, an endless loop under skip) trains to the end either way."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
+  folder = tmp_path / "formats"
+  folder.mkdir()
+  sources = _jpegs(len(data.IMAGE_EXTENSIONS))
+  for src, ext in zip(sources, data.IMAGE_EXTENSIONS):
+    Image.open(src).convert("RGB").save(folder / f"img{ext}")
+  for mode in ("fail", "skip"):
+    result = _train(_image_config(tmp_path / mode, folder, bad_images=mode))
+    assert result["step"] == 2
+
+
 # === Serving limits ===========================================================================
 
 MAX_BATCH = 4

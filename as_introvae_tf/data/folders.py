@@ -424,7 +424,9 @@ def scan_images(files, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, cache: bool =
 
   shapes = {}
   chunks = (
-    tf.data.Dataset.from_tensor_slices((todo, turns))
+    tf.data.Dataset.from_tensor_slices(
+      (tf.constant(todo, tf.string, [len(todo)]), tf.constant(turns, tf.int32, [len(todo)]))
+    )
     .batch(_VALIDATION_CHUNK)
     .enumerate()
     .map(
@@ -510,6 +512,18 @@ def _load_batch(paths, orientations, size: int, channels: int):
   )
 
 
+_STOP_MARK = "batches in a row failed to load"
+
+
+def pipeline_stop_message(error) -> str | None:
+  """The one-line message of an image folder's skip pipeline that stopped (the error its
+  iterator raises after ``MAX_CONSECUTIVE_BAD_BATCHES`` failed batches), or None when ``error``
+  is anything else."""
+  text = str(getattr(error, "message", error))
+  found = re.search(r"\[(image folder [^\]]*" + _STOP_MARK + r"[^\]]*)\]", text)
+  return found.group(1) if found else None
+
+
 def _skip_failed_batches(batches, load, root, shape):
   """``batches`` of ``(paths, orientations)`` -> their images, a batch that fails to load
   dropped (logged), and at most ``MAX_CONSECUTIVE_BAD_BATCHES`` dropped in a row: then the
@@ -530,7 +544,7 @@ def _skip_failed_batches(batches, load, root, shape):
     return good.concatenate(failed).take(1)
 
   message = (
-    f"image folder {root}: {MAX_CONSECUTIVE_BAD_BATCHES} batches in a row failed to load "
+    f"image folder {root}: {MAX_CONSECUTIVE_BAD_BATCHES} {_STOP_MARK} "
     "(files changed, removed or unreadable since the check at the start): stopping instead of "
     "skipping for ever; check the folder and run again"
   )
