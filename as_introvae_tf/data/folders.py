@@ -261,13 +261,20 @@ def decode_file(path, orientation=1):
   (:func:`scan_images`) and the training pipeline both decode with this function, so a file
   the check accepts trains.
   """
-  img = tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-  img = tf.image.convert_image_dtype(img, tf.float32)
+  img = tf.image.convert_image_dtype(_decode_8bit(path), tf.float32)
   return apply_orientation(img, orientation)
 
 
+def _decode_8bit(path):
+  """The decoding step of :func:`decode_file` (the only one that can fail): uint8 ``[H, W, C]``."""
+  return tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+
+
 def _decode_shape(path, orientation):
-  return tf.shape(decode_file(path, orientation))
+  """``[H, W, C]`` of ``decode_file(path, orientation)``: the same decode (the scaling and the
+  turn cannot fail, and the turn only swaps H and W for orientations 5..8)."""
+  shape = tf.shape(_decode_8bit(path))
+  return tf.where(orientation >= 5, tf.gather(shape, [1, 0, 2]), shape)
 
 
 def _decode_chunk(paths, orientations):
