@@ -594,6 +594,36 @@ def test_exif_orientation_is_applied_as_pil_exif_transpose(tmp_path, ext):
   )
 
 
+@needs_cifar
+def test_fast_jpeg_header_agrees_with_pillow(tmp_path, monkeypatch):
+  """read_header's own JPEG parser (size and EXIF orientation, little- and big-endian EXIF,
+  a COM segment first) gives Pillow's answer; what it cannot parse goes to Pillow."""
+  from PIL import ImageOps  # pylint: disable=import-outside-toplevel
+
+  files = [str(f) for f in _cifar_files(40)]
+  src = Image.open(files[0]).convert("RGB").resize((24, 10))
+  for orientation in range(1, 9):
+    little = tmp_path / f"ii{orientation}.jpg"
+    src.save(little, exif=_exif(orientation), comment=b"a comment first")
+    entry = (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big")
+    entry += orientation.to_bytes(2, "big") + b"\0\0"
+    tiff = b"MM\0\x2a" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big") + entry + b"\0" * 4
+    big = tmp_path / f"mm{orientation}.jpg"
+    src.save(big, exif=b"Exif\0\0" + tiff)
+    assert (
+      ImageOps.exif_transpose(Image.open(big)).size
+      == ImageOps.exif_transpose(Image.open(little)).size
+    )
+    files += [str(little), str(big)]
+  (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff")  # a JPEG start, then nothing
+  files.append(str(tmp_path / "cut.jpg"))
+  fast = [data.folders.read_header(f) for f in files]
+  assert fast[-1] is None
+  monkeypatch.setattr(data.folders, "_jpeg_header", lambda head: None)
+  assert fast == [data.folders.read_header(f) for f in files]
+  assert fast[40:56:2] == [(10, 24, o) if o < 5 else (24, 10, o) for o in range(1, 9)]
+
+
 def test_max_image_pixels_is_validated():
   spec = data.DatasetSpec("folder", "/nonexistent", (8, 8, 3))
   for bad in (0, -1, 1.5, True, "1000", None):
