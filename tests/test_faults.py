@@ -710,7 +710,6 @@ def test_skip_pipeline_whose_files_all_go_bad_stops_naming_the_folder(tmp_path):
   assert folders.pipeline_stop_message(ValueError("other")) is None
 
 
-@needs_cifar
 def test_train_command_prints_the_stopped_folder_in_one_line(tmp_path, monkeypatch, capsys):
   from absl import flags  # pylint: disable=import-outside-toplevel
 
@@ -721,7 +720,10 @@ def test_train_command_prints_the_stopped_folder_in_one_line(tmp_path, monkeypat
   def going_bad(config):
     raise tf.errors.InvalidArgumentError(None, None, f"assertion failed: {stop}")
 
+  from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+
   monkeypatch.setattr(train_lib, "train_and_evaluate", going_bad)
+  monkeypatch.setattr(cli, "quiet_absl_logging", lambda flag_values: None)  # process-wide
   config_lib.define_flags()
   fv = flags.FLAGS
   argv = ["train", f"--workdir={tmp_path / 'w'}", "--dataset=8gaussians", "--method=vae"]

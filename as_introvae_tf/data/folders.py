@@ -30,7 +30,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 _VALIDATION_CHUNK = 256
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 """Default ``--max_image_pixels``: decoded pixels (width x height) allowed per image file (50 MP
-covers 48 MP phone photos; one such image takes about 1 GiB while it is decoded)."""
+covers 48 MP phone photos; such an image takes about 1 GiB while it is decoded, estimated from
+its 8-bit RGBA pixels and their float32 copy, 20 bytes per pixel)."""
 MAX_CONSECUTIVE_BAD_BATCHES = 100
 """With ``--bad_images=skip``: batches dropped in a row before the pipeline stops with an error
 naming the folder (it never loops for ever on a folder whose files all went bad)."""
