@@ -711,8 +711,12 @@ def test_skip_pipeline_whose_files_all_go_bad_stops_naming_the_folder(tmp_path):
 
 
 def test_train_command_prints_the_stopped_folder_in_one_line(tmp_path, monkeypatch, capsys):
+  """The train command prints the stopped skip pipeline's message as one `error:` line, exit 1
+  (training replaced by a function raising what the pipeline raises; the flags live in a
+  FlagValues of their own, so absl's global FLAGS stay untouched)."""
   from absl import flags  # pylint: disable=import-outside-toplevel
 
+  from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import train as train_cli  # pylint: disable=import-outside-toplevel
 
   stop = "[image folder /data/x: 100 batches in a row failed to load (...): stopping]"
@@ -720,19 +724,13 @@ def test_train_command_prints_the_stopped_folder_in_one_line(tmp_path, monkeypat
   def going_bad(config):
     raise tf.errors.InvalidArgumentError(None, None, f"assertion failed: {stop}")
 
-  from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
-
+  fv = flags.FlagValues()
+  config_lib.define_flags(fv)
+  fv(["train", f"--workdir={tmp_path / 'w'}", "--dataset=8gaussians", "--method=vae"])
+  monkeypatch.setattr(flags, "FLAGS", fv)
   monkeypatch.setattr(train_lib, "train_and_evaluate", going_bad)
   monkeypatch.setattr(cli, "quiet_absl_logging", lambda flag_values: None)  # process-wide
-  config_lib.define_flags()
-  fv = flags.FLAGS
-  argv = ["train", f"--workdir={tmp_path / 'w'}", "--dataset=8gaussians", "--method=vae"]
-  fv.unparse_flags()
-  fv(argv)
-  try:
-    assert train_cli.main(argv[:1]) == 1
-  finally:
-    fv.unparse_flags()
+  assert train_cli.main(["train"]) == 1
   err = capsys.readouterr().err
   assert err.strip() == "error: " + stop[1:-1]
 
