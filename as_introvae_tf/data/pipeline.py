@@ -140,10 +140,10 @@ def build_dataset(
     is unusable, named with its size.
 
   Raises:
-    ValueError on a bad split, batch size, ``bad_images``, ``max_image_pixels``, unusable or
-      empty folders or a missing
-      ``data_dir`` for TFDS; FileNotFoundError for missing data (the Debian package hint for
-      fashion_mnist, the path for folders, the name and data_dir for TFDS).
+    ValueError on a bad split, batch size, ``bad_images`` or ``max_image_pixels``, a folder
+      with unusable files (``"fail"``) or none usable, or a missing ``data_dir`` for TFDS;
+      FileNotFoundError for missing data (the Debian package hint for fashion_mnist, the path
+      for folders, the name and data_dir for TFDS).
   """
   if not isinstance(spec, DatasetSpec):
     raise TypeError(f"spec must be a DatasetSpec (see parse_dataset), got {type(spec).__name__}")
