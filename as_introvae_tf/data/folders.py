@@ -251,9 +251,12 @@ def _jpeg_header(head: bytes):
 
 
 def read_header(path):
-  """``(height, width, orientation)`` of an image file from its header (Pillow; no pixels are
-  decoded), the size as shown after the EXIF orientation; or None when Pillow cannot read the
-  header (the TensorFlow decode then decides whether the file is usable).
+  """``(height, width, orientation)`` of an image file from its header (no pixels are decoded),
+  the size as shown after the EXIF orientation (1..8; 1 without EXIF); or None when the header
+  cannot be read (the TensorFlow decode then decides whether the file is usable).
+
+  JPEGs are read by a small parser of the markers (:func:`_jpeg_header`; about 10x faster than
+  Pillow, the same answers, tested), other formats and JPEGs it cannot follow by Pillow.
 
   Raises:
     ImageTooLarge: Pillow refuses to open it as a decompression bomb (the pixel count is in
@@ -264,7 +267,7 @@ def read_header(path):
       fast = _jpeg_header(fh.read(_JPEG_HEAD_BYTES))
   except OSError:
     return None
-  if fast is not None:  # most files: about 5x faster than Pillow's header reading
+  if fast is not None:
     height, width, orientation = fast
     return (width, height, orientation) if orientation >= 5 else fast
   from PIL import Image  # pylint: disable=import-outside-toplevel
@@ -320,9 +323,9 @@ def decode_file(path, orientation=1):
   RGB, RGBA; a GIF's first frame), EXIF ``orientation`` applied (:func:`apply_orientation`).
 
   Every format is decoded to 8 bits first (``tf.io.decode_image``'s only dtype for WebP;
-  16-bit PNGs are reduced to 8 bits), then scaled by 1/255. The up-front check
-  (:func:`scan_images`) and the training pipeline both decode with this function, so a file
-  the check accepts trains.
+  16-bit PNGs are reduced to 8 bits), then scaled by 1/255. The training pipeline decodes with
+  this function and the up-front check (:func:`scan_images`) with its decoding step (the one
+  that can fail), so a file the check accepts trains.
   """
   img = tf.image.convert_image_dtype(_decode_8bit(path), tf.float32)
   return apply_orientation(img, orientation)
