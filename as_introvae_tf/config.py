@@ -184,6 +184,7 @@ class _ExperimentConfigMethods:
       "keep_checkpoints",
       "image_every_steps",
       "steps_per_execution",
+      "max_image_pixels",
     ):
       value = getattr(self, name)
       need(

@@ -370,7 +370,9 @@ def _interpolation_grid(model, images, rows=8, steps=8):
   return visualize.image_grid(np.stack(cells), columns=steps + 2)
 
 
-def held_out_dataset(spec, options, batch, bad_images="fail", data_dir=None):
+def held_out_dataset(
+  spec, options, batch, bad_images="fail", data_dir=None, max_image_pixels=50_000_000
+):
   """The held-out images of `options.split`, in a seeded random order, one pass.
 
   Image metrics use the first `num_samples` images of this dataset, so the order must not
@@ -383,7 +385,8 @@ def held_out_dataset(spec, options, batch, bad_images="fail", data_dir=None):
     spec: an image `data.DatasetSpec`.
     options: `EvalOptions` (`split`, `seed`).
     batch: images per element.
-    bad_images, data_dir: as the run's config (`--bad_images`, `--data_dir`).
+    bad_images, data_dir, max_image_pixels: as the run's config (`--bad_images`,
+      `--data_dir`, `--max_image_pixels`).
 
   Returns:
     tf.data.Dataset of float32 [batch, H, W, C] in [0, 1] (last batch may be smaller).
@@ -397,6 +400,7 @@ def held_out_dataset(spec, options, batch, bad_images="fail", data_dir=None):
     repeat=False,
     bad_images=bad_images,
     data_dir=data_dir,
+    max_image_pixels=max_image_pixels,
   )
 
 
@@ -409,12 +413,21 @@ def evaluate_images(run, options, outdir, log=print):
   model, spec, config = run.model, run.spec, run.config
   n = options.num_samples or DEFAULT_IMAGE_SAMPLES
   available = data.count_examples(
-    spec, options.split, bad_images=config.bad_images, data_dir=config.data_dir
+    spec,
+    options.split,
+    bad_images=config.bad_images,
+    max_image_pixels=config.max_image_pixels,
+    data_dir=config.data_dir,
   )
   batch = min(options.batch_size, n, max(available, 1))  # a split smaller than a batch
   nets, notes = _feature_nets(run, options, log)
   ds = held_out_dataset(
-    spec, options, batch, bad_images=config.bad_images, data_dir=config.data_dir
+    spec,
+    options,
+    batch,
+    bad_images=config.bad_images,
+    max_image_pixels=config.max_image_pixels,
+    data_dir=config.data_dir,
   )
   has_encoder = getattr(model, "has_inference_encoder", True)
   if not has_encoder:

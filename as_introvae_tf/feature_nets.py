@@ -191,21 +191,20 @@ def _folder_labels(root, split, files):
   return np.array([index[c] for c in classes], np.int32), tuple(names)
 
 
-def _decode_files(files, shape):
+def _decode_files(files, orientations, shape):
+  """Files -> uint8 `[N, *shape]`, read as training reads them (`data.folders.load_image`:
+  EXIF orientation, channels, size)."""
   size, _, channels = shape
 
-  def load(path):
-    img = tf.io.decode_image(
-      tf.io.read_file(path), channels=channels, expand_animations=False, dtype=tf.float32
-    )
-    img = adapt_images(tf.ensure_shape(img, [None, None, channels])[None], (size, size, channels))[
-      0
-    ]
+  def load(path, orientation):
+    img = data.folders.load_image(path, orientation, size, channels)
     return tf.cast(tf.round(img * 255.0), tf.uint8)
 
   if not files:
     return np.zeros([0, size, size, channels], np.uint8)
-  ds = tf.data.Dataset.from_tensor_slices(files).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(orientations, tf.int32))).map(
+    load, num_parallel_calls=tf.data.AUTOTUNE
+  )
   return np.concatenate(
     list(data.with_pipeline_options(ds.batch(1024)).as_numpy_iterator()), axis=0
   )
@@ -233,10 +232,11 @@ def load_labeled(spec, split):
     return images, load_fashion_mnist_labels(split).astype(np.int32), FASHION_MNIST_CLASSES
   if spec.kind == "folder":
     files = data.list_image_files(spec.name, split)
-    bad = set(data.find_bad_images(files))
-    files = [f for f in files if f not in bad]
+    scan = data.scan_images(files)
+    files = [f for f in files if f not in scan.bad]
     labels, names = _folder_labels(spec.name, split, files)
-    return _decode_files(files, spec.shape), labels, names
+    turns = [scan.orientation.get(f, 1) for f in files]
+    return _decode_files(files, turns, spec.shape), labels, names
   raise ValueError(
     f"no class labels for a {spec.kind} dataset ({spec.name}); a feature network "
     "can be trained on fashion_mnist or an image folder with class subfolders "

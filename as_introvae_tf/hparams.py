@@ -373,6 +373,12 @@ class DataConfig(Section):
     "(error naming the file) or skip (count and report them).",
     choices=BAD_IMAGES,
   )
+  max_image_pixels: int = setting(
+    50_000_000,
+    "Image folders: most decoded pixels (width x height) per image file; a larger file is "
+    "a bad image (named with its size, before it is decoded; see --bad_images). An image "
+    "takes about 20 bytes per pixel while it decodes (estimated: 1 GiB at 50 MP).",
+  )
 
 
 @dataclasses.dataclass(frozen=True)

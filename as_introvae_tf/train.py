@@ -140,6 +140,14 @@ def main(argv):
   ) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  except Exception as e:  # pylint: disable=broad-except
+    from as_introvae_tf.data import folders  # pylint: disable=import-outside-toplevel
+
+    message = folders.pipeline_stop_message(e)  # an image folder whose files all went bad
+    if message is None:
+      raise
+    print(f"error: {message}", file=sys.stderr)
+    return 1
   print(
     f"Trained to step {result['step']}; samples: {result['samples_png']}; "
     f"TensorBoard: tensorboard --logdir {config.workdir}/tensorboard"

@@ -130,6 +130,7 @@ def _fixed_batch(spec, config, num):
     shuffle=False,
     repeat=False,
     bad_images=config.bad_images,
+    max_image_pixels=config.max_image_pixels,
     data_dir=config.data_dir,
   )
   images = [b.numpy() for b in ds.take(num)]
@@ -145,7 +146,11 @@ def _calibration_batches(spec, config, num_batches=8, batch_size=64):
     rng = np.random.default_rng(config.seed + 2)
     return [data.sample_2d(spec.name, batch_size, rng) for _ in range(num_batches)]
   available = data.count_examples(
-    spec, "train", bad_images=config.bad_images, data_dir=config.data_dir
+    spec,
+    "train",
+    bad_images=config.bad_images,
+    max_image_pixels=config.max_image_pixels,
+    data_dir=config.data_dir,
   )
   ds = data.build_dataset(
     spec,
@@ -155,6 +160,7 @@ def _calibration_batches(spec, config, num_batches=8, batch_size=64):
     shuffle=True,
     repeat=True,
     bad_images=config.bad_images,
+    max_image_pixels=config.max_image_pixels,
     data_dir=config.data_dir,
   )
   return [b.numpy() for b in ds.take(num_batches)]
@@ -166,7 +172,11 @@ def _check_enough_data(spec, config):
   if spec.kind == "2d":
     return
   available = data.count_examples(
-    spec, "train", bad_images=config.bad_images, data_dir=config.data_dir
+    spec,
+    "train",
+    bad_images=config.bad_images,
+    max_image_pixels=config.max_image_pixels,
+    data_dir=config.data_dir,
   )
   if available < config.batch_size:
     raise ValueError(
@@ -561,6 +571,7 @@ def _train_locked(config, strategy, stop):
       config.batch_size,
       seed=config.seed,
       bad_images=config.bad_images,
+      max_image_pixels=config.max_image_pixels,
       data_dir=config.data_dir,
     )
     if start:

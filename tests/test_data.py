@@ -2,6 +2,7 @@
 and CIFAR-10 data, broken image folders, and --dataset parsing."""
 
 import gzip
+import json
 import logging
 import os
 import pathlib
@@ -499,8 +500,9 @@ def test_bad_image_check_cache(tmp_path, monkeypatch):
   assert data.find_bad_images(files) == [str(broken)]
   (entry,) = cache.glob("image_check-*.json")
   # Unchanged files: the answer comes from the disk cache (planted here), not from decoding.
-  entry.write_text('{"num_files": 3, "bad": ["planted"]}')
-  data.folders._BAD_IMAGE_CACHE.clear()
+  planted = {"version": 2, "num_files": 3, "bad": {"planted": "why"}, "orientation": {}}
+  entry.write_text(json.dumps(planted))
+  data.folders._SCAN_CACHE.clear()
   assert data.find_bad_images(files) == ["planted"]
   assert data.find_bad_images(files, cache=False) == [str(broken)]
   # A changed file (size/mtime) is checked again.
@@ -508,9 +510,134 @@ def test_bad_image_check_cache(tmp_path, monkeypatch):
   assert data.find_bad_images(files) == []
   # "" disables the disk cache.
   monkeypatch.setenv(data.CACHE_DIR_ENV, "")
-  data.folders._BAD_IMAGE_CACHE.clear()
+  data.folders._SCAN_CACHE.clear()
   assert data.find_bad_images(files) == []
   assert len(list(cache.glob("image_check-*.json"))) == 2
+
+
+@needs_cifar
+def test_every_listed_extension_passes_the_check_and_trains_as_stored(tmp_path):
+  """One file per IMAGE_EXTENSIONS entry (WebP included, which TensorFlow decodes to uint8
+  only): the check accepts each, and the pipeline (default --bad_images=fail) yields it with
+  the pixels Pillow reads (lossless formats exactly, JPEG within its decoders' rounding)."""
+  src = Image.open(_cifar_files(1)[0]).convert("RGB")
+  saved = {}
+  for ext in data.IMAGE_EXTENSIONS:
+    path = tmp_path / f"img{ext}"
+    options = {"lossless": True} if ext == ".webp" else {}
+    src.save(path, **options)
+    saved[str(path)] = ext
+  files = data.list_image_files(tmp_path, "train")
+  assert sorted(files) == sorted(saved)
+  scan = data.scan_images(files, cache=False)
+  assert scan.bad == {} and scan.orientation == {}
+  spec = data.parse_dataset(f"folder:{tmp_path}", None, None)
+  assert spec.shape == (32, 32, 3)
+  ds = data.build_dataset(spec, "train", 1, seed=0, shuffle=False, repeat=False)
+  got = [b.numpy()[0] for b in ds]
+  assert len(got) == len(files)
+  for path, image in zip(files, got):
+    want = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
+    tolerance = 0.1 if saved[path] in (".jpg", ".jpeg") else 1e-6
+    assert np.abs(image - want).max() <= tolerance, path
+  # A grey 16-bit PNG is read at 8 bits, in [0, 1].
+  deep = tmp_path / "deep" / "grey16.png"
+  deep.parent.mkdir()
+  values = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32, 1) * 64).astype(np.uint16)
+  tf.io.write_file(str(deep), tf.io.encode_png(values))
+  assert data.scan_images([str(deep)], cache=False).bad == {}
+  grey = data.decode_file(str(deep)).numpy()
+  np.testing.assert_allclose(grey, values / 65535.0, atol=1 / 255)
+
+
+def _exif(orientation):
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  return exif.tobytes()
+
+
+@needs_cifar
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_exif_orientation_is_applied_as_pil_exif_transpose(tmp_path, ext):
+  """Every EXIF orientation 1..8 of a non-square real image: upright as
+  PIL.ImageOps.exif_transpose (and image viewers) show it, in the check, the decoder and the
+  training pipeline; the folder's size is sampled upright too."""
+  from PIL import ImageOps  # pylint: disable=import-outside-toplevel
+
+  src = Image.open(_cifar_files(2)[1]).convert("RGB").resize((32, 16))
+  for orientation in range(1, 9):
+    src.save(tmp_path / f"o{orientation}{ext}", exif=_exif(orientation), quality=95)
+  files = data.list_image_files(tmp_path, "train")
+  scan = data.scan_images(files, cache=False)
+  assert scan.bad == {}
+  assert scan.orientation == {str(tmp_path / f"o{o}{ext}"): o for o in range(2, 9)}
+  tolerance = 1e-6 if ext == ".png" else 0.1
+  for orientation in range(1, 9):
+    path = str(tmp_path / f"o{orientation}{ext}")
+    want = np.asarray(ImageOps.exif_transpose(Image.open(path)), np.float32) / 255.0
+    got = data.decode_file(path, scan.orientation.get(path, 1)).numpy()
+    assert got.shape == want.shape == ((16, 32, 3) if orientation < 5 else (32, 16, 3))
+    assert np.abs(got - want).max() <= tolerance, orientation
+  # Training: upright images, resized to the square; orientation 6 (a camera turned right).
+  spec = data.parse_dataset(f"folder:{tmp_path}", 16, 3)
+  batches = data.build_dataset(spec, "train", 1, seed=0, shuffle=False, repeat=False)
+  by_file = dict(zip(files, (b.numpy()[0] for b in batches)))
+  for orientation in (1, 6, 8):
+    path = str(tmp_path / f"o{orientation}{ext}")
+    upright = ImageOps.exif_transpose(Image.open(path))
+    want = tf.image.resize(
+      np.asarray(upright, np.float32)[None] / 255.0, [16, 16], antialias=True
+    ).numpy()[0]
+    assert np.abs(by_file[path] - np.clip(want, 0, 1)).max() <= tolerance + 1e-5, orientation
+  assert (
+    np.abs(by_file[str(tmp_path / f"o6{ext}")] - by_file[str(tmp_path / f"o8{ext}")]).max() > 0.1
+  )
+
+
+@needs_cifar
+def test_fast_jpeg_header_agrees_with_pillow(tmp_path, monkeypatch):
+  """read_header's own JPEG parser (size and EXIF orientation, little- and big-endian EXIF,
+  a COM segment first) gives Pillow's answer; what it cannot parse goes to Pillow."""
+  from PIL import ImageOps  # pylint: disable=import-outside-toplevel
+
+  files = [str(f) for f in _cifar_files(40)]
+  src = Image.open(files[0]).convert("RGB").resize((24, 10))
+  for orientation in range(1, 9):
+    little = tmp_path / f"ii{orientation}.jpg"
+    src.save(little, exif=_exif(orientation), comment=b"a comment first")
+    entry = (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big")
+    entry += orientation.to_bytes(2, "big") + b"\0\0"
+    tiff = b"MM\0\x2a" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big") + entry + b"\0" * 4
+    big = tmp_path / f"mm{orientation}.jpg"
+    src.save(big, exif=b"Exif\0\0" + tiff)
+    assert (
+      ImageOps.exif_transpose(Image.open(big)).size
+      == ImageOps.exif_transpose(Image.open(little)).size
+    )
+    files += [str(little), str(big)]
+  (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff")  # a JPEG start, then nothing
+  files.append(str(tmp_path / "cut.jpg"))
+  fast = [data.folders.read_header(f) for f in files]
+  assert fast[-1] is None
+  monkeypatch.setattr(data.folders, "_jpeg_header", lambda head: None)
+  assert fast == [data.folders.read_header(f) for f in files]
+  assert fast[40:56:2] == [(10, 24, o) if o < 5 else (24, 10, o) for o in range(1, 9)]
+
+
+def test_max_image_pixels_is_validated():
+  spec = data.DatasetSpec("folder", "/nonexistent", (8, 8, 3))
+  for bad in (0, -1, 1.5, True, "1000", None):
+    with pytest.raises(ValueError, match="--max_image_pixels must be a positive integer"):
+      data.build_dataset(spec, "train", 1, seed=0, max_image_pixels=bad)
+    with pytest.raises(ValueError, match="--max_image_pixels"):
+      data.scan_images(["x.png"], bad)
+  assert data.DEFAULT_MAX_IMAGE_PIXELS == 50_000_000
+  from as_introvae_tf import config as config_lib  # pylint: disable=import-outside-toplevel
+
+  assert config_lib.ExperimentConfig().max_image_pixels == data.DEFAULT_MAX_IMAGE_PIXELS
+  for bad in (0, -5):
+    with pytest.raises(config_lib.ConfigError, match="--max_image_pixels"):
+      config_lib.ExperimentConfig(workdir="/tmp/w", max_image_pixels=bad).validate()
 
 
 def test_empty_and_missing_folders(tmp_path):

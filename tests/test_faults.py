@@ -610,6 +610,149 @@ def test_symlinked_folders_that_loop_count_each_image_once(tmp_path):
   assert len(files) == 3 and len({os.path.realpath(f) for f in files}) == 3
 
 
+def _blank_png(path, width, height):
+  """A grey PNG of width x height zero pixels, written row by row (a few hundred kB for
+  10000 x 10000; never held in memory here)."""
+  import struct  # pylint: disable=import-outside-toplevel
+  import zlib  # pylint: disable=import-outside-toplevel
+
+  def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+  packer, row, parts = zlib.compressobj(9), b"\0" * (width + 1), []
+  for _ in range(height):
+    parts.append(packer.compress(row))
+  parts.append(packer.flush())
+  header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+  with open(path, "wb") as fh:
+    fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)))
+    fh.write(chunk(b"IEND", b""))
+
+
+def _peak_rss_mib():
+  import resource  # pylint: disable=import-outside-toplevel
+
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@needs_cifar
+def test_huge_image_is_named_with_its_size_before_it_is_decoded(tmp_path):
+  """A 10000 x 10000 PNG (about 100 kB on disk, 2 GB to decode): with the default
+  --max_image_pixels the check names it and its size without decoding it (this process's peak
+  memory does not grow by the 100 MB even its 8-bit pixels would take); skip drops it; a lower
+  limit refuses a normal-sized image, a higher one takes it."""
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
+  folder = tmp_path / "huge"
+  folder.mkdir()
+  for i, f in enumerate(_jpegs(4)):
+    shutil.copy(f, folder / f"{i}.jpg")
+  huge = folder / "poster.png"
+  _blank_png(huge, 10000, 10000)
+  assert os.path.getsize(huge) < 1_000_000
+  spec = data.parse_dataset(f"folder:{folder}", None, None)  # sampled without decoding it
+  assert spec.shape == (32, 32, 3)
+  before = _peak_rss_mib()
+  with pytest.raises(ValueError) as err:
+    data.build_dataset(spec, "train", 2, seed=0)
+  assert _peak_rss_mib() - before < 80
+  message = str(err.value)
+  assert str(huge) in message and "10000x10000 = 100,000,000 pixels" in message
+  assert "--max_image_pixels=50,000,000" in message and "--bad_images skip" in message
+  ds = data.build_dataset(spec, "train", 2, seed=0, bad_images="skip", repeat=False)
+  assert sum(int(b.shape[0]) for b in ds) == 4
+  assert data.count_examples(spec, "train", bad_images="skip") == 4
+  # The limit is a flag: 32 x 32 = 1024 pixels against 1000, then 1024.
+  small = tmp_path / "small"
+  small.mkdir()
+  shutil.copy(_jpegs(1)[0], small / "0.jpg")
+  small_spec = data.parse_dataset(f"folder:{small}", None, None)
+  with pytest.raises(ValueError, match=r"32x32 = 1,024 pixels, more than --max_image_pixels=1,000"):
+    data.build_dataset(small_spec, "train", 1, seed=0, max_image_pixels=1000)
+  ok = data.build_dataset(small_spec, "train", 1, seed=0, max_image_pixels=1024, repeat=False)
+  assert [b.shape for b in ok] == [(1, 32, 32, 3)]
+
+
+@needs_cifar
+def test_skip_pipeline_whose_files_all_go_bad_stops_naming_the_folder(tmp_path):
+  """--bad_images=skip on a folder whose files all break after the check (an infinite,
+  repeated pipeline): it used to drop every batch for ever; now it stops after
+  MAX_CONSECUTIVE_BAD_BATCHES batches in a row with an error naming the folder, at once. A
+  single file going bad only drops its batch."""
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf.data import folders  # pylint: disable=import-outside-toplevel
+
+  folder = tmp_path / "going_bad"
+  folder.mkdir()
+  for i, f in enumerate(_jpegs(6)):
+    shutil.copy(f, folder / f"{i}.jpg")
+  spec = data.parse_dataset(f"folder:{folder}", 16, 3)
+  ds = data.build_dataset(spec, "train", 2, seed=0, bad_images="skip", shuffle=False)
+  (folder / "1.jpg").write_bytes(b"broken after the check")
+  first = [b.numpy() for b in ds.take(6)]  # batches 0-1 and 2-3... : the bad one is dropped
+  assert all(b.shape == (2, 16, 16, 3) for b in first)
+  assert not any(np.allclose(b, 0) for b in first)
+  for i in range(6):
+    (folder / f"{i}.jpg").write_bytes(b"broken after the check")
+  began = time.time()
+  seen = 0
+  with pytest.raises(tf.errors.InvalidArgumentError) as err:
+    for _ in ds:
+      seen += 1
+      assert seen < 1000, "the skip pipeline did not stop"
+  assert time.time() - began < 60
+  message = folders.pipeline_stop_message(err.value)
+  assert message == (
+    f"image folder {folder}: {data.MAX_CONSECUTIVE_BAD_BATCHES} batches in a row failed to "
+    "load (files changed, removed or unreadable since the check at the start): stopping "
+    "instead of skipping for ever; check the folder and run again"
+  )
+  assert folders.pipeline_stop_message(ValueError("other")) is None
+
+
+def test_train_command_prints_the_stopped_folder_in_one_line(tmp_path, monkeypatch, capsys):
+  """The train command prints the stopped skip pipeline's message as one `error:` line, exit 1
+  (training replaced by a function raising what the pipeline raises; the flags live in a
+  FlagValues of their own, so absl's global FLAGS stay untouched)."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train as train_cli  # pylint: disable=import-outside-toplevel
+
+  stop = "[image folder /data/x: 100 batches in a row failed to load (...): stopping]"
+
+  def going_bad(config):
+    raise tf.errors.InvalidArgumentError(None, None, f"assertion failed: {stop}")
+
+  fv = flags.FlagValues()
+  config_lib.define_flags(fv)
+  fv(["train", f"--workdir={tmp_path / 'w'}", "--dataset=8gaussians", "--method=vae"])
+  monkeypatch.setattr(flags, "FLAGS", fv)
+  monkeypatch.setattr(train_lib, "train_and_evaluate", going_bad)
+  monkeypatch.setattr(cli, "quiet_absl_logging", lambda flag_values: None)  # process-wide
+  assert train_cli.main(["train"]) == 1
+  err = capsys.readouterr().err
+  assert err.strip() == "error: " + stop[1:-1]
+
+
+@needs_cifar
+def test_folder_of_every_listed_format_trains_with_fail_and_skip(tmp_path):
+  """A folder holding every listed extension (WebP passed the check, then failed in the
+  pipeline: a traceback under fail, an endless loop under skip) trains to the end either way."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
+  folder = tmp_path / "formats"
+  folder.mkdir()
+  sources = _jpegs(len(data.IMAGE_EXTENSIONS))
+  for src, ext in zip(sources, data.IMAGE_EXTENSIONS):
+    Image.open(src).convert("RGB").save(folder / f"img{ext}")
+  for mode in ("fail", "skip"):
+    result = _train(_image_config(tmp_path / mode, folder, bad_images=mode))
+    assert result["step"] == 2
+
+
 # === Serving limits ===========================================================================
 
 MAX_BATCH = 4
@@ -729,6 +872,254 @@ def test_client_refuses_more_than_max_batch_before_building_anything(monkeypatch
   assert time.time() - began < 5
   with pytest.raises(ValueError, match="more than --max_batch=256"):
     serving_client.fetch_samples(list(range(257)), url="http://localhost:1", model="fm")
+
+
+# === The serving client against wrong answers ================================================
+
+
+class _RawHTTP:
+  """A local HTTP server on 127.0.0.1 answering every POST with the raw bytes `reply(body)`
+  (status line, headers and body as given, garbage included), then closing the connection.
+  It serves at most 50 requests and stops itself after 60 s (or on leaving the `with`)."""
+
+  def __init__(self, reply):
+    import threading  # pylint: disable=import-outside-toplevel
+
+    self.reply, self.requests = reply, []
+    self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    self.sock.bind(("127.0.0.1", 0))
+    self.sock.listen(8)
+    self.sock.settimeout(0.1)
+    self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+    self.stop = threading.Event()
+    self.thread = threading.Thread(target=self._serve, daemon=True)
+
+  def _serve(self):
+    deadline = time.time() + 60
+    while not self.stop.is_set() and time.time() < deadline and len(self.requests) < 50:
+      try:
+        conn, _ = self.sock.accept()
+      except OSError:
+        continue
+      with conn:
+        conn.settimeout(5)
+        try:
+          raw = b""
+          while b"\r\n\r\n" not in raw:
+            raw += conn.recv(65536) or b"\r\n\r\n"
+          head, _, body = raw.partition(b"\r\n\r\n")
+          length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+          while len(body) < length:
+            body += conn.recv(65536)
+          self.requests.append(json.loads(body))
+          conn.sendall(self.reply(self.requests[-1]))
+        except (OSError, ValueError, AttributeError):
+          pass
+
+  def __enter__(self):
+    self.thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self.stop.set()
+    self.thread.join(10)
+    self.sock.close()
+
+
+def _http(body, status="200 OK", length=None):
+  body = body if isinstance(body, bytes) else json.dumps(body).encode()
+  length = len(body) if length is None else length
+  head = (
+    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
+    "Connection: close\r\n\r\n"
+  )
+  return head.encode() + body
+
+
+def _images(n, shape=(8, 8, 1), value=0.5):
+  return np.full((n, *shape), value, np.float32).tolist()
+
+
+def _png_b64(value=128, shape=(8, 8)):
+  import base64  # pylint: disable=import-outside-toplevel
+  import io  # pylint: disable=import-outside-toplevel
+
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  buf = io.BytesIO()
+  Image.fromarray(np.full(shape, value, np.uint8), "L").save(buf, format="PNG")
+  return {"b64": base64.b64encode(buf.getvalue()).decode()}
+
+
+_WRONG_ANSWERS = {
+  "too_few": (_http({"predictions": _images(3)}), "3 predictions for 4 seeds"),
+  "too_many": (_http({"predictions": _images(5)}), "5 predictions for 4 seeds"),
+  "shape": (_http({"predictions": _images(4, (8, 8, 3))}), "the model card says [8, 8, 1]"),
+  "nan": (
+    _http(json.dumps({"predictions": _images(4)}).replace("0.5", "NaN", 1).encode()),
+    "1 non-finite values (NaN/inf)",
+  ),
+  "inf": (
+    _http(json.dumps({"predictions": _images(4)}).replace("0.5", "Infinity", 2).encode()),
+    "2 non-finite values",
+  ),
+  "range": (
+    _http({"predictions": _images(4, value=1.5)}),
+    "pixels are outside [0, 1] (min 1.5, max 1.5)",
+  ),
+  "negative": (_http({"predictions": _images(4, value=-0.25)}), "outside [0, 1] (min -0.25"),
+  "not_a_list": (_http({"predictions": 5}), "'predictions' is a JSON int, not a list"),
+  "a_string": (_http({"predictions": "images"}), "'predictions' is a JSON str, not a list"),
+  "not_an_object": (_http([1, 2, 3, 4]), "not a predict answer: a JSON list"),
+  "no_key": (_http({"answers": []}), "no 'predictions' or 'outputs'"),
+  "ragged": (
+    _http({"predictions": [*_images(3), [0.5]]}),
+    "not a regular array of numbers",
+  ),
+  "strings": (_http({"predictions": ["a", "b", "c", "d"]}), "not a regular array of numbers"),
+  "bad_png": (
+    _http({"predictions": [{"b64": "bm90IGEgcG5n"}] * 4}),
+    "PNG 0 of the answer does not decode",
+  ),
+  "empty": (_http({"predictions": []}), "0 predictions for 4 seeds"),
+  "error": (_http({"error": "Servable not found"}, "404 Not Found"), "HTTP 404"),
+  "error_list": (_http([1, 2], "500 Internal Server Error"), "HTTP 500 from"),
+  "garbage_status": (b"GARBAGE 200 maybe\r\n\r\n{}", "did not answer in HTTP"),
+  "no_answer": (b"", "did not answer in HTTP"),
+  "short_body": (
+    _http(b'{"predictions": [', length=1000),
+    "was cut short (17 bytes received, 983 more expected)",
+  ),
+  "not_json": (_http(b"<html>busy</html>"), "is not JSON"),
+}
+
+
+def _one_error_line(err):
+  assert "Traceback" not in err, err
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), err
+  return lines[0]
+
+
+@pytest.fixture
+def model_card(tmp_path):
+  path = tmp_path / "export" / "1" / "model_card.json"
+  path.parent.mkdir(parents=True)
+  path.write_text(json.dumps({"kind": "image", "example_shape": [8, 8, 1], "max_batch": 16}))
+  return path
+
+
+@pytest.mark.parametrize("case", sorted(_WRONG_ANSWERS))
+def test_client_refuses_each_wrong_answer_in_one_line(case, tmp_path, model_card, capsys):
+  reply, expected = _WRONG_ANSWERS[case]
+  out_dir = tmp_path / "out"
+  out_dir.mkdir()
+  with _RawHTTP(lambda body: reply) as server:
+    rc = _client(
+      [
+        f"--url={server.url}",
+        "--model=fm",
+        "--num=4",
+        f"--out={out_dir / 'grid.png'}",
+        f"--model_card={model_card}",
+        "--timeout=10",
+      ]
+    )
+  assert rc == 1
+  line = _one_error_line(capsys.readouterr().err)
+  assert expected in line, line
+  assert os.listdir(out_dir) == []  # no grid, no temporary file
+  assert server.requests[0]["instances"] == [0, 1, 2, 3]
+
+
+def test_client_writes_a_checked_answer_and_refuses_what_it_cannot_reach_or_write(
+  tmp_path, model_card, capsys
+):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  out_dir = tmp_path / "out"
+  out_dir.mkdir()
+  good = _http({"predictions": _images(4, value=0.25)})
+  with _RawHTTP(lambda body: good) as server:
+    args = [f"--url={server.url}", "--model=fm", "--num=4", "--timeout=10"]
+    assert _client(args + [f"--out={out_dir / 'grid.png'}", f"--model_card={model_card}"]) == 0
+    assert os.listdir(out_dir) == ["grid.png"]
+    grid = np.asarray(Image.open(out_dir / "grid.png"))
+    assert grid.shape == (16, 16) and (grid == 64).all()  # 2 x 2 cells of 0.25 * 255
+    capsys.readouterr()
+    # An --out it cannot write: under a file, a folder; nothing is left behind.
+    (out_dir / "a_file").write_text("x")
+    for out, why in (
+      (out_dir / "a_file" / "grid.png", "cannot write --out"),
+      (out_dir, "Is a directory"),
+    ):
+      assert _client(args + [f"--out={out}"]) == 1
+      assert why in _one_error_line(capsys.readouterr().err)
+    assert sorted(os.listdir(out_dir)) == ["a_file", "grid.png"]
+    # A model card that is missing or not a card.
+    assert _client(args + [f"--out={out_dir / 'g.png'}", "--model_card=/nonexistent.json"]) == 1
+    assert "cannot read --model_card /nonexistent.json" in _one_error_line(capsys.readouterr().err)
+    # The card's max_batch (16) is the default limit.
+    assert _client(args[:-2] + ["--num=17", f"--model_card={model_card}"]) == 1
+    assert "more than --max_batch=16" in _one_error_line(capsys.readouterr().err)
+  # Nothing listening there any more: refused.
+  assert _client(args + [f"--out={out_dir / 'g.png'}"]) == 1
+  assert "cannot reach" in _one_error_line(capsys.readouterr().err)
+  assert sorted(os.listdir(out_dir)) == ["a_file", "grid.png"]
+
+
+def test_client_checks_points_and_pngs_without_a_model_card(tmp_path, capsys):
+  from as_introvae_tf.serving import client  # pylint: disable=import-outside-toplevel
+
+  points = np.array([[3.0, -4.0], [0.0, 1.0]], np.float32)
+  np.testing.assert_array_equal(client.check_samples(points, 2, [2], "2d"), points)
+  np.testing.assert_array_equal(client.check_samples(points, 2), points)  # unbounded: fine
+  with pytest.raises(client.ServingError, match="non-finite"):
+    client.check_samples(np.array([[np.nan, 0.0]]), 1)
+  with pytest.raises(client.ServingError, match="neither an image"):
+    client.check_samples(np.zeros([2, 5]), 2)
+  with pytest.raises(client.ServingError, match="not numbers"):
+    client.check_samples(np.array([["a", "b"]]), 1)
+  pngs = _http({"predictions": [_png_b64(255)] * 3})
+  with _RawHTTP(lambda body: pngs) as server:
+    args = [f"--url={server.url}", "--model=fm", "--signature=generate_png", "--timeout=10"]
+    assert _client(args + ["--num=3", f"--out={tmp_path / 'p.png'}"]) == 0
+    assert _client(args + ["--num=2", f"--out={tmp_path / 'q.png'}"]) == 1
+    assert "3 predictions for 2 seeds" in _one_error_line(capsys.readouterr().err)
+  assert not (tmp_path / "q.png").exists()
+
+
+def test_the_running_client_imports_no_tensorflow(tmp_path):
+  """The client run end to end in a fresh interpreter (images, PNGs, 2-D points) writes its
+  pictures without importing TensorFlow, Keras or the training code."""
+  answers = {
+    "images": _http({"predictions": _images(2, (8, 8, 3))}),
+    "pngs": _http({"predictions": [_png_b64(7)] * 2}),
+    "points": _http({"predictions": [[0.5, -1.0], [2.0, 3.0]]}),
+  }
+  code = (
+    "import sys\n"
+    "from absl import flags\n"
+    "from as_introvae_tf.serving import client\n"
+    "fv = flags.FlagValues(); client.define_flags(fv); fv(sys.argv)\n"
+    "rc = client.main(sys.argv[:1], fv)\n"
+    "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', "
+    "'tf_keras') or m.startswith(('as_introvae_tf.data', 'as_introvae_tf.visualize', "
+    "'as_introvae_tf.train', 'as_introvae_tf.methods')))\n"
+    "print(rc, bad)\n"
+  )
+  for name, answer in answers.items():
+    with _RawHTTP(lambda body, answer=answer: answer) as server:
+      out = tmp_path / f"{name}.png"
+      run = subprocess.run(
+        [sys.executable, "-c", code, f"--url={server.url}", "--model=m", "--num=2", f"--out={out}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+      )
+    assert run.stdout.strip().splitlines()[-1] == "0 []", (name, run.stdout, run.stderr)
+    assert out.stat().st_size > 0
 
 
 def _export_cli(argv):

@@ -46,9 +46,14 @@ from as_introvae_tf.data.common import SPLITS
 from as_introvae_tf.data.common import DatasetSpec
 from as_introvae_tf.data.common import shared_data_dir
 from as_introvae_tf.data.common import with_pipeline_options
+from as_introvae_tf.data.folders import DEFAULT_MAX_IMAGE_PIXELS
 from as_introvae_tf.data.folders import IMAGE_EXTENSIONS
+from as_introvae_tf.data.folders import MAX_CONSECUTIVE_BAD_BATCHES
+from as_introvae_tf.data.folders import ImageScan
+from as_introvae_tf.data.folders import decode_file
 from as_introvae_tf.data.folders import find_bad_images
 from as_introvae_tf.data.folders import list_image_files
+from as_introvae_tf.data.folders import scan_images
 from as_introvae_tf.data.idx import FASHION_MNIST_DIR
 from as_introvae_tf.data.idx import load_fashion_mnist
 from as_introvae_tf.data.idx import load_fashion_mnist_labels
@@ -75,19 +80,24 @@ __all__ = [
   "DATA_AUTOTUNE_ENV",
   "count_examples",
   "DatasetSpec",
+  "decode_file",
+  "DEFAULT_MAX_IMAGE_PIXELS",
   "download_and_prepare",
   "FASHION_MNIST_DIR",
   "find_bad_images",
   "IMAGE_EXTENSIONS",
+  "ImageScan",
   "list_image_files",
   "load_fashion_mnist",
   "load_fashion_mnist_labels",
+  "MAX_CONSECUTIVE_BAD_BATCHES",
   "network_available",
   "parse_dataset",
   "read_idx_ubyte",
   "resolve_standard",
   "sample_2d",
   "sample_2d_tf",
+  "scan_images",
   "shared_data_dir",
   "SHARED_DATA_ENV",
   "SPLITS",

@@ -76,10 +76,16 @@ def parse_dataset(
 
 
 def count_examples(
-  spec: DatasetSpec, split: str, *, bad_images: str = "fail", data_dir=None
+  spec: DatasetSpec,
+  split: str,
+  *,
+  bad_images: str = "fail",
+  data_dir=None,
+  max_image_pixels: int = folders.DEFAULT_MAX_IMAGE_PIXELS,
 ) -> int:
-  """Examples in a split of an image dataset: readable files of a folder's split (unreadable
-  ones are not counted), Fashion-MNIST's 60,000 / 10,000, a TFDS split's size.
+  """Examples in a split of an image dataset: usable files of a folder's split (unreadable
+  ones and those over ``max_image_pixels`` are not counted), Fashion-MNIST's 60,000 / 10,000,
+  a TFDS split's size.
 
   Raises:
     ValueError for 2-D data (infinite) or as :func:`build_dataset` for bad folders.
@@ -90,7 +96,7 @@ def count_examples(
     return int(idx.load_fashion_mnist(split).shape[0])
   if spec.kind == "folder":
     files = folders.list_image_files(spec.name, split)
-    return len(files) - len(folders.find_bad_images(files))
+    return len(files) - len(folders.scan_images(files, max_image_pixels).bad)
   import tensorflow_datasets as tfds
 
   return int(tfds.builder(spec.name, data_dir=data_dir).info.splits[split].num_examples)
@@ -106,6 +112,7 @@ def build_dataset(
   repeat: bool = True,
   bad_images: str = "fail",
   data_dir=None,
+  max_image_pixels: int = folders.DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tf.data.Dataset:
   """The input pipeline of a :class:`DatasetSpec`: global batches, ``drop_remainder=True``.
 
@@ -117,17 +124,26 @@ def build_dataset(
     ``"train"``/``"test"`` (fashion_mnist ``t10k`` = test; a folder's split subfolder if it has
     them, else all its files; any TFDS split string); full-size seeded shuffle of examples
     (TFDS: 10,000-example buffer), reshuffled every epoch; ``repeat`` makes it infinite.
-    Folder images are decoded with ``tf.io.decode_image``, converted to ``C`` channels (grey ->
-    RGB by tiling, RGB -> grey by ``rgb_to_grayscale``, alpha dropped) and resized to ``H x W``
+    Folder images are decoded with ``tf.io.decode_image`` to 8 bits (16-bit PNGs too) and
+    scaled to [0, 1], turned upright by their EXIF orientation (as image viewers and
+    ``PIL.ImageOps.exif_transpose`` do), converted to ``C`` channels (grey -> RGB by tiling,
+    RGB -> grey by ``rgb_to_grayscale``, alpha dropped) and resized to ``H x W``
     (``tf.image.resize``, antialiased bilinear; not aspect-preserving).
-  * ``bad_images`` (folders): every file is checked up front (:func:`find_bad_images`);
-    ``"fail"`` raises ValueError naming the unreadable files, ``"skip"`` drops them and logs a
-    warning with their count and up to 10 names.
+  * ``bad_images`` (folders): every file is checked up front, decoded as the pipeline decodes
+    it (``folders.scan_images``); ``"fail"`` raises ValueError naming the unusable files and
+    why, ``"skip"`` drops them and logs a warning with their count and up to 10 names. With
+    ``"skip"``, a batch that still fails later (a file changed after the check) is dropped,
+    and ``folders.MAX_CONSECUTIVE_BAD_BATCHES`` (100) dropped in a row stop the iterator with
+    ``tf.errors.InvalidArgumentError`` naming the folder.
+  * ``max_image_pixels`` (folders; ``--max_image_pixels``, default 50,000,000): a file of more
+    pixels (width x height, read from its header before any decoding where Pillow can read it)
+    is unusable, named with its size.
 
   Raises:
-    ValueError on a bad split, batch size, ``bad_images``, unreadable/empty folders or a missing
-      ``data_dir`` for TFDS; FileNotFoundError for missing data (the Debian package hint for
-      fashion_mnist, the path for folders, the name and data_dir for TFDS).
+    ValueError on a bad split, batch size, ``bad_images`` or ``max_image_pixels``, a folder
+      with unusable files (``"fail"``) or none usable, or a missing ``data_dir`` for TFDS;
+      FileNotFoundError for missing data (the Debian package hint for fashion_mnist, the path
+      for folders, the name and data_dir for TFDS).
   """
   if not isinstance(spec, DatasetSpec):
     raise TypeError(f"spec must be a DatasetSpec (see parse_dataset), got {type(spec).__name__}")
@@ -139,14 +155,23 @@ def build_dataset(
     raise ValueError(f"global_batch_size must be a positive integer, got {global_batch_size!r}")
   if bad_images not in BAD_IMAGES_MODES:
     raise ValueError(f"--bad_images must be one of {BAD_IMAGES_MODES}, got {bad_images!r}")
+  max_image_pixels = folders.check_max_image_pixels(max_image_pixels)
   return with_pipeline_options(
     _build_dataset(
-      spec, split, int(global_batch_size), int(seed), shuffle, repeat, bad_images, data_dir
+      spec,
+      split,
+      int(global_batch_size),
+      int(seed),
+      shuffle,
+      repeat,
+      bad_images,
+      data_dir,
+      max_image_pixels,
     )
   )
 
 
-def _build_dataset(spec, split, batch, seed, shuffle, repeat, bad_images, data_dir):
+def _build_dataset(spec, split, batch, seed, shuffle, repeat, bad_images, data_dir, max_pixels):
   if spec.kind == "2d":
     return two_d.two_d_dataset(two_d.canonical_2d(spec.name), batch, seed)
   if spec.kind != "tfds" and split not in SPLITS:
@@ -154,7 +179,7 @@ def _build_dataset(spec, split, batch, seed, shuffle, repeat, bad_images, data_d
   if spec.kind == "fashion_mnist":
     return idx.fashion_mnist_dataset(spec, split, batch, seed, shuffle, repeat)
   if spec.kind == "folder":
-    return folders.folder_dataset(spec, split, batch, seed, shuffle, repeat, bad_images)
+    return folders.folder_dataset(spec, split, batch, seed, shuffle, repeat, bad_images, max_pixels)
   if spec.kind == "tfds":
     return standard.tfds_dataset(spec, split, batch, seed, shuffle, repeat, data_dir)
   raise ValueError(

@@ -5,8 +5,9 @@
   share with clients. `as_introvae_tf.export_lib` restores a run and writes them (SavedModel,
   ONNX); `export/` holds the serving setup (README, docker-compose, models.config).
 * `as_introvae_tf.serving.client` (`python -m as_introvae_tf.serving.client`): asks TF Serving
-  for samples over REST or gRPC and writes a PNG grid. It imports neither TensorFlow nor the
-  training code (importing this package imports nothing else).
+  for samples over REST or gRPC, checks the answer and writes a PNG grid. Over REST it imports
+  neither TensorFlow nor the training code (`--grpc` needs `tensorflow-serving-api`, which
+  imports TensorFlow); importing this package imports nothing else.
 """
 
 __all__ = ["MAX_BATCH"]

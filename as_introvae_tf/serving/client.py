@@ -12,9 +12,17 @@ columnar format `{"signature_name": S, "inputs": {"seeds": [0, 1, ...]}}` (answe
 PredictionService of the `tensorflow-serving-api` package (imported only then).
 
 Signatures that take seeds: serving_default / generate (float images in [0, 1], or 2-D points)
-and generate_png (PNG bytes, base64 `{"b64": ...}` over REST). Image results are tiled with
-`visualize.image_grid`; 2-D points are drawn with `visualize.scatter_2d`. The same seeds always
-give the same samples.
+and generate_png (PNG bytes, base64 `{"b64": ...}` over REST). Image results are tiled as
+`visualize.image_grid` tiles them and written with Pillow; 2-D points are drawn with
+matplotlib. The same seeds always give the same samples.
+
+The client trusts nothing in the answer (`check_samples`): one prediction per seed asked, one
+example shape (the model card's with `--model_card=VERSION_DIR/model_card.json`), finite
+values, pixels in [0, 1]. A wrong answer, an HTTP error, a garbled or cut-short response, an
+unreachable server or an `--out` it cannot write end with one `error: ...` line and exit
+status 1; the PNG is written under a temporary name and renamed, so no partial or temporary
+file is left. Over REST it imports neither TensorFlow nor the training code (numpy, Pillow,
+matplotlib for 2-D points); `--grpc` needs `tensorflow-serving-api`, which imports TensorFlow.
 
 Request building (`build_rest_request`) and response parsing (`parse_rest_response`) are pure
 functions, tested against a SavedModel without a TF Serving binary.
@@ -23,9 +31,14 @@ functions, tested against a SavedModel without a TF Serving binary.
 from __future__ import annotations
 
 import base64
+import binascii
+import http.client
+import io
 import json
+import math
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 
@@ -95,32 +108,74 @@ def parse_rest_outputs(response):
   `{"b64": ...}` values (outputs named `*_bytes`) are decoded to bytes.
 
   Raises:
-    ServingError: an `{"error": ...}` answer, or neither key present.
+    ServingError: an `{"error": ...}` answer, text that is not JSON, an answer that is not a
+      JSON object with 'predictions' (a list) or 'outputs', rows of different keys or shapes,
+      values that are not numbers (or `{"b64": ...}` bytes).
   """
   if isinstance(response, (str, bytes)):
-    response = json.loads(response)
+    try:
+      response = json.loads(response)
+    except ValueError as e:
+      raise ServingError(f"the answer is not JSON ({e})") from None
+  if not isinstance(response, dict):
+    raise ServingError(
+      f"not a predict answer: a JSON {type(response).__name__}, not an object with "
+      f"'predictions' or 'outputs': {_short(response)}"
+    )
   if "error" in response:
     raise ServingError(f"TF Serving error: {response['error']}")
-  if "predictions" in response:
-    rows = response["predictions"]
-    if rows and isinstance(rows[0], dict) and not set(rows[0]) == {"b64"}:
-      return {k: _to_array(k, [row[k] for row in rows]) for k in rows[0]}
-    return {"output": _to_array("output", rows)}
-  if "outputs" in response:
-    outputs = response["outputs"]
-    if isinstance(outputs, dict) and not set(outputs) == {"b64"}:
-      return {k: _to_array(k, v) for k, v in outputs.items()}
-    return {"output": _to_array("output", outputs)}
-  raise ServingError(f"not a predict answer (no 'predictions' or 'outputs'): {str(response)[:200]}")
+  try:
+    if "predictions" in response:
+      rows = response["predictions"]
+      if not isinstance(rows, list):
+        raise ServingError(
+          f"'predictions' is a JSON {type(rows).__name__}, not a list: {_short(rows)}"
+        )
+      if rows and isinstance(rows[0], dict) and not set(rows[0]) == {"b64"}:
+        keys = set(rows[0])
+        if not all(isinstance(row, dict) and set(row) == keys for row in rows):
+          raise ServingError("the 'predictions' rows do not all have the same outputs")
+        return {k: _to_array(k, [row[k] for row in rows]) for k in rows[0]}
+      return {"output": _to_array("output", rows)}
+    if "outputs" in response:
+      outputs = response["outputs"]
+      if isinstance(outputs, dict) and not set(outputs) == {"b64"}:
+        return {k: _to_array(k, v) for k, v in outputs.items()}
+      return {"output": _to_array("output", outputs)}
+  except (TypeError, ValueError, KeyError, AttributeError, binascii.Error) as e:
+    raise ServingError(
+      f"the answer's values are not a regular array of numbers or b64 bytes ({e})"
+    ) from None
+  raise ServingError(f"not a predict answer (no 'predictions' or 'outputs'): {_short(response)}")
+
+
+def _short(value, limit=120):
+  text = " ".join(str(value).split())
+  return text if len(text) <= limit else text[:limit] + "..."
 
 
 def decode_pngs(png_bytes):
-  """PNG bytes `[N]` -> float32 `[N, H, W, C]` in [0, 1] (all PNGs must share one size)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  """PNG bytes `[N]` -> float32 `[N, H, W, C]` in [0, 1] (Pillow; C = 1 grey, 3 RGB, 4 RGBA).
 
-  images = [tf.io.decode_png(b).numpy() for b in png_bytes]
+  Raises:
+    ServingError: a value that is not a PNG, or PNGs of different shapes.
+  """
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  images = []
+  for i, data in enumerate(png_bytes):
+    try:
+      with Image.open(io.BytesIO(data), formats=["PNG"]) as picture:
+        if picture.mode not in ("L", "RGB", "RGBA"):
+          picture = picture.convert("RGBA" if "A" in picture.mode else "RGB")
+        array = np.asarray(picture, np.uint8)
+    except Exception as e:  # pylint: disable=broad-except  # Pillow raises many kinds
+      raise ServingError(f"PNG {i} of the answer does not decode ({_short(e)})") from None
+    images.append(array[..., None] if array.ndim == 2 else array)
   if not images:
     return np.zeros([0, 0, 0, 0], np.float32)
+  if len({a.shape for a in images}) != 1:
+    raise ServingError(f"the answer's PNGs differ in shape: {sorted({a.shape for a in images})}")
   return np.stack(images).astype(np.float32) / 255.0
 
 
@@ -181,18 +236,41 @@ def rest_predict(url, model, body, version=None, timeout=60.0):
     headers={"Content-Type": "application/json"},
     method="POST",
   )
+  where = request.full_url
   try:
     with urllib.request.urlopen(request, timeout=timeout) as answer:
-      return json.loads(answer.read().decode("utf-8"))
+      raw = answer.read()
   except urllib.error.HTTPError as e:
-    text = e.read().decode("utf-8", "replace")
     try:
-      text = json.loads(text).get("error", text)
+      text = e.read().decode("utf-8", "replace")
+    except (http.client.HTTPException, OSError):
+      text = ""
+    try:
+      parsed = json.loads(text)
+      if isinstance(parsed, dict) and "error" in parsed:
+        text = str(parsed["error"])
     except ValueError:
       pass
-    raise ServingError(f"HTTP {e.code} from {request.full_url}: {text}") from None
-  except (urllib.error.URLError, OSError) as e:
-    raise ServingError(f"cannot reach {request.full_url}: {e}") from None
+    raise ServingError(f"HTTP {e.code} from {where}: {_short(text or e.reason, 300)}") from None
+  except http.client.IncompleteRead as e:
+    raise ServingError(
+      f"the answer from {where} was cut short ({len(e.partial)} bytes received, "
+      f"{e.expected} more expected)"
+    ) from None
+  except http.client.HTTPException as e:  # a garbled status line or headers
+    raise ServingError(
+      f"{where} did not answer in HTTP ({type(e).__name__}: {_short(e)})"
+    ) from None
+  except urllib.error.URLError as e:
+    raise ServingError(f"cannot reach {where}: {_short(e.reason)}") from None
+  except OSError as e:  # refused, reset, timed out
+    raise ServingError(f"cannot reach {where}: {_short(e)}") from None
+  try:
+    return json.loads(raw.decode("utf-8"))
+  except ValueError as e:
+    raise ServingError(
+      f"the answer from {where} is not JSON ({_short(e)}): {_short(raw[:80])}"
+    ) from None
 
 
 def grpc_predict(target, model, seeds, signature="serving_default", version=None, timeout=60.0):
@@ -237,19 +315,160 @@ def samples_from_outputs(outputs):
   raise ServingError(f"the answer has outputs {sorted(outputs)}; expected images or png_bytes")
 
 
-def render(samples, path):
-  """Writes samples as a PNG: `[N, H, W, C]` images as a grid, `[N, 2]` points as a scatter."""
-  from as_introvae_tf import visualize  # pylint: disable=import-outside-toplevel
+def check_samples(samples, num, example_shape=None, kind=None):
+  """Checks an answer's samples before anything is drawn; returns them as float32.
 
+  Args:
+    samples: the parsed answer, `[N, *example_shape]`.
+    num: the number of seeds asked for.
+    example_shape: the model card's `example_shape` (`[H, W, C]` or `[2]`); None accepts an
+      image shape `[H, W, C]` with C in 1, 3, 4 or the 2-D `[2]`.
+    kind: the model card's `kind` ("image" or "2d"); None: images when 3 dimensions per example.
+
+  Returns:
+    float32 numpy `[num, *example_shape]`: images in [0, 1], or finite 2-D points.
+
+  Raises:
+    ServingError naming what is wrong: another number of predictions than seeds, another
+    example shape, NaN/inf values, pixels outside [0, 1].
+  """
+  samples = np.asarray(samples)
+  if samples.dtype.kind not in "fiu":
+    raise ServingError(f"the answer's samples are not numbers (dtype {samples.dtype})")
+  samples = samples.astype(np.float32)
+  if samples.ndim < 1 or samples.shape[0] != num:
+    got = samples.shape[0] if samples.ndim else "no"
+    raise ServingError(f"the answer has {got} predictions for {num} seeds")
+  shape = list(samples.shape[1:])
+  if example_shape is not None:
+    if shape != [int(d) for d in example_shape]:
+      raise ServingError(
+        f"the answer's examples have shape {shape}; the model card says {list(example_shape)}"
+      )
+  elif not (shape == [2] or (len(shape) == 3 and shape[2] in (1, 3, 4) and min(shape) > 0)):
+    raise ServingError(
+      f"the answer's examples have shape {shape}: neither an image [H, W, C] (C = 1, 3, 4) "
+      "nor a 2-D point [2]"
+    )
+  bad = int(np.size(samples) - np.count_nonzero(np.isfinite(samples)))
+  if bad:
+    raise ServingError(f"the answer has {bad} non-finite values (NaN/inf)")
+  image = kind == "image" if kind is not None else len(shape) == 3
+  if image and samples.size and (samples.min() < 0.0 or samples.max() > 1.0):
+    raise ServingError(
+      f"the answer's pixels are outside [0, 1] (min {samples.min():.4g}, max {samples.max():.4g})"
+    )
+  return samples
+
+
+def image_grid(images, columns=None):
+  """Tiles float `[N, H, W, C]` images (clipped to [0, 1]) into one `[rows * H, columns * W, C]`
+  image, as `visualize.image_grid` does (empty cells black), without TensorFlow."""
+  images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+  n, h, w, c = images.shape
+  columns = columns or max(1, int(math.ceil(math.sqrt(n))))
+  rows = max(1, int(math.ceil(n / columns)))
+  grid = np.zeros((rows * h, columns * w, c), np.float32)
+  for i in range(n):
+    r, col = divmod(i, columns)
+    grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = images[i]
+  return grid
+
+
+def _scatter_png(points):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  limit = max(2.0, float(np.abs(points).max()) * 1.1) if points.size else 2.0
+  fig, ax = plt.subplots(figsize=(6, 6), dpi=80)
+  ax.scatter(points[:, 0], points[:, 1], s=4, c="g", label="samples")
+  ax.set_xlim(-limit, limit)
+  ax.set_ylim(-limit, limit)
+  ax.set_aspect("equal")
+  ax.set_title("TF Serving samples")
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=80)
+  plt.close(fig)
+  return buf.getvalue()
+
+
+def _grid_png(images):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  grid = np.round(image_grid(images) * 255.0).astype(np.uint8)
+  mode = {1: "L", 3: "RGB", 4: "RGBA"}[grid.shape[-1]]
+  buf = io.BytesIO()
+  Image.fromarray(grid[..., 0] if mode == "L" else grid, mode).save(buf, format="PNG")
+  return buf.getvalue()
+
+
+def write_atomically(path, payload):
+  """Writes bytes to `path` under a temporary name in its folder, then renames it.
+
+  Missing folders are created.
+
+  Raises:
+    ServingError naming `path` and the reason (a folder in the way, a file where a folder
+    should be, no permission, disk full); the temporary file is removed.
+  """
+  path = os.path.abspath(path)
+  folder = os.path.dirname(path)
+  tmp = None
+  try:
+    if os.path.isdir(path):
+      raise IsADirectoryError(21, os.strerror(21))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    with os.fdopen(fd, "wb") as fh:
+      fh.write(payload)
+    os.replace(tmp, path)
+    tmp = None
+  except OSError as e:
+    raise ServingError(f"cannot write --out {path}: {e.strerror or e}") from None
+  finally:
+    if tmp is not None:
+      try:
+        os.unlink(tmp)
+      except OSError:
+        pass
+  return path
+
+
+def render(samples, path):
+  """Writes samples as a PNG: `[N, H, W, C]` images as a grid (Pillow), `[N, 2]` points as a
+  scatter plot (matplotlib); returns the path. No TensorFlow.
+
+  Raises:
+    ServingError: samples of another shape, or a path that cannot be written.
+  """
   samples = np.asarray(samples, np.float32)
-  if samples.ndim == 4:
-    picture = visualize.image_grid(samples)
+  if samples.ndim == 4 and samples.shape[-1] in (1, 3, 4):
+    payload = _grid_png(samples)
   elif samples.ndim == 2 and samples.shape[1] == 2:
-    limit = max(2.0, float(np.abs(samples).max()) * 1.1) if samples.size else 2.0
-    picture = visualize.scatter_2d(samples, plot_range=limit, title="TF Serving samples")
+    payload = _scatter_png(samples)
   else:
-    raise ServingError(f"cannot draw samples of shape {samples.shape}")
-  return visualize.save_png(path, picture)
+    raise ServingError(f"cannot draw samples of shape {list(samples.shape)}")
+  return write_atomically(path, payload)
+
+
+def read_model_card(path):
+  """`model_card.json` (or its version folder) -> the card dict.
+
+  Raises:
+    ServingError: missing, unreadable, not JSON, or without a list `example_shape`.
+  """
+  if os.path.isdir(path):
+    path = os.path.join(path, "model_card.json")
+  try:
+    with open(path, encoding="utf-8") as fh:
+      card = json.load(fh)
+  except (OSError, ValueError) as e:
+    raise ServingError(f"cannot read --model_card {path}: {_short(e)}") from None
+  if not isinstance(card, dict) or not isinstance(card.get("example_shape"), list):
+    raise ServingError(f"--model_card {path} has no example_shape list: not a model card")
+  return card
 
 
 def check_batch(num, max_batch=MAX_BATCH):
@@ -273,18 +492,23 @@ def fetch_samples(
   version=None,
   timeout=60.0,
   max_batch=MAX_BATCH,
+  example_shape=None,
+  kind=None,
 ):
-  """Samples for `seeds` from TF Serving, over REST (`url`) or gRPC (`grpc_target`).
+  """Samples for `seeds` from TF Serving, over REST (`url`) or gRPC (`grpc_target`), checked
+  by `check_samples`.
 
   Args:
     max_batch: more seeds than this are refused before any request is built.
+    example_shape, kind: the model card's, to check the answer against (None: any image or
+      2-D shape).
 
   Returns:
-    float32 numpy `[N, *example_shape]` (images in [0, 1], or 2-D points).
+    float32 numpy `[N, *example_shape]` (N = len(seeds); images in [0, 1], or 2-D points).
 
   Raises:
     ServingError, ValueError: bad arguments (e.g. more than `max_batch` seeds), transport or
-      serving errors.
+      serving errors, a wrong answer (see `check_samples`).
   """
   check_batch(len(seeds), max_batch)
   if signature not in SEED_SIGNATURES:
@@ -293,13 +517,15 @@ def fetch_samples(
       f"sends seeds); got {signature!r}"
     )
   if grpc_target:
-    return samples_from_outputs(
+    samples = samples_from_outputs(
       grpc_predict(grpc_target, model, seeds, signature, version, timeout)
     )
-  if not url:
-    raise ValueError("give --url=http://HOST:8501 (REST) or --grpc=HOST:8500")
-  body = build_rest_request(seeds, form, signature)
-  return parse_rest_response(rest_predict(url, model, body, version, timeout))
+  else:
+    if not url:
+      raise ValueError("give --url=http://HOST:8501 (REST) or --grpc=HOST:8500")
+    body = build_rest_request(seeds, form, signature)
+    samples = parse_rest_response(rest_predict(url, model, body, version, timeout))
+  return check_samples(samples, len(seeds), example_shape, kind)
 
 
 # === Command line =============================================================================
@@ -322,6 +548,13 @@ def define_flags(flag_values=None):
   flags.DEFINE_integer("num", 16, "Number of samples (seeds seed_start .. +num-1).", flag_values=fv)
   flags.DEFINE_integer("seed_start", 0, "First seed.", flag_values=fv)
   flags.DEFINE_string("out", "grid.png", "Output PNG.", flag_values=fv)
+  flags.DEFINE_string(
+    "model_card",
+    None,
+    "The export's model_card.json (or its version folder): the answer must have its "
+    "example_shape, and its max_batch is the default --max_batch.",
+    flag_values=fv,
+  )
   flags.DEFINE_enum(
     "signature", "serving_default", list(SEED_SIGNATURES), "Signature.", flag_values=fv
   )
@@ -361,13 +594,16 @@ def main(argv, flag_values=None):
   if fv.num < 1:
     print(f"error: --num must be >= 1; got {fv.num}", file=sys.stderr)
     return 1
-  try:
-    check_batch(fv.num, fv.max_batch)  # before the seed list or the request is built
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
+  if not fv.timeout > 0:
+    print(f"error: --timeout must be > 0 seconds; got {fv.timeout}", file=sys.stderr)
     return 1
-  seeds = list(range(fv.seed_start, fv.seed_start + fv.num))
   try:
+    card = read_model_card(fv.model_card) if fv.model_card else {}
+    max_batch = fv.max_batch
+    if card.get("max_batch") and not fv["max_batch"].present:
+      max_batch = int(card["max_batch"])
+    check_batch(fv.num, max_batch)  # before the seed list or the request is built
+    seeds = list(range(fv.seed_start, fv.seed_start + fv.num))
     samples = fetch_samples(
       seeds,
       url=fv.url,
@@ -377,11 +613,16 @@ def main(argv, flag_values=None):
       grpc_target=fv.grpc,
       version=fv.version,
       timeout=fv.timeout,
-      max_batch=fv.max_batch,
+      max_batch=max_batch,
+      example_shape=card.get("example_shape"),
+      kind=card.get("kind"),
     )
     path = render(samples, fv.out)
-  except (ServingError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
+  except (ServingError, ValueError, OSError) as e:
+    print(f"error: {_short(e, 1000)}", file=sys.stderr)
+    return 1
+  except Exception as e:  # pylint: disable=broad-except  # the client trusts no answer
+    print(f"error: unexpected {type(e).__name__}: {_short(e, 1000)}", file=sys.stderr)
     return 1
   print(
     f"{len(samples)} samples {list(samples.shape[1:])} for seeds {seeds[0]}..{seeds[-1]} "
