@@ -73,10 +73,16 @@ def test_h1_waits_for_both_seeds_and_can_be_rejected(tmp_path):
   assert "Rule 1 (H1): rejected" in "\n".join(as_sweep.decisions(rows))
 
 
-def test_main_writes_the_markdown(tmp_path, capsys):
+def test_main_writes_the_markdown_and_the_doc_block(tmp_path, capsys):
   _result(tmp_path, "screen_s512_warm", 0, 8.0, 8, 0.3, 0.5, 0.5)
-  out = tmp_path / "SCREEN.md"
-  as_sweep.main([f"--pattern={tmp_path / 'C1_*_screen_*_seed*.json'}", f"--out={out}"])
+  out, doc = tmp_path / "SCREEN.md", tmp_path / "results.md"
+  doc.write_text("a\n<!-- BEGIN as_sweep screen -->\nold\n<!-- END as_sweep screen -->\nb\n")
+  pattern = tmp_path / "C1_*_screen_*_seed*.json"
+  as_sweep.main([f"--pattern={pattern}", f"--out={out}", f"--doc={doc}"])
   text = out.read_text()
   assert text == capsys.readouterr().out
+  assert text.startswith("Stage 1 at C1: 1 runs of 8000 steps")
   assert "| screen_s512_warm | as_introvae | 0 | 8.0 | 8.0 | 8 | 0.3 | 0.5 | 0.50 |" in text
+  block = doc.read_text()
+  assert block.startswith("a\n<!-- BEGIN as_sweep screen -->\nStage 1") and "old" not in block
+  assert block.endswith("<!-- END as_sweep screen -->\nb\n")

@@ -3,6 +3,7 @@ result files alone (results/2d/as_introvae_sweep/PLAN.md fixes the rules).
 
   python tools/as_sweep.py                         # prints the table and the rules' outcome
   python tools/as_sweep.py --out=results/2d/as_introvae_sweep/SCREEN.md
+  python tools/as_sweep.py --doc=docs/results.md   # its `<!-- BEGIN as_sweep screen -->` block
 
 For each configuration (a result file's `tag`): KL and modes per seed at the stop step, the
 mean KL, and from the training trajectory the medians over the steps in (2000, 6000] of
@@ -18,6 +19,7 @@ import glob
 import json
 import os
 import statistics
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(ROOT, "results", "2d", "as_introvae_sweep", "c1c3")
@@ -153,14 +155,29 @@ def decisions(rows):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", help="also write the Markdown here")
+  parser.add_argument(
+    "--doc", help="also replace this Markdown file's <!-- BEGIN as_sweep screen --> block"
+  )
   parser.add_argument("--pattern", default=os.path.join(SWEEP, "C1_*_screen_*_seed*.json"))
   args = parser.parse_args(argv)
-  rows = summarize(load(args.pattern))
-  text = "\n".join(table(rows) + [""] + decisions(rows)) + "\n"
+  runs = load(args.pattern)
+  rows = summarize(runs)
+  cpus = sorted({r["cpu"] for results in runs.values() for r in results if r.get("cpu")})
+  heading = (
+    f"Stage 1 at C1: {sum(len(r) for r in runs.values())} runs of 8000 steps on the schedule "
+    "of a 30000-step run (`--stop_at=8000`); 3 evaluation draws per run; the AS columns are "
+    "medians over the logged steps in (2000, 6000]. Measured on " + ("; ".join(cpus) or "-") + "."
+  )
+  text = "\n".join([heading, ""] + table(rows) + [""] + decisions(rows)) + "\n"
   print(text, end="")
   if args.out:
     with open(args.out, "w") as f:
       f.write(text)
+  if args.doc:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from readme_block import replace_readme_block  # pylint: disable=import-outside-toplevel
+
+    replace_readme_block(args.doc, "as_sweep screen", text.rstrip("\n"))
 
 
 if __name__ == "__main__":
