@@ -243,7 +243,7 @@ def evaluate_2d(run, options, outdir, log=print):
   n = options.num_samples or metrics.KL_SAMPLES
   # Without an inference encoder (WGAN-GP's encoder is a critic) there is no ELBO: no gnELBO,
   # density or latent metrics.
-  has_encoder = getattr(model, "has_inference_encoder", True)
+  has_encoder = model.has_inference_encoder
   if has_encoder:
     score = score_fn_2d(model)
     xx, yy, grid = metrics.setup_grid(plot_range, options.grid_points)
@@ -416,7 +416,7 @@ def evaluate_images(run, options, outdir, log=print):
   ds = held_out_dataset(
     spec, options, batch, bad_images=config.bad_images, data_dir=config.data_dir
   )
-  has_encoder = getattr(model, "has_inference_encoder", True)
+  has_encoder = model.has_inference_encoder
   if not has_encoder:
     notes.append(
       "no inference encoder (the encoder is a critic): no reconstruction or latent metrics"

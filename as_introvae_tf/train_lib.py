@@ -190,7 +190,7 @@ def render_samples(model, spec, fixed):
   real = fixed[:n]
   columns = int(math.ceil(math.sqrt(SAMPLE_GRID_SIZE)))
   pictures = {"real": visualize.image_grid(real, columns=8)}
-  if getattr(model, "has_inference_encoder", True):  # WGAN-GP: the encoder is a critic
+  if model.has_inference_encoder:  # WGAN-GP: the encoder is a critic
     rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
     pictures["reconstruction"] = visualize.image_grid(rec, columns=8)
   pictures["samples"] = visualize.image_grid(
@@ -458,9 +458,16 @@ def train_and_evaluate(config):
       another method/architecture/run.
     TrainingDivergedError: a metric became NaN/inf; the last good checkpoint is kept.
     TrainingInterrupted: SIGTERM/SIGINT; the checkpoint of the step reached is written.
+    CheckpointWriteError: a checkpoint cannot be written; the previous one is intact.
+    OutputWriteError: a picture, TensorBoard, config.json, config_history.jsonl or
+      metrics_train.json write failed (named, with the cause); the checkpoint of the step
+      reached was saved first whenever one could be.
   """
-  workdir = config.workdir
   config.validate()
+  # One absolute path below this point: the checkpoint index, run_info, messages and resumes
+  # from another working directory all agree (a relative --workdir is the README's form).
+  config = config.replace(workdir=workdir_lib.resolve(config.workdir))
+  workdir = config.workdir
   _check_workdir_writable(workdir)
   strategy = distribute.get_strategy(config.strategy)
   with workdir_lib.WorkdirLock(workdir, _lock_name(strategy)), _StopOnSignals() as stop:

@@ -170,6 +170,35 @@ class WorkdirLock:
     return False
 
 
+def resolve(path):
+  """The absolute form of a user's path (`~` expanded; relative to the working directory).
+
+  Every entry point (training, evaluation, export, `as_introvae_tf.load`) resolves its
+  workdir, export directory and checkpoint paths once with this, so a relative path means the
+  same as its absolute form everywhere below it.
+  """
+  return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+def live_writer(workdir, name=LOCK_FILE):
+  """The owner (dict: host, pid, started, command) of a training run that holds `train.lock`
+  in `workdir` now, or None.
+
+  Read-only (never takes the lock): the lock file exists and names a live process on this
+  host, or a process on another host (which this host cannot check: assumed live). A lock
+  file of a dead process on this host (a SIGKILLed run) is no writer.
+  """
+  owner = WorkdirLock(workdir, name).read_owner()
+  if not isinstance(owner, dict):
+    return None
+  if owner.get("host") != socket.gethostname():
+    return owner
+  pid = owner.get("pid")
+  if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+    return owner
+  return None
+
+
 def _value(value):
   return list(value) if isinstance(value, tuple) else value
 

@@ -143,6 +143,54 @@ def test_broken_index_end_to_end_training_continues(run_copy):
   assert [f.step for f in checkpoints_lib.on_disk(str(run_copy / "checkpoints"))] == [2, 4, 6]
 
 
+# === Relative paths ===========================================================================
+
+
+def test_relative_workdir_resumes_exports_and_loads_without_warnings_and_keeps_pruning(
+  tmp_path, monkeypatch, caplog
+):
+  """The README's form (`--workdir=runs/quickstart`): three resumes print no warning and
+  `--keep_checkpoints` still prunes; from another working directory, evaluation, export and
+  load read the same checkpoint through relative paths, silently."""
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  def warnings():  # ours (absl), but the expected record of each resume's --train_steps
+    return [
+      r.getMessage()
+      for r in caplog.records
+      if r.name == "absl"
+      and r.levelno >= logging.WARNING
+      and not r.getMessage().startswith("Resumed at step")
+    ]
+
+  monkeypatch.chdir(tmp_path)
+  caplog.set_level(logging.WARNING)
+  for steps in (2, 4, 6, 8):  # a first segment, then three resumes
+    _train(_config("runs/q", train_steps=steps, keep_checkpoints=2))
+  assert warnings() == []
+  assert checkpoints_lib.read_index(os.path.join("runs", "q", "checkpoints"))[1] is None
+  directory = tmp_path / "runs" / "q" / "checkpoints"
+  assert [f.step for f in checkpoints_lib.on_disk(str(directory))] == [6, 8]
+  state = tf.train.get_checkpoint_state(str(directory))
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-6", "ckpt-8"]
+  assert [s["step"] for s in _history(tmp_path / "runs" / "q")] == [0, 2, 4, 6]
+
+  (tmp_path / "elsewhere").mkdir()
+  monkeypatch.chdir(tmp_path / "elsewhere")
+  ckpt8 = str(directory / "ckpt-8")
+  notes = []
+  assert run_lib.restore_run("../runs/q", log=notes.append).restored == ckpt8
+  result = export_lib.export_run("../runs/q", "exports/q", formats=["saved_model"], weights="raw")
+  assert result.model_card["checkpoint"] == ckpt8
+  assert result.version_dir == str(tmp_path / "elsewhere" / "exports" / "q" / "1")
+  assert as_introvae_tf.load("../runs/q").path == ckpt8
+  assert as_introvae_tf.load("exports/q").step == 8
+  relative = "../runs/q/checkpoints/ckpt-6"  # a checkpoint named by a relative path
+  assert as_introvae_tf.load("../runs/q", checkpoint=relative).step == 6
+  assert run_lib.restore_run("../runs/q", checkpoint=relative).restored == str(directory / "ckpt-6")
+  assert notes == [] and warnings() == []
+
+
 # === A damaged newest checkpoint ==============================================================
 
 
@@ -185,24 +233,108 @@ def test_damaged_newest_checkpoint_training_falls_back_with_a_warning(run_copy, 
   assert damaged and all(name.startswith("ckpt-4.") for name in damaged)  # kept, not deleted
 
 
-@pytest.mark.parametrize("how", ["truncated_index", "missing_data", "corrupted_data"])
-def test_damaged_newest_checkpoint_evaluate_and_export_name_it_and_the_intact_ones(
-  run_copy, how, tmp_path
+def _readers_choose(workdir, export_dir, caplog):
+  """The checkpoint each reader uses (evaluation's restore, export, load) and the warnings
+  each gave, as {reader: (prefix, [warning, ...])}."""
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  chosen = {}
+  caplog.clear()
+  notes = []
+  chosen["evaluate"] = (run_lib.restore_run(workdir, log=notes.append).restored, notes)
+  caplog.clear()
+  card = export_lib.export_run(
+    str(workdir), str(export_dir), formats=["saved_model"], weights="raw"
+  ).model_card
+  chosen["export"] = (card["checkpoint"], [r.getMessage() for r in caplog.records])
+  caplog.clear()
+  chosen["load"] = (
+    as_introvae_tf.load(str(workdir)).path,
+    [r.getMessage() for r in caplog.records],
+  )
+  return chosen
+
+
+@pytest.mark.parametrize(
+  "case",
+  ["index_names_older", "index_deleted", "truncated_index", "missing_data", "corrupted_data"],
+)
+def test_every_reader_chooses_the_checkpoint_training_resumes_from(
+  run_copy, case, caplog, tmp_path
 ):
-  _damage(_ckpt(run_copy, 4), how)
+  """One rule (`checkpoints.choose`) for evaluate, export, load and training's resume: the
+  newest checkpoint that restores, with the same warning naming the damaged one and the one
+  read. A damaged one asked for by name is refused, naming the intact ones."""
+  index = run_copy / "checkpoints" / "checkpoint"
+  if case == "index_names_older":
+    index.write_text('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
+    expected, needle = 4, "names ckpt-2 but ckpt-4 is newer and intact"
+  elif case == "index_deleted":
+    index.unlink()
+    expected, needle = 4, "is missing; checkpoints found: ckpt-2, ckpt-4"
+  else:
+    _damage(_ckpt(run_copy, 4), case)
+    expected, needle = 2, "Checkpoint ckpt-4 is damaged"
+  caplog.set_level(logging.WARNING)
+  chosen = _readers_choose(run_copy, tmp_path / "exports", caplog)
+  for reader, (prefix, notes) in chosen.items():
+    assert prefix == _ckpt(run_copy, expected), reader
+    mine = [n for n in notes if needle in n]
+    assert len(mine) == 1 and f"ckpt-{expected} (step {expected})" in mine[0], (reader, notes)
+    if expected == 2:
+      assert "reading the newest intact checkpoint, ckpt-2" in mine[0]
+  if expected == 2:
+    with pytest.raises(checkpoints_lib.CheckpointError) as info:
+      run_lib.restore_run(run_copy, checkpoint=_ckpt(run_copy, 4))
+    message = str(info.value)
+    assert "ckpt-4 is damaged" in message and "Intact checkpoints: ckpt-2" in message
+    assert f"--checkpoint={_ckpt(run_copy, 2)}" in message and "architecture" not in message
+  caplog.clear()
+  run = run_lib.build_run(_config(run_copy, train_steps=6))  # training's resume: the same
+  assert run.restored == _ckpt(run_copy, expected)
+  assert needle in caplog.text.replace("resuming from", "reading")
+
+
+def test_half_written_checkpoint_of_a_live_run_is_not_called_damaged(run_copy):
+  """While train.lock names a live process, the newest incomplete checkpoint is being
+  written: the readers skip it with a note that says so, not "damaged"."""
+  shutil.copy(_data_file(_ckpt(run_copy, 4)), _data_file(_ckpt(run_copy, 6)))  # no .index yet
+  live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    owner = {"host": socket.gethostname(), "pid": live.pid, "started": "now", "command": "x"}
+    (run_copy / workdir_lib.LOCK_FILE).write_text(json.dumps(owner))
+    notes = []
+    assert run_lib.restore_run(run_copy, log=notes.append).restored == _ckpt(run_copy, 4)
+    assert len(notes) == 1 and "damaged" not in notes[0], notes
+    assert (
+      f"ckpt-6 is still being written by the training run in progress (PID {live.pid}" in (notes[0])
+    )
+  finally:
+    live.kill()
+    live.wait()
+  notes = []  # the same files once that process is gone: a damaged checkpoint
+  assert run_lib.restore_run(run_copy, log=notes.append).restored == _ckpt(run_copy, 4)
+  assert "Checkpoint ckpt-6 is damaged (ckpt-6.index is missing)" in notes[0]
+
+
+def test_read_only_checkpoints_folder_while_moving_a_damaged_checkpoint_aside(
+  run_copy, monkeypatch
+):
+  import errno  # pylint: disable=import-outside-toplevel
+
+  _damage(_ckpt(run_copy, 4), "truncated_data")
+
+  def read_only(source, destination, *args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system", str(source))
+
+  monkeypatch.setattr(shutil, "move", read_only)  # as root, chmod would not stop the move
   with pytest.raises(checkpoints_lib.CheckpointError) as info:
-    run_lib.restore_run(run_copy)
+    run_lib.build_run(_config(run_copy, train_steps=6))
   message = str(info.value)
-  assert "ckpt-4 is damaged" in message and "Intact checkpoints: ckpt-2" in message
-  assert f"--checkpoint={_ckpt(run_copy, 2)}" in message
-  with pytest.raises(export_lib.ExportError) as info:
-    export_lib.export_run(str(run_copy), str(tmp_path / "exports"), formats=["saved_model"])
-  message = str(info.value)
-  assert "ckpt-4 is damaged" in message and "ckpt-2" in message
-  assert "architecture" not in message
-  # The intact one, asked for by name, evaluates.
-  run = run_lib.restore_run(run_copy, checkpoint=_ckpt(run_copy, 2))
-  assert int(run.model.step.numpy()) == 2 and run.restored == _ckpt(run_copy, 2)
+  assert "ckpt-4 is damaged and could not be moved aside" in message
+  assert "Read-only file system" in message and "Nothing was deleted" in message
+  assert len(message.splitlines()) == 1
+  assert os.path.exists(_ckpt(run_copy, 4) + ".index")
 
 
 def test_no_intact_checkpoint_stops_training_and_keeps_the_files(run_copy):
@@ -697,6 +829,52 @@ def test_empty_requests_return_empty_batches(small_export):
   assert _sig(loaded, "decode", z=tf.zeros([0, 4]))["images"].shape == (0, 28, 28, 1)
   assert _sig(loaded, "encode", images=_pixels(0))["mu"].shape == (0, 4)
   assert _sig(loaded, "reconstruct", images=_pixels(0))["images"].shape == (0, 28, 28, 1)
+
+
+def test_load_honours_the_exports_max_batch_and_checks_inputs_as_for_a_workdir(small_export):
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  result, _ = small_export
+  workdir = os.path.dirname(os.path.dirname(result.model_card["checkpoint"]))
+  exported = as_introvae_tf.load(os.path.dirname(result.version_dir))
+  assert exported.batch_size == MAX_BATCH
+  assert exported.sample(5 * MAX_BATCH, seed=0).shape == (20, 28, 28, 1)  # batches of 4
+  from_workdir = as_introvae_tf.load(workdir)
+  nan = _pixels(2)
+  nan[1, 3, 4, 0] = np.nan
+  z = np.zeros([2, 4], np.float32)
+  z[0, 1] = np.inf
+  for model in (from_workdir, exported):
+    with pytest.raises(ValueError, match="images must be finite"):
+      model.encode(nan)
+    with pytest.raises(ValueError, match="images must be finite"):
+      model.reconstruct(nan)
+    with pytest.raises(ValueError, match=r"pixel values in \[0, 1\]"):
+      model.encode(_pixels(2, 0.0, 255.0))
+    with pytest.raises(ValueError, match="z must be finite"):
+      model.decode(z)
+
+
+def test_broken_newest_export_version_falls_back_with_a_warning(small_export, tmp_path, caplog):
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  result, _ = small_export
+  export_dir = tmp_path / "fm"
+  shutil.copytree(result.version_dir, export_dir / "1")
+  shutil.copytree(result.version_dir, export_dir / "2")
+  pb = export_dir / "2" / "saved_model.pb"
+  pb.write_bytes(pb.read_bytes()[:100])  # truncated
+  shutil.copytree(result.version_dir, export_dir / "3")
+  shutil.rmtree(export_dir / "3" / "variables")
+  caplog.set_level(logging.WARNING)
+  model = as_introvae_tf.load(str(export_dir))
+  assert model.path == str(export_dir / "1")
+  for version in (3, 2):
+    assert f"Export version {version} in {export_dir} is broken" in caplog.text
+  assert "loading the newest intact version, 1" in caplog.text
+  shutil.rmtree(export_dir / "1")
+  with pytest.raises(ValueError, match="no version of the export .* loads: version 3: .*version 2"):
+    as_introvae_tf.load(str(export_dir))
 
 
 def _client(argv):
