@@ -455,6 +455,117 @@ def test_config_json_without_a_checkpoint_does_not_refuse_the_next_run(tmp_path)
   assert [n for n in os.listdir(workdir) if n.startswith("config.json.unused-")]
 
 
+@pytest.mark.parametrize("content", ["not_an_object", "truncated"])
+def test_bad_config_json_is_named_by_every_reader_and_by_training(run_copy, content, tmp_path):
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  path = run_copy / "config.json"
+  text = path.read_text()
+  path.write_text("[1, 2]" if content == "not_an_object" else text[: len(text) // 2])
+  needle = "is not a JSON object" if content == "not_an_object" else "is not valid JSON"
+  for read in (
+    lambda: run_lib.restore_run(run_copy),
+    lambda: as_introvae_tf.load(str(run_copy)),
+    lambda: _train(_config(run_copy, train_steps=6)),
+  ):
+    with pytest.raises(config_lib.ConfigError) as info:
+      read()
+    assert str(path) in str(info.value) and needle in str(info.value)
+  with pytest.raises(export_lib.ExportError, match=re.escape(str(path))):
+    export_lib.export_run(str(run_copy), str(tmp_path / "exports"), formats=["saved_model"])
+
+
+def test_unknown_flag_in_a_flagfile_names_the_file_and_line(tmp_path, capsys):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train as train_cli  # pylint: disable=import-outside-toplevel
+
+  flagfile = tmp_path / "mine.flags"
+  flagfile.write_text("# my run\n--flagfile=configs/base.flags\n--beta_negative=3\n")
+  fv = flags.FlagValues()
+  config_lib.define_flags(fv)
+  with pytest.raises(SystemExit) as info:
+    train_cli.parse_flags(["train", f"--flagfile={flagfile}"], fv)
+  err = capsys.readouterr().err
+  assert info.value.code == 1
+  assert f"--flagfile={flagfile}, line 3: unknown flag --beta_negative" in err, err
+  with pytest.raises(flags.Error, match="line 3: unknown flag --beta_negative"):
+    config_lib.from_flagfile(str(flagfile))
+
+
+# === Writes outside the checkpoints ===========================================================
+
+
+def _failing(monkeypatch, target, name, exception):
+  def fail(*args, **kwargs):
+    raise exception
+
+  monkeypatch.setattr(target, name, fail)
+
+
+@pytest.mark.parametrize("failure", ["samples_png", "tensorboard", "history", "config_json"])
+def test_failed_write_outside_the_checkpoints_saves_the_steps_then_names_the_file(
+  run_copy, tmp_path, failure, monkeypatch
+):
+  """A full disk at samples.png (or TensorBoard, config.json, config_history.jsonl) loses no
+  step: the checkpoint of the step reached is saved, then one line names the file."""
+  import errno  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import visualize  # pylint: disable=import-outside-toplevel
+
+  full = OSError(errno.ENOSPC, "No space left on device")
+  workdir = run_copy
+  # Pictures every 2 steps, checkpoints only at the end (step 8): the failure comes at step 6.
+  config = _config(workdir, train_steps=8, image_every_steps=2, checkpoint_every_steps=100)
+  saved_at = 6
+  if failure == "samples_png":
+    _failing(monkeypatch, visualize, "save_png", full)
+    path = str(workdir / "samples.png")
+  elif failure == "tensorboard":
+    _failing(monkeypatch, tf.summary, "image", tf.errors.ResourceExhaustedError(None, None, "full"))
+    path = str(workdir / "tensorboard" / "train")
+  elif failure == "history":
+    _failing(monkeypatch, workdir_lib.RunRecord, "append_segment", full)
+    path = str(workdir / workdir_lib.HISTORY_FILE)
+    config, saved_at = config.replace(image_every_steps=100, checkpoint_every_steps=2), 6
+  else:  # a new run's first checkpoint: config.json cannot be written
+    workdir = tmp_path / "fresh"
+    config = _config(workdir, train_steps=2)
+    _failing(monkeypatch, config_lib, "save_config", full)
+    path, saved_at = str(workdir / "config.json"), 2
+  segments = len(_history(workdir)) if os.path.exists(workdir / workdir_lib.HISTORY_FILE) else 0
+  with pytest.raises(train_lib.OutputWriteError) as info:
+    _train(config)
+  message = str(info.value)
+  assert len(message.splitlines()) == 1, message
+  cause = "full" if failure == "tensorboard" else "No space left on device"
+  assert message.startswith(f"cannot write {path} ({cause})"), message
+  assert f"the checkpoint of step {saved_at} is saved" in message, message
+  assert saved_at in [f.step for f in checkpoints_lib.on_disk(str(workdir / "checkpoints"))]
+  history = _history(workdir) if os.path.exists(workdir / workdir_lib.HISTORY_FILE) else []
+  expected = segments + (1 if failure in ("samples_png", "tensorboard") else 0)
+  assert len(history) == expected  # a line only for a segment that saved its checkpoint
+
+
+def test_failed_checkpoint_save_leaves_no_history_line_and_no_temporary_folder(
+  run_copy, monkeypatch
+):
+  def full_disk(manager, checkpoint_number=None, **kwargs):
+    os.makedirs(os.path.join(manager.directory, f"ckpt-{checkpoint_number}_temp"))  # as TF
+    raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+  monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+  segments = len(_history(run_copy))
+  with pytest.raises(train_lib.CheckpointWriteError, match="No space left on device.*ckpt-4"):
+    _train(_config(run_copy, train_steps=6))
+  monkeypatch.undo()
+  assert len(_history(run_copy)) == segments
+  assert not [n for n in os.listdir(run_copy / "checkpoints") if n.endswith("_temp")]
+  # A folder left by a process that died mid-save is removed by the next run.
+  os.makedirs(run_copy / "checkpoints" / "ckpt-5_temp")
+  assert _train(_config(run_copy, train_steps=6))["step"] == 6
+  assert not os.path.exists(run_copy / "checkpoints" / "ckpt-5_temp")
+
+
 # === The workdir lock =========================================================================
 
 
