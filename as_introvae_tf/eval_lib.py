@@ -531,10 +531,14 @@ def write_tensorboard(workdir, step, scalars, pictures):
 
 
 def evaluate(workdir, options=None, log=print):
-  """Evaluates the latest checkpoint of a run and writes `WORKDIR/eval/metrics.json`.
+  """Evaluates a checkpoint of a run and writes `WORKDIR/eval/metrics.json`.
+
+  The checkpoint is the one `run.restore_run` picks (`checkpoints.choose`, as training's
+  resume, export and `load` do: the newest that restores; its warnings go to `log` as
+  "warning: ...").
 
   Args:
-    workdir: a training run directory (`config.json`, `checkpoints/`).
+    workdir: a training run directory (`config.json`, `checkpoints/`), relative or absolute.
     options: `EvalOptions`.
     log: called with progress strings.
 
@@ -553,8 +557,10 @@ def evaluate(workdir, options=None, log=print):
       `pictures` {name: PNG path}.
 
   Raises:
-    FileNotFoundError: not a run directory, or no checkpoint.
-    ConfigError / ValueError: bad options or data.
+    FileNotFoundError: not a run directory, or no checkpoint (`checkpoints.NoCheckpointError`).
+    checkpoints.CheckpointError: no checkpoint restores, the one asked for is damaged, or it
+      does not match config.json (see `run.restore_run`).
+    ConfigError / ValueError: bad options, config.json or data.
   """
   options = (options or EvalOptions()).validate()
   run = run_lib.restore_run(workdir, options.checkpoint, log=lambda text: log(f"warning: {text}"))
