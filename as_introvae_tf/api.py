@@ -14,9 +14,8 @@ needs a GPU. Shapes: `example_shape` is `(H, W, C)` for image models (pixels flo
 A workdir is loaded from WORKDIR/config.json and its newest intact checkpoint through
 `run.restore_run`, the restore path evaluation and export use (same checkpoint choice,
 warnings and errors): the networks are rebuilt in float32 (whatever --mixed_precision the run
-used) and no data is read. Samples and decodes
-use the EMA decoder (what training samples with) when the run has one, otherwise the decoder;
-`decoder="raw"` picks the trained decoder. An export directory (`as-introvae-export` output:
+used) and no data is read. Samples and decodes use the EMA decoder (what training samples
+with) when the run has one, otherwise the decoder; `decoder="raw"` picks the trained decoder. An export directory (`as-introvae-export` output:
 EXPORT_DIR with version folders, or one VERSION folder) is loaded as its SavedModel, whose
 decoder is the one chosen at export time (EMA by default); its `max_batch` is honoured.
 Inputs are checked the same way for both (shape, NaN/inf, pixels in [0, 1]: ValueError).

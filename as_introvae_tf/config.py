@@ -576,8 +576,8 @@ def load_config(workdir):
     raise ConfigError(f"{path} cannot be read ({e.strerror or e})") from None
   except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
     raise ConfigError(
-      f"{path} is not valid JSON ({e}); it may be truncated. The run's flags are also in "
-      "its TensorBoard text summary `config` and in config_history.jsonl's changes"
+      f"{path} is not valid JSON ({e}); it may be truncated. The flags the run started "
+      "with are also in its TensorBoard text summary `config` (tensorboard/train)"
     ) from None
   if not isinstance(values, dict):
     raise ConfigError(f"{path} is not a JSON object of flags (it holds a {type(values).__name__})")

@@ -567,7 +567,8 @@ def _set_aside_unused_record(workdir):
   for name in (workdir_lib.CONFIG_FILE, workdir_lib.HISTORY_FILE):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
-      os.replace(path, path + suffix)
+      with _writing(path):  # before any step: nothing to save yet
+        os.replace(path, path + suffix)
       logging.warning(
         "%s is from a run that wrote no checkpoint: renamed it to %s; this run starts afresh",
         path,
