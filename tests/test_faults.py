@@ -154,42 +154,60 @@ def test_relative_workdir_resumes_exports_and_loads_without_warnings_and_keeps_p
   load read the same checkpoint through relative paths, silently."""
   import as_introvae_tf  # pylint: disable=import-outside-toplevel
 
-  def warnings():  # ours (absl), but the expected record of each resume's --train_steps
+  def warnings():  # ours (absl), but the preemption notices this test sends
     return [
       r.getMessage()
       for r in caplog.records
       if r.name == "absl"
       and r.levelno >= logging.WARNING
-      and not r.getMessage().startswith("Resumed at step")
+      and not r.getMessage().startswith("Received SIGTERM")
     ]
+
+  real_epoch_end = train_lib.TrainingMonitor.on_epoch_end
+
+  def preempted_after_the_window(self, epoch, logs=None):
+    real_epoch_end(self, epoch, logs)
+    if self.step < self.config.train_steps and self.stop.received is None:
+      os.kill(os.getpid(), signal.SIGTERM)  # stops after the next step, with a checkpoint
 
   monkeypatch.chdir(tmp_path)
   caplog.set_level(logging.WARNING)
-  for steps in (2, 4, 6, 8):  # a first segment, then three resumes
-    _train(_config("runs/q", train_steps=steps, keep_checkpoints=2))
+  config = _config("runs/q", train_steps=12, keep_checkpoints=2)
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(train_lib.TrainingMonitor, "on_epoch_end", preempted_after_the_window)
+    for _ in range(3):  # the same command: a first segment, then two resumes, preempted
+      with pytest.raises(train_lib.TrainingInterrupted):
+        _train(config)
+  assert _train(config)["step"] == 12  # the third resume reaches the end
   assert warnings() == []
   assert checkpoints_lib.read_index(os.path.join("runs", "q", "checkpoints"))[1] is None
   directory = tmp_path / "runs" / "q" / "checkpoints"
-  assert [f.step for f in checkpoints_lib.on_disk(str(directory))] == [6, 8]
+  steps = [s["step"] for s in _history(tmp_path / "runs" / "q")]
+  assert len(steps) == 4 and steps[0] == 0, steps
+  kept = [f.step for f in checkpoints_lib.on_disk(str(directory))]
+  assert len(kept) == 2 and kept[0] >= steps[-1] and kept[-1] == 12, (kept, steps)  # pruned
   state = tf.train.get_checkpoint_state(str(directory))
-  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-6", "ckpt-8"]
-  assert [s["step"] for s in _history(tmp_path / "runs" / "q")] == [0, 2, 4, 6]
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+    f"ckpt-{k}" for k in kept
+  ]
 
   (tmp_path / "elsewhere").mkdir()
   monkeypatch.chdir(tmp_path / "elsewhere")
-  ckpt8 = str(directory / "ckpt-8")
+  ckpt12 = str(directory / "ckpt-12")
   notes = []
   options = eval_lib.EvalOptions(num_samples=200, eval_draws=1, grid_points=32, gnelbo_points=64)
-  assert eval_lib.evaluate("../runs/q", options, log=notes.append)["checkpoint"] == ckpt8
+  assert eval_lib.evaluate("../runs/q", options, log=notes.append)["checkpoint"] == ckpt12
   notes = [n for n in notes if n.startswith("warning")]
   result = export_lib.export_run("../runs/q", "exports/q", formats=["saved_model"], weights="raw")
-  assert result.model_card["checkpoint"] == ckpt8
+  assert result.model_card["checkpoint"] == ckpt12
   assert result.version_dir == str(tmp_path / "elsewhere" / "exports" / "q" / "1")
-  assert as_introvae_tf.load("../runs/q").path == ckpt8
-  assert as_introvae_tf.load("exports/q").step == 8
-  relative = "../runs/q/checkpoints/ckpt-6"  # a checkpoint named by a relative path
-  assert as_introvae_tf.load("../runs/q", checkpoint=relative).step == 6
-  assert run_lib.restore_run("../runs/q", checkpoint=relative).restored == str(directory / "ckpt-6")
+  assert as_introvae_tf.load("../runs/q").path == ckpt12
+  assert as_introvae_tf.load("exports/q").step == 12
+  relative = f"../runs/q/checkpoints/ckpt-{kept[0]}"  # a checkpoint named by a relative path
+  assert as_introvae_tf.load("../runs/q", checkpoint=relative).step == kept[0]
+  assert run_lib.restore_run("../runs/q", checkpoint=relative).restored == os.path.join(
+    str(directory), f"ckpt-{kept[0]}"
+  )
   assert notes == [] and warnings() == []
 
 
