@@ -11,23 +11,26 @@ Everything takes and returns NumPy arrays (anything `np.asarray` accepts goes in
 needs a GPU. Shapes: `example_shape` is `(H, W, C)` for image models (pixels float32 in
 [0, 1], NHWC) and `(2,)` for the 2-D toy models (points, unbounded).
 
-A workdir is loaded from WORKDIR/config.json and its latest checkpoint: the networks are rebuilt
-in float32 (whatever --mixed_precision the run used) and no data is read. Samples and decodes
-use the EMA decoder (what training samples with) when the run has one, otherwise the decoder;
-`decoder="raw"` picks the trained decoder. An export directory (`as-introvae-export` output:
+A workdir is loaded from WORKDIR/config.json and its newest intact checkpoint through
+`run.restore_run`, the restore path evaluation and export use (same checkpoint choice,
+warnings and errors): the networks are rebuilt in float32 (whatever --mixed_precision the run
+used) and no data is read. Samples and decodes use the EMA decoder (what training samples
+with) when the run has one, otherwise the decoder; `decoder="raw"` picks the trained decoder. An export directory (`as-introvae-export` output:
 EXPORT_DIR with version folders, or one VERSION folder) is loaded as its SavedModel, whose
-decoder is the one chosen at export time (EMA by default).
+decoder is the one chosen at export time (EMA by default); its `max_batch` is honoured.
+Inputs are checked the same way for both (shape, NaN/inf, pixels in [0, 1]: ValueError).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 
 import numpy as np
 
 DECODERS = ("ema", "raw")
+BATCH_SIZE = 256
+"""Examples per call of the networks; an export's `max_batch` (model_card.json) lowers it."""
 
 
 class TrainedModel:
@@ -43,6 +46,8 @@ class TrainedModel:
     path: the checkpoint prefix or SavedModel folder loaded.
     has_encoder: False for WGAN-GP (its encoder is a critic): `encode`, `reconstruct` and
       image interpolation raise then.
+    batch_size: the most examples sent to the networks per call (256, or less: an export's
+      `max_batch`, which its signatures enforce).
   """
 
   def __init__(
@@ -57,7 +62,7 @@ class TrainedModel:
     path,
     decode_fn,
     encode_fn=None,
-    batch_size=256,
+    batch_size=BATCH_SIZE,
   ):
     self.method, self.dataset = method, dataset
     self.z_dim = int(z_dim)
@@ -88,12 +93,21 @@ class TrainedModel:
         f"(float32{', pixels in [0, 1]' if self.is_image else ''}); got "
         f"{list(x.shape)}"
       )
+    what = "images" if self.is_image else "points"
+    if not np.isfinite(x).all():
+      raise ValueError(f"{what} must be finite; got NaN or inf values")
+    if self.is_image and x.size and (x.min() < 0.0 or x.max() > 1.0):
+      raise ValueError(
+        f"images must be float32 pixel values in [0, 1]; got values from {x.min()} to {x.max()}"
+      )
     return x
 
   def _latents(self, z):
     z = np.asarray(z, np.float32)
     if z.ndim != 2 or z.shape[1] != self.z_dim:
       raise ValueError(f"z must have shape [N, {self.z_dim}]; got {list(z.shape)}")
+    if not np.isfinite(z).all():
+      raise ValueError("z must be finite; got NaN or inf values")
     return z
 
   def _need_encoder(self, what):
@@ -115,7 +129,8 @@ class TrainedModel:
 
   def decode(self, z):
     """Latent codes float `[N, z_dim]` -> examples float32 `[N, *example_shape]` (images
-    clipped to [0, 1]). Raises ValueError naming the expected shape."""
+    clipped to [0, 1]), in calls of at most `batch_size` codes. Raises ValueError naming the
+    expected shape, or for NaN/inf codes (workdir and export alike)."""
     return self._batched(
       self._decode_fn, self._latents(z), np.zeros((0, *self.example_shape), np.float32)
     )
@@ -133,7 +148,8 @@ class TrainedModel:
 
   def encode(self, images):
     """Examples float `[N, *example_shape]` -> `(mu, logvar)`, float32 `[N, z_dim]` each: the
-    Gaussian posterior q(z|x) = N(mu, exp(logvar))."""
+    Gaussian posterior q(z|x) = N(mu, exp(logvar)). Raises ValueError for a wrong shape,
+    NaN/inf values or (images) pixels outside [0, 1], workdir and export alike."""
     self._need_encoder("encode")
     empty = np.zeros((0, self.z_dim), np.float32)
     return self._batched(self._encode_fn, self._examples(images), (empty, empty))
@@ -182,11 +198,12 @@ def _is_export_version(path):
   return os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
-def _latest_version(path):
-  versions = [
-    int(d) for d in os.listdir(path) if d.isdigit() and _is_export_version(os.path.join(path, d))
-  ]
-  return os.path.join(path, str(max(versions))) if versions else None
+def _versions(path):
+  """The numbered version folders of an export directory, newest first."""
+  return sorted(
+    (int(d) for d in os.listdir(path) if d.isdigit() and os.path.isdir(os.path.join(path, d))),
+    reverse=True,
+  )
 
 
 def load(path, decoder="ema", checkpoint=None):
@@ -194,21 +211,29 @@ def load(path, decoder="ema", checkpoint=None):
 
   Args:
     path: a training workdir (config.json + checkpoints/), an export directory (version
-      folders 1/, 2/, ...: the latest is loaded) or one export version folder.
+      folders 1/, 2/, ...: the newest that loads) or one export version folder; relative to
+      the working directory, or absolute.
     decoder: workdirs only: "ema" (the EMA decoder, what training samples with; the decoder
       when the run has no EMA) or "raw" (the trained decoder).
     checkpoint: workdirs only: a checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-1000);
-      default the latest.
+      default the newest intact one, chosen as training's resume, evaluation and export
+      choose it (`checkpoints.choose`; a warning names a damaged newer one).
 
   Returns:
     `TrainedModel`.
 
   Raises:
-    FileNotFoundError: `path` does not exist, or is neither a workdir with a checkpoint nor an
-      export.
-    ValueError: a bad `decoder`, or a checkpoint that does not match config.json.
+    FileNotFoundError: `path` does not exist, or is neither a workdir nor an export;
+      `checkpoints.NoCheckpointError` (a FileNotFoundError) when the workdir has no
+      checkpoint yet.
+    ValueError: a bad `decoder`; `checkpoints.CheckpointError` (a ValueError): every
+      checkpoint damaged, the one asked for damaged, or one that does not match config.json
+      (`run.CheckpointMismatchError`); `config.ConfigError`: an unreadable config.json; no
+      export version loads (each named with its error).
   """
-  path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+  from as_introvae_tf import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+
+  path = workdir_lib.resolve(path)
   if decoder not in DECODERS:
     raise ValueError(f"decoder must be one of {DECODERS}; got {decoder!r}")
   if not os.path.isdir(path):
@@ -217,9 +242,11 @@ def load(path, decoder="ema", checkpoint=None):
     )
   if os.path.isfile(os.path.join(path, "config.json")):
     return _load_workdir(path, decoder, checkpoint)
-  version = path if _is_export_version(path) else _latest_version(path)
-  if version is not None:
-    return _load_export(version)
+  if _is_export_version(path):
+    return _load_export(path)
+  versions = _versions(path)
+  if versions:
+    return _load_newest_export(path, versions)
   raise FileNotFoundError(
     f"{path} is neither a training workdir (no config.json) nor an export (no "
     "saved_model.pb in it or in a numbered version folder): train with as-introvae-train "
@@ -227,73 +254,50 @@ def load(path, decoder="ema", checkpoint=None):
   )
 
 
-def _example_shape(config, workdir):
-  """The run's example shape without reading its data, where the workdir or config tell it."""
-  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+def _load_newest_export(path, versions):
+  """The newest version of export directory `path` that loads; a warning names each newer
+  broken one and the version loaded instead."""
+  from absl import logging  # pylint: disable=import-outside-toplevel
 
-  try:
-    with open(os.path.join(workdir, "metrics_train.json")) as f:
-      shape = json.load(f).get("example_shape")
-    if shape:
-      return tuple(shape)
-  except (OSError, ValueError):
-    pass
-  if config.dataset.strip().lower() in data.TWO_D_DATASETS:
-    return (2,)
-  if config.image_size and config.channels:
-    return (config.image_size, config.image_size, config.channels)
-  spec = data.parse_dataset(
-    config.dataset, config.image_size, config.channels, data_dir=config.data_dir
+  broken = []
+  for version in versions:
+    folder = os.path.join(path, str(version))
+    try:
+      if not _is_export_version(folder):
+        raise FileNotFoundError(f"no saved_model.pb in {folder}")
+      model = _load_export(folder)
+    except Exception as e:  # pylint: disable=broad-except  # OSError, DecodeError, OpError...
+      text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+      broken.append((version, f"{type(e).__name__}: {text}" if text else type(e).__name__))
+      continue
+    for bad, why in broken:
+      logging.warning(
+        "Export version %d in %s is broken (%s); loading the newest intact version, %d.",
+        bad,
+        path,
+        why,
+        version,
+      )
+    return model
+  raise ValueError(
+    f"no version of the export {path} loads: "
+    + "; ".join(f"version {v}: {why}" for v, why in broken)
+    + ". Export again (as-introvae-export)."
   )
-  return tuple(spec.shape)
-
-
-def _checkpoint_step(prefix):
-  """Training saves checkpoint `ckpt-STEP` (tf.train.CheckpointManager numbered by step)."""
-  match = re.search(r"-(\d+)$", prefix)
-  return int(match.group(1)) if match else -1
 
 
 def _load_workdir(workdir, decoder, checkpoint):
+  """A workdir through `run.restore_run`, the restore path evaluation and export use."""
   from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
 
   tf = cli.import_tensorflow()
-  from as_introvae_tf import config as config_lib  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import methods  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import run as run_lib  # pylint: disable=import-outside-toplevel
 
-  config = config_lib.load_config(workdir).replace(mixed_precision="none")
-  if checkpoint is None:
-    checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-    if checkpoint is None:
-      raise FileNotFoundError(
-        f"no checkpoint in {workdir}/checkpoints yet: train longer (a "
-        "checkpoint is written every --checkpoint_every_steps and at the "
-        "end)"
-      )
-  shape = _example_shape(config, workdir)
-  spec = data.DatasetSpec("2d" if len(shape) == 1 else "image", config.dataset, shape)
-  has_encoder = methods.get(config.method).has_inference_encoder
-  encoder, raw_decoder = run_lib.build_networks(config, spec)
-  items = {"decoder": raw_decoder}
-  if has_encoder:
-    items["encoder"] = encoder
-  if config.ema_decay > 0:
-    items["ema_decoder"] = run_lib.build_decoder(config, spec, name="ema_decoder")
-  ckpt = tf.train.Checkpoint(**items)
-  try:
-    status = ckpt.restore(checkpoint)
-    status.assert_existing_objects_matched()
-    status.expect_partial()
-  except (AssertionError, ValueError, tf.errors.OpError) as e:
-    raise ValueError(
-      f"checkpoint {checkpoint} does not match {workdir}/config.json: "
-      f"{str(e).splitlines()[0][:300]}"
-    ) from None
-  sampler = items.get("ema_decoder") if decoder == "ema" else None
-  sampler = sampler or raw_decoder
-  clip = len(shape) == 3
+  run = run_lib.restore_run(workdir, checkpoint, read_data=False)
+  model, config = run.model, run.config
+  sampler = model.sampling_decoder() if decoder == "ema" else model.decoder
+  encoder = model.encoder
+  clip = len(run.spec.shape) == 3
 
   @tf.function(reduce_retracing=True)
   def decode_tf(z):
@@ -312,17 +316,19 @@ def _load_workdir(workdir, decoder, checkpoint):
     mu, logvar = encode_tf(tf.constant(x))
     return mu.numpy(), logvar.numpy()
 
-  return TrainedModel(
+  trained = TrainedModel(
     method=config.method,
     dataset=config.dataset,
     z_dim=config.z_dim,
-    example_shape=shape,
-    step=_checkpoint_step(checkpoint),
+    example_shape=run.spec.shape,
+    step=int(model.step.numpy()),
     source="workdir",
-    path=checkpoint,
+    path=run.restored,
     decode_fn=decode_fn,
-    encode_fn=encode_fn if has_encoder else None,
+    encode_fn=encode_fn if model.has_inference_encoder else None,
   )
+  trained._run = run  # keeps the networks alive  pylint: disable=protected-access
+  return trained
 
 
 def _load_export(version_dir):
@@ -333,6 +339,8 @@ def _load_export(version_dir):
   try:
     with open(card_path) as f:
       card = json.load(f)
+    if not isinstance(card, dict):
+      raise ValueError("not a JSON object")
   except (OSError, ValueError) as e:
     raise FileNotFoundError(
       f"{card_path} is missing or unreadable ({e}): is {version_dir} an as-introvae-export output?"
@@ -347,6 +355,7 @@ def _load_export(version_dir):
     out = loaded.encode(tf.constant(x))
     return out["mu"].numpy(), out["logvar"].numpy()
 
+  max_batch = card.get("max_batch") or BATCH_SIZE
   model = TrainedModel(
     method=card["method"],
     dataset=card["dataset"],
@@ -357,6 +366,7 @@ def _load_export(version_dir):
     path=version_dir,
     decode_fn=decode_fn,
     encode_fn=encode_fn if has_encoder else None,
+    batch_size=min(BATCH_SIZE, int(max_batch)),
   )
   model._saved_model = (
     loaded  # keeps the functions' variables alive  pylint: disable=protected-access

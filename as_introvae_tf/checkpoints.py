@@ -9,10 +9,13 @@ This module looks at the files themselves, not only at the index:
   `on_disk(directory)`         every `ckpt-STEP` with any file there, oldest first
   `verify(prefix)`             reads every tensor back: None, or what is wrong with it
   `read_run_info(prefix)`      the method/architecture/run id stored in the checkpoint
-  `choose_for_training(...)`   the newest checkpoint that restores (older ones as fallback,
-                               with a warning naming both); rebuilds a broken index
-  `choose_for_reading(...)`    evaluate/export: the newest checkpoint, or an error naming the
-                               damaged one and the intact ones
+  `choose(directory)`          THE choice, for every reader (training's resume, evaluate,
+                               export, `load`): the newest checkpoint that restores (newer
+                               damaged ones named in warnings, `Choice.notes`)
+  `choose_for_training(...)`   `choose`, then moves damaged ones aside, rebuilds a broken index
+  `choose_for_reading(...)`    `choose` and its warnings, nothing on disk changed
+
+Paths may be relative to the working directory; every prefix returned is absolute.
 
 Every checkpoint written by `train_lib` carries a string variable `run_info` (JSON: method,
 the architecture flags `config.ARCHITECTURE_KEYS`, example shape, run id, workdir), checked on
@@ -40,11 +43,17 @@ DAMAGED_DIR = "damaged"
 RUN_INFO = "run_info"
 RUN_INFO_KEY = f"{RUN_INFO}/.ATTRIBUTES/VARIABLE_VALUE"
 _FILE_RE = re.compile(rf"^{CHECKPOINT_NAME}-(\d+)\.(index|data-\d{{5}}-of-\d{{5}})$")
+_TEMP_RE = re.compile(rf"^{CHECKPOINT_NAME}-\d+_temp$")
 
 
 class CheckpointError(ValueError):
   """No usable checkpoint, or one from another method, architecture or run; the message names
   the checkpoints found and what to do."""
+
+
+class NoCheckpointError(CheckpointError, FileNotFoundError):
+  """The checkpoint directory holds no (complete) checkpoint yet: the run has not saved one.
+  Also a FileNotFoundError, as a missing file is."""
 
 
 @dataclasses.dataclass
@@ -174,6 +183,7 @@ def read_index(directory):
     (CheckpointState or None, problem or None): problem describes a missing, empty or garbled
     index, or one that names a checkpoint without files.
   """
+  directory = os.path.abspath(directory)
   path = os.path.join(directory, INDEX_FILE)
   if not os.path.exists(path):
     return None, f"the index file {path} is missing"
@@ -183,15 +193,16 @@ def read_index(directory):
     state = None
   if state is None:
     return None, f"the index file {path} is empty or garbled"
-  latest = state.model_checkpoint_path
-  if not os.path.isabs(latest):
-    latest = os.path.join(directory, latest)
+  # TF has already joined a relative entry with `directory` (absolute here, so the result is).
+  latest = _index_latest(state, directory)
   if not tf.io.gfile.exists(latest + ".index"):
     return None, f"the index file {path} names {short_name(latest)}, which has no .index file"
   return state, None
 
 
 def _index_latest(state, directory):
+  """The absolute prefix the index names (TF joins a relative entry with the directory it was
+  given; `directory` makes a relative result absolute, once)."""
   latest = state.model_checkpoint_path
   return os.path.abspath(latest if os.path.isabs(latest) else os.path.join(directory, latest))
 
@@ -202,19 +213,50 @@ def _listing(found, damaged):
 
 
 def _move_aside(directory, prefix):
-  """Moves the files of damaged checkpoint `prefix` to DIRECTORY/damaged/ (never deletes)."""
+  """Moves the files of damaged checkpoint `prefix` to DIRECTORY/damaged/ (never deletes).
+
+  Raises:
+    CheckpointError: the files cannot be moved (a read-only or full disk); names the folder
+      and the cause, and says that nothing was deleted.
+  """
   target = os.path.join(directory, DAMAGED_DIR)
-  os.makedirs(target, exist_ok=True)
   base = short_name(prefix)
-  moved = []
-  for name in os.listdir(directory):
-    if name.startswith(base + ".") and _FILE_RE.match(name):
-      destination = os.path.join(target, name)
-      if os.path.exists(destination):
-        destination += f".{int(time.time())}"
-      shutil.move(os.path.join(directory, name), destination)
-      moved.append(destination)
+  try:
+    os.makedirs(target, exist_ok=True)
+    for name in os.listdir(directory):
+      if name.startswith(base + ".") and _FILE_RE.match(name):
+        destination = os.path.join(target, name)
+        if os.path.exists(destination):
+          destination += f".{int(time.time())}"
+        shutil.move(os.path.join(directory, name), destination)
+  except OSError as e:
+    raise CheckpointError(
+      f"Checkpoint {base} is damaged and could not be moved aside to {target} "
+      f"({e.strerror or e}{f': {e.filename}' if e.filename else ''}); training stopped "
+      f"before writing anything. Nothing was deleted. Make {directory} writable (or move "
+      f"{base}.* away yourself) and run the command again."
+    ) from None
   return target
+
+
+def remove_temporary_folders(directory):
+  """Removes the `ckpt-STEP_temp/` folders a failed `tf.train.Checkpoint` save leaves behind
+  (TF writes the shards there before renaming them into place; an empty or partial one never
+  holds a restorable checkpoint). Only for the process that holds the workdir lock.
+
+  Returns:
+    list of the removed paths.
+  """
+  removed = []
+  if not os.path.isdir(directory):
+    return removed
+  for name in os.listdir(directory):
+    path = os.path.join(directory, name)
+    if _TEMP_RE.match(name) and os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+      if not os.path.exists(path):
+        removed.append(path)
+  return removed
 
 
 def rebuild_index(directory, prefix):
@@ -235,110 +277,155 @@ def rebuild_index(directory, prefix):
   )
 
 
-def choose_for_training(directory, config, run_id=None, log=logging.warning):
-  """The checkpoint a training run continues from, or None to start at step 0.
+@dataclasses.dataclass
+class Choice:
+  """What `choose` found and chose in a checkpoint directory.
 
-  Newest first, the first checkpoint that `verify`s is chosen; newer damaged ones are moved to
-  DIRECTORY/damaged/ (so that the run does not overwrite them) with a warning naming them and
-  the one chosen. If the index file was missing, empty, garbled, or did not name the chosen
-  checkpoint, it is rebuilt (`rebuild_index`: no checkpoint found here is ever deleted by the
-  run). Returns None only when there is no checkpoint file at all.
+  prefix, step: the checkpoint chosen (absolute prefix, verified intact).
+  directory: the absolute checkpoint directory.
+  found: every `Found` there, oldest first.
+  damaged: {prefix: what is wrong} of the checkpoints newer than the chosen one that failed
+    `verify` (empty when a checkpoint was asked for by name).
+  writing: the newest checkpoint, incomplete because the live training run (`writer`) is
+    writing it now: skipped, not damaged. None otherwise.
+  writer: the live training run's `train.lock` owner (dict) when one was given.
+  index_problem: a missing, empty or garbled index, or one naming a checkpoint without files.
+  index_latest: the absolute prefix the readable index names, else None.
+  explicit: the checkpoint was asked for by name.
+  """
+
+  prefix: str
+  step: int
+  directory: str
+  found: list
+  damaged: dict = dataclasses.field(default_factory=dict)
+  writing: str | None = None
+  writer: dict | None = None
+  index_problem: str | None = None
+  index_latest: str | None = None
+  explicit: bool = False
+
+  def notes(self, action):
+    """The warnings every reader gives about this choice, one line each.
+
+    Args:
+      action: what the caller does with the chosen checkpoint, e.g. "reading" or "resuming
+        from" (the only word that differs between training and the readers).
+    """
+    if self.explicit:
+      return []
+    chosen = f"{short_name(self.prefix)} (step {self.step})"
+    notes = []
+    if self.writing:
+      owner = self.writer or {}
+      notes.append(
+        f"{short_name(self.writing)} is still being written by the training run in progress "
+        f"(PID {owner.get('pid')} on {owner.get('host')}); {action} the newest complete "
+        f"checkpoint, {chosen}."
+      )
+    for prefix, why in self.damaged.items():
+      notes.append(
+        f"Checkpoint {short_name(prefix)} is damaged ({why}); {action} the newest intact "
+        f"checkpoint, {chosen}. Intact checkpoints: "
+        f"{_listing([f for f in self.found if f.prefix != self.writing], self.damaged)}."
+      )
+    if self.index_problem:
+      notes.append(
+        f"{self.index_problem}; checkpoints found: "
+        f"{', '.join(short_name(f.prefix) for f in self.found)}; {action} the newest one "
+        f"that restores, {chosen}."
+      )
+    elif not self.damaged and not self.writing and self.index_latest != self.prefix:
+      notes.append(
+        f"The index file in {self.directory} names {short_name(self.index_latest)} but "
+        f"{short_name(self.prefix)} is newer and intact: {action} {chosen}."
+      )
+    return notes
+
+
+def choose(directory, checkpoint=None, writer=None):
+  """THE rule that picks the checkpoint every reader uses: training's resume, evaluation,
+  export and `as_introvae_tf.load` (no side effects: nothing is logged, moved or written).
+
+  Without `checkpoint`: the newest `ckpt-STEP` on disk that `verify`s (the files decide, not
+  the `checkpoint` index, which is only compared). Newer ones that fail are reported as
+  damaged, except the newest one while a live training run writes in the workdir (`writer`):
+  that one is incomplete, not damaged. With `checkpoint`: exactly that one.
+
+  Args:
+    directory: WORKDIR/checkpoints (relative to the working directory, or absolute).
+    checkpoint: optional checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-1000) or a
+      checkpoint directory; relative paths are taken from the working directory.
+    writer: the `train.lock` owner (dict) of a live training run in the workdir, or None
+      (`workdir.live_writer`).
+
+  Returns:
+    `Choice` (its `notes(action)` are the warnings to give).
 
   Raises:
-    CheckpointError: checkpoint files exist but none is intact (nothing is moved then), or the
-      newest intact one belongs to another method, architecture or run.
+    NoCheckpointError: no checkpoint file in `directory` (the run has not saved one yet).
+    CheckpointError: checkpoint files exist but none restores (each named with what is
+      wrong); `checkpoint` is not a checkpoint prefix, or is damaged (the message names the
+      intact ones and the `--checkpoint=` that reads the newest of them).
   """
+  directory = os.path.abspath(os.path.expanduser(os.fspath(directory)))
+  if checkpoint is not None:
+    checkpoint = os.path.abspath(os.path.expanduser(os.fspath(checkpoint)))
+    if os.path.isdir(checkpoint):
+      directory, checkpoint = checkpoint, None
+  if checkpoint is not None:
+    return _choose_named(directory, checkpoint)
   found = on_disk(directory)
   if not found:
-    return None
+    raise NoCheckpointError(
+      f"no checkpoint in {directory}: the run has not saved one yet (train it first, or "
+      "longer: a checkpoint is written every --checkpoint_every_steps and at the end)"
+    )
   state, index_problem = read_index(directory)
-  damaged = {}
-  chosen = None
+  damaged, writing, chosen = {}, None, None
   for f in reversed(found):
     problem = verify(f.prefix)
     if problem is None:
       chosen = f
       break
-    damaged[f.prefix] = problem
+    if writer is not None and f is found[-1]:
+      writing = f.prefix
+    else:
+      damaged[f.prefix] = problem
   if chosen is None:
     details = "; ".join(f"{short_name(p)}: {why}" for p, why in damaged.items())
+    if writing and not damaged:
+      raise NoCheckpointError(
+        f"no complete checkpoint in {directory} yet: the training run in progress is writing "
+        f"its first one, {short_name(writing)}; try again when it is done"
+      )
     raise CheckpointError(
       f"{directory} holds checkpoint files but none of them restores ({details}). Nothing "
       "was deleted or overwritten. Restore a copy of the checkpoints, or use a new --workdir "
       "to start over."
     )
-  problem = mismatch(read_run_info(chosen.prefix), config, run_id)
-  if problem:
+  return Choice(
+    prefix=chosen.prefix,
+    step=chosen.step,
+    directory=directory,
+    found=found,
+    damaged=damaged,
+    writing=writing,
+    writer=writer,
+    index_problem=index_problem,
+    index_latest=None if state is None else _index_latest(state, directory),
+  )
+
+
+def _choose_named(directory, prefix):
+  scope = on_disk(os.path.dirname(prefix))
+  match = [f for f in scope if f.prefix == prefix]
+  if not match:
     raise CheckpointError(
-      f"{chosen.prefix} is not a checkpoint of this run: {problem}. Nothing was changed. "
-      "Use the --workdir of that run, or move the checkpoint away."
+      f"--checkpoint={prefix} is not a checkpoint prefix (no {short_name(prefix)}.index); "
+      f"give e.g. {os.path.join(directory, CHECKPOINT_NAME)}-1000. Checkpoints in "
+      f"{os.path.dirname(prefix)}: {_listing(scope, {})}"
     )
-  for prefix, why in damaged.items():
-    target = _move_aside(directory, prefix)
-    log(
-      f"Checkpoint {short_name(prefix)} is damaged ({why}); moved its files to {target} "
-      f"and resuming from the newest intact checkpoint {short_name(chosen.prefix)} (step "
-      f"{chosen.step}). Checkpoints kept: {_listing(found, damaged)}."
-    )
-  if index_problem or damaged or _index_latest(state, directory) != chosen.prefix:
-    if index_problem:
-      log(
-        f"{index_problem}; checkpoints found: "
-        f"{', '.join(short_name(f.prefix) for f in found)}. Rebuilt the index from the "
-        f"newest one that restores: {short_name(chosen.prefix)} (step {chosen.step}). No "
-        "checkpoint will be deleted by this run except those it writes itself."
-      )
-    elif not damaged:
-      log(
-        f"The index file in {directory} names "
-        f"{short_name(_index_latest(state, directory))} but {short_name(chosen.prefix)} is "
-        "newer and intact: continuing from it."
-      )
-    rebuild_index(directory, chosen.prefix)
-  return chosen.prefix
-
-
-def choose_for_reading(directory, checkpoint=None, log=logging.warning):
-  """The checkpoint evaluate/export read: `checkpoint` if given, else the newest one.
-
-  Args:
-    directory: WORKDIR/checkpoints.
-    checkpoint: optional checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-1000) or directory.
-
-  Returns:
-    the prefix, verified intact. A broken index with an intact newest checkpoint only warns.
-
-  Raises:
-    CheckpointError: no checkpoint, or the one asked for (the newest by default) is damaged;
-      the message names it, what is wrong, the intact ones and the flag to pick one.
-  """
-  if checkpoint is not None and os.path.isdir(checkpoint):
-    directory, checkpoint = checkpoint, None
-  found = on_disk(directory)
-  if checkpoint is not None:
-    prefix = os.path.abspath(checkpoint)
-    scope = on_disk(os.path.dirname(prefix))
-    if not any(f.prefix == prefix for f in scope):
-      raise CheckpointError(
-        f"--checkpoint={checkpoint} is not a checkpoint prefix (no {checkpoint}.index); "
-        f"give e.g. {os.path.join(directory, CHECKPOINT_NAME)}-1000. Checkpoints in "
-        f"{os.path.dirname(prefix)}: {_listing(scope, {})}"
-      )
-  else:
-    if not found:
-      raise CheckpointError(
-        f"no checkpoint in {directory}: the run has not saved one yet (train it first)"
-      )
-    state, index_problem = read_index(directory)
-    prefix = found[-1].prefix
-    if index_problem:
-      log(f"{index_problem}; reading the newest checkpoint found, {short_name(prefix)}")
-    elif _index_latest(state, directory) != prefix:
-      log(
-        f"the index in {directory} names {short_name(_index_latest(state, directory))}; "
-        f"reading the newest checkpoint found, {short_name(prefix)}"
-      )
-    scope = found
   problem = verify(prefix)
   if problem is not None:
     others = [f for f in scope if f.prefix != prefix and verify(f.prefix) is None]
@@ -352,4 +439,74 @@ def choose_for_reading(directory, checkpoint=None, log=logging.warning):
       f"checkpoint {prefix} is damaged ({problem}). Intact checkpoints: "
       f"{', '.join(short_name(f.prefix) for f in others) or 'none'}.{hint}"
     )
-  return prefix
+  return Choice(
+    prefix=prefix,
+    step=match[0].step,
+    directory=os.path.dirname(prefix),
+    found=scope,
+    explicit=True,
+  )
+
+
+def choose_for_training(directory, config, run_id=None, log=logging.warning):
+  """The checkpoint a training run continues from, or None to start at step 0.
+
+  The choice is `choose`'s (the newest checkpoint that restores), with its warnings. Then,
+  as the only process writing in the workdir (it holds the lock): newer damaged checkpoints
+  are moved to DIRECTORY/damaged/ (so that the run does not overwrite them), TF's leftover
+  `ckpt-STEP_temp/` folders are removed, and an index that was missing, empty, garbled, or
+  did not name the chosen checkpoint is rebuilt (`rebuild_index`: no checkpoint found here is
+  ever deleted by the run). Returns None only when there is no checkpoint file at all.
+
+  Raises:
+    CheckpointError: checkpoint files exist but none is intact (nothing is moved then), the
+      newest intact one belongs to another method, architecture or run, or a damaged one
+      cannot be moved aside (a read-only folder).
+  """
+  directory = os.path.abspath(directory)
+  for path in remove_temporary_folders(directory):
+    logging.info("Removed %s, left by a checkpoint save that failed", path)
+  try:
+    choice = choose(directory)
+  except NoCheckpointError:
+    return None
+  problem = mismatch(read_run_info(choice.prefix), config, run_id)
+  if problem:
+    raise CheckpointError(
+      f"{choice.prefix} is not a checkpoint of this run: {problem}. Nothing was changed. "
+      "Use the --workdir of that run, or move the checkpoint away."
+    )
+  moved = {prefix: _move_aside(directory, prefix) for prefix in choice.damaged}
+  for note in choice.notes("resuming from"):
+    log(note)
+  for prefix, target in moved.items():
+    log(f"Moved the files of the damaged {short_name(prefix)} to {target} (nothing deleted).")
+  if choice.index_problem or choice.damaged or choice.index_latest != choice.prefix:
+    rebuild_index(directory, choice.prefix)
+    if choice.index_problem:
+      log(
+        f"Rebuilt the index from {short_name(choice.prefix)}. No checkpoint will be deleted "
+        "by this run except those it writes itself."
+      )
+  return choice.prefix
+
+
+def choose_for_reading(directory, checkpoint=None, log=logging.warning, writer=None):
+  """The checkpoint evaluation, export and `load` read: `choose`'s, its warnings passed to
+  `log` (nothing on disk is changed).
+
+  Args:
+    directory: WORKDIR/checkpoints.
+    checkpoint: optional checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-1000) or directory.
+    writer: the live training run's lock owner, if one trains in the workdir now.
+
+  Returns:
+    the absolute prefix, verified intact.
+
+  Raises:
+    NoCheckpointError, CheckpointError: see `choose`.
+  """
+  choice = choose(directory, checkpoint, writer=writer)
+  for note in choice.notes("reading"):
+    log(note)
+  return choice.prefix

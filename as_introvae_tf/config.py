@@ -323,7 +323,7 @@ def from_flagfile(path, *args):
   """
   values = flags.FlagValues()
   define_flags(values)
-  values(expand_flagfiles(["config", f"--flagfile={path}", *args]))
+  values(expand_flagfiles(["config", f"--flagfile={path}", *args], known=values))
   return ExperimentConfig.from_flags(values)
 
 
@@ -422,9 +422,20 @@ def resolve_flagfile(path, including=None):
   )
 
 
-def _flagfile_lines(path, stack):
+def _unknown_flag(text, known):
+  """The name of the flag on flagfile line `text` if `known` (a FlagValues) lacks it."""
+  if known is None or not text.startswith("-"):
+    return None
+  name = text.lstrip("-").split("=", 1)[0].strip()
+  if not name or name in known or (name.startswith("no") and name[2:] in known):
+    return None
+  return name
+
+
+def _flagfile_lines(path, stack, known=None):
   """The flag lines of a flagfile with its includes expanded in place (absl's format: blank
-  lines and lines starting with `#` or `//` are skipped)."""
+  lines and lines starting with `#` or `//` are skipped). With `known` (a FlagValues), a line
+  whose flag it does not define raises `flags.Error` naming the file and the line."""
   real = os.path.realpath(path)
   if real in stack:
     raise flags.Error(f"--flagfile={path}: circular include ({' -> '.join(stack + [real])})")
@@ -434,20 +445,29 @@ def _flagfile_lines(path, stack):
   except OSError as e:
     raise flags.Error(f"--flagfile={path}: cannot read it ({e.strerror})") from None
   out = []
-  for line in lines:
+  for number, line in enumerate(lines, 1):
     text = line.strip()
     if not text or text.startswith("#") or text.startswith("//"):
       continue
     if text.startswith(("--flagfile=", "-flagfile=")):
       include = resolve_flagfile(text.split("=", 1)[1].strip(), including=path)
-      out += _flagfile_lines(include, stack + [real])
+      out += _flagfile_lines(include, stack + [real], known)
+    elif _unknown_flag(text, known):
+      raise flags.Error(
+        f"--flagfile={path}, line {number}: unknown flag --{_unknown_flag(text, known)} "
+        f"({text[:80]})"
+      )
     else:
       out.append(text)
   return out
 
 
-def expand_flagfiles(argv):
+def expand_flagfiles(argv, known=None):
   """`argv` with every `--flagfile=PATH` (or `--flagfile PATH`) replaced by the file's flags.
+
+  With `known` (the FlagValues the command line will be parsed into), a flagfile line naming
+  a flag it does not define is an error naming the flagfile and the line (absl's own message
+  would name only the flag).
 
   Each flagfile and each include is found with `resolve_flagfile`, so the packaged configs
   work from any working directory while a `configs/X.flags` beside the working directory
@@ -455,7 +475,8 @@ def expand_flagfiles(argv):
   `--` are left alone.
 
   Raises:
-    absl.flags.Error: a flagfile that cannot be found or read, or a circular include.
+    absl.flags.Error: a flagfile that cannot be found or read, a circular include, or an
+      unknown flag in a flagfile (with `known`).
   """
   out = [argv[0]] if argv else []
   args = list(argv[1:])
@@ -474,7 +495,7 @@ def expand_flagfiles(argv):
     if path is None:
       out.append(arg)
     elif path:  # absl ignores an empty --flagfile=
-      out += _flagfile_lines(resolve_flagfile(path), [])
+      out += _flagfile_lines(resolve_flagfile(path), [], known)
     i += 1
   return out
 
@@ -560,12 +581,28 @@ def load_config(workdir):
 
   Raises:
     FileNotFoundError: no config.json in `workdir` (not a training run directory).
+    ConfigError: config.json cannot be read, is truncated or garbled (not JSON), is not a
+      JSON object, or holds a value of the wrong kind; the message names the file.
   """
-  with open(_config_path(workdir)) as f:
-    values = json.load(f)
+  path = _config_path(workdir)
+  try:
+    with open(path, encoding="utf-8") as f:
+      values = json.load(f)
+  except OSError as e:
+    raise ConfigError(f"{path} cannot be read ({e.strerror or e})") from None
+  except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+    raise ConfigError(
+      f"{path} is not valid JSON ({e}); it may be truncated. The flags the run started "
+      "with are also in its TensorBoard text summary `config` (tensorboard/train)"
+    ) from None
+  if not isinstance(values, dict):
+    raise ConfigError(f"{path} is not a JSON object of flags (it holds a {type(values).__name__})")
   known = {f.name for f in dataclasses.fields(ExperimentConfig)}
   values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in known}
-  return ExperimentConfig(**values)
+  try:
+    return ExperimentConfig(**values)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"{path} does not hold a valid run config: {e}") from None
 
 
 ARCHITECTURE_KEYS = (

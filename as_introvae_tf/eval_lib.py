@@ -243,7 +243,7 @@ def evaluate_2d(run, options, outdir, log=print):
   n = options.num_samples or metrics.KL_SAMPLES
   # Without an inference encoder (WGAN-GP's encoder is a critic) there is no ELBO: no gnELBO,
   # density or latent metrics.
-  has_encoder = getattr(model, "has_inference_encoder", True)
+  has_encoder = model.has_inference_encoder
   if has_encoder:
     score = score_fn_2d(model)
     xx, yy, grid = metrics.setup_grid(plot_range, options.grid_points)
@@ -429,7 +429,7 @@ def evaluate_images(run, options, outdir, log=print):
     max_image_pixels=config.max_image_pixels,
     data_dir=config.data_dir,
   )
-  has_encoder = getattr(model, "has_inference_encoder", True)
+  has_encoder = model.has_inference_encoder
   if not has_encoder:
     notes.append(
       "no inference encoder (the encoder is a critic): no reconstruction or latent metrics"
@@ -544,10 +544,14 @@ def write_tensorboard(workdir, step, scalars, pictures):
 
 
 def evaluate(workdir, options=None, log=print):
-  """Evaluates the latest checkpoint of a run and writes `WORKDIR/eval/metrics.json`.
+  """Evaluates a checkpoint of a run and writes `WORKDIR/eval/metrics.json`.
+
+  The checkpoint is the one `run.restore_run` picks (`checkpoints.choose`, as training's
+  resume, export and `load` do: the newest that restores; its warnings go to `log` as
+  "warning: ...").
 
   Args:
-    workdir: a training run directory (`config.json`, `checkpoints/`).
+    workdir: a training run directory (`config.json`, `checkpoints/`), relative or absolute.
     options: `EvalOptions`.
     log: called with progress strings.
 
@@ -566,8 +570,10 @@ def evaluate(workdir, options=None, log=print):
       `pictures` {name: PNG path}.
 
   Raises:
-    FileNotFoundError: not a run directory, or no checkpoint.
-    ConfigError / ValueError: bad options or data.
+    FileNotFoundError: not a run directory, or no checkpoint (`checkpoints.NoCheckpointError`).
+    checkpoints.CheckpointError: no checkpoint restores, the one asked for is damaged, or it
+      does not match config.json (see `run.restore_run`).
+    ConfigError / ValueError: bad options, config.json or data.
   """
   options = (options or EvalOptions()).validate()
   run = run_lib.restore_run(workdir, options.checkpoint, log=lambda text: log(f"warning: {text}"))

@@ -65,7 +65,6 @@ from absl import logging
 
 from as_introvae_tf import checkpoints as checkpoints_lib
 from as_introvae_tf import config as config_lib
-from as_introvae_tf import precision
 from as_introvae_tf import run as run_lib
 from as_introvae_tf import workdir as workdir_lib
 from as_introvae_tf.serving.signatures import (  # noqa: F401  (also export_lib.<name>)
@@ -133,75 +132,49 @@ def _architecture(config):
   return ", ".join(f"{k}={getattr(config, k)!r}" for k in config_lib.ARCHITECTURE_KEYS)
 
 
-def resolve_checkpoint(workdir, checkpoint=None):
-  """The checkpoint prefix to export: `checkpoint` (a prefix or a directory) or the newest one
-  in WORKDIR/checkpoints, verified intact (`checkpoints.choose_for_reading`).
-
-  Raises:
-    ExportError: no checkpoint there, `checkpoint` is not a checkpoint, or it is damaged (the
-      message names it and the intact ones).
-  """
-  directory = os.path.join(workdir, "checkpoints")
-  if checkpoint is None and not checkpoints_lib.on_disk(directory):
-    raise ExportError(
-      f"no checkpoint in {directory}: --workdir={workdir} has not saved one yet (train "
-      f"it with python -m as_introvae_tf.train --workdir={workdir}, or pass --checkpoint)"
-    )
-  try:
-    return checkpoints_lib.choose_for_reading(directory, checkpoint)
-  except checkpoints_lib.CheckpointError as e:
-    raise ExportError(str(e)) from None
-
-
-def restore_run(workdir, checkpoint=None):
-  """Rebuilds a training run from WORKDIR/config.json and restores a checkpoint into it.
-
-  `run.restore_run` (shared with evaluation) on the default (single-device) strategy; the
-  networks are float32 whatever `--mixed_precision` the run was trained with (the variables
-  are float32 either way), so every export computes and serves float32. Its errors become
-  `ExportError`s that say what to do.
+def restored_for_export(workdir, checkpoint=None):
+  """`run.restore_run` (the one restore path, shared with evaluation and `load`) without
+  reading data, its errors turned into `ExportError`s that say what to do.
 
   Args:
-    workdir: a training run directory (config.json + checkpoints/).
-    checkpoint: optional checkpoint prefix or directory; default the newest in the workdir.
+    workdir: a training run directory (config.json + checkpoints/), relative or absolute.
+    checkpoint: optional checkpoint prefix or directory; default `checkpoints.choose`'s.
 
   Returns:
-    (run.Run, the loaded config as saved by training, the checkpoint prefix).
+    `run.Run` (float32, one device; `run.restored` is the checkpoint prefix, `run.config`
+    config.json's flags with the workdir made absolute).
 
   Raises:
-    ExportError: missing workdir/config.json/checkpoint/data, a bad config, a damaged
-      checkpoint (named, with the intact ones), a checkpoint written by another method or
-      architecture (its `run_info`), or one whose variables do not match config.json.
+    ExportError: missing workdir/config.json/checkpoint, a bad config.json (named), every
+      checkpoint damaged or the one asked for damaged (named, with the intact ones), a
+      checkpoint written by another method or architecture (its `run_info`), or one whose
+      variables do not match config.json.
   """
-  if not os.path.isdir(workdir):
-    raise ExportError(f"--workdir={workdir} does not exist")
+  workdir = workdir_lib.resolve(workdir)
   try:
-    saved_config = config_lib.load_config(workdir)
-  except FileNotFoundError as e:
-    raise ExportError(str(e)) from None
-  except (TypeError, ValueError) as e:
-    raise ExportError(f"{workdir}/config.json is not a valid run config: {_short(e)}") from None
-  path = resolve_checkpoint(workdir, checkpoint)
-  try:
-    run = run_lib.restore_run(workdir, path)
+    return run_lib.restore_run(workdir, checkpoint, read_data=False)
   except run_lib.CheckpointMismatchError as e:
+    saved_config = config_lib.load_config(workdir)
     raise ExportError(
-      f"checkpoint {path} does not match the architecture in {workdir}/config.json "
+      f"checkpoint {e.prefix} does not match the architecture in {workdir}/config.json "
       f"({_architecture(saved_config)}): {e.reason}. Was config.json edited, or the "
       "checkpoint taken from another run?"
     ) from None
-  except checkpoints_lib.CheckpointError as e:
+  except checkpoints_lib.NoCheckpointError as e:
+    raise ExportError(
+      f"{e} (train it with python -m as_introvae_tf.train --workdir={workdir}, or pass "
+      "--checkpoint)"
+    ) from None
+  except (checkpoints_lib.CheckpointError, FileNotFoundError) as e:
     raise ExportError(str(e)) from None
-  except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
+  except (config_lib.ConfigError, ValueError) as e:
     raise ExportError(f"cannot rebuild the model from {workdir}/config.json: {_short(e)}") from None
-  return run, saved_config, path
 
 
 def ema_decoder_weights(model):
-  """The decoder EMA as `sync_ema_decoder` computes it, in `model.decoder.weights` order.
-
-  Trainable weights come from the decoder optimizer's moving averages (Keras `use_ema=True`),
-  non-trainable ones (BatchNorm statistics) from the decoder itself.
+  """The decoder EMA as `sync_ema_decoder` computes it, in `model.decoder.weights` order:
+  `model.decoder_moving_averages()` for the trainable weights, the decoder's own values for
+  the others (BatchNorm statistics).
 
   Returns:
     list of numpy arrays.
@@ -209,18 +182,16 @@ def ema_decoder_weights(model):
   Raises:
     ExportError: the run was trained without an EMA (`--ema_decay=0`).
   """
-  optimizer = precision.unwrap(model.decoder_optimizer)
-  averages = getattr(optimizer, "_model_variables_moving_average", None)
-  if model.ema_decoder is None or not averages:
+  try:
+    averages = model.decoder_moving_averages() if model.ema_decoder is not None else None
+  except ValueError as e:
+    raise ExportError(f"{e}: use --weights=raw") from None
+  if averages is None:
     raise ExportError(
       "the run has no EMA of the decoder weights (it was trained with "
       "--ema_decay=0): use --weights=raw"
     )
-  by_id = {id(v): a for v, a in zip(optimizer._trainable_variables, averages)}  # pylint: disable=protected-access
-  missing = [v.path for v in model.decoder.trainable_variables if id(v) not in by_id]
-  if missing:
-    raise ExportError(f"the decoder optimizer holds no EMA for {missing[:3]}: use --weights=raw")
-  return [np.asarray(by_id.get(id(v), v).numpy()) for v in model.decoder.weights]
+  return [np.asarray(averages.get(id(v), v).numpy()) for v in model.decoder.weights]
 
 
 def ema_decoder_is_synced(model, atol=1e-6):
@@ -559,11 +530,13 @@ def export_run(
       f"omit --version to write version {next_version(model_dir)}, or remove it"
     )
 
-  run, saved_config, checkpoint_path = restore_run(workdir, checkpoint)
+  run = restored_for_export(workdir, checkpoint)
+  workdir, checkpoint_path = run.config.workdir, run.restored
+  saved_config = config_lib.load_config(workdir)  # as training saved it (the model card's)
   model, spec = run.model, run.spec
   decoder, weights_source = decoder_for_export(model, weights)
   functions = ServingFunctions(
-    model.encoder, decoder, spec.shape, getattr(model, "has_inference_encoder", True), max_batch
+    model.encoder, decoder, spec.shape, model.has_inference_encoder, max_batch
   )
   names = list(functions.input_signatures())
   step = int(model.step.numpy())

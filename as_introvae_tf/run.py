@@ -5,7 +5,8 @@ config, picks the strategy, parses the dataset, builds the method's model
 (`methods.get(config.method)`) with its networks and optimizers inside the strategy scope, and
 wires the `tf.train.Checkpoint` and its manager (`make_checkpoint`). `restore_run(workdir)`
 rebuilds a trained run from WORKDIR/config.json on one device in float32 and restores a
-checkpoint into it (evaluation, export). The training loop (`train_lib`) is not imported here.
+checkpoint into it: the one restore path of `as_introvae_tf.load`, evaluation and export.
+The training loop (`train_lib`) is not imported here.
 
 Checkpoint layout (object keys, unchanged): `encoder`, `decoder`, `ema_decoder`,
 `encoder_optimizer`, `decoder_optimizer`, `skips`, what the method adds
@@ -45,11 +46,12 @@ class CheckpointMismatchError(checkpoints_lib.CheckpointError):
 
   Attributes:
     reason: the first line of the underlying error (TF messages can print whole tensors).
+    prefix: the checkpoint.
   """
 
-  def __init__(self, message, reason):
+  def __init__(self, message, reason, prefix=None):
     super().__init__(message)
-    self.reason = reason
+    self.reason, self.prefix = reason, prefix
 
 
 @dataclasses.dataclass
@@ -267,7 +269,7 @@ def restore_checkpoint(run, prefix):
   logging.info("Restored %s (step %d)", prefix, int(model.step.numpy()))
 
 
-def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=None):
+def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=None, spec=None):
   """Validates the config and assembles strategy, data spec, model and checkpoint.
 
   Args:
@@ -280,6 +282,8 @@ def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=No
     check_run_id: refuse to restore a checkpoint of another run id (method and architecture
       are always checked).
     strategy: the `tf.distribute.Strategy` to use; default `distribute.get_strategy`.
+    spec: the `data.DatasetSpec` when the caller knows it (`restore_run` without data);
+      default `data.parse_dataset` of the config.
 
   Raises:
     ConfigError: a bad flag (named in the message).
@@ -290,9 +294,10 @@ def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=No
   config.validate()
   strategy = strategy or distribute.get_strategy(config.strategy)
   config.validate(num_replicas=strategy.num_replicas_in_sync)
-  spec = data.parse_dataset(
-    config.dataset, config.image_size, config.channels, data_dir=config.data_dir
-  )
+  if spec is None:
+    spec = data.parse_dataset(
+      config.dataset, config.image_size, config.channels, data_dir=config.data_dir
+    )
   if spec.kind != "2d" and config.filters is None:
     try:
       networks.default_filters(spec.shape[0])
@@ -307,10 +312,11 @@ def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=No
     name="run_info",
   )
   checkpoint = make_checkpoint(model, run_info)
-  directory = os.path.join(config.workdir, "checkpoints")
+  workdir = workdir_lib.resolve(config.workdir)
+  directory = os.path.join(workdir, "checkpoints")
   if not distribute.is_chief(strategy):
     directory = os.path.join(
-      config.workdir, "tmp_worker_checkpoints", str(strategy.cluster_resolver.task_id)
+      workdir, "tmp_worker_checkpoints", str(strategy.cluster_resolver.task_id)
     )
   prefix = None
   if restore:
@@ -324,41 +330,48 @@ def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=No
   return run
 
 
-def restore_run(workdir, checkpoint=None, log=None):
-  """Restores a training run for evaluation or export (on one device, whatever it was trained
-  with).
+def restore_run(workdir, checkpoint=None, log=None, read_data=True):
+  """THE restore path of a trained run, for `as_introvae_tf.load`, evaluation and export (on
+  one device, whatever it was trained with).
 
-  The networks are rebuilt in float32 whatever `--mixed_precision` the run used (its variables
-  are float32 either way), so evaluation and export compute in full precision.
+  The checkpoint is `checkpoints.choose`'s (the rule training's resume uses too: the newest
+  checkpoint that restores; its warnings go to `log`; a checkpoint the live training run is
+  writing now is skipped, not called damaged). It is checked against WORKDIR/config.json
+  (method, architecture; another run id only warns) before restoring, and the networks are
+  rebuilt in float32 whatever `--mixed_precision` the run used (its variables are float32
+  either way), so every reader computes in full precision.
 
   Args:
-    workdir: the run directory.
+    workdir: the run directory (relative to the working directory, or absolute; `~` works).
     checkpoint: a checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-1000) or directory;
-      default the newest in WORKDIR/checkpoints (`checkpoints.choose_for_reading`).
-    log: called with warnings (a broken index, a checkpoint of another run id); default
-      `logging.warning`.
+      default the choice above in WORKDIR/checkpoints.
+    log: called with each warning (str); default `logging.warning`.
+    read_data: False: no data file is opened; the example shape comes from the checkpoint's
+      `run_info` (checkpoints written before it existed still parse `--dataset`). Evaluation
+      needs the full `data.DatasetSpec` (True).
 
   Returns:
-    `Run` with the checkpoint restored (`run.restored` names it).
+    `Run` with the checkpoint restored (`run.restored` names it, absolute;
+    `run.config.workdir` is absolute).
 
   Raises:
-    FileNotFoundError: no `workdir`, `config.json` or checkpoint.
-    checkpoints.CheckpointError: the checkpoint is damaged (the message names it and the
-      intact ones), or was written by another method or architecture than config.json's;
-      `CheckpointMismatchError` when its variables do not match the rebuilt model.
-    ConfigError / ValueError: the saved config or its data are no longer valid.
+    FileNotFoundError: no `workdir` or `config.json`; `checkpoints.NoCheckpointError` (also a
+      FileNotFoundError and a CheckpointError) when the run has saved no checkpoint yet.
+    checkpoints.CheckpointError: every checkpoint is damaged (each named), the one asked for
+      is damaged (the message names the intact ones), or it was written by another method or
+      architecture than config.json's; `CheckpointMismatchError` when its variables do not
+      match the rebuilt model.
+    config.ConfigError: config.json is unreadable, truncated or not a JSON object (named), or
+      no longer valid; ValueError: its data are no longer valid.
   """
   log = log or logging.warning
-  workdir = os.path.abspath(os.path.expanduser(str(workdir)))
+  workdir = workdir_lib.resolve(workdir)
   config_lib.check_run_directory(workdir)
   config = config_lib.load_config(workdir)
   directory = os.path.join(workdir, "checkpoints")
-  if checkpoint is None and not checkpoints_lib.on_disk(directory):
-    raise FileNotFoundError(
-      f"no checkpoint in {directory}: --workdir={workdir} has not saved a "
-      "checkpoint yet (train it first)"
-    )
-  prefix = checkpoints_lib.choose_for_reading(directory, checkpoint, log=log)
+  prefix = checkpoints_lib.choose_for_reading(
+    directory, checkpoint, log=log, writer=workdir_lib.live_writer(workdir)
+  )
   info = checkpoints_lib.read_run_info(prefix)
   problem = checkpoints_lib.mismatch(info, config)
   if problem:
@@ -378,7 +391,12 @@ def restore_run(workdir, checkpoint=None, log=None):
     steps_per_execution=1,
     mixed_precision="none",
   )
-  run = build_run(config, restore=False, run_id=info and info.get("run_id"))
+  spec = None
+  if not read_data and info and info.get("example_shape"):
+    shape = tuple(int(d) for d in info["example_shape"])
+    kind = "2d" if len(shape) == 1 else "image"
+    spec = data.DatasetSpec(kind, config.dataset.strip().lower(), shape)
+  run = build_run(config, restore=False, run_id=info and info.get("run_id"), spec=spec)
   try:
     restore_checkpoint(run, prefix)
   except (AssertionError, ValueError, tf.errors.OpError) as e:
@@ -395,7 +413,9 @@ def restore_run(workdir, checkpoint=None, log=None):
     finally:
       logger.setLevel(level)
     raise CheckpointMismatchError(
-      f"{prefix} does not match the model rebuilt from {workdir}/config.json: {reason}", reason
+      f"{prefix} does not match the model rebuilt from {workdir}/config.json: {reason}",
+      reason,
+      prefix,
     ) from None
   return run
 

@@ -135,6 +135,7 @@ def main(argv):
     FileNotFoundError,
     train_lib.TrainingDivergedError,
     train_lib.CheckpointWriteError,
+    train_lib.OutputWriteError,
     workdir_lib.WorkdirLockedError,
     ValueError,
   ) as e:
@@ -176,7 +177,7 @@ def parse_flags(argv, flag_values=flags.FLAGS):
   """absl's flag parsing with `config.expand_flagfiles` first; `--help` prints `print_help`
   and exits with status 0; a bad flag or flagfile prints `error: ...` and exits with 1."""
   try:
-    argv = config_lib.expand_flagfiles(argv)
+    argv = config_lib.expand_flagfiles(argv, known=flag_values)
     if any(a in _HELP_ARGS for a in argv[1:]):
       print_help(argv, flag_values)
       sys.exit(0)

@@ -26,6 +26,7 @@ Layout of a workdir:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -57,7 +58,56 @@ class TrainingDivergedError(RuntimeError):
 
 
 class CheckpointWriteError(RuntimeError):
-  """A checkpoint could not be written (disk full, read-only); the previous one is intact."""
+  """A checkpoint could not be written (disk full, read-only); the previous one is intact.
+
+  Attributes:
+    cause: what the operating system or TensorFlow said, one line.
+  """
+
+  def __init__(self, message, cause=None):
+    super().__init__(message)
+    self.cause = cause
+
+
+class OutputWriteError(RuntimeError):
+  """A file outside the checkpoints could not be written: samples.png, reconstructions.png,
+  TensorBoard's event files, config.json, config_history.jsonl or metrics_train.json.
+
+  Its message is one line naming the file and the cause, and what happened to the steps
+  trained: training saves the checkpoint of the step reached before raising it whenever a
+  checkpoint can still be written (`note`).
+
+  Attributes:
+    path: the file (or TensorBoard folder) that could not be written.
+    cause: what the operating system or TensorFlow said, one line.
+    note: what was saved, and how to continue.
+  """
+
+  def __init__(self, path, cause, note=None):
+    super().__init__(path, cause)
+    self.path, self.cause, self.note = path, cause, note
+
+  def __str__(self):
+    text = f"cannot write {self.path} ({self.cause})"
+    return f"{text}; {self.note}" if self.note else text
+
+
+def _cause(error):
+  """One line of what went wrong in a write (an OSError's strerror, an OpError's message)."""
+  if isinstance(error, OSError) and error.strerror:
+    return error.strerror
+  text = getattr(error, "message", None) or str(error)
+  text = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+  return text.split(" [Op:")[0][:300]
+
+
+@contextlib.contextmanager
+def _writing(path):
+  """Turns an OSError or tf.errors.OpError inside the block into `OutputWriteError(path)`."""
+  try:
+    yield
+  except (OSError, tf.errors.OpError) as e:
+    raise OutputWriteError(path, _cause(e)) from e
 
 
 class TrainingInterrupted(RuntimeError):
@@ -200,7 +250,7 @@ def render_samples(model, spec, fixed):
   real = fixed[:n]
   columns = int(math.ceil(math.sqrt(SAMPLE_GRID_SIZE)))
   pictures = {"real": visualize.image_grid(real, columns=8)}
-  if getattr(model, "has_inference_encoder", True):  # WGAN-GP: the encoder is a critic
+  if model.has_inference_encoder:  # WGAN-GP: the encoder is a critic
     rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
     pictures["reconstruction"] = visualize.image_grid(rec, columns=8)
   pictures["samples"] = visualize.image_grid(
@@ -217,12 +267,18 @@ PNG_FILES = {"samples": "samples.png", "real_vs_reconstruction": "reconstruction
 
 def write_pngs(workdir, pictures):
   """Writes the `PNG_FILES` pictures into `workdir` (each file replaced atomically, so a viewer
-  never sees a half-written one). Returns {name: path}."""
-  return {
-    name: visualize.save_png(os.path.join(workdir, file), pictures[name])
-    for name, file in PNG_FILES.items()
-    if name in pictures
-  }
+  never sees a half-written one). Returns {name: path}.
+
+  Raises:
+    OutputWriteError: a file cannot be written (named, with the cause).
+  """
+  paths = {}
+  for name, file in PNG_FILES.items():
+    if name in pictures:
+      path = os.path.join(workdir, file)
+      with _writing(path):
+        paths[name] = visualize.save_png(path, pictures[name])
+  return paths
 
 
 HPARAM_KEYS = (
@@ -269,17 +325,37 @@ class TrainingMonitor(keras.callbacks.Callback):
 
   Runs only at window ends (and counts steps in Python in between), so the step itself stays
   a single `tf.function` with no host synchronisation.
+
+  Args (beyond the run's pieces):
+    before_first_save: called with the step once, just before the first checkpoint (writes
+      config.json); an `OutputWriteError` it raises is raised after that checkpoint is saved.
+    after_first_save: called with the step once, after the first checkpoint is saved (the
+      segment's config_history.jsonl line: only a segment that saved a checkpoint gets one).
+    stop: a `_StopOnSignals`: stop after the current step when it has a signal.
+    logdir: the TensorBoard folder `writer` writes to (named when a write fails).
   """
 
   def __init__(
-    self, run, writer, fixed, calibration, chief, progress=None, before_first_save=None, stop=None
+    self,
+    run,
+    writer,
+    fixed,
+    calibration,
+    chief,
+    progress=None,
+    before_first_save=None,
+    stop=None,
+    after_first_save=None,
+    logdir=None,
   ):
     super().__init__()
     self.progress = progress
     self.run, self.writer, self.fixed, self.chief = run, writer, fixed, chief
     self.calibration = calibration
-    self.before_first_save = before_first_save  # called once, before the first checkpoint
-    self.stop = stop  # a `_StopOnSignals`: stop after the current step when it has a signal
+    self.before_first_save = before_first_save
+    self.after_first_save = after_first_save
+    self.stop = stop
+    self.logdir = logdir
     self.prepared_at = None
     self.config = run.config
     self.diverged = None
@@ -339,16 +415,20 @@ class TrainingMonitor(keras.callbacks.Callback):
         model.stop_training = True
         return
     if self.chief:
-      with self.writer.as_default(step=step):
-        for name, value in logs.items():
-          tf.summary.scalar(f"train/{name}", value)
-        if skipped is not None:
-          tf.summary.scalar("train/skipped_batches", skipped)
-        lr = model.encoder_optimizer.learning_rate
-        tf.summary.scalar("train/learning_rate", float(np.asarray(lr)))
-        if step - self.last_images >= config.image_every_steps or step >= config.train_steps:
-          self.write_images(step)
-      self.writer.flush()
+      try:
+        with _writing(self.logdir):
+          with self.writer.as_default(step=step):
+            for name, value in logs.items():
+              tf.summary.scalar(f"train/{name}", value)
+            if skipped is not None:
+              tf.summary.scalar("train/skipped_batches", skipped)
+            lr = model.encoder_optimizer.learning_rate
+            tf.summary.scalar("train/learning_rate", float(np.asarray(lr)))
+            if step - self.last_images >= config.image_every_steps or step >= config.train_steps:
+              self.write_images(step)
+          self.writer.flush()
+      except OutputWriteError as e:
+        self.raise_after_saving(step, e)
     if step - self.last_saved >= config.checkpoint_every_steps or step >= config.train_steps:
       self.save(step)
 
@@ -358,7 +438,12 @@ class TrainingMonitor(keras.callbacks.Callback):
       self.prepared_at = step
 
   def write_images(self, step):
-    """TensorBoard image grids, and samples.png / reconstructions.png in the workdir."""
+    """TensorBoard image grids, and samples.png / reconstructions.png in the workdir.
+
+    Raises:
+      OutputWriteError: a PNG file cannot be written (TensorBoard's failures show when the
+        writer flushes).
+    """
     self.last_images = step
     self.prepare(step)
     pictures = render_samples(self.run.model, self.run.spec, self.fixed)
@@ -368,23 +453,73 @@ class TrainingMonitor(keras.callbacks.Callback):
       tf.summary.image(f"images/{name}", image[None], step=step)
     write_pngs(self.config.workdir, pictures)
 
+  def raise_after_saving(self, step, error):
+    """Saves the checkpoint of `step` unless it is saved already, then raises `error`
+    (an `OutputWriteError`) with a note saying what was saved and how to continue."""
+    if self.last_saved != step:
+      try:
+        self.save(step)
+      except CheckpointWriteError as e:
+        previous = self.run.manager.latest_checkpoint or "none"
+        error.note = (
+          f"the checkpoint of step {step} could not be written either ({e.cause}); the last "
+          f"checkpoint is {previous}"
+        )
+        raise error from None
+      except OutputWriteError as e:  # config.json / config_history.jsonl after the save
+        error.note = f"{e}; {e.note}" if e.note else str(e)
+        raise error from None
+    error.note = self.saved_note(step)
+    raise error
+
+  def saved_note(self, step):
+    return (
+      f"the checkpoint of step {step} is saved ({self.run.manager.latest_checkpoint}): "
+      f"fix this and run the same command again to resume from step {step}"
+    )
+
   def save(self, step):
+    """Writes the checkpoint of `step` (with config.json and the segment's history line
+    around the first one).
+
+    Raises:
+      CheckpointWriteError: the checkpoint cannot be written (the previous one is intact; a
+        `ckpt-STEP_temp/` folder TF left is removed).
+      OutputWriteError: config.json or config_history.jsonl cannot be written; the checkpoint
+        was saved (the note says so).
+    """
     self.prepare(step)
-    try:
-      if self.before_first_save is not None:
+    config_error = None
+    if self.before_first_save is not None:
+      try:
         self.before_first_save(step)
-        self.before_first_save = None
+      except OutputWriteError as e:
+        config_error = e  # save the steps first, then say so
+      self.before_first_save = None
+    try:
       self.run.manager.save(checkpoint_number=step)
     except (OSError, tf.errors.OpError) as e:
+      checkpoints_lib.remove_temporary_folders(self.run.manager.directory)
       previous = self.run.manager.latest_checkpoint or "none"
       raise CheckpointWriteError(
         f"Could not write the checkpoint of step {step} to {self.run.manager.directory} "
-        f"({e}). Is the disk full or the directory read-only? The previous checkpoint is "
-        f"intact: {previous}."
+        f"({_cause(e)}). Is the disk full or the directory read-only? The previous checkpoint "
+        f"is intact: {previous}.",
+        _cause(e),
       ) from e
     self.last_saved = step
     if self.progress is not None and self.chief:
       self.progress.message(f"step {step}: saved checkpoint {self.run.manager.latest_checkpoint}")
+    if config_error is not None:
+      config_error.note = self.saved_note(step)
+      raise config_error
+    if self.after_first_save is not None:
+      after, self.after_first_save = self.after_first_save, None
+      try:
+        after(step)
+      except OutputWriteError as e:
+        e.note = self.saved_note(step)
+        raise
 
 
 class _StopOnSignals:
@@ -442,7 +577,8 @@ def _set_aside_unused_record(workdir):
   for name in (workdir_lib.CONFIG_FILE, workdir_lib.HISTORY_FILE):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
-      os.replace(path, path + suffix)
+      with _writing(path):  # before any step: nothing to save yet
+        os.replace(path, path + suffix)
       logging.warning(
         "%s is from a run that wrote no checkpoint: renamed it to %s; this run starts afresh",
         path,
@@ -455,8 +591,9 @@ def train_and_evaluate(config):
 
   Holds the workdir lock (`workdir.WorkdirLock`) from before any file is written to the end.
   On SIGTERM/SIGINT, finishes the current step, writes a checkpoint and raises
-  `TrainingInterrupted`. config.json and the history line of this segment are written just
-  before its first checkpoint (`workdir.RunRecord`).
+  `TrainingInterrupted`. config.json is written just before the segment's first checkpoint
+  and its history line just after it (`workdir.RunRecord`): only a segment that saved a
+  checkpoint is recorded.
 
   Returns:
     dict with `step` (final step), `metrics` (last log window's metrics), `samples_png`.
@@ -468,9 +605,16 @@ def train_and_evaluate(config):
       another method/architecture/run.
     TrainingDivergedError: a metric became NaN/inf; the last good checkpoint is kept.
     TrainingInterrupted: SIGTERM/SIGINT; the checkpoint of the step reached is written.
+    CheckpointWriteError: a checkpoint cannot be written; the previous one is intact.
+    OutputWriteError: a picture, TensorBoard, config.json, config_history.jsonl or
+      metrics_train.json write failed (named, with the cause); the checkpoint of the step
+      reached was saved first whenever one could be.
   """
-  workdir = config.workdir
   config.validate()
+  # One absolute path below this point: the checkpoint index, run_info, messages and resumes
+  # from another working directory all agree (a relative --workdir is the README's form).
+  config = config.replace(workdir=workdir_lib.resolve(config.workdir))
+  workdir = config.workdir
   _check_workdir_writable(workdir)
   strategy = distribute.get_strategy(config.strategy)
   with workdir_lib.WorkdirLock(workdir, _lock_name(strategy)), _StopOnSignals() as stop:
@@ -528,13 +672,15 @@ def _train_locked(config, strategy, stop):
   logdir = os.path.join(workdir, "tensorboard", "train")
   if not chief:  # only the chief writes summaries; the others write to a scratch directory
     logdir = os.path.join(workdir, "tmp_worker_tensorboard", str(strategy.cluster_resolver.task_id))
-  writer = tf.summary.create_file_writer(logdir)
-  if chief and start == 0:
-    with writer.as_default(step=0):
-      tf.summary.text("config", "```\n" + config.to_json() + "\n```")
-
+  with _writing(logdir):  # before any step: nothing to save yet
+    writer = tf.summary.create_file_writer(logdir)
+    if chief and start == 0:
+      with writer.as_default(step=0):
+        tf.summary.text("config", "```\n" + config.to_json() + "\n```")
+      writer.flush()
   if chief:
-    write_hparams(config, os.path.join(workdir, "tensorboard"))
+    with _writing(os.path.join(workdir, "tensorboard")):
+      write_hparams(config, os.path.join(workdir, "tensorboard"))
 
   bar = progress_lib.RunProgress(
     config.train_steps,
@@ -545,9 +691,16 @@ def _train_locked(config, strategy, stop):
     steps_per_execution=config.steps_per_execution,
   )
 
-  def commit_record(_):
+  def write_config(_):
     if chief:
-      changes = record.commit(config, start, run_id)
+      with _writing(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+        record.save_config(config)
+
+  def record_segment(_):
+    if chief:
+      history = os.path.join(workdir, workdir_lib.HISTORY_FILE)
+      with _writing(history):
+        changes = record.append_segment(config, start, run_id)
       for c in changes:
         logging.warning(
           "Resumed at step %d with --%s=%r (was %r); recorded in %s",
@@ -555,11 +708,20 @@ def _train_locked(config, strategy, stop):
           c["flag"],
           c["new"],
           c["old"],
-          os.path.join(workdir, workdir_lib.HISTORY_FILE),
+          history,
         )
 
   monitor = TrainingMonitor(
-    run, writer, fixed, calibration, chief, progress=bar, before_first_save=commit_record, stop=stop
+    run,
+    writer,
+    fixed,
+    calibration,
+    chief,
+    progress=bar,
+    before_first_save=write_config,
+    stop=stop,
+    after_first_save=record_segment,
+    logdir=logdir,
   )
   last_metrics = {}
   if start < config.train_steps and stop.received is None:
@@ -602,13 +764,19 @@ def _train_locked(config, strategy, stop):
   monitor.prepare(final_step)
   samples_png = os.path.join(workdir, "samples.png")
   if chief:
-    write_pngs(workdir, render_samples(model, spec, fixed))
-    with open(os.path.join(workdir, "metrics_train.json"), "w") as f:
-      json.dump(
-        {"step": final_step, "metrics": last_metrics, "example_shape": list(spec.shape)},
-        f,
-        indent=2,
-      )
+    metrics_json = os.path.join(workdir, "metrics_train.json")
+    try:
+      write_pngs(workdir, render_samples(model, spec, fixed))
+      with _writing(metrics_json), open(metrics_json, "w") as f:
+        json.dump(
+          {"step": final_step, "metrics": last_metrics, "example_shape": list(spec.shape)},
+          f,
+          indent=2,
+        )
+    except OutputWriteError as e:
+      if final_step > start:
+        e.note = monitor.saved_note(final_step)
+      raise
   logging.info("Done at step %d; samples in %s", final_step, samples_png)
   return {"step": final_step, "metrics": last_metrics, "samples_png": samples_png}
 

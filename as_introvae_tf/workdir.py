@@ -15,9 +15,10 @@ system across hosts it depends on the file system's lock support.)
 Record (`RunRecord`): `WORKDIR/config.json` keeps the flags the run was *started* with, and
 `WORKDIR/config_history.jsonl` one JSON line per training segment that wrote a checkpoint:
 `{"segment", "step" (where it started), "time", "host", "pid", "run_id", "changes": [{"flag",
-"old", "new"}]}`; `old` is the value the previous segment trained with. Both are written just
-before a segment's first checkpoint, so a run that fails before its first step leaves nothing
-that could refuse the corrected command. `effective_config()` is config.json with every change
+"old", "new"}]}`; `old` is the value the previous segment trained with. config.json is written
+just before a segment's first checkpoint and the history line just after it, so a run that
+fails before its first step leaves nothing that could refuse the corrected command, and a
+segment that saved no checkpoint leaves no line. `effective_config()` is config.json with every change
 applied (what the latest segment trained with).
 """
 
@@ -170,6 +171,35 @@ class WorkdirLock:
     return False
 
 
+def resolve(path):
+  """The absolute form of a user's path (`~` expanded; relative to the working directory).
+
+  Every entry point (training, evaluation, export, `as_introvae_tf.load`) resolves its
+  workdir, export directory and checkpoint paths once with this, so a relative path means the
+  same as its absolute form everywhere below it.
+  """
+  return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+def live_writer(workdir, name=LOCK_FILE):
+  """The owner (dict: host, pid, started, command) of a training run that holds `train.lock`
+  in `workdir` now, or None.
+
+  Read-only (never takes the lock): the lock file exists and names a live process on this
+  host, or a process on another host (which this host cannot check: assumed live). A lock
+  file of a dead process on this host (a SIGKILLed run) is no writer.
+  """
+  owner = WorkdirLock(workdir, name).read_owner()
+  if not isinstance(owner, dict):
+    return None
+  if owner.get("host") != socket.gethostname():
+    return owner
+  pid = owner.get("pid")
+  if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+    return owner
+  return None
+
+
 def _value(value):
   return list(value) if isinstance(value, tuple) else value
 
@@ -241,15 +271,26 @@ class RunRecord:
     ]
 
   def commit(self, config, step, run_id):
-    """Records a segment that is about to write its first checkpoint.
+    """Records a segment: `save_config`, then `append_segment`. Returns the changes."""
+    self.save_config(config)
+    return self.append_segment(config, step, run_id)
 
-    Writes config.json (atomically) if the run has none yet, and appends one line with the
-    flags that differ from the previous segment's. Returns the changes recorded.
-    """
-    changes = self.diff(config) if self.original is not None else []
+  def save_config(self, config):
+    """Writes config.json (atomically) if the run has none yet; training calls it just before
+    a segment's first checkpoint."""
     if self.original is None:
       config_lib.save_config(config, self.workdir)
       self.original = config
+
+  def append_segment(self, config, step, run_id):
+    """Appends the line of a segment that has just written its first checkpoint: its start
+    `step`, run id and the flags that differ from the previous segment's. Returns the changes
+    recorded ([{"flag", "old", "new"}]).
+
+    Raises:
+      OSError: the file cannot be written.
+    """
+    changes = self.diff(config)
     segment = {
       "segment": len(self.segments),
       "step": int(step),

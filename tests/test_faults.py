@@ -143,6 +143,74 @@ def test_broken_index_end_to_end_training_continues(run_copy):
   assert [f.step for f in checkpoints_lib.on_disk(str(run_copy / "checkpoints"))] == [2, 4, 6]
 
 
+# === Relative paths ===========================================================================
+
+
+def test_relative_workdir_resumes_exports_and_loads_without_warnings_and_keeps_pruning(
+  tmp_path, monkeypatch, caplog
+):
+  """The README's form (`--workdir=runs/quickstart`): three resumes print no warning and
+  `--keep_checkpoints` still prunes; from another working directory, evaluation, export and
+  load read the same checkpoint through relative paths, silently."""
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  def warnings():  # ours (absl), but the preemption notices this test sends
+    return [
+      r.getMessage()
+      for r in caplog.records
+      if r.name == "absl"
+      and r.levelno >= logging.WARNING
+      and not r.getMessage().startswith("Received SIGTERM")
+    ]
+
+  real_epoch_end = train_lib.TrainingMonitor.on_epoch_end
+
+  def preempted_after_the_window(self, epoch, logs=None):
+    real_epoch_end(self, epoch, logs)
+    if self.step < self.config.train_steps and self.stop.received is None:
+      os.kill(os.getpid(), signal.SIGTERM)  # stops after the next step, with a checkpoint
+
+  monkeypatch.chdir(tmp_path)
+  caplog.set_level(logging.WARNING)
+  config = _config("runs/q", train_steps=12, keep_checkpoints=2)
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(train_lib.TrainingMonitor, "on_epoch_end", preempted_after_the_window)
+    for _ in range(3):  # the same command: a first segment, then two resumes, preempted
+      with pytest.raises(train_lib.TrainingInterrupted):
+        _train(config)
+  assert _train(config)["step"] == 12  # the third resume reaches the end
+  assert warnings() == []
+  assert checkpoints_lib.read_index(os.path.join("runs", "q", "checkpoints"))[1] is None
+  directory = tmp_path / "runs" / "q" / "checkpoints"
+  steps = [s["step"] for s in _history(tmp_path / "runs" / "q")]
+  assert len(steps) == 4 and steps[0] == 0, steps
+  kept = [f.step for f in checkpoints_lib.on_disk(str(directory))]
+  assert len(kept) == 2 and kept[0] >= steps[-1] and kept[-1] == 12, (kept, steps)  # pruned
+  state = tf.train.get_checkpoint_state(str(directory))
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+    f"ckpt-{k}" for k in kept
+  ]
+
+  (tmp_path / "elsewhere").mkdir()
+  monkeypatch.chdir(tmp_path / "elsewhere")
+  ckpt12 = str(directory / "ckpt-12")
+  notes = []
+  options = eval_lib.EvalOptions(num_samples=200, eval_draws=1, grid_points=32, gnelbo_points=64)
+  assert eval_lib.evaluate("../runs/q", options, log=notes.append)["checkpoint"] == ckpt12
+  notes = [n for n in notes if n.startswith("warning")]
+  result = export_lib.export_run("../runs/q", "exports/q", formats=["saved_model"], weights="raw")
+  assert result.model_card["checkpoint"] == ckpt12
+  assert result.version_dir == str(tmp_path / "elsewhere" / "exports" / "q" / "1")
+  assert as_introvae_tf.load("../runs/q").path == ckpt12
+  assert as_introvae_tf.load("exports/q").step == 12
+  relative = f"../runs/q/checkpoints/ckpt-{kept[0]}"  # a checkpoint named by a relative path
+  assert as_introvae_tf.load("../runs/q", checkpoint=relative).step == kept[0]
+  assert run_lib.restore_run("../runs/q", checkpoint=relative).restored == os.path.join(
+    str(directory), f"ckpt-{kept[0]}"
+  )
+  assert notes == [] and warnings() == []
+
+
 # === A damaged newest checkpoint ==============================================================
 
 
@@ -185,24 +253,108 @@ def test_damaged_newest_checkpoint_training_falls_back_with_a_warning(run_copy, 
   assert damaged and all(name.startswith("ckpt-4.") for name in damaged)  # kept, not deleted
 
 
-@pytest.mark.parametrize("how", ["truncated_index", "missing_data", "corrupted_data"])
-def test_damaged_newest_checkpoint_evaluate_and_export_name_it_and_the_intact_ones(
-  run_copy, how, tmp_path
+def _readers_choose(workdir, export_dir, caplog):
+  """The checkpoint each reader uses (evaluation's restore, export, load) and the warnings
+  each gave, as {reader: (prefix, [warning, ...])}."""
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  chosen = {}
+  caplog.clear()
+  notes = []
+  chosen["evaluate"] = (run_lib.restore_run(workdir, log=notes.append).restored, notes)
+  caplog.clear()
+  card = export_lib.export_run(
+    str(workdir), str(export_dir), formats=["saved_model"], weights="raw"
+  ).model_card
+  chosen["export"] = (card["checkpoint"], [r.getMessage() for r in caplog.records])
+  caplog.clear()
+  chosen["load"] = (
+    as_introvae_tf.load(str(workdir)).path,
+    [r.getMessage() for r in caplog.records],
+  )
+  return chosen
+
+
+@pytest.mark.parametrize(
+  "case",
+  ["index_names_older", "index_deleted", "truncated_index", "missing_data", "corrupted_data"],
+)
+def test_every_reader_chooses_the_checkpoint_training_resumes_from(
+  run_copy, case, caplog, tmp_path
 ):
-  _damage(_ckpt(run_copy, 4), how)
+  """One rule (`checkpoints.choose`) for evaluate, export, load and training's resume: the
+  newest checkpoint that restores, with the same warning naming the damaged one and the one
+  read. A damaged one asked for by name is refused, naming the intact ones."""
+  index = run_copy / "checkpoints" / "checkpoint"
+  if case == "index_names_older":
+    index.write_text('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
+    expected, needle = 4, "names ckpt-2 but ckpt-4 is newer and intact"
+  elif case == "index_deleted":
+    index.unlink()
+    expected, needle = 4, "is missing; checkpoints found: ckpt-2, ckpt-4"
+  else:
+    _damage(_ckpt(run_copy, 4), case)
+    expected, needle = 2, "Checkpoint ckpt-4 is damaged"
+  caplog.set_level(logging.WARNING)
+  chosen = _readers_choose(run_copy, tmp_path / "exports", caplog)
+  for reader, (prefix, notes) in chosen.items():
+    assert prefix == _ckpt(run_copy, expected), reader
+    mine = [n for n in notes if needle in n]
+    assert len(mine) == 1 and f"ckpt-{expected} (step {expected})" in mine[0], (reader, notes)
+    if expected == 2:
+      assert "reading the newest intact checkpoint, ckpt-2" in mine[0]
+  if expected == 2:
+    with pytest.raises(checkpoints_lib.CheckpointError) as info:
+      run_lib.restore_run(run_copy, checkpoint=_ckpt(run_copy, 4))
+    message = str(info.value)
+    assert "ckpt-4 is damaged" in message and "Intact checkpoints: ckpt-2" in message
+    assert f"--checkpoint={_ckpt(run_copy, 2)}" in message and "architecture" not in message
+  caplog.clear()
+  run = run_lib.build_run(_config(run_copy, train_steps=6))  # training's resume: the same
+  assert run.restored == _ckpt(run_copy, expected)
+  assert needle in caplog.text.replace("resuming from", "reading")
+
+
+def test_half_written_checkpoint_of_a_live_run_is_not_called_damaged(run_copy):
+  """While train.lock names a live process, the newest incomplete checkpoint is being
+  written: the readers skip it with a note that says so, not "damaged"."""
+  shutil.copy(_data_file(_ckpt(run_copy, 4)), _data_file(_ckpt(run_copy, 6)))  # no .index yet
+  live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    owner = {"host": socket.gethostname(), "pid": live.pid, "started": "now", "command": "x"}
+    (run_copy / workdir_lib.LOCK_FILE).write_text(json.dumps(owner))
+    notes = []
+    assert run_lib.restore_run(run_copy, log=notes.append).restored == _ckpt(run_copy, 4)
+    assert len(notes) == 1 and "damaged" not in notes[0], notes
+    assert (
+      f"ckpt-6 is still being written by the training run in progress (PID {live.pid}" in (notes[0])
+    )
+  finally:
+    live.kill()
+    live.wait()
+  notes = []  # the same files once that process is gone: a damaged checkpoint
+  assert run_lib.restore_run(run_copy, log=notes.append).restored == _ckpt(run_copy, 4)
+  assert "Checkpoint ckpt-6 is damaged (ckpt-6.index is missing)" in notes[0]
+
+
+def test_read_only_checkpoints_folder_while_moving_a_damaged_checkpoint_aside(
+  run_copy, monkeypatch
+):
+  import errno  # pylint: disable=import-outside-toplevel
+
+  _damage(_ckpt(run_copy, 4), "truncated_data")
+
+  def read_only(source, destination, *args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system", str(source))
+
+  monkeypatch.setattr(shutil, "move", read_only)  # as root, chmod would not stop the move
   with pytest.raises(checkpoints_lib.CheckpointError) as info:
-    run_lib.restore_run(run_copy)
+    run_lib.build_run(_config(run_copy, train_steps=6))
   message = str(info.value)
-  assert "ckpt-4 is damaged" in message and "Intact checkpoints: ckpt-2" in message
-  assert f"--checkpoint={_ckpt(run_copy, 2)}" in message
-  with pytest.raises(export_lib.ExportError) as info:
-    export_lib.export_run(str(run_copy), str(tmp_path / "exports"), formats=["saved_model"])
-  message = str(info.value)
-  assert "ckpt-4 is damaged" in message and "ckpt-2" in message
-  assert "architecture" not in message
-  # The intact one, asked for by name, evaluates.
-  run = run_lib.restore_run(run_copy, checkpoint=_ckpt(run_copy, 2))
-  assert int(run.model.step.numpy()) == 2 and run.restored == _ckpt(run_copy, 2)
+  assert "ckpt-4 is damaged and could not be moved aside" in message
+  assert "Read-only file system" in message and "Nothing was deleted" in message
+  assert len(message.splitlines()) == 1
+  assert os.path.exists(_ckpt(run_copy, 4) + ".index")
 
 
 def test_no_intact_checkpoint_stops_training_and_keeps_the_files(run_copy):
@@ -321,6 +473,117 @@ def test_config_json_without_a_checkpoint_does_not_refuse_the_next_run(tmp_path)
   assert _train(_config(workdir, train_steps=2))["step"] == 2
   assert config_lib.load_config(str(workdir)).z_dim == 2
   assert [n for n in os.listdir(workdir) if n.startswith("config.json.unused-")]
+
+
+@pytest.mark.parametrize("content", ["not_an_object", "truncated"])
+def test_bad_config_json_is_named_by_every_reader_and_by_training(run_copy, content, tmp_path):
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  path = run_copy / "config.json"
+  text = path.read_text()
+  path.write_text("[1, 2]" if content == "not_an_object" else text[: len(text) // 2])
+  needle = "is not a JSON object" if content == "not_an_object" else "is not valid JSON"
+  for read in (
+    lambda: run_lib.restore_run(run_copy),
+    lambda: as_introvae_tf.load(str(run_copy)),
+    lambda: _train(_config(run_copy, train_steps=6)),
+  ):
+    with pytest.raises(config_lib.ConfigError) as info:
+      read()
+    assert str(path) in str(info.value) and needle in str(info.value)
+  with pytest.raises(export_lib.ExportError, match=re.escape(str(path))):
+    export_lib.export_run(str(run_copy), str(tmp_path / "exports"), formats=["saved_model"])
+
+
+def test_unknown_flag_in_a_flagfile_names_the_file_and_line(tmp_path, capsys):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train as train_cli  # pylint: disable=import-outside-toplevel
+
+  flagfile = tmp_path / "mine.flags"
+  flagfile.write_text("# my run\n--flagfile=configs/base.flags\n--beta_negative=3\n")
+  fv = flags.FlagValues()
+  config_lib.define_flags(fv)
+  with pytest.raises(SystemExit) as info:
+    train_cli.parse_flags(["train", f"--flagfile={flagfile}"], fv)
+  err = capsys.readouterr().err
+  assert info.value.code == 1
+  assert f"--flagfile={flagfile}, line 3: unknown flag --beta_negative" in err, err
+  with pytest.raises(flags.Error, match="line 3: unknown flag --beta_negative"):
+    config_lib.from_flagfile(str(flagfile))
+
+
+# === Writes outside the checkpoints ===========================================================
+
+
+def _failing(monkeypatch, target, name, exception):
+  def fail(*args, **kwargs):
+    raise exception
+
+  monkeypatch.setattr(target, name, fail)
+
+
+@pytest.mark.parametrize("failure", ["samples_png", "tensorboard", "history", "config_json"])
+def test_failed_write_outside_the_checkpoints_saves_the_steps_then_names_the_file(
+  run_copy, tmp_path, failure, monkeypatch
+):
+  """A full disk at samples.png (or TensorBoard, config.json, config_history.jsonl) loses no
+  step: the checkpoint of the step reached is saved, then one line names the file."""
+  import errno  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import visualize  # pylint: disable=import-outside-toplevel
+
+  full = OSError(errno.ENOSPC, "No space left on device")
+  workdir = run_copy
+  # Pictures every 2 steps, checkpoints only at the end (step 8): the failure comes at step 6.
+  config = _config(workdir, train_steps=8, image_every_steps=2, checkpoint_every_steps=100)
+  saved_at = 6
+  if failure == "samples_png":
+    _failing(monkeypatch, visualize, "save_png", full)
+    path = str(workdir / "samples.png")
+  elif failure == "tensorboard":
+    _failing(monkeypatch, tf.summary, "image", tf.errors.ResourceExhaustedError(None, None, "full"))
+    path = str(workdir / "tensorboard" / "train")
+  elif failure == "history":
+    _failing(monkeypatch, workdir_lib.RunRecord, "append_segment", full)
+    path = str(workdir / workdir_lib.HISTORY_FILE)
+    config, saved_at = config.replace(image_every_steps=100, checkpoint_every_steps=2), 6
+  else:  # a new run's first checkpoint: config.json cannot be written
+    workdir = tmp_path / "fresh"
+    config = _config(workdir, train_steps=2)
+    _failing(monkeypatch, config_lib, "save_config", full)
+    path, saved_at = str(workdir / "config.json"), 2
+  segments = len(_history(workdir)) if os.path.exists(workdir / workdir_lib.HISTORY_FILE) else 0
+  with pytest.raises(train_lib.OutputWriteError) as info:
+    _train(config)
+  message = str(info.value)
+  assert len(message.splitlines()) == 1, message
+  cause = "full" if failure == "tensorboard" else "No space left on device"
+  assert message.startswith(f"cannot write {path} ({cause})"), message
+  assert f"the checkpoint of step {saved_at} is saved" in message, message
+  assert saved_at in [f.step for f in checkpoints_lib.on_disk(str(workdir / "checkpoints"))]
+  history = _history(workdir) if os.path.exists(workdir / workdir_lib.HISTORY_FILE) else []
+  expected = segments + (1 if failure in ("samples_png", "tensorboard") else 0)
+  assert len(history) == expected  # a line only for a segment that saved its checkpoint
+
+
+def test_failed_checkpoint_save_leaves_no_history_line_and_no_temporary_folder(
+  run_copy, monkeypatch
+):
+  def full_disk(manager, checkpoint_number=None, **kwargs):
+    os.makedirs(os.path.join(manager.directory, f"ckpt-{checkpoint_number}_temp"))  # as TF
+    raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+  monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+  segments = len(_history(run_copy))
+  with pytest.raises(train_lib.CheckpointWriteError, match="No space left on device.*ckpt-4"):
+    _train(_config(run_copy, train_steps=6))
+  monkeypatch.undo()
+  assert len(_history(run_copy)) == segments
+  assert not [n for n in os.listdir(run_copy / "checkpoints") if n.endswith("_temp")]
+  # A folder left by a process that died mid-save is removed by the next run.
+  os.makedirs(run_copy / "checkpoints" / "ckpt-5_temp")
+  assert _train(_config(run_copy, train_steps=6))["step"] == 6
+  assert not os.path.exists(run_copy / "checkpoints" / "ckpt-5_temp")
 
 
 # === The workdir lock =========================================================================
@@ -840,6 +1103,52 @@ def test_empty_requests_return_empty_batches(small_export):
   assert _sig(loaded, "decode", z=tf.zeros([0, 4]))["images"].shape == (0, 28, 28, 1)
   assert _sig(loaded, "encode", images=_pixels(0))["mu"].shape == (0, 4)
   assert _sig(loaded, "reconstruct", images=_pixels(0))["images"].shape == (0, 28, 28, 1)
+
+
+def test_load_honours_the_exports_max_batch_and_checks_inputs_as_for_a_workdir(small_export):
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  result, _ = small_export
+  workdir = os.path.dirname(os.path.dirname(result.model_card["checkpoint"]))
+  exported = as_introvae_tf.load(os.path.dirname(result.version_dir))
+  assert exported.batch_size == MAX_BATCH
+  assert exported.sample(5 * MAX_BATCH, seed=0).shape == (20, 28, 28, 1)  # batches of 4
+  from_workdir = as_introvae_tf.load(workdir)
+  nan = _pixels(2)
+  nan[1, 3, 4, 0] = np.nan
+  z = np.zeros([2, 4], np.float32)
+  z[0, 1] = np.inf
+  for model in (from_workdir, exported):
+    with pytest.raises(ValueError, match="images must be finite"):
+      model.encode(nan)
+    with pytest.raises(ValueError, match="images must be finite"):
+      model.reconstruct(nan)
+    with pytest.raises(ValueError, match=r"pixel values in \[0, 1\]"):
+      model.encode(_pixels(2, 0.0, 255.0))
+    with pytest.raises(ValueError, match="z must be finite"):
+      model.decode(z)
+
+
+def test_broken_newest_export_version_falls_back_with_a_warning(small_export, tmp_path, caplog):
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  result, _ = small_export
+  export_dir = tmp_path / "fm"
+  shutil.copytree(result.version_dir, export_dir / "1")
+  shutil.copytree(result.version_dir, export_dir / "2")
+  pb = export_dir / "2" / "saved_model.pb"
+  pb.write_bytes(pb.read_bytes()[:100])  # truncated
+  shutil.copytree(result.version_dir, export_dir / "3")
+  shutil.rmtree(export_dir / "3" / "variables")
+  caplog.set_level(logging.WARNING)
+  model = as_introvae_tf.load(str(export_dir))
+  assert model.path == str(export_dir / "1")
+  for version in (3, 2):
+    assert f"Export version {version} in {export_dir} is broken" in caplog.text
+  assert "loading the newest intact version, 1" in caplog.text
+  shutil.rmtree(export_dir / "1")
+  with pytest.raises(ValueError, match="no version of the export .* loads: version 3: .*version 2"):
+    as_introvae_tf.load(str(export_dir))
 
 
 def _client(argv):

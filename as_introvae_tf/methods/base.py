@@ -248,29 +248,44 @@ class IntrospectiveVAE(keras.Model):
     """The decoder used for samples: the EMA decoder if there is one, else the decoder."""
     return self.ema_decoder if self.ema_decoder is not None else self.decoder
 
+  def decoder_moving_averages(self):
+    """The EMA of the decoder's trainable weights that the decoder optimizer keeps (Keras
+    `use_ema=True`): {id(decoder trainable variable): its moving-average variable}. The one
+    place that reads Keras' private attribute for it (`sync_ema_decoder`, the export).
+
+    Raises:
+      ValueError: the decoder optimizer keeps no EMA (the run has `--ema_decay=0`), or none
+        for one of the decoder's trainable variables (named).
+    """
+    optimizer = precision.unwrap(self.decoder_optimizer)
+    averages = getattr(optimizer, "_model_variables_moving_average", None)
+    if not averages:
+      raise ValueError(
+        "the decoder optimizer keeps no EMA of the decoder weights (use_ema=False: the run "
+        "was trained with --ema_decay=0)"
+      )
+    variables = optimizer._trainable_variables  # pylint: disable=protected-access
+    by_id = {id(v): a for v, a in zip(variables, averages)}
+    missing = [v.path for v in self.decoder.trainable_variables if id(v) not in by_id]
+    if missing:
+      raise ValueError(f"the decoder optimizer holds no EMA for {missing[:3]}")
+    return by_id
+
   def sync_ema_decoder(self):
-    """Copies the EMA of the decoder weights (and the current BatchNorm statistics) into
-    `ema_decoder`. Call outside `train_step` (cross-replica context) before sampling."""
+    """Copies the EMA of the decoder weights (`decoder_moving_averages`) and the current
+    BatchNorm statistics into `ema_decoder`. Call outside `train_step` (cross-replica
+    context) before sampling."""
     if self.ema_decoder is None:
       return
-    averages = getattr(
-      precision.unwrap(self.decoder_optimizer), "_model_variables_moving_average", None
-    )
-    if averages is None:
-      raise ValueError("ema_decoder given but the decoder optimizer has use_ema=False")
+    averages = self.decoder_moving_averages()
     targets = self.ema_decoder.variables
     sources = self.decoder.variables
     if [v.shape for v in targets] != [v.shape for v in sources]:
       raise ValueError(
         "ema_decoder and decoder have different variables; build both with the same builder"
       )
-    trainable = {id(v) for v in self.decoder.trainable_variables}
-    index = {id(v): i for i, v in enumerate(self.decoder.trainable_variables)}
     for target, source in zip(targets, sources):
-      if id(source) in trainable:
-        target.assign(averages[index[id(source)]])
-      else:
-        target.assign(source)
+      target.assign(averages.get(id(source), source))
 
   def prepare_for_inference(self, batches):
     """Makes the model ready for inference (`training=False`) and for a checkpoint.
