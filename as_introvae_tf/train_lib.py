@@ -467,7 +467,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         )
         raise error from None
       except OutputWriteError as e:  # config.json / config_history.jsonl after the save
-        error.note = f"{e}; {e.note}" if e.note else str(e)
+        error.note = str(e)  # its note included (OutputWriteError.__str__)
         raise error from None
     error.note = self.saved_note(step)
     raise error

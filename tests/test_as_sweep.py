@@ -18,6 +18,9 @@ def _result(tmp_path, tag, seed, kl, modes, share, factor, rec, method="as_intro
     "seed": seed,
     "method": method,
     "metrics": {"kl": kl, "modes_covered": modes},
+    "train_steps": 8000,
+    "schedule_steps": 30000,
+    "eval_draws": 3,
     "trajectory": {
       "step": steps,
       "as_share_rec": [share] * len(steps),
@@ -81,7 +84,9 @@ def test_main_writes_the_markdown_and_the_doc_block(tmp_path, capsys):
   as_sweep.main([f"--pattern={pattern}", f"--out={out}", f"--doc={doc}"])
   text = out.read_text()
   assert text == capsys.readouterr().out
-  assert text.startswith("Stage 1 at C1: 1 runs of 8000 steps")
+  assert text.startswith(
+    "Stage 1 at C1: 1 runs of 8000 steps on the schedule of a 30000-step run; 3 evaluation"
+  )
   assert "| screen_s512_warm | as_introvae | 0 | 8.0 | 8.0 | 8 | 0.3 | 0.5 | 0.50 |" in text
   block = doc.read_text()
   assert block.startswith("a\n<!-- BEGIN as_sweep screen -->\nStage 1") and "old" not in block

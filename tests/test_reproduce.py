@@ -83,6 +83,7 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
     cwd=ROOT,
     capture_output=True,
     text=True,
+    timeout=300,
   )
   assert refused.returncode != 0 and "--results_dir" in refused.stderr
   # the README block is replaced by the table, the rest kept
@@ -141,11 +142,19 @@ def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path, in_tool
     f"--results_dir={tmp_path / 'results'}",
   ]
   ok = subprocess.run(
-    base + ["--overrides=lr_milestones=,num_vae=0"], cwd=ROOT, capture_output=True, text=True
+    base + ["--overrides=lr_milestones=,num_vae=0"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
   )
   assert ok.returncode == 0, ok.stderr[-2000:]
   bad = subprocess.run(
-    base + ["--overrides=lr_milestones=100:x"], cwd=ROOT, capture_output=True, text=True
+    base + ["--overrides=lr_milestones=100:x"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
   )
   assert bad.returncode != 0 and "--overrides: lr_milestones" in bad.stderr
   # the values themselves
@@ -288,17 +297,19 @@ def test_reproduce_2d_screening_stops_early_on_the_long_runs_schedule(tmp_path):
     cwd=ROOT,
     capture_output=True,
     text=True,
+    timeout=300,
   )
   assert refused.returncode != 0 and "40-step schedule" in refused.stderr
 
 
 def test_reproduce_2d_basin_check_trains_two_segments(tmp_path):
-  """`--first_segment`: the first steps with other flags, then resumed with the run's own."""
+  """`--first_segment`: the first steps with other flags, then resumed with the run's own; the
+  first segment anneals AS-IntroVAE's c on the whole run's T, not on its own length."""
   base = [
     "tools/reproduce_2d.py",
-    "--table=datasets",
-    "--datasets=8gaussians",
-    "--methods=soft_introvae",
+    "--table=c1c3",
+    "--settings=C1",
+    "--methods=as_introvae",
     "--seeds=0",
     "--train_steps=6",
     "--eval_draws=1",
@@ -308,23 +319,27 @@ def test_reproduce_2d_basin_check_trains_two_segments(tmp_path):
     f"--results_dir={tmp_path / 'results'}",
   ]
   refused = subprocess.run(
-    [sys.executable] + base + ["--first_segment=3"], cwd=ROOT, capture_output=True, text=True
+    [sys.executable] + base + ["--first_segment=3"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
   )
   assert refused.returncode != 0 and "go together" in refused.stderr
   _run(base + ["--first_segment=3", "--first_segment_overrides=beta_rec=0.5", "--tag=basin"])
   result = json.loads(
-    (tmp_path / "results" / "datasets" / "8gaussians_soft_introvae_basin_6_seed0.json").read_text()
+    (tmp_path / "results" / "c1c3" / "C1_as_introvae_basin_6_seed0.json").read_text()
   )
   assert result["first_segment"] == {"steps": 3, "overrides": ["beta_rec=0.5"]}
   assert result["trajectory"]["step"][-1] == 6
+  workdir = tmp_path / "c1c3" / "C1_as_introvae_basin" / "6_seed0"
   history = [
-    json.loads(line)
-    for line in (
-      tmp_path / "datasets" / "8gaussians_soft_introvae_basin" / "6_seed0" / "config_history.jsonl"
-    )
-    .read_text()
-    .splitlines()
+    json.loads(line) for line in (workdir / "config_history.jsonl").read_text().splitlines()
   ]
   assert len(history) == 2, history
-  assert {"flag": "beta_rec", "new": 0.2, "old": 0.5} in history[1]["changes"]
+  assert {"flag": "beta_rec", "new": 0.1, "old": 0.5} in history[1]["changes"]
+  first = json.loads((workdir / "config.json").read_text())  # the first segment's flags
+  assert first["train_steps"] == 3 and first["anneal_steps"] == 6
+  # c = min(5 i / 6, 1) over the whole run: i = 0, 1 logged at steps 1, 2 (linear, T = 6)
+  np.testing.assert_allclose(result["trajectory"]["c"][:2], [0.0, 5 / 6], rtol=1e-3)
   assert "its first 3 steps with beta_rec=0.5" in (tmp_path / "basin.md").read_text()

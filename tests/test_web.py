@@ -406,3 +406,15 @@ def test_2d_model_samples_as_a_scatter_plot(export_2d, site, browser):
   generate = tf.saved_model.load(export_2d.version_dir).signatures["generate"]
   served = generate(seeds=tf.range(256, dtype=tf.int64))["images"].numpy()
   np.testing.assert_allclose(points.reshape(-1, 2)[:256], served, atol=FLOAT_TOL)
+
+
+def test_a_garbled_onnxruntime_web_package_json_is_named(tmp_path):
+  """A damaged `node_modules/onnxruntime-web/package.json` is a `WebDemoError` naming the file
+  and the fix, not a JSON traceback."""
+  dist = tmp_path / "onnxruntime-web" / "dist"
+  dist.mkdir(parents=True)
+  for name in web.ORT_WEB_FILES:
+    (dist / name).write_text("x")
+  (dist.parent / "package.json").write_text('{"version": ')
+  with pytest.raises(web.WebDemoError, match=r"package.json cannot be read .*npm ci --prefix"):
+    web.check_ort_web(str(dist))

@@ -75,7 +75,13 @@ def summarize(runs):
 def ranked(rows, seeds=(0, 1)):
   """PLAN.md rule 2: AS-IntroVAE configurations with every seed in `seeds` run, by mean KL;
   those with fewer than 8 modes on any seed after those with 8 on all."""
-  complete = [r for r in rows if r["method"] == "as_introvae" and set(seeds) <= set(r["seeds"])]
+  complete = [
+    r
+    for r in rows
+    if r["method"] == "as_introvae"
+    and set(seeds) <= set(r["seeds"])
+    and None not in r["modes"]  # 8 Gaussians only: the rules read the modes
+  ]
   return sorted(complete, key=lambda r: (min(r["modes"]) < 8, r["mean_kl"], -sum(r["modes"])))
 
 
@@ -163,10 +169,16 @@ def main(argv=None):
   runs = load(args.pattern)
   rows = summarize(runs)
   cpus = sorted({r["cpu"] for results in runs.values() for r in results if r.get("cpu")})
+  results = [r for rs in runs.values() for r in rs]
+  budgets = sorted({(r["train_steps"], r.get("schedule_steps", r["train_steps"])) for r in results})
+  draws = sorted({r.get("eval_draws") for r in results if r.get("eval_draws")})
   heading = (
-    f"Stage 1 at C1: {sum(len(r) for r in runs.values())} runs of 8000 steps on the schedule "
-    "of a 30000-step run (`--stop_at=8000`); 3 evaluation draws per run; the AS columns are "
-    "medians over the logged steps in (2000, 6000]. Measured on " + ("; ".join(cpus) or "-") + "."
+    f"Stage 1 at C1: {len(results)} runs of "
+    + ", ".join(f"{t} steps on the schedule of a {s}-step run" for t, s in budgets)
+    + f"; {'/'.join(map(str, draws)) or '-'} evaluation draws per run; the AS columns are "
+    f"medians over the logged steps in ({WINDOW[0]}, {WINDOW[1]}]. Measured on "
+    + ("; ".join(cpus) or "-")
+    + "."
   )
   text = "\n".join([heading, ""] + table(rows) + [""] + decisions(rows)) + "\n"
   print(text, end="")

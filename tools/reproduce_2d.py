@@ -523,7 +523,11 @@ def main(argv):
           dataset, method, seed, schedule_steps, workdir, betas, overrides, _STOP_AT.value
         )
         if _FIRST_SEGMENT.value:
-          first = config.replace(train_steps=_FIRST_SEGMENT.value, **first_overrides)
+          first = config.replace(  # the whole run's annealing T, not the segment's
+            train_steps=_FIRST_SEGMENT.value,
+            anneal_steps=config.anneal_steps or config.train_steps,
+            **first_overrides,
+          )
           train_lib.train_and_evaluate(first)  # returns at once when it is done already
         train_lib.train_and_evaluate(config)
         t1 = time.time()

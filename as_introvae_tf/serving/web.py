@@ -110,8 +110,13 @@ def check_ort_web(dist: str | None = None, page_dir: str = PAGE_DIR) -> str:
     )
   package_json = os.path.join(os.path.dirname(dist), "package.json")
   if os.path.isfile(package_json):
-    with open(package_json) as f:
-      installed = json.load(f).get("version")
+    try:
+      with open(package_json) as f:
+        installed = json.load(f).get("version")
+    except (OSError, ValueError, AttributeError) as e:
+      raise WebDemoError(
+        f"{package_json} cannot be read ({e}): run `{install_command(page_dir)}`"
+      ) from None
     if installed != pinned:
       raise WebDemoError(
         f"{os.path.dirname(dist)} holds {ORT_WEB_PACKAGE} {installed}, but "
