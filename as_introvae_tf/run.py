@@ -296,7 +296,11 @@ def build_run(config, restore=True, run_id=None, check_run_id=False, strategy=No
   config.validate(num_replicas=strategy.num_replicas_in_sync)
   if spec is None:
     spec = data.parse_dataset(
-      config.dataset, config.image_size, config.channels, data_dir=config.data_dir
+      config.dataset,
+      config.image_size,
+      config.channels,
+      data_dir=config.data_dir,
+      max_image_pixels=config.max_image_pixels,
     )
   if spec.kind != "2d" and config.filters is None:
     try:

@@ -716,3 +716,15 @@ def test_pipeline_autotune_switch_keeps_the_data(value, autotune, monkeypatch):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   with pytest.raises(TypeError, match="ds must be a tf.data.Dataset, got list"):
     data.with_pipeline_options([1, 2])
+
+
+def test_folder_size_sampling_honours_max_image_pixels(tmp_path):
+  """The default `--image_size` is sampled only from images within `--max_image_pixels`."""
+  from PIL import Image
+
+  for i in range(3):
+    Image.new("RGB", (40, 40), (10 * i, 0, 0)).save(tmp_path / f"{i}.png")
+  spec = data.parse_dataset(f"folder:{tmp_path}", None, None, max_image_pixels=1600)
+  assert spec.shape == (40, 40, 3)
+  with pytest.raises(ValueError, match="image"):
+    data.parse_dataset(f"folder:{tmp_path}", None, None, max_image_pixels=1599)

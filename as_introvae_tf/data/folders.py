@@ -46,9 +46,11 @@ def _spread(files, num):
   return [files[int(i * len(files) / num)] for i in range(num)]
 
 
-def folder_spec(path, image_size, channels, flag_text) -> DatasetSpec:
+def folder_spec(
+  path, image_size, channels, flag_text, max_pixels=DEFAULT_MAX_IMAGE_PIXELS
+) -> DatasetSpec:
   """The :class:`DatasetSpec` of an image folder (unset size and channels: see
-  :func:`parse_dataset`)."""
+  :func:`parse_dataset`; files over ``max_pixels`` are not decoded to sample them)."""
   root = os.path.abspath(os.path.expanduser(path))
   if not os.path.isdir(root):
     raise FileNotFoundError(
@@ -62,7 +64,7 @@ def folder_spec(path, image_size, channels, flag_text) -> DatasetSpec:
     for f in _spread(files, _SAMPLED_FILES):
       try:
         header = read_header(f)
-        if header is not None and header[0] * header[1] > DEFAULT_MAX_IMAGE_PIXELS:
+        if header is not None and header[0] * header[1] > max_pixels:
           continue  # not decoded to sample it (the check names it later)
         img = decode_file(f, header[2] if header else 1)
       except (tf.errors.OpError, ValueError, ImageTooLarge):

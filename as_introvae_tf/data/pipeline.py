@@ -26,7 +26,11 @@ _ALLOWED_DATASETS = (
 
 
 def parse_dataset(
-  dataset: str, image_size: int | None, channels: int | None, data_dir: str | None = None
+  dataset: str,
+  image_size: int | None,
+  channels: int | None,
+  data_dir: str | None = None,
+  max_image_pixels: int = folders.DEFAULT_MAX_IMAGE_PIXELS,
 ) -> DatasetSpec:
   """Parses a ``--dataset`` string (see the package docstring) into a :class:`DatasetSpec`.
 
@@ -34,7 +38,8 @@ def parse_dataset(
   to the majority of up to 64 images spread over its files (the most common size, square only,
   else ``--image_size`` is required; channels 1 if most are grey, else 3, logged; every image
   is converted to it); tfds to the builder's image feature shape. They must be
-  unset for 2-D data. ``data_dir`` is required for ``tfds:NAME``.
+  unset for 2-D data. ``data_dir`` is required for ``tfds:NAME``. A folder's images over
+  ``max_image_pixels`` (``--max_image_pixels``) are not decoded to sample them.
 
   Raises:
     ValueError naming ``--dataset``, ``--image_size``, ``--channels`` or ``--data_dir`` (with
@@ -58,13 +63,13 @@ def parse_dataset(
 
   key = standard.STANDARD_ALIASES.get(key, key)
   if key in standard.STANDARD_DATASETS:
-    return standard.resolve_standard(key, image_size, channels, data_dir)
+    return standard.resolve_standard(key, image_size, channels, data_dir, max_image_pixels)
 
   if key.startswith("folder:"):
     path = text[len("folder:") :].strip()
     if not path:
       raise ValueError(f"--dataset folder:PATH needs a path, got {dataset!r}")
-    return folders.folder_spec(path, image_size, channels, text)
+    return folders.folder_spec(path, image_size, channels, text, max_image_pixels)
 
   if key.startswith("tfds:"):
     name = text[len("tfds:") :].strip()

@@ -96,7 +96,9 @@ def _what_to_get(key: str, tfds_name: str, data_dir) -> str:
   return text
 
 
-def resolve_standard(key, image_size, channels, data_dir=None) -> DatasetSpec:
+def resolve_standard(
+  key, image_size, channels, data_dir=None, max_image_pixels=folders.DEFAULT_MAX_IMAGE_PIXELS
+) -> DatasetSpec:
   """The :class:`DatasetSpec` of a standard dataset, finding or downloading its data (see the
   package docstring for the order).
 
@@ -113,7 +115,7 @@ def resolve_standard(key, image_size, channels, data_dir=None) -> DatasetSpec:
   if key == "cifar10":
     root = shared_data_dir() / "cifar10"
     if root.is_dir():
-      return folders.folder_spec(str(root), image_size, channels, "cifar10")
+      return folders.folder_spec(str(root), image_size, channels, "cifar10", max_image_pixels)
   if not network_available():
     raise FileNotFoundError(
       f"--dataset {key}: no {key} data on this machine and no network to download it: "
