@@ -79,8 +79,8 @@ def folder_spec(
     if not greys + colours:
       raise ValueError(
         f"--dataset {flag_text}: none of {min(_SAMPLED_FILES, len(files))} images sampled "
-        f"under {root} decodes (e.g. {files[0]}); pass --image_size and --channels "
-        "explicitly"
+        f"under {root} decodes within --max_image_pixels={max_pixels} (e.g. {files[0]}); "
+        "pass --image_size and --channels explicitly"
       )
     if image_size is None:
       (height, width), _ = sizes.most_common(1)[0]
