@@ -33,7 +33,7 @@ FRESH_MACHINE = (
 # Programs a README command may start with; anything else is a new kind of command: add it
 # here with the check it needs.
 PROGRAMS = {"bash", "python", "pip", "docker", "tensorboard", "mkdocs", "ruff", "curl", "cd"}
-PROGRAMS |= {"as-introvae-train"}
+PROGRAMS |= {"as-introvae-train", "npm"}
 ABSL_FLAGS = {"help", "helpfull", "helpshort", "flagfile"}
 
 
@@ -73,6 +73,11 @@ def _check_command(command):
   assert program in PROGRAMS, f"{command!r}: a new kind of command ({program})"
   if program == "bash":
     assert os.path.isfile(os.path.join(ROOT, args[1])), command
+    return
+  if program == "npm":  # npm ci --prefix DIR: DIR holds the package.json and its lock file
+    assert args[1:3] == ["ci", "--prefix"], command
+    for name in ("package.json", "package-lock.json"):
+      assert os.path.isfile(os.path.join(ROOT, args[3], name)), f"{command!r}: no {name}"
     return
   if program == "as-introvae-train":
     flags, rest = {s.name for s in config_lib.SETTINGS} | ABSL_FLAGS, args[1:]
