@@ -69,6 +69,8 @@ def _defined_flags(path):
 
 def _check_command(command):
   args = shlex.split(command)
+  while args and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", args[0]):  # VAR=value before a command
+    args = args[1:]
   program = args[0]
   assert program in PROGRAMS, f"{command!r}: a new kind of command ({program})"
   if program == "bash":
