@@ -20,6 +20,15 @@ def _run(args, timeout=600, env=None):
   return proc.stdout
 
 
+def _refused(args, timeout=300):
+  """The stderr of `python ARGS`, which must fail."""
+  proc = subprocess.run(
+    [sys.executable] + args, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+  )
+  assert proc.returncode != 0, proc.stdout[-2000:]
+  return proc.stderr
+
+
 def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_path):
   out = tmp_path / "c1.md"
   args = [
@@ -110,14 +119,7 @@ def test_reproduce_2d_variant_needs_a_tag_and_writes_its_own_results(tmp_path):
     f"--workroot={tmp_path}",
     f"--results_dir={tmp_path / 'results'}",
   ]
-  proc = subprocess.run(
-    [sys.executable] + base + ["--overrides=init=keras"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode != 0 and "--tag" in proc.stderr
+  assert "--tag" in _refused(base + ["--overrides=init=keras"])
   _run(base + ["--overrides=init=keras,rec_target_grad=false", "--tag=oldinit"])
   result = json.loads(
     (
@@ -292,14 +294,8 @@ def test_reproduce_2d_screening_stops_early_on_the_long_runs_schedule(tmp_path):
   assert all(0 < f <= 1 for f in trajectory["as_factor"][3:])
   assert "of a 40-step schedule (screening)" in (tmp_path / "screen.md").read_text()
   # a run of the same name on another schedule is refused, not replaced
-  refused = subprocess.run(
-    [sys.executable] + [a if a != "--train_steps=40" else "--train_steps=8" for a in base],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert refused.returncode != 0 and "40-step schedule" in refused.stderr
+  other = [a if a != "--train_steps=40" else "--train_steps=8" for a in base]
+  assert "40-step schedule" in _refused(other)
 
 
 def test_reproduce_2d_basin_check_trains_two_segments(tmp_path):
@@ -318,14 +314,7 @@ def test_reproduce_2d_basin_check_trains_two_segments(tmp_path):
     f"--out={tmp_path / 'basin.md'}",
     f"--results_dir={tmp_path / 'results'}",
   ]
-  refused = subprocess.run(
-    [sys.executable] + base + ["--first_segment=3"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert refused.returncode != 0 and "go together" in refused.stderr
+  assert "go together" in _refused(base + ["--first_segment=3"])
   _run(base + ["--first_segment=3", "--first_segment_overrides=beta_rec=0.5", "--tag=basin"])
   result = json.loads(
     (tmp_path / "results" / "c1c3" / "C1_as_introvae_basin_6_seed0.json").read_text()
