@@ -320,8 +320,8 @@ class Choice:
       owner = self.writer or {}
       notes.append(
         f"{short_name(self.writing)} is still being written by the training run in progress "
-        f"(PID {owner.get('pid')} on {owner.get('host')}); {action} the newest complete "
-        f"checkpoint, {chosen}."
+        f"(PID {owner.get('pid')} on {owner.get('host')}{_since(owner)}); {action} the newest "
+        f"complete checkpoint, {chosen}. {_STALE_LOCK_HINT}"
       )
     for prefix, why in self.damaged.items():
       notes.append(
@@ -341,6 +341,17 @@ class Choice:
         f"{short_name(self.prefix)} is newer and intact: {action} {chosen}."
       )
     return notes
+
+
+_STALE_LOCK_HINT = (
+  "If no such run is alive (a lock left by a run on another host, which this host cannot "
+  "check), delete the workdir's train.lock."
+)
+
+
+def _since(owner):
+  """`, since <started>` from a `train.lock` owner dict, or "" without a start time."""
+  return f", since {owner['started']}" if owner.get("started") else ""
 
 
 def choose(directory, checkpoint=None, writer=None):
@@ -397,7 +408,9 @@ def choose(directory, checkpoint=None, writer=None):
     if writing and not damaged:
       raise NoCheckpointError(
         f"no complete checkpoint in {directory} yet: the training run in progress is writing "
-        f"its first one, {short_name(writing)}; try again when it is done"
+        f"its first one, {short_name(writing)} (PID {(writer or {}).get('pid')} on "
+        f"{(writer or {}).get('host')}{_since(writer or {})}); try again when it is done. "
+        f"{_STALE_LOCK_HINT}"
       )
     raise CheckpointError(
       f"{directory} holds checkpoint files but none of them restores ({details}). Nothing "

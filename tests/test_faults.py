@@ -331,6 +331,7 @@ def test_half_written_checkpoint_of_a_live_run_is_not_called_damaged(run_copy):
     assert (
       f"ckpt-6 is still being written by the training run in progress (PID {live.pid}" in (notes[0])
     )
+    assert ", since now)" in notes[0] and "delete the workdir's train.lock" in notes[0]
   finally:
     live.kill()
     live.wait()
@@ -1482,3 +1483,15 @@ def test_export_io_failures_give_one_line_and_leave_no_temporary_folder(
   assert len(err.strip().splitlines()) == 1, err
   if os.path.isdir(export_dir):
     assert os.listdir(export_dir) == []  # no hidden .tmp-* folder, no version
+
+
+def test_a_first_checkpoint_being_written_names_the_writer_and_the_stale_lock_fix(tmp_path):
+  """No complete checkpoint yet while a live run writes its first: `NoCheckpointError`
+  naming the writer (PID, host, start) and how to clear a lock a dead run left."""
+  (tmp_path / "ckpt-2.data-00000-of-00001").write_bytes(b"half")
+  writer = {"host": "elsewhere", "pid": 7, "started": "2026-12-06T10:00:00"}
+  with pytest.raises(checkpoints_lib.NoCheckpointError) as raised:
+    checkpoints_lib.choose(str(tmp_path), writer=writer)
+  text = str(raised.value)
+  assert "writing its first one, ckpt-2 (PID 7 on elsewhere, since 2026-12-06T10:00:00)" in text
+  assert "delete the workdir's train.lock" in text
