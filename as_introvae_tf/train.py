@@ -115,6 +115,8 @@ def main(argv):
     return 1
   cli.import_tensorflow()
   from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_monitor  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_outputs  # pylint: disable=import-outside-toplevel
 
   try:
     apply_threading(config)
@@ -134,8 +136,8 @@ def main(argv):
     config_lib.ConfigError,
     FileNotFoundError,
     train_lib.TrainingDivergedError,
-    train_lib.CheckpointWriteError,
-    train_lib.OutputWriteError,
+    train_monitor.CheckpointWriteError,
+    train_outputs.OutputWriteError,
     workdir_lib.WorkdirLockedError,
     ValueError,
   ) as e:
