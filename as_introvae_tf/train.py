@@ -26,6 +26,7 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from as_introvae_tf import config as config_lib  # noqa: E402
+from as_introvae_tf import flagfiles  # noqa: E402
 
 _HELP_ARGS = ("--help", "-help", "-h", "--h", "-?", "--helpshort", "-helpshort")
 USAGE = __doc__
@@ -171,15 +172,15 @@ def print_help(argv, flag_values=flags.FLAGS, stream=None):
     USAGE.strip() + "\n" + config_lib.format_help(flag_values) + "\n\n"
     "--helpfull lists every flag, absl's own (--verbosity, ...) too. "
     f"Packaged configs (--flagfile=configs/NAME.flags): "
-    f"{', '.join(config_lib.list_configs())}\n"
+    f"{', '.join(flagfiles.list_configs())}\n"
   )
 
 
 def parse_flags(argv, flag_values=flags.FLAGS):
-  """absl's flag parsing with `config.expand_flagfiles` first; `--help` prints `print_help`
+  """absl's flag parsing with `flagfiles.expand_flagfiles` first; `--help` prints `print_help`
   and exits with status 0; a bad flag or flagfile prints `error: ...` and exits with 1."""
   try:
-    argv = config_lib.expand_flagfiles(argv, known=flag_values)
+    argv = flagfiles.expand_flagfiles(argv, known=flag_values)
     if any(a in _HELP_ARGS for a in argv[1:]):
       print_help(argv, flag_values)
       sys.exit(0)
