@@ -158,3 +158,81 @@ def test_a_segment_that_saved_nothing_gets_no_line(tmp_path, monkeypatch):
     with pytest.raises(train_lib.CheckpointWriteError):
       _train(_config(workdir, train_steps=4), mp)
   assert len(_history(workdir)) == 1
+
+
+# === load() of a workdir whose checkpoints lack `example_shape` ===============================
+
+
+def _image_folder(root, num=8, size=8):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  rng = np.random.default_rng(0)
+  os.makedirs(root)
+  for i in range(num):
+    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels, "RGB").save(os.path.join(root, f"{i}.png"))
+  return str(root)
+
+
+def _drop_example_shape(workdir):
+  """Rewrites the newest checkpoint with a `run_info` without `example_shape` (as checkpoints
+  of an older version); returns its prefix."""
+  run = run_lib.restore_run(str(workdir), read_data=False)
+  info = json.loads(run.run_info.numpy().decode("utf-8"))
+  del info["example_shape"]
+  run.run_info.assign(json.dumps(info, sort_keys=True))
+  run.checkpoint.write(run.restored)
+  from as_introvae_tf import checkpoints as checkpoints_lib  # pylint: disable=import-outside-toplevel
+
+  assert "example_shape" not in checkpoints_lib.read_run_info(run.restored)
+  return run.restored
+
+
+@pytest.fixture
+def image_run_without_shape(tmp_path, monkeypatch):
+  """A tiny image-folder run (8x8 RGB, --filters=4,8) whose checkpoint lacks `example_shape`,
+  its data folder then removed (and metrics_train.json, which also records the shape)."""
+  folder = _image_folder(tmp_path / "images")
+  workdir = tmp_path / "run"
+  config = _config(
+    workdir,
+    dataset=f"folder:{folder}",
+    filters=(4, 8),
+    batch_size=4,
+    z_dim=2,
+    image_every_steps=100,
+  )
+  _train(config, monkeypatch)
+  prefix = _drop_example_shape(workdir)
+  os.rename(folder, folder + ".gone")
+  os.remove(workdir / "metrics_train.json")
+  return workdir, prefix
+
+
+def test_load_derives_the_shape_from_the_checkpoint_variables_without_the_data(
+  image_run_without_shape,
+):
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  workdir, prefix = image_run_without_shape
+  model = as_introvae_tf.load(str(workdir))
+  assert model.example_shape == (8, 8, 3)
+  assert model.path == prefix
+  assert model.sample(3, seed=0).shape == (3, 8, 8, 3)
+  assert run_lib.shape_from_variables(prefix, config_lib.load_config(str(workdir))) == (8, 8, 3)
+
+
+def test_load_without_the_shape_or_the_data_names_the_checkpoint_in_one_line(
+  image_run_without_shape, monkeypatch
+):
+  import as_introvae_tf  # pylint: disable=import-outside-toplevel
+
+  workdir, prefix = image_run_without_shape
+  monkeypatch.setattr(run_lib, "shape_from_variables", lambda prefix, config: None)
+  with pytest.raises(FileNotFoundError) as info:
+    as_introvae_tf.load(str(workdir))
+  message = str(info.value)
+  assert len(message.splitlines()) == 1, message
+  assert message.startswith(f"{prefix} does not record the example shape"), message
+  assert "run_info has no example_shape" in message and "Make that data readable" in message
+  assert "images.gone" not in message and str(workdir / "config.json") in message
