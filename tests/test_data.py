@@ -502,7 +502,7 @@ def test_bad_image_check_cache(tmp_path, monkeypatch):
   # Unchanged files: the answer comes from the disk cache (planted here), not from decoding.
   planted = {"version": 2, "num_files": 3, "bad": {"planted": "why"}, "orientation": {}}
   entry.write_text(json.dumps(planted))
-  data.folders._SCAN_CACHE.clear()
+  data.image_scan._SCAN_CACHE.clear()
   assert data.find_bad_images(files) == ["planted"]
   assert data.find_bad_images(files, cache=False) == [str(broken)]
   # A changed file (size/mtime) is checked again.
@@ -510,7 +510,7 @@ def test_bad_image_check_cache(tmp_path, monkeypatch):
   assert data.find_bad_images(files) == []
   # "" disables the disk cache.
   monkeypatch.setenv(data.CACHE_DIR_ENV, "")
-  data.folders._SCAN_CACHE.clear()
+  data.image_scan._SCAN_CACHE.clear()
   assert data.find_bad_images(files) == []
   assert len(list(cache.glob("image_check-*.json"))) == 2
 
@@ -617,10 +617,10 @@ def test_fast_jpeg_header_agrees_with_pillow(tmp_path, monkeypatch):
     files += [str(little), str(big)]
   (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff")  # a JPEG start, then nothing
   files.append(str(tmp_path / "cut.jpg"))
-  fast = [data.folders.read_header(f) for f in files]
+  fast = [data.image_files.read_header(f) for f in files]
   assert fast[-1] is None
-  monkeypatch.setattr(data.folders, "_jpeg_header", lambda head: None)
-  assert fast == [data.folders.read_header(f) for f in files]
+  monkeypatch.setattr(data.image_files, "_jpeg_header", lambda head: None)
+  assert fast == [data.image_files.read_header(f) for f in files]
   assert fast[40:56:2] == [(10, 24, o) if o < 5 else (24, 10, o) for o in range(1, 9)]
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
+from as_introvae_tf import eval_images
 from as_introvae_tf import eval_lib
 from as_introvae_tf import feature_nets
 from as_introvae_tf import train_lib
@@ -111,7 +112,9 @@ def test_held_out_subset_is_a_seeded_uniform_sample_not_the_first_class_folders(
 
   def file_index_of_each(seed):
     options = eval_lib.EvalOptions(split="test", seed=seed)
-    images = np.concatenate(list(eval_lib.held_out_dataset(spec, options, 6).as_numpy_iterator()))
+    images = np.concatenate(
+      list(eval_images.held_out_dataset(spec, options, 6).as_numpy_iterator())
+    )
     return [int(np.flatnonzero((in_file_order == x).all(axis=(1, 2, 3)))[0]) for x in images]
 
   order = file_index_of_each(0)

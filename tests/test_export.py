@@ -472,7 +472,12 @@ def test_the_client_imports_neither_tensorflow_nor_the_training_code():
     [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo
   ).stdout
   assert out.strip() == str(
-    ["as_introvae_tf", "as_introvae_tf.serving", "as_introvae_tf.serving.client"]
+    [
+      "as_introvae_tf",
+      "as_introvae_tf.serving",
+      "as_introvae_tf.serving.client",
+      "as_introvae_tf.serving.protocol",
+    ]
   )
 
 
