@@ -120,7 +120,7 @@ def test_each_replica_reports_its_own_gradient_norm(two_replicas):
     replica = tf.distribute.get_replica_context().replica_id_in_sync_group
     model._grad_norms = {}
     grads = [tf.cast(replica + 1, tf.float32) * tf.ones_like(v) for v in variables]
-    model._apply(model.encoder_optimizer, grads, variables, "encoder")
+    model.apply_update(model.encoder_optimizer, grads, variables, "encoder")
     return model._grad_norms["grad_norm_encoder"]
 
   norms = two_replicas.experimental_local_results(

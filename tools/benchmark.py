@@ -401,7 +401,7 @@ def _apply_variant(variant):
       del name, loss
       optimizer.apply_gradients(zip(grads, variables))
 
-    base.IntrospectiveVAE._apply = apply
+    base.IntrospectiveVAE.apply_update = apply
   if "closed_form_kl" in parts:
 
     def kl(mu, logvar):

@@ -308,12 +308,12 @@ def _our_model(config):
 
 
 def _our_noise(model, it):
-  """The noise our step draws at iteration `it`, {name: float32 [B, z]}: `model._normal(k)`
+  """The noise our step draws at iteration `it`, {name: float32 [B, z]}: `model.normal_noise(k)`
   itself (NOISE_INDEX), read before the step (the model's step counter must be `it`)."""
   step = int(model.step.numpy())
   if step != it:
     raise ValueError(f"our model is at step {step}, not at iteration {it}")
-  return {k: model._normal(i).numpy() for k, i in NOISE_INDEX.items()}  # pylint: disable=protected-access
+  return {k: model.normal_noise(i).numpy() for k, i in NOISE_INDEX.items()}
 
 
 def _port(torch, config, reference, dtype=None):
