@@ -12,7 +12,9 @@ from as_introvae_tf import methods
 from as_introvae_tf import networks
 
 GLOBAL_BATCH = 16
-METHODS = ["vae", "introvae", "soft_introvae", "as_introvae"]
+METHODS = [n for n, c in methods.all_methods().items() if c.hparams_class is hparams.LossHParams]
+"""The methods built from (encoder, decoder) and `LossHParams` alone (the registry's: the VAE and
+the introspective ones); the baselines, with their own sections, are in test_baselines.py."""
 HPARAMS = hparams.LossHParams(
   beta_rec=0.2,
   beta_kl=0.3,
