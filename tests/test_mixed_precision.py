@@ -593,7 +593,7 @@ def noise_table(monkeypatch):
   def normal(self, index):
     return tf.gather(table, tf.cast(self.step, tf.int32))[index]
 
-  monkeypatch.setattr(base.IntrospectiveVAE, "_normal", normal)
+  monkeypatch.setattr(base.IntrospectiveVAE, "normal_noise", normal)
 
 
 @pytest.mark.parametrize(
