@@ -262,17 +262,6 @@ class _ExperimentConfigMethods:
       isinstance(self.n_critic, int) and self.n_critic > 0,
       f"--n_critic must be a positive integer; got {self.n_critic!r}",
     )
-    if self.method == "wgan_gp":
-      need(
-        self.num_vae == 0,
-        f"--method=wgan_gp has no VAE warm-up: --num_vae must be 0; got {self.num_vae}",
-      )
-      need(
-        self.batch_size % (self.n_critic * (num_replicas or 1)) == 0,
-        f"--batch_size={self.batch_size} must be divisible by --n_critic={self.n_critic} "
-        f"x the number of replicas ({num_replicas or 1}) for --method=wgan_gp (each critic "
-        "update takes one slice of the batch)",
-      )
     need(self.adam_epsilon > 0, f"--adam_epsilon must be > 0; got {self.adam_epsilon}")
     need(
       isinstance(self.max_consecutive_skips, int) and self.max_consecutive_skips > 0,
@@ -300,6 +289,10 @@ class _ExperimentConfigMethods:
         self.strategy == "default" and (num_replicas or 1) == 1,
         "--jit_compile needs --strategy=default (Keras does not use XLA under tf.distribute)",
       )
+    try:  # the method's own checks, last: they import TensorFlow (`methods.validate_config`)
+      methods.validate_config(self, num_replicas)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
     return self
 
 

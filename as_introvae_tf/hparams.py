@@ -44,7 +44,7 @@ NAN_POLICIES = ("stop", "skip_batch")
 """What a step does with a batch whose losses or gradients are NaN/inf (`--nan_policy`):
 `stop`: record it (`first_non_finite_step`); `train_lib` stops training and keeps the last good
 checkpoint. `skip_batch`: apply none of the batch's remaining updates (see
-`methods.base.IntrospectiveVAE._apply`), count it in `skipped_batches`, and go on."""
+`update_policy.UpdatePolicy.apply_update`), count it in `skipped_batches`, and go on."""
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 VERBOSITY = ("auto", "0", "1", "2")
 

@@ -161,7 +161,7 @@ def test_plain_step_gives_the_project_steps_losses_and_updates(method, kind):
   it = iter(tf.data.Dataset.from_tensors(x).repeat())
   noise, project_logs = [], []
   for _ in range(2):  # step 1 has c = 0.5 (linear annealing over 10 steps): KL and AS mixed
-    noise.append(tf.stack([model._normal(i) for i in range(6)]))  # the project's noise
+    noise.append(tf.stack([model.normal_noise(i) for i in range(6)]))  # the project's noise
     project_logs.append({k: float(v) for k, v in model.train_function(it).items()})
   table = tf.stack(noise)
   step = benchmark.build_plain_step(

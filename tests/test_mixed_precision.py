@@ -335,7 +335,7 @@ def _step_with_gradients(strategy, model, bad_replica):
     ]
     model._grad_norms, model._overflow, model._loss_scales = {}, {}, {}
     step = tf.identity(model.step)
-    model._apply(model.encoder_optimizer, grads, variables, "encoder")
+    model.apply_update(model.encoder_optimizer, grads, variables, "encoder")
     model._record_non_finite(step, dict(model._grad_norms))
     return model._grad_norms["grad_norm_encoder"]
 
@@ -593,7 +593,7 @@ def noise_table(monkeypatch):
   def normal(self, index):
     return tf.gather(table, tf.cast(self.step, tf.int32))[index]
 
-  monkeypatch.setattr(base.IntrospectiveVAE, "_normal", normal)
+  monkeypatch.setattr(base.IntrospectiveVAE, "normal_noise", normal)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ from as_introvae_tf import methods
 from as_introvae_tf import networks
 
 GLOBAL_BATCH = 16
-METHODS = ["vae", "introvae", "soft_introvae", "as_introvae"]
+METHODS = [n for n, c in methods.all_methods().items() if c.hparams_class is hparams.LossHParams]
+"""The methods built from (encoder, decoder) and `LossHParams` alone (the registry's: the VAE and
+the introspective ones); the baselines, with their own sections, are in test_baselines.py."""
 HPARAMS = hparams.LossHParams(
   beta_rec=0.2,
   beta_kl=0.3,
@@ -120,7 +122,7 @@ def test_each_replica_reports_its_own_gradient_norm(two_replicas):
     replica = tf.distribute.get_replica_context().replica_id_in_sync_group
     model._grad_norms = {}
     grads = [tf.cast(replica + 1, tf.float32) * tf.ones_like(v) for v in variables]
-    model._apply(model.encoder_optimizer, grads, variables, "encoder")
+    model.apply_update(model.encoder_optimizer, grads, variables, "encoder")
     return model._grad_norms["grad_norm_encoder"]
 
   norms = two_replicas.experimental_local_results(

@@ -11,6 +11,8 @@ import pytest
 import tensorflow as tf
 
 from as_introvae_tf import config as config_lib
+from as_introvae_tf import hparams
+from as_introvae_tf import methods
 from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
 
@@ -112,7 +114,10 @@ def test_resume_with_another_architecture_is_refused(tmp_path):
     )
 
 
-@pytest.mark.parametrize("method", ["vae", "introvae", "soft_introvae", "as_introvae"])
+@pytest.mark.parametrize(
+  "method",
+  [n for n, c in methods.all_methods().items() if c.hparams_class is hparams.LossHParams],
+)
 def test_two_d_run_every_method(tmp_path, method):
   config = config_lib.ExperimentConfig(
     method=method,

@@ -401,7 +401,7 @@ def _apply_variant(variant):
       del name, loss
       optimizer.apply_gradients(zip(grads, variables))
 
-    base.IntrospectiveVAE._apply = apply
+    base.IntrospectiveVAE.apply_update = apply
   if "closed_form_kl" in parts:
 
     def kl(mu, logvar):
@@ -648,7 +648,7 @@ def build_plain_step(
     batch_size: examples per step; z_dim: latent size; scale: `s` = 1 / input dimension.
     noise: None (six `tf.random.normal([batch_size, z_dim])` per step) or a callable
       returning the six noise tensors `z_p, eps, eps_r, eps_f, eps_r_d, eps_f_d` (the order of
-      the project's `_normal(0..5)`; tests pass the project's noise to compare the losses).
+      the project's `normal_noise(0..5)`; tests pass the project's noise to compare the losses).
 
   Returns:
     step(x) -> (loss_e, loss_d), float32 scalars: the batch means of the two losses.

@@ -5,7 +5,7 @@ Our Keras model and a PyTorch port of `train_soft_intro_vae_toy`
 `EncoderSimple`/`DecoderSimple`, `reparameterize`, `calc_reconstruction_loss`, `calc_kl`, the
 `num_vae` loop, the E and D updates of one iteration, `torch.optim.Adam` and `MultiStepLR`) start
 from the same weights (ours, copied into the port), train on the same batches and draw the same
-noise (our model's own `_normal(k)` at that step, handed to the port in the reference's
+noise (our model's own `normal_noise(k)` at that step, handed to the port in the reference's
 places). At every iteration the port is first set to OUR state (weights, Adam's
 moments and step count), then both take one iteration, and the tool compares the updates:
 
@@ -287,7 +287,7 @@ def load_our_state(torch, keras_net, keras_opt, torch_net, torch_opt):
 
 
 NOISE_INDEX = {"z_p": 0, "eps": 1, "eps_r": 2, "eps_f": 3, "eps_r_d": 4, "eps_f_d": 5}
-"""Our `_normal(k)` index of each noise tensor, by the reference's place: the fakes' prior
+"""Our `normal_noise(k)` index of each noise tensor, by the reference's place: the fakes' prior
 sample, the real data's reparameterization, then the rec and fake ones of the E and D phases."""
 
 
@@ -308,12 +308,12 @@ def _our_model(config):
 
 
 def _our_noise(model, it):
-  """The noise our step draws at iteration `it`, {name: float32 [B, z]}: `model._normal(k)`
+  """The noise our step draws at iteration `it`, {name: float32 [B, z]}: `model.normal_noise(k)`
   itself (NOISE_INDEX), read before the step (the model's step counter must be `it`)."""
   step = int(model.step.numpy())
   if step != it:
     raise ValueError(f"our model is at step {step}, not at iteration {it}")
-  return {k: model._normal(i).numpy() for k, i in NOISE_INDEX.items()}  # pylint: disable=protected-access
+  return {k: model.normal_noise(i).numpy() for k, i in NOISE_INDEX.items()}
 
 
 def _port(torch, config, reference, dtype=None):
