@@ -109,39 +109,6 @@ def two_replicas():
   return _TWO_REPLICAS[0]
 
 
-@pytest.fixture
-def in_tool():
-  """`in_tool(path, expression, parse_flags=False)`: loads the script `path` (e.g.
-  "tools/reproduce_2d.py") as module `m` in a fresh Python process (the tools define absl
-  flags that clash with each other's) and returns `print(expression)`'s output, stripped;
-  `parse_flags` first parses an empty command line (flag defaults). `tf_imported()` in the
-  expression says whether TensorFlow was imported.
-
-  Raises:
-    subprocess.CalledProcessError: the process failed (its stderr in the exception).
-  """
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
-
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-  def run(path, expression, parse_flags=False):
-    code = (
-      "import sys, importlib.util as u\n"
-      f"s = u.spec_from_file_location('tool', {path!r}); m = u.module_from_spec(s)\n"
-      "s.loader.exec_module(m)\n"
-      + ("m.flags.FLAGS(['tool'])\n" if parse_flags else "")
-      + "tf_imported = lambda: 'tensorflow' in sys.modules\n"
-      + f"print({expression})\n"
-    )
-    proc = subprocess.run(
-      [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
-    )
-    return proc.stdout.strip()
-
-  return run
-
-
 _CPU_LOG_ENV = "TEST_CPU_LOG"
 """`TEST_CPU_LOG=FOLDER bash tools/test.sh` (a new or empty FOLDER: the files are appended
 to) writes each test's CPU seconds (its process and the subprocesses it waited for; setup,

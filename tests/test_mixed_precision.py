@@ -317,7 +317,7 @@ def test_a_nan_loss_term_still_stops_training(no_pictures, tmp_path):
 
 
 def _step_with_gradients(strategy, model, bad_replica):
-  """One `_apply` of the encoder optimizer under `strategy` with (scaled) gradients all equal
+  """One `apply_update` of the encoder optimizer under `strategy` with (scaled) gradients all equal
   to `replica + 1`, or NaN on replica `bad_replica`, then the NaN/inf record; returns each
   replica's recorded gradient norm."""
   variables = model.encoder.trainable_variables

@@ -47,16 +47,16 @@ import random
 import sys
 import time
 
-from absl import app
-from absl import flags
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+if __name__ == "__main__":  # `python tools/reference_2d.py`: the root on sys.path, for `tools`
+  sys.path.insert(0, ROOT)
 
-import lockstep_reference  # noqa: E402  (tools/lockstep_reference.py: the port)
-import machine  # noqa: E402  (tools/machine.py)
-from readme_block import replace_readme_block  # noqa: E402  (tools/readme_block.py)
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from tools import lockstep_port  # noqa: E402  (the PyTorch port)
+from tools import machine  # noqa: E402
+from tools.readme_block import replace_readme_block  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -106,9 +106,9 @@ def train(seed, steps, num_vae, milestones, batch, betas, log=print):
   random.seed(seed)
   np.random.seed(seed)
   torch.manual_seed(seed)
-  encoder, decoder = lockstep_reference.reference_port(torch, num_hidden=256, num_layers=3, z_dim=2)
+  encoder, decoder = lockstep_port.reference_port(torch, num_hidden=256, num_layers=3, z_dim=2)
   hp = dict(beta_kl=betas[0], beta_rec=betas[1], beta_neg=betas[2], gamma_r=1e-8)
-  step = lockstep_reference.ReferenceStep(
+  step = lockstep_port.ReferenceStep(
     torch, encoder, decoder, 2e-4, list(milestones), 0.1, hp, num_vae
   )
   t0 = time.time()
