@@ -145,6 +145,27 @@ def run_2d(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def wgan_2d(tmp_path_factory):
+  """A tiny 2-D WGAN-GP (`harness.EXPORTED_VAE`'s cadence; batch 40, 2 steps, no EMA): a
+  generator without an inference encoder, for the export, evaluation and `load` tests; a str.
+  Copy it before writing into it."""
+  import harness  # pylint: disable=import-outside-toplevel
+
+  return harness.train_run(
+    tmp_path_factory.mktemp("wgan_2d") / "wgan",
+    method="wgan_gp",
+    dataset="8gaussians",
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=40,
+    train_steps=2,
+    num_vae=0,
+    ema_decay=0.0,
+  )
+
+
+@pytest.fixture(scope="session")
 def exports(tmp_path_factory):
   """The folder (a str) under which the shared exports are written, one model folder each."""
   return str(tmp_path_factory.mktemp("exports"))

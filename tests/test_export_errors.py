@@ -17,8 +17,6 @@ from as_introvae_tf import export_lib
 from as_introvae_tf import run as run_lib
 
 
-import harness
-
 Z_DIM = 4  # image_run's (tests/conftest.py)
 
 
@@ -187,20 +185,9 @@ def test_unsynced_ema_decoder_falls_back_to_the_optimizer_ema(image_run):
   assert export_lib.decoder_for_export(model, "raw")[0] is model.decoder
 
 
-def test_a_generator_without_inference_encoder_exports_generate_and_decode_only(tmp_path):
+def test_a_generator_without_inference_encoder_exports_generate_and_decode_only(wgan_2d, tmp_path):
   """WGAN-GP: its encoder is a critic, so there is no encode/reconstruct signature."""
-  workdir = harness.train_run(
-    tmp_path / "wgan",
-    method="wgan_gp",
-    dataset="8gaussians",
-    z_dim=2,
-    num_hidden=16,
-    num_layers=1,
-    batch_size=40,
-    train_steps=2,
-    num_vae=0,
-    ema_decay=0.0,
-  )
+  workdir = wgan_2d
   result = export_lib.export_run(workdir, str(tmp_path / "exports" / "wgan"), weights="raw")
   loaded = tf.saved_model.load(result.version_dir)
   assert set(loaded.signatures) == {"serving_default", "generate", "decode"}

@@ -36,12 +36,24 @@ def _train_config(workdir, **overrides):
   return harness.small_2d_config("as_introvae", **values)
 
 
-def test_resume_restores_the_loss_scale(no_pictures, tmp_path, monkeypatch):
-  """mixed_float16: 6 steps straight equal 2 steps + 4 resumed, bit for bit, loss scales and
-  their growth counters included (a start at 2^40 makes the scales move during the run)."""
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory):
+  """A tiny 2-D AS-IntroVAE trained 6 steps with mixed_float16 from a loss scale of 2^40 (the
+  first updates overflow and are skipped) and a decoder EMA: the uninterrupted run of the
+  resume test, and the run evaluated and exported; a str."""
+  workdir = tmp_path_factory.mktemp("mixed_run") / "straight"
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(precision, "INITIAL_LOSS_SCALE", 2.0**40)
+    harness.train(_train_config(workdir))
+  return str(workdir)
+
+
+def test_resume_restores_the_loss_scale(mixed_run, no_pictures, tmp_path, monkeypatch):
+  """mixed_float16: 6 steps straight (mixed_run) equal 2 steps + 4 resumed, bit for bit, loss
+  scales and their growth counters included (a start at 2^40 makes the scales move during the
+  run)."""
   monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0**40)
-  straight = _train_config(tmp_path / "straight")
-  train_lib.train_and_evaluate(straight)
+  straight = _train_config(mixed_run)
   resumed = _train_config(tmp_path / "resumed", train_steps=2)
   train_lib.train_and_evaluate(resumed)
   at_2 = run_lib.build_run(resumed).model
@@ -82,18 +94,10 @@ def test_a_mixed_float16_run_resumes_in_another_precision_but_not_the_reverse(
     train_lib.train_and_evaluate(plain.replace(train_steps=4, mixed_precision="mixed_float16"))
 
 
-@pytest.fixture(scope="module")
-def mixed_run(tmp_path_factory):
-  """A tiny 2-D AS-IntroVAE trained 4 steps with mixed_float16 and a decoder EMA."""
-  workdir = tmp_path_factory.mktemp("mixed_run")
-  train_lib.train_and_evaluate(_train_config(workdir, train_steps=4, ema_decay=0.5))
-  return str(workdir)
-
-
 def test_evaluation_of_a_mixed_precision_run_is_float32(mixed_run):
   run = run_lib.restore_run(mixed_run)
   model = run.model
-  assert int(model.step.numpy()) == 4 and run.config.mixed_precision == "none"
+  assert int(model.step.numpy()) == 6 and run.config.mixed_precision == "none"
   assert not precision.is_loss_scaled(model.decoder_optimizer)
   for net in harness.networks(model):
     assert {layer.compute_dtype for layer in net.layers} == {"float32"}, net.name
@@ -112,7 +116,7 @@ def test_evaluation_of_a_mixed_precision_run_is_float32(mixed_run):
 def test_export_of_a_mixed_precision_run_is_float32(mixed_run, tmp_path):
   result = export_lib.export_run(mixed_run, str(tmp_path / "export"))
   card = result.model_card
-  assert card["training_step"] == 4 and card["weights_source"]
+  assert card["training_step"] == 6 and card["weights_source"]
   for name, signature in card["signature_defs"].items():
     for spec in list(signature["inputs"].values()) + list(signature["outputs"].values()):
       assert spec["dtype"] in ("float32", "int64", "string"), (name, spec)
