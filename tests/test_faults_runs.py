@@ -268,7 +268,7 @@ STEPS = 80
 
 
 def _cli(workdir, steps=STEPS):
-  """The command line of `harness.two_d_config(workdir, train_steps=steps, log_every_steps=5, ...)`."""
+  """The command line of `_cli_config(workdir, steps)` (`harness.TWO_D`, logs every 5 steps)."""
   return [
     sys.executable,
     "-m",

@@ -2,6 +2,7 @@
 resume in another precision, evaluation and export in float32."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -79,12 +80,12 @@ def test_resume_restores_the_loss_scale(mixed_run, no_pictures, tmp_path, monkey
 
 
 def test_a_mixed_float16_run_resumes_in_another_precision_but_not_the_reverse(
-  no_pictures, tmp_path
+  mixed_run, no_pictures, tmp_path
 ):
-  config = _train_config(tmp_path / "fp16", train_steps=2)
-  train_lib.train_and_evaluate(config)
-  result = train_lib.train_and_evaluate(config.replace(train_steps=4, mixed_precision="none"))
-  assert result["step"] == 4  # the loss scale is dropped, Adam's state restored
+  shutil.copytree(mixed_run, tmp_path / "fp16")  # mixed_float16, at step 6
+  config = _train_config(tmp_path / "fp16")
+  result = train_lib.train_and_evaluate(config.replace(train_steps=8, mixed_precision="none"))
+  assert result["step"] == 8  # the loss scale is dropped, Adam's state restored
 
   plain = _train_config(tmp_path / "plain", train_steps=2, mixed_precision="mixed_bfloat16")
   train_lib.train_and_evaluate(plain)
