@@ -160,6 +160,17 @@ def train_run(workdir, **overrides):
   return str(workdir)
 
 
+def export_cli(argv):
+  """`python -m as_introvae_tf.export ARGV` in this process (fresh flag values); its exit
+  status (0, or 1 after one `error:` line)."""
+  from as_introvae_tf import export as export_main  # pylint: disable=import-outside-toplevel
+
+  fv = flags.FlagValues()
+  export_main.define_flags(fv)
+  fv(["export"] + list(argv))
+  return export_main.main(["export"], fv)
+
+
 def build_model(config, strategy=None):
   """The compiled model of CONFIG (not restored), seeded with `config.seed`, in STRATEGY's
   scope (default: the current strategy)."""

@@ -9,25 +9,18 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-from absl import flags
 
 from as_introvae_tf import config as config_lib
-from as_introvae_tf import export as export_cli
 from as_introvae_tf import export_lib
 from as_introvae_tf import run as run_lib
+
+import harness
 
 
 Z_DIM = 4  # image_run's (tests/conftest.py)
 
 
 # === Bad input: clear errors, exit status 1, no traceback ====================================
-
-
-def _export(argv):
-  fv = flags.FlagValues()
-  export_cli.define_flags(fv)
-  fv(["export"] + argv)
-  return export_cli.main(["export"], fv)
 
 
 def _copy_run(run, tmp_path, **config_changes):
@@ -41,7 +34,7 @@ def _copy_run(run, tmp_path, **config_changes):
 
 
 def _expect_error(capsys, argv, *needles):
-  rc = _export(argv)
+  rc = harness.export_cli(argv)
   err = capsys.readouterr().err
   assert rc == 1, err
   assert "Traceback" not in err
@@ -132,7 +125,7 @@ def test_ema_weights_of_a_run_without_ema(image_run, tmp_path, capsys):
     "use --weights=raw",
   )
   assert (
-    _export(
+    harness.export_cli(
       [
         f"--workdir={config.workdir}",
         f"--export_dir={tmp_path / 'out'}",

@@ -425,16 +425,6 @@ def test_the_running_client_imports_no_tensorflow(tmp_path):
     assert out.stat().st_size > 0
 
 
-def _export_cli(argv):
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  from as_introvae_tf import export as export_cli  # pylint: disable=import-outside-toplevel
-
-  fv = flags.FlagValues()
-  export_cli.define_flags(fv)
-  fv(["export"] + argv)
-  return export_cli.main(["export"], fv)
-
-
 @pytest.mark.parametrize("failure", ["export_dir_under_a_file", "read_only", "disk_full"])
 def test_export_io_failures_give_one_line_and_leave_no_temporary_folder(
   small_export, failure, tmp_path, monkeypatch, capsys
@@ -467,7 +457,9 @@ def test_export_io_failures_give_one_line_and_leave_no_temporary_folder(
 
     monkeypatch.setattr(export_lib, "build_archive", lambda functions: FullDisk())
     needle = "No space left on device"
-  rc = _export_cli([f"--workdir={workdir}", f"--export_dir={export_dir}", "--format=saved_model"])
+  rc = harness.export_cli(
+    [f"--workdir={workdir}", f"--export_dir={export_dir}", "--format=saved_model"]
+  )
   err = capsys.readouterr().err
   assert rc == 1, err
   assert err.startswith("error: ") and needle in err and "Traceback" not in err, err
