@@ -45,7 +45,7 @@ from as_introvae_tf import metrics
 from as_introvae_tf import run as run_lib
 from as_introvae_tf import workdir as workdir_lib
 from as_introvae_tf.eval_2d import evaluate_2d
-from as_introvae_tf.eval_2d import sample_metrics_draw  # noqa: F401  (eval_lib.<name>: docs)
+from as_introvae_tf.eval_2d import sample_metrics_draw  # noqa: F401  (its former home)
 from as_introvae_tf.eval_images import evaluate_images
 
 EVAL_VERSION = 2

@@ -2,10 +2,10 @@
 
 Each field is one setting: its name (the flag's, unless `flag=` says otherwise), type,
 default, help text, allowed values and the source of the default, given with `setting(...)`
-(`dataclasses.field(metadata=...)`, `settings.py`). `config.py` generates from these sections the absl flags,
-the grouped `--help`, the flat `config.ExperimentConfig` (whose field names, defaults and
-config.json keys are the flag names) and the checks of allowed values. The methods take their
-own section (`LossHParams`, `AVAEHParams`, `WGANGPHParams`) built from a config with
+(`dataclasses.field(metadata=...)`, `settings.py`). `config.py` generates from these sections
+the absl flags, the grouped `--help`, the flat `config.ExperimentConfig` (whose field names,
+defaults and config.json keys are the flag names) and the checks of allowed values. The methods
+take their own section (`LossHParams`, `AVAEHParams`, `WGANGPHParams`) built from a config with
 `Section.from_config(config)`.
 
 The allowed values of every enum setting are defined here and imported by the library

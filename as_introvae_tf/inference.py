@@ -2,9 +2,10 @@
 
 `ForInference` is a mixin of `methods.base.IntrospectiveVAE`: `sampling_decoder` (the EMA
 decoder if there is one), `decoder_moving_averages` (the one place that reads the EMA the
-decoder optimizer keeps), `sync_ema_decoder` and `prepare_for_inference`, which `train_lib`
-calls before every image summary and checkpoint. `batchnorm_layers` and `average_batchnorm`
-serve methods that re-estimate other networks (WGAN-GP's generator on prior samples).
+decoder optimizer keeps), `sync_ema_decoder` and `prepare_for_inference`, which the training
+callback (`train_monitor.TrainingMonitor`) calls before every image summary and checkpoint.
+`batchnorm_layers` and `average_batchnorm` serve methods that re-estimate other networks
+(WGAN-GP's generator on prior samples).
 """
 
 from __future__ import annotations

@@ -67,8 +67,6 @@ __all__ = [
   "write_pngs",
 ]
 
-_StopOnSignals = StopOnSignals  # its former name here (tests/test_faults.py)
-
 
 class TrainingDivergedError(RuntimeError):
   """A loss went NaN or infinite; the last good checkpoint is kept."""

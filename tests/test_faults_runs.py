@@ -22,6 +22,7 @@ from as_introvae_tf import config as config_lib
 from as_introvae_tf import export_lib
 from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
+from as_introvae_tf import train_monitor
 from as_introvae_tf import workdir as workdir_lib
 
 import harness
@@ -251,7 +252,7 @@ def test_lock_in_one_process_refuses_a_second_at_once(tmp_path):
 
 def test_second_ctrl_c_aborts_at_once():
   before = signal.getsignal(signal.SIGINT)  # SIG_IGN where the suite runs in the background
-  stop = train_lib._StopOnSignals()  # pylint: disable=protected-access
+  stop = train_monitor.StopOnSignals()
   with stop:
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(0.05)

@@ -85,8 +85,8 @@ def plan(dry_run, num_gpus):
   # the float32 image row, the plain VAE in the others (on 2 CPU cores, tracing the AS-IntroVAE
   # image step takes ~10 s per precision, XLA-compiling it or tracing it on two replicas 25-30 s,
   # the VAE's a few; AS-IntroVAE's image step in 16 bits is tested in
-  # tests/test_mixed_precision.py, and under XLA and on 2 replicas on the 2-D networks there and
-  # in tests/test_models.py).
+  # tests/test_mixed_precision.py, under XLA in tests/test_xla_and_steps_per_execution.py, and on
+  # 2 replicas on the 2-D networks in tests/test_mixed_precision.py and tests/test_models.py).
   workloads = list(IMAGE_WORKLOADS)[:1] if dry_run else list(IMAGE_WORKLOADS)
   for name in workloads:
     for precision, jit in (

@@ -31,10 +31,10 @@ global batches (``drop_remainder=True``) and is meant to be fed to
 
 One module per source: ``two_d`` (2-D samplers), ``idx`` (IDX files: Fashion-MNIST images and
 labels), ``folders`` (image folders; ``image_files``: one file's header and decode,
-``image_scan``: the up-front check of a folder's files), ``standard`` (standard datasets by name, TFDS); ``common``
-(``DatasetSpec``, splits, image conversion) and ``pipeline`` (``parse_dataset``,
-``build_dataset``, ``count_examples``, dispatching by source). Every public name is exported
-here; to replace one in a test, patch the module that calls it (e.g.
+``image_scan``: the up-front check of a folder's files), ``standard`` (standard datasets by
+name, TFDS); ``common`` (``DatasetSpec``, splits, image conversion) and ``pipeline``
+(``parse_dataset``, ``build_dataset``, ``count_examples``, dispatching by source). Every public
+name is exported here; to replace one in a test, patch the module that calls it (e.g.
 ``data.standard.network_available``).
 """
 

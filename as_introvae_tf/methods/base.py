@@ -23,7 +23,8 @@ terms (the AS-Distance) gather the other replicas' rows as constants and keep th
 (`distribute.gather_live`): exact gradients once the replicas' gradients are summed.
 
 The `num_vae` warm-up runs the plain VAE step (`vae_step`): set `model.vae_phase = True` and
-rebuild the train function (`model.make_train_function(force=True)`); `train_lib` does this.
+rebuild the train function (`model.make_train_function(force=True)`); `train_lib` does this at
+the start, its callback `train_monitor.TrainingMonitor` at the end of the warm-up.
 Mixed precision (`precision.py`): the networks take and return float32, so every loss term is.
 
 Hooks a method may override (read by `run.py` and `config.py`; see each one's docstring):

@@ -11,7 +11,7 @@ from .settings import TINY_SIZES
 
 
 def _compare_config(job, method):
-  """The config of one step of a comparison job: `_job_config`, with `TINY_SIZES` if asked."""
+  """The config of one step of a comparison job: `jobs.job_config`, with `TINY_SIZES` if asked."""
   config = jobs.job_config(dict(job, method=method))
   if job.get("tiny"):
     config = config.replace(**TINY_SIZES[job["workload"]])
@@ -118,7 +118,7 @@ def run_compare_job(job):
   step is built and traced first; then `warmup + windows` rounds, each running one window of
   `window_steps` steps of every step in the listed order (A B C A B C ...), so the steps share
   the process, its thread pools and whatever the machine did at that minute; the warm-up
-  rounds are dropped. Returns per step the window statistics (`_window_stats`), the FLOPs and
+  rounds are dropped. Returns per step the window statistics (`jobs.window_stats`), the FLOPs and
   the raw window times, in the listed order (the driver takes round-by-round ratios).
   """
   tf = jobs.setup_tf(job)
