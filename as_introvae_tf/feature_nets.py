@@ -192,12 +192,12 @@ def _folder_labels(root, split, files):
 
 
 def _decode_files(files, orientations, shape):
-  """Files -> uint8 `[N, *shape]`, read as training reads them (`data.folders.load_image`:
+  """Files -> uint8 `[N, *shape]`, read as training reads them (`data.image_files.load_image`:
   EXIF orientation, channels, size)."""
   size, _, channels = shape
 
   def load(path, orientation):
-    img = data.folders.load_image(path, orientation, size, channels)
+    img = data.image_files.load_image(path, orientation, size, channels)
     return tf.cast(tf.round(img * 255.0), tf.uint8)
 
   if not files:

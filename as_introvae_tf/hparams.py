@@ -2,10 +2,10 @@
 
 Each field is one setting: its name (the flag's, unless `flag=` says otherwise), type,
 default, help text, allowed values and the source of the default, given with `setting(...)`
-(`dataclasses.field(metadata=...)`). `config.py` generates from these sections the absl flags,
-the grouped `--help`, the flat `config.ExperimentConfig` (whose field names, defaults and
-config.json keys are the flag names) and the checks of allowed values. The methods take their
-own section (`LossHParams`, `AVAEHParams`, `WGANGPHParams`) built from a config with
+(`dataclasses.field(metadata=...)`, `settings.py`). `config.py` generates from these sections
+the absl flags, the grouped `--help`, the flat `config.ExperimentConfig` (whose field names,
+defaults and config.json keys are the flag names) and the checks of allowed values. The methods
+take their own section (`LossHParams`, `AVAEHParams`, `WGANGPHParams`) built from a config with
 `Section.from_config(config)`.
 
 The allowed values of every enum setting are defined here and imported by the library
@@ -20,6 +20,8 @@ import dataclasses
 import typing
 
 from as_introvae_tf import methods
+from as_introvae_tf.settings import Section
+from as_introvae_tf.settings import setting
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 AS_KERNELS = ("product", "per_dim")
@@ -42,57 +44,13 @@ NAN_POLICIES = ("stop", "skip_batch")
 """What a step does with a batch whose losses or gradients are NaN/inf (`--nan_policy`):
 `stop`: record it (`first_non_finite_step`); `train_lib` stops training and keeps the last good
 checkpoint. `skip_batch`: apply none of the batch's remaining updates (see
-`methods.base.IntrospectiveVAE._apply`), count it in `skipped_batches`, and go on."""
+`update_policy.UpdatePolicy.apply_update`), count it in `skipped_batches`, and go on."""
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 VERBOSITY = ("auto", "0", "1", "2")
-
-GROUPS = (
-  "Method and losses",
-  "Data",
-  "Network",
-  "Training",
-  "Distribution and precision",
-  "Bookkeeping",
-)
-"""The concerns `--help` groups the flags by, in its order."""
 
 _REF = "S-IntroVAE/AS-IntroVAE reference code"
 _AS_REF = "AS-IntroVAE reference code"
 _KHAN = "Khan et al. 2018, Sec. 4"
-
-
-def setting(default, help, *, choices=None, source=None, flag=None, group=None):  # noqa: A002
-  """A dataclass field that is a run setting (and a flag).
-
-  Args:
-    default: the default (also the flag's; a tuple for a list flag).
-    help: the flag's help text.
-    choices: the allowed values of an enum setting (checked by `config.validate`).
-    source: where the default comes from (shown by `--help`; default "project default").
-    flag: the flag's name when it differs from the field's (e.g. AVAE's `alpha` is
-      `--avae_alpha`).
-    group: the `--help` group when it differs from the section's `GROUP`.
-  """
-  metadata = {"help": help, "choices": choices, "source": source, "flag": flag, "group": group}
-  return dataclasses.field(
-    default=default, metadata={k: v for k, v in metadata.items() if v is not None}
-  )
-
-
-class Section:
-  """What every section shares: reading its values from a flat config."""
-
-  GROUP: typing.ClassVar[str] = GROUPS[0]
-
-  @classmethod
-  def from_config(cls, config):
-    """This section with the values of `config` (a `config.ExperimentConfig`)."""
-    return cls(**{f.name: getattr(config, flag_name(f)) for f in dataclasses.fields(cls)})
-
-
-def flag_name(field):
-  """The flag (and `ExperimentConfig` field) name of a section's field."""
-  return field.metadata.get("flag", field.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -594,8 +552,3 @@ SECTIONS = (
   BookkeepingConfig,
 )
 """Every section of a run's settings; `config.ExperimentConfig` has all their fields."""
-
-
-def group_of(section, field):
-  """The `--help` group of a section's field."""
-  return field.metadata.get("group", section.GROUP)

@@ -350,9 +350,10 @@ def restore_run(workdir, checkpoint=None, log=None, read_data=True):
     checkpoint: a checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-1000) or directory;
       default the choice above in WORKDIR/checkpoints.
     log: called with each warning (str); default `logging.warning`.
-    read_data: False: no data file is opened; the example shape comes from the checkpoint's
-      `run_info` (checkpoints written before it existed still parse `--dataset`). Evaluation
-      needs the full `data.DatasetSpec` (True).
+    read_data: False: no data file is opened when the example shape is known without it
+      (`_spec_without_data`: the checkpoint's `run_info`, a 2-D dataset's name, or the
+      checkpoint's variables); only otherwise is `--dataset` read. Evaluation needs the full
+      `data.DatasetSpec` (True).
 
   Returns:
     `Run` with the checkpoint restored (`run.restored` names it, absolute;
@@ -366,7 +367,9 @@ def restore_run(workdir, checkpoint=None, log=None, read_data=True):
       architecture than config.json's; `CheckpointMismatchError` when its variables do not
       match the rebuilt model.
     config.ConfigError: config.json is unreadable, truncated or not a JSON object (named), or
-      no longer valid; ValueError: its data are no longer valid.
+      no longer valid; ValueError: its data are no longer valid. With `read_data=False`, a
+      checkpoint whose shape nothing but the data gives and whose data cannot be read raises
+      FileNotFoundError / ValueError naming the checkpoint, what is missing and what to do.
   """
   log = log or logging.warning
   workdir = workdir_lib.resolve(workdir)
@@ -396,10 +399,8 @@ def restore_run(workdir, checkpoint=None, log=None, read_data=True):
     mixed_precision="none",
   )
   spec = None
-  if not read_data and info and info.get("example_shape"):
-    shape = tuple(int(d) for d in info["example_shape"])
-    kind = "2d" if len(shape) == 1 else "image"
-    spec = data.DatasetSpec(kind, config.dataset.strip().lower(), shape)
+  if not read_data:
+    spec = _spec_without_data(config, info, prefix, workdir)
   run = build_run(config, restore=False, run_id=info and info.get("run_id"), spec=spec)
   try:
     restore_checkpoint(run, prefix)
@@ -422,6 +423,75 @@ def restore_run(workdir, checkpoint=None, log=None, read_data=True):
       prefix,
     ) from None
   return run
+
+
+def _spec_without_data(config, info, prefix, workdir):
+  """The `data.DatasetSpec` of a restored run without opening its data, when its example shape
+  is known: from the checkpoint's `run_info`; for a 2-D dataset, `(2,)`; for an older image
+  checkpoint whose `run_info` lacks it, from its variables (`shape_from_variables`).
+  Otherwise `data.parse_dataset` reads the data.
+
+  Raises:
+    FileNotFoundError / ValueError: the shape needs the data and they cannot be read; the
+      message names the checkpoint and the dataset.
+  """
+  name = config.dataset.strip().lower()
+  shape = info.get("example_shape") if info else None
+  if not shape and name in data.TWO_D_DATASETS:
+    shape = (2,)
+  if not shape:
+    shape = shape_from_variables(prefix, config)
+  if shape:
+    shape = tuple(int(d) for d in shape)
+    return data.DatasetSpec("2d" if len(shape) == 1 else "image", name, shape)
+  try:
+    return data.parse_dataset(
+      config.dataset,
+      config.image_size,
+      config.channels,
+      data_dir=config.data_dir,
+      max_image_pixels=config.max_image_pixels,
+    )
+  except (FileNotFoundError, ValueError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    message = (
+      f"{prefix} does not record the example shape (its run_info has no example_shape: "
+      "written by an older version) and its variables do not determine it, so the data of "
+      f"--dataset={config.dataset} ({workdir}/config.json) must be read, which failed: "
+      f"{reason}. Make that data readable again to load the run"
+    )
+    raise (FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError)(message) from None
+
+
+def shape_from_variables(prefix, config):
+  """The example shape `(H, H, C)` an image run's checkpoint implies, or None.
+
+  The decoder's first Dense kernel is `[z_dim, s * s * filters[-1]]` (s = H / 2**len(filters))
+  and the encoder's first and the decoder's last convolutions are `[5, 5, C, filters[0]]` and
+  `[5, 5, filters[0], C]` (`networks.build_image_encoder` / `build_image_decoder`), with
+  `filters` = `--filters` or, unset, the reference table of H (`networks.CHANNEL_TABLES`).
+  Only a single `(H, H, C)` that fits every one of these (and `--image_size` / `--channels`
+  when set) is returned.
+  """
+  shapes = {tuple(s) for s in tf.train.load_checkpoint(prefix).get_variable_to_shape_map().values()}
+  tables = [tuple(config.filters)] if config.filters else list(networks.CHANNEL_TABLES.values())
+  found = set()
+  for filters in set(tables):
+    for s in shapes:
+      if len(s) != 2 or s[0] != config.z_dim or s[1] % filters[-1]:
+        continue
+      bottom = int(round((s[1] // filters[-1]) ** 0.5))
+      size = bottom * 2 ** len(filters)
+      if bottom < 1 or bottom * bottom * filters[-1] != s[1]:
+        continue
+      if config.image_size not in (None, size):
+        continue
+      if not config.filters and networks.CHANNEL_TABLES.get(size) != filters:
+        continue
+      for c in [config.channels] if config.channels else range(1, 5):
+        if (5, 5, c, filters[0]) in shapes and (5, 5, filters[0], c) in shapes:
+          found.add((size, size, c))
+  return found.pop() if len(found) == 1 else None
 
 
 def sample(model, num, seed=SAMPLE_SEED):

@@ -26,6 +26,7 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from as_introvae_tf import config as config_lib  # noqa: E402
+from as_introvae_tf import flagfiles  # noqa: E402
 
 _HELP_ARGS = ("--help", "-help", "-h", "--h", "-?", "--helpshort", "-helpshort")
 USAGE = __doc__
@@ -115,6 +116,8 @@ def main(argv):
     return 1
   cli.import_tensorflow()
   from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_monitor  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_outputs  # pylint: disable=import-outside-toplevel
 
   try:
     apply_threading(config)
@@ -134,8 +137,8 @@ def main(argv):
     config_lib.ConfigError,
     FileNotFoundError,
     train_lib.TrainingDivergedError,
-    train_lib.CheckpointWriteError,
-    train_lib.OutputWriteError,
+    train_monitor.CheckpointWriteError,
+    train_outputs.OutputWriteError,
     workdir_lib.WorkdirLockedError,
     ValueError,
   ) as e:
@@ -169,15 +172,15 @@ def print_help(argv, flag_values=flags.FLAGS, stream=None):
     USAGE.strip() + "\n" + config_lib.format_help(flag_values) + "\n\n"
     "--helpfull lists every flag, absl's own (--verbosity, ...) too. "
     f"Packaged configs (--flagfile=configs/NAME.flags): "
-    f"{', '.join(config_lib.list_configs())}\n"
+    f"{', '.join(flagfiles.list_configs())}\n"
   )
 
 
 def parse_flags(argv, flag_values=flags.FLAGS):
-  """absl's flag parsing with `config.expand_flagfiles` first; `--help` prints `print_help`
+  """absl's flag parsing with `flagfiles.expand_flagfiles` first; `--help` prints `print_help`
   and exits with status 0; a bad flag or flagfile prints `error: ...` and exits with 1."""
   try:
-    argv = config_lib.expand_flagfiles(argv, known=flag_values)
+    argv = flagfiles.expand_flagfiles(argv, known=flag_values)
     if any(a in _HELP_ARGS for a in argv[1:]):
       print_help(argv, flag_values)
       sys.exit(0)

@@ -1,7 +1,9 @@
-"""Training: the loop (`fit`) and its callbacks: TensorBoard, images, checkpoints, NaN checks.
+"""Training: the loop (`fit`), from the workdir's lock to the final pictures.
 
 The run itself (strategy, data spec, model, optimizers, checkpoint) is assembled by
-`run.build_run`, which evaluation and export use too; this module only trains it.
+`run.build_run`, which evaluation and export use too; this module only trains it, with the
+callback of `train_monitor` (TensorBoard, images, checkpoints, NaN checks) and the writers of
+`train_outputs` (pictures, HParams, `OutputWriteError`).
 
 `train_and_evaluate(config)` is the whole job behind `python -m as_introvae_tf.train` (and
 `as_introvae_tf.train(config)`). It resumes automatically from the latest checkpoint in
@@ -26,15 +28,12 @@ Layout of a workdir:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import signal
-import threading
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -47,67 +46,30 @@ from as_introvae_tf import methods
 from as_introvae_tf import precision
 from as_introvae_tf import progress as progress_lib
 from as_introvae_tf import run as run_lib
-from as_introvae_tf import visualize
 from as_introvae_tf import workdir as workdir_lib
+from as_introvae_tf.train_monitor import CheckpointWriteError
+from as_introvae_tf.train_monitor import StopOnSignals
+from as_introvae_tf.train_monitor import TrainingMonitor
+from as_introvae_tf.train_outputs import OutputWriteError
+from as_introvae_tf.train_outputs import render_samples
+from as_introvae_tf.train_outputs import write_hparams
+from as_introvae_tf.train_outputs import write_pngs
+from as_introvae_tf.train_outputs import writing
 
-SAMPLE_GRID_SIZE = 64
+__all__ = [
+  "CheckpointWriteError",
+  "OutputWriteError",
+  "TrainingDivergedError",
+  "TrainingInterrupted",
+  "TrainingMonitor",
+  "render_samples",
+  "train_and_evaluate",
+  "write_pngs",
+]
 
 
 class TrainingDivergedError(RuntimeError):
   """A loss went NaN or infinite; the last good checkpoint is kept."""
-
-
-class CheckpointWriteError(RuntimeError):
-  """A checkpoint could not be written (disk full, read-only); the previous one is intact.
-
-  Attributes:
-    cause: what the operating system or TensorFlow said, one line.
-  """
-
-  def __init__(self, message, cause=None):
-    super().__init__(message)
-    self.cause = cause
-
-
-class OutputWriteError(RuntimeError):
-  """A file outside the checkpoints could not be written: samples.png, reconstructions.png,
-  TensorBoard's event files, config.json, config_history.jsonl or metrics_train.json.
-
-  Its message is one line naming the file and the cause, and what happened to the steps
-  trained: training saves the checkpoint of the step reached before raising it whenever a
-  checkpoint can still be written (`note`).
-
-  Attributes:
-    path: the file (or TensorBoard folder) that could not be written.
-    cause: what the operating system or TensorFlow said, one line.
-    note: what was saved, and how to continue.
-  """
-
-  def __init__(self, path, cause, note=None):
-    super().__init__(path, cause)
-    self.path, self.cause, self.note = path, cause, note
-
-  def __str__(self):
-    text = f"cannot write {self.path} ({self.cause})"
-    return f"{text}; {self.note}" if self.note else text
-
-
-def _cause(error):
-  """One line of what went wrong in a write (an OSError's strerror, an OpError's message)."""
-  if isinstance(error, OSError) and error.strerror:
-    return error.strerror
-  text = getattr(error, "message", None) or str(error)
-  text = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-  return text.split(" [Op:")[0][:300]
-
-
-@contextlib.contextmanager
-def _writing(path):
-  """Turns an OSError or tf.errors.OpError inside the block into `OutputWriteError(path)`."""
-  try:
-    yield
-  except (OSError, tf.errors.OpError) as e:
-    raise OutputWriteError(path, _cause(e)) from e
 
 
 class TrainingInterrupted(RuntimeError):
@@ -236,333 +198,6 @@ def _check_enough_data(spec, config):
     )
 
 
-def render_samples(model, spec, fixed):
-  """The pictures of a run: {name: float32 [H, W, C] image in [0, 1]}."""
-  if spec.kind == "2d":
-    points = run_lib.sample(model, 2048)
-    limit = data.two_d_range(spec.name)
-    return {
-      "samples": visualize.scatter_2d(
-        points, fixed, plot_range=limit, title=f"{model.method}: samples over data"
-      )
-    }
-  n = min(len(fixed), 32)
-  real = fixed[:n]
-  columns = int(math.ceil(math.sqrt(SAMPLE_GRID_SIZE)))
-  pictures = {"real": visualize.image_grid(real, columns=8)}
-  if model.has_inference_encoder:  # WGAN-GP: the encoder is a critic
-    rec = np.clip(model(real, training=False).numpy(), 0.0, 1.0)
-    pictures["reconstruction"] = visualize.image_grid(rec, columns=8)
-  pictures["samples"] = visualize.image_grid(
-    run_lib.sample(model, SAMPLE_GRID_SIZE), columns=columns
-  )
-  if "reconstruction" in pictures:
-    pictures["real_vs_reconstruction"] = visualize.pair_grid(real, rec, columns=8)
-  return pictures
-
-
-PNG_FILES = {"samples": "samples.png", "real_vs_reconstruction": "reconstructions.png"}
-"""Pictures written into the workdir (name in `render_samples` -> file name)."""
-
-
-def write_pngs(workdir, pictures):
-  """Writes the `PNG_FILES` pictures into `workdir` (each file replaced atomically, so a viewer
-  never sees a half-written one). Returns {name: path}.
-
-  Raises:
-    OutputWriteError: a file cannot be written (named, with the cause).
-  """
-  paths = {}
-  for name, file in PNG_FILES.items():
-    if name in pictures:
-      path = os.path.join(workdir, file)
-      with _writing(path):
-        paths[name] = visualize.save_png(path, pictures[name])
-  return paths
-
-
-HPARAM_KEYS = (
-  "method",
-  "dataset",
-  "z_dim",
-  "batch_size",
-  "train_steps",
-  "num_vae",
-  "lr",
-  "seed",
-  "ema_decay",
-  "beta_rec",
-  "beta_kl",
-  "beta_neg",
-  "gamma_r",
-)
-
-
-def hparams_of(config):
-  """The run's hyper-parameters for TensorBoard's HParams plugin: {name: str|float|int|bool}
-  (`HPARAM_KEYS` plus the method's own `tensorboard_hparams`, `filters` as text)."""
-  keys = HPARAM_KEYS + methods.get(config.method).tensorboard_hparams
-  values = {k: getattr(config, k) for k in keys}
-  values["filters"] = ",".join(str(f) for f in config.filters) if config.filters else "default"
-  return values
-
-
-def write_hparams(config, logdir):
-  """Records the run's hyper-parameters in `logdir` (= WORKDIR/tensorboard) with
-  `tensorboard.plugins.hparams.api`. TensorBoard's HParams tab then lists the run with its
-  method, betas, ... and, as metrics, the last values of the scalars in `logdir`'s subfolders
-  (`train/*`, and `eval/*` once evaluated), so `tensorboard --logdir runs` compares runs."""
-  from tensorboard.plugins.hparams import api as hp  # pylint: disable=import-outside-toplevel
-
-  writer = tf.summary.create_file_writer(logdir)
-  with writer.as_default():
-    hp.hparams(hparams_of(config), trial_id=os.path.basename(os.path.abspath(config.workdir)))
-  writer.close()
-
-
-class TrainingMonitor(keras.callbacks.Callback):
-  """Per log window ("epoch"): scalars, images, checkpoints, the NaN check, the phase switch.
-
-  Runs only at window ends (and counts steps in Python in between), so the step itself stays
-  a single `tf.function` with no host synchronisation.
-
-  Args (beyond the run's pieces):
-    before_first_save: called with the step once, just before the first checkpoint (writes
-      config.json); an `OutputWriteError` it raises is raised after that checkpoint is saved.
-    after_first_save: called with the step once, after the first checkpoint is saved (the
-      segment's config_history.jsonl line: only a segment that saved a checkpoint gets one).
-    stop: a `_StopOnSignals`: stop after the current step when it has a signal.
-    logdir: the TensorBoard folder `writer` writes to (named when a write fails).
-  """
-
-  def __init__(
-    self,
-    run,
-    writer,
-    fixed,
-    calibration,
-    chief,
-    progress=None,
-    before_first_save=None,
-    stop=None,
-    after_first_save=None,
-    logdir=None,
-  ):
-    super().__init__()
-    self.progress = progress
-    self.run, self.writer, self.fixed, self.chief = run, writer, fixed, chief
-    self.calibration = calibration
-    self.before_first_save = before_first_save
-    self.after_first_save = after_first_save
-    self.stop = stop
-    self.logdir = logdir
-    self.prepared_at = None
-    self.config = run.config
-    self.diverged = None
-    self.last_saved = None
-    self.last_images = None
-
-  def on_train_begin(self, logs=None):
-    self.step = int(self.run.model.step.numpy())
-    self.last_saved = self.step
-    self.last_images = self.step
-    self.skipped = int(self.run.model.skipped_batches.numpy())
-
-  def on_train_batch_end(self, batch, logs=None):
-    model, config = self.run.model, self.config
-    self.step += config.steps_per_execution
-    if model.vae_phase and self.step >= config.num_vae:
-      model.vae_phase = False
-      model.make_train_function(force=True)
-    if self.step >= config.train_steps:
-      model.stop_training = True
-    if self.stop is not None and self.stop.received is not None:
-      model.stop_training = True  # the step is done; train_and_evaluate writes the checkpoint
-
-  def on_epoch_end(self, epoch, logs=None):
-    model, config = self.run.model, self.config
-    step = int(model.step.numpy())
-    self.step = step
-    logs = {k: float(v) for k, v in (logs or {}).items()}
-    report = model.non_finite_report()
-    if report is None and any(not math.isfinite(v) for v in logs.values()):
-      report = (step, sorted(k for k, v in logs.items() if not math.isfinite(v)))
-    if report is not None:
-      self.diverged = report  # never checkpointed: the last good checkpoint stays the latest
-      model.stop_training = True
-      return
-    skipped = None
-    if config.nan_policy == "skip_batch":
-      skipped = int(model.skipped_batches.numpy())
-      if skipped > self.skipped:
-        logging.warning(
-          "--nan_policy=skip_batch: skipped %d batch(es) with NaN/inf losses or "
-          "gradients up to step %d (%d in all)",
-          skipped - self.skipped,
-          step,
-          skipped,
-        )
-      self.skipped = skipped
-      in_a_row = int(model.consecutive_skipped.numpy())
-      if in_a_row >= config.max_consecutive_skips:
-        self.diverged = (
-          step,
-          [
-            f"every batch of the last {in_a_row} "
-            f"(--max_consecutive_skips={config.max_consecutive_skips})"
-          ],
-        )
-        model.stop_training = True
-        return
-    if self.chief:
-      try:
-        with _writing(self.logdir):
-          with self.writer.as_default(step=step):
-            for name, value in logs.items():
-              tf.summary.scalar(f"train/{name}", value)
-            if skipped is not None:
-              tf.summary.scalar("train/skipped_batches", skipped)
-            lr = model.encoder_optimizer.learning_rate
-            tf.summary.scalar("train/learning_rate", float(np.asarray(lr)))
-            if step - self.last_images >= config.image_every_steps or step >= config.train_steps:
-              self.write_images(step)
-          self.writer.flush()
-      except OutputWriteError as e:
-        self.raise_after_saving(step, e)
-    if step - self.last_saved >= config.checkpoint_every_steps or step >= config.train_steps:
-      self.save(step)
-
-  def prepare(self, step):
-    if self.prepared_at != step:
-      self.run.model.prepare_for_inference(self.calibration)
-      self.prepared_at = step
-
-  def write_images(self, step):
-    """TensorBoard image grids, and samples.png / reconstructions.png in the workdir.
-
-    Raises:
-      OutputWriteError: a PNG file cannot be written (TensorBoard's failures show when the
-        writer flushes).
-    """
-    self.last_images = step
-    self.prepare(step)
-    pictures = render_samples(self.run.model, self.run.spec, self.fixed)
-    for name, image in pictures.items():
-      if name in PNG_FILES and name != "samples":
-        continue  # the pair grid is for the PNG file; TensorBoard has both halves
-      tf.summary.image(f"images/{name}", image[None], step=step)
-    write_pngs(self.config.workdir, pictures)
-
-  def raise_after_saving(self, step, error):
-    """Saves the checkpoint of `step` unless it is saved already, then raises `error`
-    (an `OutputWriteError`) with a note saying what was saved and how to continue."""
-    if self.last_saved != step:
-      try:
-        self.save(step)
-      except CheckpointWriteError as e:
-        previous = self.run.manager.latest_checkpoint or "none"
-        error.note = (
-          f"the checkpoint of step {step} could not be written either ({e.cause}); the last "
-          f"checkpoint is {previous}"
-        )
-        raise error from None
-      except OutputWriteError as e:  # config.json / config_history.jsonl after the save
-        error.note = str(e)  # its note included (OutputWriteError.__str__)
-        raise error from None
-    error.note = self.saved_note(step)
-    raise error
-
-  def saved_note(self, step):
-    return (
-      f"the checkpoint of step {step} is saved ({self.run.manager.latest_checkpoint}): "
-      f"fix this and run the same command again to resume from step {step}"
-    )
-
-  def save(self, step):
-    """Writes the checkpoint of `step` (with config.json and the segment's history line
-    around the first one).
-
-    Raises:
-      CheckpointWriteError: the checkpoint cannot be written (the previous one is intact; a
-        `ckpt-STEP_temp/` folder TF left is removed).
-      OutputWriteError: config.json or config_history.jsonl cannot be written; the checkpoint
-        was saved (the note says so).
-    """
-    self.prepare(step)
-    config_error = None
-    if self.before_first_save is not None:
-      try:
-        self.before_first_save(step)
-      except OutputWriteError as e:
-        config_error = e  # save the steps first, then say so
-      self.before_first_save = None
-    try:
-      self.run.manager.save(checkpoint_number=step)
-    except (OSError, tf.errors.OpError) as e:
-      checkpoints_lib.remove_temporary_folders(self.run.manager.directory)
-      previous = self.run.manager.latest_checkpoint or "none"
-      raise CheckpointWriteError(
-        f"Could not write the checkpoint of step {step} to {self.run.manager.directory} "
-        f"({_cause(e)}). Is the disk full or the directory read-only? The previous checkpoint "
-        f"is intact: {previous}.",
-        _cause(e),
-      ) from e
-    self.last_saved = step
-    if self.progress is not None and self.chief:
-      self.progress.message(f"step {step}: saved checkpoint {self.run.manager.latest_checkpoint}")
-    if config_error is not None:
-      config_error.note = self.saved_note(step)
-      raise config_error
-    if self.after_first_save is not None:
-      after, self.after_first_save = self.after_first_save, None
-      try:
-        after(step)
-      except OutputWriteError as e:
-        e.note = self.saved_note(step)
-        raise
-
-
-class _StopOnSignals:
-  """SIGTERM/SIGINT -> stop after the current step (`received` holds the signal number).
-
-  A second signal aborts at once: SIGINT raises KeyboardInterrupt, SIGTERM gets its default
-  action. Installed only in the main thread (Python delivers signals there); the previous
-  handlers come back on exit.
-  """
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.received = None
-    self._previous = {}
-
-  def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    if self.received is not None:
-      signal.signal(signum, signal.SIG_DFL)
-      if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-      os.kill(os.getpid(), signum)
-      return
-    self.received = signum
-    logging.warning(
-      "Received %s: finishing the current step, then writing a checkpoint "
-      "(send it again to abort at once)",
-      signal.Signals(signum).name,
-    )
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for signum in self.SIGNALS:
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-    self._previous = {}
-    return False
-
-
 def _lock_name(strategy):
   """One lock per task: the chief takes train.lock, multi-worker workers their own file."""
   if distribute.is_chief(strategy):
@@ -577,7 +212,7 @@ def _set_aside_unused_record(workdir):
   for name in (workdir_lib.CONFIG_FILE, workdir_lib.HISTORY_FILE):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
-      with _writing(path):  # before any step: nothing to save yet
+      with writing(path):  # before any step: nothing to save yet
         os.replace(path, path + suffix)
       logging.warning(
         "%s is from a run that wrote no checkpoint: renamed it to %s; this run starts afresh",
@@ -617,7 +252,7 @@ def train_and_evaluate(config):
   workdir = config.workdir
   _check_workdir_writable(workdir)
   strategy = distribute.get_strategy(config.strategy)
-  with workdir_lib.WorkdirLock(workdir, _lock_name(strategy)), _StopOnSignals() as stop:
+  with workdir_lib.WorkdirLock(workdir, _lock_name(strategy)), StopOnSignals() as stop:
     return _train_locked(config, strategy, stop)
 
 
@@ -672,14 +307,14 @@ def _train_locked(config, strategy, stop):
   logdir = os.path.join(workdir, "tensorboard", "train")
   if not chief:  # only the chief writes summaries; the others write to a scratch directory
     logdir = os.path.join(workdir, "tmp_worker_tensorboard", str(strategy.cluster_resolver.task_id))
-  with _writing(logdir):  # before any step: nothing to save yet
+  with writing(logdir):  # before any step: nothing to save yet
     writer = tf.summary.create_file_writer(logdir)
     if chief and start == 0:
       with writer.as_default(step=0):
         tf.summary.text("config", "```\n" + config.to_json() + "\n```")
       writer.flush()
   if chief:
-    with _writing(os.path.join(workdir, "tensorboard")):
+    with writing(os.path.join(workdir, "tensorboard")):
       write_hparams(config, os.path.join(workdir, "tensorboard"))
 
   bar = progress_lib.RunProgress(
@@ -693,13 +328,13 @@ def _train_locked(config, strategy, stop):
 
   def write_config(_):
     if chief:
-      with _writing(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+      with writing(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
         record.save_config(config)
 
   def record_segment(_):
     if chief:
       history = os.path.join(workdir, workdir_lib.HISTORY_FILE)
-      with _writing(history):
+      with writing(history):
         changes = record.append_segment(config, start, run_id)
       for c in changes:
         logging.warning(
@@ -722,6 +357,8 @@ def _train_locked(config, strategy, stop):
     stop=stop,
     after_first_save=record_segment,
     logdir=logdir,
+    render=render_samples,
+    write=write_pngs,
   )
   last_metrics = {}
   if start < config.train_steps and stop.received is None:
@@ -767,7 +404,7 @@ def _train_locked(config, strategy, stop):
     metrics_json = os.path.join(workdir, "metrics_train.json")
     try:
       write_pngs(workdir, render_samples(model, spec, fixed))
-      with _writing(metrics_json), open(metrics_json, "w") as f:
+      with writing(metrics_json), open(metrics_json, "w") as f:
         json.dump(
           {"step": final_step, "metrics": last_metrics, "example_shape": list(spec.shape)},
           f,

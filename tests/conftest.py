@@ -43,12 +43,12 @@ _LONGEST_FIRST = (
   "tests/test_mixed_precision.py::test_image_networks_on_fashion_mnist",
   "tests/test_multi_worker.py::test_two_workers_train_in_sync",
   "tests/test_train_lib.py::test_fashion_mnist_run",
-  "tests/test_faults.py::test_sigterm_mid_run",
+  "tests/test_faults_runs.py::test_sigterm_mid_run",
   "tests/test_reproduce.py::test_reproduce_2d_writes_the_table",
-  "tests/test_faults.py::test_ten_images_with_batch_4",
-  "tests/test_mixed_precision.py::test_jit_compile_gives_the_same_steps",
-  "tests/test_mixed_precision.py::test_resume_restores_the_loss_scale",
-  "tests/test_faults.py::test_second_process_is_refused",
+  "tests/test_faults_images.py::test_ten_images_with_batch_4",
+  "tests/test_xla_and_steps_per_execution.py::test_jit_compile_gives_the_same_steps",
+  "tests/test_mixed_precision_runs.py::test_resume_restores_the_loss_scale",
+  "tests/test_faults_runs.py::test_second_process_is_refused",
   "tests/test_reproduce.py::test_reproduce_2d_variant",
   "tests/test_models.py::test_as_introvae_xla_as_distance_matches",
   "tests/test_baselines.py::test_two_d_run_logs_and_resumes",
@@ -79,19 +79,162 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _group_module_fixture_users(items):
-  """Marks each test that uses a module- or package-scoped fixture with its file's
-  `xdist_group`, so that `pytest -n 3 --dist loadgroup` (tools/test.sh) builds that fixture (a
-  trained run, an export) once, on one worker; every other test goes to whichever worker is
-  free, which keeps the cores busy to the end of the run. pytest-xdist hands out the groups
-  first (the largest first), then `_LONGEST_FIRST`, then the rest. Without xdist the marks do
-  nothing."""
+  """Marks each test that uses a session-scoped fixture of this file (a run or export shared
+  by several test files: `trained_2d`, ...) with the group `shared_runs`, and each other test
+  that uses a module- or package-scoped fixture with its file's `xdist_group`, so that
+  `pytest -n 3 --dist loadgroup` (tools/test.sh) builds each such fixture (a trained run, an
+  export) once, on one worker; every other test goes to whichever worker is free, which keeps
+  the cores busy to the end of the run. pytest-xdist hands out the groups first (the largest
+  first), then `_LONGEST_FIRST`, then the rest. Without xdist the marks do nothing."""
   for item in items:
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
       continue
-    scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
-    if scopes & {"module", "package"}:
+    defs = [d for defs in info.name2fixturedefs.values() for d in defs]
+    if any(d.scope == "session" and _ours(d) for d in defs):
+      item.add_marker(pytest.mark.xdist_group("shared_runs"))
+    elif {d.scope for d in defs} & {"module", "package"}:
       item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _ours(fixturedef):
+  """Whether FIXTUREDEF is defined in this file (not a pytest or plugin fixture)."""
+  return getattr(fixturedef.func, "__module__", None) == __name__
+
+
+@pytest.fixture(scope="session")
+def trained_2d(tmp_path_factory):
+  """A tiny 2-D AS-IntroVAE run (`harness.TWO_D`: ckpt-2 and ckpt-4, config.json, history),
+  trained once per session (per worker) for every test that copies it (`run_copy`) or only
+  reads it."""
+  import harness  # pylint: disable=import-outside-toplevel
+
+  workdir = tmp_path_factory.mktemp("trained_2d") / "run"
+  harness.train(harness.two_d_config(workdir))
+  return workdir
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory):
+  """A tiny Fashion-MNIST VAE (filters 8, 16; z 4; batch 8; `harness.EXPORTED_VAE`: 4 steps,
+  ckpt-2 and ckpt-4, a decoder EMA), trained once for the export and serving tests; a str."""
+  import harness  # pylint: disable=import-outside-toplevel
+
+  return harness.train_run(
+    tmp_path_factory.mktemp("image_run"),
+    dataset="fashion_mnist",
+    filters=(8, 16),
+    z_dim=4,
+    batch_size=8,
+  )
+
+
+@pytest.fixture(scope="session")
+def run_2d(tmp_path_factory):
+  """A tiny 2-D VAE (`harness.EXPORTED_VAE` on the 8 Gaussians, batch 64); a str."""
+  import harness  # pylint: disable=import-outside-toplevel
+
+  return harness.train_run(
+    tmp_path_factory.mktemp("run_2d"),
+    dataset="8gaussians",
+    z_dim=2,
+    batch_size=64,
+    num_hidden=16,
+    num_layers=1,
+  )
+
+
+@pytest.fixture(scope="session")
+def wgan_2d(tmp_path_factory):
+  """A tiny 2-D WGAN-GP (`harness.EXPORTED_VAE`'s cadence; batch 40, 2 steps, no EMA): a
+  generator without an inference encoder, for the export, evaluation and `load` tests; a str.
+  Copy it before writing into it."""
+  import harness  # pylint: disable=import-outside-toplevel
+
+  return harness.train_run(
+    tmp_path_factory.mktemp("wgan_2d") / "wgan",
+    method="wgan_gp",
+    dataset="8gaussians",
+    z_dim=2,
+    num_hidden=16,
+    num_layers=1,
+    batch_size=40,
+    train_steps=2,
+    num_vae=0,
+    ema_decay=0.0,
+  )
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+  """The folder (a str) under which the shared exports are written, one model folder each."""
+  return str(tmp_path_factory.mktemp("exports"))
+
+
+@pytest.fixture(scope="session")
+def image_export(image_run, exports):
+  """(ExportResult, loaded SavedModel) of `image_run` in EXPORTS/fm: EMA weights, SavedModel
+  and ONNX."""
+  from as_introvae_tf import export_lib  # pylint: disable=import-outside-toplevel
+
+  result = export_lib.export_run(image_run, os.path.join(exports, "fm"))
+  return result, tf.saved_model.load(result.version_dir)
+
+
+@pytest.fixture(scope="session")
+def raw_export(image_run, exports):
+  """(ExportResult, loaded SavedModel) of `image_run` in EXPORTS/fm_raw: raw decoder weights,
+  SavedModel only."""
+  from as_introvae_tf import export_lib  # pylint: disable=import-outside-toplevel
+
+  result = export_lib.export_run(
+    image_run, os.path.join(exports, "fm_raw"), weights="raw", formats=["saved_model"]
+  )
+  return result, tf.saved_model.load(result.version_dir)
+
+
+@pytest.fixture(scope="session")
+def small_export(image_run, exports):
+  """(ExportResult, loaded SavedModel) of `image_run` in EXPORTS/fm_small, SavedModel only,
+  exported with --max_batch=`harness.SMALL_EXPORT_MAX_BATCH`."""
+  import harness  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import export_lib  # pylint: disable=import-outside-toplevel
+
+  result = export_lib.export_run(
+    image_run,
+    os.path.join(exports, "fm_small"),
+    formats=["saved_model"],
+    max_batch=harness.SMALL_EXPORT_MAX_BATCH,
+  )
+  return result, tf.saved_model.load(result.version_dir)
+
+
+@pytest.fixture
+def no_pictures(monkeypatch):
+  """Training runs without the matplotlib scatter plots (`harness.no_pictures`) in this test."""
+  import harness  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+
+  monkeypatch.setattr(train_lib, "render_samples", harness.no_pictures)
+
+
+@pytest.fixture
+def private_check_cache(tmp_path_factory, monkeypatch):
+  """Keeps find_bad_images' on-disk cache out of the user's ~/.cache during a test (the image
+  folder tests use it: `pytestmark = pytest.mark.usefixtures("private_check_cache")`)."""
+  from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
+
+  monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("check_cache")))
+
+
+@pytest.fixture
+def run_copy(trained_2d, tmp_path):
+  """A private copy of `trained_2d` (tmp_path/run), to damage or train on."""
+  import shutil  # pylint: disable=import-outside-toplevel
+
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_2d, workdir)
+  return workdir
 
 
 _TWO_REPLICAS = []
@@ -107,39 +250,6 @@ def two_replicas():
   if not _TWO_REPLICAS:
     _TWO_REPLICAS.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
   return _TWO_REPLICAS[0]
-
-
-@pytest.fixture
-def in_tool():
-  """`in_tool(path, expression, parse_flags=False)`: loads the script `path` (e.g.
-  "tools/reproduce_2d.py") as module `m` in a fresh Python process (the tools define absl
-  flags that clash with each other's) and returns `print(expression)`'s output, stripped;
-  `parse_flags` first parses an empty command line (flag defaults). `tf_imported()` in the
-  expression says whether TensorFlow was imported.
-
-  Raises:
-    subprocess.CalledProcessError: the process failed (its stderr in the exception).
-  """
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
-
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-  def run(path, expression, parse_flags=False):
-    code = (
-      "import sys, importlib.util as u\n"
-      f"s = u.spec_from_file_location('tool', {path!r}); m = u.module_from_spec(s)\n"
-      "s.loader.exec_module(m)\n"
-      + ("m.flags.FLAGS(['tool'])\n" if parse_flags else "")
-      + "tf_imported = lambda: 'tensorflow' in sys.modules\n"
-      + f"print({expression})\n"
-    )
-    proc = subprocess.run(
-      [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
-    )
-    return proc.stdout.strip()
-
-  return run
 
 
 _CPU_LOG_ENV = "TEST_CPU_LOG"

@@ -3,6 +3,7 @@ or an export, NumPy in and out."""
 
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -125,9 +126,8 @@ def test_workdir_and_export_give_the_same_model(trained):
     np.testing.assert_allclose(from_export.sample(3, seed=0), x, atol=1e-5)
 
 
-def test_load_uses_the_checkpointed_ema_decoder_or_the_raw_one(tmp_path):
-  workdir = tmp_path / "run"
-  as_introvae_tf.train(_two_d(workdir))
+def test_load_uses_the_checkpointed_ema_decoder_or_the_raw_one(run_2d):
+  workdir = pathlib.Path(run_2d)  # a tiny 2-D VAE with a decoder EMA (tests/conftest.py)
   run = run_lib.build_run(config_lib.load_config(str(workdir)))
   z = np.random.default_rng(1).standard_normal((7, 2)).astype(np.float32)
   ema = as_introvae_tf.load(str(workdir)).decode(z)
@@ -140,12 +140,8 @@ def test_load_uses_the_checkpointed_ema_decoder_or_the_raw_one(tmp_path):
     assert json.load(f)["example_shape"] == [2]
 
 
-def test_wgan_gp_model_samples_but_has_no_encoder(tmp_path):
-  workdir = tmp_path / "wgan"
-  as_introvae_tf.train(
-    _two_d(workdir, method="wgan_gp", num_vae=0, batch_size=10, n_critic=5, ema_decay=0.0)
-  )
-  model = as_introvae_tf.load(str(workdir))
+def test_wgan_gp_model_samples_but_has_no_encoder(wgan_2d):
+  model = as_introvae_tf.load(wgan_2d)  # a tiny 2-D WGAN-GP (tests/conftest.py)
   assert model.sample(3, seed=0).shape == (3, 2) and not model.has_encoder
   with pytest.raises(ValueError, match="encode needs an encoder"):
     model.encode(np.zeros((1, 2)))

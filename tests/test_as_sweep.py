@@ -2,13 +2,10 @@
 files written here with known numbers."""
 
 import json
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools"))
-import as_sweep  # noqa: E402  (tools/as_sweep.py: no flags, no side effects at import)
+from tools import as_sweep
 
 
 def _result(tmp_path, tag, seed, kl, modes, share, factor, rec, method="as_introvae"):

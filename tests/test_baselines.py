@@ -3,7 +3,6 @@ the PID update against a hand-computed sequence, the gradient penalty against fi
 differences and forward-mode autodiff, each network's update against the gradient of its
 loss written out plainly, 1 vs 2 replicas, and tiny end-to-end runs with resume."""
 
-import glob
 import os
 
 import keras
@@ -12,13 +11,14 @@ import pytest
 import tensorflow as tf
 
 from as_introvae_tf import config as config_lib
-from as_introvae_tf import data
 from as_introvae_tf import hparams
 from as_introvae_tf import losses
 from as_introvae_tf import methods
 from as_introvae_tf import networks
 from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
+
+import harness
 
 GLOBAL_BATCH = 16
 SEED = 3
@@ -58,15 +58,6 @@ def _build(method, strategy, lr=(0.05, 0.05, 0.05), avae_hparams=None, n_critic=
       )
       model.compile(keras.optimizers.SGD(lr[0]), keras.optimizers.SGD(lr[1]))
   return model
-
-
-def _batch(seed=0):
-  return data.sample_2d("8gaussians", GLOBAL_BATCH, np.random.default_rng(seed))
-
-
-def _fit(model, batch, steps=1, epochs=1):
-  ds = tf.data.Dataset.from_tensors(batch).repeat()
-  return model.fit(ds, steps_per_epoch=steps, epochs=epochs, verbose=0, shuffle=False).history
 
 
 def _noise(k, step=0):
@@ -255,7 +246,7 @@ def test_avae_step_terms_and_updates_match_an_independent_computation():
   model.k_t.assign(0.3)  # k_{t-1}: the discriminator loss must use this value
   model.e_prev.assign(0.05)
   model.e_prev2.assign(-0.02)
-  x = _batch(4)
+  x = harness.batch_2d(GLOBAL_BATCH, 4)
   nets = [model.encoder, model.decoder, model.discriminator_encoder, model.discriminator_decoder]
   before = [[v.numpy() for v in n.trainable_variables] for n in nets]
   enc_w, dec_w, de_w, dd_w = before
@@ -311,7 +302,7 @@ def test_avae_step_terms_and_updates_match_an_independent_computation():
     tape.gradient(loss_dis, tv[2] + tv[3]),
   ]
 
-  hist = _fit(model, x)
+  hist = harness.fit(model, x)
   for name, value in m.items():
     np.testing.assert_allclose(hist[name][-1], value, rtol=1e-4, atol=1e-6, err_msg=name)
   np.testing.assert_allclose(hist["e_t"][-1], e_t, rtol=1e-4, atol=1e-6)
@@ -334,7 +325,9 @@ def test_avae_step_terms_and_updates_match_an_independent_computation():
 def test_avae_pid_state_follows_the_reported_errors_over_steps():
   hp = hparams.AVAEHParams(pid_ki=0.5, pid_kp=0.2, pid_kd=0.1, clip_k=False)
   model = _build("avae", tf.distribute.get_strategy(), avae_hparams=hp)
-  hist = _fit(model, _batch(5), steps=1, epochs=4)  # one step per epoch: per-step values
+  hist = harness.fit(
+    model, harness.batch_2d(GLOBAL_BATCH, 5), steps=1, epochs=4
+  )  # one step per epoch: per-step values
   k, e1, e2 = 0.0, 0.0, 0.0
   for e, reported_k in zip(hist["e_t"], hist["k_t"]):
     k = k + 0.5 * e + 0.2 * (e - e1) + 0.1 * (e - 2 * e1 + e2)
@@ -353,7 +346,7 @@ def test_wgan_gp_critic_update_equals_the_gradient_of_the_reference_formula():
   gradient of mean f(G(z)) - mean f(x) + lambda mean (||grad f(x_hat)|| - 1)^2 (gan_toy.py),
   with x_hat = eps x + (1 - eps) G(z), written out plainly with the same noise."""
   model = _build("wgan_gp", tf.distribute.get_strategy(), lr=(1.0, 0.0), n_critic=1, gp_lambda=3.0)
-  x = tf.constant(_batch(6))
+  x = tf.constant(harness.batch_2d(GLOBAL_BATCH, 6))
   c_vars = model.critic_variables()
   before = [tf.identity(v) for v in c_vars]
   fake = model.decoder(_noise(0), training=True)
@@ -375,7 +368,7 @@ def test_wgan_gp_critic_update_equals_the_gradient_of_the_reference_formula():
       + 3.0 * tf.reduce_mean((slopes - 1.0) ** 2)
     )
   grads = tape.gradient(cost, c_vars)
-  hist = _fit(model, x.numpy())
+  hist = harness.fit(model, x.numpy())
   np.testing.assert_allclose(hist["loss_critic"][-1], cost.numpy(), rtol=1e-4)
   for b, g, v in zip(before, grads, c_vars):
     np.testing.assert_allclose((b - v).numpy(), g.numpy(), rtol=2e-3, atol=2e-6)
@@ -384,7 +377,7 @@ def test_wgan_gp_critic_update_equals_the_gradient_of_the_reference_formula():
 def test_wgan_gp_step_counts_generator_updates_and_rejects_a_bad_batch():
   model = _build("wgan_gp", tf.distribute.get_strategy(), n_critic=4)
   gen_before = [v.numpy() for v in model.decoder.trainable_variables]
-  hist = _fit(model, _batch(7), steps=2)
+  hist = harness.fit(model, harness.batch_2d(GLOBAL_BATCH, 7), steps=2)
   assert set(hist) == set(methods.get("wgan_gp").metric_names)
   assert all(np.isfinite(v[-1]) for v in hist.values())
   assert int(model.step.numpy()) == 2
@@ -405,9 +398,9 @@ def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
   m2 = _build(method, two_replicas, avae_hparams=hp)
   for src, dst in zip(_all_weights(m1), _variables(m2)):
     dst.assign(src)
-  batch = _batch(1)
-  h1 = _fit(m1, batch, steps=2)
-  h2 = _fit(m2, batch, steps=2)
+  batch = harness.batch_2d(GLOBAL_BATCH, 1)
+  h1 = harness.fit(m1, batch, steps=2)
+  h2 = harness.fit(m2, batch, steps=2)
   for w1, w2 in zip(_all_weights(m1), _all_weights(m2)):
     np.testing.assert_allclose(w1, w2, atol=1e-5)
   for name in h1:
@@ -419,15 +412,6 @@ def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
 
 
 # --- End to end --------------------------------------------------------------------------------
-
-
-def _scalar_tags(logdir):
-  tags = set()
-  for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        tags.add(value.tag)
-  return tags
 
 
 def _two_d_config(workdir, method, **overrides):
@@ -471,7 +455,7 @@ def test_fashion_mnist_run_with_tiny_filters(tmp_path, method):
   result = train_lib.train_and_evaluate(config)
   assert result["step"] == 2
   assert all(np.isfinite(v) for v in result["metrics"].values())
-  tags = _scalar_tags(str(tmp_path / "tensorboard" / "train"))
+  tags = harness.scalar_tags(str(tmp_path / "tensorboard" / "train"))
   assert {"images/samples", "images/real"} <= tags
   assert ("images/reconstruction" in tags) == (method == "avae")
   image = tf.io.decode_png(tf.io.read_file(result["samples_png"])).numpy()
@@ -507,7 +491,7 @@ def test_two_d_run_logs_and_resumes_like_an_uninterrupted_run(tmp_path, method):
   result = train_lib.train_and_evaluate(straight)
   assert result["step"] == 4
   assert all(np.isfinite(v) for v in result["metrics"].values())
-  assert TAGS[method] <= _scalar_tags(str(tmp_path / "straight" / "tensorboard" / "train"))
+  assert TAGS[method] <= harness.scalar_tags(str(tmp_path / "straight" / "tensorboard" / "train"))
   assert os.path.getsize(result["samples_png"]) > 1000
 
   half = _two_d_config(tmp_path / "resumed", method, train_steps=2, **gains)

@@ -1,8 +1,7 @@
-"""tools/benchmark.py: the FLOP count, the plain steps (the same losses and updates as the
+"""tools/benchmark/ (`python -m tools.benchmark`): the FLOP count, the plain steps (the same losses and updates as the
 project's steps), the interleaved comparison on tiny settings, the CPU and thread parsing, and
 tiny end-to-end runs (large)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,13 +17,10 @@ from as_introvae_tf import hparams
 from as_introvae_tf import methods
 from as_introvae_tf import networks
 
+from tools import benchmark
+from tools import machine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-  "benchmark", os.path.join(ROOT, "tools", "benchmark.py")
-)
-benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark)
-machine = benchmark.machine_lib  # tools/machine.py, as the tools import it
 
 
 def test_graph_flops_counts_the_matmuls_that_run_and_skips_dead_ones():
@@ -65,7 +61,8 @@ def test_reference_only_run_writes_json_and_a_table(tmp_path):
   proc = subprocess.run(
     [
       sys.executable,
-      "tools/benchmark.py",
+      "-m",
+      "tools.benchmark",
       "--reference_step_only",
       "--tf_defaults=false",
       "--trace=false",
@@ -161,7 +158,7 @@ def test_plain_step_gives_the_project_steps_losses_and_updates(method, kind):
   it = iter(tf.data.Dataset.from_tensors(x).repeat())
   noise, project_logs = [], []
   for _ in range(2):  # step 1 has c = 0.5 (linear annealing over 10 steps): KL and AS mixed
-    noise.append(tf.stack([model._normal(i) for i in range(6)]))  # the project's noise
+    noise.append(tf.stack([model.normal_noise(i) for i in range(6)]))  # the project's noise
     project_logs.append({k: float(v) for k, v in model.train_function(it).items()})
   table = tf.stack(noise)
   step = benchmark.build_plain_step(
@@ -328,7 +325,8 @@ def test_tiny_comparison_and_thread_run_end_to_end(tmp_path):
   proc = subprocess.run(
     [
       sys.executable,
-      "tools/benchmark.py",
+      "-m",
+      "tools.benchmark",
       "--tiny",
       "--compare_workloads=2d",
       "--compare_threads=1x1,0x0",

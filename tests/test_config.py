@@ -8,15 +8,10 @@ from absl import flags
 
 from as_introvae_tf import config as config_lib
 
+import harness
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.flags")))
-
-
-def _parse(*args):
-  fv = flags.FlagValues()
-  config_lib.define_flags(fv)
-  fv(["train"] + list(args))
-  return config_lib.ExperimentConfig.from_flags(fv)
 
 
 def test_there_is_a_config_per_paper_setting():
@@ -32,7 +27,7 @@ def test_there_is_a_config_per_paper_setting():
 )
 def test_every_flagfile_parses_validates_and_says_where_its_values_come_from(path, monkeypatch):
   monkeypatch.chdir(ROOT)  # flagfiles include configs/base.flags relative to the repo root
-  config = _parse(f"--flagfile={path}").validate(num_replicas=1)
+  config = harness.parse_flags(f"--flagfile={path}").validate(num_replicas=1)
   name = os.path.basename(path)[: -len(".flags")]
   if name != "quickstart":
     dataset, method = config.dataset, config.method
@@ -44,7 +39,9 @@ def test_every_flagfile_parses_validates_and_says_where_its_values_come_from(pat
 
 def test_command_line_overrides_the_flagfile(monkeypatch):
   monkeypatch.chdir(ROOT)
-  config = _parse("--flagfile=configs/8gaussians_as_introvae.flags", "--train_steps=2000")
+  config = harness.parse_flags(
+    "--flagfile=configs/8gaussians_as_introvae.flags", "--train_steps=2000"
+  )
   assert config.train_steps == 2000 and config.beta_neg == 0.9
 
 
@@ -65,36 +62,36 @@ def test_command_line_overrides_the_flagfile(monkeypatch):
   ],
 )
 def test_bad_values_name_the_flag(args, flag):
-  config = _parse("--workdir=/tmp/x", *args)
+  config = harness.parse_flags("--workdir=/tmp/x", *args)
   with pytest.raises(config_lib.ConfigError, match=flag):
     config.validate()
 
 
 def test_batch_must_divide_across_replicas():
-  config = _parse("--workdir=/tmp/x", "--batch_size=3")
+  config = harness.parse_flags("--workdir=/tmp/x", "--batch_size=3")
   with pytest.raises(config_lib.ConfigError, match="--batch_size=3 must be divisible"):
     config.validate(num_replicas=2)
 
 
 def test_workdir_is_required():
   with pytest.raises(config_lib.ConfigError, match="--workdir"):
-    _parse().validate()
+    harness.parse_flags().validate()
 
 
 def test_unknown_method_is_rejected_by_absl_with_the_allowed_values():
   with pytest.raises(
     flags.IllegalFlagValueError, match="method.*vae\\|introvae\\|soft_introvae\\|as_introvae"
   ):
-    _parse("--method=gan")
+    harness.parse_flags("--method=gan")
 
 
 def test_bad_integer_list():
   with pytest.raises(config_lib.ConfigError, match="--filters"):
-    _parse("--filters=64,abc")
+    harness.parse_flags("--filters=64,abc")
 
 
 def test_config_round_trips_through_the_workdir(tmp_path):
-  config = _parse(f"--workdir={tmp_path}", "--filters=8,16", "--lr_milestones=5,9")
+  config = harness.parse_flags(f"--workdir={tmp_path}", "--filters=8,16", "--lr_milestones=5,9")
   config_lib.save_config(config, str(tmp_path))
   assert config_lib.load_config(str(tmp_path)) == config
 
@@ -108,7 +105,7 @@ def test_from_flagfile_reads_a_flagfile_without_touching_the_process_flags(monke
   monkeypatch.chdir(ROOT)
   path = "configs/8gaussians_as_introvae.flags"
   config = config_lib.from_flagfile(path, "--train_steps=2000")
-  assert config == _parse(f"--flagfile={path}", "--train_steps=2000")
+  assert config == harness.parse_flags(f"--flagfile={path}", "--train_steps=2000")
   assert config.train_steps == 2000 and config.method == "as_introvae"
   with pytest.raises(flags.Error):
     config_lib.from_flagfile("configs/nope.flags")

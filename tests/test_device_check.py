@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 
+from tools import device_check
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -49,16 +51,18 @@ def test_device_check_names_an_unknown_argument():
   assert proc.returncode == 2 and "--gpu=7" in proc.stderr
 
 
-def test_the_real_run_times_as_introvae_in_every_image_row_and_the_dry_run_in_one(in_tool):
+def test_the_real_run_times_as_introvae_in_every_image_row_and_the_dry_run_in_one():
   """The dry run trades AS-IntroVAE for the plain VAE in its image rows but float32; the GPU
-  run never does."""
-  rows = (
-    "[[(j['method'], j['mixed_precision'], j['jit'], j['replicas']) for j in m.plan(*a) "
-    "if j['kind'] == 'image'] for a in ((False, 2), (True, 0))] + [tf_imported()]"
-  )
-  real, dry, tensorflow = json.loads(
-    in_tool("tools/device_check.py", f"__import__('json').dumps({rows})")
+  run never does. (That `plan` imports no TensorFlow: tests/test_reproduce.py,
+  test_tools_import_without_flags_or_tensorflow.)"""
+  real, dry = (
+    [
+      [j["method"], j["mixed_precision"], j["jit"], j["replicas"]]
+      for j in device_check.plan(*a)
+      if j["kind"] == "image"
+    ]
+    for a in ((False, 2), (True, 0))
   )
   assert len(real) == 10 and {r[0] for r in real} == {"as_introvae"}  # 2 networks x 5 rows
   assert [r for r in dry if r[0] == "as_introvae"] == [["as_introvae", "none", False, 1]]
-  assert len(dry) == 5 and not tensorflow
+  assert len(dry) == 5

@@ -1,6 +1,5 @@
 """Evaluation end to end on tiny runs trained here; feature networks; bad input."""
 
-import glob
 import json
 import os
 import shutil
@@ -13,20 +12,13 @@ import tensorflow as tf
 
 from as_introvae_tf import config as config_lib
 from as_introvae_tf import data
+from as_introvae_tf import eval_images
 from as_introvae_tf import eval_lib
 from as_introvae_tf import feature_nets
-from as_introvae_tf import train_lib
+
+import harness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _tags(logdir):
-  tags = {}
-  for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        tags[value.tag] = event.step
-  return tags
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +103,9 @@ def test_held_out_subset_is_a_seeded_uniform_sample_not_the_first_class_folders(
 
   def file_index_of_each(seed):
     options = eval_lib.EvalOptions(split="test", seed=seed)
-    images = np.concatenate(list(eval_lib.held_out_dataset(spec, options, 6).as_numpy_iterator()))
+    images = np.concatenate(
+      list(eval_images.held_out_dataset(spec, options, 6).as_numpy_iterator())
+    )
     return [int(np.flatnonzero((in_file_order == x).all(axis=(1, 2, 3)))[0]) for x in images]
 
   order = file_index_of_each(0)
@@ -154,27 +148,9 @@ def test_inception_from_a_weights_file(tmp_path):
 # --- End to end --------------------------------------------------------------------------------
 
 
-def test_evaluate_a_tiny_2d_run(tmp_path):
-  config = config_lib.ExperimentConfig(
-    method="soft_introvae",
-    dataset="8gaussians",
-    workdir=str(tmp_path),
-    z_dim=2,
-    num_hidden=16,
-    num_layers=1,
-    batch_size=64,
-    train_steps=4,
-    num_vae=2,
-    log_every_steps=2,
-    checkpoint_every_steps=4,
-    image_every_steps=4,
-    beta_kl=0.3,
-    beta_rec=0.2,
-    beta_neg=0.9,
-    ema_decay=0.0,
-    verbose="0",
-  )
-  train_lib.train_and_evaluate(config)
+def test_evaluate_a_tiny_2d_run(run_copy):
+  # The tiny 2-D AS-IntroVAE trained once for the session (trained_2d): 4 steps, no EMA.
+  tmp_path = run_copy
   options = eval_lib.EvalOptions(num_samples=500, eval_draws=2, grid_points=64, gnelbo_points=256)
   result = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
   expected = {
@@ -202,33 +178,20 @@ def test_evaluate_a_tiny_2d_run(tmp_path):
   assert len(saved["details"]["kl_per_dimension"]) == 2
   for name in ("samples_over_data", "density"):
     assert os.path.getsize(tmp_path / "eval" / f"{name}.png") > 1000
-  tags = _tags(str(tmp_path / "tensorboard" / "eval"))
+  tags = harness.tag_steps(str(tmp_path / "tensorboard" / "eval"))
   assert tags["eval/kl"] == 4 and tags["eval/gnelbo"] == 4 and "eval/density" in tags
   # Same seed, same numbers.
   again = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
   assert again["metrics"] == result["metrics"]
 
 
-def test_evaluate_a_tiny_image_run(tmp_path, tiny_feature_net):
-  # The evaluation reads the decoders and the encoder, whatever trained them: a VAE run traces
-  # one small step (an AS-IntroVAE image run is evaluated end to end by
+def test_evaluate_a_tiny_image_run(image_run, tmp_path, tiny_feature_net):
+  # The evaluation reads the decoders and the encoder, whatever trained them: the tiny
+  # Fashion-MNIST VAE of the export tests (image_run: 4 steps, a decoder EMA), copied, as the
+  # evaluation writes into the workdir (an AS-IntroVAE image run is evaluated end to end by
   # test_reproduce.py::test_reproduce_images_compares_both_methods_at_the_same_budget).
-  config = config_lib.ExperimentConfig(
-    method="vae",
-    dataset="fashion_mnist",
-    workdir=str(tmp_path),
-    filters=(4,),
-    z_dim=4,
-    batch_size=8,
-    train_steps=2,
-    num_vae=0,
-    log_every_steps=2,
-    checkpoint_every_steps=2,
-    image_every_steps=2,
-    ema_decay=0.9,
-    verbose="0",
-  )
-  train_lib.train_and_evaluate(config)
+  tmp_path = tmp_path / "run"
+  shutil.copytree(image_run, tmp_path)
   options = eval_lib.EvalOptions(
     num_samples=48, batch_size=16, feature_net=tiny_feature_net, kid_subsets=5, kid_subset_size=32
   )
@@ -259,8 +222,8 @@ def test_evaluate_a_tiny_image_run(tmp_path, tiny_feature_net):
   for name, shape in shapes.items():
     image = tf.io.decode_png(tf.io.read_file(str(tmp_path / "eval" / f"{name}.png"))).numpy()
     assert image.shape == shape, name
-  tags = _tags(str(tmp_path / "tensorboard" / "eval"))
-  assert tags["eval/fid_fmnist_cnn"] == 2 and tags["eval/psnr"] == 2
+  tags = harness.tag_steps(str(tmp_path / "tensorboard" / "eval"))
+  assert tags["eval/fid_fmnist_cnn"] == 4 and tags["eval/psnr"] == 4
 
 
 def test_workdir_without_a_checkpoint_is_refused(tmp_path):
@@ -300,25 +263,10 @@ def test_command_line_exits_1_on_a_bad_workdir(tmp_path):
   ]
 
 
-def test_evaluate_a_model_without_inference_encoder_skips_encoder_metrics(tmp_path):
+def test_evaluate_a_model_without_inference_encoder_skips_encoder_metrics(wgan_2d, tmp_path):
   """WGAN-GP's encoder is a critic: no gnELBO, density, reconstruction or latent metrics."""
-  config = config_lib.ExperimentConfig(
-    method="wgan_gp",
-    dataset="8gaussians",
-    workdir=str(tmp_path),
-    z_dim=2,
-    num_hidden=16,
-    num_layers=1,
-    batch_size=40,
-    train_steps=2,
-    num_vae=0,
-    log_every_steps=2,
-    checkpoint_every_steps=2,
-    image_every_steps=2,
-    ema_decay=0.0,
-    verbose="0",
-  )
-  train_lib.train_and_evaluate(config)
+  tmp_path = tmp_path / "wgan"
+  shutil.copytree(wgan_2d, tmp_path)  # the shared run (tests/conftest.py), copied: eval writes
   options = eval_lib.EvalOptions(num_samples=500, eval_draws=1, grid_points=64, gnelbo_points=256)
   result = eval_lib.evaluate(str(tmp_path), options, log=lambda *_: None)
   assert {"kl", "jsd", "modes_covered"} <= set(result["metrics"])

@@ -44,7 +44,11 @@ def _model(method, fuse, weights=None):
   return model
 
 
-@pytest.mark.parametrize("method", ["introvae", "soft_introvae", "as_introvae"])
+METHODS = [n for n, c in methods.all_methods().items() if c.hparams_class is hparams.LossHParams]
+"""The methods built from (encoder, decoder) and `LossHParams` alone (the registry's)."""
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_fused_and_separate_passes_give_the_same_steps(method):
   keras.utils.set_random_seed(0)
   separate = _model(method, "off")
@@ -52,10 +56,16 @@ def test_fused_and_separate_passes_give_the_same_steps(method):
     method, "on", weights=(separate.encoder.get_weights(), separate.decoder.get_weights())
   )
   assert fused.fused_passes and not separate.fused_passes
+  fused_calls = []  # the passes of several batches the step made (while tracing)
+  passes = fused.passes
+  fused.passes = lambda network, inputs: fused_calls.append(len(inputs)) or passes(network, inputs)
   start = [w.copy() for w in separate.encoder.get_weights()]
   x = data.sample_2d("8gaussians", BATCH, np.random.default_rng(1)).astype(np.float32)
   ds = tf.data.Dataset.from_tensors(x).repeat()
-  logs = [m.fit(ds, steps_per_epoch=3, epochs=1, verbose=0).history for m in (separate, fused)]
+  fit = fused.fit(ds, steps_per_epoch=3, epochs=1, verbose=0).history
+  if not any(n > 1 for n in fused_calls):
+    pytest.skip(f"{method}'s step runs no batches through a network together")
+  logs = [separate.fit(ds, steps_per_epoch=3, epochs=1, verbose=0).history, fit]
   for name in logs[0]:
     np.testing.assert_allclose(logs[1][name], logs[0][name], rtol=1e-5, atol=1e-6, err_msg=name)
   for a, b in zip(

@@ -2,9 +2,6 @@
 one iteration at a time from the same state (tiny networks; the 512-batch, 256-unit run is the
 tool's, its result in results/reference/)."""
 
-import importlib.util
-import os
-
 import pytest
 
 torch = pytest.importorskip(
@@ -13,18 +10,13 @@ torch = pytest.importorskip(
 )
 
 from as_introvae_tf import config as config_lib  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tools import lockstep_reference  # noqa: E402
+from tools import reference_2d  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tool():
-  spec = importlib.util.spec_from_file_location(
-    "lockstep_reference", os.path.join(ROOT, "tools", "lockstep_reference.py")
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return lockstep_reference
 
 
 def _config(*extra):
@@ -79,13 +71,8 @@ def test_reference_run_samples_the_data_we_train_on():
   from as_introvae_tf import data  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import metrics  # pylint: disable=import-outside-toplevel
 
-  spec = importlib.util.spec_from_file_location(
-    "reference_2d", os.path.join(ROOT, "tools", "reference_2d.py")
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
   np.random.seed(0)
-  theirs = module.sample_8gaussians(40000)
+  theirs = reference_2d.sample_8gaussians(40000)
   ours = data.sample_2d("8gaussians", 40000, np.random.default_rng(0))
   centres = metrics.eight_gaussians_modes()
   for points in (theirs, ours):

@@ -5,14 +5,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from as_introvae_tf import data
 from as_introvae_tf import hparams
 from as_introvae_tf import losses
 from as_introvae_tf import methods
 from as_introvae_tf import networks
 
+import harness
+
 GLOBAL_BATCH = 16
-METHODS = ["vae", "introvae", "soft_introvae", "as_introvae"]
+METHODS = [n for n, c in methods.all_methods().items() if c.hparams_class is hparams.LossHParams]
+"""The methods built from (encoder, decoder) and `LossHParams` alone (the registry's: the VAE and
+the introspective ones); the baselines, with their own sections, are in test_baselines.py."""
 HPARAMS = hparams.LossHParams(
   beta_rec=0.2,
   beta_kl=0.3,
@@ -23,10 +26,6 @@ HPARAMS = hparams.LossHParams(
   as_reduction_encoder="mean",
   anneal="linear",
 )
-
-
-def _two_d_batch(seed=0):
-  return data.sample_2d("8gaussians", GLOBAL_BATCH, np.random.default_rng(seed))
 
 
 def _build(
@@ -57,11 +56,6 @@ def _build(
   return model
 
 
-def _fit(model, batch, steps=1):
-  ds = tf.data.Dataset.from_tensors(batch).repeat()
-  return model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False).history
-
-
 def _weights(model):
   return [v.numpy() for v in model.encoder.weights + model.decoder.weights]
 
@@ -69,7 +63,7 @@ def _weights(model):
 @pytest.mark.parametrize("method", METHODS)
 def test_one_step_per_method_is_finite_and_reports_its_metrics(method):
   model = _build(method, tf.distribute.get_strategy())
-  history = _fit(model, _two_d_batch())
+  history = harness.fit(model, harness.batch_2d(GLOBAL_BATCH))
   assert set(history) == set(methods.get(method).metric_names)
   assert all(np.isfinite(v[-1]) for v in history.values()), history
   assert int(model.step.numpy()) == 1
@@ -81,7 +75,7 @@ def test_each_optimizer_updates_only_its_own_network(method):
   model = _build(method, strategy, lr_d=0.0)
   dec_before = [v.numpy() for v in model.decoder.weights]
   enc_before = [v.numpy() for v in model.encoder.weights]
-  _fit(model, _two_d_batch())
+  harness.fit(model, harness.batch_2d(GLOBAL_BATCH))
   for b, v in zip(dec_before, model.decoder.weights):
     np.testing.assert_array_equal(b, v.numpy())
   assert any(not np.allclose(b, v.numpy()) for b, v in zip(enc_before, model.encoder.weights))
@@ -99,9 +93,9 @@ def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
     m1.encoder.weights + m1.decoder.weights, m2.encoder.weights + m2.decoder.weights
   ):
     dst.assign(src.numpy())
-  batch = _two_d_batch(1)
-  h1 = _fit(m1, batch, steps=2)
-  h2 = _fit(m2, batch, steps=2)
+  batch = harness.batch_2d(GLOBAL_BATCH, 1)
+  h1 = harness.fit(m1, batch, steps=2)
+  h2 = harness.fit(m2, batch, steps=2)
   for w1, w2 in zip(_weights(m1), _weights(m2)):
     np.testing.assert_allclose(w1, w2, atol=1e-5)
   for name in h1:
@@ -120,7 +114,7 @@ def test_each_replica_reports_its_own_gradient_norm(two_replicas):
     replica = tf.distribute.get_replica_context().replica_id_in_sync_group
     model._grad_norms = {}
     grads = [tf.cast(replica + 1, tf.float32) * tf.ones_like(v) for v in variables]
-    model._apply(model.encoder_optimizer, grads, variables, "encoder")
+    model.apply_update(model.encoder_optimizer, grads, variables, "encoder")
     return model._grad_norms["grad_norm_encoder"]
 
   norms = two_replicas.experimental_local_results(
@@ -151,9 +145,9 @@ def test_as_introvae_encoder_gradient_matches_global_batch_formula_under_two_rep
     m1.encoder.weights + m1.decoder.weights, m2.encoder.weights + m2.decoder.weights
   ):
     dst.assign(src.numpy())
-  batch = _two_d_batch(2)
-  _fit(m1, batch, steps=1)  # one step (c = 0: the AS term at full weight), tolerance 1e-5
-  _fit(m2, batch, steps=1)
+  batch = harness.batch_2d(GLOBAL_BATCH, 2)
+  harness.fit(m1, batch, steps=1)  # one step (c = 0: the AS term at full weight), tolerance 1e-5
+  harness.fit(m2, batch, steps=1)
   for w1, w2 in zip(_weights(m1), _weights(m2)):
     np.testing.assert_allclose(w1, w2, atol=1e-5)
 
@@ -195,8 +189,8 @@ def test_as_introvae_xla_as_distance_matches_the_plain_one_on_1_and_2_replicas(
       model.encoder.weights + model.decoder.weights,
     ):
       dst.assign(src.numpy())
-  batch = _two_d_batch(3)
-  history = {name: _fit(model, batch, steps=2) for name, model in built.items()}
+  batch = harness.batch_2d(GLOBAL_BATCH, 3)
+  history = {name: harness.fit(model, batch, steps=2) for name, model in built.items()}
   for name in ("xla", "xla_2"):
     for w1, w2 in zip(_weights(built["plain"]), _weights(built[name])):
       np.testing.assert_allclose(w2, w1, atol=1e-5)
@@ -235,8 +229,8 @@ def test_as_distance_xla_rejects_unknown_modes():
 def test_soft_introvae_step_matches_an_independent_numpy_forward_pass():
   """Recompute the reported encoder-phase terms in NumPy from the same weights and noise."""
   model = _build("soft_introvae", tf.distribute.get_strategy(), lr_e=0.0, lr_d=0.0)
-  x = _two_d_batch(4)
-  hist = _fit(model, x)
+  x = harness.batch_2d(GLOBAL_BATCH, 4)
+  hist = harness.fit(model, x)
   enc_w = [v.numpy() for v in model.encoder.weights]
   dec_w = [v.numpy() for v in model.decoder.weights]
 
@@ -279,9 +273,9 @@ def test_soft_introvae_step_matches_an_independent_numpy_forward_pass():
 def test_decoder_ema_follows_keras_ema_and_feeds_the_sampling_decoder():
   model = _build("soft_introvae", tf.distribute.get_strategy(), ema=True)
   start = [v.numpy() for v in model.decoder.trainable_variables]
-  _fit(model, _two_d_batch(), steps=1)
+  harness.fit(model, harness.batch_2d(GLOBAL_BATCH), steps=1)
   after1 = [v.numpy() for v in model.decoder.trainable_variables]
-  _fit(model, _two_d_batch(), steps=1)
+  harness.fit(model, harness.batch_2d(GLOBAL_BATCH), steps=1)
   after2 = [v.numpy() for v in model.decoder.trainable_variables]
   model.sync_ema_decoder()
   for a1, a2, e, s0 in zip(after1, after2, model.ema_decoder.trainable_variables, start):
@@ -292,7 +286,7 @@ def test_decoder_ema_follows_keras_ema_and_feeds_the_sampling_decoder():
 
 def test_annealing_coefficient_follows_the_step():
   model = _build("as_introvae", tf.distribute.get_strategy(), total=10)
-  hist = _fit(model, _two_d_batch(), steps=3)
+  hist = harness.fit(model, harness.batch_2d(GLOBAL_BATCH), steps=3)
   # Reported c of the last step (step index 2, T = 10, linear): epoch mean of 0, .5, 1.
   np.testing.assert_allclose(hist["c"][-1], np.mean([0.0, 0.5, 1.0]), rtol=1e-6)
   assert float(losses.annealing_coefficient(2, 10, "linear")) == 1.0
@@ -302,22 +296,22 @@ def test_vae_phase_switch_uses_the_vae_step():
   model = _build("as_introvae", tf.distribute.get_strategy())
   model.vae_phase = True
   model.make_train_function(force=True)
-  hist = _fit(model, _two_d_batch())
+  hist = harness.fit(model, harness.batch_2d(GLOBAL_BATCH))
   assert set(hist) == set(methods.get("vae").metric_names)
 
 
 def test_non_finite_losses_are_recorded_with_the_step_and_the_terms():
   model = _build("soft_introvae", tf.distribute.get_strategy())
-  good = _two_d_batch()
-  _fit(model, good, steps=2)
+  good = harness.batch_2d(GLOBAL_BATCH)
+  harness.fit(model, good, steps=2)
   assert model.non_finite_report() is None
   bad = good.copy()
   bad[3, 0] = np.nan
-  _fit(model, bad, steps=1)
+  harness.fit(model, bad, steps=1)
   step, terms = model.non_finite_report()
   assert step == 2
   assert "rec" in terms and "loss_encoder" in terms and "grad_norm_encoder" in terms
-  _fit(model, good, steps=1)
+  harness.fit(model, good, steps=1)
   assert model.non_finite_report()[0] == 2  # the first bad step is kept
 
 
@@ -338,7 +332,7 @@ def test_as_introvae_encoder_update_equals_the_gradient_of_the_reference_formula
   model = _build(
     "as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=1.0, lr_d=0.0, total=total
   )
-  x = tf.constant(_two_d_batch(5))
+  x = tf.constant(harness.batch_2d(GLOBAL_BATCH, 5))
   before = [tf.identity(v) for v in model.encoder.trainable_variables]
 
   def noise(k):
@@ -379,7 +373,7 @@ def test_as_introvae_encoder_update_equals_the_gradient_of_the_reference_formula
     )
     loss_e = s * (hp.beta_rec * loss_rec + hp.beta_kl * loss_kl) + 0.25 * (e_rec + e_fake)
   grads = tape.gradient(loss_e, enc.trainable_variables)
-  _fit(model, x.numpy())
+  harness.fit(model, x.numpy())
   for b, g, v in zip(before, grads, model.encoder.trainable_variables):
     # float32: tolerance relative to the tensor's gradient scale (the sums differ in order)
     np.testing.assert_allclose(
@@ -404,7 +398,7 @@ def test_as_introvae_decoder_update_equals_the_gradient_of_the_reference_formula
   model = _build(
     "as_introvae", tf.distribute.get_strategy(), hparams=hp, lr_e=0.0, lr_d=1.0, total=10
   )
-  x = tf.constant(_two_d_batch(6))
+  x = tf.constant(harness.batch_2d(GLOBAL_BATCH, 6))
   before = [tf.identity(v) for v in model.decoder.trainable_variables]
   model.encoder_optimizer.iterations.assign(1)  # step 1 of T = 10: c = 5 / 10 = 0.5
 
@@ -443,7 +437,7 @@ def test_as_introvae_decoder_update_equals_the_gradient_of_the_reference_formula
       + hp.gamma_r * 0.5 * hp.beta_rec * (loss_rec_rec + loss_fake_rec)
     )
   grads = tape.gradient(loss_d, dec.trainable_variables)
-  _fit(model, x.numpy())
+  harness.fit(model, x.numpy())
   for b, g, v in zip(before, grads, model.decoder.trainable_variables):
     # float32: tolerance relative to the tensor's gradient scale (the sums differ in order)
     np.testing.assert_allclose(

@@ -15,6 +15,8 @@ from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
 from as_introvae_tf.methods import base
 
+import harness
+
 ALL_METHODS = list(config_lib.METHODS)  # the four introspective models and both baselines
 BATCH = 16
 
@@ -52,15 +54,10 @@ def _model(method, strategy, **overrides):
   return run_lib.build_model(config, spec, strategy)
 
 
-def _optimizers(model):
-  names = ("encoder_optimizer", "decoder_optimizer", "discriminator_optimizer")
-  return [getattr(model, n) for n in names if getattr(model, n, None) is not None]
-
-
 def _state(model):
   """Every weight, optimizer slot (moments, EMA) and model state variable but `iterations`."""
   variables = list(model.weights)
-  for optimizer in _optimizers(model):
+  for optimizer in harness.optimizers(model):
     variables += [v for v in optimizer.variables if "iteration" not in v.path]
   for name in ("k_t", "e_prev", "e_prev2"):  # AVAE's PID state
     if hasattr(model, name):
@@ -68,35 +65,26 @@ def _state(model):
   return [np.array(v.numpy()) for v in variables]
 
 
-def _batch(seed=0):
-  return data.sample_2d("8gaussians", BATCH, np.random.default_rng(seed))
-
-
-def _fit(model, batch, steps=1):
-  ds = tf.data.Dataset.from_tensors(batch).repeat()
-  return model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False).history
-
-
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_a_nan_batch_leaves_weights_moments_and_ema_unchanged_and_counts_the_step(method):
   model = _model(method, tf.distribute.get_strategy())
-  good = _batch()
-  _fit(model, good, steps=2)
+  good = harness.batch_2d(BATCH)
+  harness.fit(model, good, steps=2)
   before, step = _state(model), int(model.step.numpy())
-  iterations = [int(o.iterations.numpy()) for o in _optimizers(model)]
+  iterations = [int(o.iterations.numpy()) for o in harness.optimizers(model)]
   bad = good.copy()
   bad[:, 0] = np.nan
-  history = _fit(model, bad)
+  history = harness.fit(model, bad)
   for a, b in zip(before, _state(model)):
     np.testing.assert_array_equal(a, b)
   assert int(model.step.numpy()) == step + 1
   # every optimizer counted the batch (WGAN-GP's critic once per critic iteration)
-  assert all(int(o.iterations.numpy()) > i for o, i in zip(_optimizers(model), iterations))
+  assert all(int(o.iterations.numpy()) > i for o, i in zip(harness.optimizers(model), iterations))
   assert int(model.skipped_batches.numpy()) == 1
   assert int(model.consecutive_skipped.numpy()) == 1
   assert model.non_finite_report() is None  # nothing recorded: training goes on
   assert all(np.isfinite(v[-1]) for v in history.values()), history
-  history = _fit(model, good)
+  history = harness.fit(model, good)
   assert int(model.consecutive_skipped.numpy()) == 0
   assert int(model.skipped_batches.numpy()) == 1
   assert all(np.isfinite(v[-1]) for v in history.values()), history
@@ -106,9 +94,9 @@ def test_a_nan_batch_leaves_weights_moments_and_ema_unchanged_and_counts_the_ste
 def test_stop_policy_applies_the_nan_update_and_records_it():
   """The control: the same batch under "stop" poisons the weights and is recorded."""
   model = _model("soft_introvae", tf.distribute.get_strategy(), nan_policy="stop")
-  bad = _batch()
+  bad = harness.batch_2d(BATCH)
   bad[:, 0] = np.nan
-  _fit(model, bad)
+  harness.fit(model, bad)
   assert model.non_finite_report()[0] == 0
   assert not all(np.isfinite(w).all() for w in _state(model))
 
@@ -116,17 +104,17 @@ def test_stop_policy_applies_the_nan_update_and_records_it():
 def test_a_bad_decoder_phase_skips_only_the_decoder_update(monkeypatch):
   """The encoder's finite update is applied before the decoder phase runs; a NaN decoder loss
   then skips the decoder's update only."""
-  good = _batch(1)
+  good = harness.batch_2d(BATCH, 1)
   reference = _model("soft_introvae", tf.distribute.get_strategy())
   patched = _model("soft_introvae", tf.distribute.get_strategy())
   patched.set_weights(reference.get_weights())
-  _fit(reference, good)
+  harness.fit(reference, good)
   finite = losses.soft_introvae_decoder_loss
   monkeypatch.setattr(
     losses, "soft_introvae_decoder_loss", lambda *a, **k: finite(*a, **k) * np.float32("nan")
   )
   dec_before = [v.numpy() for v in patched.decoder.weights]
-  _fit(patched, good)
+  harness.fit(patched, good)
   for a, b in zip(reference.encoder.weights, patched.encoder.weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
   for a, b in zip(dec_before, patched.decoder.weights):
@@ -142,13 +130,13 @@ def test_two_replicas_skip_together_when_one_replica_sees_the_nan(method, two_re
   one = _model(method, tf.distribute.get_strategy())
   two = _model(method, two_replicas)
   two.set_weights(one.get_weights())
-  good = _batch(2)
+  good = harness.batch_2d(BATCH, 2)
   bad = good.copy()
   bad[1, 1] = np.nan
   for model in (one, two):
-    _fit(model, good)
-    _fit(model, bad)
-    _fit(model, good)
+    harness.fit(model, good)
+    harness.fit(model, bad)
+    harness.fit(model, good)
     assert int(model.skipped_batches.numpy()) == 1
     assert int(model.step.numpy()) == 3
   for a, b in zip(_state(one), _state(two)):
@@ -228,16 +216,19 @@ def test_skip_batch_under_loss_scaling(replicas, two_replicas, monkeypatch):
   monkeypatch.setattr(precision, "INITIAL_LOSS_SCALE", 2.0**40)
   strategy = two_replicas if replicas == 2 else tf.distribute.get_strategy()
   model = _model("soft_introvae", strategy, mixed_precision="mixed_float16")
-  good = _batch(3)
-  _fit(model, good)
+  good = harness.batch_2d(BATCH, 3)
+  harness.fit(model, good)
   assert int(model.skipped_batches.numpy()) == 0
   assert float(model.encoder_optimizer.dynamic_scale.numpy()) == 2.0**39  # overflow seen
-  before, scales = _state(model), [float(o.dynamic_scale.numpy()) for o in _optimizers(model)]
+  before, scales = (
+    _state(model),
+    [float(o.dynamic_scale.numpy()) for o in harness.optimizers(model)],
+  )
   bad = good.copy()
   bad[1, 0] = np.nan
-  _fit(model, bad)
+  harness.fit(model, bad)
   assert int(model.skipped_batches.numpy()) == 1 and int(model.step.numpy()) == 2
-  assert [float(o.dynamic_scale.numpy()) for o in _optimizers(model)] == scales
+  assert [float(o.dynamic_scale.numpy()) for o in harness.optimizers(model)] == scales
   for a, b in zip(before, _state(model)):
     np.testing.assert_array_equal(a, b)
   assert model.non_finite_report() is None

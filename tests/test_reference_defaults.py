@@ -19,6 +19,8 @@ from as_introvae_tf import networks
 from as_introvae_tf import optimizers
 from as_introvae_tf import run as run_lib
 
+import harness
+
 GLOBAL_BATCH = 16
 
 
@@ -166,11 +168,6 @@ def _build(method, hparams, lr_e, lr_d, total=10, num_vae=0):
   return model
 
 
-def _fit(model, batch):
-  ds = tf.data.Dataset.from_tensors(batch).repeat()
-  return model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
-
-
 def _batch(seed):
   return data.sample_2d("8gaussians", GLOBAL_BATCH, np.random.default_rng(seed)).astype(np.float32)
 
@@ -231,7 +228,7 @@ def test_soft_introvae_encoder_update_follows_the_reference_target_gradient(rec_
     grads[detach] = tape.gradient(loss, enc.trainable_variables)
   gap = max(float(np.abs((a - b).numpy()).max()) for a, b in zip(grads[True], grads[False]))
   assert gap > 1e-4  # the path through x_r matters at these weights
-  _fit(model, x.numpy())
+  harness.fit(model, x.numpy())
   _assert_update_is_gradient(before, enc.trainable_variables, grads[not rec_target_grad])
 
 
@@ -252,7 +249,7 @@ def test_warmup_step_minimizes_the_reference_elbo_without_the_scale(warmup_loss,
       tf.reduce_sum((x - rec) ** 2, 1)
     ) + hp.beta_kl * tf.reduce_mean(_kl(mu, lv))
   grads = [scale * g for g in tape.gradient(loss, variables)]
-  hist = _fit(model, x.numpy())
+  hist = harness.fit(model, x.numpy())
   np.testing.assert_allclose(hist["loss"][-1], scale * float(loss), rtol=1e-5)
   _assert_update_is_gradient(before, variables, grads)
 
@@ -266,7 +263,7 @@ def test_vae_method_keeps_the_scaled_elbo():
   want = 0.5 * (
     0.2 * tf.reduce_mean(tf.reduce_sum((x - rec) ** 2, 1)) + 0.3 * tf.reduce_mean(_kl(mu, lv))
   )
-  np.testing.assert_allclose(_fit(model, x.numpy())["loss"][-1], float(want), rtol=1e-5)
+  np.testing.assert_allclose(harness.fit(model, x.numpy())["loss"][-1], float(want), rtol=1e-5)
 
 
 @pytest.mark.parametrize(

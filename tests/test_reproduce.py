@@ -1,4 +1,8 @@
-"""The reproduction scripts end to end on a tiny budget (real data): table, JSON, reuse."""
+"""The reproduction scripts end to end on a tiny budget (real data): table, JSON, reuse.
+
+The tools run in this process (`tools.reproduce_2d.run(parse(argv))`, the same code as their
+command line but TensorFlow's start-up); `test_the_command_lines_refuse_bad_flags` runs the
+command lines themselves."""
 
 import json
 import os
@@ -6,30 +10,37 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+from absl import app
 
 from as_introvae_tf import metrics
+from tools import reference_2d
+from tools import reproduce_2d
+from tools import reproduce_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(args, timeout=600, env=None):
-  proc = subprocess.run(
-    [sys.executable] + args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc.stdout
+def _run(args, capsys=None):
+  """Runs `python ARGS` (ARGS[0]: tools/reproduce_2d.py or tools/reproduce_images.py) in this
+  process; its stdout when `capsys` is given."""
+  tool = {"tools/reproduce_2d.py": reproduce_2d, "tools/reproduce_images.py": reproduce_images}
+  module = tool[args[0]]
+  if capsys is not None:
+    capsys.readouterr()
+  module.run(module.parse(args))
+  return capsys.readouterr().out if capsys is not None else None
 
 
-def _refused(args, timeout=300):
-  """The stderr of `python ARGS`, which must fail."""
-  proc = subprocess.run(
-    [sys.executable] + args, cwd=ROOT, capture_output=True, text=True, timeout=timeout
-  )
-  assert proc.returncode != 0, proc.stdout[-2000:]
-  return proc.stderr
+def _refused(args):
+  """The message of the `app.UsageError` that `python ARGS` stops with (what its command line
+  prints to stderr)."""
+  with pytest.raises(app.UsageError) as error:
+    _run(args)
+  return str(error.value)
 
 
-def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_path):
+def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_path, capsys):
   out = tmp_path / "c1.md"
   args = [
     "tools/reproduce_2d.py",
@@ -44,7 +55,7 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
     f"--out={out}",
     f"--results_dir={tmp_path / 'results'}",
   ]
-  stdout = _run(args)
+  stdout = _run(args, capsys)
   table = out.read_text()
   assert "Budget: 4 training steps per run (reference: 30000), seeds 0,1" in table
   assert "on a 32x32 grid (reference 1024x1024: not comparable)" in table
@@ -70,7 +81,7 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   assert len(result["commit"]) >= 40 and result["cpu"] and result["train_wall_s"] > 0
   # a second invocation trains nothing: the table comes from the result files alone
   (tmp_path / "c1c3").rename(tmp_path / "moved")
-  stdout = _run(args)
+  _run(args)
   assert json.loads((tmp_path / "c1.md.json").read_text()) == saved
   assert not (tmp_path / "c1c3").exists()
   # a result evaluated on another gnELBO grid is not reused; a file without the field counts
@@ -87,14 +98,9 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   assert "not comparable" not in (tmp_path / "c1.md").read_text()
   path.write_text(json.dumps(result))
   # and the default --results_dir (the committed reference-grid results) is refused
-  refused = subprocess.run(
-    [sys.executable, "tools/reproduce_2d.py", "--grid_points=32", "--assemble_only"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
+  assert "--results_dir" in _refused(
+    ["tools/reproduce_2d.py", "--grid_points=32", "--assemble_only"]
   )
-  assert refused.returncode != 0 and "--results_dir" in refused.stderr
   # the README block is replaced by the table, the rest kept
   readme = tmp_path / "README.md"
   readme.write_text(
@@ -106,7 +112,9 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   assert "| C1 | as_introvae |" in text
 
 
-def test_reproduce_2d_variant_needs_a_tag_and_writes_its_own_results(tmp_path):
+def test_reproduce_2d_variant_needs_a_tag_and_is_named_by_it(tmp_path):
+  """--overrides needs --tag; a variant's result file carries the tag, on either table. (A
+  variant's training and its result file: test_reproduce_2d_basin_check_trains_two_segments.)"""
   base = [
     "tools/reproduce_2d.py",
     "--table=datasets",
@@ -120,20 +128,17 @@ def test_reproduce_2d_variant_needs_a_tag_and_writes_its_own_results(tmp_path):
     f"--results_dir={tmp_path / 'results'}",
   ]
   assert "--tag" in _refused(base + ["--overrides=init=keras"])
-  _run(base + ["--overrides=init=keras,rec_target_grad=false", "--tag=oldinit"])
-  result = json.loads(
-    (
-      tmp_path / "results" / "datasets" / "8gaussians_soft_introvae_oldinit_3_seed0.json"
-    ).read_text()
+  opts = reproduce_2d.parse(
+    base + ["--overrides=init=keras,rec_target_grad=false", "--tag=oldinit"]
   )
-  assert result["tag"] == "oldinit"
-  assert result["flags_changed"]["init"] == "keras"
-  assert result["flags_changed"]["rec_target_grad"] is False
+  assert reproduce_2d._cells(opts) == [("8gaussians", "8gaussians", "soft_introvae", None)]
+  assert reproduce_2d.result_path(
+    opts.results_dir, opts.table, "8gaussians", "soft_introvae", 3, 0, opts.tag
+  ) == str(tmp_path / "results" / "datasets" / "8gaussians_soft_introvae_oldinit_3_seed0.json")
 
 
-def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path, in_tool):
+def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path):
   base = [
-    sys.executable,
     "tools/reproduce_2d.py",
     "--table=c1c3",
     "--settings=C1",
@@ -143,60 +148,72 @@ def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path, in_tool
     f"--workroot={tmp_path}",
     f"--results_dir={tmp_path / 'results'}",
   ]
-  ok = subprocess.run(
-    base + ["--overrides=lr_milestones=,num_vae=0"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert ok.returncode == 0, ok.stderr[-2000:]
-  bad = subprocess.run(
-    base + ["--overrides=lr_milestones=100:x"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert bad.returncode != 0 and "--overrides: lr_milestones" in bad.stderr
+  _run(base + ["--overrides=lr_milestones=,num_vae=0"])
+  assert "--overrides: lr_milestones" in _refused(base + ["--overrides=lr_milestones=100:x"])
   # the values themselves
-  parsed = in_tool(
-    "tools/reproduce_2d.py",
-    "m._parse_overrides(['lr_milestones=10000:15000', 'num_vae=0']), "
-    "m._parse_overrides(['lr_milestones=']), m.REFERENCE_GRID_POINTS",
-  )
-  assert parsed.split() == [
-    "{'lr_milestones':",
-    "(10000,",
-    "15000),",
-    "'num_vae':",
-    "0}",
-    "{'lr_milestones':",
-    "()}",
-    str(metrics.GRID_POINTS),  # the tool's copy of the reference grid (it avoids TensorFlow)
-  ]
+  assert reproduce_2d._parse_overrides(["lr_milestones=10000:15000", "num_vae=0"]) == {
+    "lr_milestones": (10000, 15000),
+    "num_vae": 0,
+  }
+  assert reproduce_2d._parse_overrides(["lr_milestones="]) == {"lr_milestones": ()}
+  # the tool's copy of the reference grid (it avoids TensorFlow)
+  assert reproduce_2d.REFERENCE_GRID_POINTS == metrics.GRID_POINTS
 
 
-def test_reproduce_2d_names_an_unknown_setting(tmp_path):
+def test_the_command_lines_refuse_bad_flags(tmp_path):
+  """The command line itself (`python tools/reproduce_2d.py`, absl's app.run): a bad flag
+  value is named on stderr with a non-zero exit, before TensorFlow is imported."""
+  for args, named in (
+    (["--settings=C9", f"--workroot={tmp_path}"], "--settings"),
+    (["--grid_points=32", "--assemble_only"], "--results_dir"),
+  ):
+    proc = subprocess.run(
+      [sys.executable, "tools/reproduce_2d.py", *args],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+    assert proc.returncode != 0 and named in proc.stderr, proc.stderr[-2000:]
+
+
+def test_tools_import_without_flags_or_tensorflow():
+  """Importing a tool defines no absl flag and imports no TensorFlow (so tests import them like
+  the library); the parts that need no TensorFlow (device_check.plan, reproduce_images's
+  configs) do not import it either. In a fresh process: this one has TensorFlow already."""
+  code = """
+import sys
+from absl import app, flags  # absl's own flags (logging, app) first
+before = set(flags.FLAGS)
+from tools import as_sweep, benchmark, benchmark_serving, device_check, lockstep_reference
+from tools import machine, reference_2d, reproduce_2d, reproduce_images, results_summary
+from tools import test_cpu, train_feature_net
+assert set(flags.FLAGS) == before, set(flags.FLAGS) - before
+device_check.plan(False, 2)
+opts = reproduce_images.parse(["reproduce_images"])
+reproduce_images._config(opts, "cifar10", "soft_introvae", 0, "/tmp/x")
+print("tensorflow" in sys.modules)
+"""
   proc = subprocess.run(
-    [sys.executable, "tools/reproduce_2d.py", "--settings=C9", f"--workroot={tmp_path}"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
+    [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
   )
-  assert proc.returncode != 0 and "--settings" in proc.stderr
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip() == "False"
 
 
-def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path):
+def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path, monkeypatch):
   # A one-step feature net in a private cache: the test must not train (or read) the real one.
   from as_introvae_tf import feature_nets  # pylint: disable=import-outside-toplevel
 
   cache = tmp_path / "cache"
-  feature_nets.train_feature_net(
-    "fashion_mnist", str(cache / "feature_nets" / "fashion_mnist.keras"), max_steps=1, batch_size=32
+  feature_nets.train_feature_net(  # its test accuracy on 64 images: this test does not read it
+    "fashion_mnist",
+    str(cache / "feature_nets" / "fashion_mnist.keras"),
+    max_steps=1,
+    batch_size=32,
+    eval_examples=64,
   )
-  env = dict(os.environ, **{feature_nets.CACHE_DIR_ENV: str(cache)})
+  monkeypatch.setenv(feature_nets.CACHE_DIR_ENV, str(cache))
   out = tmp_path / "images.md"
   _run(
     [
@@ -208,8 +225,7 @@ def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path):
       "--filters=8",  # the default budget network (16,32) takes longer to trace and train
       f"--workroot={tmp_path}",
       f"--out={out}",
-    ],
-    env=env,
+    ]
   )
   table = out.read_text()
   assert "Budget: 2 training steps per run" in table and "filters 8," in table
@@ -226,19 +242,22 @@ def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path):
     assert f"{metrics['psnr']:.3f}" in row[0] and "fid_fmnist_cnn" in table
 
 
-def test_reproduce_images_defaults_to_the_budget_network(in_tool):
+def test_reproduce_images_defaults_to_the_budget_network():
   """Without --filters every method of a dataset gets BUDGET_FILTERS (a quarter of the paper's
   channels)."""
-  out = in_tool(
-    "tools/reproduce_images.py",
-    "m._config('fashion_mnist', 'as_introvae', 0, '/tmp/x').filters, "
-    "m._config('cifar10', 'soft_introvae', 0, '/tmp/x').filters, tf_imported()",
-    parse_flags=True,
+  opts = reproduce_images.parse(["reproduce_images"])
+  assert reproduce_images._config(opts, "fashion_mnist", "as_introvae", 0, "/tmp/x").filters == (
+    16,
+    32,
   )
-  assert out == "(16, 32) (16, 32, 64) False"
+  assert reproduce_images._config(opts, "cifar10", "soft_introvae", 0, "/tmp/x").filters == (
+    16,
+    32,
+    64,
+  )
 
 
-def test_reference_2d_table_sets_the_reference_runs_beside_ours(tmp_path, in_tool):
+def test_reference_2d_table_sets_the_reference_runs_beside_ours(tmp_path):
   """tools/reference_2d.py --assemble_only: per budget, the reference runs and ours from their
   result files, and an exact Mann-Whitney test that separates 3 vs 3 fully at p = 0.1."""
   ref, ours = tmp_path / "ref", tmp_path / "ours"
@@ -252,7 +271,7 @@ def test_reference_2d_table_sets_the_reference_runs_beside_ours(tmp_path, in_too
     write(ref / f"8gaussians_5000_seed{seed}.json", kl)
     write(ours / f"8gaussians_soft_introvae_official5000_5000_seed{seed}.json", kl - 3.0)
   write(ours / "8gaussians_soft_introvae_official5000_kerasadam_5000_seed0.json", 99.0)
-  table = in_tool("tools/reference_2d.py", f"m.comparison_table({str(ref)!r}, {str(ours)!r})")
+  table = reference_2d.comparison_table(str(ref), str(ours))
   rows = [line for line in table.splitlines() if line.startswith("| 5000 |")]
   assert len(rows) == 2, table
   assert "| 3 | 0: 4.0, 1: 5.0, 2: 6.0 | 5.00 +- 1.00 | 2.50 +- 0.50 | 8.00 +- 0.00 |" in rows[0]
@@ -300,7 +319,8 @@ def test_reproduce_2d_screening_stops_early_on_the_long_runs_schedule(tmp_path):
 
 def test_reproduce_2d_basin_check_trains_two_segments(tmp_path):
   """`--first_segment`: the first steps with other flags, then resumed with the run's own; the
-  first segment anneals AS-IntroVAE's c on the whole run's T, not on its own length."""
+  first segment anneals AS-IntroVAE's c on the whole run's T, not on its own length. The run
+  is also a variant (`--overrides`): its result file carries the tag and the changed flags."""
   base = [
     "tools/reproduce_2d.py",
     "--table=c1c3",
@@ -315,10 +335,15 @@ def test_reproduce_2d_basin_check_trains_two_segments(tmp_path):
     f"--results_dir={tmp_path / 'results'}",
   ]
   assert "go together" in _refused(base + ["--first_segment=3"])
-  _run(base + ["--first_segment=3", "--first_segment_overrides=beta_rec=0.5", "--tag=basin"])
+  # a variant (--overrides, --tag) too: its own result file, its flags recorded
+  variant = ["--overrides=init=keras,rec_target_grad=false", "--tag=basin"]
+  _run(base + ["--first_segment=3", "--first_segment_overrides=beta_rec=0.5"] + variant)
   result = json.loads(
     (tmp_path / "results" / "c1c3" / "C1_as_introvae_basin_6_seed0.json").read_text()
   )
+  assert result["tag"] == "basin"
+  assert result["flags_changed"]["init"] == "keras"
+  assert result["flags_changed"]["rec_target_grad"] is False
   assert result["first_segment"] == {"steps": 3, "overrides": ["beta_rec=0.5"]}
   assert result["trajectory"]["step"][-1] == 6
   workdir = tmp_path / "c1c3" / "C1_as_introvae_basin" / "6_seed0"

@@ -6,23 +6,30 @@ import sys
 
 import pytest
 
+from tools import test_cpu
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _summary(folder):
-  return subprocess.run(
-    [sys.executable, "tools/test_cpu.py", str(folder)],
+def _summary(folder, capsys):
+  """`python tools/test_cpu.py FOLDER` in this process: (exit code, stdout, stderr)."""
+  capsys.readouterr()
+  code = test_cpu.main(["tools/test_cpu.py", str(folder)])
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def test_sums_per_file_over_workers_and_ranks_the_tests(tmp_path):
+  """The command line itself (the other tests call its `main`)."""
+  (tmp_path / "cpu_1.tsv").write_text("tests/a.py::t1\t3.00\t1.00\ntests/b.py::t2\t0.50\t0.00\n")
+  (tmp_path / "cpu_2.tsv").write_text("tests/a.py::t3\t2.00\t0.00\n")
+  proc = subprocess.run(
+    [sys.executable, "tools/test_cpu.py", str(tmp_path)],
     cwd=ROOT,
     capture_output=True,
     text=True,
     timeout=60,
   )
-
-
-def test_sums_per_file_over_workers_and_ranks_the_tests(tmp_path):
-  (tmp_path / "cpu_1.tsv").write_text("tests/a.py::t1\t3.00\t1.00\ntests/b.py::t2\t0.50\t0.00\n")
-  (tmp_path / "cpu_2.tsv").write_text("tests/a.py::t3\t2.00\t0.00\n")
-  proc = _summary(tmp_path)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.startswith("3 tests, 6 CPU s (1 s in subprocesses)")
   assert "| tests/a.py | 6.0 | 92% |" in proc.stdout and "| tests/b.py | 0.5 | 8% |" in proc.stdout
@@ -37,7 +44,7 @@ def _conftest():
 
 
 def test_the_conftest_hook_logs_the_cpu_of_a_test_and_its_subprocesses(
-  tmp_path, monkeypatch, request
+  tmp_path, monkeypatch, request, capsys
 ):
   folder = tmp_path / "cpu"
   hook = _conftest().pytest_runtest_protocol
@@ -56,11 +63,11 @@ def test_the_conftest_hook_logs_the_cpu_of_a_test_and_its_subprocesses(
   (log,) = folder.iterdir()
   nodeid, own, children = log.read_text().splitlines()[0].split("\t")
   assert nodeid == request.node.nodeid and float(own) >= 0 and float(children) > 0.05
-  summary = _summary(folder)
-  assert summary.returncode == 0 and summary.stdout.startswith("1 test, ")
+  code, out, _ = _summary(folder, capsys)
+  assert code == 0 and out.startswith("1 test, ")
 
 
-def test_names_an_empty_or_missing_folder(tmp_path):
-  assert _summary(tmp_path / "none").returncode == 2
-  proc = _summary(tmp_path)
-  assert proc.returncode == 1 and "no cpu_*.tsv" in proc.stderr
+def test_names_an_empty_or_missing_folder(tmp_path, capsys):
+  assert _summary(tmp_path / "none", capsys)[0] == 2
+  code, _, err = _summary(tmp_path, capsys)
+  assert code == 1 and "no cpu_*.tsv" in err

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -11,41 +12,12 @@ import pytest
 import tensorflow as tf
 
 from as_introvae_tf import config as config_lib
+from as_introvae_tf import hparams
+from as_introvae_tf import methods
 from as_introvae_tf import run as run_lib
 from as_introvae_tf import train_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _tiny_image_config(workdir, **overrides):
-  values = dict(
-    method="as_introvae",
-    dataset="fashion_mnist",
-    workdir=str(workdir),
-    filters=(4,),
-    z_dim=4,
-    batch_size=8,
-    train_steps=4,
-    num_vae=1,
-    log_every_steps=2,
-    checkpoint_every_steps=2,
-    image_every_steps=2,
-    keep_checkpoints=5,
-    beta_neg=8.0,
-    ema_decay=0.9,
-    verbose="0",
-  )
-  values.update(overrides)
-  return config_lib.ExperimentConfig(**values)
-
-
-def _scalar_tags(logdir):
-  tags = set()
-  for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        tags.add(value.tag)
-  return tags
+import harness
 
 
 def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resumes(
@@ -60,7 +32,7 @@ def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resum
     return paths
 
   monkeypatch.setattr(train_lib, "write_pngs", spy)
-  config = _tiny_image_config(tmp_path)
+  config = harness.image_config(tmp_path)
   result = train_lib.train_and_evaluate(config)
   # samples.png / reconstructions.png at steps 2 and 4 while training, then the final ones
   assert written == [["real_vs_reconstruction", "samples"]] * 3
@@ -73,7 +45,7 @@ def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resum
   ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
   assert ckpts.model_checkpoint_path.endswith("ckpt-4")
   assert [os.path.basename(p) for p in ckpts.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4"]
-  tags = _scalar_tags(str(tmp_path / "tensorboard" / "train"))
+  tags = harness.scalar_tags(str(tmp_path / "tensorboard" / "train"))
   assert {
     "train/rec",
     "train/kl_real",
@@ -104,15 +76,18 @@ def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resum
   )
 
 
-def test_resume_with_another_architecture_is_refused(tmp_path):
-  train_lib.train_and_evaluate(_tiny_image_config(tmp_path, train_steps=2, method="vae", num_vae=0))
+def test_resume_with_another_architecture_is_refused(image_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(image_run, workdir)  # a tiny Fashion-MNIST VAE with z_dim 4 (conftest.py)
+  config = config_lib.load_config(str(workdir)).replace(workdir=str(workdir), train_steps=6)
   with pytest.raises(config_lib.ConfigError, match="--z_dim=4 .now 6."):
-    train_lib.train_and_evaluate(
-      _tiny_image_config(tmp_path, train_steps=2, method="vae", num_vae=0, z_dim=6)
-    )
+    train_lib.train_and_evaluate(config.replace(z_dim=6))
 
 
-@pytest.mark.parametrize("method", ["vae", "introvae", "soft_introvae", "as_introvae"])
+@pytest.mark.parametrize(
+  "method",
+  [n for n, c in methods.all_methods().items() if c.hparams_class is hparams.LossHParams],
+)
 def test_two_d_run_every_method(tmp_path, method):
   config = config_lib.ExperimentConfig(
     method=method,
@@ -142,7 +117,7 @@ def test_two_d_run_every_method(tmp_path, method):
 
 
 def test_image_size_without_a_channel_table_names_the_flag(tmp_path):
-  config = _tiny_image_config(tmp_path, filters=None, image_size=40)
+  config = harness.image_config(tmp_path, filters=None, image_size=40)
   with pytest.raises(config_lib.ConfigError, match="--image_size"):
     run_lib.build_run(config)
 
@@ -157,7 +132,7 @@ def test_command_line_stops_before_any_work_on_a_bad_flag(tmp_path):
       f"--workdir={tmp_path}",
       "--batch_size=0",
     ],
-    cwd=ROOT,
+    cwd=harness.ROOT,
     capture_output=True,
     text=True,
     timeout=120,
@@ -176,7 +151,7 @@ def test_command_line_rejects_a_missing_flagfile(tmp_path):
       "--flagfile=configs/nope.flags",
       f"--workdir={tmp_path}",
     ],
-    cwd=ROOT,
+    cwd=harness.ROOT,
     capture_output=True,
     text=True,
     timeout=120,
@@ -185,38 +160,13 @@ def test_command_line_rejects_a_missing_flagfile(tmp_path):
   assert "nope.flags" in proc.stderr
 
 
-def _two_d_config(workdir, **overrides):
-  values = dict(
-    method="as_introvae",
-    dataset="8gaussians",
-    workdir=str(workdir),
-    z_dim=2,
-    num_hidden=16,
-    num_layers=1,
-    batch_size=64,
-    train_steps=4,
-    num_vae=1,
-    log_every_steps=2,
-    checkpoint_every_steps=2,
-    image_every_steps=100,
-    beta_kl=0.3,
-    beta_rec=0.2,
-    beta_neg=0.9,
-    as_kernel="product",
-    ema_decay=0.0,
-    verbose="0",
-  )
-  values.update(overrides)
-  return config_lib.ExperimentConfig(**values)
-
-
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
   # The interruption is simulated by a first segment with train_steps=2. AS-IntroVAE's c(i)
   # depends on T = train_steps from the first iteration on (--anneal_origin=start), so this
   # test counts from the warm-up's end, where c = 0 for the first segment's one step.
-  straight = _two_d_config(tmp_path / "straight", train_steps=6, anneal_origin="warmup_end")
+  straight = harness.two_d_config(tmp_path / "straight", train_steps=6, anneal_origin="warmup_end")
   train_lib.train_and_evaluate(straight)
-  resumed = _two_d_config(tmp_path / "resumed", train_steps=2, anneal_origin="warmup_end")
+  resumed = harness.two_d_config(tmp_path / "resumed", train_steps=2, anneal_origin="warmup_end")
   train_lib.train_and_evaluate(resumed)
   train_lib.train_and_evaluate(resumed.replace(train_steps=6))
   a = run_lib.build_run(straight).model
@@ -229,9 +179,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(va.numpy(), vb.numpy())
 
 
-def test_nan_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(tmp_path):
-  good = _two_d_config(tmp_path, train_steps=4)
-  train_lib.train_and_evaluate(good)
+def test_nan_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(run_copy):
+  good = harness.two_d_config(run_copy)  # trained to step 4 (trained_2d)
   before = run_lib.build_run(good)
   weights = [v.numpy() for v in before.model.decoder.weights]
   with pytest.raises(train_lib.TrainingDivergedError) as info:
@@ -241,7 +190,7 @@ def test_nan_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(tmp_pa
   assert "--beta_neg" in message and "ckpt-4" in message
   step = int(message.split("at step ")[1].split(" ")[0])
   assert 4 <= step < 40
-  ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+  ckpts = tf.train.get_checkpoint_state(str(run_copy / "checkpoints"))
   assert ckpts.model_checkpoint_path.endswith("ckpt-4")
   after = run_lib.build_run(good)
   for a, b in zip(weights, after.model.decoder.weights):
@@ -252,21 +201,20 @@ def test_unwritable_workdir_is_named_before_any_work(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
   with pytest.raises(config_lib.ConfigError, match="is not writable"):
-    train_lib.train_and_evaluate(_two_d_config(blocker / "run"))
+    train_lib.train_and_evaluate(harness.two_d_config(blocker / "run"))
 
 
-def test_failed_checkpoint_write_says_so_and_keeps_the_previous_one(tmp_path, monkeypatch):
-  config = _two_d_config(tmp_path, train_steps=2)
-  train_lib.train_and_evaluate(config)
+def test_failed_checkpoint_write_says_so_and_keeps_the_previous_one(run_copy, monkeypatch):
+  config = harness.two_d_config(run_copy)  # trained to step 4 (trained_2d)
 
   def full_disk(*args, **kwargs):
     raise OSError(28, "No space left on device")
 
   monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
-  with pytest.raises(train_lib.CheckpointWriteError, match="No space left.*ckpt-2"):
-    train_lib.train_and_evaluate(config.replace(train_steps=4))
+  with pytest.raises(train_lib.CheckpointWriteError, match="No space left.*ckpt-4"):
+    train_lib.train_and_evaluate(config.replace(train_steps=6))
   monkeypatch.undo()
-  assert int(run_lib.build_run(config).model.step.numpy()) == 2
+  assert int(run_lib.build_run(config).model.step.numpy()) == 4
 
 
 def _train_command(workdir, steps):
@@ -295,42 +243,36 @@ def _train_command(workdir, steps):
   ]
 
 
-def _latest_step(workdir):
-  state = tf.train.get_checkpoint_state(str(workdir / "checkpoints"))
-  return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
-
-
 def test_sigkill_at_any_moment_then_resume_reaches_the_end_with_intact_checkpoints(tmp_path):
   """Kill a real training process twice (at random moments after a new checkpoint, mid-step or
-  mid-write), restart it with the same command, and check every checkpoint. (Each killed
-  process is a new TensorFlow start-up and trace: two kills keep the suite's time.)"""
+  mid-write), resume with the same flags, and check every checkpoint. (Each killed process is
+  a new TensorFlow start-up and trace: two kills keep the suite's time.)"""
   workdir = tmp_path / "run"
   steps = 400
   rng = np.random.default_rng(0)
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   reached = []
   for _ in range(2):
-    before = _latest_step(workdir)
+    before = harness.latest_step(workdir)
     proc = subprocess.Popen(
       _train_command(workdir, steps),
-      cwd=ROOT,
+      cwd=harness.ROOT,
       env=env,
       stdout=subprocess.DEVNULL,
       stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
-    while _latest_step(workdir) <= before and proc.poll() is None and time.time() < deadline:
+    while harness.latest_step(workdir) <= before and proc.poll() is None and time.time() < deadline:
       time.sleep(0.1)  # wait for a new checkpoint: the run is really training
     time.sleep(rng.uniform(0.0, 1.5))  # then kill mid-step or mid-write (every 5 steps)
     proc.kill()  # SIGKILL
     proc.wait()
-    reached.append(_latest_step(workdir))
+    reached.append(harness.latest_step(workdir))
   assert 0 < reached[0] < reached[-1] < steps, reached  # progress survived every kill
-  proc = subprocess.run(
-    _train_command(workdir, steps), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-  )
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  assert f"Trained to step {steps}" in proc.stdout
+  # The same command's flags once more, in this process (a third TensorFlow start-up would add
+  # nothing: the command line's last line is test_packaging.py's and test_multi_worker.py's).
+  config = harness.parse_flags(*_train_command(workdir, steps)[3:]).validate()
+  assert harness.train(config)["step"] == steps
   state = tf.train.get_checkpoint_state(str(workdir / "checkpoints"))
   assert state.model_checkpoint_path.endswith(f"ckpt-{steps}")
   config = config_lib.load_config(str(workdir))

@@ -1,7 +1,7 @@
 """The export's web demo (as_introvae_tf.serving.web) in a real browser.
 
 Headless Chromium (Debian `chromium` + `chromium-driver`, installed by tools/setup.sh) driven by
-Selenium opens the page of tiny exported models (trained as tests/test_export.py trains them)
+Selenium opens the page of tiny exported models (the session runs of tests/conftest.py)
 served by a local HTTP server on 127.0.0.1, and checks what it draws against onnxruntime in
 Python. The seed rule in JavaScript (seeds.js) is checked against the Python one with node.
 
@@ -24,7 +24,7 @@ from as_introvae_tf import export_lib
 from as_introvae_tf.serving import signatures
 from as_introvae_tf.serving import web
 
-from test_export import _export, _train  # the tiny runs and the export CLI of the export tests
+import harness
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -64,39 +64,24 @@ def _ort_web_or_missing():
 
 
 @pytest.fixture(scope="module")
-def image_run(tmp_path_factory):
-  """A tiny Fashion-MNIST run (z_dim 4)."""
+def web_export(image_run, tmp_path_factory):
+  """The version folder of `python -m as_introvae_tf.export --format=onnx --web` of the
+  session's tiny Fashion-MNIST run (`image_run`, tests/conftest.py: z_dim 4)."""
   _ort_web_or_missing()
-  return _train(
-    tmp_path_factory.mktemp("image_run"),
-    dataset="fashion_mnist",
-    filters=(8, 16),
-    z_dim=Z_DIM,
-    batch_size=8,
-  )
-
-
-@pytest.fixture(scope="module")
-def image_export(image_run, tmp_path_factory):
-  """The version folder of `python -m as_introvae_tf.export --format=onnx --web` of it."""
   out = tmp_path_factory.mktemp("exports") / "fm"
-  assert _export([f"--workdir={image_run}", f"--export_dir={out}", "--format=onnx", "--web"]) == 0
+  assert (
+    harness.export_cli([f"--workdir={image_run}", f"--export_dir={out}", "--format=onnx", "--web"])
+    == 0
+  )
   return str(out / "1")
 
 
 @pytest.fixture(scope="module")
-def export_2d(tmp_path_factory):
+def export_2d(run_2d, tmp_path_factory):
+  """The session's tiny 2-D VAE (`run_2d`) exported with its page (and a SavedModel)."""
   _ort_web_or_missing()
-  workdir = _train(
-    tmp_path_factory.mktemp("run_2d"),
-    dataset="8gaussians",
-    z_dim=2,
-    batch_size=64,
-    num_hidden=16,
-    num_layers=1,
-  )
   out = tmp_path_factory.mktemp("exports")
-  return export_lib.export_run(workdir, str(out / "g8"), web=True)  # SavedModel too
+  return export_lib.export_run(run_2d, str(out / "g8"), web=True)  # SavedModel too
 
 
 @pytest.fixture(scope="module")
@@ -241,34 +226,36 @@ def test_web_flag_errors_name_the_fix(tmp_path, monkeypatch):
     web.write_web_demo(str(tmp_path))
 
 
-def test_export_writes_the_page_beside_the_decoder(image_export, image_run, tmp_path, capsys):
-  web_dir = os.path.join(image_export, "web")
+def test_export_writes_the_page_beside_the_decoder(web_export, image_run, tmp_path, capsys):
+  web_dir = os.path.join(web_export, "web")
   expected = set(web.PAGE_FILES + web.ORT_WEB_FILES + web.EXPORT_FILES)
   assert set(os.listdir(web_dir)) == expected
-  with open(os.path.join(image_export, "model_card.json")) as f:
+  with open(os.path.join(web_export, "model_card.json")) as f:
     assert json.load(f)["web_demo"].startswith("web/index.html")
   out = tmp_path / "e"
-  assert _export([f"--workdir={image_run}", f"--export_dir={out}", "--format=saved_model", "--web"])
+  assert harness.export_cli(
+    [f"--workdir={image_run}", f"--export_dir={out}", "--format=saved_model", "--web"]
+  )
   assert "error: --web needs the ONNX decoder: add onnx to --format" in capsys.readouterr().err
   assert not out.exists()
   for name in web.EXPORT_FILES:
     with open(os.path.join(web_dir, name), "rb") as a:
-      with open(os.path.join(image_export, name), "rb") as b:
+      with open(os.path.join(web_export, name), "rb") as b:
         assert a.read() == b.read(), name
   with open(os.path.join(web_dir, "index.html")) as f:
     html = f.read()
   assert "http://" not in html.replace("http://127.0.0.1", "") and "https://" not in html
-  assert web.main(["--version_dir", image_export]) == 0  # exists: kept
+  assert web.main(["--version_dir", web_export]) == 0  # exists: kept
   assert "python -m http.server -d" in capsys.readouterr().out
-  assert web.main(["--version_dir", image_export, "--overwrite"]) == 0
+  assert web.main(["--version_dir", web_export, "--overwrite"]) == 0
   assert set(os.listdir(web_dir)) == expected
 
 
 # === In the browser ===========================================================================
 
 
-def test_page_draws_the_samples_of_generate_and_moves_with_the_sliders(image_export, site, browser):
-  version_dir = image_export
+def test_page_draws_the_samples_of_generate_and_moves_with_the_sliders(web_export, site, browser):
+  version_dir = web_export
   _, url = _publish(os.path.join(version_dir, "web"), site, "fm")
   assert _open(browser, url) == "ready", browser.find_element("id", "error").text
   # Everything the page loaded came from this server (no CDN, nothing from outside).
@@ -308,8 +295,8 @@ def test_page_draws_the_samples_of_generate_and_moves_with_the_sliders(image_exp
   assert np.array_equal(last, _canvas_gray(browser, '#grid canvas[data-seed="1"]'))
 
 
-def test_inputs_the_page_cannot_handle_show_a_message(image_export, site, browser):
-  _, url = _publish(os.path.join(image_export, "web"), site, "fm_inputs")
+def test_inputs_the_page_cannot_handle_show_a_message(web_export, site, browser):
+  _, url = _publish(os.path.join(web_export, "web"), site, "fm_inputs")
   assert _open(browser, url) == "ready"
   for field, value, form, error, message in (
     (
@@ -380,9 +367,9 @@ def _edit_card(**fields):
   ],
 )
 def test_a_bad_export_folder_shows_a_readable_error(
-  image_export, site, browser, name, change, message
+  web_export, site, browser, name, change, message
 ):
-  url = _broken(os.path.join(image_export, "web"), site, name, change)
+  url = _broken(os.path.join(web_export, "web"), site, name, change)
   assert _open(browser, url) == "error"
   error = browser.find_element("id", "error")
   assert error.is_displayed() and message in error.text, error.text

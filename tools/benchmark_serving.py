@@ -20,26 +20,35 @@ import platform
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":  # `python tools/benchmark_serving.py`: the package on sys.path
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_VERSION_DIR = flags.DEFINE_string(
-  "version_dir",
-  None,
-  "Exported version directory (BASE/MODEL_NAME/VERSION with saved_model.pb, decoder.onnx).",
-)
-_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "64"], "Batch sizes.")
-_ITERS = flags.DEFINE_integer("iters", 200, "Timed calls per (engine, batch size).")
-_WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed calls first.")
-_JSON_OUT = flags.DEFINE_string(
-  "json_out",
-  None,
-  "Where to write the JSON; default VERSION_DIR/../benchmark_serving.json (beside the versions).",
-)
+FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values=flags.FLAGS):
+  """The command line's flags, defined in `flag_values` (only the command line calls this:
+  importing the module defines nothing)."""
+  d = dict(flag_values=flag_values)
+  flags.DEFINE_string(
+    "version_dir",
+    None,
+    "Exported version directory (BASE/MODEL_NAME/VERSION with saved_model.pb, decoder.onnx).",
+    **d,
+  )
+  flags.DEFINE_list("batch_sizes", ["1", "64"], "Batch sizes.", **d)
+  flags.DEFINE_integer("iters", 200, "Timed calls per (engine, batch size).", **d)
+  flags.DEFINE_integer("warmup", 20, "Untimed calls first.", **d)
+  flags.DEFINE_string(
+    "json_out",
+    None,
+    "Where to write the JSON; default VERSION_DIR/../benchmark_serving.json (beside the versions).",
+    **d,
+  )
 
 
 def time_calls(fn, iters, warmup):
@@ -82,7 +91,7 @@ def main(argv):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import export_lib  # pylint: disable=import-outside-toplevel
 
-  version_dir = _VERSION_DIR.value
+  version_dir = FLAGS.version_dir
   if not version_dir or not os.path.exists(os.path.join(version_dir, "saved_model.pb")):
     print(f"error: --version_dir={version_dir} holds no saved_model.pb", file=sys.stderr)
     return 1
@@ -97,7 +106,7 @@ def main(argv):
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
 
   rows = []
-  for batch in [int(b) for b in _BATCH_SIZES.value]:
+  for batch in [int(b) for b in FLAGS.batch_sizes]:
     seeds_np = np.arange(batch, dtype=np.int64)
     seeds = tf.constant(seeds_np)
     z_np = export_lib.seeds_to_z_numpy(seeds_np, z_dim)
@@ -106,14 +115,14 @@ def main(argv):
       summarize(
         "SavedModel generate (seeds -> images)",
         batch,
-        time_calls(lambda: generate(seeds=seeds)["images"].numpy(), _ITERS.value, _WARMUP.value),
+        time_calls(lambda: generate(seeds=seeds)["images"].numpy(), FLAGS.iters, FLAGS.warmup),
       )
     )
     rows.append(
       summarize(
         "SavedModel decode (z -> images)",
         batch,
-        time_calls(lambda: decode(z=z)["images"].numpy(), _ITERS.value, _WARMUP.value),
+        time_calls(lambda: decode(z=z)["images"].numpy(), FLAGS.iters, FLAGS.warmup),
       )
     )
     if session is not None:
@@ -121,7 +130,7 @@ def main(argv):
         summarize(
           "ONNX decoder, onnxruntime (z -> images)",
           batch,
-          time_calls(lambda: session.run(["images"], {"z": z_np}), _ITERS.value, _WARMUP.value),
+          time_calls(lambda: session.run(["images"], {"z": z_np}), FLAGS.iters, FLAGS.warmup),
         )
       )
 
@@ -140,11 +149,11 @@ def main(argv):
       "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
     },
     "versions": {"tensorflow": tf.__version__, "onnxruntime": ort.__version__},
-    "iters": _ITERS.value,
-    "warmup": _WARMUP.value,
+    "iters": FLAGS.iters,
+    "warmup": FLAGS.warmup,
     "results": rows,
   }
-  json_out = _JSON_OUT.value or os.path.join(
+  json_out = FLAGS.json_out or os.path.join(
     os.path.dirname(os.path.abspath(version_dir)), "benchmark_serving.json"
   )
   with open(json_out, "w") as f:
@@ -152,7 +161,7 @@ def main(argv):
   print(
     f"Model: {card['method']} {card['dataset']} {card['example_shape']} z_dim={z_dim} "
     f"filters={info['filters']}; {os.cpu_count()} CPUs; TF {tf.__version__}, onnxruntime "
-    f"{ort.__version__}; {_ITERS.value} timed calls after {_WARMUP.value} warm-up\n"
+    f"{ort.__version__}; {FLAGS.iters} timed calls after {FLAGS.warmup} warm-up\n"
   )
   print(markdown(rows))
   print(f"\nJSON: {json_out}")
@@ -160,4 +169,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

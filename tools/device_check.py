@@ -18,8 +18,9 @@ sets); that measures the step, not an input pipeline. Each row: warm-up windows 
 steps/s = steps per window / median window time, and examples/s.
 
 Writes `OUT/device_check.json` (environment, every row) and `OUT/device_check.md` (a table
-naming the GPU). `--cpu_dry_run` runs every row on the CPU with tiny sizes and 2-step
-windows (every image row except the float32 one with the plain VAE, see `plan`), all in one
+naming the GPU). `--cpu_dry_run` runs the rows on the CPU with tiny sizes and 2-step windows
+(one image network; every image row except the float32 one with the plain VAE; the 2-D
+S-IntroVAE at one batch size, see `plan`), all in one
 process (the real run gives each row its own), so the script's path but the subprocess launch
 is tested without a GPU (tests/test_device_check.py); the AS-IntroVAE image step under XLA and
 on 2 replicas is not (it is tested on the 2-D networks).
@@ -33,22 +34,27 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+if __name__ == "__main__":  # `python tools/device_check.py`: the root on sys.path, for `tools`
+  sys.path.insert(0, ROOT)
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-import machine  # noqa: E402  (tools/machine.py)
+from tools import machine  # noqa: E402
 
-_OUT = flags.DEFINE_string("out", os.path.join(ROOT, "runs", "device_check"), "Output folder.")
-_DRY = flags.DEFINE_boolean("cpu_dry_run", False, "Tiny sizes on the CPU: tests the path.")
-_WINDOWS = flags.DEFINE_integer("windows", 3, "Timed windows per row.")
-_WINDOW_STEPS = flags.DEFINE_integer("window_steps", 20, "Steps per window.")
-_JOB_TIMEOUT = flags.DEFINE_integer("job_timeout_s", 240, "Time limit of one row.")
-_JOB = flags.DEFINE_string("job", None, "Internal: run one row (JSON), print its result.")
+
+def define_flags(flag_values=flags.FLAGS):
+  """The command line's flags, defined in `flag_values` (only the command line calls this:
+  importing the module defines nothing)."""
+  d = dict(flag_values=flag_values)
+  flags.DEFINE_string("out", os.path.join(ROOT, "runs", "device_check"), "Output folder.", **d)
+  flags.DEFINE_boolean("cpu_dry_run", False, "Tiny sizes on the CPU: tests the path.", **d)
+  flags.DEFINE_integer("windows", 3, "Timed windows per row.", **d)
+  flags.DEFINE_integer("window_steps", 20, "Steps per window.", **d)
+  flags.DEFINE_integer("job_timeout_s", 240, "Time limit of one row.", **d)
+  flags.DEFINE_string("job", None, "Internal: run one row (JSON), print its result.", **d)
+
 
 RESULT_PREFIX = "DEVICE_CHECK_RESULT "
 IMAGE_WORKLOADS = {
@@ -79,8 +85,8 @@ def plan(dry_run, num_gpus):
   # the float32 image row, the plain VAE in the others (on 2 CPU cores, tracing the AS-IntroVAE
   # image step takes ~10 s per precision, XLA-compiling it or tracing it on two replicas 25-30 s,
   # the VAE's a few; AS-IntroVAE's image step in 16 bits is tested in
-  # tests/test_mixed_precision.py, and under XLA and on 2 replicas on the 2-D networks there and
-  # in tests/test_models.py).
+  # tests/test_mixed_precision.py, under XLA in tests/test_xla_and_steps_per_execution.py, and on
+  # 2 replicas on the 2-D networks in tests/test_mixed_precision.py and tests/test_models.py).
   workloads = list(IMAGE_WORKLOADS)[:1] if dry_run else list(IMAGE_WORKLOADS)
   for name in workloads:
     for precision, jit in (
@@ -110,7 +116,9 @@ def plan(dry_run, num_gpus):
           replicas=max(num_gpus, 2),
         )
       )
-  for method in ("soft_introvae", "as_introvae"):
+  # The dry run's 2-D row: S-IntroVAE only (AS-IntroVAE's step is in its float32 image row; its
+  # 2-D step, whose AS-Distance is XLA-compiled, is tested in tests/test_models.py).
+  for method in ("soft_introvae",) if dry_run else ("soft_introvae", "as_introvae"):
     for batch in (512,) if dry_run else (512, 8192):
       jobs.append(
         dict(
@@ -290,24 +298,26 @@ def _record(rows, job, result, t0):
 
 
 def main(argv):
+  """The check from the parsed flags (`define_flags`)."""
   del argv
-  if _JOB.value:
-    job = json.loads(_JOB.value)
-    result = run_job(job, _DRY.value, _WINDOWS.value, _WINDOW_STEPS.value)
+  opts = flags.FLAGS
+  if opts.job:
+    job = json.loads(opts.job)
+    result = run_job(job, opts.cpu_dry_run, opts.windows, opts.window_steps)
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return
   env = environment()
   num_gpus = len(env["tf_gpus"])
-  if not num_gpus and not _DRY.value:
+  if not num_gpus and not opts.cpu_dry_run:
     print(
       "error: no GPU is visible to TensorFlow (tf.config.list_physical_devices('GPU') is "
       "empty); pass --cpu_dry_run to test the script on a CPU",
       file=sys.stderr,
     )
     sys.exit(2)
-  windows, steps = (1, 2) if _DRY.value else (_WINDOWS.value, _WINDOW_STEPS.value)
+  windows, steps = (1, 2) if opts.cpu_dry_run else (opts.windows, opts.window_steps)
   rows = []
-  if _DRY.value:
+  if opts.cpu_dry_run:
     # The dry run tests the code path, not speed: every row in this process (one TensorFlow
     # start instead of one per row; the precision policies are per layer, so rows do not
     # leak into each other), on 2 logical CPUs for the MirroredStrategy row.
@@ -319,7 +329,7 @@ def main(argv):
       except Exception as e:  # noqa: BLE001  (a failed row is reported, the others still run)
         result = {"error": f"{type(e).__name__}: {e}"}
       _record(rows, job, result, t0)
-  for job in plan(_DRY.value, num_gpus) if not _DRY.value else []:
+  for job in plan(opts.cpu_dry_run, num_gpus) if not opts.cpu_dry_run else []:
     cmd = [
       sys.executable,
       os.path.abspath(__file__),
@@ -327,13 +337,13 @@ def main(argv):
       f"--windows={windows}",
       f"--window_steps={steps}",
     ]
-    if _DRY.value:
+    if opts.cpu_dry_run:
       cmd += ["--cpu_dry_run"]
-    env_vars = dict(os.environ, CUDA_VISIBLE_DEVICES="") if _DRY.value else None
+    env_vars = dict(os.environ, CUDA_VISIBLE_DEVICES="") if opts.cpu_dry_run else None
     t0 = time.time()
     try:
       proc = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=_JOB_TIMEOUT.value, env=env_vars
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=opts.job_timeout_s, env=env_vars
       )
       lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
       result = (
@@ -342,13 +352,13 @@ def main(argv):
         else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
       )
     except subprocess.TimeoutExpired:
-      result = {"error": f"timed out after {_JOB_TIMEOUT.value} s"}
+      result = {"error": f"timed out after {opts.job_timeout_s} s"}
     _record(rows, job, result, t0)
-  os.makedirs(_OUT.value, exist_ok=True)
-  with open(os.path.join(_OUT.value, "device_check.json"), "w") as f:
-    json.dump({"environment": env, "dry_run": _DRY.value, "rows": rows}, f, indent=2)
-  table = markdown(env, rows, _DRY.value)
-  with open(os.path.join(_OUT.value, "device_check.md"), "w") as f:
+  os.makedirs(opts.out, exist_ok=True)
+  with open(os.path.join(opts.out, "device_check.json"), "w") as f:
+    json.dump({"environment": env, "dry_run": opts.cpu_dry_run, "rows": rows}, f, indent=2)
+  table = markdown(env, rows, opts.cpu_dry_run)
+  with open(os.path.join(opts.out, "device_check.md"), "w") as f:
     f.write(table)
   print(table)
   if any("error" in row["result"] for row in rows):
@@ -356,4 +366,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  define_flags()
   app.run(main)

@@ -41,10 +41,12 @@ if [ "$DRY" -eq 0 ]; then
   fi
   "$PY" -c "import tensorflow as tf, sys; g = tf.config.list_physical_devices('GPU'); print('TensorFlow', tf.__version__, 'GPUs:', g); sys.exit(0 if g else 1)" \
     || { echo "error: TensorFlow sees no GPU after the install (driver/CUDA mismatch?)" >&2; exit 1; }
-  TESTS=(tests/test_mixed_precision.py tests/test_train_lib.py::test_resumed_run_equals_uninterrupted_run)
+  TESTS=(tests/test_mixed_precision.py tests/test_mixed_precision_runs.py
+    tests/test_xla_and_steps_per_execution.py
+    tests/test_train_lib.py::test_resumed_run_equals_uninterrupted_run)
   SELECT=()
 else
-  TESTS=(tests/test_mixed_precision.py)
+  TESTS=(tests/test_mixed_precision.py tests/test_xla_and_steps_per_execution.py)
   SELECT=(-k "mixed_precision_flag_values or jit_compile_is_refused")
 fi
 

@@ -1,12 +1,12 @@
 """The machine a number was measured on, named one way by every tool.
 
-`benchmark.py`, `reproduce_2d.py` (each result file's "cpu") and `device_check.py` write the CPU
+`benchmark`, `reproduce_2d.py` (each result file's "cpu") and `device_check.py` write the CPU
 beside their numbers, because a time or a thread setting measured on one CPU does not hold on
 another (docs/benchmark.md). The CPU's model and flags come from py-cpuinfo (`cpuinfo.get_cpu_info()`:
 /proc/cpuinfo on Linux, CPUID elsewhere); without py-cpuinfo (a bare GPU image running
 `device_check.sh`) the model is `platform.processor()` and the extensions are unknown.
 
-  import machine                 # tools/ is the script's folder, so it is on sys.path
+  from tools import machine      # from the repository root (the tools put it on sys.path)
   machine.describe_cpu()         # "AMD EPYC (AVX2, FMA, AVX-512, AVX512-BF16; 2 logical CPUs)"
 """
 

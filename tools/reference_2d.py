@@ -15,7 +15,7 @@ our step, with what the reference's script takes from PyTorch and NumPy rather t
 - schedule: Adam(2e-4) for E and D, `MultiStepLR(milestones, 0.1)` stepped every iteration,
   `num_vae` warm-up iterations of the plain ELBO.
 
-It is then evaluated with `eval_lib.evaluate_2d`'s code path for KL, JSD and modes (`--eval_draws`
+It is then evaluated with `eval_2d.evaluate_2d`'s code path for KL, JSD and modes (`--eval_draws`
 draws of 5000 points, histograms of 100 x 100 bins on [-2, 2]^2, each draw seeded
 `[eval seed, draw]`), so that its numbers compare with ours in results/2d without the
 evaluation's own noise differing (the reference's script evaluates one draw; gnELBO is left
@@ -47,16 +47,16 @@ import random
 import sys
 import time
 
-from absl import app
-from absl import flags
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+if __name__ == "__main__":  # `python tools/reference_2d.py`: the root on sys.path, for `tools`
+  sys.path.insert(0, ROOT)
 
-import lockstep_reference  # noqa: E402  (tools/lockstep_reference.py: the port)
-import machine  # noqa: E402  (tools/machine.py)
-from readme_block import replace_readme_block  # noqa: E402  (tools/readme_block.py)
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from tools import lockstep_port  # noqa: E402  (the PyTorch port)
+from tools import machine  # noqa: E402
+from tools.readme_block import replace_readme_block  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -106,9 +106,9 @@ def train(seed, steps, num_vae, milestones, batch, betas, log=print):
   random.seed(seed)
   np.random.seed(seed)
   torch.manual_seed(seed)
-  encoder, decoder = lockstep_reference.reference_port(torch, num_hidden=256, num_layers=3, z_dim=2)
+  encoder, decoder = lockstep_port.reference_port(torch, num_hidden=256, num_layers=3, z_dim=2)
   hp = dict(beta_kl=betas[0], beta_rec=betas[1], beta_neg=betas[2], gamma_r=1e-8)
-  step = lockstep_reference.ReferenceStep(
+  step = lockstep_port.ReferenceStep(
     torch, encoder, decoder, 2e-4, list(milestones), 0.1, hp, num_vae
   )
   t0 = time.time()
@@ -128,12 +128,12 @@ def train(seed, steps, num_vae, milestones, batch, betas, log=print):
 
 def evaluate(decoder, draws, eval_seed):
   """KL, JSD (mean and std over draws), their data-against-itself floors, and mode coverage,
-  by `eval_lib.evaluate_2d`'s code path (`eval_lib.sample_metrics_draw`, draw d seeded
+  by `eval_2d.evaluate_2d`'s code path (`eval_2d.sample_metrics_draw`, draw d seeded
   `[eval_seed, d]`)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
 
-  from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import eval_2d  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import metrics  # pylint: disable=import-outside-toplevel
 
   values = {k: [] for k in ("kl", "jsd", "kl_floor", "jsd_floor", "modes_covered")}
@@ -146,9 +146,7 @@ def evaluate(decoder, draws, eval_seed):
       with torch.no_grad():
         return decoder(torch.from_numpy(z)).numpy()
 
-    draw, samples = eval_lib.sample_metrics_draw(
-      "8gaussians", model_points, rng, metrics.KL_SAMPLES
-    )
+    draw, samples = eval_2d.sample_metrics_draw("8gaussians", model_points, rng, metrics.KL_SAMPLES)
     for key, value in draw.items():
       values[key].append(value)
     values["modes_covered"].append(metrics.mode_coverage_8gaussians(samples)["modes_covered"])

@@ -34,138 +34,130 @@ import os
 import sys
 import time
 
-from absl import app
-from absl import flags
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+if __name__ == "__main__":  # `python tools/reproduce_2d.py`: the root on sys.path, for `tools`
+  sys.path.insert(0, ROOT)
 
-import machine  # noqa: E402  (tools/machine.py)
-from readme_block import replace_readme_block  # noqa: E402  (tools/readme_block.py)
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
 from as_introvae_tf import config as config_lib  # noqa: E402
+from tools import machine  # noqa: E402
+from tools.readme_block import replace_readme_block  # noqa: E402
+from tools.reproduce_2d_results import PAPER  # noqa: E402
+from tools.reproduce_2d_results import REFERENCE_GRID_POINTS  # noqa: E402
+from tools.reproduce_2d_results import load_result  # noqa: E402
+from tools.reproduce_2d_results import result_path  # noqa: E402
+from tools.reproduce_2d_results import training_trajectory  # noqa: E402
+from tools.reproduce_2d_results import training_wall_seconds  # noqa: E402
 
 METHODS = ("vae", "introvae", "soft_introvae", "as_introvae")
 DATASETS = ("8gaussians", "2spirals", "checkerboard", "rings")
 COMBOS = {"C1": (0.3, 0.1, 0.9), "C2": (0.5, 0.1, 0.9), "C3": (0.7, 0.2, 0.9)}
 REFERENCE_STEPS = 30000
 
-PAPER = {  # AS-IntroVAE paper Table 1 (KL / JSD); S-IntroVAE paper Table 2 is added below
-  ("C1", "vae"): "KL 220.2, JSD 110.1",
-  ("C1", "introvae"): "KL 192.4, JSD 56.0",
-  ("C1", "soft_introvae"): "KL 50.2, JSD 16.9",
-  ("C1", "as_introvae"): "KL 3.4, JSD 5.6",
-  ("C2", "vae"): "KL 220.3, JSD 110.0",
-  ("C2", "introvae"): "KL 191.1, JSD 68.0",
-  ("C2", "soft_introvae"): "KL 136.5, JSD 36.6",
-  ("C2", "as_introvae"): "KL 1.3, JSD 4.4",
-  ("C3", "vae"): "KL 220.2, JSD 109.8",
-  ("C3", "introvae"): "KL 64.0, JSD 53.0",
-  ("C3", "soft_introvae"): "KL 46.2, JSD 9.6",
-  ("C3", "as_introvae"): "KL 2.0, JSD 7.1",
-}
-_SOFT_TABLE2 = {  # S-IntroVAE paper Table 2: gnELBO (1e-7), KL, JSD; 5 seeds, 30000 steps
-  "8gaussians": {
-    "vae": (7.42, 6.72, 16.04),
-    "introvae": (1.29, 2.53, 1.67),
-    "soft_introvae": (1.25, 1.25, 0.96),
-  },
-  "2spirals": {
-    "vae": (6.19, 9.8, 4.89),
-    "introvae": (5.87, 8.38, 3.58),
-    "soft_introvae": (5.21, 8.13, 3.37),
-  },
-  "checkerboard": {
-    "vae": (8.53, 20.91, 9.78),
-    "introvae": (8.54, 19.03, 9.07),
-    "soft_introvae": (4.47, 20.27, 9.06),
-  },
-  "rings": {
-    "vae": (6.4, 13.16, 7.26),
-    "introvae": (7.25, 10.21, 4.24),
-    "soft_introvae": (6.3, 9.18, 4.13),
-  },
-}  # AS-IntroVAE's paper reports no 2-D set other than 8 Gaussians C1-C3.
-PAPER.update(
-  {
-    (d, m): f"KL {kl}, JSD {jsd}, gnELBO {g}"
-    for d, row in _SOFT_TABLE2.items()
-    for m, (g, kl, jsd) in row.items()
-  }
-)
 
-_TABLE = flags.DEFINE_enum("table", "c1c3", ["c1c3", "datasets"], "Which table.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds.")
-_STEPS = flags.DEFINE_integer("train_steps", REFERENCE_STEPS, "Training steps per run.")
-_STOP_AT = flags.DEFINE_integer(
-  "stop_at",
-  0,
-  "Screening: stop each run at this step of a --train_steps run's schedule (the warm-up, the "
-  "learning-rate milestones and AS-IntroVAE's annealing T = --anneal_steps stay those of "
-  "--train_steps); 0 = train the whole run. The result files and the table carry this step "
-  "count and the schedule's (`schedule_steps`).",
-  lower_bound=0,
-)
-_FIRST_SEGMENT = flags.DEFINE_integer(
-  "first_segment",
-  0,
-  "Basin check: train the first N steps with --first_segment_overrides, then resume to the "
-  "end with the run's own config (the workdir's config_history.jsonl records both segments; "
-  "the result file names the first's). 0 = one segment. Needs --tag.",
-  lower_bound=0,
-)
-_FIRST_OVERRIDES = flags.DEFINE_list(
-  "first_segment_overrides",
-  [],
-  "FLAG=VALUE changes for the first --first_segment steps only (e.g. beta_rec=0.2), typed "
-  "as --overrides.",
-)
-_METHODS = flags.DEFINE_list("methods", list(METHODS), "Methods (rows).")
-_DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Datasets (table=datasets).")
-_SETTINGS = flags.DEFINE_list(
-  "settings", list(COMBOS), "Hyper-parameter combinations (table=c1c3): C1, C2, C3."
-)
-_DRAWS = flags.DEFINE_integer("eval_draws", 3, "Evaluation draws per trained run.")
-REFERENCE_GRID_POINTS = 1024  # as_introvae_tf.metrics.GRID_POINTS (not imported: TensorFlow)
-_GRID = flags.DEFINE_integer(
-  "grid_points",
-  REFERENCE_GRID_POINTS,
-  "Points per axis of the gnELBO's normalising grid (the reference's 1024: 1 M points scored "
-  "per run). Fewer only to test the script; a result file records it, and a table of results "
-  "with another grid says so.",
-  lower_bound=2,
-)
-_WORKROOT = flags.DEFINE_string("workroot", "runs/reproduce_2d", "Where the runs go.")
-_RESULTS = flags.DEFINE_string(
-  "results_dir",
-  os.path.join(ROOT, "results", "2d"),
-  "One JSON per finished run (committed to git); runs with a result here are skipped.",
-)
-_OVERRIDES = flags.DEFINE_list(
-  "overrides",
-  [],
-  "FLAG=VALUE changes to every run's config (e.g. init=keras,rec_target_grad=false); a list "
-  "flag's integers are joined by ':' (lr_milestones=10000:15000; lr_milestones= for none). "
-  "Their values are used as given, not scaled to --train_steps. Needs --tag.",
-)
-_TAG = flags.DEFINE_string(
-  "tag",
-  "",
-  "Name of a variant (--overrides); part of the result file names and the table's heading.",
-)
-_ASSEMBLE = flags.DEFINE_boolean(
-  "assemble_only",
-  False,
-  "Train nothing: build the table from the result files (cells show how many seeds).",
-)
-_OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/TABLE.md).")
-_README = flags.DEFINE_string(
-  "readme",
-  None,
-  "Also replace this file's block "
-  "`<!-- BEGIN reproduce_2d TABLE STEPS[ TAG] -->` ... "
-  "`<!-- END reproduce_2d TABLE STEPS[ TAG] -->` by the table.",
-)
+def define_flags(flag_values=flags.FLAGS):
+  """The command line's flags, defined in `flag_values` (only the command line and `parse`
+  call this: importing the module defines nothing)."""
+  d = dict(flag_values=flag_values)
+  flags.DEFINE_enum("table", "c1c3", ["c1c3", "datasets"], "Which table.", **d)
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds.", **d)
+  flags.DEFINE_integer("train_steps", REFERENCE_STEPS, "Training steps per run.", **d)
+  flags.DEFINE_integer(
+    "stop_at",
+    0,
+    "Screening: stop each run at this step of a --train_steps run's schedule (the warm-up, the "
+    "learning-rate milestones and AS-IntroVAE's annealing T = --anneal_steps stay those of "
+    "--train_steps); 0 = train the whole run. The result files and the table carry this step "
+    "count and the schedule's (`schedule_steps`).",
+    lower_bound=0,
+    **d,
+  )
+  flags.DEFINE_integer(
+    "first_segment",
+    0,
+    "Basin check: train the first N steps with --first_segment_overrides, then resume to the "
+    "end with the run's own config (the workdir's config_history.jsonl records both segments; "
+    "the result file names the first's). 0 = one segment. Needs --tag.",
+    lower_bound=0,
+    **d,
+  )
+  flags.DEFINE_list(
+    "first_segment_overrides",
+    [],
+    "FLAG=VALUE changes for the first --first_segment steps only (e.g. beta_rec=0.2), typed "
+    "as --overrides.",
+    **d,
+  )
+  flags.DEFINE_list("methods", list(METHODS), "Methods (rows).", **d)
+  flags.DEFINE_list("datasets", list(DATASETS), "Datasets (table=datasets).", **d)
+  flags.DEFINE_list(
+    "settings",
+    list(COMBOS),
+    "Hyper-parameter combinations (table=c1c3): C1, C2, C3.",
+    **d,
+  )
+  flags.DEFINE_integer("eval_draws", 3, "Evaluation draws per trained run.", **d)
+  flags.DEFINE_integer(
+    "grid_points",
+    REFERENCE_GRID_POINTS,
+    "Points per axis of the gnELBO's normalising grid (the reference's 1024: 1 M points scored "
+    "per run). Fewer only to test the script; a result file records it, and a table of results "
+    "with another grid says so.",
+    lower_bound=2,
+    **d,
+  )
+  flags.DEFINE_string("workroot", "runs/reproduce_2d", "Where the runs go.", **d)
+  flags.DEFINE_string(
+    "results_dir",
+    os.path.join(ROOT, "results", "2d"),
+    "One JSON per finished run (committed to git); runs with a result here are skipped.",
+    **d,
+  )
+  flags.DEFINE_list(
+    "overrides",
+    [],
+    "FLAG=VALUE changes to every run's config (e.g. init=keras,rec_target_grad=false); a list "
+    "flag's integers are joined by ':' (lr_milestones=10000:15000; lr_milestones= for none). "
+    "Their values are used as given, not scaled to --train_steps. Needs --tag.",
+    **d,
+  )
+  flags.DEFINE_string(
+    "tag",
+    "",
+    "Name of a variant (--overrides); part of the result file names and the table's heading.",
+    **d,
+  )
+  flags.DEFINE_boolean(
+    "assemble_only",
+    False,
+    "Train nothing: build the table from the result files (cells show how many seeds).",
+    **d,
+  )
+  flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/TABLE.md).", **d)
+  flags.DEFINE_string(
+    "readme",
+    None,
+    "Also replace this file's block "
+    "`<!-- BEGIN reproduce_2d TABLE STEPS[ TAG] -->` ... "
+    "`<!-- END reproduce_2d TABLE STEPS[ TAG] -->` by the table.",
+    **d,
+  )
+
+
+def parse(argv):
+  """The flags of the command line `argv` (argv[0]: the program), in a FlagValues of their
+  own: what `run` takes, also in a process whose global flags hold others (tests).
+
+  Raises:
+    absl.flags.Error: an unknown flag or a bad value.
+  """
+  opts = flags.FlagValues()
+  define_flags(opts)
+  opts(argv)
+  return opts
+
 
 METRIC_KEYS = ("kl", "jsd", "gnelbo", "modes_covered", "high_quality_fraction")
 
@@ -241,19 +233,17 @@ def _flags_changed(config, dataset, method):
   }
 
 
-def _cells():
-  if _TABLE.value == "c1c3":
-    unknown = set(_SETTINGS.value) - set(COMBOS)
+def _cells(opts):
+  if opts.table == "c1c3":
+    unknown = set(opts.settings) - set(COMBOS)
     if unknown:
       raise app.UsageError(f"--settings: unknown {sorted(unknown)}; allowed {list(COMBOS)}")
     return [
       (combo, "8gaussians", method, COMBOS[combo])
-      for combo in _SETTINGS.value
-      for method in _METHODS.value
+      for combo in opts.settings
+      for method in opts.methods
     ]
-  return [
-    (dataset, dataset, method, None) for dataset in _DATASETS.value for method in _METHODS.value
-  ]
+  return [(dataset, dataset, method, None) for dataset in opts.datasets for method in opts.methods]
 
 
 def _fmt(values, scale=1.0):
@@ -263,98 +253,8 @@ def _fmt(values, scale=1.0):
   return f"{v.mean():.2f} +- {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
 
-def result_path(results_dir, table, cell, method, steps, seed, tag=""):
-  """`RESULTS/TABLE/CELL_METHOD[_TAG]_STEPS_seedK.json`."""
-  name = "_".join(p for p in (cell, method, tag, str(steps), f"seed{seed}") if p)
-  return os.path.join(results_dir, table, name + ".json")
-
-
-def load_result(path, eval_draws=None, grid_points=None, schedule_steps=None):
-  """The result of a finished run, or None (missing, or evaluated with other draws or another
-  gnELBO grid, or trained on another schedule; a file without `grid_points` was evaluated on
-  the reference grid, one without `schedule_steps` trained on its own `train_steps`)."""
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    saved = json.load(f)
-  if schedule_steps is not None and saved.get("schedule_steps", saved["train_steps"]) != (
-    schedule_steps
-  ):
-    return None
-  if eval_draws is not None and saved.get("eval_draws") != eval_draws:
-    return None
-  if grid_points is not None and saved.get("grid_points", REFERENCE_GRID_POINTS) != grid_points:
-    return None
-  return saved
-
-
-def training_wall_seconds(workdir):
-  """Seconds from the first to the last TensorBoard event of the run in `workdir` (all
-  segments of a resumed run, pauses between them included), or None without events."""
-  import glob  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-  times = []
-  for path in glob.glob(os.path.join(workdir, "tensorboard", "train", "events.out.tfevents.*")):
-    try:
-      for event in tf.compat.v1.train.summary_iterator(path):
-        if event.summary.value:
-          times.append(event.wall_time)
-    except tf.errors.DataLossError:  # a run killed while writing: keep what was read
-      pass
-  return max(times) - min(times) if len(times) > 1 else None
-
-
-TRAJECTORY = (
-  "rec",
-  "kl_real",
-  "kl_fake",
-  "exp_elbo_rec",
-  "exp_elbo_fake",
-  "grad_norm_encoder",
-  "as_distance",
-  "c",
-  "as_share_rec",
-  "as_share_fake",
-  "as_factor",
-  "learning_rate",
-)
-"""The training scalars a result file keeps at every logged step (those the run logged), so
-that the evidence of how a run trained outlives its workdir."""
-
-
-def training_trajectory(workdir, names=TRAJECTORY):
-  """`{"step": [...], NAME: [...]}`: the TensorBoard scalars `train/NAME` of the run in
-  `workdir` at every step where the first of them was logged (the latest value per step when a
-  resumed run logged a step twice; 4 significant digits); names the run never logged are
-  left out. Empty without events."""
-  import glob  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-  values = {}
-  paths = sorted(glob.glob(os.path.join(workdir, "tensorboard", "train", "events.out.tfevents.*")))
-  for path in paths:
-    try:
-      for event in tf.compat.v1.train.summary_iterator(path):
-        for value in event.summary.value:
-          name = value.tag.removeprefix("train/")
-          if name in names:
-            number = (
-              float(tf.make_ndarray(value.tensor))
-              if value.HasField("tensor")
-              else value.simple_value
-            )
-            values.setdefault(name, {})[int(event.step)] = float(f"{number:.4g}")
-    except tf.errors.DataLossError:  # a run killed while writing: keep what was read
-      pass
-  logged = [n for n in names if n in values]
-  if not logged:
-    return {}
-  steps = sorted(values[logged[0]])
-  return {"step": steps, **{n: [values[n].get(k) for k in steps] for n in logged}}
-
-
 def _write_result(
+  opts,
   path,
   config,
   dataset,
@@ -372,14 +272,14 @@ def _write_result(
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
   result = {
-    "table": _TABLE.value,
+    "table": opts.table,
     "cell": cell,
     "dataset": dataset,
     "method": method,
     "seed": seed,
     "train_steps": steps,
     "schedule_steps": schedule_steps or steps,
-    "tag": _TAG.value,
+    "tag": opts.tag,
     "flagfile": f"configs/{dataset}_{method}.flags",
     "flags_changed": _flags_changed(config, dataset, method),
     "commit": machine.git_commit(ROOT),
@@ -388,8 +288,8 @@ def _write_result(
     "tensorflow": tf.__version__,
     "train_wall_s": None if train_s is None else round(train_s, 1),
     "eval_wall_s": round(eval_s, 1),
-    "eval_draws": _DRAWS.value,
-    "grid_points": _GRID.value,
+    "eval_draws": opts.eval_draws,
+    "grid_points": opts.grid_points,
     "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
     "trajectory": training_trajectory(config.workdir),
   }
@@ -403,29 +303,29 @@ def _write_result(
   return result
 
 
-def _table(results, seeds, steps, schedule_steps=None):
-  """Markdown lines of the table over `_cells()` from {cell/method: [result, ...]}."""
+def _table(opts, results, seeds, steps, schedule_steps=None):
+  """Markdown lines of the table over `_cells(opts)` from {cell/method: [result, ...]}."""
   schedule = (
     f" of a {schedule_steps}-step schedule (screening)"
     if schedule_steps and schedule_steps != steps
     else ""
   )
-  tag = f", variant `{_TAG.value}` ({', '.join(_OVERRIDES.value)})" if _TAG.value else ""
-  if _FIRST_SEGMENT.value:
+  tag = f", variant `{opts.tag}` ({', '.join(opts.overrides)})" if opts.tag else ""
+  if opts.first_segment:
     tag += (
-      f", its first {_FIRST_SEGMENT.value} steps with {', '.join(_FIRST_OVERRIDES.value)} "
+      f", its first {opts.first_segment} steps with {', '.join(opts.first_segment_overrides)} "
       "(basin check)"
     )
   cpus = sorted({r["cpu"] for rows in results.values() for r in rows})
   walls = [r["train_wall_s"] for rows in results.values() for r in rows if r.get("train_wall_s")]
   lines = [
     f"Budget: {steps} training steps per run{schedule} (reference: {REFERENCE_STEPS}){tag}, "
-    f"seeds {','.join(map(str, seeds))}, {_DRAWS.value} evaluation draws per run; "
+    f"seeds {','.join(map(str, seeds))}, {opts.eval_draws} evaluation draws per run; "
     "mean +- sample std over seeds of the per-run mean. gnELBO in units of 1e-7"
     + (
       "."
-      if _GRID.value == REFERENCE_GRID_POINTS
-      else f", on a {_GRID.value}x{_GRID.value} grid (reference {REFERENCE_GRID_POINTS}x"
+      if opts.grid_points == REFERENCE_GRID_POINTS
+      else f", on a {opts.grid_points}x{opts.grid_points} grid (reference {REFERENCE_GRID_POINTS}x"
       f"{REFERENCE_GRID_POINTS}: not comparable)."
     ),
     "",
@@ -439,11 +339,11 @@ def _table(results, seeds, steps, schedule_steps=None):
       else "."
     )
   lines += [
-    f"| {'setting' if _TABLE.value == 'c1c3' else 'dataset'} | method | KL | JSD | "
+    f"| {'setting' if opts.table == 'c1c3' else 'dataset'} | method | KL | JSD | "
     "gnELBO (1e-7) | modes (of 8) | seeds | paper |",
     "|---|---|---|---|---|---|---|---|",
   ]
-  for cell, dataset, method, _ in _cells():
+  for cell, dataset, method, _ in _cells(opts):
     rows = results.get(f"{cell}/{method}", [])
     if not rows:
       lines.append(f"| {cell} | {method} | not run | | | | | {PAPER.get((cell, method), '')} |")
@@ -465,41 +365,52 @@ def _table(results, seeds, steps, schedule_steps=None):
 
 
 def main(argv):
+  """The command line (`app.run`): `run` with the parsed global flags."""
   del argv
-  overrides = _parse_overrides(_OVERRIDES.value)
-  if overrides and not _TAG.value:
+  run(flags.FLAGS)
+
+
+def run(opts):
+  """Trains (or reuses) and evaluates the runs of the flags `opts` (`parse`), then writes the
+  table, its JSON and the README block.
+
+  Raises:
+    app.UsageError: flags that do not go together (the message names them).
+  """
+  overrides = _parse_overrides(opts.overrides)
+  if overrides and not opts.tag:
     raise app.UsageError("--overrides needs --tag (the variant's name in its result files)")
-  first_overrides = _parse_overrides(_FIRST_OVERRIDES.value)
-  if (_FIRST_SEGMENT.value or first_overrides) and not (
-    _TAG.value and _FIRST_SEGMENT.value and first_overrides
+  first_overrides = _parse_overrides(opts.first_segment_overrides)
+  if (opts.first_segment or first_overrides) and not (
+    opts.tag and opts.first_segment and first_overrides
   ):
     raise app.UsageError(
       "--first_segment and --first_segment_overrides go together, with --tag (a two-segment "
       "run is a variant)"
     )
-  if _GRID.value != REFERENCE_GRID_POINTS and os.path.abspath(_RESULTS.value) == os.path.abspath(
-    _RESULTS.default
-  ):
+  if opts.grid_points != REFERENCE_GRID_POINTS and os.path.abspath(
+    opts.results_dir
+  ) == os.path.abspath(opts["results_dir"].default):
     raise app.UsageError(
-      f"--grid_points={_GRID.value} with the default --results_dir would replace the "
+      f"--grid_points={opts.grid_points} with the default --results_dir would replace the "
       f"reference-grid ({REFERENCE_GRID_POINTS}) results there: give another --results_dir"
     )
-  seeds = [int(s) for s in _SEEDS.value]
-  schedule_steps = _STEPS.value
-  if _STOP_AT.value and _STOP_AT.value >= schedule_steps:
+  seeds = [int(s) for s in opts.seeds]
+  schedule_steps = opts.train_steps
+  if opts.stop_at and opts.stop_at >= schedule_steps:
     raise app.UsageError(
-      f"--stop_at={_STOP_AT.value} must be below --train_steps={schedule_steps} (the schedule)"
+      f"--stop_at={opts.stop_at} must be below --train_steps={schedule_steps} (the schedule)"
     )
-  steps = _STOP_AT.value or schedule_steps
-  if _FIRST_SEGMENT.value >= steps:
-    raise app.UsageError(f"--first_segment={_FIRST_SEGMENT.value} must be below {steps} steps")
-  cells = _cells()
+  steps = opts.stop_at or schedule_steps
+  if opts.first_segment >= steps:
+    raise app.UsageError(f"--first_segment={opts.first_segment} must be below {steps} steps")
+  cells = _cells(opts)
   results = {}
   start = time.time()
   for cell, dataset, method, betas in cells:
     for seed in seeds:
-      path = result_path(_RESULTS.value, _TABLE.value, cell, method, steps, seed, _TAG.value)
-      result = load_result(path, _DRAWS.value, _GRID.value, schedule_steps)
+      path = result_path(opts.results_dir, opts.table, cell, method, steps, seed, opts.tag)
+      result = load_result(path, opts.eval_draws, opts.grid_points, schedule_steps)
       if result is None and load_result(path) is not None:
         other = load_result(path)
         if other.get("schedule_steps", other["train_steps"]) != schedule_steps:
@@ -507,7 +418,7 @@ def main(argv):
             f"{path} holds a run on a {other.get('schedule_steps', other['train_steps'])}-step "
             f"schedule, not {schedule_steps}: give this variant its own --tag"
           )
-      if result is None and _ASSEMBLE.value:
+      if result is None and opts.assemble_only:
         continue
       if result is None:
         # pylint: disable=import-outside-toplevel
@@ -515,25 +426,26 @@ def main(argv):
         from as_introvae_tf import train_lib
 
         # pylint: enable=import-outside-toplevel
-        tag = f"_{_TAG.value}" if _TAG.value else ""
+        tag = f"_{opts.tag}" if opts.tag else ""
         workdir = os.path.join(
-          _WORKROOT.value, _TABLE.value, f"{cell}_{method}{tag}", f"{steps}_seed{seed}"
+          opts.workroot, opts.table, f"{cell}_{method}{tag}", f"{steps}_seed{seed}"
         )
         config = _config(
-          dataset, method, seed, schedule_steps, workdir, betas, overrides, _STOP_AT.value
+          dataset, method, seed, schedule_steps, workdir, betas, overrides, opts.stop_at
         )
-        if _FIRST_SEGMENT.value:
+        if opts.first_segment:
           first = config.replace(  # the whole run's annealing T, not the segment's
-            train_steps=_FIRST_SEGMENT.value,
+            train_steps=opts.first_segment,
             anneal_steps=config.anneal_steps or config.train_steps,
             **first_overrides,
           )
           train_lib.train_and_evaluate(first)  # returns at once when it is done already
         train_lib.train_and_evaluate(config)
         t1 = time.time()
-        options = eval_lib.EvalOptions(eval_draws=_DRAWS.value, grid_points=_GRID.value)
+        options = eval_lib.EvalOptions(eval_draws=opts.eval_draws, grid_points=opts.grid_points)
         metrics = eval_lib.evaluate(workdir, options, log=lambda *a: None)["metrics"]
         result = _write_result(
+          opts,
           path,
           config,
           dataset,
@@ -545,8 +457,8 @@ def main(argv):
           training_wall_seconds(workdir),
           time.time() - t1,
           schedule_steps,
-          {"steps": _FIRST_SEGMENT.value, "overrides": _FIRST_OVERRIDES.value}
-          if _FIRST_SEGMENT.value
+          {"steps": opts.first_segment, "overrides": opts.first_segment_overrides}
+          if opts.first_segment
           else None,
         )
       results.setdefault(f"{cell}/{method}", []).append(result)
@@ -557,9 +469,9 @@ def main(argv):
         flush=True,
       )
 
-  table = "\n".join(_table(results, seeds, steps, schedule_steps))
+  table = "\n".join(_table(opts, results, seeds, steps, schedule_steps))
   print(table)
-  out = _OUT.value or os.path.join(_WORKROOT.value, f"{_TABLE.value}.md")
+  out = opts.out or os.path.join(opts.workroot, f"{opts.table}.md")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out, "w") as f:
     f.write(table + "\n")
@@ -568,16 +480,17 @@ def main(argv):
       {
         "train_steps": steps,
         "seeds": seeds,
-        "tag": _TAG.value,
+        "tag": opts.tag,
         "results": {k: [r["metrics"] for r in v] for k, v in results.items()},
       },
       f,
       indent=2,
     )
-  if _README.value:
-    key = " ".join(p for p in ("reproduce_2d", _TABLE.value, str(steps), _TAG.value) if p)
-    replace_readme_block(_README.value, key, table)
+  if opts.readme:
+    key = " ".join(p for p in ("reproduce_2d", opts.table, str(steps), opts.tag) if p)
+    replace_readme_block(opts.readme, key, table)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

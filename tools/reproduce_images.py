@@ -33,7 +33,8 @@ from absl import app
 from absl import flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+if __name__ == "__main__":  # `python tools/reproduce_images.py`: the package on sys.path
+  sys.path.insert(0, ROOT)
 
 from as_introvae_tf import config as config_lib  # noqa: E402
 
@@ -51,40 +52,62 @@ PAPER = {  # as-introvae.md Table 3 (PSNR / SSIM / MSE) and Table 2 (FID, Incept
   ("cifar10", "wgan_gp"): "FID 434.11",
 }
 
-_DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Datasets (table blocks).")
-_METHODS = flags.DEFINE_list(
-  "methods",
-  list(METHODS),
-  "Methods (rows): soft_introvae, as_introvae, and optionally wgan_gp, avae, vae, introvae.",
-)
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Training seeds (mean +- std over seeds).")
-_STEPS = flags.DEFINE_integer("train_steps", 1500, "Training steps per run (every method).")
-_BATCH = flags.DEFINE_integer(
-  "batch_size",
-  64,
-  "Batch size of every run (WGAN-GP: per critic iteration, so its batch is this x --n_critic).",
-)
-_FILTERS = flags.DEFINE_list(
-  "filters",
-  None,
-  "Encoder/decoder channels for every dataset "
-  "(default: a quarter of the paper's, see BUDGET_FILTERS).",
-)
-_NUM_SAMPLES = flags.DEFINE_integer(
-  "num_samples", 5000, "Test images reconstructed, and samples generated, per evaluation."
-)
-_INCEPTION = flags.DEFINE_string(
-  "inception_weights", None, "InceptionV3 weights file: adds the papers' Inception FID."
-)
-_WORKROOT = flags.DEFINE_string("workroot", "runs/reproduce_images", "Where the runs go.")
-_OUT = flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/images.md).")
+
+def define_flags(flag_values=flags.FLAGS):
+  """The command line's flags, defined in `flag_values` (only the command line and `parse`
+  call this: importing the module defines nothing)."""
+  d = dict(flag_values=flag_values)
+  flags.DEFINE_list("datasets", list(DATASETS), "Datasets (table blocks).", **d)
+  flags.DEFINE_list(
+    "methods",
+    list(METHODS),
+    "Methods (rows): soft_introvae, as_introvae, and optionally wgan_gp, avae, vae, introvae.",
+    **d,
+  )
+  flags.DEFINE_list("seeds", ["0"], "Training seeds (mean +- std over seeds).", **d)
+  flags.DEFINE_integer("train_steps", 1500, "Training steps per run (every method).", **d)
+  flags.DEFINE_integer(
+    "batch_size",
+    64,
+    "Batch size of every run (WGAN-GP: per critic iteration, so its batch is this x --n_critic).",
+    **d,
+  )
+  flags.DEFINE_list(
+    "filters",
+    None,
+    "Encoder/decoder channels for every dataset "
+    "(default: a quarter of the paper's, see BUDGET_FILTERS).",
+    **d,
+  )
+  flags.DEFINE_integer(
+    "num_samples", 5000, "Test images reconstructed, and samples generated, per evaluation.", **d
+  )
+  flags.DEFINE_string(
+    "inception_weights", None, "InceptionV3 weights file: adds the papers' Inception FID.", **d
+  )
+  flags.DEFINE_string("workroot", "runs/reproduce_images", "Where the runs go.", **d)
+  flags.DEFINE_string("out", None, "Markdown output file (default WORKROOT/images.md).", **d)
 
 
-def _config(dataset, method, seed, workdir):
+def parse(argv):
+  """The flags of the command line `argv` (argv[0]: the program), in a FlagValues of their
+  own: what `run` takes, also in a process whose global flags hold others (tests).
+
+  Raises:
+    absl.flags.Error: an unknown flag or a bad value.
+  """
+  opts = flags.FlagValues()
+  define_flags(opts)
+  opts(argv)
+  return opts
+
+
+def _config(opts, dataset, method, seed, workdir):
+  """The run's config: the method's flagfile for `dataset` at the budget of the flags `opts`."""
   config = config_lib.from_flagfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags"))
-  steps = _STEPS.value
-  filters = tuple(int(f) for f in _FILTERS.value) if _FILTERS.value else BUDGET_FILTERS[dataset]
-  batch = _BATCH.value * (config.n_critic if method == "wgan_gp" else 1)
+  steps = opts.train_steps
+  filters = tuple(int(f) for f in opts.filters) if opts.filters else BUDGET_FILTERS[dataset]
+  batch = opts.batch_size * (config.n_critic if method == "wgan_gp" else 1)
   return config.replace(
     seed=seed,
     workdir=workdir,
@@ -134,27 +157,37 @@ def _fmt(values, digits):
 
 
 def main(argv):
+  """The command line (`app.run`): `run` with the parsed global flags."""
   del argv
+  run(flags.FLAGS)
+
+
+def run(opts):
+  """Trains (or reuses) and evaluates every run of the flags `opts` (`parse`), then writes
+  the table and its JSON."""
   from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
   from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-  tf.config.threading.set_inter_op_parallelism_threads(2)
-  tf.config.threading.set_intra_op_parallelism_threads(1)
+  try:
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+  except RuntimeError:  # called in a process whose TensorFlow has started (tests): its threads
+    pass
 
-  seeds = [int(s) for s in _SEEDS.value]
+  seeds = [int(s) for s in opts.seeds]
   options = eval_lib.EvalOptions(
-    num_samples=_NUM_SAMPLES.value, inception_weights=_INCEPTION.value
+    num_samples=opts.num_samples, inception_weights=opts.inception_weights
   ).validate()
   results, budgets = {}, {}
   start = time.time()
-  for dataset in _DATASETS.value:
-    for method in _METHODS.value:
+  for dataset in opts.datasets:
+    for method in opts.methods:
       for seed in seeds:
-        workdir = os.path.join(_WORKROOT.value, f"{dataset}_{method}", f"seed{seed}")
-        config = _config(dataset, method, seed, workdir)
+        workdir = os.path.join(opts.workroot, f"{dataset}_{method}", f"seed{seed}")
+        config = _config(opts, dataset, method, seed, workdir)
         budgets[dataset] = (
-          f"filters {','.join(map(str, config.filters))}, z {config.z_dim}, batch {_BATCH.value}"
+          f"filters {','.join(map(str, config.filters))}, z {config.z_dim}, batch {opts.batch_size}"
         )
         saved = _saved_metrics(os.path.abspath(workdir), config.train_steps, options)
         if saved is None:
@@ -182,9 +215,9 @@ def main(argv):
     {k for rows in results.values() for r in rows for k in r if k.startswith("fid_")}
   )
   lines = [
-    f"Budget: {_STEPS.value} training steps per run, seeds {','.join(map(str, seeds))}; "
+    f"Budget: {opts.train_steps} training steps per run, seeds {','.join(map(str, seeds))}; "
     + "; ".join(f"{d}: {b}" for d, b in budgets.items())
-    + f". Evaluation: {_NUM_SAMPLES.value} test images and {_NUM_SAMPLES.value} samples "
+    + f". Evaluation: {opts.num_samples} test images and {opts.num_samples} samples "
     "(EMA decoder where the config has one). fid_<net> is the domain FID of the "
     "project's feature net, not Inception FID; the paper's numbers are MNIST (not "
     "Fashion-MNIST) and CIFAR-10 at full budget with Inception FID.",
@@ -194,8 +227,8 @@ def main(argv):
     + " | active units | paper (PSNR / SSIM / MSE; FID) |",
     "|---|---|---|---|---|" + "---|" * len(fid_keys) + "---|---|",
   ]
-  for dataset in _DATASETS.value:
-    for method in _METHODS.value:
+  for dataset in opts.datasets:
+    for method in opts.methods:
       rows = results[f"{dataset}/{method}"]
       cells = [
         _fmt([r.get("psnr") for r in rows], 3),
@@ -211,17 +244,17 @@ def main(argv):
       )
   table = "\n".join(lines)
   print(table)
-  out = _OUT.value or os.path.join(_WORKROOT.value, "images.md")
+  out = opts.out or os.path.join(opts.workroot, "images.md")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out, "w") as f:
     f.write(table + "\n")
   with open(out + ".json", "w") as f:
     json.dump(
       {
-        "train_steps": _STEPS.value,
+        "train_steps": opts.train_steps,
         "seeds": seeds,
         "budgets": budgets,
-        "num_samples": _NUM_SAMPLES.value,
+        "num_samples": opts.num_samples,
         "results": results,
       },
       f,
@@ -230,4 +263,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

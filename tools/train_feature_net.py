@@ -12,27 +12,36 @@
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":  # `python tools/train_feature_net.py`: the package on sys.path
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_DATASET = flags.DEFINE_string(
-  "dataset",
-  "fashion_mnist",
-  "fashion_mnist | cifar10 | folder:PATH (an image folder with class subfolders).",
-)
-_OUT = flags.DEFINE_string(
-  "out",
-  None,
-  "Output .keras file (a .json description is written "
-  "next to it). Default: the cache path evaluate looks for.",
-)
-_EPOCHS = flags.DEFINE_integer("epochs", 2, "Passes over the training split.")
-_MAX_STEPS = flags.DEFINE_integer("max_steps", None, "Stop after this many steps (tests).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values=flags.FLAGS):
+  """The command line's flags, defined in `flag_values` (only the command line calls this:
+  importing the module defines nothing)."""
+  d = dict(flag_values=flag_values)
+  flags.DEFINE_string(
+    "dataset",
+    "fashion_mnist",
+    "fashion_mnist | cifar10 | folder:PATH (an image folder with class subfolders).",
+    **d,
+  )
+  flags.DEFINE_string(
+    "out",
+    None,
+    "Output .keras file (a .json description is written "
+    "next to it). Default: the cache path evaluate looks for.",
+    **d,
+  )
+  flags.DEFINE_integer("epochs", 2, "Passes over the training split.", **d)
+  flags.DEFINE_integer("max_steps", None, "Stop after this many steps (tests).", **d)
+  flags.DEFINE_integer("batch_size", 128, "Batch size.", **d)
+  flags.DEFINE_integer("seed", 0, "Random seed.", **d)
 
 
 def main(argv):
@@ -42,19 +51,19 @@ def main(argv):
   from as_introvae_tf import feature_nets  # pylint: disable=import-outside-toplevel
 
   try:
-    out = _OUT.value
+    out = FLAGS.out
     if out is None:
-      key = feature_nets.dataset_key(data.parse_dataset(_DATASET.value, None, None))
+      key = feature_nets.dataset_key(data.parse_dataset(FLAGS.dataset, None, None))
       if key is None:
-        raise ValueError(f"--dataset={_DATASET.value} has no class labels")
+        raise ValueError(f"--dataset={FLAGS.dataset} has no class labels")
       out = str(feature_nets.default_feature_net_path(key))
     info = feature_nets.train_feature_net(
-      _DATASET.value,
+      FLAGS.dataset,
       os.path.expanduser(out),
-      epochs=_EPOCHS.value,
-      max_steps=_MAX_STEPS.value,
-      batch_size=_BATCH_SIZE.value,
-      seed=_SEED.value,
+      epochs=FLAGS.epochs,
+      max_steps=FLAGS.max_steps,
+      batch_size=FLAGS.batch_size,
+      seed=FLAGS.seed,
     )
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
@@ -64,4 +73,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

@@ -30,10 +30,11 @@ global batches (``drop_remainder=True``) and is meant to be fed to
 ``strategy.experimental_distribute_dataset``.
 
 One module per source: ``two_d`` (2-D samplers), ``idx`` (IDX files: Fashion-MNIST images and
-labels), ``folders`` (image folders), ``standard`` (standard datasets by name, TFDS); ``common``
-(``DatasetSpec``, splits, image conversion) and ``pipeline`` (``parse_dataset``,
-``build_dataset``, ``count_examples``, dispatching by source). Every public name is exported
-here; to replace one in a test, patch the module that calls it (e.g.
+labels), ``folders`` (image folders; ``image_files``: one file's header and decode,
+``image_scan``: the up-front check of a folder's files), ``standard`` (standard datasets by
+name, TFDS); ``common`` (``DatasetSpec``, splits, image conversion) and ``pipeline``
+(``parse_dataset``, ``build_dataset``, ``count_examples``, dispatching by source). Every public
+name is exported here; to replace one in a test, patch the module that calls it (e.g.
 ``data.standard.network_available``).
 """
 
@@ -46,14 +47,14 @@ from as_introvae_tf.data.common import SPLITS
 from as_introvae_tf.data.common import DatasetSpec
 from as_introvae_tf.data.common import shared_data_dir
 from as_introvae_tf.data.common import with_pipeline_options
-from as_introvae_tf.data.folders import DEFAULT_MAX_IMAGE_PIXELS
 from as_introvae_tf.data.folders import IMAGE_EXTENSIONS
 from as_introvae_tf.data.folders import MAX_CONSECUTIVE_BAD_BATCHES
-from as_introvae_tf.data.folders import ImageScan
-from as_introvae_tf.data.folders import decode_file
-from as_introvae_tf.data.folders import find_bad_images
 from as_introvae_tf.data.folders import list_image_files
-from as_introvae_tf.data.folders import scan_images
+from as_introvae_tf.data.image_files import decode_file
+from as_introvae_tf.data.image_scan import DEFAULT_MAX_IMAGE_PIXELS
+from as_introvae_tf.data.image_scan import ImageScan
+from as_introvae_tf.data.image_scan import find_bad_images
+from as_introvae_tf.data.image_scan import scan_images
 from as_introvae_tf.data.idx import FASHION_MNIST_DIR
 from as_introvae_tf.data.idx import load_fashion_mnist
 from as_introvae_tf.data.idx import load_fashion_mnist_labels

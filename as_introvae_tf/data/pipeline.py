@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from as_introvae_tf.data import folders
+from as_introvae_tf.data import image_scan
 from as_introvae_tf.data import idx
 from as_introvae_tf.data import standard
 from as_introvae_tf.data import two_d
@@ -30,7 +31,7 @@ def parse_dataset(
   image_size: int | None,
   channels: int | None,
   data_dir: str | None = None,
-  max_image_pixels: int = folders.DEFAULT_MAX_IMAGE_PIXELS,
+  max_image_pixels: int = image_scan.DEFAULT_MAX_IMAGE_PIXELS,
 ) -> DatasetSpec:
   """Parses a ``--dataset`` string (see the package docstring) into a :class:`DatasetSpec`.
 
@@ -86,7 +87,7 @@ def count_examples(
   *,
   bad_images: str = "fail",
   data_dir=None,
-  max_image_pixels: int = folders.DEFAULT_MAX_IMAGE_PIXELS,
+  max_image_pixels: int = image_scan.DEFAULT_MAX_IMAGE_PIXELS,
 ) -> int:
   """Examples in a split of an image dataset: usable files of a folder's split (unreadable
   ones and those over ``max_image_pixels`` are not counted), Fashion-MNIST's 60,000 / 10,000,
@@ -101,7 +102,7 @@ def count_examples(
     return int(idx.load_fashion_mnist(split).shape[0])
   if spec.kind == "folder":
     files = folders.list_image_files(spec.name, split)
-    return len(files) - len(folders.scan_images(files, max_image_pixels).bad)
+    return len(files) - len(image_scan.scan_images(files, max_image_pixels).bad)
   import tensorflow_datasets as tfds
 
   return int(tfds.builder(spec.name, data_dir=data_dir).info.splits[split].num_examples)
@@ -117,7 +118,7 @@ def build_dataset(
   repeat: bool = True,
   bad_images: str = "fail",
   data_dir=None,
-  max_image_pixels: int = folders.DEFAULT_MAX_IMAGE_PIXELS,
+  max_image_pixels: int = image_scan.DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tf.data.Dataset:
   """The input pipeline of a :class:`DatasetSpec`: global batches, ``drop_remainder=True``.
 
@@ -135,7 +136,7 @@ def build_dataset(
     RGB -> grey by ``rgb_to_grayscale``, alpha dropped) and resized to ``H x W``
     (``tf.image.resize``, antialiased bilinear; not aspect-preserving).
   * ``bad_images`` (folders): every file is checked up front, decoded as the pipeline decodes
-    it (``folders.scan_images``); ``"fail"`` raises ValueError naming the unusable files and
+    it (``image_scan.scan_images``); ``"fail"`` raises ValueError naming the unusable files and
     why, ``"skip"`` drops them and logs a warning with their count and up to 10 names. With
     ``"skip"``, a batch that still fails later (a file changed after the check) is dropped,
     and ``folders.MAX_CONSECUTIVE_BAD_BATCHES`` (100) dropped in a row stop the iterator with
@@ -160,7 +161,7 @@ def build_dataset(
     raise ValueError(f"global_batch_size must be a positive integer, got {global_batch_size!r}")
   if bad_images not in BAD_IMAGES_MODES:
     raise ValueError(f"--bad_images must be one of {BAD_IMAGES_MODES}, got {bad_images!r}")
-  max_image_pixels = folders.check_max_image_pixels(max_image_pixels)
+  max_image_pixels = image_scan.check_max_image_pixels(max_image_pixels)
   return with_pipeline_options(
     _build_dataset(
       spec,

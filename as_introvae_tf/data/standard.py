@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from as_introvae_tf.data import folders
 from as_introvae_tf.data import idx
+from as_introvae_tf.data import image_scan
 from as_introvae_tf.data.common import SHARED_DATA_ENV
 from as_introvae_tf.data.common import DatasetSpec
 from as_introvae_tf.data.common import resize_if_needed
@@ -97,7 +98,7 @@ def _what_to_get(key: str, tfds_name: str, data_dir) -> str:
 
 
 def resolve_standard(
-  key, image_size, channels, data_dir=None, max_image_pixels=folders.DEFAULT_MAX_IMAGE_PIXELS
+  key, image_size, channels, data_dir=None, max_image_pixels=image_scan.DEFAULT_MAX_IMAGE_PIXELS
 ) -> DatasetSpec:
   """The :class:`DatasetSpec` of a standard dataset, finding or downloading its data (see the
   package docstring for the order).

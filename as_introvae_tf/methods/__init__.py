@@ -3,7 +3,9 @@
 A method is a `keras.Model` subclass of `base.IntrospectiveVAE` in `methods/<name>.py`,
 registered under `<name>` (`--method=<name>`) with `@register("<name>")`. It declares its
 hyper-parameter dataclass (`hparams_class`), its metrics (`metric_names`), the advice printed
-when it diverges (`divergence_hint`) and its `train_step` (`introspective_step`).
+when it diverges (`divergence_hint`) and its `train_step` (`introspective_step`), written in
+the public API of `base.IntrospectiveVAE`; its own checks of a config go in its
+`validate_config` (called through `validate_config` here).
 
 The registry finds the methods by their file names, without importing them (so `config.py`
 lists `--method`'s values without TensorFlow); `get(name)` imports the file and returns the
@@ -19,8 +21,9 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import sys
 
-__all__ = ["all_methods", "get", "names", "register"]
+__all__ = ["all_methods", "get", "names", "register", "validate_config"]
 
 _NOT_METHODS = frozenset({"base"})
 """Modules of this package that hold no method."""
@@ -83,3 +86,23 @@ def get(name):
 def all_methods():
   """{name: model class} of every method (imports them all)."""
   return {name: get(name) for name in names()}
+
+
+def validate_config(config, num_replicas=None):
+  """Runs the checks of `config.method`'s own class (`IntrospectiveVAE.validate_config`) on
+  `config` (`config.ExperimentConfig.validate` calls it after the common checks). Imports the
+  method, and with it TensorFlow, quietly (`cli.import_tensorflow`) if it is not imported yet.
+
+  Args:
+    config: an `ExperimentConfig`.
+    num_replicas: replicas of the strategy, or None when not known yet.
+
+  Raises:
+    ValueError: the method cannot run with `config` (the message names the flag), or an
+      unknown method.
+  """
+  if "tensorflow" not in sys.modules:
+    from as_introvae_tf import cli  # pylint: disable=import-outside-toplevel
+
+    cli.import_tensorflow()
+  get(config.method).validate_config(config, num_replicas)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from as_introvae_tf import distribute
 from as_introvae_tf import losses
 from as_introvae_tf.hparams import AS_XLA_MODES
 from as_introvae_tf import methods
@@ -90,7 +91,10 @@ class ASIntroVAE(soft_introvae.SoftIntroVAE):
 
   def _as_distance(self, mu_r, logvar_r, mu_f, logvar_f, reduction):
     """`--as_scale` times the AS-Distance over the global batch (`losses.as_distance`)."""
-    g = self._gather_live
+
+    def g(t):
+      return distribute.gather_live(t, self.global_batch_size)
+
     return self.hparams.as_scale * losses.as_distance(
       g(mu_r),
       g(logvar_r),
@@ -147,7 +151,7 @@ class ASDivergence(soft_introvae.KLDivergence):
     as_e, c = div.state
     return losses.as_encoder_surrogate(
       as_e,
-      model._global_batch_mean(exp_rec + exp_fake),
+      model.global_batch_mean(exp_rec + exp_fake),
       c=c,
       scale=model.scale,
       beta_neg=model.hparams.beta_neg,

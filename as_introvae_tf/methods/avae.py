@@ -7,7 +7,7 @@ Generator = the project's VAE (encoder E, decoder D); discriminator = a plain au
 BEGAN-style equilibrium with a PID update of `k_t` (`losses/adversarial.py`). It shares the
 machinery of `base.IntrospectiveVAE`: stateless noise drawn for the global batch and sliced per
 replica, global-batch averaging, gradient norms, metric trackers, the NaN/inf record, the
-decoder EMA used for sampling and `prepare_for_inference`.
+decoder EMA used for sampling and `prepare_for_inference` (`inference.ForInference`).
 """
 
 from __future__ import annotations
@@ -160,8 +160,8 @@ class AVAE(base.IntrospectiveVAE):
 
   def introspective_step(self, x):
     hp = self.avae_hparams
-    z_g = self._normal(0)
-    eps = self._normal(1)
+    z_g = self.normal_noise(0)
+    eps = self.normal_noise(1)
     k_prev = tf.identity(self.k_t)  # k_{t-1} (eq. 13)
     e_vars = self.encoder.trainable_variables
     d_vars = self.decoder.trainable_variables
@@ -185,37 +185,37 @@ class AVAE(base.IntrospectiveVAE):
         l_g, l_v, l_s, l_e, alpha=hp.alpha, beta=hp.beta, gamma=hp.gamma
       )
       per_example_a = losses.avae_discriminator_loss(l_d, l_g, l_v, k=k_prev, alpha=hp.alpha)
-      loss_e = self._mean(per_example_e)
-      loss_d = self._mean(per_example_d)
-      loss_a = self._mean(per_example_a)
-    grads_e = self._gradients(tape, loss_e, e_vars, self.encoder_optimizer)
-    grads_d = self._gradients(tape, loss_d, d_vars, self.decoder_optimizer)
-    grads_a = self._gradients(tape, loss_a, a_vars, self.discriminator_optimizer)
+      loss_e = self.loss_mean(per_example_e)
+      loss_d = self.loss_mean(per_example_d)
+      loss_a = self.loss_mean(per_example_a)
+    grads_e = self.gradients(tape, loss_e, e_vars, self.encoder_optimizer)
+    grads_d = self.gradients(tape, loss_d, d_vars, self.decoder_optimizer)
+    grads_a = self.gradients(tape, loss_a, a_vars, self.discriminator_optimizer)
     del tape
     # skip_batch: the three updates and the PID state come from one pass: all or none.
-    self._require_finite(
-      self._finite_checks(loss_e, grads_e, self.encoder_optimizer)
-      + self._finite_checks(loss_d, grads_d, self.decoder_optimizer)
-      + self._finite_checks(loss_a, grads_a, self.discriminator_optimizer)
+    self.require_finite(
+      (loss_e, grads_e, self.encoder_optimizer),
+      (loss_d, grads_d, self.decoder_optimizer),
+      (loss_a, grads_a, self.discriminator_optimizer),
     )
 
     # === Update E (line 8) ===
-    self._apply(self.encoder_optimizer, grads_e, e_vars, "encoder", loss_e)
+    self.apply_update(self.encoder_optimizer, grads_e, e_vars, "encoder", loss_e)
     # === Update D (line 11) ===
-    self._apply(self.decoder_optimizer, grads_d, d_vars, "decoder", loss_d)
+    self.apply_update(self.decoder_optimizer, grads_d, d_vars, "decoder", loss_d)
     # === PID update of k_t (line 12; eq. 11-12), from global-batch means ===
-    m_d, m_g, m_v = (self._global_batch_mean(t) for t in (l_d, l_g, l_v))
+    m_d, m_g, m_v = (self.global_batch_mean(t) for t in (l_d, l_g, l_v))
     e_t = losses.avae_balance_error(m_d, m_g, m_v, eta=hp.eta, alpha=hp.alpha)
     e_prev, e_prev2 = tf.identity(self.e_prev), tf.identity(self.e_prev2)
     k_t = losses.pid_update(
       k_prev, e_t, e_prev, e_prev2, ki=hp.pid_ki, kp=hp.pid_kp, kd=hp.pid_kd, clip=hp.clip_k
     )
-    ok = self._batch_ok  # always True with nan_policy="stop"
+    ok = self.batch_ok  # always True with nan_policy="stop"
     self.k_t.assign(tf.where(ok, k_t, k_prev))
     self.e_prev2.assign(tf.where(ok, e_prev, e_prev2))
     self.e_prev.assign(tf.where(ok, e_t, e_prev))
     # === Update E', D' (line 13) ===
-    self._apply(self.discriminator_optimizer, grads_a, a_vars, "discriminator", loss_a)
+    self.apply_update(self.discriminator_optimizer, grads_a, a_vars, "discriminator", loss_a)
 
     return {
       "loss_encoder": tf.reduce_mean(per_example_e),

@@ -39,8 +39,8 @@ class IntroVAE(base.IntrospectiveVAE):
 
   def introspective_step(self, x):
     hp = self.hparams
-    z_p = self._normal(0)
-    eps = self._normal(1)
+    z_p = self.normal_noise(0)
+    eps = self.normal_noise(1)
 
     # === Update E ===
     with tf.GradientTape() as tape:
@@ -50,7 +50,7 @@ class IntroVAE(base.IntrospectiveVAE):
       x_r = self.decoder(z, training=True)
       rec_real = losses.reconstruction_error(x, x_r)
       kl_real = losses.gaussian_kl(mu, logvar)
-      post_rec, post_fake = self._passes(self.encoder, [tf.stop_gradient(x_r), x_f])
+      post_rec, post_fake = self.passes(self.encoder, [tf.stop_gradient(x_r), x_f])
       kl_rec = losses.gaussian_kl(*post_rec)
       kl_fake = losses.gaussian_kl(*post_fake)
       per_example_e = losses.introvae_encoder_loss(
@@ -63,25 +63,21 @@ class IntroVAE(base.IntrospectiveVAE):
         beta_rec=hp.beta_rec,
         beta_kl=hp.beta_kl,
       )
-      loss_e = self._mean(per_example_e)
-    self._minimize(
-      tape, loss_e, self.encoder.trainable_variables, self.encoder_optimizer, "encoder"
-    )
+      loss_e = self.loss_mean(per_example_e)
+    self.minimize(tape, loss_e, self.encoder.trainable_variables, self.encoder_optimizer, "encoder")
 
     # === Update D ===
     with tf.GradientTape() as tape:
-      x_f, x_r = self._passes(self.decoder, [z_p, tf.stop_gradient(z)])
+      x_f, x_r = self.passes(self.decoder, [z_p, tf.stop_gradient(z)])
       rec_real_d = losses.reconstruction_error(x, x_r)
-      post_rec, post_fake = self._passes(self.encoder, [x_r, x_f])
+      post_rec, post_fake = self.passes(self.encoder, [x_r, x_f])
       kl_rec_d = losses.gaussian_kl(*post_rec)
       kl_fake_d = losses.gaussian_kl(*post_fake)
       per_example_d = losses.introvae_decoder_loss(
         rec_real_d, kl_rec_d, kl_fake_d, alpha=hp.introvae_alpha, beta_rec=hp.beta_rec
       )
-      loss_d = self._mean(per_example_d)
-    self._minimize(
-      tape, loss_d, self.decoder.trainable_variables, self.decoder_optimizer, "decoder"
-    )
+      loss_d = self.loss_mean(per_example_d)
+    self.minimize(tape, loss_d, self.decoder.trainable_variables, self.decoder_optimizer, "decoder")
 
     kl_real_mean, kl_fake_mean = tf.reduce_mean(kl_real), tf.reduce_mean(kl_fake_d)
     return {

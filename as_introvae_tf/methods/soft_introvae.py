@@ -47,9 +47,9 @@ class SoftIntroVAE(base.IntrospectiveVAE):
 
   def introspective_step(self, x):
     hp, s = self.hparams, self.scale
-    z_p = self._normal(0)
-    eps, eps_r, eps_f = self._normal(1), self._normal(2), self._normal(3)
-    eps_r_d, eps_f_d = self._normal(4), self._normal(5)
+    z_p = self.normal_noise(0)
+    eps, eps_r, eps_f = self.normal_noise(1), self.normal_noise(2), self.normal_noise(3)
+    eps_r_d, eps_f_d = self.normal_noise(4), self.normal_noise(5)
     divergence = self.divergence
 
     # === Update E === (decoder frozen: only encoder variables are updated)
@@ -64,7 +64,7 @@ class SoftIntroVAE(base.IntrospectiveVAE):
       kl_real = losses.gaussian_kl(mu, logvar)
 
       x_r_in = tf.stop_gradient(x_r)
-      (mu_r, logvar_r, y_r), (mu_f, logvar_f, y_f) = self._encode_sample_decode_pair(
+      (mu_r, logvar_r, y_r), (mu_f, logvar_f, y_f) = self.encode_sample_decode_pair(
         x_r_in, eps_r, x_f, eps_f
       )
       rr_rec = losses.reconstruction_error(x_r if hp.rec_target_grad else x_r_in, y_r)
@@ -79,18 +79,16 @@ class SoftIntroVAE(base.IntrospectiveVAE):
       per_example_e = losses.soft_introvae_encoder_loss(
         rec_real, kl_real, exp_rec, exp_fake, scale=s, beta_rec=hp.beta_rec, beta_kl=hp.beta_kl
       )
-      loss_e = self._mean(per_example_e) + divergence.encoder_loss_term(
+      loss_e = self.loss_mean(per_example_e) + divergence.encoder_loss_term(
         self, div, exp_rec, exp_fake
       )
-    self._minimize(
-      tape, loss_e, self.encoder.trainable_variables, self.encoder_optimizer, "encoder"
-    )
+    self.minimize(tape, loss_e, self.encoder.trainable_variables, self.encoder_optimizer, "encoder")
 
     # === Update D === (encoder frozen: gradients flow through it, only D is updated)
     with tf.GradientTape() as tape:
-      x_f, x_r = self._passes(self.decoder, [z_p, tf.stop_gradient(z)])
+      x_f, x_r = self.passes(self.decoder, [z_p, tf.stop_gradient(z)])
       rec_real_d = losses.reconstruction_error(x, x_r)
-      (mu_r, logvar_r, y_r), (mu_f, logvar_f, y_f) = self._encode_sample_decode_pair(
+      (mu_r, logvar_r, y_r), (mu_f, logvar_f, y_f) = self.encode_sample_decode_pair(
         x_r, eps_r_d, x_f, eps_f_d, stop_z=True
       )
       rr_rec_d = losses.reconstruction_error(tf.stop_gradient(x_r), y_r)
@@ -107,10 +105,8 @@ class SoftIntroVAE(base.IntrospectiveVAE):
         beta_kl=hp.beta_kl,
         gamma_r=hp.gamma_r,
       )
-      loss_d = self._mean(per_example_d) + div_d.loss_term
-    self._minimize(
-      tape, loss_d, self.decoder.trainable_variables, self.decoder_optimizer, "decoder"
-    )
+      loss_d = self.loss_mean(per_example_d) + div_d.loss_term
+    self.minimize(tape, loss_d, self.decoder.trainable_variables, self.decoder_optimizer, "decoder")
 
     kl_real_mean = tf.reduce_mean(kl_real)
     kl_fake_mean = tf.reduce_mean(div_d.kl_fake)

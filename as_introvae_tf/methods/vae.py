@@ -17,6 +17,7 @@ class VAE(base.IntrospectiveVAE):
   metric_names = base.VAE_METRIC_NAMES
   divergence_hint = "Lower --lr."
   bar_metrics = ("loss", "rec", "kl_real")
+  scaled_elbo = True
 
   def introspective_step(self, x):
     return self.vae_step(x)

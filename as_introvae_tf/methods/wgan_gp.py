@@ -13,7 +13,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from as_introvae_tf import distribute
 from as_introvae_tf import hparams
+from as_introvae_tf import inference
 from as_introvae_tf import losses
 from as_introvae_tf import methods
 from as_introvae_tf.methods import base
@@ -43,9 +45,9 @@ class WGANGP(base.IntrospectiveVAE):
   the generator optimizer's count; the critic optimizer counts n_critic per step (so
   `--lr_milestones` count the critic's own updates for the critic).
 
-  Noise per step (stateless, from (seed, step, index)): `_normal(0)` rows j::n for the fakes of
-  critic update j, `_normal(1)` rows 0::n for the generator update, `_uniform(2)` rows j::n for
-  the interpolation weights of critic update j.
+  Noise per step (stateless, from (seed, step, index)): `normal_noise(0)` rows j::n for the
+  fakes of critic update j, `normal_noise(1)` rows 0::n for the generator update,
+  `uniform_noise(2)` rows j::n for the interpolation weights of critic update j.
 
   Args:
     encoder: the critic body, `x -> [mu, logvar]` (`base.IntrospectiveVAE`).
@@ -88,7 +90,26 @@ class WGANGP(base.IntrospectiveVAE):
       width = sum(int(t.shape[-1]) for t in encoder.outputs)
       self.critic_head.build((None, width))
 
-  # --- Hooks for run.py ------------------------------------------------------------------------
+  # --- Hooks for run.py and config.py ---------------------------------------------------------
+
+  @classmethod
+  def validate_config(cls, config, num_replicas=None):
+    """No VAE warm-up (`--num_vae=0`), and `--batch_size` splits into `--n_critic` slices on
+    every replica.
+
+    Raises:
+      ValueError: `num_vae` > 0, or `batch_size` not a multiple of `n_critic` x replicas.
+    """
+    if config.num_vae != 0:
+      raise ValueError(
+        f"--method=wgan_gp has no VAE warm-up: --num_vae must be 0; got {config.num_vae}"
+      )
+    if config.batch_size % (config.n_critic * (num_replicas or 1)):
+      raise ValueError(
+        f"--batch_size={config.batch_size} must be divisible by --n_critic={config.n_critic} "
+        f"x the number of replicas ({num_replicas or 1}) for --method=wgan_gp (each critic "
+        "update takes one slice of the batch)"
+      )
 
   @classmethod
   def extra_model_kwargs(cls, config, spec):
@@ -101,23 +122,19 @@ class WGANGP(base.IntrospectiveVAE):
   def extra_checkpoint_items(self):
     return dict(critic_head=self.critic_head)
 
-  def compile(self, encoder_optimizer, decoder_optimizer, **kwargs):
-    """Compiles with the critic's optimizer (`encoder_optimizer`: encoder body and head) and
-    the generator's (`decoder_optimizer`)."""
-    keras.Model.compile(self, optimizer=None, **kwargs)  # pylint: disable=bad-super-call
-    self.encoder_optimizer = encoder_optimizer
-    self.decoder_optimizer = decoder_optimizer
-    self.encoder_optimizer.build(self.critic_variables())
-    self.decoder_optimizer.build(self.decoder.trainable_variables)
-    self._add_loss_scale_trackers(encoder_optimizer)
-
   @property
   def step(self):
     """int64 scalar: completed training steps = generator updates."""
     return self.decoder_optimizer.iterations
 
   def critic_variables(self):
+    """The critic's trainable variables: the encoder body's and the head's."""
     return self.encoder.trainable_variables + self.critic_head.trainable_variables
+
+  def encoder_variables(self):
+    """`encoder_optimizer` is the critic's (`compile`): body and head; `decoder_optimizer`
+    the generator's."""
+    return self.critic_variables()
 
   def critic(self, x):
     """Critic scores `f(x)`, float32 `[B]` (inference-mode encoder body + linear head)."""
@@ -143,8 +160,8 @@ class WGANGP(base.IntrospectiveVAE):
     ]
     for decoder in (self.decoder, self.ema_decoder):
       if decoder is not None:
-        base.average_batchnorm(
-          base.batchnorm_layers(decoder),
+        inference.average_batchnorm(
+          inference.batchnorm_layers(decoder),
           [lambda z=z, d=decoder: d(z, training=True) for z in latents],
         )
 
@@ -153,8 +170,7 @@ class WGANGP(base.IntrospectiveVAE):
   def introspective_step(self, x):
     hp = self.wgan_hparams
     n = hp.n_critic
-    ctx = tf.distribute.get_replica_context()
-    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+    replicas = distribute.num_replicas()
     if self.global_batch_size % (n * replicas):
       raise ValueError(
         f"the global batch ({self.global_batch_size}) must be a multiple of "
@@ -162,9 +178,9 @@ class WGANGP(base.IntrospectiveVAE):
         "into n_critic slices"
       )
     slice_batch = self.global_batch_size // n
-    z_critic = self._normal(0)
-    z_gen = self._normal(1)[0::n]
-    eps_all = self._uniform(2)
+    z_critic = self.normal_noise(0)
+    z_gen = self.normal_noise(1)[0::n]
+    eps_all = self.uniform_noise(2)
     c_vars = self.critic_variables()
     g_vars = self.decoder.trainable_variables
 
@@ -187,7 +203,7 @@ class WGANGP(base.IntrospectiveVAE):
           losses.wasserstein_critic_loss(score_real, score_fake) + hp.gp_lambda * penalty
         )
         loss_c = mean(per_example_c)
-      self._minimize(tape, loss_c, c_vars, self.encoder_optimizer, "critic")
+      self.minimize(tape, loss_c, c_vars, self.encoder_optimizer, "critic")
       sums["loss_critic"] += tf.reduce_mean(per_example_c)
       sums["wasserstein"] += tf.reduce_mean(score_real) - tf.reduce_mean(score_fake)
       sums["gradient_penalty"] += tf.reduce_mean(penalty)
@@ -200,7 +216,7 @@ class WGANGP(base.IntrospectiveVAE):
         self.critic(self.decoder(z_gen, training=True))
       )
       loss_g = mean(per_example_g)
-    self._minimize(tape, loss_g, g_vars, self.decoder_optimizer, "generator")
+    self.minimize(tape, loss_g, g_vars, self.decoder_optimizer, "generator")
 
     logs = {k: v / n for k, v in sums.items()}
     logs["loss_generator"] = tf.reduce_mean(per_example_g)

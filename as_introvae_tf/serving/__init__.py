@@ -7,7 +7,8 @@
 * `as_introvae_tf.serving.client` (`python -m as_introvae_tf.serving.client`): asks TF Serving
   for samples over REST or gRPC, checks the answer and writes a PNG grid. Over REST it imports
   neither TensorFlow nor the training code (`--grpc` needs `tensorflow-serving-api`, which
-  imports TensorFlow); importing this package imports nothing else.
+  imports TensorFlow); importing this package imports nothing else. Its request bodies,
+  answers and transports are `as_introvae_tf.serving.protocol`.
 """
 
 __all__ = ["MAX_BATCH"]
