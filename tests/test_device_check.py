@@ -4,11 +4,14 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from tools import device_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.large  # 60 CPU s, 5% of the suite: run it before a device session (docs/gpu-check.md)
 def test_device_check_dry_run_times_every_row_and_writes_json_and_table(tmp_path):
   proc = subprocess.run(
     ["bash", "tools/device_check.sh", "--cpu_dry_run", "--out", str(tmp_path)],

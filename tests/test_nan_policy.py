@@ -123,7 +123,16 @@ def test_a_bad_decoder_phase_skips_only_the_decoder_update(monkeypatch):
   assert int(patched.decoder_optimizer.iterations.numpy()) == 1
 
 
-@pytest.mark.parametrize("method", ["soft_introvae", "as_introvae", "avae"])
+@pytest.mark.parametrize(
+  "method",
+  [
+    # Large: AS-IntroVAE's step is S-IntroVAE's with the AS terms added (the same two phases
+    # and updates), so the fast suite runs the superset.
+    pytest.param("soft_introvae", marks=pytest.mark.large),
+    "as_introvae",
+    "avae",
+  ],
+)
 def test_two_replicas_skip_together_when_one_replica_sees_the_nan(method, two_replicas):
   """The NaN is in replica 0's half only; both replicas must skip (no divergent copies), and
   the run stays equal to a one-replica run with the same batches."""
