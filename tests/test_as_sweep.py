@@ -88,3 +88,64 @@ def test_main_writes_the_markdown_and_the_doc_block(tmp_path, capsys):
   block = doc.read_text()
   assert block.startswith("a\n<!-- BEGIN as_sweep screen -->\nStage 1") and "old" not in block
   assert block.endswith("<!-- END as_sweep screen -->\nb\n")
+
+
+def _final(folder, cell, method, seed, kl, modes, tag=""):
+  name = "_".join(p for p in (cell, method, tag, "30000", f"seed{seed}") if p)
+  result = {"metrics": {"kl": kl, "modes_covered": modes}, "seed": seed, "method": method}
+  (folder / f"{name}.json").write_text(json.dumps(result))
+
+
+def test_stage2_cells_follow_the_plans_rules(tmp_path):
+  configs = ["screen_s1_warm", "screen_s23_warm"]
+  a, b = (as_sweep.stage2_tag(c) for c in configs)
+  assert (a, b) == ("sweep_s1_warm", "sweep_s23_warm")
+  for cell, soft in (("C1", (12.0, 11.0, 15.0)), ("C2", (50.0, 60.0, 55.0))):
+    for seed, kl in enumerate(soft):
+      _final(tmp_path, cell, "soft_introvae", seed, kl, 8)
+  for seed, kl in enumerate((3.0, 4.0, 5.0)):  # A at C1: passes (mean 4 < 10, all below 11)
+    _final(tmp_path, "C1", "as_introvae", seed, kl, 8, a)
+  for seed, kl in enumerate((3.0, 9.0, 12.0)):  # B at C1: mean 8, but 12 > S-IntroVAE's 11
+    _final(tmp_path, "C1", "as_introvae", seed, kl, 8, b)
+  _final(tmp_path, "C2", "as_introvae", 0, 5.0, 7, a)  # 7 modes: fails at once
+  _final(tmp_path, "C2", "as_introvae", 0, 30.0, 8, b)  # KL 30: the mean cannot be below 10
+  _final(tmp_path, "C3", "as_introvae", 0, 2.0, 8, a)  # open: two AS seeds and S-IntroVAE's
+  cells = {(c["config"], c["cell"]): c for c in as_sweep.stage2_cells(configs, str(tmp_path))}
+  assert [k[1] for k in cells] == ["C1", "C1", "C2", "C2", "C3", "C3"]
+  state = {k: c["state"] for k, c in cells.items()}
+  assert state == {
+    (configs[0], "C1"): "passes",
+    (configs[1], "C1"): "fails",
+    (configs[0], "C2"): "fails",
+    (configs[1], "C2"): "fails",
+    (configs[0], "C3"): "open",
+    (configs[1], "C3"): "open",
+  }
+  assert cells[(configs[0], "C3")]["missing"] == [
+    "as_introvae seed 1",
+    "as_introvae seed 2",
+    "soft_introvae seed 0",
+    "soft_introvae seed 1",
+    "soft_introvae seed 2",
+  ]
+  verdict = as_sweep.stage2_verdict(list(cells.values()), screen_failed=True)
+  assert verdict.startswith("not decided yet: pass: sweep_s1_warm at C1; fail: ")
+  assert "open: sweep_s1_warm at C3, sweep_s23_warm at C3" in verdict
+  lines = as_sweep.stage2_table(list(cells.values()))
+  assert lines[2].startswith("| sweep_s1_warm | C1 | 3.0, 4.0, 5.0 | 8, 8, 8 | 12.0, 11.0, 15.0 |")
+
+
+def test_stage2_verdict_success_and_failure():
+  def cell(config, name, state):
+    return dict(config=config, cell=name, state=state)
+
+  passes = [cell("screen_s1_warm", c, "passes") for c in ("C1", "C2", "C3")]
+  mixed = [cell("screen_s23_warm", c, s) for c, s in (("C1", "passes"), ("C2", "fails"))]
+  assert as_sweep.stage2_verdict(mixed + passes, True) == (
+    "success: sweep_s1_warm passes at C1, C2, C3"
+  )
+  fails = [cell(c, s, "fails") for c in ("screen_s1_warm", "screen_s23_warm") for s in "AB"]
+  assert as_sweep.stage2_verdict(fails, True) == (
+    "failure: every stage-2 cell fails and the screen failed"
+  )
+  assert as_sweep.stage2_verdict(fails, False).endswith("(the screen did not fail)")

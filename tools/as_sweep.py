@@ -1,15 +1,22 @@
-"""The AS-IntroVAE 2-D sweep's stage-1 screen: its table and its decision rules, from the
-result files alone (results/2d/as_introvae_sweep/PLAN.md fixes the rules).
+"""The AS-IntroVAE 2-D sweep's stage-1 screen and stage-2 cells: their tables and decision
+rules, from the result files alone (results/2d/as_introvae_sweep/PLAN.md fixes the rules).
 
   python tools/as_sweep.py                         # prints the table and the rules' outcome
   python tools/as_sweep.py --out=results/2d/as_introvae_sweep/SCREEN.md
-  python tools/as_sweep.py --doc=docs/results.md   # its `<!-- BEGIN as_sweep screen -->` block
+  python tools/as_sweep.py --doc=docs/results.md   # its `as_sweep screen` and `as_sweep stage2`
+                                                   # blocks (`<!-- BEGIN as_sweep ... -->`)
 
 For each configuration (a result file's `tag`): KL and modes per seed at the stop step, the
 mean KL, and from the training trajectory the medians over the steps in (2000, 6000] of
 `as_share_rec` (the AS-Distance's share of the reconstructions' expELBO exponent) and
-`as_factor` (the factor it puts on the encoder's expELBOs), and the last `rec`. Importable
-without side effects (no flags at import).
+`as_factor` (the factor it puts on the encoder's expELBOs), and the last `rec`.
+
+Stage 2 (PLAN.md, amendment 3): rule 2's two configurations at C1, C2, C3 for 30000 steps,
+seeds 0, 1, 2, tagged `sweep_<configuration without screen_>` in `results/2d/c1c3/`, against
+S-IntroVAE's untagged files there. Each cell (configuration, setting) is `fails` as soon as one
+seed has fewer than 8 modes or a KL of 30 or more, `passes` with 8 modes on 3 of 3 seeds, a
+mean KL below 10 and every seed's KL below every S-IntroVAE seed's (3 of them), else `open`
+with the runs it still needs. Importable without side effects (no flags at import).
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(ROOT, "results", "2d", "as_introvae_sweep", "c1c3")
+TABLE = os.path.join(ROOT, "results", "2d", "c1c3")  # the 30000-step files, stage 2's among them
+SETTINGS = ("C1", "C2", "C3")
+STAGE2_SEEDS = (0, 1, 2)
+STAGE2_STEPS = 30000
 WINDOW = (2000, 6000)  # the introspective steps with c < 1 (T = 30000, linear: c = 1 at 6000)
 COLLAPSED_REC = 1.9  # the data's second moment is 2.0: a decoder that outputs one point
 
@@ -158,6 +169,97 @@ def decisions(rows):
   return out
 
 
+def stage2_tag(config):
+  """The stage-2 tag of a screen configuration: screen_s1_warm -> sweep_s1_warm."""
+  return "sweep_" + config.removeprefix("screen_")
+
+
+def _stage2_file(folder, cell, method, tag, seed):
+  name = "_".join(p for p in (cell, method, tag, str(STAGE2_STEPS), f"seed{seed}") if p)
+  path = os.path.join(folder, name + ".json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def stage2_cells(configs, folder=TABLE):
+  """PLAN.md's stage-2 cells of `configs` (screen tags), in the plan's order (C1, C2, C3; the
+  configurations in the given order): a list of dicts with `config`, `cell`, `kl` and `modes`
+  per AS-IntroVAE seed found, `soft_kl` (S-IntroVAE's seeds found), `state` ("passes", "fails",
+  "open") and `missing` (the runs it needs before it can pass, as "method seed N")."""
+  cells = []
+  for cell in SETTINGS:
+    soft = [_stage2_file(folder, cell, "soft_introvae", "", n) for n in STAGE2_SEEDS]
+    soft_kl = [r["metrics"]["kl"] for r in soft if r]
+    for config in configs:
+      runs = {
+        n: _stage2_file(folder, cell, "as_introvae", stage2_tag(config), n) for n in STAGE2_SEEDS
+      }
+      found = {n: r for n, r in runs.items() if r}
+      kl = [r["metrics"]["kl"] for r in found.values()]
+      modes = [r["metrics"]["modes_covered"] for r in found.values()]
+      missing = [f"as_introvae seed {n}" for n, r in runs.items() if not r] + [
+        f"soft_introvae seed {n}" for n, r in zip(STAGE2_SEEDS, soft) if not r
+      ]
+      if any(m < 8 or k >= 30 for k, m in zip(kl, modes)):
+        state = "fails"
+      elif missing:
+        state = "open"
+      elif statistics.fmean(kl) < 10 and max(kl) < min(soft_kl):
+        state = "passes"
+      else:
+        state = "fails"
+      cells.append(
+        dict(
+          config=config,
+          cell=cell,
+          kl=kl,
+          modes=modes,
+          soft_kl=soft_kl,
+          state=state,
+          missing=missing,
+        )
+      )
+  return cells
+
+
+def stage2_verdict(cells, screen_failed):
+  """PLAN.md's stage-2 outcome from `cells` (`stage2_cells`) and the screen's rule 4: the
+  configuration that passes in every setting, "failure", or what is known so far."""
+  for config in dict.fromkeys(c["config"] for c in cells):
+    own = [c for c in cells if c["config"] == config]
+    if own and all(c["state"] == "passes" for c in own):
+      return f"success: {stage2_tag(config)} passes at {', '.join(c['cell'] for c in own)}"
+  if cells and all(c["state"] == "fails" for c in cells):
+    return "failure: every stage-2 cell fails" + (
+      " and the screen failed" if screen_failed else " (the screen did not fail)"
+    )
+  passing = [f"{stage2_tag(c['config'])} at {c['cell']}" for c in cells if c["state"] == "passes"]
+  failing = [f"{stage2_tag(c['config'])} at {c['cell']}" for c in cells if c["state"] == "fails"]
+  open_ = [f"{stage2_tag(c['config'])} at {c['cell']}" for c in cells if c["state"] == "open"]
+  return "not decided yet: " + "; ".join(
+    f"{what}: {', '.join(names) if names else 'none'}"
+    for what, names in (("pass", passing), ("fail", failing), ("open", open_))
+  )
+
+
+def stage2_table(cells):
+  """Markdown lines of the stage-2 cells."""
+  lines = [
+    "| configuration | setting | AS-IntroVAE KL per seed | modes | S-IntroVAE KL per seed "
+    "| state | runs missing |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for c in cells:
+    lines.append(
+      f"| {stage2_tag(c['config'])} | {c['cell']} | {_fmt(c['kl'], '.1f') or '-'} | "
+      f"{_fmt(c['modes'], '.0f') or '-'} | {_fmt(c['soft_kl'], '.1f') or '-'} | {c['state']} | "
+      f"{', '.join(c['missing']) or '-'} |"
+    )
+  return lines
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", help="also write the Markdown here")
@@ -165,6 +267,7 @@ def main(argv=None):
     "--doc", help="also replace this Markdown file's <!-- BEGIN as_sweep screen --> block"
   )
   parser.add_argument("--pattern", default=os.path.join(SWEEP, "C1_*_screen_*_seed*.json"))
+  parser.add_argument("--table", default=TABLE, help="the folder of the stage-2 result files")
   args = parser.parse_args(argv)
   runs = load(args.pattern)
   rows = summarize(runs)
@@ -181,15 +284,36 @@ def main(argv=None):
     + "."
   )
   text = "\n".join([heading, ""] + table(rows) + [""] + decisions(rows)) + "\n"
-  print(text, end="")
+  best = ranked(rows)
+  stage2 = ""
+  if len(best) >= 2:
+    cells = stage2_cells([r["tag"] for r in best[:2]], args.table)
+    screen_failed = not any(min(r["modes"]) >= 8 and max(r["kl"]) < 20 for r in best)
+    stage2 = (
+      "\n".join(
+        [
+          f"Stage 2: rule 2's configurations at C1-C3, {STAGE2_STEPS} steps, seeds "
+          f"{', '.join(map(str, STAGE2_SEEDS))} (files in results/2d/c1c3/).",
+          "",
+        ]
+        + stage2_table(cells)
+        + ["", "- Stage 2: " + stage2_verdict(cells, screen_failed)]
+      )
+      + "\n"
+    )
+  print(text + ("\n" + stage2 if stage2 else ""), end="")
   if args.out:
     with open(args.out, "w") as f:
-      f.write(text)
+      f.write(text + ("\n" + stage2 if stage2 else ""))
   if args.doc:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from readme_block import replace_readme_block  # pylint: disable=import-outside-toplevel
 
     replace_readme_block(args.doc, "as_sweep screen", text.rstrip("\n"))
+    with open(args.doc) as f:
+      has_stage2 = "<!-- BEGIN as_sweep stage2 -->" in f.read()
+    if stage2 and has_stage2:
+      replace_readme_block(args.doc, "as_sweep stage2", stage2.rstrip("\n"))
 
 
 if __name__ == "__main__":
