@@ -149,3 +149,32 @@ def test_stage2_verdict_success_and_failure():
     "failure: every stage-2 cell fails and the screen failed"
   )
   assert as_sweep.stage2_verdict(fails, False).endswith("(the screen did not fail)")
+
+
+def test_stage2_order_follows_amendment_3_and_gives_the_commands(tmp_path):
+  configs = ["screen_s1_warm", "screen_s512_nowarm"]
+  a, b = (as_sweep.stage2_tag(c) for c in configs)
+  order = as_sweep.stage2_order(configs, str(tmp_path))
+  assert order[:6] == [
+    (cell, "as_introvae", 0, config) for cell in ("C1", "C2", "C3") for config in configs
+  ]
+  assert len(order) == 18 + 6
+  # Seed 0 everywhere; A fails at C1 (7 modes): its seeds 1, 2 there go after S-IntroVAE's.
+  for cell in ("C1", "C2", "C3"):
+    for config, tag in zip(configs, (a, b)):
+      _final(tmp_path, cell, "as_introvae", 0, 5.0, 7 if (cell, tag) == ("C1", a) else 8, tag)
+  order = as_sweep.stage2_order(configs, str(tmp_path))
+  assert order[0] == ("C1", "as_introvae", 1, configs[1])
+  assert order[10:16] == [
+    (cell, "soft_introvae", seed, None) for cell in ("C1", "C2", "C3") for seed in (1, 2)
+  ]
+  assert order[16:] == [("C1", "as_introvae", 1, configs[0]), ("C1", "as_introvae", 2, configs[0])]
+  assert as_sweep.stage2_command(order[0]) == (
+    "python tools/reproduce_2d.py --table=c1c3 --settings=C1 --methods=as_introvae --seeds=1 "
+    "--train_steps=30000 --overrides=as_scale=512,lr_milestones=,num_vae=0 "
+    "--tag=sweep_s512_nowarm"
+  )
+  assert as_sweep.stage2_command(order[10]) == (
+    "python tools/reproduce_2d.py --table=c1c3 --settings=C1 --methods=soft_introvae --seeds=1 "
+    "--train_steps=30000"
+  )

@@ -3,6 +3,7 @@ rules, from the result files alone (results/2d/as_introvae_sweep/PLAN.md fixes t
 
   python tools/as_sweep.py                         # prints the table and the rules' outcome
   python tools/as_sweep.py --out=results/2d/as_introvae_sweep/SCREEN.md
+  python tools/as_sweep.py --next=3                # the next three stage-2 runs' commands
   python tools/as_sweep.py --doc=docs/results.md   # its `as_sweep screen` and `as_sweep stage2`
                                                    # blocks (`<!-- BEGIN as_sweep ... -->`)
 
@@ -25,6 +26,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -244,6 +246,49 @@ def stage2_verdict(cells, screen_failed):
   )
 
 
+def stage2_order(configs, folder=TABLE):
+  """PLAN.md amendment 3's order of the stage-2 runs still missing, as (setting, method, seed,
+  screen configuration or None for S-IntroVAE): seed 0 of the six AS-IntroVAE cells, then
+  seeds 1 and 2 of the cells not failed, S-IntroVAE's seeds 1 and 2, then the failed cells'
+  remaining seeds. A cell's state is read from the files as they are now."""
+  cells = {(c["cell"], c["config"]): c for c in stage2_cells(configs, folder)}
+  grid = [(cell, config) for cell in SETTINGS for config in configs]
+
+  def missing(cell, method, seed, config=None):
+    tag = stage2_tag(config) if config else ""
+    return _stage2_file(folder, cell, method, tag, seed) is None
+
+  order = [(cell, "as_introvae", 0, config) for cell, config in grid]
+  order += [
+    (cell, "as_introvae", seed, config)
+    for seed in (1, 2)
+    for cell, config in grid
+    if cells[(cell, config)]["state"] != "fails"
+  ]
+  order += [(cell, "soft_introvae", seed, None) for cell in SETTINGS for seed in (1, 2)]
+  order += [
+    (cell, "as_introvae", seed, config)
+    for seed in (1, 2)
+    for cell, config in grid
+    if cells[(cell, config)]["state"] == "fails"
+  ]
+  return [run for run in order if missing(*run)]
+
+
+def stage2_command(run):
+  """The `tools/reproduce_2d.py` command line of one stage-2 run (`stage2_order`'s tuple)."""
+  cell, method, seed, config = run
+  command = (
+    f"python tools/reproduce_2d.py --table=c1c3 --settings={cell} --methods={method} "
+    f"--seeds={seed} --train_steps={STAGE2_STEPS}"
+  )
+  if config:
+    scale, warm = re.fullmatch(r"screen_s(\d+)_(warm|nowarm)", config).groups()
+    overrides = f"as_scale={scale},lr_milestones=" + (",num_vae=0" if warm == "nowarm" else "")
+    command += f" --overrides={overrides} --tag={stage2_tag(config)}"
+  return command
+
+
 def stage2_table(cells):
   """Markdown lines of the stage-2 cells."""
   lines = [
@@ -268,6 +313,12 @@ def main(argv=None):
   )
   parser.add_argument("--pattern", default=os.path.join(SWEEP, "C1_*_screen_*_seed*.json"))
   parser.add_argument("--table", default=TABLE, help="the folder of the stage-2 result files")
+  parser.add_argument(
+    "--next",
+    type=int,
+    default=0,
+    help="print only the commands of the next N stage-2 runs, in PLAN.md's order",
+  )
   args = parser.parse_args(argv)
   runs = load(args.pattern)
   rows = summarize(runs)
@@ -301,6 +352,12 @@ def main(argv=None):
       )
       + "\n"
     )
+  if args.next:
+    if len(best) < 2:
+      sys.exit("error: rule 2 names no two configurations yet: the screen is not complete")
+    runs = stage2_order([r["tag"] for r in best[:2]], args.table)
+    print("\n".join(stage2_command(run) for run in runs[: args.next]) or "stage 2 is complete")
+    return
   print(text + ("\n" + stage2 if stage2 else ""), end="")
   if args.out:
     with open(args.out, "w") as f:
