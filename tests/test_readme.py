@@ -11,12 +11,14 @@ are checked the same way.
 
 import ast
 import glob
+import json
 import os
 import re
 import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from as_introvae_tf import config as config_lib
@@ -197,3 +199,53 @@ def test_the_results_summary_block_is_what_the_result_files_give():
   assert block == results_summary.summary(), (
     "README's results summary is stale: run python tools/results_summary.py --readme=README.md"
   )
+
+
+def _result(folder, cell, method, seed, kl, tag="", steps=30000, modes=8.0):
+  result = {
+    "cell": cell,
+    "method": method,
+    "seed": seed,
+    "train_steps": steps,
+    "tag": tag,
+    "dataset": "8gaussians",
+    "cpu": "test CPU",
+    "metrics": {"kl": kl, "jsd": kl / 4, "modes_covered": modes},
+  }
+  name = "_".join(p for p in (cell, method, tag, str(steps), f"seed{seed}") if p)
+  with open(os.path.join(folder, f"{name}.json"), "w") as f:
+    json.dump(result, f)
+
+
+def test_the_results_summary_keeps_the_sweep_stage_2_rows_and_no_other_variant(tmp_path):
+  folder = tmp_path / "c1c3"
+  folder.mkdir()
+  kls = [116.0, 120.5, 131.0]
+  for seed, kl in enumerate(kls):
+    _result(folder, "C1", "as_introvae", seed, kl, tag="sweep_s23_warm", modes=5.0 + seed)
+  _result(folder, "C1", "as_introvae", 0, 69.5)
+  _result(folder, "C1", "as_introvae", 0, 35.3, tag="ref_as")  # a variant: docs/results.md's
+  _result(folder, "C1", "as_introvae", 1, 1.0, tag="sweep_s1_warm", steps=8000)  # a screen run
+  _result(folder, "C1", "as_introvae", 0, 2.0, tag="sweep_s512_nowarm")
+  rows = {
+    line.split(" | ")[1]: line
+    for line in results_summary.summary(str(tmp_path)).split("\n")
+    if line.startswith("| 8 Gaussians C1")
+  }
+  assert list(rows) == [
+    "as_introvae",
+    "as_introvae (sweep_s23_warm)",
+    "as_introvae (sweep_s512_nowarm)",
+  ]
+  # an independent mean and sample std (ddof=1)
+
+  cells = rows["as_introvae (sweep_s23_warm)"].split(" | ")
+  assert cells[2] == "0,1,2"
+  assert cells[3] == f"{np.mean(kls):.2f} +- {np.std(kls, ddof=1):.2f}"
+  assert cells[5] == f"{np.mean([5, 6, 7]):.2f} +- {np.std([5, 6, 7], ddof=1):.2f}"
+  assert rows["as_introvae"].split(" | ")[3] == "69.50"
+  legend = " ".join(results_summary.summary(str(tmp_path)).split("\n\n")[-1].split())
+  assert "sweep_s23_warm: `--as_scale=23 --lr_milestones=`" in legend
+  assert "sweep_s512_nowarm: `--as_scale=512 --lr_milestones= --num_vae=0`" in legend
+  with pytest.raises(ValueError, match="ref_as"):
+    results_summary.sweep_flags("ref_as")

@@ -4,9 +4,10 @@
   python tools/results_summary.py --readme=README.md  # replace <!-- BEGIN results_summary -->
 
 One row per (data, method) over the runs at the papers' budget (30000 steps) with the default
-flags of their flagfile and setting (no variant tag): mean +- sample std over seeds of KL, JSD
-and 8 Gaussians' modes reached, as tools/reproduce_2d.py computes them, beside the paper's KL
-and JSD. The full tables, variants and narrative are docs/results.md. Importing this module
+flags of their flagfile and setting (no variant tag), and one per AS-IntroVAE configuration of
+the sweep's stage 2 (tags `sweep_s<as_scale>_<warm|nowarm>`, results/2d/as_introvae_sweep/
+PLAN.md): mean +- sample std over seeds of KL, JSD and 8 Gaussians' modes reached, as
+tools/reproduce_2d.py computes them, beside the paper's KL and JSD. The full tables, variants and narrative are docs/results.md. Importing this module
 has no side effects (no flags, no TensorFlow); `tests/test_readme.py` checks that the README's
 block is what `summary()` gives.
 """
@@ -15,6 +16,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import statistics
 import sys
 import textwrap
@@ -44,18 +46,38 @@ _CELL_ORDER = ("8gaussians", "2spirals", "checkerboard", "rings", "C1", "C2", "C
 _METHOD_ORDER = ("vae", "introvae", "soft_introvae", "as_introvae", "avae", "wgan_gp")
 _DATA = {c: f"8 Gaussians {c}" for c in ("C1", "C2", "C3")}
 _DATA.update({"8gaussians": "8 Gaussians", "2spirals": "2 spirals"})
+# The AS-IntroVAE sweep's stage-2 tags (tools/as_sweep.py's stage2_tag): the AS-Distance's
+# factor on the mean over pairs (--as_scale), a fixed learning rate (--lr_milestones=), and the
+# 2000-step VAE warm-up kept (warm) or off (nowarm: --num_vae=0).
+SWEEP_TAG = re.compile(r"sweep_s(\d+)_(warm|nowarm)")
+
+
+def sweep_flags(tag):
+  """The flags a stage-2 sweep tag stands for, as a string; ValueError for another tag."""
+  match = SWEEP_TAG.fullmatch(tag)
+  if not match:
+    raise ValueError(f"tag {tag!r} is not a sweep tag (expected sweep_s<N>_warm|nowarm)")
+  flags = f"--as_scale={match.group(1)} --lr_milestones="
+  return flags + (" --num_vae=0" if match.group(2) == "nowarm" else "")
 
 
 def load_results(results_dir):
-  """{(cell, method): [result, ...]} of the finished reference-budget runs without a tag."""
+  """{(cell, method, tag): [result, ...]} of the finished reference-budget runs.
+
+  Kept: runs with train_steps == 30000 and a seed, untagged (tag "") or with a stage-2 sweep
+  tag; other variants (tags such as ref_as) belong to docs/results.md, not to the summary.
+  """
   rows = {}
   for table in _TABLES:
     for path in sorted(glob.glob(os.path.join(results_dir, table, "*.json"))):
       with open(path) as f:
         result = json.load(f)
-      if result.get("tag") or result.get("train_steps") != STEPS or "seed" not in result:
+      tag = result.get("tag") or ""
+      if tag and not SWEEP_TAG.fullmatch(tag):
         continue
-      rows.setdefault((result["cell"], result["method"]), []).append(result)
+      if result.get("train_steps") != STEPS or "seed" not in result:
+        continue
+      rows.setdefault((result["cell"], result["method"], tag), []).append(result)
   for results in rows.values():
     results.sort(key=lambda r: r["seed"])
   return rows
@@ -68,12 +90,14 @@ def _fmt(values):
 
 
 def _order(key):
-  cell, method = key
+  cell, method, tag = key
+  match = SWEEP_TAG.fullmatch(tag)
   return (
     _CELL_ORDER.index(cell) if cell in _CELL_ORDER else len(_CELL_ORDER),
     cell,
     _METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER),
     method,
+    (int(match.group(1)), match.group(2)) if match else (-1, ""),
   )
 
 
@@ -94,8 +118,8 @@ def summary(results_dir=os.path.join(ROOT, "results", "2d")):
     "| data | method | seeds | KL | JSD | modes | paper KL / JSD |",
     "|---|---|---|---|---|---|---|",
   ]
-  for cell, method in sorted(rows, key=_order):
-    results = rows[(cell, method)]
+  for cell, method, tag in sorted(rows, key=_order):
+    results = rows[(cell, method, tag)]
     metrics = [r["metrics"] for r in results]
     modes = (
       _fmt([m["modes_covered"] for m in metrics])
@@ -104,10 +128,19 @@ def summary(results_dir=os.path.join(ROOT, "results", "2d")):
     )
     paper = PAPER.get((cell, method))
     lines.append(
-      f"| {_DATA.get(cell, cell)} | {method} | {','.join(str(r['seed']) for r in results)} | "
+      f"| {_DATA.get(cell, cell)} | {method}{f' ({tag})' if tag else ''} | "
+      f"{','.join(str(r['seed']) for r in results)} | "
       f"{_fmt([m['kl'] for m in metrics])} | {_fmt([m['jsd'] for m in metrics])} | {modes} | "
       f"{f'{paper[0]} / {paper[1]}' if paper else ''} |"
     )
+  tags = sorted({tag for _, _, tag in rows if tag}, key=lambda t: _order(("", "", t)))
+  if tags:
+    legend = "Rows with a tag are the AS-IntroVAE sweep's stage 2 " + (
+      "(results/2d/as_introvae_sweep/PLAN.md), the setting's flags plus: "
+      + "; ".join(f"{tag}: `{sweep_flags(tag)}`" for tag in tags)
+      + "."
+    )
+    lines += [""] + textwrap.wrap(legend, width=79)
   return "\n".join(lines)
 
 
