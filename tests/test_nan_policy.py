@@ -22,30 +22,11 @@ BATCH = 16
 
 
 def _config(workdir, method="as_introvae", **overrides):
-  values = dict(
-    method=method,
-    dataset="8gaussians",
-    workdir=str(workdir),
-    z_dim=2,
-    num_hidden=16,
-    num_layers=1,
-    batch_size=BATCH,
-    train_steps=8,
-    num_vae=0,
-    log_every_steps=2,
-    checkpoint_every_steps=2,
-    image_every_steps=100,
-    beta_kl=0.3,
-    beta_rec=0.2,
-    beta_neg=0.9,
-    as_kernel="product",
-    ema_decay=0.9,
-    nan_policy="skip_batch",
-    n_critic=2,
-    verbose="0",
-  )
-  values.update(overrides)
-  return config_lib.ExperimentConfig(**values)
+  """`harness.two_d_config` of METHOD with batch 16, 8 steps, no warm-up, a decoder EMA of 0.9,
+  2 critic steps and --nan_policy=skip_batch, then OVERRIDES."""
+  values = dict(batch_size=BATCH, train_steps=8, num_vae=0, ema_decay=0.9, n_critic=2)
+  values.update(dict(nan_policy="skip_batch"), **overrides)
+  return harness.two_d_config(workdir, method=method, **values)
 
 
 def _model(method, strategy, **overrides):
