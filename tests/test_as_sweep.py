@@ -149,6 +149,13 @@ def test_stage2_verdict_success_and_failure():
     "failure: every stage-2 cell fails and the screen failed"
   )
   assert as_sweep.stage2_verdict(fails, False).endswith("(the screen did not fail)")
+  # Each configuration fails somewhere, other cells open: success is out, the rest undecided.
+  excluded = [cell("screen_s1_warm", "C1", "fails"), cell("screen_s1_warm", "C2", "open")]
+  excluded += [cell("screen_s23_warm", "C1", "open"), cell("screen_s23_warm", "C2", "fails")]
+  verdict = as_sweep.stage2_verdict(excluded, True)
+  assert verdict.startswith("not decided yet: pass: none; fail: sweep_s1_warm at C1, ")
+  assert "(success is excluded: every configuration fails in at least one setting;" in verdict
+  assert "success is excluded" not in as_sweep.stage2_verdict(excluded[1:], True)  # s1: no fail
 
 
 def test_stage2_order_follows_amendment_3_and_gives_the_commands(tmp_path):

@@ -245,7 +245,7 @@ def test_the_results_summary_keeps_the_sweep_stage_2_rows_and_no_other_variant(t
   assert cells[5] == f"{np.mean([5, 6, 7]):.2f} +- {np.std([5, 6, 7], ddof=1):.2f}"
   assert rows["as_introvae"].split(" | ")[3] == "69.50"
   legend = " ".join(results_summary.summary(str(tmp_path)).split("\n\n")[-1].split())
-  assert "sweep_s23_warm: `--as_scale=23 --lr_milestones=`" in legend
-  assert "sweep_s512_nowarm: `--as_scale=512 --lr_milestones= --num_vae=0`" in legend
+  assert "`--as_scale=23` `--lr_milestones=` (sweep_s23_warm)" in legend
+  assert "`--as_scale=512` `--lr_milestones=` `--num_vae=0` (sweep_s512_nowarm)" in legend
   with pytest.raises(ValueError, match="ref_as"):
     results_summary.sweep_flags("ref_as")

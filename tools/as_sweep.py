@@ -228,7 +228,8 @@ def stage2_cells(configs, folder=TABLE):
 
 def stage2_verdict(cells, screen_failed):
   """PLAN.md's stage-2 outcome from `cells` (`stage2_cells`) and the screen's rule 4: the
-  configuration that passes in every setting, "failure", or what is known so far."""
+  configuration that passes in every setting, "failure", or what is known so far (and, once
+  every configuration has a failed cell, that success is excluded)."""
   for config in dict.fromkeys(c["config"] for c in cells):
     own = [c for c in cells if c["config"] == config]
     if own and all(c["state"] == "passes" for c in own):
@@ -240,10 +241,21 @@ def stage2_verdict(cells, screen_failed):
   passing = [f"{stage2_tag(c['config'])} at {c['cell']}" for c in cells if c["state"] == "passes"]
   failing = [f"{stage2_tag(c['config'])} at {c['cell']}" for c in cells if c["state"] == "fails"]
   open_ = [f"{stage2_tag(c['config'])} at {c['cell']}" for c in cells if c["state"] == "open"]
-  return "not decided yet: " + "; ".join(
+  text = "not decided yet: " + "; ".join(
     f"{what}: {', '.join(names) if names else 'none'}"
     for what, names in (("pass", passing), ("fail", failing), ("open", open_))
   )
+  configs = dict.fromkeys(c["config"] for c in cells)
+  if configs and all(
+    any(c["state"] == "fails" for c in cells if c["config"] == k) for k in configs
+  ):
+    # Success needs one configuration passing in every setting: none can any more. What the
+    # open cells still decide is failure (none passes) or otherwise (some pass).
+    text += (
+      " (success is excluded: every configuration fails in at least one setting; the open"
+      " cells decide between failure and a partial result)"
+    )
+  return text
 
 
 def stage2_order(configs, folder=TABLE):

@@ -61,6 +61,11 @@ def sweep_flags(tag):
   return flags + (" --num_vae=0" if match.group(2) == "nowarm" else "")
 
 
+def _code(flags):
+  """Each flag its own code span, so that wrapping never splits one."""
+  return " ".join(f"`{flag}`" for flag in flags.split())
+
+
 def load_results(results_dir):
   """{(cell, method, tag): [result, ...]} of the finished reference-budget runs.
 
@@ -135,10 +140,8 @@ def summary(results_dir=os.path.join(ROOT, "results", "2d")):
     )
   tags = sorted({tag for _, _, tag in rows if tag}, key=lambda t: _order(("", "", t)))
   if tags:
-    legend = "Rows with a tag are the AS-IntroVAE sweep's stage 2 " + (
-      "(results/2d/as_introvae_sweep/PLAN.md), the setting's flags plus: "
-      + "; ".join(f"{tag}: `{sweep_flags(tag)}`" for tag in tags)
-      + "."
+    legend = "Tagged rows: the AS-IntroVAE sweep's stage 2 (its PLAN.md), the setting's flags " + (
+      "plus " + "; ".join(f"{_code(sweep_flags(tag))} ({tag})" for tag in tags) + "."
     )
     lines += [""] + textwrap.wrap(legend, width=79)
   return "\n".join(lines)
