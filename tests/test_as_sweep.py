@@ -148,13 +148,17 @@ def test_stage2_verdict_success_and_failure():
   assert as_sweep.stage2_verdict(fails, True) == (
     "failure: every stage-2 cell fails and the screen failed"
   )
-  assert as_sweep.stage2_verdict(fails, False).endswith("(the screen did not fail)")
+  assert as_sweep.stage2_verdict(fails, False) == (
+    "otherwise: every stage-2 cell fails, but the screen did not fail (failure needs both)"
+  )
   # Each configuration fails somewhere, other cells open: success is out, the rest undecided.
   excluded = [cell("screen_s1_warm", "C1", "fails"), cell("screen_s1_warm", "C2", "open")]
   excluded += [cell("screen_s23_warm", "C1", "open"), cell("screen_s23_warm", "C2", "fails")]
   verdict = as_sweep.stage2_verdict(excluded, True)
   assert verdict.startswith("not decided yet: pass: none; fail: sweep_s1_warm at C1, ")
   assert "(success is excluded: every configuration fails in at least one setting;" in verdict
+  assert verdict.endswith("the open cells decide between failure and a partial result)")
+  assert as_sweep.stage2_verdict(excluded, False).endswith("as the screen did not fail)")
   assert "success is excluded" not in as_sweep.stage2_verdict(excluded[1:], True)  # s1: no fail
 
 

@@ -91,10 +91,11 @@ def _large_unless(keep):
   return () if keep else (pytest.mark.large,)
 
 
-# mixed_bfloat16 differs from mixed_float16 in the policy alone (bfloat16 compute, no loss
-# scale), which no method changes: the fast suite runs it for AS-IntroVAE (every term of the
-# introspective step, the AS-Distance's kernel included) and the other methods with --run_large
-# (about 21 CPU s on the 2-core CI machine, docs/measurements.md).
+# No method looks at the policy's name: mixed_bfloat16 differs from mixed_float16 in the
+# compute dtype and in taking the optimizers' unscaled path (no LossScaleOptimizer), which
+# float32 runs for every method. The fast suite runs bfloat16 for AS-IntroVAE (every term of the
+# introspective step, the AS-Distance's kernel included), the other methods with --run_large
+# (about 21 CPU s in session 14's CPU log, docs/measurements.md).
 _EVERY_METHOD = [
   pytest.param(m, p, marks=_large_unless(p == "mixed_float16" or m == "as_introvae"))
   for m in METHODS
@@ -349,8 +350,8 @@ def _build_sgd(config, strategy, lr=0.05):
   [
     ("soft_introvae", "mixed_float16"),
     ("as_introvae", "mixed_float16"),
-    # The replicas' sum of float32 gradients is the same code for both policies; bfloat16's
-    # coarser rounding only widens the tolerance (12 CPU s): --run_large.
+    # bfloat16 takes the unscaled optimizer path, whose replica agreement float32 checks
+    # (test_models.py, test_baselines.py); bfloat16 adds coarser rounding (12 CPU s): large.
     pytest.param("as_introvae", "mixed_bfloat16", marks=pytest.mark.large),
   ],
 )

@@ -28,6 +28,8 @@ README = os.path.join(ROOT, "README.md")
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import results_summary  # noqa: E402
 
+from tools import as_sweep  # noqa: E402
+
 FRESH_MACHINE = (
   "bash tools/setup.sh && python -m as_introvae_tf.train --flagfile=configs/quickstart.flags && "
   "python -m as_introvae_tf.export --workdir=runs/quickstart --export_dir=exports/quickstart"
@@ -227,6 +229,7 @@ def test_the_results_summary_keeps_the_sweep_stage_2_rows_and_no_other_variant(t
   _result(folder, "C1", "as_introvae", 0, 35.3, tag="ref_as")  # a variant: docs/results.md's
   _result(folder, "C1", "as_introvae", 1, 1.0, tag="sweep_s1_warm", steps=8000)  # a screen run
   _result(folder, "C1", "as_introvae", 0, 2.0, tag="sweep_s512_nowarm")
+  _result(folder, "C1", "as_introvae", 0, 2.5, tag="sweep_s64_warm")  # 64 < 512 as numbers
   rows = {
     line.split(" | ")[1]: line
     for line in results_summary.summary(str(tmp_path)).split("\n")
@@ -235,17 +238,20 @@ def test_the_results_summary_keeps_the_sweep_stage_2_rows_and_no_other_variant(t
   assert list(rows) == [
     "as_introvae",
     "as_introvae (sweep_s23_warm)",
+    "as_introvae (sweep_s64_warm)",
     "as_introvae (sweep_s512_nowarm)",
   ]
-  # an independent mean and sample std (ddof=1)
-
   cells = rows["as_introvae (sweep_s23_warm)"].split(" | ")
   assert cells[2] == "0,1,2"
+  # an independent mean and sample std (ddof=1)
   assert cells[3] == f"{np.mean(kls):.2f} +- {np.std(kls, ddof=1):.2f}"
   assert cells[5] == f"{np.mean([5, 6, 7]):.2f} +- {np.std([5, 6, 7], ddof=1):.2f}"
   assert rows["as_introvae"].split(" | ")[3] == "69.50"
   legend = " ".join(results_summary.summary(str(tmp_path)).split("\n\n")[-1].split())
   assert "`--as_scale=23` `--lr_milestones=` (sweep_s23_warm)" in legend
   assert "`--as_scale=512` `--lr_milestones=` `--num_vae=0` (sweep_s512_nowarm)" in legend
+  # The legend's flags are the ones the sweep's runs were given (tools/as_sweep.py).
+  command = as_sweep.stage2_command(("C1", "as_introvae", 0, "screen_s512_nowarm"))
+  assert "--overrides=as_scale=512,lr_milestones=,num_vae=0 " in command + " "
   with pytest.raises(ValueError, match="ref_as"):
     results_summary.sweep_flags("ref_as")

@@ -235,9 +235,9 @@ def stage2_verdict(cells, screen_failed):
     if own and all(c["state"] == "passes" for c in own):
       return f"success: {stage2_tag(config)} passes at {', '.join(c['cell'] for c in own)}"
   if cells and all(c["state"] == "fails" for c in cells):
-    return "failure: every stage-2 cell fails" + (
-      " and the screen failed" if screen_failed else " (the screen did not fail)"
-    )
+    if screen_failed:
+      return "failure: every stage-2 cell fails and the screen failed"
+    return "otherwise: every stage-2 cell fails, but the screen did not fail (failure needs both)"
   passing = [f"{stage2_tag(c['config'])} at {c['cell']}" for c in cells if c["state"] == "passes"]
   failing = [f"{stage2_tag(c['config'])} at {c['cell']}" for c in cells if c["state"] == "fails"]
   open_ = [f"{stage2_tag(c['config'])} at {c['cell']}" for c in cells if c["state"] == "open"]
@@ -251,9 +251,10 @@ def stage2_verdict(cells, screen_failed):
   ):
     # Success needs one configuration passing in every setting: none can any more. What the
     # open cells still decide is failure (none passes) or otherwise (some pass).
-    text += (
-      " (success is excluded: every configuration fails in at least one setting; the open"
-      " cells decide between failure and a partial result)"
+    text += " (success is excluded: every configuration fails in at least one setting; " + (
+      "the open cells decide between failure and a partial result)"
+      if screen_failed
+      else "the open cells decide which cells pass; not failure, as the screen did not fail)"
     )
   return text
 

@@ -7,9 +7,9 @@ One row per (data, method) over the runs at the papers' budget (30000 steps) wit
 flags of their flagfile and setting (no variant tag), and one per AS-IntroVAE configuration of
 the sweep's stage 2 (tags `sweep_s<as_scale>_<warm|nowarm>`, results/2d/as_introvae_sweep/
 PLAN.md): mean +- sample std over seeds of KL, JSD and 8 Gaussians' modes reached, as
-tools/reproduce_2d.py computes them, beside the paper's KL and JSD. The full tables, variants and narrative are docs/results.md. Importing this module
-has no side effects (no flags, no TensorFlow); `tests/test_readme.py` checks that the README's
-block is what `summary()` gives.
+tools/reproduce_2d.py computes them, beside the paper's KL and JSD. The full tables, variants
+and narrative are docs/results.md. Importing this module has no side effects (no flags, no
+TensorFlow); `tests/test_readme.py` checks that the README's block is what `summary()` gives.
 """
 
 import argparse
