@@ -162,7 +162,7 @@ def test_stage2_verdict_success_and_failure():
   assert "success is excluded" not in as_sweep.stage2_verdict(excluded[1:], True)  # s1: no fail
 
 
-def test_stage2_order_follows_amendment_3_and_gives_the_commands(tmp_path):
+def test_stage2_order_follows_amendments_3_and_4_and_gives_the_commands(tmp_path):
   configs = ["screen_s1_warm", "screen_s512_nowarm"]
   a, b = (as_sweep.stage2_tag(c) for c in configs)
   order = as_sweep.stage2_order(configs, str(tmp_path))
@@ -189,3 +189,16 @@ def test_stage2_order_follows_amendment_3_and_gives_the_commands(tmp_path):
     "python tools/reproduce_2d.py --table=c1c3 --settings=C1 --methods=soft_introvae --seeds=1 "
     "--train_steps=30000"
   )
+  # Amendment 4: every cell fails at seed 0; the failed cells' seeds go configuration by
+  # configuration, A's seed 1 at C1-C3, A's seed 2, then B's, after S-IntroVAE's seeds.
+  for cell in ("C1", "C2", "C3"):
+    for tag in (a, b):
+      _final(tmp_path, cell, "as_introvae", 0, 5.0, 7, tag)
+  order = as_sweep.stage2_order(configs, str(tmp_path))
+  assert order[:6] == [(c, "soft_introvae", s, None) for c in ("C1", "C2", "C3") for s in (1, 2)]
+  assert order[6:] == [
+    (cell, "as_introvae", seed, config)
+    for config in configs
+    for seed in (1, 2)
+    for cell in ("C1", "C2", "C3")
+  ]

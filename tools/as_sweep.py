@@ -260,10 +260,11 @@ def stage2_verdict(cells, screen_failed):
 
 
 def stage2_order(configs, folder=TABLE):
-  """PLAN.md amendment 3's order of the stage-2 runs still missing, as (setting, method, seed,
-  screen configuration or None for S-IntroVAE): seed 0 of the six AS-IntroVAE cells, then
-  seeds 1 and 2 of the cells not failed, S-IntroVAE's seeds 1 and 2, then the failed cells'
-  remaining seeds. A cell's state is read from the files as they are now."""
+  """PLAN.md's order (amendments 3 and 4) of the stage-2 runs still missing, as (setting,
+  method, seed, screen configuration or None for S-IntroVAE): seed 0 of the six AS-IntroVAE
+  cells, then seeds 1 and 2 of the cells not failed, S-IntroVAE's seeds 1 and 2, then the
+  failed cells' remaining seeds, configuration by configuration (A's seed 1 at C1-C3, A's seed
+  2, then B's). A cell's state is read from the files as they are now."""
   cells = {(c["cell"], c["config"]): c for c in stage2_cells(configs, folder)}
   grid = [(cell, config) for cell in SETTINGS for config in configs]
 
@@ -279,10 +280,11 @@ def stage2_order(configs, folder=TABLE):
     if cells[(cell, config)]["state"] != "fails"
   ]
   order += [(cell, "soft_introvae", seed, None) for cell in SETTINGS for seed in (1, 2)]
-  order += [
+  order += [  # amendment 4: one configuration's cells complete before the next one's
     (cell, "as_introvae", seed, config)
+    for config in configs
     for seed in (1, 2)
-    for cell, config in grid
+    for cell in SETTINGS
     if cells[(cell, config)]["state"] == "fails"
   ]
   return [run for run in order if missing(*run)]
