@@ -107,7 +107,7 @@ def test_stage2_cells_follow_the_plans_rules(tmp_path):
     _final(tmp_path, "C1", "as_introvae", seed, kl, 8, a)
   for seed, kl in enumerate((3.0, 9.0, 12.0)):  # B at C1: mean 8, but 12 > S-IntroVAE's 11
     _final(tmp_path, "C1", "as_introvae", seed, kl, 8, b)
-  _final(tmp_path, "C2", "as_introvae", 0, 5.0, 7, a)  # 7 modes: fails at once
+  _final(tmp_path, "C2", "as_introvae", 0, 5.0, 23 / 3, a)  # 7.67 modes (3 draws): fails
   _final(tmp_path, "C2", "as_introvae", 0, 30.0, 8, b)  # KL 30: the mean cannot be below 10
   _final(tmp_path, "C3", "as_introvae", 0, 2.0, 8, a)  # open: two AS seeds and S-IntroVAE's
   cells = {(c["config"], c["cell"]): c for c in as_sweep.stage2_cells(configs, str(tmp_path))}
@@ -133,6 +133,7 @@ def test_stage2_cells_follow_the_plans_rules(tmp_path):
   assert "open: sweep_s1_warm at C3, sweep_s23_warm at C3" in verdict
   lines = as_sweep.stage2_table(list(cells.values()))
   assert lines[2].startswith("| sweep_s1_warm | C1 | 3.0, 4.0, 5.0 | 8, 8, 8 | 12.0, 11.0, 15.0 |")
+  assert lines[4].startswith("| sweep_s1_warm | C2 | 5.0 | 7.67 | ")  # not rounded up to 8
 
 
 def test_stage2_verdict_success_and_failure():

@@ -127,7 +127,7 @@ def table(rows):
   for r in sorted(rows, key=lambda r: r["mean_kl"]):
     lines.append(
       f"| {r['tag']} | {r['method']} | {_fmt(r['seeds'], 'd')} | {_fmt(r['kl'], '.1f')} | "
-      f"{r['mean_kl']:.1f} | {_fmt(r['modes'], '.0f')} | {_fmt(r['share_rec'], '.2g')} | "
+      f"{r['mean_kl']:.1f} | {_fmt(r['modes'], '.3g')} | {_fmt(r['share_rec'], '.2g')} | "
       f"{_fmt(r['factor'], '.2g')} | {_fmt(r['last_rec'], '.2f')} |"
     )
   return lines
@@ -314,7 +314,7 @@ def stage2_table(cells):
   for c in cells:
     lines.append(
       f"| {stage2_tag(c['config'])} | {c['cell']} | {_fmt(c['kl'], '.1f') or '-'} | "
-      f"{_fmt(c['modes'], '.0f') or '-'} | {_fmt(c['soft_kl'], '.1f') or '-'} | {c['state']} | "
+      f"{_fmt(c['modes'], '.3g') or '-'} | {_fmt(c['soft_kl'], '.1f') or '-'} | {c['state']} | "
       f"{', '.join(c['missing']) or '-'} |"
     )
   return lines
