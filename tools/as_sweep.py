@@ -230,7 +230,8 @@ def stage2_verdict(cells, screen_failed):
   """PLAN.md's stage-2 outcome from `cells` (`stage2_cells`) and the screen's rule 4: the
   configuration that passes in every setting, "failure", or what is known so far (and, once
   every configuration has a failed cell, that success is excluded)."""
-  for config in dict.fromkeys(c["config"] for c in cells):
+  configs = dict.fromkeys(c["config"] for c in cells)
+  for config in configs:
     own = [c for c in cells if c["config"] == config]
     if own and all(c["state"] == "passes" for c in own):
       return f"success: {stage2_tag(config)} passes at {', '.join(c['cell'] for c in own)}"
@@ -245,7 +246,6 @@ def stage2_verdict(cells, screen_failed):
     f"{what}: {', '.join(names) if names else 'none'}"
     for what, names in (("pass", passing), ("fail", failing), ("open", open_))
   )
-  configs = dict.fromkeys(c["config"] for c in cells)
   if configs and all(
     any(c["state"] == "fails" for c in cells if c["config"] == k) for k in configs
   ):
@@ -290,6 +290,17 @@ def stage2_order(configs, folder=TABLE):
   return [run for run in order if missing(*run)]
 
 
+def overrides(config):
+  """The `--overrides` value of a screen or stage-2 configuration (`screen_s<N>_<warm|nowarm>`
+  or `sweep_...`): `as_scale=N,lr_milestones=` (a fixed rate), plus `num_vae=0` without the
+  warm-up. Raises ValueError for another name."""
+  match = re.fullmatch(r"(?:screen|sweep)_s(\d+)_(warm|nowarm)", config)
+  if not match:
+    raise ValueError(f"{config!r} is not a sweep configuration (expected sweep_s<N>_warm|nowarm)")
+  scale, warm = match.groups()
+  return f"as_scale={scale},lr_milestones=" + (",num_vae=0" if warm == "nowarm" else "")
+
+
 def stage2_command(run):
   """The `tools/reproduce_2d.py` command line of one stage-2 run (`stage2_order`'s tuple)."""
   cell, method, seed, config = run
@@ -298,9 +309,7 @@ def stage2_command(run):
     f"--seeds={seed} --train_steps={STAGE2_STEPS}"
   )
   if config:
-    scale, warm = re.fullmatch(r"screen_s(\d+)_(warm|nowarm)", config).groups()
-    overrides = f"as_scale={scale},lr_milestones=" + (",num_vae=0" if warm == "nowarm" else "")
-    command += f" --overrides={overrides} --tag={stage2_tag(config)}"
+    command += f" --overrides={overrides(config)} --tag={stage2_tag(config)}"
   return command
 
 

@@ -53,12 +53,11 @@ SWEEP_TAG = re.compile(r"sweep_s(\d+)_(warm|nowarm)")
 
 
 def sweep_flags(tag):
-  """The flags a stage-2 sweep tag stands for, as a string; ValueError for another tag."""
-  match = SWEEP_TAG.fullmatch(tag)
-  if not match:
-    raise ValueError(f"tag {tag!r} is not a sweep tag (expected sweep_s<N>_warm|nowarm)")
-  flags = f"--as_scale={match.group(1)} --lr_milestones="
-  return flags + (" --num_vae=0" if match.group(2) == "nowarm" else "")
+  """The flags a stage-2 sweep tag stands for (the runs' `--overrides`, from
+  tools/as_sweep.py), as a string; ValueError for another tag."""
+  from tools import as_sweep  # pylint: disable=import-outside-toplevel
+
+  return " ".join(f"--{flag}" for flag in as_sweep.overrides(tag).split(","))
 
 
 def _code(flags):
@@ -162,5 +161,6 @@ def main(argv=None):
     print(text)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python tools/results_summary.py`: the root on sys.path, for `tools`
+  sys.path.insert(0, ROOT)
   main()
