@@ -109,6 +109,18 @@ SMALL_EXPORT_MAX_BATCH = 4
 """The `--max_batch` of the `small_export` fixture (tests/conftest.py)."""
 
 
+def method_params(names):
+  """NAMES (method names) as pytest params, S-IntroVAE's marked `large` when AS-IntroVAE is
+  among them: AS-IntroVAE's step is S-IntroVAE's (`introspective_step`, the same two phases
+  and updates) with the AS-Distance terms added, so the fast suite runs the superset and
+  `--run_large` runs both."""
+  covered = "as_introvae" in names
+  return [
+    pytest.param(n, marks=pytest.mark.large) if covered and n == "soft_introvae" else n
+    for n in names
+  ]
+
+
 def two_d_config(workdir="/tmp/as_introvae_unused", **overrides):
   """`ExperimentConfig` of `TWO_D` with OVERRIDES (any setting, `method` included)."""
   return config_lib.ExperimentConfig(**dict(TWO_D, workdir=str(workdir), **overrides))

@@ -11,6 +11,8 @@ from as_introvae_tf import hparams
 from as_introvae_tf import methods
 from as_introvae_tf import networks
 
+import harness
+
 BATCH = 32
 HP = hparams.LossHParams(
   beta_rec=0.2,
@@ -48,7 +50,7 @@ METHODS = [n for n, c in methods.all_methods().items() if c.hparams_class is hpa
 """The methods built from (encoder, decoder) and `LossHParams` alone (the registry's)."""
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", harness.method_params(METHODS))
 def test_fused_and_separate_passes_give_the_same_steps(method):
   keras.utils.set_random_seed(0)
   separate = _model(method, "off")

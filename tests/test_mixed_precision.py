@@ -95,9 +95,14 @@ def _large_unless(keep):
 # compute dtype and in taking the optimizers' unscaled path (no LossScaleOptimizer), which
 # float32 runs for every method. The fast suite runs bfloat16 for AS-IntroVAE (every term of the
 # introspective step, the AS-Distance's kernel included), the other methods with --run_large
-# (about 21 CPU s in session 14's CPU log, docs/measurements.md).
+# (about 21 CPU s in session 14's CPU log, docs/measurements.md), and S-IntroVAE, whose terms
+# are AS-IntroVAE's without the AS-Distance (harness.method_params), with --run_large in both.
 _EVERY_METHOD = [
-  pytest.param(m, p, marks=_large_unless(p == "mixed_float16" or m == "as_introvae"))
+  pytest.param(
+    m,
+    p,
+    marks=_large_unless(m == "as_introvae" or (p == "mixed_float16" and m != "soft_introvae")),
+  )
   for m in METHODS
   for p in MIXED
 ]
@@ -146,9 +151,19 @@ def test_every_method_trains_with_16_bit_compute_and_float32_terms(method, polic
   assert any(not np.array_equal(v.numpy(), w) for v, w in zip(model.encoder.weights, weights32))
 
 
-def test_image_networks_on_fashion_mnist():
-  """The residual networks (convolutions, BatchNorm, pooling) in 16 bits on real images, both
-  policies against float32 from the same weights."""
+@pytest.mark.parametrize(
+  "policy",
+  [
+    "mixed_float16",
+    # bfloat16 on these networks (17 CPU s) is large: the fast suite runs bfloat16 through
+    # AS-IntroVAE's step on the 2-D networks (test_every_method_...[as_introvae-mixed_bfloat16]),
+    # and tools/device_check.sh runs this case on a GPU.
+    pytest.param("mixed_bfloat16", marks=pytest.mark.large),
+  ],
+)
+def test_image_networks_on_fashion_mnist(policy):
+  """The residual networks (convolutions, BatchNorm, pooling) in 16 bits on real images,
+  against float32 from the same weights."""
   common = dict(
     dataset="fashion_mnist",
     filters=(4,),  # stem (convolution, BatchNorm, pooling), one residual block, head
@@ -162,30 +177,29 @@ def test_image_networks_on_fashion_mnist():
   reference = harness.build_model(harness.small_2d_config("as_introvae", **common))
   harness.set_lr(reference, 0.0)
   logs32 = harness.fit_batches(reference, images, 1)
-  for policy in MIXED:
-    model = harness.build_model(
-      harness.small_2d_config("as_introvae", mixed_precision=policy, **common)
-    )
-    for v, w in zip(harness.weights(model), harness.weights(reference)):
-      v.assign(w)
-    _check_dtypes(model, policy)
-    seen = _spy_on_terms(model)
-    harness.set_lr(model, 0.0)
-    logs = harness.fit_batches(model, images, 1)
-    assert set(seen.values()) == {"float32"}, seen
-    _assert_close_to_float32(logs, logs32, policy)
-    harness.set_lr(model, 2e-4)
-    logs = harness.fit_batches(model, images, 2)
-    assert all(np.isfinite(v) for v in logs.values()) and model.non_finite_report() is None
-    # Two scales add the channel-changing blocks (1x1 shortcut) and the pooling/upsampling
-    # between scales: built (not trained) in 16 bits too.
-    two_scales = dict(common, filters=(4, 8))
-    _check_dtypes(
-      harness.build_model(
-        harness.small_2d_config("as_introvae", mixed_precision=policy, **two_scales)
-      ),
-      policy,
-    )
+  model = harness.build_model(
+    harness.small_2d_config("as_introvae", mixed_precision=policy, **common)
+  )
+  for v, w in zip(harness.weights(model), harness.weights(reference)):
+    v.assign(w)
+  _check_dtypes(model, policy)
+  seen = _spy_on_terms(model)
+  harness.set_lr(model, 0.0)
+  logs = harness.fit_batches(model, images, 1)
+  assert set(seen.values()) == {"float32"}, seen
+  _assert_close_to_float32(logs, logs32, policy)
+  harness.set_lr(model, 2e-4)
+  logs = harness.fit_batches(model, images, 2)
+  assert all(np.isfinite(v) for v in logs.values()) and model.non_finite_report() is None
+  # Two scales add the channel-changing blocks (1x1 shortcut) and the pooling/upsampling
+  # between scales: built (not trained) in 16 bits too.
+  two_scales = dict(common, filters=(4, 8))
+  _check_dtypes(
+    harness.build_model(
+      harness.small_2d_config("as_introvae", mixed_precision=policy, **two_scales)
+    ),
+    policy,
+  )
 
 
 def test_an_overflowing_step_is_skipped_and_training_goes_on(monkeypatch):
@@ -348,7 +362,8 @@ def _build_sgd(config, strategy, lr=0.05):
 @pytest.mark.parametrize(
   "method,policy",
   [
-    ("soft_introvae", "mixed_float16"),
+    # S-IntroVAE's step is AS-IntroVAE's without the AS terms (8 CPU s): large.
+    pytest.param("soft_introvae", "mixed_float16", marks=pytest.mark.large),
     ("as_introvae", "mixed_float16"),
     # bfloat16 takes the unscaled optimizer path, whose replica agreement float32 checks
     # (test_models.py, test_baselines.py); bfloat16 adds coarser rounding (12 CPU s): large.

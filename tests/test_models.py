@@ -81,7 +81,7 @@ def test_each_optimizer_updates_only_its_own_network(method):
   assert any(not np.allclose(b, v.numpy()) for b, v in zip(enc_before, model.encoder.weights))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", harness.method_params(METHODS))
 def test_one_and_two_replicas_give_the_same_weights(method, two_replicas):
   """Same global batch, same initial weights, SGD: the global-batch loss scaling, the noise
   slicing and the gathered AS-Distance make 2 replicas equal 1 replica."""

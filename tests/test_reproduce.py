@@ -201,6 +201,10 @@ print("tensorflow" in sys.modules)
   assert proc.stdout.strip() == "False"
 
 
+# Large (43 CPU s, the suite's costliest test): two image runs and their evaluation, which are
+# train_lib's and evaluate's, tested on Fashion-MNIST runs in test_train_lib.py and
+# test_evaluate.py; the tool's own choice of each run's configuration is tested fast below.
+@pytest.mark.large
 def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path, monkeypatch):
   # A one-step feature net in a private cache: the test must not train (or read) the real one.
   from as_introvae_tf import feature_nets  # pylint: disable=import-outside-toplevel

@@ -188,10 +188,12 @@ def _drop_example_shape(workdir):
   return run.restored
 
 
-@pytest.fixture
-def image_run_without_shape(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def image_run_without_shape(tmp_path_factory):
   """A tiny image-folder run (8x8 RGB, --filters=4,8) whose checkpoint lacks `example_shape`,
-  its data folder then removed (and metrics_train.json, which also records the shape)."""
+  its data folder then removed (and metrics_train.json, which also records the shape); trained
+  once for the tests that only read it."""
+  tmp_path = tmp_path_factory.mktemp("without_shape")
   folder = _image_folder(tmp_path / "images")
   workdir = tmp_path / "run"
   config = _config(
@@ -202,7 +204,8 @@ def image_run_without_shape(tmp_path, monkeypatch):
     z_dim=2,
     image_every_steps=100,
   )
-  _train(config, monkeypatch)
+  with pytest.MonkeyPatch.context() as monkeypatch:
+    _train(config, monkeypatch)
   prefix = _drop_example_shape(workdir)
   os.rename(folder, folder + ".gone")
   os.remove(workdir / "metrics_train.json")

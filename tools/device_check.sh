@@ -44,7 +44,9 @@ if [ "$DRY" -eq 0 ]; then
   TESTS=(tests/test_mixed_precision.py tests/test_mixed_precision_runs.py
     tests/test_xla_and_steps_per_execution.py
     tests/test_train_lib.py::test_resumed_run_equals_uninterrupted_run)
-  SELECT=()
+  # With their large cases (bfloat16, XLA + float16, ...): left out of the CPU suite for time,
+  # they are the precisions a GPU runs.
+  SELECT=(--run_large)
 else
   TESTS=(tests/test_mixed_precision.py tests/test_xla_and_steps_per_execution.py)
   SELECT=(-k "mixed_precision_flag_values or jit_compile_is_refused")
