@@ -42,6 +42,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from as_introvae_tf import config as config_lib  # noqa: E402
+from tools import own_flags  # noqa: E402
 from tools import machine  # noqa: E402
 from tools.readme_block import replace_readme_block  # noqa: E402
 from tools.reproduce_2d_results import PAPER  # noqa: E402
@@ -148,15 +149,9 @@ def define_flags(flag_values=flags.FLAGS):
 
 def parse(argv):
   """The flags of the command line `argv` (argv[0]: the program), in a FlagValues of their
-  own: what `run` takes, also in a process whose global flags hold others (tests).
-
-  Raises:
-    absl.flags.Error: an unknown flag or a bad value.
-  """
-  opts = flags.FlagValues()
-  define_flags(opts)
-  opts(argv)
-  return opts
+  own (`tools.own_flags.parse`): what `run` takes, also in a process whose global flags hold
+  others (tests). Raises absl.flags.Error on an unknown flag or a bad value."""
+  return own_flags.parse(define_flags, argv)
 
 
 METRIC_KEYS = ("kl", "jsd", "gnelbo", "modes_covered", "high_quality_fraction")

@@ -37,6 +37,7 @@ if __name__ == "__main__":  # `python tools/reproduce_images.py`: the package on
   sys.path.insert(0, ROOT)
 
 from as_introvae_tf import config as config_lib  # noqa: E402
+from tools import own_flags  # noqa: E402
 
 DATASETS = ("fashion_mnist", "cifar10")
 METHODS = ("soft_introvae", "as_introvae")
@@ -91,15 +92,9 @@ def define_flags(flag_values=flags.FLAGS):
 
 def parse(argv):
   """The flags of the command line `argv` (argv[0]: the program), in a FlagValues of their
-  own: what `run` takes, also in a process whose global flags hold others (tests).
-
-  Raises:
-    absl.flags.Error: an unknown flag or a bad value.
-  """
-  opts = flags.FlagValues()
-  define_flags(opts)
-  opts(argv)
-  return opts
+  own (`tools.own_flags.parse`): what `run` takes, also in a process whose global flags hold
+  others (tests). Raises absl.flags.Error on an unknown flag or a bad value."""
+  return own_flags.parse(define_flags, argv)
 
 
 def _config(opts, dataset, method, seed, workdir):
