@@ -111,9 +111,11 @@ def test_a_bad_decoder_phase_skips_only_the_decoder_update(monkeypatch):
     # and updates), so the fast suite runs the superset.
     pytest.param("soft_introvae", marks=pytest.mark.large),
     "as_introvae",
-    # Large: the cross-replica agreement on skipping is the base class's `require_finite`,
-    # which AS-IntroVAE runs here; AVAE's own part, its PID state kept on a skipped batch,
-    # is checked on one replica (test_a_nan_batch_leaves_..._counts_the_step[avae]). 15 CPU s.
+    # Large (15 CPU s): the cross-replica agreement on skipping is
+    # `UpdatePolicy._require_finite`, which AS-IntroVAE's `apply_update`s run here (AVAE's
+    # `require_finite` loops over the same checks); AVAE's own part, its PID state kept on a
+    # skipped batch, is checked on one replica (test_a_nan_batch_..._counts_the_step[avae]),
+    # and AVAE on two replicas without a NaN in test_baselines.py.
     pytest.param("avae", marks=pytest.mark.large),
   ],
 )

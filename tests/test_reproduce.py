@@ -201,9 +201,10 @@ print("tensorflow" in sys.modules)
   assert proc.stdout.strip() == "False"
 
 
-# Large (43 CPU s, the suite's costliest test): two image runs and their evaluation, which are
+# Large (43 CPU s in session 15's log): two real image runs and their evaluation, which are
 # train_lib's and evaluate's, tested on Fashion-MNIST runs in test_train_lib.py and
-# test_evaluate.py; the tool's own choice of each run's configuration is tested fast below.
+# test_evaluate.py; the tool's own part (configs, table, JSON, reuse) is tested fast below
+# with stub runs.
 @pytest.mark.large
 def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path, monkeypatch):
   # A one-step feature net in a private cache: the test must not train (or read) the real one.
@@ -244,6 +245,61 @@ def test_reproduce_images_compares_both_methods_at_the_same_budget(tmp_path, mon
       (tmp_path / f"fashion_mnist_{method}" / "seed0" / "eval" / "metrics.json").read_text()
     )["metrics"]
     assert f"{metrics['psnr']:.3f}" in row[0] and "fid_fmnist_cnn" in table
+
+
+def test_reproduce_images_table_over_seeds_from_stub_runs(tmp_path, monkeypatch):
+  """The tool's own part, fast: every (dataset, method, seed) run gets a valid config of its
+  flagfile at the budget, and the table and its JSON give each cell's mean +- std (ddof 1) over
+  the seeds; a second call reuses the saved evaluations. Training and evaluation are stubs
+  here (what they do is tested in test_train_lib.py and test_evaluate.py; the real runs in
+  the large test above)."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+
+  from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+
+  trained, steps = [], {}
+
+  def train(config):
+    config.validate()
+    trained.append((config.method, config.seed, config.train_steps, config.filters))
+    steps[os.path.abspath(config.workdir)] = config.train_steps
+    return {"step": config.train_steps}
+
+  def evaluate(workdir, options, log):
+    del log
+    seed = int(os.path.basename(workdir).removeprefix("seed"))
+    psnr = 20.0 + seed + (0.5 if "as_introvae" in workdir else 0.0)
+    saved = {
+      "step": steps[os.path.abspath(workdir)],
+      "options": dataclasses.asdict(options),
+      "eval_version": eval_lib.EVAL_VERSION,
+      "metrics": {"psnr": psnr, "ssim": 0.5, "mse": 0.01, "fid_net": 10.0 * (seed + 1)},
+    }
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    with open(os.path.join(workdir, "eval", "metrics.json"), "w") as f:
+      json.dump(saved, f)
+    return saved
+
+  monkeypatch.setattr(train_lib, "train_and_evaluate", train)
+  monkeypatch.setattr(eval_lib, "evaluate", evaluate)
+  out = tmp_path / "images.md"
+  args = ["tools/reproduce_images.py", "--datasets=fashion_mnist", "--seeds=0,1,2"]
+  args += ["--train_steps=10", f"--workroot={tmp_path}", f"--out={out}"]
+  _run(args)
+  assert sorted(trained) == [
+    (m, s, 10, (16, 32)) for m in ("as_introvae", "soft_introvae") for s in (0, 1, 2)
+  ]
+  table = out.read_text()
+  for method, offset in (("soft_introvae", 0.0), ("as_introvae", 0.5)):
+    psnr = np.array([20.0, 21.0, 22.0]) + offset
+    cell = f"{psnr.mean():.3f} +- {psnr.std(ddof=1):.3f}"
+    assert f"| fashion_mnist | {method} | {cell} | 0.500 +- 0.000 |" in table, table
+  assert "| fid_net |" in table and "20.00 +- 10.00" in table
+  saved = json.loads((tmp_path / "images.md.json").read_text())
+  assert saved["seeds"] == [0, 1, 2] and len(saved["results"]["fashion_mnist/as_introvae"]) == 3
+  _run(args)  # the saved evaluations are reused: nothing is trained again
+  assert len(trained) == 6
 
 
 def test_reproduce_images_defaults_to_the_budget_network():

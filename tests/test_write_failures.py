@@ -3,7 +3,8 @@ an error computing a picture is not a write error, the history gains a line exac
 segment that saved a checkpoint (config.json written or not), and `load` of a workdir whose
 checkpoints lack `example_shape`.
 
-Tiny 2-D runs, trained per test (a few steps each).
+Tiny 2-D runs, trained per test (a few steps each), and one tiny image-folder run shared by
+the two `load` tests.
 """
 
 import errno

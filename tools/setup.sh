@@ -45,8 +45,14 @@ if ! python -c "import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)"; 
   exit 1
 fi
 # uv installs requirements.txt (TensorFlow's 600 MB among them) in about a quarter of pip's
-# time on a fresh machine (35 s against 2m25s here, docs/measurements.md); its own version is
-# pinned in requirements.txt, and pip installs it first.
-echo "Installing Python packages (requirements.txt, with uv)..."
-python -m pip install -q --disable-pip-version-check "$(grep -E '^uv==' requirements.txt)"
-python -m uv pip install -q --python "$(python -c 'import sys; print(sys.executable)')" -r requirements.txt
+# time on a fresh machine (docs/measurements.md, session 16); its own version is pinned in
+# requirements.txt, and pip installs it first. uv reads no pip settings (pip.conf, PIP_*
+# indexes, certificates) and cannot install into a user site: where it fails, pip installs.
+echo "Installing Python packages (requirements.txt)..."
+UV_PIN=$(grep -E '^uv==' requirements.txt | tr -d '\r' | cut -d'#' -f1 | xargs)
+if ! { python -m pip install -q --disable-pip-version-check "$UV_PIN" \
+       && python -m uv pip install -q --python "$(python -c 'import sys; print(sys.executable)')" \
+         -r requirements.txt; }; then
+  echo "uv could not install requirements.txt; installing with pip" >&2
+  python -m pip install -q --disable-pip-version-check -r requirements.txt
+fi
