@@ -219,7 +219,8 @@ def test_plain_as_distance_and_its_gradient_equal_the_projects():
 
 @pytest.fixture(scope="module")
 def compare_2d():
-  """A real comparison job on the 2-D steps at tiny sizes, run in this process."""
+  """A real comparison job on the 2-D steps at tiny sizes, run in this process (22 CPU s: its
+  one user, the job's test, is large)."""
   job = dict(
     kind="compare",
     workload="2d",
@@ -236,6 +237,40 @@ def compare_2d():
   return row, matmul
 
 
+@pytest.fixture
+def compare_row():
+  """A comparison row as `run_compare_job` makes it (`jobs.window_stats` of each step's window
+  times), from made-up times: what the reports read, without training."""
+  from tools.benchmark import jobs  # pylint: disable=import-outside-toplevel
+
+  rng = np.random.default_rng(3)
+  steps = {}
+  for i, name in enumerate(benchmark.COMPARE_STEPS["2d"]):
+    times = 0.01 * (1 + i) * (1 + 0.1 * rng.random(3))
+    steps[name] = dict(
+      jobs.window_stats(times, 0.9 * times, 2, 32),
+      flops={"matmul_conv": 1e6},
+      batch_size=32,
+      build_s=1.0,
+      final_loss_e=0.5,
+      warmup_window_times_s=[0.1],
+    )
+  job = dict(
+    kind="compare",
+    workload="2d",
+    steps=list(steps),
+    warmup=1,
+    windows=3,
+    window_steps=2,
+    flops=True,
+    tiny=True,
+  )
+  return {"steps": steps, "job": job}
+
+
+# Large (22 CPU s, the compare job's 4 traced steps): a speed tool's job; what its reports
+# make of a row is tested fast below from `compare_row`.
+@pytest.mark.large
 def test_compare_job_times_every_step_interleaved(compare_2d):
   row, _ = compare_2d
   steps = row["steps"]
@@ -253,8 +288,8 @@ def test_compare_job_times_every_step_interleaved(compare_2d):
     assert np.isfinite(step["final_loss_e"])
 
 
-def test_compare_markdown_reports_each_pair_and_the_as_over_s_ratio(compare_2d):
-  row, matmul = compare_2d
+def test_compare_markdown_reports_each_pair_and_the_as_over_s_ratio(compare_row):
+  row, matmul = compare_row, benchmark.run_matmul_job(dict(n=64, reps=2))
   extensions = machine.cpu_extensions(["fpu", "avx2", "fma"])
   described = dict(processor="test CPU", cpu_count=2, extensions=extensions)
   results = dict(machine=described, matmul={"0x0": matmul}, compare=[row], rows=[])
@@ -277,8 +312,8 @@ def test_compare_markdown_reports_each_pair_and_the_as_over_s_ratio(compare_2d):
   assert "CIFAR-10" not in text  # no image job, no image ratio
 
 
-def test_threads_markdown_compares_each_setting_with_the_first_of_its_round(compare_2d):
-  row, _ = compare_2d
+def test_threads_markdown_compares_each_setting_with_the_first_of_its_round(compare_row):
+  row = compare_row
   steps = {k: row["steps"][k] for k in benchmark.THREAD_STEPS}
   faster = {k: dict(v, steps_per_s=2 * v["steps_per_s"]) for k, v in steps.items()}
   rows = [

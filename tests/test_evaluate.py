@@ -189,7 +189,8 @@ def test_evaluate_a_tiny_image_run(image_run, tmp_path, tiny_feature_net):
   # The evaluation reads the decoders and the encoder, whatever trained them: the tiny
   # Fashion-MNIST VAE of the export tests (image_run: 4 steps, a decoder EMA), copied, as the
   # evaluation writes into the workdir (an AS-IntroVAE image run is evaluated end to end by
-  # test_reproduce.py::test_reproduce_images_compares_both_methods_at_the_same_budget).
+  # test_reproduce.py::test_reproduce_images_compares_both_methods_at_the_same_budget, with
+  # --run_large).
   tmp_path = tmp_path / "run"
   shutil.copytree(image_run, tmp_path)
   options = eval_lib.EvalOptions(

@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from as_introvae_tf import config as config_lib
@@ -120,6 +121,10 @@ def _checkpoint_tensors(path):
   }
 
 
+# Large (31 CPU s, two TensorFlow processes): `--strategy=multi_worker` is opt-in; the
+# replicated step (global-batch losses, replicas in step, skipping together) is the same
+# under MirroredStrategy, which the fast suite runs on two replicas in-process.
+@pytest.mark.large
 def test_two_workers_train_in_sync_and_only_the_chief_writes_the_shared_outputs(tmp_path):
   workdir = tmp_path / "run"
   logdir = tmp_path / "logs"

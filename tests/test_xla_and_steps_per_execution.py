@@ -95,10 +95,11 @@ def test_jit_compile_is_refused_with_more_than_one_replica():
 
 
 def test_steps_per_execution_gives_the_same_run(no_pictures, tmp_path):
-  """k = 1, 2, 4 steps per tf.function call: the same weights (bit for bit), the same
-  checkpoints, logs at the same steps, and the switch from the VAE warm-up at the same step."""
+  """k = 1 and 4 steps per tf.function call: the same weights (bit for bit), the same
+  checkpoints, logs at the same steps, and the switch from the VAE warm-up at the same step
+  (k = 2 adds nothing that 4 does not: both split the 12 steps into several calls)."""
   runs = {}
-  for k in (1, 2, 4):
+  for k in (1, 4):
     config = harness.small_2d_config(
       "soft_introvae",
       workdir=str(tmp_path / f"spe{k}"),
@@ -119,9 +120,8 @@ def test_steps_per_execution_gives_the_same_run(no_pictures, tmp_path):
     assert harness.event_steps(logdir, "train/rec") == [4, 8, 12]
     assert harness.event_steps(logdir, "train/kl_fake") == [8, 12]  # introspective from step 4 on
     runs[k] = [v.numpy() for v in harness.weights(run_lib.build_run(config).model)]
-  for k in (2, 4):
-    for a, b in zip(runs[1], runs[k]):
-      np.testing.assert_array_equal(a, b)
+  for a, b in zip(runs[1], runs[4]):
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", ["log_every_steps", "train_steps", "num_vae"])
