@@ -48,11 +48,13 @@ fi
 # time on a fresh machine (docs/measurements.md, session 16); its own version is pinned in
 # requirements.txt, and pip installs it first. uv reads no pip settings (pip.conf, PIP_*
 # indexes, certificates) and cannot install into a user site: where it fails, pip installs.
+# --compile-bytecode as pip does: without .pyc files (and with PYTHONDONTWRITEBYTECODE=1, as
+# on our machines) every process would compile TensorFlow's Python at import, twice as slow.
 echo "Installing Python packages (requirements.txt)..."
 UV_PIN=$(grep -E '^uv==' requirements.txt | tr -d '\r' | cut -d'#' -f1 | xargs)
 if ! { python -m pip install -q --disable-pip-version-check "$UV_PIN" \
-       && python -m uv pip install -q --python "$(python -c 'import sys; print(sys.executable)')" \
-         -r requirements.txt; }; then
+       && python -m uv pip install -q --compile-bytecode \
+         --python "$(python -c 'import sys; print(sys.executable)')" -r requirements.txt; }; then
   echo "uv could not install requirements.txt; installing with pip" >&2
   python -m pip install -q --disable-pip-version-check -r requirements.txt
 fi
