@@ -59,21 +59,13 @@ def test_fashion_mnist_run_writes_checkpoints_tensorboard_and_samples_then_resum
   assert image.shape == (8 * 28, 8 * 28, 1)
   assert os.path.exists(tmp_path / "config.json")
 
-  # Same command again: nothing to do, it does not start over.
+  # Same command again: nothing to do, it does not start over; a longer budget would restore
+  # step 4. (Its training on, bit for bit like an uninterrupted run, is
+  # test_resumed_run_equals_uninterrupted_run's, on 2-D data: another trace here, 10 CPU s.)
   again = train_lib.train_and_evaluate(config)
   assert again["step"] == 4
-  # A longer budget continues from step 4 (restored optimizer step and weights).
   run = run_lib.build_run(config.replace(train_steps=6))
   assert int(run.model.step.numpy()) == 4
-  restored = [v.numpy() for v in run.model.decoder.weights]
-  longer = train_lib.train_and_evaluate(config.replace(train_steps=6))
-  assert longer["step"] == 6
-  ckpts = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
-  assert ckpts.model_checkpoint_path.endswith("ckpt-6")
-  assert any(
-    not np.allclose(a, b.numpy())
-    for a, b in zip(restored, run_lib.build_run(config).model.decoder.weights)
-  )
 
 
 def test_resume_with_another_architecture_is_refused(image_run, tmp_path):
