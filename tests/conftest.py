@@ -36,25 +36,27 @@ def pytest_configure(config):
 
 
 _LONGEST_FIRST = (
-  "tests/test_device_check.py::test_device_check_dry_run",
   "tests/test_train_lib.py::test_sigkill_at_any_moment",
-  "tests/test_reproduce.py::test_reproduce_images",
-  "tests/test_packaging.py::test_training_command_runs_the_packaged_quickstart",
-  "tests/test_mixed_precision.py::test_image_networks_on_fashion_mnist",
-  "tests/test_multi_worker.py::test_two_workers_train_in_sync",
   "tests/test_train_lib.py::test_fashion_mnist_run",
   "tests/test_faults_runs.py::test_sigterm_mid_run",
-  "tests/test_reproduce.py::test_reproduce_2d_writes_the_table",
-  "tests/test_faults_images.py::test_ten_images_with_batch_4",
+  "tests/test_packaging.py::test_training_command_runs_the_packaged_quickstart",
+  "tests/test_mixed_precision.py::test_image_networks_on_fashion_mnist",
+  "tests/test_faults_checkpoints.py::test_relative_workdir_resumes",
   "tests/test_xla_and_steps_per_execution.py::test_jit_compile_gives_the_same_steps",
-  "tests/test_mixed_precision_runs.py::test_resume_restores_the_loss_scale",
+  "tests/test_reproduce.py::test_reproduce_2d_writes_the_table",
   "tests/test_faults_runs.py::test_second_process_is_refused",
-  "tests/test_reproduce.py::test_reproduce_2d_variant",
-  "tests/test_models.py::test_as_introvae_xla_as_distance_matches",
+  "tests/test_nan_policy.py::test_two_replicas_skip_together",
+  "tests/test_baselines.py::test_fashion_mnist_run_with_tiny_filters",
+  "tests/test_faults_images.py::test_folder_of_every_listed_format",
   "tests/test_baselines.py::test_two_d_run_logs_and_resumes",
+  "tests/test_models.py::test_as_introvae_encoder_gradient_matches",
+  "tests/test_xla_and_steps_per_execution.py::test_steps_per_execution_gives_the_same_run",
+  "tests/test_reproduce.py::test_reproduce_2d_basin_check",
+  "tests/test_faults_images.py::test_ten_images_with_batch_4",
+  "tests/test_models.py::test_as_introvae_xla_as_distance_matches",
 )
-"""The tests that cost most (10-60 CPU s each, their subprocesses included: `TEST_CPU_LOG`,
-docs/measurements.md), costliest first. They are handed out first, so that none starts last and
+"""The tests that cost most (10-35 CPU s each in session 16's log, their subprocesses
+included: `TEST_CPU_LOG`, docs/measurements.md), costliest first. They are handed out first, so that none starts last and
 keeps one worker busy after the others have finished. A test missing here is only scheduled
 later; refresh the list from `python tools/test_cpu.py` when the costliest tests change."""
 
