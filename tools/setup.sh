@@ -45,14 +45,14 @@ if ! python -c "import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)"; 
   exit 1
 fi
 # uv installs requirements.txt (TensorFlow's 600 MB among them) with parallel downloads; on a
-# machine that has everything this script takes 3.7 s with it against 9.1 s with pip
-# (docs/measurements.md, session 16). Its version is pinned in requirements.txt; pip installs
+# machine that has everything this script takes 3.7 s with it against 9.1 s with pip (AMD EPYC,
+# AVX2, 2 logical CPUs; docs/measurements.md, session 16). Its version is pinned in requirements.txt; pip installs
 # it first. uv reads no pip settings (pip.conf, PIP_*
 # indexes, certificates) and cannot install into a user site: where it fails, pip installs.
 # --compile-bytecode as pip does: without .pyc files (and with PYTHONDONTWRITEBYTECODE=1, as
 # on our machines) every process would compile TensorFlow's Python at import, twice as slow.
 echo "Installing Python packages (requirements.txt)..."
-UV_PIN=$(grep -E '^uv==' requirements.txt | tr -d '\r' | cut -d'#' -f1 | xargs)
+UV_PIN=$(grep -E '^uv==' requirements.txt | tr -d '\r' | cut -d'#' -f1 | xargs || true)  # none: pip
 if ! { python -m pip install -q --disable-pip-version-check "$UV_PIN" \
        && python -m uv pip install -q --compile-bytecode \
          --python "$(python -c 'import sys; print(sys.executable)')" -r requirements.txt; }; then
