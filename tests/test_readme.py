@@ -125,8 +125,31 @@ def test_readme_size_and_rules():
   assert len(_read(os.path.join(ROOT, "BUILD.md")).splitlines()) <= 350
 
 
-def test_tools_test_sh_builds_the_documentation_strictly():
-  assert "mkdocs build --strict" in _read(os.path.join(ROOT, "tools", "test.sh"))
+def test_tools_test_sh_builds_the_documentation_strictly(tmp_path):
+  """tools/test.sh's own `mkdocs build` flags fail a site with a broken link (`--strict
+  --quiet` passed it: --quiet drops the warnings before --strict counts them)."""
+  lines = [
+    l
+    for l in _read(os.path.join(ROOT, "tools", "test.sh")).splitlines()
+    if "mkdocs build" in l and not l.lstrip().startswith("#")
+  ]
+  assert len(lines) == 1, lines
+  words = shlex.split(lines[0].split("mkdocs build", 1)[1].split(">", 1)[0])
+  assert "--strict" in words, lines[0]
+  (tmp_path / "docs").mkdir()
+  (tmp_path / "mkdocs.yml").write_text("site_name: t\nnav:\n  - index.md\n")
+  (tmp_path / "docs" / "index.md").write_text("# T\n\n[a page that is not there](missing.md)\n")
+  env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+  built = subprocess.run(
+    [sys.executable, "-m", "mkdocs", "build", *words],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert built.returncode != 0, built.stdout + built.stderr
+  assert "missing.md" in built.stdout + built.stderr
 
 
 @pytest.mark.parametrize(

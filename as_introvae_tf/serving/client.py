@@ -70,8 +70,8 @@ def check_samples(samples, num, example_shape=None, kind=None):
     float32 numpy `[num, *example_shape]`: images in [0, 1], or finite 2-D points.
 
   Raises:
-    ServingError naming what is wrong: another number of predictions than seeds, another
-    example shape, NaN/inf values, pixels outside [0, 1].
+    ServingError: naming what is wrong: another number of predictions than seeds, another
+      example shape, NaN/inf values, pixels outside [0, 1].
   """
   samples = np.asarray(samples)
   if samples.dtype.kind not in "fiu":
@@ -151,8 +151,8 @@ def write_atomically(path, payload):
   Missing folders are created.
 
   Raises:
-    ServingError naming `path` and the reason (a folder in the way, a file where a folder
-    should be, no permission, disk full); the temporary file is removed.
+    ServingError: naming `path` and the reason (a folder in the way, a file where a folder
+      should be, no permission, disk full); the temporary file is removed.
   """
   path = os.path.abspath(path)
   folder = os.path.dirname(path)
@@ -240,9 +240,18 @@ def fetch_samples(
   by `check_samples`.
 
   Args:
+    seeds: int seeds, one sample each (the export's `seeds` input, int64).
+    url: TF Serving's REST address (`http://HOST:8501`); used when `grpc_target` is None.
+    model: the model name (MODEL_NAME of TF Serving's BASE/MODEL_NAME).
+    signature: one of `SEED_SIGNATURES` ("serving_default", "generate", "generate_png").
+    form: the REST body's format, "instances" (row) or "inputs" (columnar).
+    grpc_target: `HOST:8500` for gRPC instead of REST (needs `tensorflow-serving-api`).
+    version: the model version; None: the one TF Serving serves.
+    timeout: seconds to wait for the answer.
     max_batch: more seeds than this are refused before any request is built.
-    example_shape, kind: the model card's, to check the answer against (None: any image or
-      2-D shape).
+    example_shape: the model card's `example_shape`, to check the answer against (None: any
+      image or 2-D shape).
+    kind: the model card's `kind` ("image" or "2d"; None: from the answer's shape).
 
   Returns:
     float32 numpy `[N, *example_shape]` (N = len(seeds); images in [0, 1], or 2-D points).
