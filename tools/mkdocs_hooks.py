@@ -7,7 +7,6 @@ in those two files `docs/X.md` becomes `X.md`; in every page `BUILD.md` / `../BU
 (tools/test.sh) then fails on any link that still points nowhere.
 """
 
-import logging
 import os
 import re
 
@@ -27,21 +26,6 @@ def _rewrite(markdown, from_root):
     return f"]({target}{anchor})"
 
   return _LINK.sub(sub, markdown)
-
-
-class _PairedParameters(logging.Filter):
-  """Drops griffe's "Parameter 'a, b' does not appear in the function signature" for
-  as_introvae_tf/losses/as_distance.py only, whose docstrings name some parameters in pairs
-  (its maintainer's to change); every other docstring warning still fails --strict."""
-
-  def filter(self, record):
-    message = record.getMessage()
-    return not (
-      "as_distance.py" in message and "does not appear in the function signature" in message
-    )
-
-
-logging.getLogger("mkdocs.plugins.griffe").addFilter(_PairedParameters())
 
 
 def on_page_markdown(markdown, page, config, files):  # pylint: disable=unused-argument

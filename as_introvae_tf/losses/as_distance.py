@@ -123,11 +123,14 @@ def _kernel_block(mu_a, var_a, mu_b, var_b, log_shift, *, kernel, reduction):
   of the elementwise passes, and no distribution objects inside the `[Na, Nb, D]` work.
 
   Args:
-    mu_a, var_a: float32 `[Na, D]` means and variances; mu_b, var_b: float32 `[Nb, D]`.
+    mu_a: float32 `[Na, D]`, the means of the first set of posteriors.
+    var_a: float32 `[Na, D]`, their variances (> 0).
+    mu_b: float32 `[Nb, D]`, the means of the second set.
+    var_b: float32 `[Nb, D]`, their variances (> 0).
     log_shift: float32 scalar subtracted from every log-kernel (`product` only; a constant,
       no gradient).
-    kernel: `"per_dim"` or `"product"`; reduction: `"mean"` or `"sum"` over i, j (and d for
-      `per_dim`).
+    kernel: `"per_dim"` or `"product"`.
+    reduction: `"mean"` or `"sum"` over i, j (and d for `per_dim`).
 
   Returns:
     float32 scalar.
@@ -239,8 +242,10 @@ def as_distance(mu_a, logvar_a, mu_b, logvar_b, *, kernel="per_dim", reduction="
       `exp(-0.5 (mu_a - mu_b)^2 / (v_a + v_b)) / sqrt(v_a + v_b)`, reduced over i, j and d.
 
   Args:
-    mu_a, logvar_a: float32 `[Na, D]`, posteriors of the reconstructions.
-    mu_b, logvar_b: float32 `[Nb, D]`, posteriors of the fakes.
+    mu_a: float32 `[Na, D]`, posterior means of the reconstructions.
+    logvar_a: float32 `[Na, D]`, their posterior log-variances.
+    mu_b: float32 `[Nb, D]`, posterior means of the fakes.
+    logvar_b: float32 `[Nb, D]`, their posterior log-variances.
     kernel: `"product"` or `"per_dim"`.
     reduction: `"mean"` (decoder phase of the reference; the MMD estimate) or `"sum"` (the
       reference's encoder phase, a sum over all pairs and dimensions).
@@ -322,7 +327,8 @@ def as_decoder_term(as_distance_value, *, c, scale, beta_kl):
 
   Args:
     as_distance_value: float32 scalar, the decoder-phase AS-Distance.
-    c, scale: as in `as_encoder_surrogate`.
+    c: float32 scalar, the annealed KL weight (`annealing_coefficient`).
+    scale: `s`, Python float (`input_scale`).
     beta_kl: the KL weight of the decoder loss.
 
   Returns:
