@@ -356,7 +356,8 @@ def test_fashion_mnist_idx_parsing_and_errors(tmp_path):
 
 
 def test_tfds_path(tmp_path):
-  tfds = pytest.importorskip("tensorflow_datasets")
+  import tensorflow_datasets as tfds  # a pin of requirements.txt: missing or broken fails
+
   with pytest.raises(ValueError, match="--dataset"):
     data.parse_dataset("tfds:no_such_dataset_xyz", None, None, data_dir=str(tmp_path))
   spec = data.parse_dataset("tfds:mnist", None, None, data_dir=str(tmp_path))

@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip(
   "torch",
   reason="PyTorch is not installed (the reference port needs it: pip install torch==2.13.0)",
+  exc_type=ModuleNotFoundError,  # an installed but broken torch fails instead of skipping
 )
 
 from as_introvae_tf import config as config_lib  # noqa: E402

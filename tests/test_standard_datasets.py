@@ -2,15 +2,14 @@
 one clear error. Nothing is downloaded here: the network is replaced by a failure (or by a
 local TFDS test dataset that TFDS generates without a network)."""
 
-import os
 import socket
 
 import numpy as np
 import pytest
 
+import harness
 from as_introvae_tf import data
 
-tfds = pytest.importorskip("tensorflow_datasets")
 CIFAR_DIR = data.shared_data_dir() / "cifar10"
 
 
@@ -47,10 +46,7 @@ def test_network_probe_answers_for_an_open_and_a_closed_port():
   assert not data.network_available(("127.0.0.1", port), timeout=2)
 
 
-@pytest.mark.skipif(
-  not os.path.isdir(data.FASHION_MNIST_DIR),
-  reason="the Debian package dataset-fashion-mnist is not installed",
-)
+@harness.needs_fmnist
 def test_fashion_mnist_uses_the_debian_files_without_the_network(monkeypatch):
   monkeypatch.setattr(data.standard, "network_available", _no_network_call)
   assert data.parse_dataset("fashion_mnist", None, None) == data.DatasetSpec(
@@ -120,7 +116,7 @@ def test_download_path_prepares_the_data_once(tmp_path, monkeypatch, no_debian_f
   assert batch.shape == (2, 32, 32, 3)
 
 
-@pytest.mark.skipif(not CIFAR_DIR.is_dir(), reason="../shared/data/cifar10 is not there")
+@harness.needs_cifar
 def test_cifar10_falls_back_to_the_shared_folder_offline(tmp_path, monkeypatch):
   monkeypatch.setattr(data.standard, "network_available", _no_network_call)
   spec = data.parse_dataset("cifar10", None, None, data_dir=str(tmp_path))

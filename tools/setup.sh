@@ -14,7 +14,8 @@ apt_install() {  # apt_install PACKAGE...: one `apt-get update` per run, then in
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
 }
 
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
+  || [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   echo "Installing Fashion-MNIST (Debian package dataset-fashion-mnist)..."
   apt_install dataset-fashion-mnist
 fi

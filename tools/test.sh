@@ -26,4 +26,7 @@ rm -f "$docs_log"
 export TF_CPP_MIN_LOG_LEVEL=2
 # tests/test_web.py fails (not skips) without Chromium or onnxruntime-web: setup.sh installs them.
 export AS_INTROVAE_REQUIRE_BROWSER=1
+# The real-data tests (Fashion-MNIST, CIFAR-10 in ../shared/data) fail, not skip, without their
+# data: setup.sh installs Fashion-MNIST, and ../shared/ is there on every machine and in CI.
+export AS_INTROVAE_REQUIRE_DATA=1
 python -m pytest -q -n "${TEST_WORKERS:-3}" --dist loadgroup "$@"
