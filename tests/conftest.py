@@ -76,7 +76,7 @@ def pytest_collection_modifyitems(config, items):
     return
   skip = pytest.mark.skip(reason="large test: pass --run_large to run it")
   for item in items:
-    if "large" in item.keywords:
+    if item.get_closest_marker("large"):  # not item.keywords: a parametrize id "large" is one
       item.add_marker(skip)
 
 

@@ -121,17 +121,18 @@ def test_image_size_not_divisible_raises(size, filters):
 
 
 @pytest.mark.parametrize(
-  "kwargs",
+  "kwargs, match",
   [
-    dict(image_size=32, image_channels=0, z_dim=8, filters=(4,)),
-    dict(image_size=32, image_channels=3, z_dim=0, filters=(4,)),
-    dict(image_size=32, image_channels=3, z_dim=8, filters=()),
-    dict(image_size=32, image_channels=3, z_dim=8, filters=(4, -1)),
-    dict(image_size=-32, image_channels=3, z_dim=8, filters=(4,)),
+    (dict(image_size=32, image_channels=0, z_dim=8, filters=(4,)), "`image_channels` must be"),
+    (dict(image_size=32, image_channels=3, z_dim=0, filters=(4,)), "`z_dim` must be"),
+    (dict(image_size=32, image_channels=3, z_dim=8, filters=()), "`filters` must not be empty"),
+    (dict(image_size=32, image_channels=3, z_dim=8, filters=(4, -1)), "`filters` must be"),
+    (dict(image_size=-32, image_channels=3, z_dim=8, filters=(4,)), "`image_size` must be"),
   ],
 )
-def test_bad_image_arguments_raise(kwargs):
-  with pytest.raises(ValueError):
+def test_bad_image_arguments_raise(kwargs, match):
+  # Our own check and message (Keras's Dense raises a ValueError of its own for units <= 0).
+  with pytest.raises(ValueError, match=match):
     networks.build_image_encoder(**kwargs)
 
 
@@ -258,9 +259,10 @@ def test_image_structure_details():
   assert bns
   for bn in bns:
     assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)
-  for layer in (l for m in (enc, dec) for l in m.layers):
-    if isinstance(layer, keras.layers.LeakyReLU):
-      assert layer.negative_slope == pytest.approx(0.2)
+  leaky = [l for m in (enc, dec) for l in m.layers if isinstance(l, keras.layers.LeakyReLU)]
+  assert leaky
+  for layer in leaky:
+    assert layer.negative_slope == pytest.approx(0.2)
 
 
 def test_decoder_output_is_unbounded():
