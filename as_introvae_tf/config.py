@@ -319,6 +319,8 @@ def from_flagfile(path, *args):
 
   Raises:
     absl.flags.Error: a missing flagfile or a bad flag value.
+    ConfigError: a list flag (`--filters`, `--lr_milestones`) that is not comma-separated
+      integers.
   """
   values = flags.FlagValues()
   define_flags(values)
@@ -408,7 +410,8 @@ def load_config(workdir):
   Raises:
     FileNotFoundError: no config.json in `workdir` (not a training run directory).
     ConfigError: config.json cannot be read, is truncated or garbled (not JSON), is not a
-      JSON object, or holds a value of the wrong kind; the message names the file.
+      JSON object, or holds a value of the wrong kind for its flag (a string for `z_dim`, a
+      list for `lr`, ...); the message names the file and the flag.
   """
   path = _config_path(workdir)
   try:
@@ -423,12 +426,40 @@ def load_config(workdir):
     ) from None
   if not isinstance(values, dict):
     raise ConfigError(f"{path} is not a JSON object of flags (it holds a {type(values).__name__})")
-  known = {f.name for f in dataclasses.fields(ExperimentConfig)}
-  values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in known}
+  kinds = {f.name: str(f.type) for f in dataclasses.fields(ExperimentConfig)}
+  values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in kinds}
+  for name, value in values.items():
+    if not _has_kind(value, kinds[name]):
+      raise ConfigError(
+        f"{path} does not hold a valid run config: {name} is {value!r}, expected "
+        f"{kinds[name].replace('tuple', 'list of ints')}"
+      )
   try:
     return ExperimentConfig(**values)
   except (TypeError, ValueError) as e:
     raise ConfigError(f"{path} does not hold a valid run config: {e}") from None
+
+
+def _has_kind(value, kind):
+  """Whether a config.json value fits an `ExperimentConfig` field's annotation `kind` ("int",
+  "float", "str", "bool", "tuple" of ints, each possibly "| None"). JSON's 1 is a float too."""
+  for name in kind.split("|"):
+    name = name.strip()
+    if name == "None" and value is None:
+      return True
+    if isinstance(value, bool):
+      if name == "bool":
+        return True
+      continue
+    if name == "int" and isinstance(value, int):
+      return True
+    if name == "float" and isinstance(value, (int, float)):
+      return True
+    if name == "str" and isinstance(value, str):
+      return True
+    if name == "tuple" and isinstance(value, tuple):
+      return all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+  return False
 
 
 ARCHITECTURE_KEYS = (

@@ -15,6 +15,7 @@ SIGTERM or Ctrl-C stops after the current step and a checkpoint (exit status 143
 a second Ctrl-C aborts at once.
 """
 
+import dataclasses
 import os
 import sys
 import types
@@ -66,14 +67,26 @@ def train(config=None, /, **overrides):
     (path of WORKDIR/samples.png), `workdir`.
 
   Raises:
-    config.ConfigError: a bad value (named in the message), e.g. no `workdir`.
+    config.ConfigError: a bad value (named in the message), e.g. no `workdir`, or an unknown
+      flag name (in the dict or the overrides).
+    TypeError: `config` of another type than those above.
     absl.flags.Error: a flagfile that cannot be found or parsed.
+    train_lib.TrainingInterrupted: SIGINT/SIGTERM (Ctrl-C) stopped the run after a checkpoint
+      (the same call resumes it).
+    as_introvae_tf.workdir.WorkdirLockedError: another process is training in `workdir`.
     FileNotFoundError / ValueError: missing or bad data.
     train_lib.TrainingDivergedError: NaN/inf losses (the last good checkpoint is kept).
   """
   if config is None:
     config = config_lib.ExperimentConfig()
   elif isinstance(config, dict):
+    unknown = sorted(
+      set(config) - {f.name for f in dataclasses.fields(config_lib.ExperimentConfig)}
+    )
+    if unknown:
+      raise config_lib.ConfigError(
+        f"unknown flag(s) {', '.join(unknown)} in the config dict; see as-introvae-train --help"
+      )
     config = config_lib.ExperimentConfig(**config)
   elif isinstance(config, (str, os.PathLike)):
     config = config_lib.from_flagfile(os.fspath(config))

@@ -71,6 +71,10 @@ def test_train_is_the_library_form_of_the_command(trained):
     as_introvae_tf.train(config_lib.ExperimentConfig(workdir="/tmp/x"), beta_negative=1.0)
   with pytest.raises(config_lib.ConfigError, match="--workdir is required"):
     as_introvae_tf.train({"method": "vae"})
+  with pytest.raises(config_lib.ConfigError, match="unknown flag.*beta_negative.*config dict"):
+    as_introvae_tf.train({"method": "vae", "beta_negative": 1.0}, workdir="/tmp/x")
+  with pytest.raises(TypeError, match="config must be"):
+    as_introvae_tf.train(3)
 
 
 def test_workdir_model_samples_encodes_decodes_and_interpolates(trained):

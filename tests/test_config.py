@@ -1,7 +1,9 @@
 """Flags and configs: every flagfile parses and validates; bad flags are named."""
 
+import json
 import glob
 import os
+import re
 
 import pytest
 from absl import flags
@@ -94,6 +96,35 @@ def test_config_round_trips_through_the_workdir(tmp_path):
   config = harness.parse_flags(f"--workdir={tmp_path}", "--filters=8,16", "--lr_milestones=5,9")
   config_lib.save_config(config, str(tmp_path))
   assert config_lib.load_config(str(tmp_path)) == config
+
+
+@pytest.mark.parametrize(
+  "key, value",
+  [
+    ("z_dim", "abc"),
+    ("filters", "x"),
+    ("filters", [8, "a"]),
+    ("lr", [1]),
+    ("jit_compile", 1),
+    ("train_steps", 2.5),
+    ("workdir", 3),
+  ],
+)
+def test_load_config_names_a_value_of_the_wrong_kind(tmp_path, key, value):
+  config = harness.parse_flags(f"--workdir={tmp_path}", "--filters=8,16")
+  config_lib.save_config(config, str(tmp_path))
+  path = tmp_path / "config.json"
+  values = json.loads(path.read_text())
+  values[key] = value
+  path.write_text(json.dumps(values))
+  with pytest.raises(
+    config_lib.ConfigError,
+    match=f"config.json .*{key} is {re.escape(repr(value if not isinstance(value, list) else tuple(value)))}",
+  ):
+    config_lib.load_config(str(tmp_path))
+  values[key] = None if key in ("workdir", "filters") else getattr(config, key)
+  path.write_text(json.dumps(values))
+  assert config_lib.load_config(str(tmp_path)).z_dim == config.z_dim
 
 
 def test_load_config_names_a_workdir_that_is_not_a_run(tmp_path):
