@@ -41,7 +41,7 @@ class TrainedModel:
     dataset: the --dataset it was trained on.
     z_dim: latent dimension.
     example_shape: shape of one example: `(H, W, C)` or `(2,)`.
-    step: the training step of the weights (-1 if unknown).
+    step: the training step of the weights.
     source: "workdir" or "export".
     path: the checkpoint prefix or SavedModel folder loaded.
     has_encoder: False for WGAN-GP (its encoder is a critic): `encode`, `reconstruct` and
@@ -140,6 +140,9 @@ class TrainedModel:
     `np.random.default_rng(seed)` (the same seed gives the same samples; None: fresh ones).
 
     Returns float32 `[n, *example_shape]`.
+
+    Raises:
+      ValueError: `n` not an integer >= 0.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
       raise ValueError(f"n must be an integer >= 0; got {n!r}")
@@ -171,6 +174,9 @@ class TrainedModel:
     Returns:
       float32 `[steps, *example_shape]` for single examples; `[N, steps, *example_shape]` for
       batches. The first and last entries are the reconstructions (decodes) of a and b.
+
+    Raises:
+      ValueError: `steps` not an integer >= 2, or `a` and `b` of different shapes.
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
       raise ValueError(f"steps must be an integer >= 2; got {steps!r}")

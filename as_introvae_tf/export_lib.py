@@ -304,7 +304,8 @@ def export_run(
     formats: subset of `FORMATS`.
     weights: "ema" (default; the decoder EMA) or "raw".
     version: integer >= 1; default `next_version(export_dir)`.
-    checkpoint: checkpoint prefix or directory; default the latest in the workdir.
+    checkpoint: checkpoint prefix or directory; default the newest intact one in the workdir
+      (`checkpoints.choose`: damaged ones and the one a live run is writing are skipped).
     onnx_generate: also try converting `generate` to ONNX (fails with tf2onnx 1.17; the reason
       is recorded in the model card, the export goes on).
     max_batch: the most examples one call of a signature accepts (checked in the graph).

@@ -79,7 +79,8 @@ class LossHParams(Section):
     beta_rec: ELBO weight of the reconstruction error (S-IntroVAE Algorithm 1).
     beta_kl: ELBO weight of the real data's KL.
     beta_neg: ELBO weight of the KL of reconstructions and fakes in the encoder's expELBO.
-    gamma_r: weight of the fakes' reconstruction in the decoder loss (1e-8, never 0).
+    gamma_r: weight of the reconstruction terms of the reconstructions and fakes in the
+      decoder loss (1e-8, never 0).
     margin: IntroVAE's hinge margin `m` (nats).
     introvae_alpha: IntroVAE's adversarial weight.
     as_kernel: `"product"` (paper) or `"per_dim"` (reference code).

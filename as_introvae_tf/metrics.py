@@ -70,6 +70,9 @@ def histogram_density(points, plot_range, bins=HIST_BINS):
   Returns:
     float64 `[bins, bins]`, densities in 1 / (coordinate unit)^2; row = x bin, column = y bin.
     All NaN if no point lies inside the square (NumPy divides 0 by 0).
+
+  Raises:
+    ValueError: `points` not of shape `[N, 2]`.
   """
   points = np.asarray(points, np.float64)
   if points.ndim != 2 or points.shape[1] != 2:
@@ -152,6 +155,9 @@ def histogram_kl(data_points, model_points, plot_range, bins=HIST_BINS):
     data and model on `[-R, R]^2`: KL(data || model) scaled by 1 / (bins * bin area). 0 for
     identical histograms; lower is better. The true data generator against itself gives about
     0.68 on 8gaussians (a floor from sampling noise, measured here).
+
+  Raises:
+    ValueError: points not of shape `[N, 2]` (`histogram_density`).
   """
   p = histogram_density(data_points, plot_range, bins)
   q = histogram_density(model_points, plot_range, bins)
@@ -169,6 +175,9 @@ def histogram_jsd(data_points, model_points, plot_range, bins=HIST_BINS):
 
   Returns:
     float, 0 for identical histograms; lower is better (floor about 0.27 on 8gaussians).
+
+  Raises:
+    ValueError: points not of shape `[N, 2]` (`histogram_density`).
   """
   p = histogram_density(data_points, plot_range, bins)
   q = histogram_density(model_points, plot_range, bins)
@@ -286,6 +295,9 @@ def mode_coverage_8gaussians(points, num_std=3.0, min_samples=1):
   Returns:
     dict: `modes_covered` int in [0, 8]; `high_quality_fraction` float in [0, 1];
     `mode_counts` list of 8 ints (high-quality samples per mode, modes in the reference's order).
+
+  Raises:
+    ValueError: `points` not of shape `[N, 2]`.
   """
   points = np.asarray(points, np.float64)
   if points.ndim != 2 or points.shape[1] != 2:
@@ -317,8 +329,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
 
   Args:
     mu1: float `[D]` mean (a scalar allowed for D = 1).
-    mu2: float `[D]` mean (a scalar allowed for D = 1).
     sigma1: float `[D, D]` covariance (a scalar allowed for D = 1: the variance).
+    mu2: float `[D]` mean (a scalar allowed for D = 1).
     sigma2: float `[D, D]` covariance (a scalar allowed for D = 1: the variance).
     eps: diagonal offset for singular products.
 
@@ -362,6 +374,9 @@ def feature_statistics(features):
 
   Returns:
     (mu float64 `[D]`, sigma float64 `[D, D]`).
+
+  Raises:
+    ValueError: `features` not of shape `[N, D]` with N >= 2.
   """
   features = np.asarray(features, np.float64)
   if features.ndim != 2 or features.shape[0] < 2:
@@ -381,6 +396,9 @@ def fid_from_features(features1, features2):
 
   Returns:
     float64, the Frechet distance of the two feature Gaussians; 0 for identical sets.
+
+  Raises:
+    ValueError: a feature set not of shape `[N, D]` with N >= 2 (`feature_statistics`).
   """
   mu1, sigma1 = feature_statistics(features1)
   mu2, sigma2 = feature_statistics(features2)
@@ -432,6 +450,9 @@ def kid_from_features(
 
   Returns:
     (mean, std) floats over the subsets, in squared kernel units.
+
+  Raises:
+    ValueError: fewer than 2 features in a set.
   """
   f1 = np.asarray(features1, np.float64)
   f2 = np.asarray(features2, np.float64)
@@ -479,6 +500,9 @@ def psnr(images, reconstructions):
 
   Returns:
     float32 numpy `[B]` in dB; inf for identical images.
+
+  Raises:
+    ValueError: the two batches are not `[B, H, W, C]` of equal shape.
   """
   a, b = _image_pair(images, reconstructions)
   return tf.image.psnr(a, b, max_val=1.0).numpy()
@@ -497,6 +521,9 @@ def ssim(images, reconstructions, filter_size=11):
 
   Returns:
     float32 numpy `[B]`, in [-1, 1]; 1 for identical images.
+
+  Raises:
+    ValueError: the two batches are not `[B, H, W, C]` of equal shape.
   """
   a, b = _image_pair(images, reconstructions)
   size = int(min(filter_size, a.shape[1], a.shape[2]))
@@ -512,6 +539,9 @@ def mse(images, reconstructions):
 
   Returns:
     float64 numpy `[B]`, in squared pixel units (pixels in [0, 1]).
+
+  Raises:
+    ValueError: the two arrays differ in shape.
   """
   a = np.asarray(images, np.float64)
   b = np.asarray(reconstructions, np.float64)
@@ -533,6 +563,9 @@ def posterior_mean_variance(mu):
 
   Returns:
     float64 `[D]` (population variance, normalizer N).
+
+  Raises:
+    ValueError: `mu` not of shape `[N, D]`.
   """
   mu = np.asarray(mu, np.float64)
   if mu.ndim != 2:
@@ -552,6 +585,9 @@ def active_units(mu, threshold=0.01):
 
   Returns:
     int in [0, D].
+
+  Raises:
+    ValueError: `mu` not of shape `[N, D]` (`posterior_mean_variance`).
   """
   return int(np.sum(posterior_mean_variance(mu) > threshold))
 

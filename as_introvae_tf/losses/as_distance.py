@@ -42,8 +42,11 @@ def annealing_coefficient(step, total_steps, mode="linear"):
   * `tanh` (reference `get_coef(..., mode='tanh')`, what `A_VAE.py` runs): `min(tanh(5 i / T), 1)`.
 
   Args:
-    step: the iteration `i` (int or scalar tensor), counted from 0 over the whole run.
-    total_steps: `T`, the total number of iterations (> 0).
+    step: the annealing iteration `i` (int or scalar tensor, >= 0); the caller picks its
+      origin (AS-IntroVAE: the run's first step, or the warm-up's end with
+      `--anneal_origin=warmup_end`).
+    total_steps: `T`, the annealing horizon in iterations (> 0): the run's length (or
+      `--anneal_steps` when set), less the warm-up with `--anneal_origin=warmup_end`.
     mode: `"linear"` or `"tanh"`.
 
   Returns:
@@ -322,8 +325,9 @@ def as_encoder_surrogate(as_distance_value, mean_exp_elbo, *, c, scale, beta_neg
 
 
 def as_decoder_term(as_distance_value, *, c, scale, beta_kl):
-  """The decoder-phase AS-Distance term `s * 0.5 * beta_kl * (1 - c) * AS` (AS-IntroVAE
-  eq. 6; linear in AS, so its gradient needs no surrogate).
+  """The decoder-phase AS-Distance term `s * 0.5 * beta_kl * (1 - c) * AS`: the AS term of the
+  decoder loss of AS-IntroVAE eq. 9 with `A_VAE.py`'s weight `0.5 * beta_kl` (linear in AS, so
+  its gradient needs no surrogate).
 
   Args:
     as_distance_value: float32 scalar, the decoder-phase AS-Distance.

@@ -1,7 +1,8 @@
 """The plain (beta-)VAE baseline (docs/method.md, VAE): every step is the ELBO step on E and D.
 
-`L = s * mean(beta_rec * rec + beta_kl * kl)`, the step the introspective methods also run
-during their `--num_vae` warm-up (`base.IntrospectiveVAE.vae_step`).
+`L = s * mean(beta_rec * rec + beta_kl * kl)`. The introspective methods run the same ELBO step
+during their `--num_vae` warm-up (`base.IntrospectiveVAE.vae_step`), without `s` unless
+`--warmup_loss=scaled` (the reference's warm-up is unscaled).
 """
 
 from __future__ import annotations
