@@ -235,7 +235,8 @@ def load(path, decoder="ema", checkpoint=None):
     ValueError: a bad `decoder`; `checkpoints.CheckpointError` (a ValueError): every
       checkpoint damaged, the one asked for damaged, or one that does not match config.json
       (`run.CheckpointMismatchError`); `config.ConfigError`: an unreadable config.json; no
-      export version loads (each named with its error).
+      export version loads (each named with its error); the version folder given does not
+      load (named, with its error).
   """
   from as_introvae_tf import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
 
@@ -249,7 +250,13 @@ def load(path, decoder="ema", checkpoint=None):
   if os.path.isfile(os.path.join(path, "config.json")):
     return _load_workdir(path, decoder, checkpoint)
   if _is_export_version(path):
-    return _load_export(path)
+    try:
+      return _load_export(path)
+    except Exception as e:  # pylint: disable=broad-except  # OSError, DecodeError, OpError...
+      raise ValueError(
+        f"the export version folder {path} does not load ({_first_line(e)}). Export again "
+        "(as-introvae-export)."
+      ) from e
   versions = _versions(path)
   if versions:
     return _load_newest_export(path, versions)
@@ -258,6 +265,12 @@ def load(path, decoder="ema", checkpoint=None):
     "saved_model.pb in it or in a numbered version folder): train with as-introvae-train "
     "--workdir=PATH or export with as-introvae-export"
   )
+
+
+def _first_line(error):
+  """`Type: the first line of its message` (300 characters at most) of an exception."""
+  text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+  return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _load_newest_export(path, versions):
@@ -273,8 +286,7 @@ def _load_newest_export(path, versions):
         raise FileNotFoundError(f"no saved_model.pb in {folder}")
       model = _load_export(folder)
     except Exception as e:  # pylint: disable=broad-except  # OSError, DecodeError, OpError...
-      text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-      broken.append((version, f"{type(e).__name__}: {text}" if text else type(e).__name__))
+      broken.append((version, _first_line(e)))
       continue
     for bad, why in broken:
       logging.warning(

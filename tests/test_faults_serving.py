@@ -143,6 +143,9 @@ def test_broken_newest_export_version_falls_back_with_a_warning(small_export, tm
   shutil.rmtree(export_dir / "1")
   with pytest.raises(ValueError, match="no version of the export .* loads: version 3: .*version 2"):
     as_introvae_tf.load(str(export_dir))
+  # One version folder given: the same kind of error, naming it (was TensorFlow's own).
+  with pytest.raises(ValueError, match=f"export version folder {export_dir / '2'} does not load"):
+    as_introvae_tf.load(str(export_dir / "2"))
 
 
 def _client(argv):
