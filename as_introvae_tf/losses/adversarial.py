@@ -237,7 +237,8 @@ def wasserstein_critic_loss(score_real, score_fake):
 
 
 def wasserstein_generator_loss(score_fake):
-  """Generator loss per example: `-f(G(z))` (Gulrajani et al. 2017, Algorithm 1 line 12; line 11 samples its z).
+  """Generator loss per example: `-f(G(z))` (Gulrajani et al. 2017, Algorithm 1 line 12, the
+  generator update; line 11 samples its z).
 
   Args:
     score_fake: float32 `[B]` critic scores of generated examples.
