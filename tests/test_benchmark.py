@@ -386,3 +386,38 @@ def test_tiny_comparison_and_thread_run_end_to_end(tmp_path):
   # each setting was applied in its own process (TF reports 0 for its defaults)
   assert [(r["inter_op_threads"], r["intra_op_threads"]) for r in threads] == [(1, 1), (0, 0)]
   assert set(results["matmul"]) == {"2x1", "1x1", "0x0"}
+
+
+def test_the_scheduler_runs_a_whole_default_plan_with_stub_jobs(monkeypatch):
+  """`scheduler.run` over the default plan (per-method table, reference step, replicas,
+  variants, comparison and thread jobs), each job replaced by a stub row: the scheduling code
+  itself, which the large end-to-end tests are the only other users of (a local variable that
+  shadowed `schedule()` crashed every full run after its comparison jobs)."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+
+  from tools.benchmark import cli  # pylint: disable=import-outside-toplevel
+  from tools.benchmark import scheduler  # pylint: disable=import-outside-toplevel
+
+  fv = flags.FlagValues()
+  cli.define_flags(fv)
+  fv(["benchmark", "--reference_step", "--replicas=1,2"])
+  plan = cli._plan(fv)  # pylint: disable=protected-access
+  assert plan["table"] and plan["variants"] and plan["compare_workloads"]
+  jobs = []
+
+  def stub(job, timeout):
+    jobs.append(dict(job))
+    return {"steps_per_s": 1.0, "wall_s": 1.0}
+
+  monkeypatch.setattr(scheduler, "spawn", stub)
+  results = {k: [] for k in ("compare", "threads", "rows", "replicas", "variants")}
+  results.update(matmul={}, traces={})
+  scheduler.run(fv, plan, results, log=lambda message: None)
+  kinds = {job["kind"] for job in jobs}
+  assert {"train", "reference", "compare"} <= kinds, kinds
+  trained = {(j["method"], j["workload"]) for j in jobs if j["kind"] == "train"}
+  assert {(m, w) for m in plan["methods"] for w in plan["workloads"]} <= trained
+  assert [r["replicas"] for r in jobs if r.get("replicas")] == [1, 2]
+  assert {j.get("variant") for j in jobs if j.get("variant")} == set(plan["variants"])
+  assert all(j["window_steps"] > 0 for j in jobs if j["kind"] == "train")
+  assert len(results["rows"]) >= len(plan["methods"]) and results["variants"]

@@ -3,12 +3,14 @@
 python -m tools.benchmark --quick        (from the repository root; see the package doc)
 """
 
+import functools
 import json
 import os
 import resource
 import platform
 import sys
 import time
+import types
 
 from absl import app
 from absl import flags
@@ -31,9 +33,15 @@ from .settings import WORKLOADS
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-  """The command-line flags (defined only when run as a script, so tests can import this)."""
-  d = flags
+def define_flags(flag_values=FLAGS):
+  """The command-line flags, in `flag_values` (defined only when run as a script, so tests can
+  import this; a test passes its own `flags.FlagValues()`)."""
+  d = types.SimpleNamespace(
+    **{
+      name: functools.partial(getattr(flags, name), flag_values=flag_values)
+      for name in ("DEFINE_boolean", "DEFINE_integer", "DEFINE_list", "DEFINE_string")
+    }
+  )
   d.DEFINE_boolean("quick", False, "Short run (< 5 min on the 2-core VM): see the module doc.")
   d.DEFINE_boolean(
     "compare",

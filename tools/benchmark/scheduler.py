@@ -183,7 +183,7 @@ def run(opts, plan, results, log):
     jits = [False, True] if opts.compare_jit else [opts.jit_compile]
     grid = [(r, p, j) for r in range(max(1, opts.rounds)) for p in policies for j in jits]
     for workload in workloads:
-      schedule = schedule(workload, quick, opts)
+      sched = schedule(workload, quick, opts)
       for method in methods if workload == "2d" else image_methods:
         for rnd, policy, jit in grid:
           first = (rnd, policy, jit) == grid[0]
@@ -195,7 +195,7 @@ def run(opts, plan, results, log):
             jit=jit,
             spe=opts.steps_per_execution,
             **threads,
-            **schedule,
+            **sched,
           )
           if not first:
             job["pipeline_batches"] = 0
@@ -223,7 +223,7 @@ def run(opts, plan, results, log):
             jit=opts.jit_compile,
             spe=opts.steps_per_execution,
             **threads,
-            **schedule,
+            **sched,
           )
           default_row = train(
             dict(
@@ -239,14 +239,14 @@ def run(opts, plan, results, log):
           )
           default_row.setdefault("flops", base_row.get("flops"))  # the same graph
     if do_reference:
-      schedule = schedule("2d", quick, opts)
+      sched = schedule("2d", quick, opts)
       job = dict(
         kind="reference",
         workload="2d",
         method="soft_introvae",
         label="reference: minimal tf.function S-IntroVAE step",
         **threads,
-        **schedule,
+        **sched,
         trace_steps=trace_steps if trace else 0,
       )
       row = train(job, results["rows"])
@@ -264,7 +264,7 @@ def run(opts, plan, results, log):
         ),
         results["replicas"],
       )
-    schedule = schedule("2d", quick, opts)
+    sched = schedule("2d", quick, opts)
     for variant in variants:
       job = dict(
         kind="train",
@@ -274,10 +274,10 @@ def run(opts, plan, results, log):
         label=variant,
         flops=True,
         **threads,
-        **dict(schedule, pipeline_batches=0),
+        **dict(sched, pipeline_batches=0),
       )
       if variant == "spe10":
-        job.update(spe=10, window_steps=-(-schedule["window_steps"] // 10) * 10)
+        job.update(spe=10, window_steps=-(-sched["window_steps"] // 10) * 10)
       if variant == "jit":
         job.update(jit=True)
       train(job, results["variants"])
