@@ -179,6 +179,17 @@ class _ExperimentConfigMethods:
       bool(self.workdir),
       "--workdir is required: the directory for checkpoints, TensorBoard logs and samples",
     )
+    for field in dataclasses.fields(self):  # inf passes every `> 0` / `>= 0` check below
+      value = getattr(self, field.name)
+      if str(field.type) == "float" and not isinstance(value, bool):
+        need(
+          isinstance(value, (int, float)) and math.isfinite(value),
+          f"--{field.name} must be a finite number; got {value!r}",
+        )
+    need(
+      isinstance(self.seed, int) and 0 <= self.seed < 2**32,
+      f"--seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}",
+    )
     for name in (
       "train_steps",
       "batch_size",

@@ -99,6 +99,15 @@ class EvalOptions:
       f"--num_samples must be >= 2; got {self.num_samples}",
     )
     need(self.eval_draws >= 1, f"--eval_draws must be >= 1; got {self.eval_draws}")
+    need(
+      isinstance(self.seed, int) and 0 <= self.seed < 2**32,
+      f"--seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}",
+    )
+    need(
+      self.inception_weights is None or os.path.isfile(os.path.expanduser(self.inception_weights)),
+      f"--inception_weights={self.inception_weights}: no such file (an InceptionV3 weights "
+      "file, or leave the flag out to skip fid_inception)",
+    )
     for name in ("batch_size", "grid_points", "gnelbo_points", "kid_subsets", "kid_subset_size"):
       need(getattr(self, name) >= 1, f"--{name} must be >= 1; got {getattr(self, name)}")
     return self

@@ -87,6 +87,24 @@ def test_unknown_method_is_rejected_by_absl_with_the_allowed_values():
     harness.parse_flags("--method=gan")
 
 
+@pytest.mark.parametrize(
+  "flag, message",
+  [
+    ("--adam_epsilon=inf", "--adam_epsilon must be a finite number; got inf"),
+    ("--lr=nan", "--lr must be a finite number; got nan"),
+    ("--beta_neg=inf", "--beta_neg must be a finite number; got inf"),
+    ("--seed=-1", r"--seed must be an integer in \[0, 2\*\*32 - 1\]; got -1"),
+    ("--seed=4294967296", r"--seed must be an integer in \[0, 2\*\*32 - 1\]"),
+  ],
+)
+def test_non_finite_numbers_and_out_of_range_seeds_are_named(flag, message):
+  # inf passed every `> 0` check (--adam_epsilon=inf trained with no update and no message);
+  # a negative seed failed inside TensorFlow after the workdir was made.
+  with pytest.raises(config_lib.ConfigError, match=message):
+    harness.parse_flags("--workdir=/tmp/x", flag).validate()
+  harness.parse_flags("--workdir=/tmp/x", "--seed=4294967295").validate()
+
+
 def test_bad_integer_list():
   with pytest.raises(config_lib.ConfigError, match="--filters"):
     harness.parse_flags("--filters=64,abc")

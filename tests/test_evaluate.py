@@ -237,6 +237,10 @@ def test_workdir_without_a_checkpoint_is_refused(tmp_path):
     eval_lib.evaluate(str(tmp_path))
   with pytest.raises(config_lib.ConfigError, match="--eval_draws"):
     eval_lib.EvalOptions(eval_draws=0).validate()
+  with pytest.raises(config_lib.ConfigError, match=r"--seed must be an integer in \[0, 2\*\*32"):
+    eval_lib.EvalOptions(seed=-1).validate()
+  with pytest.raises(config_lib.ConfigError, match="--inception_weights=.*no such file"):
+    eval_lib.EvalOptions(inception_weights=str(tmp_path / "missing.h5")).validate()
 
 
 def test_command_line_exits_1_on_a_bad_workdir(tmp_path):
