@@ -126,15 +126,25 @@ def _flagfile_lines(path, stack, known=None):
   if real in stack:
     raise flags.Error(f"--flagfile={path}: circular include ({' -> '.join(stack + [real])})")
   try:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
       lines = f.readlines()
   except OSError as e:
     raise flags.Error(f"--flagfile={path}: cannot read it ({e.strerror})") from None
+  except UnicodeDecodeError as e:
+    raise flags.Error(
+      f"--flagfile={path}: not a text file of --flag=value lines (byte {e.start} is not "
+      "UTF-8)"
+    ) from None
   out = []
   for number, line in enumerate(lines, 1):
     text = line.strip()
     if not text or text.startswith("#") or text.startswith("//"):
       continue
+    if known is not None and not text.startswith("-"):
+      raise flags.Error(
+        f"--flagfile={path}, line {number}: not a --flag=value line ({text[:80]}); "
+        "comments start with #"
+      )
     if text.startswith(("--flagfile=", "-flagfile=")):
       include = resolve_flagfile(text.split("=", 1)[1].strip(), including=path)
       out += _flagfile_lines(include, stack + [real], known)

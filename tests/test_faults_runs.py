@@ -130,6 +130,33 @@ def test_unknown_flag_in_a_flagfile_names_the_file_and_line(tmp_path, capsys):
     config_lib.from_flagfile(str(flagfile))
 
 
+@pytest.mark.parametrize(
+  "content, message",
+  [
+    (b"--flagfile=configs/base.flags\ntrain_steps=100\n", "line 2: not a --flag=value line"),
+    (b"--workdir=/tmp/x\n\xff\xfe\x00binary", "not a text file of --flag=value lines"),
+  ],
+  ids=["line_without_dashes", "not_utf8"],
+)
+def test_a_flagfile_that_is_not_flag_lines_is_named(tmp_path, capsys, content, message):
+  # Both used to end elsewhere: absl's whole usage text and "Unexpected arguments", or a
+  # UnicodeDecodeError traceback.
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train as train_cli  # pylint: disable=import-outside-toplevel
+
+  flagfile = tmp_path / "mine.flags"
+  flagfile.write_bytes(content)
+  fv = flags.FlagValues()
+  config_lib.define_flags(fv)
+  with pytest.raises(SystemExit) as info:
+    train_cli.parse_flags(["train", f"--flagfile={flagfile}"], fv)
+  err = capsys.readouterr().err
+  assert info.value.code == 1 and f"--flagfile={flagfile}" in err and message in err, err
+  assert err.startswith("error: ") and "Traceback" not in err and "Unexpected" not in err, err
+  with pytest.raises(flags.Error, match=message):
+    config_lib.from_flagfile(str(flagfile))
+
+
 # === Writes outside the checkpoints ===========================================================
 
 
