@@ -160,6 +160,41 @@ def test_reproduce_2d_types_list_overrides_and_names_a_bad_one(tmp_path):
   assert reproduce_2d.REFERENCE_GRID_POINTS == metrics.GRID_POINTS
 
 
+def test_reproduce_2d_checks_every_run_before_training(tmp_path):
+  """What used to fail only after earlier cells had trained (a typo in --methods found when its
+  flagfile was read, --eval_draws=0 after the first run's training, --readme's block and an
+  unwritable --out at the very end) or as a traceback (--seeds=0,x), refused before any run."""
+  base = [
+    "tools/reproduce_2d.py",
+    "--table=c1c3",
+    "--settings=C1",
+    "--train_steps=3",
+    f"--workroot={tmp_path / 'runs'}",
+    f"--results_dir={tmp_path / 'results'}",
+  ]
+  assert "no configs/8gaussians_soft_intro.flags" in _refused(
+    base + ["--methods=as_introvae,soft_intro"]
+  )
+  assert "--eval_draws must be >= 1" in _refused(base + ["--methods=vae", "--eval_draws=0"])
+  assert "--seeds must be integers >= 0" in _refused(base + ["--methods=vae", "--seeds=0,x"])
+  assert "--seeds must be integers >= 0" in _refused(base + ["--methods=vae", "--seeds=-1"])
+  assert "--readme: " in _refused(base + ["--methods=vae", f"--readme={tmp_path / 'no.md'}"])
+  (tmp_path / "file").write_text("")
+  assert "--out: cannot write in" in _refused(
+    base + ["--methods=vae", f"--out={tmp_path / 'file' / 'table.md'}"]
+  )
+  assert "C1 vae seed 0: --lr must be a finite number" in _refused(
+    base + ["--methods=vae", "--overrides=lr=inf", "--tag=x"]
+  )
+  assert not (tmp_path / "runs" / "c1c3").exists()  # nothing trained
+  # A flag whose default is None takes its field's type (was the raw string: a TypeError).
+  assert reproduce_2d._parse_overrides(["image_size=32", "filters=8:16", "data_dir=/d"]) == {
+    "image_size": 32,
+    "filters": (8, 16),
+    "data_dir": "/d",
+  }
+
+
 def test_the_command_lines_refuse_bad_flags(tmp_path):
   """The command line itself (`python tools/reproduce_2d.py`, absl's app.run): a bad flag
   value is named on stderr with a non-zero exit, before TensorFlow is imported."""

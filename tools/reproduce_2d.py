@@ -29,6 +29,7 @@ to `--out` + `.json`, and with `--readme` replaces the README block between
 `<!-- BEGIN reproduce_2d TABLE STEPS[ TAG] -->` and `<!-- END reproduce_2d ... -->`.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -44,6 +45,7 @@ from absl import flags  # noqa: E402
 from as_introvae_tf import config as config_lib  # noqa: E402
 from tools import own_flags  # noqa: E402
 from tools import machine  # noqa: E402
+from tools.readme_block import check_readme_block  # noqa: E402
 from tools.readme_block import replace_readme_block  # noqa: E402
 from tools.reproduce_2d_results import PAPER  # noqa: E402
 from tools.reproduce_2d_results import REFERENCE_GRID_POINTS  # noqa: E402
@@ -167,6 +169,9 @@ def _parse_overrides(items):
     if not sep or not hasattr(defaults, name):
       raise app.UsageError(f"--overrides: {item!r} is not FLAG=VALUE with a known flag")
     current = getattr(defaults, name)
+    if current is None:  # `int | None` (image_size), `tuple | None` (filters), `str | None`
+      kind = str(next(f.type for f in dataclasses.fields(defaults) if f.name == name))
+      current = {"int": 0, "tuple": ()}.get(kind.split("|")[0].strip(), "")
     try:
       out[name] = _typed(name, current, raw)
     except ValueError:
@@ -390,7 +395,7 @@ def run(opts):
       f"--grid_points={opts.grid_points} with the default --results_dir would replace the "
       f"reference-grid ({REFERENCE_GRID_POINTS}) results there: give another --results_dir"
     )
-  seeds = [int(s) for s in opts.seeds]
+  seeds = _seeds(opts.seeds)
   schedule_steps = opts.train_steps
   if opts.stop_at and opts.stop_at >= schedule_steps:
     raise app.UsageError(
@@ -400,6 +405,7 @@ def run(opts):
   if opts.first_segment >= steps:
     raise app.UsageError(f"--first_segment={opts.first_segment} must be below {steps} steps")
   cells = _cells(opts)
+  _check_before_training(opts, cells, seeds, schedule_steps, steps, overrides)
   results = {}
   start = time.time()
   for cell, dataset, method, betas in cells:
@@ -482,8 +488,77 @@ def run(opts):
       indent=2,
     )
   if opts.readme:
-    key = " ".join(p for p in ("reproduce_2d", opts.table, str(steps), opts.tag) if p)
-    replace_readme_block(opts.readme, key, table)
+    replace_readme_block(opts.readme, _readme_key(opts, steps), table)
+
+
+def _readme_key(opts, steps):
+  return " ".join(p for p in ("reproduce_2d", opts.table, str(steps), opts.tag) if p)
+
+
+def _seeds(values):
+  """--seeds as integers >= 0.
+
+  Raises:
+    app.UsageError: a seed that is not an integer >= 0, or none.
+  """
+  try:
+    seeds = [int(s) for s in values if s.strip()]
+  except ValueError:
+    raise app.UsageError(f"--seeds must be integers >= 0, e.g. 0,1,2; got {','.join(values)}")
+  if not seeds or min(seeds) < 0:
+    raise app.UsageError(f"--seeds must be integers >= 0, e.g. 0,1,2; got {','.join(values)}")
+  return seeds
+
+
+def _check_before_training(opts, cells, seeds, schedule_steps, steps, overrides):
+  """Everything a long run could otherwise fail on at its end or half-way, checked first:
+  each cell's flagfile (a typo in --methods or --datasets), each run's config with the
+  overrides, the evaluation options, the --readme block and that --out and --results_dir can
+  be written.
+
+  Raises:
+    app.UsageError: naming the flag and the problem.
+  """
+  from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
+
+  for cell, dataset, method, betas in cells:
+    flagfile = os.path.join(ROOT, "configs", f"{dataset}_{method}.flags")
+    if not os.path.isfile(flagfile):
+      raise app.UsageError(
+        f"--methods/--datasets: no configs/{dataset}_{method}.flags (methods: "
+        f"{', '.join(config_lib.METHODS)})"
+      )
+    for seed in seeds:
+      try:
+        config = _config(
+          dataset, method, seed, schedule_steps, "workdir", betas, overrides, opts.stop_at
+        )
+        config.validate()
+      except (config_lib.ConfigError, flags.Error, TypeError, ValueError) as e:
+        raise app.UsageError(f"{cell} {method} seed {seed}: {e}") from None
+  try:
+    eval_lib.EvalOptions(eval_draws=opts.eval_draws, grid_points=opts.grid_points).validate()
+  except config_lib.ConfigError as e:
+    raise app.UsageError(str(e)) from None
+  if opts.readme:
+    try:
+      check_readme_block(opts.readme, _readme_key(opts, steps))
+    except ValueError as e:
+      raise app.UsageError(f"--readme: {e}") from None
+  if opts.assemble_only:
+    return
+  out = opts.out or os.path.join(opts.workroot, f"{opts.table}.md")
+  for flag, folder in (
+    ("--out", os.path.dirname(os.path.abspath(out))),
+    ("--results_dir", os.path.abspath(opts.results_dir)),
+  ):
+    try:
+      os.makedirs(folder, exist_ok=True)
+      with open(os.path.join(folder, f".write_probe_{os.getpid()}"), "w") as f:
+        f.write("")
+      os.remove(os.path.join(folder, f".write_probe_{os.getpid()}"))
+    except OSError as e:
+      raise app.UsageError(f"{flag}: cannot write in {folder} ({e.strerror or e})") from None
 
 
 if __name__ == "__main__":
