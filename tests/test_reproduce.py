@@ -337,6 +337,26 @@ def test_reproduce_images_table_over_seeds_from_stub_runs(tmp_path, monkeypatch)
   assert len(trained) == 6
 
 
+def test_reproduce_images_checks_every_run_before_training(tmp_path, monkeypatch):
+  """A typo in --datasets or --methods, bad --seeds/--filters and a missing
+  --inception_weights are refused before any run trains (they failed after the earlier
+  runs, or as a KeyError/ValueError traceback)."""
+  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+
+  def train(config):
+    raise AssertionError(f"trained {config.method} although a later run's flags are bad")
+
+  monkeypatch.setattr(train_lib, "train_and_evaluate", train)
+  base = ["tools/reproduce_images.py", "--train_steps=10", f"--workroot={tmp_path}"]
+  assert "--datasets: unknown 'mnist'" in _refused(base + ["--datasets=fashion_mnist,mnist"])
+  assert "--methods: no configs/fashion_mnist_soft_intro.flags" in _refused(
+    base + ["--methods=as_introvae,soft_intro"]
+  )
+  assert "--seeds must be integers >= 0" in _refused(base + ["--seeds=-1"])
+  assert "take integers" in _refused(base + ["--filters=16,x"])
+  assert "--inception_weights=" in _refused(base + [f"--inception_weights={tmp_path / 'no.h5'}"])
+
+
 def test_reproduce_images_defaults_to_the_budget_network():
   """Without --filters every method of a dataset gets BUDGET_FILTERS (a quarter of the paper's
   channels)."""

@@ -121,6 +121,41 @@ def _config(opts, dataset, method, seed, workdir):
   )
 
 
+def _check_before_training(opts):
+  """The seeds, and every run's config (a typo in --datasets or --methods, bad --filters), checked
+  before the first run trains; returns the seeds.
+
+  Raises:
+    app.UsageError: naming the flag and the problem.
+  """
+  try:
+    seeds = [int(s) for s in opts.seeds if s.strip()]
+    if opts.filters:
+      [int(f) for f in opts.filters]  # pylint: disable=expression-not-assigned
+  except ValueError:
+    raise app.UsageError(
+      f"--seeds and --filters take integers; got --seeds={','.join(opts.seeds)} "
+      f"--filters={','.join(opts.filters or [])}"
+    ) from None
+  if not seeds or min(seeds) < 0:
+    raise app.UsageError(f"--seeds must be integers >= 0; got {','.join(opts.seeds)}")
+  for dataset in opts.datasets:
+    if dataset not in BUDGET_FILTERS:
+      raise app.UsageError(f"--datasets: unknown {dataset!r}; allowed: {', '.join(BUDGET_FILTERS)}")
+    for method in opts.methods:
+      if not os.path.isfile(os.path.join(ROOT, "configs", f"{dataset}_{method}.flags")):
+        raise app.UsageError(
+          f"--methods: no configs/{dataset}_{method}.flags (methods: "
+          f"{', '.join(config_lib.METHODS)})"
+        )
+      for seed in seeds:
+        try:
+          _config(opts, dataset, method, seed, "workdir").validate()
+        except (config_lib.ConfigError, flags.Error) as e:
+          raise app.UsageError(f"{dataset} {method} seed {seed}: {e}") from None
+  return seeds
+
+
 def _saved_metrics(workdir, steps, options):
   """An earlier evaluation of the finished run with the same options and evaluation version,
   or None."""
@@ -170,10 +205,13 @@ def run(opts):
   except RuntimeError:  # called in a process whose TensorFlow has started (tests): its threads
     pass
 
-  seeds = [int(s) for s in opts.seeds]
-  options = eval_lib.EvalOptions(
-    num_samples=opts.num_samples, inception_weights=opts.inception_weights
-  ).validate()
+  seeds = _check_before_training(opts)
+  try:
+    options = eval_lib.EvalOptions(
+      num_samples=opts.num_samples, inception_weights=opts.inception_weights
+    ).validate()
+  except config_lib.ConfigError as e:
+    raise app.UsageError(str(e)) from None
   results, budgets = {}, {}
   start = time.time()
   for dataset in opts.datasets:
