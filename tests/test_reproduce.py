@@ -212,6 +212,25 @@ def test_the_command_lines_refuse_bad_flags(tmp_path):
     assert proc.returncode != 0 and named in proc.stderr, proc.stderr[-2000:]
 
 
+@pytest.mark.parametrize(
+  "args, named",
+  [
+    (["--eval_draws=0"], "--eval_draws=0"),  # wrote a NaN result file, then skipped it as done
+    (["--seeds=0,x"], "--seeds takes integers >= 0"),  # failed after seed 0's training
+    (["--readme=README.md"], "--readme goes with --assemble_only"),  # was ignored
+  ],
+)
+def test_reference_2d_refuses_bad_flags_before_training(args, named):
+  proc = subprocess.run(
+    [sys.executable, "tools/reference_2d.py", *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode != 0 and named in proc.stderr, proc.stderr[-2000:]
+
+
 def test_tools_import_without_flags_or_tensorflow():
   """Importing a tool defines no absl flag and imports no TensorFlow (so tests import them like
   the library); the parts that need no TensorFlow (device_check.plan, reproduce_images's

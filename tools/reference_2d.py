@@ -64,20 +64,49 @@ FLAGS = flags.FLAGS
 def define_flags():
   """The command line (defined only when run as a script)."""
   flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds (the reference's `seed`).")
-  flags.DEFINE_integer("train_steps", 30000, "Iterations (the reference's `n_iter`).")
-  flags.DEFINE_integer("num_vae", 2000, "Warm-up iterations.")
+  flags.DEFINE_integer(
+    "train_steps", 30000, "Iterations (the reference's `n_iter`).", lower_bound=1
+  )
+  flags.DEFINE_integer("num_vae", 2000, "Warm-up iterations.", lower_bound=0)
   flags.DEFINE_list("lr_milestones", ["10000", "15000"], "MultiStepLR milestones.")
-  flags.DEFINE_integer("batch_size", 512, "Batch size.")
+  flags.DEFINE_integer("batch_size", 512, "Batch size.", lower_bound=1)
   flags.DEFINE_float("beta_kl", 0.3, "beta_kl (the reference's choice for 8Gaussians).")
   flags.DEFINE_float("beta_rec", 0.2, "beta_rec.")
   flags.DEFINE_float("beta_neg", 0.9, "beta_neg.")
-  flags.DEFINE_integer("eval_draws", 3, "Evaluation draws (as --eval_draws of evaluate).")
-  flags.DEFINE_integer("eval_seed", 0, "Seed of the evaluation draws (as eval_lib's).")
+  flags.DEFINE_integer(
+    "eval_draws", 3, "Evaluation draws (as --eval_draws of evaluate).", lower_bound=1
+  )
+  flags.DEFINE_integer(
+    "eval_seed", 0, "Seed of the evaluation draws (as eval_lib's).", lower_bound=0
+  )
   flags.DEFINE_string(
     "results_dir", os.path.join(ROOT, "results", "2d", "reference_port"), "Where results go."
   )
   flags.DEFINE_bool("assemble_only", False, "Train nothing: print the comparison table.")
   flags.DEFINE_string("readme", "", "With --assemble_only: replace the README's block.")
+  # Checked when the flags are parsed, before any training (--eval_draws=0 used to write a NaN
+  # result file that later calls then skipped as done; --seeds=0,x failed after seed 0).
+  for name, minimum in (("seeds", 0), ("lr_milestones", 1)):
+    flags.register_validator(
+      name,
+      lambda values, minimum=minimum: all(_is_int(v, minimum) for v in values if v),
+      message=f"--{name} takes integers >= {minimum}, comma-separated",
+    )
+  flags.register_validator(
+    "seeds", lambda values: any(v for v in values), message="--seeds: give at least one seed"
+  )
+  flags.register_multi_flags_validator(
+    ["readme", "assemble_only"],
+    lambda values: not values["readme"] or values["assemble_only"],
+    message="--readme goes with --assemble_only (training writes no table)",
+  )
+
+
+def _is_int(text, minimum):
+  try:
+    return int(text) >= minimum
+  except ValueError:
+    return False
   flags.DEFINE_string(
     "ours_dir", os.path.join(ROOT, "results", "2d", "datasets"), "Our results (reproduce_2d)."
   )
