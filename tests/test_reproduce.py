@@ -231,6 +231,29 @@ def test_reference_2d_refuses_bad_flags_before_training(args, named):
   assert proc.returncode != 0 and named in proc.stderr, proc.stderr[-2000:]
 
 
+def test_output_flags_are_checked_when_parsed(tmp_path):
+  """Tools that write their result at the end (the benchmark from memory, the lock-step run,
+  the serving benchmark, the feature net) refuse an output path that cannot be written when
+  their flags are parsed, before the work."""
+  from tools import own_flags  # pylint: disable=import-outside-toplevel
+
+  (tmp_path / "file").write_text("")
+  assert own_flags.output_problem(str(tmp_path / "new" / "deeper" / "out.json")) is None
+  assert "is a folder" in own_flags.output_problem(str(tmp_path))
+  assert "is a file, where a folder should be" in own_flags.output_problem(
+    str(tmp_path / "file" / "out.json")
+  )
+  proc = subprocess.run(
+    [sys.executable, "-m", "tools.benchmark", "--quick", f"--out={tmp_path / 'file' / 'b.json'}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode != 0 and "cannot write --out=" in proc.stderr, proc.stderr[-2000:]
+  assert not (tmp_path / "new").exists()
+
+
 def test_tools_import_without_flags_or_tensorflow():
   """Importing a tool defines no absl flag and imports no TensorFlow (so tests import them like
   the library); the parts that need no TensorFlow (device_check.plan, reproduce_images's

@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from tools import own_flags  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 
@@ -49,6 +51,7 @@ def define_flags(flag_values=flags.FLAGS):
     "Where to write the JSON; default VERSION_DIR/../benchmark_serving.json (beside the versions).",
     **d,
   )
+  own_flags.require_writable_output("json_out", flag_values)  # written after the timed calls
 
 
 def time_calls(fn, iters, warmup):

@@ -70,6 +70,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from tools import machine  # noqa: E402
+from tools import own_flags  # noqa: E402
 from tools.lockstep_port import ReferenceStep  # noqa: E402
 from tools.lockstep_port import flat  # noqa: E402
 from tools.lockstep_port import keras_flat  # noqa: E402
@@ -105,6 +106,7 @@ def define_flags():
     "report_every", 25, "Print every this many iterations (and at phase changes)."
   )
   flags.DEFINE_string("out", "", "Write the result as JSON here.")
+  own_flags.require_writable_output("out")  # written after the lock-step run
   flags.DEFINE_integer(
     "separation_steps",
     0,

@@ -18,6 +18,8 @@ if __name__ == "__main__":  # `python tools/train_feature_net.py`: the package o
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from tools import own_flags  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 
@@ -38,7 +40,8 @@ def define_flags(flag_values=flags.FLAGS):
     "next to it). Default: the cache path evaluate looks for.",
     **d,
   )
-  flags.DEFINE_integer("epochs", 2, "Passes over the training split.", **d)
+  own_flags.require_writable_output("out", flag_values)  # written after the training
+  flags.DEFINE_integer("epochs", 2, "Passes over the training split.", lower_bound=1, **d)
   flags.DEFINE_integer("max_steps", None, "Stop after this many steps (tests).", **d)
   flags.DEFINE_integer("batch_size", 128, "Batch size.", **d)
   flags.DEFINE_integer("seed", 0, "Random seed.", **d)

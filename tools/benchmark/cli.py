@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 from tools import machine as machine_lib
+from tools import own_flags
 
 from . import compare
 from . import jobs
@@ -140,6 +141,7 @@ def define_flags(flag_values=FLAGS):
   d.DEFINE_integer("window_steps", None, "Steps per window (overrides the schedule).")
   d.DEFINE_integer("warmup_windows", None, "Warm-up windows (overrides the schedule).")
   d.DEFINE_string("out", os.path.join(ROOT, "runs", "benchmark.json"), "JSON output.")
+  own_flags.require_writable_output("out", flag_values)  # written at the end, from memory
   d.DEFINE_integer("job_timeout_s", 900, "Time limit of one configuration's subprocess.")
   d.DEFINE_string("job", None, "Internal: run one configuration (JSON), print its result.")
 
