@@ -90,6 +90,28 @@ def test_main_writes_the_markdown_and_the_doc_block(tmp_path, capsys):
   assert block.endswith("<!-- END as_sweep screen -->\nb\n")
 
 
+def test_main_names_a_pattern_without_files_and_a_doc_without_the_block(tmp_path):
+  # Both used to pass: a "0 runs" table with exit 0, and a traceback after printing the table.
+  with pytest.raises(SystemExit, match="--pattern=.* matches no result file"):
+    as_sweep.main([f"--pattern={tmp_path / '*.json'}"])
+  _result(tmp_path, "screen_s512_warm", 0, 8.0, 8, 0.3, 0.5, 0.5)
+  doc = tmp_path / "results.md"
+  doc.write_text("no markers\n")
+  pattern = tmp_path / "C1_*_screen_*_seed*.json"
+  with pytest.raises(SystemExit, match="--doc: .* has no block <!-- BEGIN as_sweep screen -->"):
+    as_sweep.main([f"--pattern={pattern}", f"--doc={doc}"])
+  assert doc.read_text() == "no markers\n"
+
+
+def test_results_summary_names_a_bad_readme_or_results_dir(tmp_path):
+  from tools import results_summary  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(SystemExit, match="no such file"):
+    results_summary.main([f"--readme={tmp_path / 'none.md'}"])
+  with pytest.raises(SystemExit, match="no 30000-step results under"):
+    results_summary.main([f"--results_dir={tmp_path}"])
+
+
 def _final(folder, cell, method, seed, kl, modes, tag=""):
   name = "_".join(p for p in (cell, method, tag, "30000", f"seed{seed}") if p)
   result = {"metrics": {"kl": kl, "modes_covered": modes}, "seed": seed, "method": method}

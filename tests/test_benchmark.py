@@ -393,6 +393,7 @@ def test_the_scheduler_runs_a_whole_default_plan_with_stub_jobs(monkeypatch):
   variants, comparison and thread jobs), each job replaced by a stub row: the scheduling code
   itself, which the large end-to-end tests are the only other users of (a local variable that
   shadowed `schedule()` crashed every full run after its comparison jobs)."""
+  from absl import app  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel
 
   from tools.benchmark import cli  # pylint: disable=import-outside-toplevel
@@ -421,3 +422,12 @@ def test_the_scheduler_runs_a_whole_default_plan_with_stub_jobs(monkeypatch):
   assert {j.get("variant") for j in jobs if j.get("variant")} == set(plan["variants"])
   assert all(j["window_steps"] > 0 for j in jobs if j["kind"] == "train")
   assert len(results["rows"]) >= len(plan["methods"]) and results["variants"]
+  for bad, named in (
+    ("--replicas=x", "--replicas takes integers"),
+    ("--image_methods=foo", "--image_methods: unknown 'foo'"),
+  ):
+    fv = flags.FlagValues()
+    cli.define_flags(fv)
+    fv(["benchmark", bad])
+    with pytest.raises(app.UsageError, match=named):
+      cli._plan(fv)  # pylint: disable=protected-access

@@ -345,6 +345,16 @@ def main(argv=None):
   )
   args = parser.parse_args(argv)
   runs = load(args.pattern)
+  if not runs:
+    sys.exit(f"error: --pattern={args.pattern} matches no result file")
+  if args.doc:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from readme_block import check_readme_block  # pylint: disable=import-outside-toplevel
+
+    try:
+      check_readme_block(args.doc, "as_sweep screen")
+    except ValueError as e:
+      sys.exit(f"error: --doc: {e}")
   rows = summarize(runs)
   cpus = sorted({r["cpu"] for results in runs.values() for r in results if r.get("cpu")})
   results = [r for rs in runs.values() for r in rs]

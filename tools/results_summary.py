@@ -151,11 +151,17 @@ def main(argv=None):
   parser.add_argument("--results_dir", default=os.path.join(ROOT, "results", "2d"))
   parser.add_argument("--readme", default=None, help="replace this file's block")
   args = parser.parse_args(argv)
-  text = summary(args.results_dir)
-  if args.readme:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from readme_block import replace_readme_block  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from readme_block import check_readme_block  # pylint: disable=import-outside-toplevel
+  from readme_block import replace_readme_block  # pylint: disable=import-outside-toplevel
 
+  try:
+    if args.readme:
+      check_readme_block(args.readme, KEY)
+    text = summary(args.results_dir)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  if args.readme:
     replace_readme_block(args.readme, KEY, text)
   else:
     print(text)

@@ -282,6 +282,15 @@ def _plan(opts):
     thread_settings = [parse_threads(t) for t in opts.compare_threads if t]
   except ValueError as e:
     raise app.UsageError(f"--compare_threads: {e}") from e
+  try:
+    replicas = [int(r) for r in opts.replicas if r]
+  except ValueError:
+    raise app.UsageError(f"--replicas takes integers; got {','.join(opts.replicas)}") from None
+  if any(r < 1 for r in replicas):
+    raise app.UsageError(f"--replicas must be >= 1; got {','.join(opts.replicas)}")
+  for m in opts.image_methods or []:
+    if m not in METHODS:
+      raise app.UsageError(f"--image_methods: unknown {m!r}; allowed: {', '.join(METHODS)}")
   policies = [p for p in opts.mixed_precision if p]
   for p in policies:
     if p not in PRECISIONS:
@@ -292,7 +301,7 @@ def _plan(opts):
     workloads=workloads,
     variants=variants,
     trace=opts.trace if opts.trace is not None else not quick,
-    replicas=[int(r) for r in opts.replicas if r],
+    replicas=replicas,
     table=opts.table if opts.table is not None else not quick,
     compare_workloads=compare_workloads,
     thread_settings=thread_settings,
