@@ -69,7 +69,16 @@ __all__ = [
 
 
 class TrainingDivergedError(RuntimeError):
-  """A loss went NaN or infinite; the last good checkpoint is kept."""
+  """A loss went NaN or infinite; the last good checkpoint is kept.
+
+  Attributes:
+    step: the training step whose values were not finite (None when not known).
+    terms: the names of the non-finite logged terms (losses, gradient norms), a tuple.
+  """
+
+  def __init__(self, message, step=None, terms=()):
+    super().__init__(message)
+    self.step, self.terms = step, tuple(terms)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -388,7 +397,9 @@ def _train_locked(config, strategy, stop):
     last_metrics = {k: float(v[-1]) for k, v in history.history.items() if v}
     if monitor.diverged:
       step, terms = monitor.diverged
-      raise TrainingDivergedError(_divergence_message(config, step, terms, run.manager))
+      raise TrainingDivergedError(
+        _divergence_message(config, step, terms, run.manager), step=int(step), terms=terms
+      )
   final_step = int(model.step.numpy())
   if final_step > start and monitor.last_saved != final_step:
     monitor.save(final_step)

@@ -103,6 +103,50 @@ def test_main_names_a_pattern_without_files_and_a_doc_without_the_block(tmp_path
   assert doc.read_text() == "no markers\n"
 
 
+def test_a_diverged_run_fails_its_as_cell_and_bars_no_as_seed(tmp_path):
+  # reproduce_2d writes `diverged` (and no metrics) for a run that stopped on NaN/inf.
+  for seed, kl in ((0, 5.0), (1, None), (2, 6.0)):
+    name = f"C1_soft_introvae_30000_seed{seed}.json"
+    result = {"seed": seed, "method": "soft_introvae", "metrics": {}}
+    if kl is None:
+      result["diverged"] = {"step": 9, "terms": ["loss"], "message": "..."}
+    else:
+      result["metrics"] = {"kl": kl, "modes_covered": 8.0}
+    (tmp_path / name).write_text(json.dumps(result))
+  for seed in (0, 1, 2):
+    _final(tmp_path, "C1", "as_introvae", seed, 1.0, 8.0, tag="sweep_s1_warm")
+  (tmp_path / "C1_as_introvae_sweep_s23_warm_30000_seed0.json").write_text(
+    json.dumps({"seed": 0, "method": "as_introvae", "metrics": {}, "diverged": {"step": 3}})
+  )
+  cells = {
+    c["config"]: c
+    for c in as_sweep.stage2_cells(["screen_s1_warm", "screen_s23_warm"], str(tmp_path))
+    if c["cell"] == "C1"
+  }
+  assert cells["screen_s1_warm"]["state"] == "passes"  # 1.0 < 5.0, 6.0 and the diverged seed
+  assert cells["screen_s23_warm"]["state"] == "fails"
+  lines = as_sweep.stage2_table(list(cells.values()))
+  assert any("| 5.0, diverged, 6.0 |" in line for line in lines), lines
+
+
+def test_results_summary_marks_a_diverged_seed_and_averages_the_others(tmp_path):
+  from tools import results_summary  # pylint: disable=import-outside-toplevel
+
+  (tmp_path / "c1c3").mkdir()
+  for seed, kl in ((0, 50.0), (1, None), (2, 70.0)):
+    result = {"table": "c1c3", "cell": "C1", "method": "soft_introvae", "dataset": "8gaussians"}
+    result.update(seed=seed, train_steps=30000, tag="", cpu="a CPU", metrics={})
+    if kl is None:
+      result["diverged"] = {"step": 9, "terms": ["loss"], "message": "..."}
+    else:
+      result["metrics"] = {"kl": kl, "jsd": kl / 10, "modes_covered": 8.0}
+    (tmp_path / "c1c3" / f"C1_soft_introvae_30000_seed{seed}.json").write_text(json.dumps(result))
+  text = results_summary.summary(str(tmp_path))
+  row = [line for line in text.splitlines() if "soft_introvae" in line][0]
+  assert "| 0,1*,2 | 60.00 +- 14.14 | 6.00 +- 1.41 | 8.00 +- 0.00 |" in row, row
+  assert "A seed marked * diverged" in text
+
+
 def test_results_summary_names_a_bad_readme_or_results_dir(tmp_path):
   from tools import results_summary  # pylint: disable=import-outside-toplevel
 

@@ -112,6 +112,48 @@ def test_reproduce_2d_writes_the_table_over_seeds_and_reuses_finished_runs(tmp_p
   assert "| C1 | as_introvae |" in text
 
 
+def test_reproduce_2d_records_a_run_that_diverged(tmp_path, capsys, monkeypatch):
+  """A run that diverges is a result: its file records the step, the terms and the message
+  (no metrics), the table shows it per seed and averages the finished seeds, and a later call
+  reuses the file instead of training again. Training is a stub here (the divergence itself:
+  test_train_lib.py)."""
+  from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
+  from as_introvae_tf import train_lib  # pylint: disable=import-outside-toplevel
+
+  calls = []
+
+  def train(config):
+    calls.append(config.seed)
+    if config.seed == 1:
+      raise train_lib.TrainingDivergedError(
+        "Training stopped: non-finite values (NaN/inf) at step 7 in: grad_norm_decoder.",
+        step=7,
+        terms=("grad_norm_decoder",),
+      )
+    return {"step": config.train_steps}
+
+  def evaluate(workdir, options, log):
+    del options, log
+    seed = int(workdir.rsplit("seed", 1)[1])
+    return {"metrics": {"kl": 10.0 + seed, "jsd": 1.0, "modes_covered": 8.0, "gnelbo": 1e-8}}
+
+  monkeypatch.setattr(train_lib, "train_and_evaluate", train)
+  monkeypatch.setattr(eval_lib, "evaluate", evaluate)
+  args = ["tools/reproduce_2d.py", "--table=c1c3", "--settings=C3", "--methods=soft_introvae"]
+  args += ["--seeds=0,1,2", "--train_steps=9", f"--workroot={tmp_path / 'runs'}"]
+  args += [f"--results_dir={tmp_path / 'results'}", f"--out={tmp_path / 'table.md'}"]
+  out = _run(args, capsys)
+  assert "C3 soft_introvae seed 1: diverged at step 7" in out
+  saved = json.loads((tmp_path / "results" / "c1c3" / "C3_soft_introvae_9_seed1.json").read_text())
+  assert saved["diverged"]["step"] == 7 and saved["diverged"]["terms"] == ["grad_norm_decoder"]
+  assert "at step 7" in saved["diverged"]["message"] and saved["metrics"] == {}
+  row = [line for line in (tmp_path / "table.md").read_text().splitlines() if "| C3 |" in line]
+  assert row and "| 11.00 +- 1.41 |" in row[0]  # seeds 0 and 2: KL 10 and 12
+  assert "3 (KL 0: 10.00, 1: diverged at step 7, 2: 12.00)" in row[0]
+  _run(args, capsys)
+  assert calls == [0, 1, 2]  # the diverged run is not trained again
+
+
 def test_reproduce_2d_variant_needs_a_tag_and_is_named_by_it(tmp_path):
   """--overrides needs --tag; a variant's result file carries the tag, on either table. (A
   variant's training and its result file: test_reproduce_2d_basin_check_trains_two_segments.)"""

@@ -182,6 +182,8 @@ def test_nan_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(run_co
   assert "--beta_neg" in message and "ckpt-4" in message
   step = int(message.split("at step ")[1].split(" ")[0])
   assert 4 <= step < 40
+  assert info.value.step == step and info.value.terms  # for tools (reproduce_2d's record)
+  assert all(term in message for term in info.value.terms)
   ckpts = tf.train.get_checkpoint_state(str(run_copy / "checkpoints"))
   assert ckpts.model_checkpoint_path.endswith("ckpt-4")
   after = run_lib.build_run(good)

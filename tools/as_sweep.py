@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import re
 import statistics
@@ -114,7 +115,18 @@ def h1(rows, seeds=(0, 1)):
 
 
 def _fmt(values, spec):
-  return ", ".join("-" if v is None else format(v, spec) for v in values)
+  return ", ".join(
+    "-" if v is None else "diverged" if v == math.inf else format(v, spec) for v in values
+  )
+
+
+def _kl_and_modes(result):
+  """(KL, modes) of a stage-2 result file; a run that diverged (`diverged` in its file, written
+  by reproduce_2d) counts as KL inf and 0 modes: it fails an AS-IntroVAE cell and is no bar
+  for AS-IntroVAE's seeds as an S-IntroVAE seed."""
+  if result.get("diverged"):
+    return math.inf, 0
+  return result["metrics"]["kl"], result["metrics"]["modes_covered"]
 
 
 def table(rows):
@@ -193,14 +205,14 @@ def stage2_cells(configs, folder=TABLE):
   cells = []
   for cell in SETTINGS:
     soft = [_stage2_file(folder, cell, "soft_introvae", "", n) for n in STAGE2_SEEDS]
-    soft_kl = [r["metrics"]["kl"] for r in soft if r]
+    soft_kl = [_kl_and_modes(r)[0] for r in soft if r]
     for config in configs:
       runs = {
         n: _stage2_file(folder, cell, "as_introvae", stage2_tag(config), n) for n in STAGE2_SEEDS
       }
       found = {n: r for n, r in runs.items() if r}
-      kl = [r["metrics"]["kl"] for r in found.values()]
-      modes = [r["metrics"]["modes_covered"] for r in found.values()]
+      kl = [_kl_and_modes(r)[0] for r in found.values()]
+      modes = [_kl_and_modes(r)[1] for r in found.values()]
       missing = [f"as_introvae seed {n}" for n, r in runs.items() if not r] + [
         f"soft_introvae seed {n}" for n, r in zip(STAGE2_SEEDS, soft) if not r
       ]

@@ -267,6 +267,7 @@ def _write_result(
   eval_s,
   schedule_steps=None,
   first_segment=None,
+  diverged=None,
 ):
   import datetime  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -295,6 +296,8 @@ def _write_result(
   }
   if first_segment:
     result["first_segment"] = first_segment
+  if diverged:
+    result["diverged"] = diverged  # no metrics: the run has no finite final state
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
@@ -348,17 +351,24 @@ def _table(opts, results, seeds, steps, schedule_steps=None):
     if not rows:
       lines.append(f"| {cell} | {method} | not run | | | | | {PAPER.get((cell, method), '')} |")
       continue
-    ms = [r["metrics"] for r in rows]
+    ms = [r["metrics"] for r in rows if not r.get("diverged")]  # the finished runs
     modes = (
       _fmt([m["modes_covered"] for m in ms])
-      if dataset == "8gaussians" and all("modes_covered" in m for m in ms)
+      if ms and dataset == "8gaussians" and all("modes_covered" in m for m in ms)
       else ""
     )
-    gnelbo = _fmt([m["gnelbo"] for m in ms], 1e7) if all("gnelbo" in m for m in ms) else ""
-    per_seed = ", ".join(f"{r['seed']}: {r['metrics']['kl']:.2f}" for r in rows)
+    gnelbo = _fmt([m["gnelbo"] for m in ms], 1e7) if ms and all("gnelbo" in m for m in ms) else ""
+    per_seed = ", ".join(
+      f"{r['seed']}: diverged at step {r['diverged']['step']}"
+      if r.get("diverged")
+      else f"{r['seed']}: {r['metrics']['kl']:.2f}"
+      for r in rows
+    )
+    kl, jsd = (
+      (_fmt([m["kl"] for m in ms]), _fmt([m["jsd"] for m in ms])) if ms else ("diverged", "")
+    )
     lines.append(
-      f"| {cell} | {method} | {_fmt([m['kl'] for m in ms])} | "
-      f"{_fmt([m['jsd'] for m in ms])} | {gnelbo} | {modes} | "
+      f"| {cell} | {method} | {kl} | {jsd} | {gnelbo} | {modes} | "
       f"{len(rows)} (KL {per_seed}) | {PAPER.get((cell, method), '')} |"
     )
   return lines
@@ -441,10 +451,17 @@ def run(opts):
             **first_overrides,
           )
           train_lib.train_and_evaluate(first)  # returns at once when it is done already
-        train_lib.train_and_evaluate(config)
+        diverged = None
+        try:
+          train_lib.train_and_evaluate(config)
+        except train_lib.TrainingDivergedError as e:  # a result too: recorded, not retried
+          diverged = divergence_record(e)
         t1 = time.time()
-        options = eval_lib.EvalOptions(eval_draws=opts.eval_draws, grid_points=opts.grid_points)
-        metrics = eval_lib.evaluate(workdir, options, log=lambda *a: None)["metrics"]
+        if diverged:
+          metrics = {}
+        else:
+          options = eval_lib.EvalOptions(eval_draws=opts.eval_draws, grid_points=opts.grid_points)
+          metrics = eval_lib.evaluate(workdir, options, log=lambda *a: None)["metrics"]
         result = _write_result(
           opts,
           path,
@@ -461,9 +478,17 @@ def run(opts):
           {"steps": opts.first_segment, "overrides": opts.first_segment_overrides}
           if opts.first_segment
           else None,
+          diverged,
         )
       results.setdefault(f"{cell}/{method}", []).append(result)
       m = result["metrics"]
+      if result.get("diverged"):
+        print(
+          f"[{time.time() - start:.0f}s] {cell} {method} seed {seed}: diverged at step "
+          f"{result['diverged']['step']} -> {path}",
+          flush=True,
+        )
+        continue
       print(
         f"[{time.time() - start:.0f}s] {cell} {method} seed {seed}: KL {m['kl']:.2f} "
         f"JSD {m['jsd']:.2f} gnELBO {m.get('gnelbo', float('nan')):.3e} -> {path}",
@@ -489,6 +514,16 @@ def run(opts):
     )
   if opts.readme:
     replace_readme_block(opts.readme, _readme_key(opts, steps), table)
+
+
+def divergence_record(error):
+  """The `diverged` entry of a result file from a `train_lib.TrainingDivergedError`: the step,
+  the non-finite terms and the message (which names the last good checkpoint)."""
+  return {
+    "step": getattr(error, "step", None),
+    "terms": list(getattr(error, "terms", ())),
+    "message": str(error),
+  }
 
 
 def _readme_key(opts, steps):

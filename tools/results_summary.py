@@ -122,21 +122,36 @@ def summary(results_dir=os.path.join(ROOT, "results", "2d")):
     "| data | method | seeds | KL | JSD | modes | paper KL / JSD |",
     "|---|---|---|---|---|---|---|",
   ]
+  any_diverged = False
   for cell, method, tag in sorted(rows, key=_order):
     results = rows[(cell, method, tag)]
-    metrics = [r["metrics"] for r in results]
+    diverged = [r["seed"] for r in results if r.get("diverged")]
+    any_diverged = any_diverged or bool(diverged)
+    metrics = [r["metrics"] for r in results if not r.get("diverged")]
     modes = (
       _fmt([m["modes_covered"] for m in metrics])
-      if all("modes_covered" in m for m in metrics) and results[0]["dataset"] == "8gaussians"
+      if metrics
+      and all("modes_covered" in m for m in metrics)
+      and results[0]["dataset"] == "8gaussians"
       else ""
     )
     paper = PAPER.get((cell, method))
-    lines.append(
-      f"| {_DATA.get(cell, cell)} | {method}{f' ({tag})' if tag else ''} | "
-      f"{','.join(str(r['seed']) for r in results)} | "
-      f"{_fmt([m['kl'] for m in metrics])} | {_fmt([m['jsd'] for m in metrics])} | {modes} | "
-      f"{f'{paper[0]} / {paper[1]}' if paper else ''} |"
+    seeds = ",".join(str(r["seed"]) + ("*" if r.get("diverged") else "") for r in results)
+    kl, jsd = (
+      (_fmt([m["kl"] for m in metrics]), _fmt([m["jsd"] for m in metrics]))
+      if metrics
+      else ("diverged", "diverged")
     )
+    lines.append(
+      f"| {_DATA.get(cell, cell)} | {method}{f' ({tag})' if tag else ''} | {seeds} | "
+      f"{kl} | {jsd} | {modes} | {f'{paper[0]} / {paper[1]}' if paper else ''} |"
+    )
+  if any_diverged:
+    note = (
+      "A seed marked * diverged (non-finite values; its result file gives the step): the "
+      "row's numbers are over the other seeds."
+    )
+    lines += [""] + textwrap.wrap(note, width=79)
   tags = sorted({tag for _, _, tag in rows if tag}, key=lambda t: _order(("", "", t)))
   if tags:
     legend = "Tagged rows: the AS-IntroVAE sweep's stage 2 (its PLAN.md), the setting's flags " + (
