@@ -126,7 +126,8 @@ def test_reproduce_2d_records_a_run_that_diverged(tmp_path, capsys, monkeypatch)
     calls.append(config.seed)
     if config.seed == 1:
       raise train_lib.TrainingDivergedError(
-        "Training stopped: non-finite values (NaN/inf) at step 7 in: grad_norm_decoder.",
+        "Training stopped: non-finite values (NaN/inf) at step 7 in: grad_norm_decoder. The "
+        f"last good checkpoint is kept: {os.path.abspath(config.workdir)}/checkpoints/ckpt-5.",
         step=7,
         terms=("grad_norm_decoder",),
       )
@@ -147,6 +148,7 @@ def test_reproduce_2d_records_a_run_that_diverged(tmp_path, capsys, monkeypatch)
   saved = json.loads((tmp_path / "results" / "c1c3" / "C3_soft_introvae_9_seed1.json").read_text())
   assert saved["diverged"]["step"] == 7 and saved["diverged"]["terms"] == ["grad_norm_decoder"]
   assert "at step 7" in saved["diverged"]["message"] and saved["metrics"] == {}
+  assert "kept: WORKDIR/checkpoints/ckpt-5." in saved["diverged"]["message"]
   row = [line for line in (tmp_path / "table.md").read_text().splitlines() if "| C3 |" in line]
   assert row and "| 11.00 +- 1.41 |" in row[0]  # seeds 0 and 2: KL 10 and 12
   assert "3 (KL 0: 10.00, 1: diverged at step 7, 2: 12.00)" in row[0]

@@ -455,7 +455,7 @@ def run(opts):
         try:
           train_lib.train_and_evaluate(config)
         except train_lib.TrainingDivergedError as e:  # a result too: recorded, not retried
-          diverged = divergence_record(e)
+          diverged = divergence_record(e, workdir)
         t1 = time.time()
         if diverged:
           metrics = {}
@@ -516,13 +516,14 @@ def run(opts):
     replace_readme_block(opts.readme, _readme_key(opts, steps), table)
 
 
-def divergence_record(error):
+def divergence_record(error, workdir):
   """The `diverged` entry of a result file from a `train_lib.TrainingDivergedError`: the step,
-  the non-finite terms and the message (which names the last good checkpoint)."""
+  the non-finite terms and the message (which names the last good checkpoint, its `workdir`
+  written as WORKDIR: result files hold no machine's paths)."""
   return {
     "step": getattr(error, "step", None),
     "terms": list(getattr(error, "terms", ())),
-    "message": str(error),
+    "message": str(error).replace(os.path.abspath(workdir), "WORKDIR"),
   }
 
 
