@@ -144,7 +144,7 @@ def test_results_summary_marks_a_diverged_seed_and_averages_the_others(tmp_path)
   text = results_summary.summary(str(tmp_path))
   row = [line for line in text.splitlines() if "soft_introvae" in line][0]
   assert "| 0,1*,2 | 60.00 +- 14.14 | 6.00 +- 1.41 | 8.00 +- 0.00 |" in row, row
-  assert "A seed marked * diverged" in text
+  assert "Seeds marked * diverged (NaN/inf; step in the result file): not averaged." in text
 
 
 def test_results_summary_names_a_bad_readme_or_results_dir(tmp_path):

@@ -146,18 +146,17 @@ def summary(results_dir=os.path.join(ROOT, "results", "2d")):
       f"| {_DATA.get(cell, cell)} | {method}{f' ({tag})' if tag else ''} | {seeds} | "
       f"{kl} | {jsd} | {modes} | {f'{paper[0]} / {paper[1]}' if paper else ''} |"
     )
+  notes = []
   if any_diverged:
-    note = (
-      "A seed marked * diverged (non-finite values; its result file gives the step): the "
-      "row's numbers are over the other seeds."
-    )
-    lines += [""] + textwrap.wrap(note, width=79)
+    notes.append("Seeds marked * diverged (NaN/inf; step in the result file): not averaged.")
   tags = sorted({tag for _, _, tag in rows if tag}, key=lambda t: _order(("", "", t)))
   if tags:
-    legend = "Tagged rows: the AS-IntroVAE sweep's stage 2 (its PLAN.md), the setting's flags " + (
-      "plus " + "; ".join(f"{_code(sweep_flags(tag))} ({tag})" for tag in tags) + "."
+    notes.append(
+      "Tagged rows: the AS-IntroVAE sweep's stage 2 (its PLAN.md), the setting's flags "
+      + ("plus " + "; ".join(f"{_code(sweep_flags(tag))} ({tag})" for tag in tags) + ".")
     )
-    lines += [""] + textwrap.wrap(legend, width=79)
+  if notes:
+    lines += [""] + textwrap.wrap(" ".join(notes), width=79)
   return "\n".join(lines)
 
 
