@@ -246,14 +246,16 @@ def test_the_command_lines_refuse_bad_flags(tmp_path):
     (["--settings=C9", f"--workroot={tmp_path}"], "--settings"),
     (["--grid_points=32", "--assemble_only"], "--results_dir"),
   ):
-    proc = subprocess.run(
-      [sys.executable, "tools/reproduce_2d.py", *args],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      timeout=300,
-    )
-    assert proc.returncode != 0 and named in proc.stderr, proc.stderr[-2000:]
+    assert named in _command_line_error(["tools/reproduce_2d.py", *args])
+
+
+def _command_line_error(argv):
+  """The stderr of `python ARGV` run from the repository root, which must exit non-zero."""
+  proc = subprocess.run(
+    [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300
+  )
+  assert proc.returncode != 0, proc.stderr[-2000:]
+  return proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -265,14 +267,7 @@ def test_the_command_lines_refuse_bad_flags(tmp_path):
   ],
 )
 def test_reference_2d_refuses_bad_flags_before_training(args, named):
-  proc = subprocess.run(
-    [sys.executable, "tools/reference_2d.py", *args],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode != 0 and named in proc.stderr, proc.stderr[-2000:]
+  assert named in _command_line_error(["tools/reference_2d.py", *args])
 
 
 def test_output_flags_are_checked_when_parsed(tmp_path):
@@ -287,14 +282,9 @@ def test_output_flags_are_checked_when_parsed(tmp_path):
   assert "is a file, where a folder should be" in own_flags.output_problem(
     str(tmp_path / "file" / "out.json")
   )
-  proc = subprocess.run(
-    [sys.executable, "-m", "tools.benchmark", "--quick", f"--out={tmp_path / 'file' / 'b.json'}"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
+  assert "cannot write --out=" in _command_line_error(
+    ["-m", "tools.benchmark", "--quick", f"--out={tmp_path / 'file' / 'b.json'}"]
   )
-  assert proc.returncode != 0 and "cannot write --out=" in proc.stderr, proc.stderr[-2000:]
   assert not (tmp_path / "new").exists()
 
 
