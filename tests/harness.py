@@ -38,7 +38,10 @@ FMNIST_FILES = [
 ]
 """The Fashion-MNIST image files of the Debian package `dataset-fashion-mnist`."""
 
-REQUIRE_DATA = bool(os.environ.get("CI")) or os.environ.get("AS_INTROVAE_REQUIRE_DATA") == "1"
+REQUIRE_DATA = (
+  os.environ.get("CI", "").lower() in ("1", "true")
+  or os.environ.get("AS_INTROVAE_REQUIRE_DATA") == "1"
+)
 """Under CI (CI=true) or AS_INTROVAE_REQUIRE_DATA=1 (tools/test.sh sets it) the real-data tests
 run whatever is on disk, so missing data fail them instead of skipping them unnoticed."""
 

@@ -129,6 +129,14 @@ def test_a_diverged_run_fails_its_as_cell_and_bars_no_as_seed(tmp_path):
   assert any("| 5.0, diverged, 6.0 |" in line for line in lines), lines
 
 
+def test_a_diverged_screen_run_counts_as_kl_inf_and_no_mode():
+  diverged = {"seed": 1, "method": "as_introvae", "metrics": {}, "diverged": {"step": 3}}
+  finished = {"seed": 0, "method": "as_introvae", "metrics": {"kl": 9.0, "modes_covered": 8.0}}
+  (row,) = as_sweep.summarize({"screen_s1_warm": [finished, diverged]})
+  assert row["kl"] == [9.0, float("inf")] and row["modes"] == [8.0, 0]
+  assert row["mean_kl"] == float("inf")
+
+
 def test_results_summary_marks_a_diverged_seed_and_averages_the_others(tmp_path):
   from tools import results_summary  # pylint: disable=import-outside-toplevel
 

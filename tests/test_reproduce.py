@@ -270,6 +270,20 @@ def test_reference_2d_refuses_bad_flags_before_training(args, named):
   assert named in _command_line_error(["tools/reference_2d.py", *args])
 
 
+def test_reference_2d_assembles_its_table_from_the_command_line():
+  # The documented `--assemble_only` command (docs/reproducing.md), with every flag it reads:
+  # a flag definition once fell out of define_flags() and only this command noticed.
+  proc = subprocess.run(
+    [sys.executable, "tools/reference_2d.py", "--assemble_only"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "| ours (reference defaults) |" in proc.stdout and "Mann-Whitney" in proc.stdout
+
+
 def test_output_flags_are_checked_when_parsed(tmp_path):
   """Tools that write their result at the end (the benchmark from memory, the lock-step run,
   the serving benchmark, the feature net) refuse an output path that cannot be written when

@@ -69,7 +69,7 @@ def summarize(runs):
   """One row per configuration: the numbers the rules read."""
   rows = []
   for tag, results in runs.items():
-    kls = [r["metrics"]["kl"] for r in results]
+    kls = [_kl_and_modes(r)[0] for r in results]  # a diverged run: inf
     rows.append(
       {
         "tag": tag,
@@ -77,7 +77,7 @@ def summarize(runs):
         "seeds": [r["seed"] for r in results],
         "kl": kls,
         "mean_kl": statistics.fmean(kls),
-        "modes": [r["metrics"].get("modes_covered") for r in results],
+        "modes": [0 if r.get("diverged") else r["metrics"].get("modes_covered") for r in results],
         "share_rec": [window_median(r, "as_share_rec") for r in results],
         "factor": [window_median(r, "as_factor") for r in results],
         "last_rec": [(r.get("trajectory", {}).get("rec") or [None])[-1] for r in results],
@@ -121,7 +121,7 @@ def _fmt(values, spec):
 
 
 def _kl_and_modes(result):
-  """(KL, modes) of a stage-2 result file; a run that diverged (`diverged` in its file, written
+  """(KL, modes) of a result file; a run that diverged (`diverged` in its file, written
   by reproduce_2d) counts as KL inf and 0 modes: it fails an AS-IntroVAE cell and is no bar
   for AS-IntroVAE's seeds as an S-IntroVAE seed."""
   if result.get("diverged"):

@@ -20,7 +20,7 @@ def parse(define_flags, argv):
 
 
 def output_problem(path):
-  """Why a file cannot be written at `path` (its missing folders made first), or None.
+  """Why a file cannot be written at `path` (once its missing folders are made), or None.
 
   Checked when the flags are parsed, so a tool that writes its result only at its end stops
   before the work: a folder where the file should go, a file where a folder should be, no

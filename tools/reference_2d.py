@@ -84,6 +84,9 @@ def define_flags():
   )
   flags.DEFINE_bool("assemble_only", False, "Train nothing: print the comparison table.")
   flags.DEFINE_string("readme", "", "With --assemble_only: replace the README's block.")
+  flags.DEFINE_string(
+    "ours_dir", os.path.join(ROOT, "results", "2d", "datasets"), "Our results (reproduce_2d)."
+  )
   # Checked when the flags are parsed, before any training (--eval_draws=0 used to write a NaN
   # result file that later calls then skipped as done; --seeds=0,x failed after seed 0).
   for name, minimum in (("seeds", 0), ("lr_milestones", 1)):
@@ -107,9 +110,6 @@ def _is_int(text, minimum):
     return int(text) >= minimum
   except ValueError:
     return False
-  flags.DEFINE_string(
-    "ours_dir", os.path.join(ROOT, "results", "2d", "datasets"), "Our results (reproduce_2d)."
-  )
 
 
 def sample_8gaussians(batch):

@@ -450,9 +450,10 @@ def run(opts):
             anneal_steps=config.anneal_steps or config.train_steps,
             **first_overrides,
           )
-          train_lib.train_and_evaluate(first)  # returns at once when it is done already
         diverged = None
         try:
+          if opts.first_segment:
+            train_lib.train_and_evaluate(first)  # returns at once when it is done already
           train_lib.train_and_evaluate(config)
         except train_lib.TrainingDivergedError as e:  # a result too: recorded, not retried
           diverged = divergence_record(e, workdir)
@@ -555,8 +556,6 @@ def _check_before_training(opts, cells, seeds, schedule_steps, steps, overrides)
   Raises:
     app.UsageError: naming the flag and the problem.
   """
-  from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
-
   for cell, dataset, method, betas in cells:
     flagfile = os.path.join(ROOT, "configs", f"{dataset}_{method}.flags")
     if not os.path.isfile(flagfile):
@@ -572,17 +571,19 @@ def _check_before_training(opts, cells, seeds, schedule_steps, steps, overrides)
         config.validate()
       except (config_lib.ConfigError, flags.Error, TypeError, ValueError) as e:
         raise app.UsageError(f"{cell} {method} seed {seed}: {e}") from None
-  try:
-    eval_lib.EvalOptions(eval_draws=opts.eval_draws, grid_points=opts.grid_points).validate()
-  except config_lib.ConfigError as e:
-    raise app.UsageError(str(e)) from None
   if opts.readme:
     try:
       check_readme_block(opts.readme, _readme_key(opts, steps))
     except ValueError as e:
       raise app.UsageError(f"--readme: {e}") from None
-  if opts.assemble_only:
+  if opts.assemble_only:  # trains and evaluates nothing, and stays without TensorFlow
     return
+  from as_introvae_tf import eval_lib  # pylint: disable=import-outside-toplevel
+
+  try:
+    eval_lib.EvalOptions(eval_draws=opts.eval_draws, grid_points=opts.grid_points).validate()
+  except config_lib.ConfigError as e:
+    raise app.UsageError(str(e)) from None
   out = opts.out or os.path.join(opts.workroot, f"{opts.table}.md")
   for flag, folder in (
     ("--out", os.path.dirname(os.path.abspath(out))),

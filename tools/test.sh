@@ -18,7 +18,8 @@ ruff check --quiet .
 # build passes whatever they say; the log is printed only when the build fails.
 docs_log=$(mktemp)
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict > "$docs_log" 2>&1 || {   # into site/ (git-ignored)
-  grep -v '^INFO' "$docs_log" >&2
+  grep -v '^INFO' "$docs_log" >&2 || true
+  rm -f "$docs_log"
   echo "error: the documentation site does not build strictly (warnings above)" >&2
   exit 1
 }
