@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import json
 import os
 import textwrap
@@ -183,11 +184,11 @@ class _ExperimentConfigMethods:
       value = getattr(self, field.name)
       if str(field.type) == "float" and not isinstance(value, bool):
         need(
-          isinstance(value, (int, float)) and math.isfinite(value),
+          isinstance(value, numbers.Real) and math.isfinite(value),
           f"--{field.name} must be a finite number; got {value!r}",
         )
     need(
-      isinstance(self.seed, int) and 0 <= self.seed < 2**32,
+      isinstance(self.seed, numbers.Integral) and 0 <= self.seed < 2**32,
       f"--seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}",
     )
     for name in (

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 
 import numpy as np
@@ -100,7 +101,7 @@ class EvalOptions:
     )
     need(self.eval_draws >= 1, f"--eval_draws must be >= 1; got {self.eval_draws}")
     need(
-      isinstance(self.seed, int) and 0 <= self.seed < 2**32,
+      isinstance(self.seed, numbers.Integral) and 0 <= self.seed < 2**32,
       f"--seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}",
     )
     need(

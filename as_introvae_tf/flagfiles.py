@@ -132,8 +132,7 @@ def _flagfile_lines(path, stack, known=None):
     raise flags.Error(f"--flagfile={path}: cannot read it ({e.strerror})") from None
   except UnicodeDecodeError as e:
     raise flags.Error(
-      f"--flagfile={path}: not a text file of --flag=value lines (byte {e.start} is not "
-      "UTF-8)"
+      f"--flagfile={path}: not a text file of --flag=value lines (byte {e.start} is not UTF-8)"
     ) from None
   out = []
   for number, line in enumerate(lines, 1):
