@@ -180,13 +180,6 @@ class _ExperimentConfigMethods:
       bool(self.workdir),
       "--workdir is required: the directory for checkpoints, TensorBoard logs and samples",
     )
-    for field in dataclasses.fields(self):  # inf passes every `> 0` / `>= 0` check below
-      value = getattr(self, field.name)
-      if str(field.type) == "float" and not isinstance(value, bool):
-        need(
-          isinstance(value, numbers.Real) and math.isfinite(value),
-          f"--{field.name} must be a finite number; got {value!r}",
-        )
     need(
       isinstance(self.seed, numbers.Integral) and 0 <= self.seed < 2**32,
       f"--seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}",
@@ -301,6 +294,13 @@ class _ExperimentConfigMethods:
         self.strategy == "default" and (num_replicas or 1) == 1,
         "--jit_compile needs --strategy=default (Keras does not use XLA under tf.distribute)",
       )
+    for field in dataclasses.fields(self):  # inf passed every `> 0` / `>= 0` check above
+      value = getattr(self, field.name)
+      if str(field.type) == "float" and not isinstance(value, bool):
+        need(
+          isinstance(value, numbers.Real) and math.isfinite(value),
+          f"--{field.name} must be a finite number; got {value!r}",
+        )
     try:  # the method's own checks, last: they import TensorFlow (`methods.validate_config`)
       methods.validate_config(self, num_replicas)
     except ValueError as e:
