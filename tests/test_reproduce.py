@@ -249,11 +249,16 @@ def test_the_command_lines_refuse_bad_flags(tmp_path):
     assert named in _command_line_error(["tools/reproduce_2d.py", *args])
 
 
-def _command_line_error(argv):
-  """The stderr of `python ARGV` run from the repository root, which must exit non-zero."""
-  proc = subprocess.run(
+def _command_line(argv):
+  """`python ARGV` run from the repository root: the finished process (stdout, stderr)."""
+  return subprocess.run(
     [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300
   )
+
+
+def _command_line_error(argv):
+  """The stderr of `python ARGV` run from the repository root, which must exit non-zero."""
+  proc = _command_line(argv)
   assert proc.returncode != 0, proc.stderr[-2000:]
   return proc.stderr
 
@@ -273,13 +278,7 @@ def test_reference_2d_refuses_bad_flags_before_training(args, named):
 def test_reference_2d_assembles_its_table_from_the_command_line():
   # The documented `--assemble_only` command (docs/reproducing.md), with every flag it reads:
   # a flag definition once fell out of define_flags() and only this command noticed.
-  proc = subprocess.run(
-    [sys.executable, "tools/reference_2d.py", "--assemble_only"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  proc = _command_line(["tools/reference_2d.py", "--assemble_only"])
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "| ours (reference defaults) |" in proc.stdout and "Mann-Whitney" in proc.stdout
 
