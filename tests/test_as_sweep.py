@@ -202,12 +202,20 @@ def test_stage2_cells_follow_the_plans_rules(tmp_path):
     "soft_introvae seed 1",
     "soft_introvae seed 2",
   ]
+  # Amendment 6: B's failed cells get no more seeds (C2: seed 0 only); A's failed ones do.
+  assert cells[(configs[1], "C2")]["missing"] == []
+  assert cells[(configs[1], "C2")]["not_run"] == ["as_introvae seed 1", "as_introvae seed 2"]
+  assert cells[(configs[0], "C2")]["missing"] == ["as_introvae seed 1", "as_introvae seed 2"]
+  assert cells[(configs[1], "C1")]["not_run"] == []  # failed with its three seeds
+  assert cells[(configs[1], "C3")]["not_run"] == []  # open: its seeds still run
   verdict = as_sweep.stage2_verdict(list(cells.values()), screen_failed=True)
   assert verdict.startswith("not decided yet: pass: sweep_s1_warm at C1; fail: ")
   assert "open: sweep_s1_warm at C3, sweep_s23_warm at C3" in verdict
   lines = as_sweep.stage2_table(list(cells.values()))
   assert lines[2].startswith("| sweep_s1_warm | C1 | 3.0, 4.0, 5.0 | 8, 8, 8 | 12.0, 11.0, 15.0 |")
   assert lines[4].startswith("| sweep_s1_warm | C2 | 5.0 | 7.67 | ")  # not rounded up to 8
+  assert lines[4].endswith("| fails | as_introvae seed 1, as_introvae seed 2 |")
+  assert lines[5].endswith("| fails | as_introvae seeds 1, 2 not run (amendment 6) |")
 
 
 def test_stage2_verdict_success_and_failure():
@@ -237,7 +245,7 @@ def test_stage2_verdict_success_and_failure():
   assert "success is excluded" not in as_sweep.stage2_verdict(excluded[1:], True)  # s1: no fail
 
 
-def test_stage2_order_follows_amendments_3_and_4_and_gives_the_commands(tmp_path):
+def test_stage2_order_follows_amendments_3_4_and_6_and_gives_the_commands(tmp_path):
   configs = ["screen_s1_warm", "screen_s512_nowarm"]
   a, b = (as_sweep.stage2_tag(c) for c in configs)
   order = as_sweep.stage2_order(configs, str(tmp_path))
@@ -265,15 +273,13 @@ def test_stage2_order_follows_amendments_3_and_4_and_gives_the_commands(tmp_path
     "--train_steps=30000"
   )
   # Amendment 4: every cell fails at seed 0; the failed cells' seeds go configuration by
-  # configuration, A's seed 1 at C1-C3, A's seed 2, then B's, after S-IntroVAE's seeds.
+  # configuration, A's seed 1 at C1-C3, then A's seed 2, after S-IntroVAE's seeds; amendment 6:
+  # B's failed cells get no more seeds.
   for cell in ("C1", "C2", "C3"):
     for tag in (a, b):
       _final(tmp_path, cell, "as_introvae", 0, 5.0, 7, tag)
   order = as_sweep.stage2_order(configs, str(tmp_path))
   assert order[:6] == [(c, "soft_introvae", s, None) for c in ("C1", "C2", "C3") for s in (1, 2)]
   assert order[6:] == [
-    (cell, "as_introvae", seed, config)
-    for config in configs
-    for seed in (1, 2)
-    for cell in ("C1", "C2", "C3")
+    (cell, "as_introvae", seed, configs[0]) for seed in (1, 2) for cell in ("C1", "C2", "C3")
   ]

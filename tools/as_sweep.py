@@ -17,7 +17,8 @@ seeds 0, 1, 2, tagged `sweep_<configuration without screen_>` in `results/2d/c1c
 S-IntroVAE's untagged files there. Each cell (configuration, setting) is `fails` as soon as one
 seed has fewer than 8 modes or a KL of 30 or more, `passes` with 8 modes on 3 of 3 seeds, a
 mean KL below 10 and every seed's KL below every S-IntroVAE seed's (3 of them), else `open`
-with the runs it still needs. Importable without side effects (no flags at import).
+with the runs it still needs; amendment 6 runs no more seeds of the second configuration's
+failed cells ("not run"). Importable without side effects (no flags at import).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ STAGE2_SEEDS = (0, 1, 2)
 STAGE2_STEPS = 30000
 WINDOW = (2000, 6000)  # the introspective steps with c < 1 (T = 30000, linear: c = 1 at 6000)
 COLLAPSED_REC = 1.9  # the data's second moment is 2.0: a decoder that outputs one point
+FILLED_CONFIGS = 1  # amendment 6: only the first-ranked configuration's failed cells get seeds
 
 
 def load(pattern=os.path.join(SWEEP, "C1_*_screen_*_seed*.json")):
@@ -201,12 +203,14 @@ def stage2_cells(configs, folder=TABLE):
   """PLAN.md's stage-2 cells of `configs` (screen tags), in the plan's order (C1, C2, C3; the
   configurations in the given order): a list of dicts with `config`, `cell`, `kl` and `modes`
   per AS-IntroVAE seed found, `soft_kl` (S-IntroVAE's seeds found), `state` ("passes", "fails",
-  "open") and `missing` (the runs it needs before it can pass, as "method seed N")."""
+  "open"), `missing` (the runs it needs before it can pass, as "method seed N") and `not_run`
+  (amendment 6: the AS-IntroVAE seeds a failed cell of a configuration after the first
+  `FILLED_CONFIGS` does not get)."""
   cells = []
   for cell in SETTINGS:
     soft = [_stage2_file(folder, cell, "soft_introvae", "", n) for n in STAGE2_SEEDS]
     soft_kl = [_kl_and_modes(r)[0] for r in soft if r]
-    for config in configs:
+    for rank, config in enumerate(configs):
       runs = {
         n: _stage2_file(folder, cell, "as_introvae", stage2_tag(config), n) for n in STAGE2_SEEDS
       }
@@ -224,6 +228,10 @@ def stage2_cells(configs, folder=TABLE):
         state = "passes"
       else:
         state = "fails"
+      not_run = []
+      if state == "fails" and rank >= FILLED_CONFIGS:
+        not_run = [m for m in missing if m.startswith("as_introvae")]
+        missing = [m for m in missing if m not in not_run]
       cells.append(
         dict(
           config=config,
@@ -233,6 +241,7 @@ def stage2_cells(configs, folder=TABLE):
           soft_kl=soft_kl,
           state=state,
           missing=missing,
+          not_run=not_run,
         )
       )
   return cells
@@ -272,11 +281,12 @@ def stage2_verdict(cells, screen_failed):
 
 
 def stage2_order(configs, folder=TABLE):
-  """PLAN.md's order (amendments 3 and 4) of the stage-2 runs still missing, as (setting,
+  """PLAN.md's order (amendments 3, 4 and 6) of the stage-2 runs still missing, as (setting,
   method, seed, screen configuration or None for S-IntroVAE): seed 0 of the six AS-IntroVAE
   cells, then seeds 1 and 2 of the cells not failed, S-IntroVAE's seeds 1 and 2, then the
-  failed cells' remaining seeds, configuration by configuration (A's seed 1 at C1-C3, A's seed
-  2, then B's). A cell's state is read from the files as they are now."""
+  failed cells' remaining seeds of the first configuration (A's seed 1 at C1-C3, then A's
+  seed 2; amendment 6 runs no more seeds of B's failed cells). A cell's state is read from the
+  files as they are now."""
   cells = {(c["cell"], c["config"]): c for c in stage2_cells(configs, folder)}
   grid = [(cell, config) for cell in SETTINGS for config in configs]
 
@@ -292,9 +302,9 @@ def stage2_order(configs, folder=TABLE):
     if cells[(cell, config)]["state"] != "fails"
   ]
   order += [(cell, "soft_introvae", seed, None) for cell in SETTINGS for seed in (1, 2)]
-  order += [  # amendment 4: one configuration's cells complete before the next one's
+  order += [  # amendment 4: configuration by configuration; amendment 6: A's only
     (cell, "as_introvae", seed, config)
-    for config in configs
+    for config in configs[:FILLED_CONFIGS]
     for seed in (1, 2)
     for cell in SETTINGS
     if cells[(cell, config)]["state"] == "fails"
@@ -325,6 +335,16 @@ def stage2_command(run):
   return command
 
 
+def _missing_text(cell):
+  text = ", ".join(cell["missing"])
+  if cell.get("not_run"):
+    seeds = [m.rsplit(" ", 1)[1] for m in cell["not_run"]]
+    text += ("; " if text else "") + (
+      f"as_introvae seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)} not run (amendment 6)"
+    )
+  return text or "-"
+
+
 def stage2_table(cells):
   """Markdown lines of the stage-2 cells."""
   lines = [
@@ -336,7 +356,7 @@ def stage2_table(cells):
     lines.append(
       f"| {stage2_tag(c['config'])} | {c['cell']} | {_fmt(c['kl'], '.1f') or '-'} | "
       f"{_fmt(c['modes'], '.3g') or '-'} | {_fmt(c['soft_kl'], '.1f') or '-'} | {c['state']} | "
-      f"{', '.join(c['missing']) or '-'} |"
+      f"{_missing_text(c)} |"
     )
   return lines
 
