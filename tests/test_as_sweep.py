@@ -283,3 +283,46 @@ def test_stage2_order_follows_amendments_3_4_and_6_and_gives_the_commands(tmp_pa
   assert order[6:] == [
     (cell, "as_introvae", seed, configs[0]) for seed in (1, 2) for cell in ("C1", "C2", "C3")
   ]
+
+
+def test_amendment_6_drops_only_the_later_seeds_of_the_second_configurations_failed_cells(
+  tmp_path,
+):
+  configs = ["screen_s1_warm", "screen_s23_warm"]
+  a, b = (as_sweep.stage2_tag(c) for c in configs)
+  for seed in (0, 1):  # S-IntroVAE's seed 2 missing at C1
+    _final(tmp_path, "C1", "soft_introvae", seed, 50.0, 8)
+  _final(tmp_path, "C1", "as_introvae", 0, 5.0, 8, b)  # B at C1: seed 1 fails it
+  _final(tmp_path, "C1", "as_introvae", 1, 40.0, 8, b)
+  _final(tmp_path, "C2", "as_introvae", 1, 40.0, 8, b)  # B at C2 failed without seed 0
+  _final(tmp_path, "C2", "as_introvae", 1, 40.0, 8, a)  # A at C2 failed: keeps its seeds
+  cells = {(c["config"], c["cell"]): c for c in as_sweep.stage2_cells(configs, str(tmp_path))}
+  assert cells[(configs[1], "C1")]["not_run"] == ["as_introvae seed 2"]
+  assert cells[(configs[1], "C1")]["missing"] == ["soft_introvae seed 2"]
+  assert cells[(configs[1], "C2")]["not_run"] == ["as_introvae seed 2"]  # seed 0 always runs
+  assert "as_introvae seed 0" in cells[(configs[1], "C2")]["missing"]
+  assert cells[(configs[0], "C2")]["not_run"] == []
+  lines = as_sweep.stage2_table(list(cells.values()))
+  assert lines[3].endswith(
+    "| fails | soft_introvae seed 2; as_introvae seed 2 not run (amendment 6) |"
+  )
+  order = as_sweep.stage2_order(configs, str(tmp_path))
+  assert ("C2", "as_introvae", 0, configs[1]) in order  # what the table lists, --next runs
+  assert not [r for r in order if r[0] != "C3" and r[3] == configs[1] and r[2] > 0]
+  assert ("C3", "as_introvae", 2, configs[1]) in order  # an open cell of B keeps its seeds
+  assert ("C2", "as_introvae", 2, configs[0]) in order
+
+
+def test_results_summary_legend_names_the_configuration_amendment_6_stops(tmp_path, monkeypatch):
+  from tools import results_summary  # pylint: disable=import-outside-toplevel
+
+  monkeypatch.setattr(as_sweep, "stage2_configs", lambda: ["screen_s1_warm", "screen_s23_warm"])
+  (tmp_path / "c1c3").mkdir()
+  for tag in ("sweep_s1_warm", "sweep_s23_warm"):
+    result = {"table": "c1c3", "cell": "C1", "method": "as_introvae", "dataset": "8gaussians"}
+    result.update(seed=0, train_steps=30000, tag=tag, cpu="a CPU")
+    result["metrics"] = {"kl": 100.0, "jsd": 10.0, "modes_covered": 2.0}
+    (tmp_path / "c1c3" / f"C1_as_introvae_{tag}_30000_seed0.json").write_text(json.dumps(result))
+  text = " ".join(results_summary.summary(str(tmp_path)).split())
+  assert "sweep_s23_warm: a failed cell runs no more seeds (PLAN.md amendment 6)." in text
+  assert "sweep_s1_warm: a failed cell" not in text

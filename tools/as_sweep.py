@@ -101,6 +101,12 @@ def ranked(rows, seeds=(0, 1)):
   return sorted(complete, key=lambda r: (min(r["modes"]) < 8, r["mean_kl"], -sum(r["modes"])))
 
 
+def stage2_configs(pattern=os.path.join(SWEEP, "C1_*_screen_*_seed*.json")):
+  """Rule 2's two configurations (screen tags, ranked) from the screen files matching
+  `pattern`; fewer while the screen is incomplete."""
+  return [r["tag"] for r in ranked(summarize(load(pattern)))[:2]]
+
+
 def h1(rows, seeds=(0, 1)):
   """PLAN.md rule 1: True/False once both end scales have every seed, else None."""
   by_tag = {r["tag"]: r for r in rows}
@@ -203,8 +209,8 @@ def stage2_cells(configs, folder=TABLE):
   """PLAN.md's stage-2 cells of `configs` (screen tags), in the plan's order (C1, C2, C3; the
   configurations in the given order): a list of dicts with `config`, `cell`, `kl` and `modes`
   per AS-IntroVAE seed found, `soft_kl` (S-IntroVAE's seeds found), `state` ("passes", "fails",
-  "open"), `missing` (the runs it needs before it can pass, as "method seed N") and `not_run`
-  (amendment 6: the AS-IntroVAE seeds a failed cell of a configuration after the first
+  "open"), `missing` (the runs still to run, as "method seed N") and `not_run` (amendment 6:
+  the AS-IntroVAE seeds other than 0 that a failed cell of a configuration after the first
   `FILLED_CONFIGS` does not get)."""
   cells = []
   for cell in SETTINGS:
@@ -228,10 +234,9 @@ def stage2_cells(configs, folder=TABLE):
         state = "passes"
       else:
         state = "fails"
-      not_run = []
-      if state == "fails" and rank >= FILLED_CONFIGS:
-        not_run = [m for m in missing if m.startswith("as_introvae")]
-        missing = [m for m in missing if m not in not_run]
+      dropped = state == "fails" and rank >= FILLED_CONFIGS  # seed 0 always runs (step 1)
+      not_run = [f"as_introvae seed {n}" for n, r in runs.items() if dropped and n and not r]
+      missing = [m for m in missing if m not in not_run]
       cells.append(
         dict(
           config=config,

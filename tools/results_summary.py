@@ -155,6 +155,14 @@ def summary(results_dir=os.path.join(ROOT, "results", "2d")):
       "Tagged rows: the AS-IntroVAE sweep's stage 2 (its PLAN.md), the setting's flags "
       + ("plus " + "; ".join(f"{_code(sweep_flags(tag))} ({tag})" for tag in tags) + ".")
     )
+    from tools import as_sweep  # pylint: disable=import-outside-toplevel
+
+    dropped = [as_sweep.stage2_tag(c) for c in as_sweep.stage2_configs()[as_sweep.FILLED_CONFIGS :]]
+    if any(tag in dropped for tag in tags):
+      notes.append(
+        f"{', '.join(t for t in tags if t in dropped)}: a failed cell runs no more seeds "
+        "(PLAN.md amendment 6)."
+      )
   if notes:
     lines += [""] + textwrap.wrap(" ".join(notes), width=79)
   return "\n".join(lines)
