@@ -313,10 +313,14 @@ def test_amendment_6_drops_only_the_later_seeds_of_the_second_configurations_fai
   assert ("C2", "as_introvae", 2, configs[0]) in order
 
 
-def test_results_summary_legend_names_the_configuration_amendment_6_stops(tmp_path, monkeypatch):
+def test_results_summary_legend_names_the_configuration_amendment_6_stops(tmp_path):
   from tools import results_summary  # pylint: disable=import-outside-toplevel
 
-  monkeypatch.setattr(as_sweep, "stage2_configs", lambda: ["screen_s1_warm", "screen_s23_warm"])
+  screen = tmp_path / "as_introvae_sweep" / "c1c3"
+  screen.mkdir(parents=True)
+  for seed in (0, 1):  # here rule 2 ranks scale 23 first (lower mean KL): not the repo's order
+    _result(screen, "screen_s1_warm", seed, 70.0 + seed, 7, 0.001, 1.0, 1.0)
+    _result(screen, "screen_s23_warm", seed, 60.0 + seed, 7, 0.001, 1.0, 1.0)
   (tmp_path / "c1c3").mkdir()
   for tag in ("sweep_s1_warm", "sweep_s23_warm"):
     result = {"table": "c1c3", "cell": "C1", "method": "as_introvae", "dataset": "8gaussians"}
@@ -324,5 +328,5 @@ def test_results_summary_legend_names_the_configuration_amendment_6_stops(tmp_pa
     result["metrics"] = {"kl": 100.0, "jsd": 10.0, "modes_covered": 2.0}
     (tmp_path / "c1c3" / f"C1_as_introvae_{tag}_30000_seed0.json").write_text(json.dumps(result))
   text = " ".join(results_summary.summary(str(tmp_path)).split())
-  assert "sweep_s23_warm: a failed cell runs no more seeds (PLAN.md amendment 6)." in text
-  assert "sweep_s1_warm: a failed cell" not in text
+  assert "sweep_s1_warm: a failed cell runs no more seeds (PLAN.md amendment 6)." in text
+  assert "sweep_s23_warm: a failed cell" not in text
