@@ -40,10 +40,11 @@ STAGE2_SEEDS = (0, 1, 2)
 STAGE2_STEPS = 30000
 WINDOW = (2000, 6000)  # the introspective steps with c < 1 (T = 30000, linear: c = 1 at 6000)
 COLLAPSED_REC = 1.9  # the data's second moment is 2.0: a decoder that outputs one point
+SCREEN_GLOB = "C1_*_screen_*_seed*.json"  # the screen's result files, in SWEEP
 FILLED_CONFIGS = 1  # amendment 6: only the first-ranked configuration's failed cells get seeds
 
 
-def load(pattern=os.path.join(SWEEP, "C1_*_screen_*_seed*.json")):
+def load(pattern=os.path.join(SWEEP, SCREEN_GLOB)):
   """{tag: [result, ...]} of the screen's result files, seeds in order."""
   runs = {}
   for path in sorted(glob.glob(pattern)):
@@ -101,7 +102,7 @@ def ranked(rows, seeds=(0, 1)):
   return sorted(complete, key=lambda r: (min(r["modes"]) < 8, r["mean_kl"], -sum(r["modes"])))
 
 
-def stage2_configs(pattern=os.path.join(SWEEP, "C1_*_screen_*_seed*.json")):
+def stage2_configs(pattern=os.path.join(SWEEP, SCREEN_GLOB)):
   """Rule 2's two configurations (screen tags, ranked) from the screen files matching
   `pattern`; fewer while the screen is incomplete."""
   return [r["tag"] for r in ranked(summarize(load(pattern)))[:2]]
@@ -372,7 +373,7 @@ def main(argv=None):
   parser.add_argument(
     "--doc", help="also replace this Markdown file's <!-- BEGIN as_sweep screen --> block"
   )
-  parser.add_argument("--pattern", default=os.path.join(SWEEP, "C1_*_screen_*_seed*.json"))
+  parser.add_argument("--pattern", default=os.path.join(SWEEP, SCREEN_GLOB))
   parser.add_argument("--table", default=TABLE, help="the folder of the stage-2 result files")
   parser.add_argument(
     "--next",

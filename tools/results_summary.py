@@ -157,7 +157,7 @@ def summary(results_dir=os.path.join(ROOT, "results", "2d")):
     )
     from tools import as_sweep  # pylint: disable=import-outside-toplevel
 
-    screen = os.path.join(results_dir, "as_introvae_sweep", "c1c3", "C1_*_screen_*_seed*.json")
+    screen = os.path.join(results_dir, "as_introvae_sweep", "c1c3", as_sweep.SCREEN_GLOB)
     configs = as_sweep.stage2_configs(screen)
     dropped = [as_sweep.stage2_tag(c) for c in configs[as_sweep.FILLED_CONFIGS :]]
     if any(tag in dropped for tag in tags):
